@@ -1,0 +1,248 @@
+//! `oom:mark_victim`: a task has been chosen as OOM victim. Builds one record
+//! per victim from the tracepoint's fields and/or the victim's `task_struct`,
+//! joins the `oom_kill_process` context and the SIGKILL of the same trigger,
+//! and writes it to the ring buffer.
+//!
+//! Three attach types share this logic; userspace attaches exactly one:
+//! tp_btf and raw_tp pass the victim's `task_struct *`, the classic tracepoint
+//! passes the record whose fields (pid only before 6.9) the format file lists.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_str_bytes,
+    },
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+};
+use oomtrace_common::{ABSENT, RawOomEvent, field, flag, source, stat};
+
+use crate::{
+    EVENT_SCRATCH, EVENTS, KILL_SIGNALS, OOM_CONTEXTS, count,
+    kernel::{css_to_memcg, fill_victim_from_task, memcg_cgroup, memcg_usage_and_max, read_cgroup, read_ptr, task_memcg_css},
+    offset,
+};
+
+/// A context older than this belongs to an earlier OOM of the same task.
+/// (`dump_header` printing to a slow console can take seconds.)
+const CONTEXT_MAX_AGE_NS: u64 = 30_000_000_000;
+/// The SIGKILL is sent microseconds before `mark_oom_victim`.
+const SIGNAL_MAX_AGE_NS: u64 = 1_000_000_000;
+/// Deepest cgroup nesting walked when inferring the OOMing memcg.
+const MAX_CGROUP_DEPTH: u32 = 16;
+/// A memcg whose usage is within this many pages of its limit is "at its
+/// limit": a failed charge is at most a THP (512 pages of 4 KiB).
+const AT_LIMIT_MARGIN_PAGES: u64 = 512;
+
+#[btf_tracepoint(function = "mark_victim")]
+pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    emit(task, None, source::TP_BTF);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "mark_victim")]
+pub fn mark_victim_raw(ctx: RawTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    emit(task, None, source::RAW_TP);
+    0
+}
+
+#[tracepoint]
+pub fn mark_victim_tp(ctx: TracePointContext) -> u32 {
+    emit(0, Some(&ctx), source::TRACEPOINT);
+    0
+}
+
+#[inline(always)]
+fn emit(task: u64, tp: Option<&TracePointContext>, source: u32) {
+    let Some(ev) = EVENT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the pointer comes from the map lookup and is this CPU's slot;
+    // tracepoint programs do not nest on one CPU for the same tracepoint.
+    let ev = unsafe { &mut *ev };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ev.present = 0;
+    ev.sources = source;
+    ev.flags = 0;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    ev.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    ev.trigger_pid = pid_tgid as u32;
+    ev.trigger_tgid = (pid_tgid >> 32) as u32;
+    ev.trigger_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+
+    let mut task = task;
+    if let Some(tp) = tp {
+        read_tracepoint_fields(tp, ev);
+        // Without a task pointer: when the victim is the trigger itself (the
+        // common case), the current task is the victim.
+        if ev.present & field::VICTIM_PID != 0 && ev.victim_pid == pid_tgid as u32 {
+            // SAFETY: bpf_get_current_task has no preconditions.
+            task = unsafe { bpf_get_current_task() };
+        }
+    }
+    fill_victim_from_task(task, ev);
+    join_context(pid_tgid, task, ev);
+    join_kill_signal(pid_tgid, ev);
+
+    if EVENTS.output::<RawOomEvent>(ev, 0).is_ok() {
+        count(stat::EMITTED);
+    } else {
+        count(stat::RINGBUF_FULL);
+    }
+}
+
+/// Reads the classic tracepoint's fields at the offsets from its format file.
+#[inline(always)]
+fn read_tracepoint_fields(tp: &TracePointContext, ev: &mut RawOomEvent) {
+    macro_rules! tp_read {
+        ($off:ident, $ty:ty) => {{
+            let off = offset!($off);
+            if off == ABSENT {
+                None
+            } else {
+                // SAFETY: the offset comes from this tracepoint's format file;
+                // read_at is a fault-safe probe read of the record.
+                unsafe { tp.read_at::<$ty>(off as usize) }.ok()
+            }
+        }};
+    }
+    if let Some(pid) = tp_read!(tp_victim_pid, u32) {
+        ev.victim_pid = pid;
+        ev.present |= field::VICTIM_PID;
+    }
+    if let Some(loc) = tp_read!(tp_victim_comm, u32) {
+        // __data_loc: low 16 bits = offset from the record start.
+        let src = (tp.as_ptr() as u64 + (loc & 0xffff) as u64) as *const u8;
+        // SAFETY: fault-safe string copy bounded by the destination length.
+        if unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.victim_comm) }.is_ok() {
+            ev.present |= field::VICTIM_COMM;
+        }
+    }
+    if let Some(v) = tp_read!(tp_total_vm, u64) {
+        ev.total_vm_kb = v;
+        ev.present |= field::TOTAL_VM;
+    }
+    if let Some(v) = tp_read!(tp_anon_rss, u64) {
+        ev.anon_rss_kb = v;
+        ev.present |= field::ANON_RSS;
+    }
+    if let Some(v) = tp_read!(tp_file_rss, u64) {
+        ev.file_rss_kb = v;
+        ev.present |= field::FILE_RSS;
+    }
+    if let Some(v) = tp_read!(tp_shmem_rss, u64) {
+        ev.shmem_rss_kb = v;
+        ev.present |= field::SHMEM_RSS;
+    }
+    if let Some(v) = tp_read!(tp_uid, u32) {
+        ev.victim_uid = v;
+        ev.present |= field::VICTIM_UID;
+    }
+    if let Some(v) = tp_read!(tp_pgtables, u64) {
+        ev.pgtables_kb = v;
+        ev.present |= field::PGTABLES;
+    }
+    if let Some(v) = tp_read!(tp_oom_score_adj, i16) {
+        ev.oom_score_adj = v as i32;
+        ev.present |= field::OOM_SCORE_ADJ;
+    }
+}
+
+/// Copies the `oom_kill_process` context of this trigger into the record; or,
+/// without one, infers the OOMing memcg from the page counters.
+#[inline(always)]
+fn join_context(pid_tgid: u64, task: u64, ev: &mut RawOomEvent) {
+    // SAFETY: the map value is only read here; a concurrent update by the same
+    // trigger is impossible (the trigger is this task, running this program).
+    let context = unsafe { OOM_CONTEXTS.get(&pid_tgid) };
+    if let Some(context) = context {
+        if ev.ktime_ns.wrapping_sub(context.ktime_ns) < CONTEXT_MAX_AGE_NS {
+            ev.present |= field::CONTEXT;
+            ev.sources |= context.source;
+            ev.context_ktime_ns = context.ktime_ns;
+            ev.totalpages = context.totalpages;
+            ev.chosen_points = context.chosen_points;
+            ev.chosen_pid = context.chosen_pid;
+            ev.gfp_mask = context.gfp_mask;
+            ev.order = context.order;
+            if context.constraint != ABSENT {
+                ev.constraint = context.constraint;
+                ev.present |= field::CONSTRAINT;
+            }
+            if context.group_kill != u32::MAX {
+                ev.present |= field::GROUP_KILL_KNOWN;
+                if context.group_kill == 1 {
+                    ev.flags |= flag::GROUP_KILL;
+                }
+            }
+            if context.oom_memcg_ptr != 0 {
+                describe_oom_memcg(context.oom_memcg_ptr, ev);
+            }
+            return;
+        }
+    }
+    infer_oom_memcg(task, ev);
+}
+
+/// Names the OOMing memcg and reads its usage and limit now, at the kill.
+#[inline(always)]
+fn describe_oom_memcg(memcg: u64, ev: &mut RawOomEvent) {
+    if let Some(cgroup) = memcg_cgroup(memcg) {
+        if read_cgroup(cgroup, &mut ev.oom_memcg) {
+            ev.present |= field::OOM_MEMCG;
+        }
+    }
+    if let Some((usage, max)) = memcg_usage_and_max(memcg) {
+        ev.memcg_usage_pages = usage;
+        ev.memcg_limit_pages = max;
+        ev.present |= field::MEMCG_USAGE | field::MEMCG_LIMIT;
+    }
+}
+
+/// Without `oom_kill_process`: the OOMing memcg is the nearest one, from the
+/// victim's memcg upwards, whose usage sits at its limit.
+#[inline(always)]
+fn infer_oom_memcg(task: u64, ev: &mut RawOomEvent) {
+    let Some(mut css) = task_memcg_css(task) else {
+        return;
+    };
+    let unlimited = offset!(page_counter_unlimited);
+    let parent = offset!(css_parent);
+    for _ in 0..MAX_CGROUP_DEPTH {
+        let Some(memcg) = css_to_memcg(css) else {
+            return;
+        };
+        if let Some((usage, max)) = memcg_usage_and_max(memcg) {
+            if max < unlimited && usage + AT_LIMIT_MARGIN_PAGES >= max {
+                ev.flags |= flag::OOM_MEMCG_INFERRED;
+                describe_oom_memcg(memcg, ev);
+                return;
+            }
+        }
+        match read_ptr(css, parent) {
+            Some(next) => css = next,
+            None => break,
+        }
+    }
+    ev.flags |= flag::NO_MEMCG_AT_LIMIT;
+}
+
+/// Marks the record as killed if this trigger just sent SIGKILL to the victim.
+#[inline(always)]
+fn join_kill_signal(pid_tgid: u64, ev: &mut RawOomEvent) {
+    if ev.present & field::VICTIM_PID == 0 {
+        return;
+    }
+    // SAFETY: read-only access to a value only this task writes.
+    let Some(signal) = (unsafe { KILL_SIGNALS.get(&pid_tgid) }) else {
+        return;
+    };
+    if signal.target_pid == ev.victim_pid && ev.ktime_ns.wrapping_sub(signal.ktime_ns) < SIGNAL_MAX_AGE_NS {
+        ev.flags |= flag::KILLED;
+        ev.sources |= source::SIGNAL;
+        let _ = KILL_SIGNALS.remove(&pid_tgid);
+    }
+}

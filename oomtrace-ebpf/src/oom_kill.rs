@@ -1,0 +1,93 @@
+//! `oom_kill_process(struct oom_control *oc, const char *message)`: the OOM
+//! killer has chosen its victim. Stores the `oom_control` context under the
+//! trigger's pid_tgid, where every `mark_victim` of this invocation (one per
+//! killed task with `memory.oom.group`) finds it.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
+};
+use oomtrace_common::{ABSENT, RawOomContext, source, stat};
+
+use crate::{
+    OOM_CONTEXTS, count,
+    kernel::{css_to_memcg, read, read_ptr, task_memcg_css},
+    offset,
+};
+
+/// Deepest cgroup nesting walked when looking for `memory.oom.group`.
+const MAX_CGROUP_DEPTH: u32 = 16;
+
+#[fentry(function = "oom_kill_process")]
+pub fn oom_kill_process_fentry(ctx: FEntryContext) -> u32 {
+    let oc: u64 = ctx.arg(0);
+    store_context(oc, source::FENTRY);
+    0
+}
+
+/// For kernels without BPF trampolines; needs CONFIG_KPROBES.
+#[kprobe]
+pub fn oom_kill_process_kprobe(ctx: ProbeContext) -> u32 {
+    let oc: u64 = ctx.arg(0).unwrap_or(0);
+    store_context(oc, source::KPROBE);
+    0
+}
+
+#[inline(always)]
+fn store_context(oc: u64, source: u32) {
+    if oc == 0 {
+        return;
+    }
+    let chosen = read_ptr(oc, offset!(oc_chosen)).unwrap_or(0);
+    let oom_memcg = read_ptr(oc, offset!(oc_memcg)).unwrap_or(0);
+    let context = RawOomContext {
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        oom_memcg_ptr: oom_memcg,
+        totalpages: read::<u64>(oc, offset!(oc_totalpages)).unwrap_or(0),
+        chosen_points: read::<i64>(oc, offset!(oc_chosen_points)).unwrap_or(0),
+        chosen_pid: read::<u32>(chosen, offset!(task_pid)).unwrap_or(0),
+        constraint: read::<u32>(oc, offset!(oc_constraint)).unwrap_or(ABSENT),
+        gfp_mask: read::<u32>(oc, offset!(oc_gfp_mask)).unwrap_or(0),
+        order: read::<i32>(oc, offset!(oc_order)).unwrap_or(0),
+        source,
+        group_kill: group_kill(chosen, oom_memcg),
+    };
+    let key = bpf_get_current_pid_tgid();
+    if OOM_CONTEXTS.insert(&key, &context, 0).is_ok() {
+        count(stat::CONTEXTS);
+    }
+}
+
+/// Mirrors `mem_cgroup_get_oom_group()`: walks from the victim's memcg up to
+/// the OOM domain (the OOMing memcg, or the root) and reports whether any
+/// level has `memory.oom.group` set. `u32::MAX` when it cannot be read.
+#[inline(always)]
+fn group_kill(chosen: u64, oom_memcg: u64) -> u32 {
+    let oom_group = offset!(memcg_oom_group);
+    let parent = offset!(css_parent);
+    if oom_group == ABSENT || parent == ABSENT {
+        return u32::MAX;
+    }
+    let Some(mut css) = task_memcg_css(chosen) else {
+        return u32::MAX;
+    };
+    let domain_css = if oom_memcg == 0 { 0 } else { oom_memcg + offset!(memcg_css) as u64 };
+    for _ in 0..MAX_CGROUP_DEPTH {
+        let Some(memcg) = css_to_memcg(css) else {
+            return 0;
+        };
+        if read::<u8>(memcg, oom_group).unwrap_or(0) != 0 {
+            return 1;
+        }
+        if css == domain_css {
+            return 0;
+        }
+        match read_ptr(css, parent) {
+            Some(next) => css = next,
+            None => return 0,
+        }
+    }
+    0
+}

@@ -1,2 +1,49 @@
-static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oomtrace"));
-fn main() { println!("{}", OBJ.len()); }
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use oomtrace::{
+    cli::{Cli, Command},
+    live::{self, LiveOptions},
+    probe::AttachPlan,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("oomtrace: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check => {
+            let report = oomtrace::check::run();
+            print!("{}", report.render());
+            Ok(if report.can_trace() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Live(args) => {
+            let options = LiveOptions {
+                output: args.output,
+                count: args.count,
+                duration: args.duration,
+                cgroup_prefix: args.cgroup,
+                comm: args.comm,
+                plan: AttachPlan {
+                    victim: args.victim_probe,
+                    context: args.context_probe,
+                    confirm_kills: !args.no_kill_confirmation,
+                },
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(live::run(options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

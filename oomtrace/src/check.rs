@@ -1,0 +1,157 @@
+//! `oomtrace check`: what works on this node, and what to do about what doesn't.
+
+use std::fmt::Write as _;
+
+use crate::{
+    enrich::cgroup::{MemoryHierarchy, detect_hierarchy},
+    kernel::{self, privileges::Privileges},
+    probe::{EBPF_OBJECT, Method, attach::try_method},
+};
+
+/// One line of the report.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    /// The attach methods that worked.
+    pub working: Vec<Method>,
+}
+
+impl Report {
+    /// At least one victim source attaches.
+    pub fn can_trace(&self) -> bool {
+        self.working.iter().any(|m| matches!(m, Method::TpBtf | Method::RawTp | Method::Tracepoint))
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for check in &self.checks {
+            let status = if check.ok { "ok" } else { "FAIL" };
+            let _ = writeln!(out, "{:<34} {:<5} {}", check.name, status, check.detail);
+        }
+        let names = |methods: &[Method]| methods.iter().map(|m| m.name()).collect::<Vec<_>>();
+        let victim: Vec<_> = self
+            .working
+            .iter()
+            .copied()
+            .filter(|m| matches!(m, Method::TpBtf | Method::RawTp | Method::Tracepoint))
+            .collect();
+        let context: Vec<_> =
+            self.working.iter().copied().filter(|m| matches!(m, Method::Fentry | Method::Kprobe)).collect();
+        let _ = writeln!(out);
+        if self.can_trace() {
+            let _ = writeln!(
+                out,
+                "verdict: OOM kills can be traced (victim: {:?}; oom_kill_process context: {})",
+                names(&victim),
+                if context.is_empty() {
+                    "unavailable, scope and OOMing memcg will be inferred".to_owned()
+                } else {
+                    format!("{:?}", names(&context))
+                }
+            );
+        } else {
+            let _ = writeln!(out, "verdict: no OOM victim source can attach on this node; see the FAIL lines above");
+        }
+        out
+    }
+}
+
+pub fn run() -> Report {
+    let mut checks = Vec::new();
+    let privileges = Privileges::current();
+    checks.push(Check {
+        name: "privileges",
+        ok: privileges.can_trace(),
+        detail: if privileges.can_trace() {
+            format!("uid {}, CAP_BPF={} CAP_PERFMON={} CAP_SYS_ADMIN={}", privileges.euid, privileges.cap_bpf, privileges.cap_perfmon, privileges.cap_sys_admin)
+        } else {
+            privileges.advice()
+        },
+    });
+    let facts = kernel::discover();
+    checks.push(Check {
+        name: "btf",
+        ok: facts.btf.is_ok(),
+        detail: match &facts.btf {
+            Ok(_) => {
+                let missing = kernel::offsets::missing(&facts.offsets);
+                if missing.is_empty() {
+                    format!("{} (every offset resolved)", kernel::btf::VMLINUX_BTF)
+                } else {
+                    format!("{} (unresolved: {})", kernel::btf::VMLINUX_BTF, missing.join(", "))
+                }
+            }
+            Err(why) => format!("{why}; cgroup, tgid and OOM context fields will be missing"),
+        },
+    });
+    checks.push(Check {
+        name: "tracefs",
+        ok: facts.tracefs.is_ok(),
+        detail: match &facts.tracefs {
+            Ok(dir) => dir.display().to_string(),
+            Err(why) => why.clone(),
+        },
+    });
+    checks.push(Check {
+        name: "oom/mark_victim format",
+        ok: !facts.mark_victim_fields.is_empty(),
+        detail: if facts.mark_victim_fields.is_empty() {
+            "unreadable (needs tracefs)".to_owned()
+        } else {
+            format!("fields: {}", facts.mark_victim_fields.join(" "))
+        },
+    });
+    let hierarchy = detect_hierarchy();
+    checks.push(Check {
+        name: "cgroup",
+        ok: hierarchy.is_ok(),
+        detail: match &hierarchy {
+            Ok(MemoryHierarchy::V1 { root }) => format!("v1, memory controller at {}", root.display()),
+            Ok(MemoryHierarchy::V2 { root }) => format!("v2 at {}", root.display()),
+            Err(error) => error.to_string(),
+        },
+    });
+    for warning in &facts.warnings {
+        checks.push(Check { name: "warning", ok: false, detail: warning.clone() });
+    }
+    let mut working = Vec::new();
+    for method in Method::ALL {
+        let result = if privileges.can_trace() {
+            try_method(EBPF_OBJECT, &facts, method)
+        } else {
+            Err("not tried: insufficient privileges".to_owned())
+        };
+        let ok = result.is_ok();
+        if ok {
+            working.push(method);
+        }
+        checks.push(Check {
+            name: method.target(),
+            ok,
+            detail: result.err().map_or_else(|| "attaches".to_owned(), |e| advice_for(method, &e)),
+        });
+    }
+    Report { checks, working }
+}
+
+/// Adds what to do to a failed attach.
+fn advice_for(method: Method, error: &str) -> String {
+    let hint = match method {
+        Method::Kprobe if error.contains("kprobe/type") || error.contains("No such file") => {
+            " (this kernel has no kprobes: CONFIG_KPROBES is off; fentry or inference is used instead)"
+        }
+        Method::Fentry if error.contains("Operation not permitted") || error.contains("EPERM") => {
+            " (fentry refused by the kernel or a security policy; kprobe is tried next)"
+        }
+        Method::TpBtf | Method::Fentry if error.contains("BTF") => " (needs CONFIG_DEBUG_INFO_BTF)",
+        _ => "",
+    };
+    format!("{error}{hint}")
+}

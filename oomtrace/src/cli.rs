@@ -1,0 +1,60 @@
+//! Command-line definitions (clap).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    probe::{ContextProbe, VictimProbe},
+    sink::OutputFormat,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "oomtrace", version, about = "Explains every kernel OOM kill, from eBPF, as it happens")]
+pub struct Cli {
+    /// Log filter for stderr (tracing EnvFilter syntax), e.g. "debug".
+    #[arg(long, global = true, env = "OOMTRACE_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print every OOM kill on this machine as it happens.
+    Live(LiveArgs),
+    /// Report what works on this node (BTF, tracefs, attach methods, cgroups, privileges).
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Output format: a table for people, or NDJSON (docs/events.md).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Exit after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Exit after this long, e.g. "30s", "5m".
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Only victims whose cgroup path starts with this (whole components), e.g. /kubepods.
+    #[arg(long, value_name = "PREFIX")]
+    pub cgroup: Option<String>,
+    /// Only victims with this command name.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    /// Program reporting victims.
+    #[arg(long, value_enum, default_value_t = VictimProbe::Auto)]
+    pub victim_probe: VictimProbe,
+    /// Program reading the oom_control context (scope, totalpages, points, OOMing memcg).
+    #[arg(long, value_enum, default_value_t = ContextProbe::Auto)]
+    pub context_probe: ContextProbe,
+    /// Do not attach signal/signal_generate (events then cannot say whether the kernel killed).
+    #[arg(long)]
+    pub no_kill_confirmation: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
+}

@@ -1,0 +1,3 @@
+//! Attributes events: cgroup ids to cgroup paths (later: containers, pods).
+
+pub mod cgroup;

@@ -1,0 +1,128 @@
+//! What the running kernel offers: BTF, tracefs, tracepoint formats, the
+//! offsets table for the eBPF programs, and the caller's privileges.
+
+pub mod btf;
+pub mod offsets;
+pub mod privileges;
+pub mod tracefs;
+
+use std::path::PathBuf;
+
+use oomtrace_common::KernelOffsets;
+
+use self::{btf::Btf, offsets::ConstraintValues};
+
+/// Everything discovered about the kernel at startup.
+#[derive(Debug)]
+pub struct KernelFacts {
+    pub offsets: KernelOffsets,
+    /// `Err` says why BTF could not be read.
+    pub btf: Result<BtfFacts, String>,
+    /// `Err` says why tracefs is unusable.
+    pub tracefs: Result<PathBuf, String>,
+    /// Fields of `oom/mark_victim` (empty when the format could not be read).
+    pub mark_victim_fields: Vec<String>,
+    pub signal_generate_available: bool,
+    pub constraints: ConstraintValues,
+    pub page_size: u64,
+    /// Things that degrade the events, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+/// What BTF says about attach points.
+#[derive(Clone, Copy, Debug)]
+pub struct BtfFacts {
+    /// `oom_kill_process` is described (fentry needs it).
+    pub has_oom_kill_process: bool,
+    /// `btf_trace_mark_victim` exists (tp_btf needs it).
+    pub has_mark_victim_tracepoint: bool,
+}
+
+/// The fields `oom/mark_victim` carries since 6.9 besides `pid`.
+const RICH_MARK_VICTIM_FIELDS: [&str; 8] =
+    ["comm", "total_vm", "anon_rss", "file_rss", "shmem_rss", "uid", "pgtables", "oom_score_adj"];
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions and only reads a constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as u64 } else { 4096 }
+}
+
+/// Probes BTF and tracefs and builds the offsets table. Never fails: what is
+/// missing is recorded in `warnings` and the matching offsets stay absent.
+pub fn discover() -> KernelFacts {
+    let mut offsets = KernelOffsets::absent();
+    let page_size = page_size();
+    offsets::set_page_geometry(&mut offsets, page_size);
+    let mut warnings = Vec::new();
+
+    let (btf, constraints) = match Btf::from_sys_fs() {
+        Ok(btf) => {
+            offsets::from_btf(&btf, &mut offsets);
+            let facts = BtfFacts {
+                has_oom_kill_process: btf.has_function("oom_kill_process"),
+                has_mark_victim_tracepoint: btf.find(btf::Kind::Typedef, "btf_trace_mark_victim").is_some(),
+            };
+            (Ok(facts), ConstraintValues::from_btf(&btf))
+        }
+        Err(error) => {
+            warnings.push(format!(
+                "no kernel BTF ({error}): the victim's cgroup, tgid, the OOM context and the memcg \
+                 usage/limit cannot be read; only the mark_victim tracepoint fields remain"
+            ));
+            (Err(error.to_string()), ConstraintValues::historical())
+        }
+    };
+
+    let mut mark_victim_fields = Vec::new();
+    let mut signal_generate_available = false;
+    let tracefs = match tracefs::locate() {
+        Ok(dir) => {
+            match tracefs::read_format(&dir, "oom", "mark_victim") {
+                Ok(fields) => {
+                    for rejected in offsets::from_mark_victim_format(&fields, &mut offsets) {
+                        warnings.push(format!("oom/mark_victim field {rejected} is not read"));
+                    }
+                    mark_victim_fields = fields
+                        .iter()
+                        .map(|f| f.name.clone())
+                        .filter(|n| !n.starts_with("common_"))
+                        .collect();
+                    let missing: Vec<_> = RICH_MARK_VICTIM_FIELDS
+                        .iter()
+                        .filter(|f| !mark_victim_fields.iter().any(|have| have == *f))
+                        .collect();
+                    if !missing.is_empty() {
+                        tracing::debug!(?missing, "oom/mark_victim lacks fields; reading them from the victim's mm");
+                    }
+                }
+                Err(error) => warnings.push(format!("cannot use oom/mark_victim: {error}")),
+            }
+            match tracefs::read_format(&dir, "signal", "signal_generate") {
+                Ok(fields) => {
+                    offsets::from_signal_generate_format(&fields, &mut offsets);
+                    signal_generate_available = offsets.tp_signal_sig != oomtrace_common::ABSENT;
+                }
+                Err(error) => warnings.push(format!(
+                    "cannot use signal/signal_generate ({error}): events cannot confirm the kill"
+                )),
+            }
+            Ok(dir)
+        }
+        Err(error) => {
+            warnings.push(error.to_string());
+            Err(error.to_string())
+        }
+    };
+
+    KernelFacts {
+        offsets,
+        btf,
+        tracefs,
+        mark_victim_fields,
+        signal_generate_available,
+        constraints,
+        page_size,
+        warnings,
+    }
+}

@@ -1,0 +1,15 @@
+//! oomtrace: explains kernel OOM kills from eBPF.
+//!
+//! The modules follow the path an OOM event takes:
+//! `kernel` (what the kernel offers) -> `probe` (load, attach, read the ring
+//! buffer) -> `event` (decode into the owned event) -> `enrich` (cgroup paths)
+//! -> `sink` (table, JSON). `live` and `check` are the commands.
+
+pub mod check;
+pub mod cli;
+pub mod enrich;
+pub mod event;
+pub mod kernel;
+pub mod live;
+pub mod probe;
+pub mod sink;

@@ -1,0 +1,112 @@
+//! Loads the eBPF programs with this kernel's offsets and attaches them with a
+//! fallback chain; each choice is made by trying, logged once, and only the
+//! absence of every victim program is fatal.
+
+pub mod attach;
+pub mod ring;
+
+pub use attach::{AttachPlan, Attached, ContextProbe, Method, VictimProbe};
+
+use aya::{Ebpf, EbpfLoader, maps::{MapData, PerCpuArray, RingBuf}};
+use oomtrace_common::stat;
+
+use crate::kernel::KernelFacts;
+
+/// The eBPF object built from `oomtrace-ebpf` by build.rs.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oomtrace"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("loading the eBPF object failed: {source}; {advice}")]
+    Load { source: aya::EbpfError, advice: String },
+    #[error(
+        "no OOM victim source could be attached (tried: {tried}); run `oomtrace check` to see \
+         what this kernel allows"
+    )]
+    NoVictimSource { tried: String },
+    #[error("the eBPF object lacks map {0} (build mismatch between oomtrace and oomtrace-ebpf)")]
+    MissingMap(&'static str),
+    #[error("map {name} has an unexpected type: {source}")]
+    MapType { name: &'static str, source: aya::maps::MapError },
+}
+
+/// Counters kept by the eBPF programs (summed over CPUs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Records lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Records written.
+    pub emitted: u64,
+    /// `oom_kill_process` contexts stored.
+    pub contexts: u64,
+}
+
+/// Loaded and attached programs; dropping it detaches everything.
+pub struct Tracer {
+    ebpf: Ebpf,
+    stats: PerCpuArray<MapData, u64>,
+    pub attached: Attached,
+}
+
+impl Tracer {
+    /// Loads the programs and attaches them following `plan`.
+    pub fn start(facts: &KernelFacts, plan: &AttachPlan) -> Result<Self, ProbeError> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &facts.offsets, true)
+            .load(EBPF_OBJECT)
+            .map_err(|source| ProbeError::Load {
+                advice: load_advice(&source),
+                source,
+            })?;
+        let attached = attach::attach_all(&mut ebpf, facts, plan);
+        if attached.victim.is_none() {
+            let tried = attached
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.program, f.error))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ProbeError::NoVictimSource { tried });
+        }
+        let stats_map = ebpf.take_map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
+        let stats = PerCpuArray::try_from(stats_map)
+            .map_err(|source| ProbeError::MapType { name: "STATS", source })?;
+        Ok(Self { ebpf, stats, attached })
+    }
+
+    /// Takes the ring buffer the victim records arrive on (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::MissingMap("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::MapType { name: "EVENTS", source })
+    }
+
+    /// Reads the kernel-side counters.
+    pub fn stats(&self) -> KernelStats {
+        let sum = |index: u32| {
+            self.stats
+                .get(&index, 0)
+                .map(|values| values.iter().copied().fold(0u64, u64::wrapping_add))
+                .unwrap_or(0)
+        };
+        KernelStats {
+            ringbuf_full: sum(stat::RINGBUF_FULL),
+            emitted: sum(stat::EMITTED),
+            contexts: sum(stat::CONTEXTS),
+        }
+    }
+}
+
+fn load_advice(error: &aya::EbpfError) -> String {
+    let privileges = crate::kernel::privileges::Privileges::current();
+    if !privileges.can_trace() {
+        return privileges.advice();
+    }
+    let text = error.to_string();
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        "the kernel refused the BPF maps or programs (EPERM); check lockdown and \
+         kernel.unprivileged_bpf_disabled, and run as root"
+            .to_owned()
+    } else {
+        "run `oomtrace check` for what this kernel supports".to_owned()
+    }
+}

@@ -1,0 +1,20 @@
+//! NDJSON: one event per line, flushed per event.
+
+use std::io::Write;
+
+use super::Sink;
+use crate::event::OomEvent;
+
+pub struct JsonSink;
+
+impl Sink for JsonSink {
+    fn start(&mut self, _out: &mut dyn Write) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn event(&mut self, out: &mut dyn Write, event: &OomEvent) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, event)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+}

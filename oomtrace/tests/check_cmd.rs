@@ -1,0 +1,43 @@
+//! `oomtrace check` on this machine reports what actually attaches.
+
+mod support;
+
+use std::process::Command;
+
+#[test]
+fn check_reports_the_attach_methods_and_succeeds() {
+    if !support::privileged("check") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_oomtrace")).arg("check").output().expect("run oomtrace check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["tracepoint:oom/mark_victim", "tp_btf:mark_victim", "raw_tp:mark_victim", "fentry:oom_kill_process", "kprobe:oom_kill_process"] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+    // The classic tracepoint exists on every kernel oomtrace supports.
+    let tracepoint = text.lines().find(|l| l.starts_with("tracepoint:oom/mark_victim")).expect("line");
+    assert!(tracepoint.contains(" ok "), "{tracepoint}");
+    assert!(text.contains("verdict: OOM kills can be traced"), "{text}");
+}
+
+#[test]
+fn live_without_privileges_says_what_to_do() {
+    // Runs the binary as an unprivileged user; needs root to switch users.
+    if !support::privileged("unprivileged") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_oomtrace"))
+        .args(["live", "--count", "1"])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("SKIPPED unprivileged: setpriv (util-linux) is not installed");
+        return;
+    };
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CAP_BPF") && stderr.contains("run it as root"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

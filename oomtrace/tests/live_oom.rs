@@ -1,0 +1,206 @@
+//! Real OOM kills in real memory cgroups, observed by the real `oomtrace live`,
+//! checked against what the kernel says (dmesg, memory cgroup counters).
+
+mod support;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde_json::Value;
+use support::{LiveTracer, MemCgroup, dmesg_killed, privileged, str_at, u64_at, unique};
+
+const MIB: u64 = 1024 * 1024;
+const LIMIT: u64 = 64 * MIB;
+const HOG: u64 = 256 * MIB;
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The event's victim fields equal the kernel's "Killed process" line.
+fn assert_matches_dmesg(event: &Value, pid: u32) {
+    let line = dmesg_killed(pid);
+    assert_eq!(u64_at(event, &["victim", "pid"]), pid as u64, "{event}");
+    assert_eq!(str_at(event, &["victim", "comm"]), line.comm, "{event}");
+    assert_eq!(u64_at(event, &["victim", "total_vm_kb"]), line.total_vm_kb, "{event}");
+    assert_eq!(u64_at(event, &["victim", "anon_rss_kb"]), line.anon_rss_kb, "{event}");
+    assert_eq!(u64_at(event, &["victim", "file_rss_kb"]), line.file_rss_kb, "{event}");
+    assert_eq!(u64_at(event, &["victim", "shmem_rss_kb"]), line.shmem_rss_kb, "{event}");
+    assert_eq!(u64_at(event, &["victim", "uid"]), line.uid, "{event}");
+    assert_eq!(u64_at(event, &["victim", "pgtables_kb"]), line.pgtables_kb, "{event}");
+    assert_eq!(event["victim"]["oom_score_adj"].as_i64(), Some(line.oom_score_adj), "{event}");
+}
+
+fn has_source(event: &Value, source: &str) -> bool {
+    event["sources"].as_array().is_some_and(|s| s.iter().any(|v| v == source))
+}
+
+/// One kill in a 64 MiB cgroup, seen through the given victim probe.
+fn single_memcg_kill(test: &str, victim_probe: &str, expected_source: &str) {
+    if !privileged(test) {
+        return;
+    }
+    let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
+    let tracer = LiveTracer::start(&["--cgroup", &cgroup.path, "--victim-probe", victim_probe]);
+    let pid = cgroup.oom_kill_hog(HOG);
+    let event = tracer.expect_event(EVENT_TIMEOUT);
+
+    assert_matches_dmesg(&event, pid);
+    assert_eq!(u64_at(&event, &["victim", "tgid"]), pid as u64);
+    assert_eq!(str_at(&event, &["victim_cgroup", "path"]), cgroup.path);
+    assert_eq!(u64_at(&event, &["victim_cgroup", "id"]), cgroup.id());
+    assert_eq!(str_at(&event, &["oom_cgroup", "path"]), cgroup.path);
+    assert_eq!(u64_at(&event, &["oom_cgroup", "limit_bytes"]), LIMIT);
+    let usage = u64_at(&event, &["oom_cgroup", "usage_bytes"]);
+    assert!(usage > LIMIT - 4 * MIB && usage <= LIMIT, "usage {usage} is not at the limit");
+    assert_eq!(str_at(&event, &["scope"]), "memcg");
+    assert_eq!(event["killed"], Value::Bool(true));
+    // The hog allocated its own memory: it is its own trigger.
+    assert_eq!(u64_at(&event, &["trigger", "pid"]), pid as u64);
+    assert!(has_source(&event, expected_source), "{event}");
+    assert!(has_source(&event, "tracepoint:signal/signal_generate"), "{event}");
+    assert_eq!(cgroup.oom_kills(), 1, "the kernel counted one kill");
+
+    let (status, log) = tracer.stop();
+    assert!(status.success(), "oomtrace exited with {status}; stderr:\n{log}");
+    assert!(log.contains("shown=1"), "summary should count one event:\n{log}");
+    assert!(log.contains("lost_ringbuf_full=0"), "{log}");
+}
+
+#[test]
+fn memcg_kill_matches_the_kernel_with_default_probes() {
+    single_memcg_kill("default", "auto", "tp_btf:mark_victim");
+}
+
+#[test]
+fn memcg_kill_matches_the_kernel_through_raw_tp() {
+    single_memcg_kill("rawtp", "raw-tp", "raw_tp:mark_victim");
+}
+
+#[test]
+fn memcg_kill_matches_the_kernel_through_the_classic_tracepoint() {
+    single_memcg_kill("tracepoint", "tracepoint", "tracepoint:oom/mark_victim");
+}
+
+#[test]
+fn nested_limit_names_the_oom_memcg_and_the_victim_cgroup() {
+    let test = "nested";
+    if !privileged(test) {
+        return;
+    }
+    let parent = MemCgroup::create(&unique(test), Some(LIMIT));
+    let child = parent.child("job", None);
+    let tracer = LiveTracer::start(&["--cgroup", &parent.path]);
+    let pid = child.oom_kill_hog(HOG);
+    let event = tracer.expect_event(EVENT_TIMEOUT);
+
+    assert_matches_dmesg(&event, pid);
+    assert_eq!(str_at(&event, &["victim_cgroup", "path"]), child.path);
+    assert_eq!(u64_at(&event, &["victim_cgroup", "id"]), child.id());
+    assert_eq!(str_at(&event, &["oom_cgroup", "path"]), parent.path);
+    assert_eq!(u64_at(&event, &["oom_cgroup", "id"]), parent.id());
+    assert_eq!(u64_at(&event, &["oom_cgroup", "limit_bytes"]), LIMIT);
+    assert_eq!(str_at(&event, &["scope"]), "memcg");
+    assert_eq!(child.oom_kills(), 1);
+    drop(child);
+    drop(tracer);
+}
+
+#[test]
+fn kills_across_cgroups_are_neither_missed_nor_duplicated() {
+    let test = "series";
+    if !privileged(test) {
+        return;
+    }
+    const CGROUPS: usize = 3;
+    const KILLS_EACH: usize = 3;
+    let parent = MemCgroup::create(&unique(test), None);
+    let cgroups: Vec<MemCgroup> =
+        (0..CGROUPS).map(|i| parent.child(&format!("c{i}"), Some(LIMIT + i as u64 * 16 * MIB))).collect();
+    let tracer = LiveTracer::start(&["--cgroup", &parent.path]);
+
+    let mut expected: BTreeMap<u32, &MemCgroup> = BTreeMap::new();
+    for _ in 0..KILLS_EACH {
+        for cgroup in &cgroups {
+            expected.insert(cgroup.oom_kill_hog(HOG), cgroup);
+        }
+    }
+    let mut events = Vec::new();
+    while events.len() < expected.len() {
+        events.push(tracer.expect_event(EVENT_TIMEOUT));
+    }
+    events.extend(tracer.drain(Duration::from_secs(1)));
+    assert_eq!(events.len(), CGROUPS * KILLS_EACH, "one event per kill, no duplicates: {events:#?}");
+
+    let mut seen = BTreeMap::new();
+    for event in &events {
+        let pid = u64_at(event, &["victim", "pid"]) as u32;
+        let cgroup = expected.get(&pid).unwrap_or_else(|| panic!("event for an unknown pid: {event}"));
+        assert!(seen.insert(pid, ()).is_none(), "duplicate event for pid {pid}");
+        assert_eq!(str_at(event, &["victim_cgroup", "path"]), cgroup.path);
+        assert_eq!(str_at(event, &["oom_cgroup", "path"]), cgroup.path);
+        let limit = std::fs::read_to_string(cgroup.dir.join(if cgroup.hierarchy.is_v2() { "memory.max" } else { "memory.limit_in_bytes" }))
+            .expect("read limit");
+        assert_eq!(u64_at(event, &["oom_cgroup", "limit_bytes"]), limit.trim().parse::<u64>().expect("limit"));
+    }
+    for cgroup in &cgroups {
+        let events_here = events.iter().filter(|e| str_at(e, &["victim_cgroup", "path"]) == cgroup.path).count();
+        assert_eq!(cgroup.oom_kills(), events_here as u64, "kernel counter vs events for {}", cgroup.path);
+        assert_eq!(events_here, KILLS_EACH);
+    }
+    let (status, log) = tracer.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("lost_ringbuf_full=0"), "{log}");
+}
+
+#[test]
+fn filters_and_count_select_and_stop() {
+    let test = "filters";
+    if !privileged(test) {
+        return;
+    }
+    let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
+    let by_other_comm = LiveTracer::start(&["--cgroup", &cgroup.path, "--comm", "not-dd"]);
+    let by_comm_once = LiveTracer::start(&["--cgroup", &cgroup.path, "--comm", "dd", "--count", "1"]);
+    let elsewhere = LiveTracer::start(&["--cgroup", &format!("{}-other", cgroup.path)]);
+    let pid = cgroup.oom_kill_hog(HOG);
+
+    let event = by_comm_once.expect_event(EVENT_TIMEOUT);
+    assert_eq!(u64_at(&event, &["victim", "pid"]), pid as u64);
+    let (status, log) = by_comm_once.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "--count 1 should exit cleanly:\n{log}");
+
+    assert!(by_other_comm.drain(Duration::from_millis(500)).is_empty(), "--comm filter let a dd through");
+    assert!(elsewhere.drain(Duration::from_millis(100)).is_empty(), "--cgroup matched a sibling prefix");
+    let (_, log) = by_other_comm.stop();
+    assert!(log.contains("filtered_out=1"), "{log}");
+}
+
+#[test]
+fn group_kill_marks_every_member() {
+    let test = "group";
+    if !privileged(test) {
+        return;
+    }
+    let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
+    if !cgroup.hierarchy.is_v2() {
+        eprintln!("SKIPPED {test}: memory.oom.group needs cgroup v2 (this host has v1); it runs in the VM matrix");
+        return;
+    }
+    cgroup.set_oom_group();
+    let tracer = LiveTracer::start(&["--cgroup", &cgroup.path]);
+    let mut sleepers: Vec<_> = (0..2).map(|_| cgroup.spawn("sleep 60")).collect();
+    let hog = cgroup.oom_kill_hog(HOG);
+    let mut events = vec![];
+    while events.len() < 3 {
+        events.push(tracer.expect_event(EVENT_TIMEOUT));
+    }
+    let mut pids: Vec<u64> = events.iter().map(|e| u64_at(e, &["victim", "pid"])).collect();
+    pids.sort();
+    let mut expected: Vec<u64> = sleepers.iter().map(|c| c.id() as u64).chain([hog as u64]).collect();
+    expected.sort();
+    assert_eq!(pids, expected);
+    for event in &events {
+        assert_eq!(event["group_kill"], Value::Bool(true), "{event}");
+        assert_eq!(event["oom_id"], events[0]["oom_id"], "one invocation");
+    }
+    for sleeper in &mut sleepers {
+        let _ = sleeper.wait();
+    }
+}

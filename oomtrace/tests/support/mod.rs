@@ -1,0 +1,387 @@
+//! Helpers for the integration tests: run the real `oomtrace` binary, make
+//! real memory cgroups, trigger real OOM kills in them, and read what the
+//! kernel itself says (dmesg, memory.oom_control / memory.events).
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::{fs::MetadataExt as _, process::ExitStatusExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// How long oomtrace may take to attach before a test fails.
+const ATTACH_DEADLINE: Duration = Duration::from_secs(20);
+
+/// True when the test can run; otherwise prints why it is skipped.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        eprintln!("SKIPPED {test}: needs root to load eBPF programs and create memory cgroups (euid {euid})");
+        return false;
+    }
+    true
+}
+
+/// A unique name for this test's cgroups.
+pub fn unique(test: &str) -> String {
+    format!("oomtrace-test-{test}-{}", std::process::id())
+}
+
+/// The memory cgroup hierarchy of this machine.
+#[derive(Clone, Debug)]
+pub enum Hierarchy {
+    V1(PathBuf),
+    V2(PathBuf),
+}
+
+impl Hierarchy {
+    pub fn detect() -> Hierarchy {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+        let mut v2 = None;
+        for line in mountinfo.lines() {
+            let (left, right) = line.split_once(" - ").expect("mountinfo line");
+            let mountpoint = PathBuf::from(left.split_whitespace().nth(4).expect("mountpoint"));
+            let mut right = right.split_whitespace();
+            let fstype = right.next();
+            let options = right.nth(1).unwrap_or_default();
+            if fstype == Some("cgroup") && options.split(',').any(|o| o == "memory") {
+                return Hierarchy::V1(mountpoint);
+            }
+            if fstype == Some("cgroup2") && v2.is_none() {
+                v2 = Some(mountpoint);
+            }
+        }
+        Hierarchy::V2(v2.expect("no memory cgroup hierarchy mounted"))
+    }
+
+    pub fn root(&self) -> &Path {
+        match self {
+            Hierarchy::V1(p) | Hierarchy::V2(p) => p,
+        }
+    }
+
+    pub fn is_v2(&self) -> bool {
+        matches!(self, Hierarchy::V2(_))
+    }
+}
+
+/// A memory cgroup made for a test, removed on drop.
+pub struct MemCgroup {
+    pub hierarchy: Hierarchy,
+    pub dir: PathBuf,
+    /// Path relative to the hierarchy root, as oomtrace reports it.
+    pub path: String,
+    children: Vec<PathBuf>,
+}
+
+impl MemCgroup {
+    /// Creates `/<name>` with an optional memory limit.
+    pub fn create(name: &str, limit_bytes: Option<u64>) -> MemCgroup {
+        let hierarchy = Hierarchy::detect();
+        if hierarchy.is_v2() {
+            enable_memory_controller(hierarchy.root());
+        }
+        let dir = hierarchy.root().join(name);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let cgroup = MemCgroup { hierarchy, dir, path: format!("/{name}"), children: Vec::new() };
+        if let Some(limit) = limit_bytes {
+            cgroup.set_limit(limit);
+        }
+        cgroup
+    }
+
+    /// Creates a child cgroup (no limit of its own unless given).
+    pub fn child(&self, name: &str, limit_bytes: Option<u64>) -> MemCgroup {
+        if self.hierarchy.is_v2() {
+            enable_memory_controller(&self.dir);
+        }
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let child =
+            MemCgroup { hierarchy: self.hierarchy.clone(), dir, path: format!("{}/{name}", self.path), children: Vec::new() };
+        if let Some(limit) = limit_bytes {
+            child.set_limit(limit);
+        }
+        child
+    }
+
+    fn write(&self, file: &str, value: &str) {
+        let path = self.dir.join(file);
+        std::fs::write(&path, value).unwrap_or_else(|e| panic!("write {value:?} to {}: {e}", path.display()));
+    }
+
+    pub fn set_limit(&self, bytes: u64) {
+        match self.hierarchy {
+            Hierarchy::V1(_) => self.write("memory.limit_in_bytes", &bytes.to_string()),
+            Hierarchy::V2(_) => {
+                self.write("memory.max", &bytes.to_string());
+                // Without swap limits the kernel would swap instead of killing.
+                if self.dir.join("memory.swap.max").exists() {
+                    self.write("memory.swap.max", "0");
+                }
+            }
+        }
+    }
+
+    /// Sets `memory.oom.group` (cgroup v2 only).
+    pub fn set_oom_group(&self) {
+        self.write("memory.oom.group", "1");
+    }
+
+    /// kernfs id of the directory (what the kernel reports as the cgroup id).
+    pub fn id(&self) -> u64 {
+        std::fs::metadata(&self.dir).expect("stat cgroup").ino()
+    }
+
+    /// The kernel's count of OOM kills in this cgroup (and below, on v2).
+    pub fn oom_kills(&self) -> u64 {
+        let file = match self.hierarchy {
+            Hierarchy::V1(_) => "memory.oom_control",
+            Hierarchy::V2(_) => "memory.events",
+        };
+        let text = std::fs::read_to_string(self.dir.join(file)).expect("read oom counters");
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no oom_kill line in {file}: {text}"))
+    }
+
+    /// Starts `argv` inside this cgroup (moved in before exec).
+    pub fn spawn(&self, argv: &str) -> Child {
+        let procs = match self.hierarchy {
+            Hierarchy::V1(_) => self.dir.join("tasks"),
+            Hierarchy::V2(_) => self.dir.join("cgroup.procs"),
+        };
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {} && exec {argv}", procs.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sh")
+    }
+
+    /// Runs a process that allocates `bytes` inside this cgroup; returns its
+    /// pid and exit status (SIGKILL when the OOM killer took it).
+    pub fn run_hog(&self, bytes: u64) -> (u32, ExitStatus) {
+        let mut child = self.spawn(&format!("dd if=/dev/zero of=/dev/null bs={bytes} count=1"));
+        let pid = child.id();
+        let status = child.wait().expect("wait for the hog");
+        (pid, status)
+    }
+
+    /// Runs a hog and asserts the kernel OOM-killed it.
+    pub fn oom_kill_hog(&self, bytes: u64) -> u32 {
+        let (pid, status) = self.run_hog(bytes);
+        assert_eq!(status.signal(), Some(9), "hog {pid} in {} was not OOM-killed: {status}", self.path);
+        pid
+    }
+
+    pub fn adopt_child(&mut self, child: &MemCgroup) {
+        self.children.push(child.dir.clone());
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        // The killed tasks take a moment to leave the cgroup.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("warning: could not remove {}", self.dir.display());
+    }
+}
+
+fn enable_memory_controller(dir: &Path) {
+    let control = dir.join("cgroup.subtree_control");
+    let current = std::fs::read_to_string(&control).unwrap_or_default();
+    if !current.split_whitespace().any(|c| c == "memory") {
+        std::fs::write(&control, "+memory").unwrap_or_else(|e| panic!("enable memory in {}: {e}", control.display()));
+    }
+}
+
+/// The kernel's "Killed process" line for `pid`, as numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KilledLine {
+    pub comm: String,
+    pub total_vm_kb: u64,
+    pub anon_rss_kb: u64,
+    pub file_rss_kb: u64,
+    pub shmem_rss_kb: u64,
+    pub uid: u64,
+    pub pgtables_kb: u64,
+    pub oom_score_adj: i64,
+}
+
+/// Waits for dmesg's "Killed process <pid> (comm) total-vm:..." line.
+pub fn dmesg_killed(pid: u32) -> KilledLine {
+    let needle = format!("Killed process {pid} (");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("dmesg").output().expect("run dmesg");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = text.lines().rev().find(|l| l.contains(&needle)) {
+            return parse_killed(line).unwrap_or_else(|| panic!("unparsable dmesg line: {line}"));
+        }
+        assert!(Instant::now() < deadline, "dmesg has no 'Killed process {pid}' line");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn parse_killed(line: &str) -> Option<KilledLine> {
+    let rest = &line[line.find("Killed process ")? + "Killed process ".len()..];
+    let open = rest.find('(')?;
+    let close = rest.rfind(')')?;
+    let comm = rest[open + 1..close].to_owned();
+    let fields = &rest[close + 1..];
+    let num = |key: &str| -> Option<i64> {
+        let start = fields.find(key)? + key.len();
+        let value: String = fields[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
+        value.parse().ok()
+    };
+    Some(KilledLine {
+        comm,
+        total_vm_kb: num("total-vm:")? as u64,
+        anon_rss_kb: num("anon-rss:")? as u64,
+        file_rss_kb: num("file-rss:")? as u64,
+        shmem_rss_kb: num("shmem-rss:")? as u64,
+        uid: num("UID:")? as u64,
+        pgtables_kb: num("pgtables:")? as u64,
+        oom_score_adj: num("oom_score_adj:")?,
+    })
+}
+
+/// The real `oomtrace live -o json`, running in the background.
+pub struct LiveTracer {
+    child: Child,
+    events: mpsc::Receiver<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl LiveTracer {
+    /// Starts `oomtrace live -o json <args>` and waits until it is attached.
+    pub fn start(args: &[&str]) -> LiveTracer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_oomtrace"))
+            .args(["live", "-o", "json"])
+            .args(args)
+            .env("OOMTRACE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oomtrace");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (event_tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if event_tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready) = mpsc::channel();
+        let log_writer = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("waiting for OOM kills") {
+                    let _ = ready_tx.send(());
+                }
+                let mut log = log_writer.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut tracer = LiveTracer { child, events, stderr: log };
+        if ready.recv_timeout(ATTACH_DEADLINE).is_err() {
+            let status = tracer.child.try_wait().ok().flatten();
+            panic!("oomtrace did not attach within {ATTACH_DEADLINE:?} (exit: {status:?}); stderr:\n{}", tracer.log());
+        }
+        tracer
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().expect("log lock").clone()
+    }
+
+    /// The next event, or a panic with oomtrace's log after `timeout`.
+    pub fn expect_event(&self, timeout: Duration) -> Value {
+        self.events
+            .recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("no OOM event within {timeout:?}; oomtrace stderr:\n{}", self.log()))
+    }
+
+    /// Every event that arrives until none has come for `quiet`.
+    pub fn drain(&self, quiet: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(event) = self.events.recv_timeout(quiet) {
+            out.push(event);
+        }
+        out
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns stderr.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill with a pid we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.wait_with_deadline(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.log())
+    }
+
+    /// Waits for oomtrace to exit on its own (e.g. after --count).
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let status = self.wait_with_deadline(timeout);
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.log())
+    }
+
+    fn wait_with_deadline(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("oomtrace did not exit within {timeout:?}; stderr:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for LiveTracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `event[a][b]` as u64, with a readable panic.
+pub fn u64_at(event: &Value, path: &[&str]) -> u64 {
+    let mut v = event;
+    for key in path {
+        v = &v[*key];
+    }
+    v.as_u64().unwrap_or_else(|| panic!("{} missing or not a number in {event}", path.join(".")))
+}
+
+pub fn str_at<'a>(event: &'a Value, path: &[&str]) -> &'a str {
+    let mut v = event;
+    for key in path {
+        v = &v[*key];
+    }
+    v.as_str().unwrap_or_else(|| panic!("{} missing or not a string in {event}", path.join(".")))
+}

@@ -4,7 +4,8 @@
 #   - nightly toolchain with rust-src (the eBPF target needs -Z build-std=core)
 #   - bpf-linker, built against the nightly's own libLLVM (Debian 12 has no LLVM 22)
 #   - tracefs mounted at /sys/kernel/tracing (tracepoint attach needs it)
-# Extra Debian packages for the tests are installed by .ci/run, not here.
+#   - with --test-deps: the Debian packages the tests use (bpftool for the BTF
+#     cross-check, util-linux for setpriv)
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -60,7 +61,31 @@ ensure_tracefs() {
     fi
 }
 
+# Debian packages, installed only when a command is missing.
+ensure_packages() {
+    local missing=() cmd pkg
+    for pair in "$@"; do
+        cmd=${pair%%:*}
+        pkg=${pair##*:}
+        if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+            missing+=("$pkg")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    if [ "$(id -u)" != 0 ]; then
+        log "missing Debian packages ${missing[*]}; install them as root"
+        exit 1
+    fi
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_packages gcc:gcc
 ensure_nightly
 ensure_bpf_linker
 ensure_tracefs
+if [ "${1:-}" = "--test-deps" ]; then
+    ensure_packages bpftool:bpftool setpriv:util-linux dd:coreutils dmesg:util-linux
+fi
 log "ok: nightly + rust-src, bpf-linker, tracefs"

@@ -189,6 +189,20 @@ fn attach_one(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>, m
     }
 }
 
+/// Attaches a loaded program; on failure unloads it (rather than keeping it
+/// loaded until exit) and describes the error.
+macro_rules! attach_or_unload {
+    ($prog:ident, $attach:expr) => {
+        match $attach {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let _ = $prog.unload();
+                Err(describe(error))
+            }
+        }
+    };
+}
+
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
@@ -224,7 +238,7 @@ fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>
     }
     let prog: &mut BtfTracePoint = program(ebpf, "mark_victim_btf")?;
     prog.load("mark_victim", btf).map_err(describe)?;
-    prog.attach().map(drop).map_err(describe)
+    attach_or_unload!(prog, prog.attach())
 }
 
 fn attach_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), String> {
@@ -233,13 +247,13 @@ fn attach_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), String> {
     }
     let prog: &mut RawTracePoint = program(ebpf, "mark_victim_raw")?;
     prog.load().map_err(describe)?;
-    prog.attach("mark_victim").map(drop).map_err(describe)
+    attach_or_unload!(prog, prog.attach("mark_victim"))
 }
 
 fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str, event: &str) -> Result<(), String> {
     let prog: &mut TracePoint = program(ebpf, name)?;
     prog.load().map_err(describe)?;
-    prog.attach(category, event).map(drop).map_err(describe)
+    attach_or_unload!(prog, prog.attach(category, event))
 }
 
 fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>) -> Result<(), String> {
@@ -249,11 +263,11 @@ fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>
     }
     let prog: &mut FEntry = program(ebpf, "oom_kill_process_fentry")?;
     prog.load("oom_kill_process", btf).map_err(describe)?;
-    prog.attach().map(drop).map_err(describe)
+    attach_or_unload!(prog, prog.attach())
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
     let prog: &mut KProbe = program(ebpf, "oom_kill_process_kprobe")?;
     prog.load().map_err(describe)?;
-    prog.attach("oom_kill_process", 0).map(drop).map_err(describe)
+    attach_or_unload!(prog, prog.attach("oom_kill_process", 0))
 }

@@ -311,6 +311,10 @@ impl LiveTracer {
         tracer
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         self.stderr.lock().expect("log lock").clone()
     }

@@ -1,0 +1,147 @@
+//! Offsets discovered from this kernel's BTF by oomtrace's own reader, cross-
+//! checked with `bpftool btf dump` (an independent BTF implementation).
+
+use std::{collections::HashMap, path::Path, process::Command};
+
+use oomtrace::kernel::{self, btf::Btf};
+
+/// One type of `bpftool btf dump ... format raw`.
+#[derive(Debug, Default)]
+struct DumpedType {
+    kind: String,
+    name: String,
+    /// (name, type id, bit offset)
+    members: Vec<(String, u32, u32)>,
+    /// For typedefs/qualifiers: the target type id.
+    target: Option<u32>,
+}
+
+fn parse_dump(text: &str) -> HashMap<u32, DumpedType> {
+    let mut types = HashMap::new();
+    let mut current: Option<u32> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('[') {
+            let (id, rest) = rest.split_once("] ").expect("type line");
+            let id: u32 = id.parse().expect("type id");
+            let mut words = rest.split_whitespace();
+            let kind = words.next().unwrap_or_default().to_owned();
+            let name = words.next().unwrap_or_default().trim_matches('\'').to_owned();
+            let target = rest
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("type_id="))
+                .and_then(|v| v.parse().ok());
+            types.insert(id, DumpedType { kind, name, members: Vec::new(), target });
+            current = Some(id);
+        } else if let (Some(id), Some(rest)) = (current, line.strip_prefix('\t')) {
+            let name = rest.split('\'').nth(1).unwrap_or_default().to_owned();
+            let field = |key: &str| {
+                rest.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse::<u32>().ok())
+            };
+            if let (Some(type_id), Some(bits)) = (field("type_id="), field("bits_offset=")) {
+                types.get_mut(&id).expect("current type").members.push((name, type_id, bits));
+            }
+        }
+    }
+    types
+}
+
+fn resolve(types: &HashMap<u32, DumpedType>, mut id: u32) -> u32 {
+    while let Some(t) = types.get(&id) {
+        match (t.kind.as_str(), t.target) {
+            ("TYPEDEF" | "CONST" | "VOLATILE" | "RESTRICT" | "TYPE_TAG", Some(next)) => id = next,
+            _ => break,
+        }
+    }
+    id
+}
+
+fn member_bits(types: &HashMap<u32, DumpedType>, id: u32, field: &str) -> Option<u32> {
+    let t = types.get(&resolve(types, id))?;
+    if let Some((_, _, bits)) = t.members.iter().find(|(n, _, _)| n == field) {
+        return Some(*bits);
+    }
+    t.members
+        .iter()
+        .filter(|(n, _, _)| n == "(anon)")
+        .find_map(|(_, ty, bits)| member_bits(types, *ty, field).map(|inner| bits + inner))
+}
+
+fn bpftool_offset(types: &HashMap<u32, DumpedType>, strukt: &str, field: &str) -> Option<u32> {
+    let id = types.iter().find(|(_, t)| t.kind == "STRUCT" && t.name == strukt).map(|(id, _)| *id)?;
+    member_bits(types, id, field).map(|bits| bits / 8)
+}
+
+/// Every struct member oomtrace reads in the kernel.
+const MEMBERS: &[(&str, &str)] = &[
+    ("oom_control", "memcg"),
+    ("oom_control", "totalpages"),
+    ("oom_control", "chosen"),
+    ("oom_control", "chosen_points"),
+    ("oom_control", "constraint"),
+    ("oom_control", "gfp_mask"),
+    ("oom_control", "order"),
+    ("task_struct", "pid"),
+    ("task_struct", "tgid"),
+    ("task_struct", "comm"),
+    ("task_struct", "cgroups"),
+    ("task_struct", "mm"),
+    ("task_struct", "signal"),
+    ("task_struct", "real_cred"),
+    ("signal_struct", "oom_score_adj"),
+    ("cred", "uid"),
+    ("mm_struct", "total_vm"),
+    ("mm_struct", "rss_stat"),
+    ("mm_struct", "pgtables_bytes"),
+    ("css_set", "dfl_cgrp"),
+    ("css_set", "subsys"),
+    ("cgroup_subsys_state", "cgroup"),
+    ("cgroup_subsys_state", "parent"),
+    ("cgroup", "kn"),
+    ("kernfs_node", "id"),
+    ("kernfs_node", "name"),
+    ("mem_cgroup", "css"),
+    ("mem_cgroup", "memory"),
+    ("mem_cgroup", "oom_group"),
+    ("page_counter", "usage"),
+    ("page_counter", "max"),
+    ("percpu_counter", "count"),
+];
+
+#[test]
+fn btf_offsets_agree_with_bpftool() {
+    let vmlinux = Path::new(kernel::btf::VMLINUX_BTF);
+    if !vmlinux.exists() {
+        eprintln!("SKIPPED btf_offsets_agree_with_bpftool: this kernel has no {}", vmlinux.display());
+        return;
+    }
+    let dump = match Command::new("bpftool").args(["btf", "dump", "file"]).arg(vmlinux).args(["format", "raw"]).output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => panic!("bpftool failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => panic!("bpftool is required for this test (apt-get install bpftool): {e}"),
+    };
+    let theirs = parse_dump(&dump);
+    let ours = Btf::from_sys_fs().expect("read BTF");
+    let mut compared = 0;
+    for (strukt, field) in MEMBERS {
+        let expected = bpftool_offset(&theirs, strukt, field);
+        assert_eq!(ours.member_offset(strukt, field), expected, "{strukt}.{field}");
+        compared += expected.is_some() as usize;
+    }
+    // kernfs_node.parent was renamed __parent in 6.15: exactly one exists.
+    let parent = bpftool_offset(&theirs, "kernfs_node", "parent").or(bpftool_offset(&theirs, "kernfs_node", "__parent"));
+    assert_eq!(parent.is_some(), true, "kernfs_node has a parent pointer");
+    assert!(compared >= MEMBERS.len() - 2, "only {compared} of {} members exist on this kernel", MEMBERS.len());
+}
+
+#[test]
+fn every_offset_the_programs_need_resolves_on_this_kernel() {
+    if !Path::new(kernel::btf::VMLINUX_BTF).exists() {
+        eprintln!("SKIPPED every_offset_the_programs_need_resolves_on_this_kernel: no BTF");
+        return;
+    }
+    let facts = kernel::discover();
+    let missing = kernel::offsets::missing(&facts.offsets);
+    // signal_generate's format needs tracefs, which needs root to mount.
+    let missing: Vec<_> = missing.into_iter().filter(|m| !m.starts_with("signal_generate")).collect();
+    assert!(missing.is_empty(), "unresolved on this kernel: {missing:?}");
+}

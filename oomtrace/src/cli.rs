@@ -50,6 +50,10 @@ pub struct LiveArgs {
     /// Program reading the oom_control context (scope, totalpages, points, OOMing memcg).
     #[arg(long, value_enum, default_value_t = ContextProbe::Auto)]
     pub context_probe: ContextProbe,
+    /// Kernel-to-user ring buffer size in KiB (power of two, at least one page);
+    /// records that do not fit are counted as lost.
+    #[arg(long, value_name = "KIB", default_value_t = crate::probe::DEFAULT_RING_BYTES / 1024)]
+    pub ring_buffer_kib: u32,
     /// Do not attach signal/signal_generate (events then cannot say whether the kernel killed).
     #[arg(long)]
     pub no_kill_confirmation: bool,

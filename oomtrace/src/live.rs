@@ -16,7 +16,7 @@ use crate::{
 /// How often the kernel-side loss counters are checked.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LiveOptions {
     pub output: OutputFormat,
     pub count: Option<u64>,
@@ -26,6 +26,8 @@ pub struct LiveOptions {
     /// Only victims with this command name.
     pub comm: Option<String>,
     pub plan: AttachPlan,
+    /// Size of the kernel-to-user ring buffer, bytes.
+    pub ring_bytes: u32,
 }
 
 /// What happened during a run; printed on exit.
@@ -78,7 +80,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
             None
         }
     };
-    let mut tracer = Tracer::start(&facts, &options.plan).context("starting the OOM probes")?;
+    let mut tracer = Tracer::start(&facts, &options.plan, options.ring_bytes).context("starting the OOM probes")?;
     let attached = tracer.attached.clone();
     for failure in &attached.failures {
         tracing::info!(program = failure.program, reason = %failure.error, "not attached");

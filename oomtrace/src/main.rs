@@ -30,7 +30,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.can_trace() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Live(args) => {
+            let ring_bytes = oomtrace::probe::ring_bytes(args.ring_buffer_kib, oomtrace::kernel::page_size())
+                .map_err(|e| anyhow::anyhow!("--ring-buffer-kib: {e}"))?;
             let options = LiveOptions {
+                ring_bytes,
                 output: args.output,
                 count: args.count,
                 duration: args.duration,

@@ -204,3 +204,37 @@ fn group_kill_marks_every_member() {
         let _ = sleeper.wait();
     }
 }
+
+#[test]
+fn a_full_ring_buffer_loses_records_visibly() {
+    let test = "overflow";
+    if !privileged(test) {
+        return;
+    }
+    const KILLS: usize = 16;
+    let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
+    // One page of ring buffer holds 8 records; oomtrace is stopped while the
+    // kills happen, so the rest cannot fit and must be counted as lost.
+    let tracer = LiveTracer::start(&["--cgroup", &cgroup.path, "--ring-buffer-kib", "4"]);
+    // SAFETY: signalling a child we spawned and have not reaped.
+    unsafe { libc::kill(tracer.pid() as i32, libc::SIGSTOP) };
+    for _ in 0..KILLS {
+        cgroup.oom_kill_hog(HOG);
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(tracer.pid() as i32, libc::SIGCONT) };
+    let shown = tracer.drain(Duration::from_secs(2)).len();
+    std::thread::sleep(Duration::from_millis(1200)); // the loss check runs every second
+    let (status, log) = tracer.stop();
+    assert!(status.success(), "{log}");
+    let counter = |key: &str| -> usize {
+        let start = log.rfind(&format!("{key}=")).unwrap_or_else(|| panic!("no {key} in:\n{log}")) + key.len() + 1;
+        log[start..].split_whitespace().next().and_then(|v| v.parse().ok()).expect("number")
+    };
+    assert_eq!(counter("shown"), shown);
+    let lost = counter("lost_ringbuf_full");
+    assert!(lost > 0 && shown > 0, "shown {shown}, lost {lost}");
+    assert_eq!(shown + lost, KILLS, "every kill is either shown or counted as lost:\n{log}");
+    assert_eq!(cgroup.oom_kills(), KILLS as u64);
+    assert!(log.contains("ring buffer full"), "the loss is warned about while running:\n{log}");
+}

@@ -30,6 +30,21 @@ pub enum ProbeError {
     MapType { name: &'static str, source: aya::maps::MapError },
 }
 
+/// Default ring buffer size: about 550 OOM records.
+pub const DEFAULT_RING_BYTES: u32 = 256 * 1024;
+
+/// A valid ring buffer size (a power of two, at least one page) for `kib` KiB.
+pub fn ring_bytes(kib: u32, page_size: u64) -> Result<u32, String> {
+    let bytes = kib.checked_mul(1024).ok_or_else(|| format!("{kib} KiB is too large"))?;
+    if !bytes.is_power_of_two() || (bytes as u64) < page_size {
+        return Err(format!(
+            "the ring buffer size must be a power of two of at least one page ({} KiB), got {kib} KiB",
+            page_size / 1024
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Counters kept by the eBPF programs (summed over CPUs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelStats {
@@ -49,10 +64,12 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Loads the programs and attaches them following `plan`.
-    pub fn start(facts: &KernelFacts, plan: &AttachPlan) -> Result<Self, ProbeError> {
+    /// Loads the programs and attaches them following `plan`, with a ring
+    /// buffer of `ring_bytes` (a power of two, at least one page).
+    pub fn start(facts: &KernelFacts, plan: &AttachPlan, ring_bytes: u32) -> Result<Self, ProbeError> {
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &facts.offsets, true)
+            .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|source| ProbeError::Load {
                 advice: load_advice(&source),
@@ -108,5 +125,19 @@ fn load_advice(error: &aya::EbpfError) -> String {
             .to_owned()
     } else {
         "run `oomtrace check` for what this kernel supports".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes_are_powers_of_two_of_at_least_a_page() {
+        assert_eq!(ring_bytes(256, 4096), Ok(256 * 1024));
+        assert_eq!(ring_bytes(4, 4096), Ok(4096));
+        assert!(ring_bytes(2, 4096).is_err());
+        assert!(ring_bytes(100, 4096).is_err());
+        assert!(ring_bytes(u32::MAX, 4096).is_err());
     }
 }

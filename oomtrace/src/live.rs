@@ -43,10 +43,10 @@ pub struct LiveSummary {
 
 impl LiveOptions {
     fn matches(&self, event: &OomEvent) -> bool {
-        if let Some(comm) = &self.comm {
-            if event.victim.comm.as_deref() != Some(comm.as_str()) {
-                return false;
-            }
+        if let Some(comm) = &self.comm
+            && event.victim.comm.as_deref() != Some(comm.as_str())
+        {
+            return false;
         }
         if let Some(prefix) = &self.cgroup_prefix {
             let path = event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref());

@@ -129,7 +129,8 @@ fn btf_offsets_agree_with_bpftool() {
     }
     // kernfs_node.parent was renamed __parent in 6.15: exactly one exists.
     let parent = bpftool_offset(&theirs, "kernfs_node", "parent").or(bpftool_offset(&theirs, "kernfs_node", "__parent"));
-    assert_eq!(parent.is_some(), true, "kernfs_node has a parent pointer");
+    assert!(parent.is_some(), "kernfs_node has a parent pointer");
+    assert_eq!(ours.member_offset("kernfs_node", "parent").or(ours.member_offset("kernfs_node", "__parent")), parent);
     assert!(compared >= MEMBERS.len() - 2, "only {compared} of {} members exist on this kernel", MEMBERS.len());
 }
 

@@ -45,10 +45,8 @@ fn without_btf_the_tracepoint_fields_remain_and_the_loss_is_stated() {
     }
     let cgroup = MemCgroup::create(&unique(test), Some(64 << 20));
     // `oomtrace live` in a namespace where /sys/kernel/btf/vmlinux is empty.
-    let script = format!(
-        "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec \"$OOMTRACE\" live -o json --count 1 --duration 20s"
-    );
-    let child = std::thread::spawn(move || in_private_mounts(&script));
+    let script = "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec \"$OOMTRACE\" live -o json --count 1 --duration 20s";
+    let child = std::thread::spawn(move || in_private_mounts(script));
     // No readiness line to wait on from here: give it time to attach.
     std::thread::sleep(Duration::from_secs(2));
     let pid = cgroup.oom_kill_hog(256 << 20);

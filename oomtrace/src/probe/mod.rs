@@ -18,7 +18,7 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("loading the eBPF object failed: {source}; {advice}")]
-    Load { source: aya::EbpfError, advice: String },
+    Load { source: Box<aya::EbpfError>, advice: String },
     #[error(
         "no OOM victim source could be attached (tried: {tried}); run `oomtrace check` to see \
          what this kernel allows"
@@ -73,7 +73,7 @@ impl Tracer {
             .load(EBPF_OBJECT)
             .map_err(|source| ProbeError::Load {
                 advice: load_advice(&source),
-                source,
+                source: Box::new(source),
             })?;
         let attached = attach::attach_all(&mut ebpf, facts, plan);
         if attached.victim.is_none() {

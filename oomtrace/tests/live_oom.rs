@@ -6,7 +6,7 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::Value;
-use support::{LiveTracer, MemCgroup, dmesg_killed, privileged, str_at, u64_at, unique};
+use support::{LiveTracer, MemCgroup, attach_method_works, dmesg_killed, privileged, str_at, u64_at, unique};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 64 * MIB;
@@ -76,6 +76,53 @@ fn memcg_kill_matches_the_kernel_through_raw_tp() {
 #[test]
 fn memcg_kill_matches_the_kernel_through_the_classic_tracepoint() {
     single_memcg_kill("tracepoint", "tracepoint", "tracepoint:oom/mark_victim");
+}
+
+/// One kill with the `oom_kill_process` context read through `context_probe`.
+fn memcg_kill_with_context(test: &str, context_probe: &str, target: &str) {
+    if !privileged(test) {
+        return;
+    }
+    if let Err(reason) = attach_method_works(target) {
+        eprintln!("SKIPPED {test}: {target} does not attach on this kernel ({reason}); the VM matrix runs it");
+        return;
+    }
+    let parent = MemCgroup::create(&unique(test), Some(LIMIT));
+    let child = parent.child("job", None);
+    let tracer = LiveTracer::start(&["--cgroup", &parent.path, "--context-probe", context_probe]);
+    let pid = child.oom_kill_hog(HOG);
+    let event = tracer.expect_event(EVENT_TIMEOUT);
+
+    assert_matches_dmesg(&event, pid);
+    assert!(has_source(&event, target), "{event}");
+    assert_eq!(str_at(&event, &["scope"]), "memcg");
+    assert_eq!(str_at(&event, &["scope_source"]), "oom_control");
+    assert_eq!(str_at(&event, &["victim_cgroup", "path"]), child.path);
+    assert_eq!(str_at(&event, &["oom_cgroup", "path"]), parent.path);
+    assert_eq!(u64_at(&event, &["oom_cgroup", "limit_bytes"]), LIMIT);
+    // totalpages is the limit the OOM ran against (no swap here), in pages.
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    assert_eq!(u64_at(&event, &["oom_totalpages"]), LIMIT / page);
+    assert!(event["chosen_points"].as_i64().is_some_and(|p| p > 0), "{event}");
+    assert!(event["order"].as_i64().is_some(), "{event}");
+    assert!(str_at(&event, &["gfp_mask"]).starts_with("0x"), "{event}");
+    assert!(event["oom_id"].as_u64().is_some(), "{event}");
+    assert_eq!(event["group_kill"], Value::Bool(false), "{event}");
+    assert_eq!(child.oom_kills(), 1);
+    let (status, log) = tracer.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("context_missing=0"), "{log}");
+}
+
+#[test]
+fn memcg_kill_with_the_fentry_context() {
+    memcg_kill_with_context("fentry", "fentry", "fentry:oom_kill_process");
+}
+
+#[test]
+fn memcg_kill_with_the_kprobe_context() {
+    memcg_kill_with_context("kprobe", "kprobe", "kprobe:oom_kill_process");
 }
 
 #[test]

@@ -41,6 +41,17 @@ pub struct AttachPlan {
     pub confirm_kills: bool,
 }
 
+impl AttachPlan {
+    /// The context attach point the user asked for explicitly (then it must attach).
+    pub fn requested_context_target(&self) -> Option<&'static str> {
+        match self.context {
+            ContextProbe::Fentry => Some(Method::Fentry.target()),
+            ContextProbe::Kprobe => Some(Method::Kprobe.target()),
+            ContextProbe::Auto | ContextProbe::None => None,
+        }
+    }
+}
+
 /// One attach attempt that failed.
 #[derive(Clone, Debug)]
 pub struct AttachFailure {

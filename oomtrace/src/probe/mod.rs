@@ -24,6 +24,8 @@ pub enum ProbeError {
          what this kernel allows"
     )]
     NoVictimSource { tried: String },
+    #[error("{program} was requested but could not be attached: {reason}; run `oomtrace check`, or use --context-probe auto")]
+    RequestedContextProbe { program: &'static str, reason: String },
     #[error("the eBPF object lacks map {0} (build mismatch between oomtrace and oomtrace-ebpf)")]
     MissingMap(&'static str),
     #[error("map {name} has an unexpected type: {source}")]
@@ -84,6 +86,16 @@ impl Tracer {
                 .collect::<Vec<_>>()
                 .join("; ");
             return Err(ProbeError::NoVictimSource { tried });
+        }
+        if let Some(program) = plan.requested_context_target()
+            && attached.context.is_none()
+        {
+            let reason = attached
+                .failures
+                .iter()
+                .find(|f| f.program == program)
+                .map_or_else(|| "unknown".to_owned(), |f| f.error.clone());
+            return Err(ProbeError::RequestedContextProbe { program, reason });
         }
         let stats_map = ebpf.take_map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
         let stats = PerCpuArray::try_from(stats_map)

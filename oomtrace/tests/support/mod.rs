@@ -389,3 +389,16 @@ pub fn str_at<'a>(event: &'a Value, path: &[&str]) -> &'a str {
     }
     v.as_str().unwrap_or_else(|| panic!("{} missing or not a string in {event}", path.join(".")))
 }
+
+/// Whether `oomtrace check` reports `target` (e.g. `fentry:oom_kill_process`)
+/// as attaching on this kernel; `Err` carries its reason.
+pub fn attach_method_works(target: &str) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_oomtrace")).arg("check").output().expect("run oomtrace check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(target))
+        .unwrap_or_else(|| panic!("oomtrace check has no line for {target}:\n{text}"));
+    let rest = line[target.len()..].trim_start();
+    if rest.starts_with("ok") { Ok(()) } else { Err(rest.trim_start_matches("FAIL").trim().to_owned()) }
+}

@@ -1,0 +1,122 @@
+//! What the bench reads from the kernel about processes, clocks and the machine.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, Result, bail};
+
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`, which stamps
+/// both oomtrace's `ktime_ns` and bpftrace's `nsecs`.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// CLOCK_BOOTTIME now, in ns (differs from CLOCK_MONOTONIC only after a suspend).
+pub fn boottime_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid, writable timespec that clock_gettime only writes;
+    // the clock ids used here exist on every Linux since 2.6.39.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Clock ticks per second, the unit of utime/stime in /proc/<pid>/stat.
+pub fn clock_ticks_per_sec() -> Result<u64> {
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks <= 0 {
+        bail!("sysconf(_SC_CLK_TCK) returned {ticks}");
+    }
+    Ok(ticks as u64)
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Resident memory of a process, from /proc/<pid>/status.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// VmRSS: resident now.
+    pub rss_kb: u64,
+    /// VmHWM: the peak resident size since the process started.
+    pub hwm_kb: u64,
+}
+
+pub fn memory(pid: u32) -> Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {path} (did the process exit?)"))?;
+    let field = |key: &str| -> Result<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {key} line in {path}"))
+    };
+    Ok(Memory { rss_kb: field("VmRSS:")?, hwm_kb: field("VmHWM:")? })
+}
+
+/// utime + stime of a process, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {path} (did the process exit?)"))?;
+    parse_cpu_ticks(&text).with_context(|| format!("unparsable {path}: {text}"))
+}
+
+/// Fields 14 (utime) and 15 (stime) of proc_pid_stat(5); the command name in
+/// field 2 may hold spaces and parentheses, so counting starts after the last ')'.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// What the report says about the machine.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub kernel: String,
+    pub cpus: usize,
+    pub mem_total_kb: u64,
+    pub cpu_model: String,
+}
+
+pub fn machine() -> Result<Machine> {
+    let kernel = read_trimmed("/proc/sys/kernel/osrelease")?;
+    let cpus = std::thread::available_parallelism().context("counting the CPUs this process may use")?.get();
+    let meminfo = read_trimmed("/proc/meminfo")?;
+    let mem_total_kb = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no MemTotal line in /proc/meminfo")?;
+    let cpuinfo = read_trimmed("/proc/cpuinfo")?;
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name").and_then(|rest| rest.split_once(':')).map(|(_, v)| v.trim()))
+        .unwrap_or("unknown (no \"model name\" in /proc/cpuinfo)")
+        .to_owned();
+    Ok(Machine { kernel, cpus, mem_total_kb, cpu_model })
+}
+
+fn read_trimmed(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    Ok(fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_skip_a_command_with_spaces_and_parentheses() {
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 123 4096 200";
+        assert_eq!(parse_cpu_ticks(stat), Some(12));
+        assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
+    }
+}

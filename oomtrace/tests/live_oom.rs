@@ -285,3 +285,45 @@ fn a_full_ring_buffer_loses_records_visibly() {
     assert_eq!(cgroup.oom_kills(), KILLS as u64);
     assert!(log.contains("ring buffer full"), "the loss is warned about while running:\n{log}");
 }
+
+/// A whole-machine OOM. Exhausting memory is only safe in a throw-away VM, so
+/// this runs only where the VM matrix sets OOMTRACE_TEST_GLOBAL_OOM=1.
+#[test]
+fn global_oom_names_the_victim_and_no_memcg() {
+    let test = "global";
+    if !privileged(test) {
+        return;
+    }
+    if std::env::var_os("OOMTRACE_TEST_GLOBAL_OOM").is_none() {
+        eprintln!("SKIPPED {test}: exhausts the machine's memory; runs only in the VM matrix (OOMTRACE_TEST_GLOBAL_OOM=1)");
+        return;
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let total_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("MemTotal");
+    let tracer = LiveTracer::start(&["--comm", "dd"]);
+    // The hog volunteers as the victim (oom_score_adj 1000) so the OOM killer
+    // never picks oomtrace or the test; no cgroup limit applies to it.
+    let bytes = total_kb * 1024 / 100 * 95;
+    let mut hog = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo 1000 > /proc/self/oom_score_adj && exec dd if=/dev/zero of=/dev/null bs={bytes} count=1"))
+        .spawn()
+        .expect("spawn hog");
+    let pid = hog.id();
+    let status = hog.wait().expect("wait hog");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status}");
+    let event = tracer.expect_event(Duration::from_secs(60));
+    assert_matches_dmesg(&event, pid);
+    assert_eq!(str_at(&event, &["scope"]), "global", "{event}");
+    assert!(event.get("oom_cgroup").is_none(), "a global OOM has no OOMing memcg: {event}");
+    assert_eq!(u64_at(&event, &["trigger", "tgid"]), pid as u64, "{event}");
+    assert_eq!(event["killed"], Value::Bool(true));
+    if event["scope_source"] == "oom_control" {
+        // totalpages of a global OOM is RAM plus swap, in pages.
+        assert!(u64_at(&event, &["oom_totalpages"]) > 0);
+    }
+}

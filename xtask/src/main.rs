@@ -8,6 +8,7 @@ mod cgroup;
 mod procfs;
 mod report;
 mod tracer;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -25,12 +26,16 @@ enum Command {
     /// Benchmark `oomtrace live` on real memcg OOM kills (needs root) and
     /// write the report to docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Run the integration suite on real Debian kernels under qemu (needs root)
+    /// and write docs/kernels.md.
+    VmTest(vm::VmTestArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
+        Command::VmTest(args) => vm::run(&workspace_root(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -39,4 +44,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
 }

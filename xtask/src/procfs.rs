@@ -4,13 +4,38 @@ use std::{fs, path::Path};
 
 use anyhow::{Context as _, Result, bail};
 
-/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`, which stamps
-/// both oomtrace's `ktime_ns` and bpftrace's `nsecs`.
+/// A kernel clock a tracer stamps its events with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// `bpf_ktime_get_ns()`: oomtrace's `ktime_ns`.
+    Monotonic,
+    /// `bpf_ktime_get_boot_ns()`: bpftrace's `nsecs` on kernels since 5.7.
+    Boottime,
+}
+
+impl Clock {
+    pub fn now_ns(self) -> u64 {
+        match self {
+            Clock::Monotonic => monotonic_ns(),
+            Clock::Boottime => boottime_ns(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Monotonic => "CLOCK_MONOTONIC",
+            Clock::Boottime => "CLOCK_BOOTTIME",
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC now, in ns (the clock of `bpf_ktime_get_ns`).
 pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
-/// CLOCK_BOOTTIME now, in ns (differs from CLOCK_MONOTONIC only after a suspend).
+/// CLOCK_BOOTTIME now, in ns (the clock of `bpf_ktime_get_boot_ns`; it runs
+/// ahead of CLOCK_MONOTONIC by the time spent suspended).
 pub fn boottime_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }
@@ -46,6 +71,10 @@ pub struct Memory {
     pub rss_kb: u64,
     /// VmHWM: the peak resident size since the process started.
     pub hwm_kb: u64,
+    /// RssAnon: the anonymous (heap, stacks) part of VmRSS.
+    pub anon_kb: u64,
+    /// RssFile: the file-backed (binary, libraries) part of VmRSS.
+    pub file_kb: u64,
 }
 
 pub fn memory(pid: u32) -> Result<Memory> {
@@ -57,7 +86,12 @@ pub fn memory(pid: u32) -> Result<Memory> {
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             .with_context(|| format!("no {key} line in {path}"))
     };
-    Ok(Memory { rss_kb: field("VmRSS:")?, hwm_kb: field("VmHWM:")? })
+    Ok(Memory {
+        rss_kb: field("VmRSS:")?,
+        hwm_kb: field("VmHWM:")?,
+        anon_kb: field("RssAnon:")?,
+        file_kb: field("RssFile:")?,
+    })
 }
 
 /// utime + stime of a process, in clock ticks.

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Runs inside each VM as root: `oomtrace check`, then every test binary.
+# Markers (== ...) let the host split the output per step.
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+echo "== uname $(uname -r)"
+echo "== check"
+"$OOMTRACE_BIN" check
+echo "== check-rc $?"
+failed=0
+for test in /tests/*; do
+    name=$(basename "$test")
+    echo "== test $name"
+    OOMTRACE_TEST_GLOBAL_OOM=1 "$test" --test-threads=1 --show-output 2>&1
+    rc=$?
+    echo "== test-rc $name $rc"
+    [ $rc -eq 0 ] || failed=1
+done
+exit $failed

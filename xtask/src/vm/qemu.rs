@@ -1,0 +1,70 @@
+//! Boots one kernel with the initramfs under qemu and collects what the guest
+//! wrote to its serial ports.
+//!
+//! This host's /dev/kvm is PVM and cannot run stock kernels, so the guest
+//! runs on TCG, single-threaded: multi-threaded TCG hangs the guest while
+//! kprobes are added and removed.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+pub struct Boot {
+    /// What the suite printed (second serial port).
+    pub output: String,
+    /// The suite's exit code, if the guest reported one.
+    pub exit_code: Option<i32>,
+    /// The tail of the kernel console, for diagnosis.
+    pub console_tail: String,
+    pub elapsed: Duration,
+}
+
+pub fn boot(vmlinuz: &Path, initrd: &Path, work: &Path, memory: &str, timeout: Duration) -> Result<Boot> {
+    let console = work.join("console.log");
+    let output = work.join("out.log");
+    let rc = work.join("rc");
+    let started = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", memory, "-smp", "2"])
+        .args(["-nodefaults", "-no-reboot", "-display", "none", "-no-user-config"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 rdinit=/init panic=-1 oops=panic loglevel=4"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", output.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", rc.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+    let finished = loop {
+        if child.try_wait()?.is_some() {
+            break true;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let exit_code = read(&rc).lines().find_map(|l| l.strip_prefix("VM_EXIT=")).and_then(|v| v.trim().parse().ok());
+    let console_text = read(&console);
+    let tail: Vec<&str> = console_text.lines().rev().take(40).collect();
+    let mut console_tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    if !finished {
+        console_tail.push_str(&format!("\n(vm-test: timed out after {timeout:?})"));
+    }
+    Ok(Boot { output: read(&output), exit_code, console_tail, elapsed: started.elapsed() })
+}

@@ -1,0 +1,188 @@
+//! Reads a guest's suite output into a per-kernel result, and renders the
+//! docs/kernels.md table from the results of a matrix run.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use super::qemu::Boot;
+
+#[derive(Clone, Debug)]
+pub struct KernelResult {
+    pub label: &'static str,
+    pub release: String,
+    pub passed: bool,
+    /// (attach point, attaches) as `oomtrace check` reported them in the guest.
+    pub check: Vec<(String, bool)>,
+    pub mark_victim_fields: String,
+    pub cgroup: String,
+    pub tests_passed: usize,
+    pub tests_failed: usize,
+    /// Tests that printed SKIPPED, with their reason.
+    pub skipped: Vec<String>,
+    /// Attach methods a passing, non-skipped test forced and verified.
+    pub exercised: BTreeSet<&'static str>,
+    pub elapsed: Duration,
+    pub failure_excerpt: String,
+}
+
+/// Tests that each force one attach method.
+const METHOD_TESTS: [(&str, &str); 5] = [
+    ("memcg_kill_matches_the_kernel_with_default_probes", "tp_btf"),
+    ("memcg_kill_matches_the_kernel_through_raw_tp", "raw_tp"),
+    ("memcg_kill_matches_the_kernel_through_the_classic_tracepoint", "tracepoint"),
+    ("memcg_kill_with_the_fentry_context", "fentry"),
+    ("memcg_kill_with_the_kprobe_context", "kprobe"),
+];
+
+pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
+    let text = &boot.output;
+    let mut check = Vec::new();
+    let mut fields = String::new();
+    let mut cgroup = String::new();
+    let mut in_check = false;
+    let mut check_rc = None;
+    let mut test_rcs = Vec::new();
+    let mut ok_tests = BTreeSet::new();
+    let mut failed = 0;
+    let mut skipped = Vec::new();
+    let mut current_output: Option<String> = None;
+    for line in text.lines() {
+        if line == "== check" {
+            in_check = true;
+            continue;
+        }
+        if let Some(rc) = line.strip_prefix("== check-rc ") {
+            in_check = false;
+            check_rc = rc.trim().parse::<i32>().ok();
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("== test-rc ") {
+            test_rcs.push(rest.rsplit(' ').next().and_then(|v| v.parse::<i32>().ok()).unwrap_or(-1));
+            continue;
+        }
+        if in_check {
+            let mut words = line.split_whitespace();
+            if let (Some(name), Some(status)) = (words.next(), words.next()) {
+                if name.contains(':') && (status == "ok" || status == "FAIL") {
+                    check.push((name.to_owned(), status == "ok"));
+                }
+            }
+            if let Some(rest) = line.split("fields: ").nth(1) {
+                fields = rest.trim().to_owned();
+            }
+            if line.starts_with("cgroup ") {
+                cgroup = line.split_whitespace().nth(2).unwrap_or_default().trim_end_matches(',').to_owned();
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("test ") {
+            if let Some(name) = rest.strip_suffix(" ... ok") {
+                ok_tests.insert(name.to_owned());
+            } else if rest.ends_with(" ... FAILED") {
+                failed += 1;
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("---- ") {
+            current_output = rest.split_whitespace().next().map(str::to_owned);
+            continue;
+        }
+        if line.starts_with("SKIPPED ") {
+            let test = current_output.clone().unwrap_or_default();
+            skipped.push(format!("{test}: {}", line.trim_start_matches("SKIPPED ")));
+        }
+    }
+    let skipped_tests: BTreeSet<&str> = skipped.iter().filter_map(|s| s.split(':').next()).collect();
+    let exercised = METHOD_TESTS
+        .iter()
+        .filter(|(test, _)| ok_tests.contains(*test) && !skipped_tests.contains(test))
+        .map(|(_, method)| *method)
+        .collect();
+    let passed = boot.exit_code == Some(0) && check_rc == Some(0) && failed == 0 && test_rcs.iter().all(|&rc| rc == 0);
+    let failure_excerpt = if passed {
+        String::new()
+    } else {
+        let tail: Vec<&str> = text.lines().rev().take(80).collect();
+        format!(
+            "{}\n--- console ---\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            boot.console_tail
+        )
+    };
+    KernelResult {
+        label,
+        release: release.to_owned(),
+        passed,
+        check,
+        mark_victim_fields: fields,
+        cgroup,
+        tests_passed: ok_tests.len() - skipped_tests.len().min(ok_tests.len()),
+        tests_failed: failed,
+        skipped,
+        exercised,
+        elapsed: boot.elapsed,
+        failure_excerpt,
+    }
+}
+
+impl KernelResult {
+    fn attaches(&self, short: &str) -> Option<bool> {
+        self.check.iter().find(|(name, _)| name.starts_with(short)).map(|(_, ok)| *ok)
+    }
+
+    /// The one-line summary printed per kernel.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<11} {:<30} {}  {} passed, {} failed, {} skipped; attach methods verified: {}  ({:.0} s)",
+            self.label,
+            self.release,
+            if self.passed { "PASS" } else { "FAIL" },
+            self.tests_passed,
+            self.tests_failed,
+            self.skipped.len(),
+            self.exercised.iter().copied().collect::<Vec<_>>().join(" "),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// docs/kernels.md, generated from one matrix run.
+pub fn markdown(results: &[KernelResult]) -> String {
+    let yes_no = |v: Option<bool>| match v {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "?",
+    };
+    let mut out = String::from(
+        "# Kernels oomtrace is tested on\n\n\
+         Generated by `cargo xtask vm-test` (do not edit by hand): each Debian cloud kernel is booted \
+         under qemu (single-threaded TCG, busybox initramfs, cgroup v2) and runs the whole integration \
+         suite as root; the attach columns are what `oomtrace check` reported inside the guest.\n\n",
+    );
+    out.push_str(&format!("Run: {}\n\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now())));
+    out.push_str("| series | kernel | cgroup | fentry | kprobe | tp_btf | raw_tp | mark_victim fields | verified by forced-attach tests | result |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({} passed, {} skipped) |\n",
+            r.label,
+            r.release,
+            if r.cgroup.is_empty() { "?" } else { &r.cgroup },
+            yes_no(r.attaches("fentry:")),
+            yes_no(r.attaches("kprobe:")),
+            yes_no(r.attaches("tp_btf:")),
+            yes_no(r.attaches("raw_tp:")),
+            r.mark_victim_fields,
+            r.exercised.iter().copied().collect::<Vec<_>>().join(", "),
+            if r.passed { "pass" } else { "FAIL" },
+            r.tests_passed,
+            r.skipped.len()
+        ));
+    }
+    out.push_str("\nThe host (6.18, cgroup v1) runs the suite natively: `scripts/test.sh`.\n\nSkipped tests per kernel:\n\n");
+    for r in results {
+        for s in &r.skipped {
+            out.push_str(&format!("- {}: {}\n", r.label, s));
+        }
+    }
+    out
+}

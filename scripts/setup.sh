@@ -5,7 +5,7 @@
 #   - bpf-linker, built against the nightly's own libLLVM (Debian 12 has no LLVM 22)
 #   - tracefs mounted at /sys/kernel/tracing (tracepoint attach needs it)
 #   - with --test-deps: the Debian packages the tests use (bpftool for the BTF
-#     cross-check, util-linux for setpriv)
+#     cross-check, util-linux for unshare and dmesg)
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -86,6 +86,6 @@ ensure_nightly
 ensure_bpf_linker
 ensure_tracefs
 if [ "${1:-}" = "--test-deps" ]; then
-    ensure_packages bpftool:bpftool setpriv:util-linux dd:coreutils dmesg:util-linux
+    ensure_packages bpftool:bpftool unshare:util-linux dd:coreutils dmesg:util-linux
 fi
 log "ok: nightly + rust-src, bpf-linker, tracefs"

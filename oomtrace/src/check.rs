@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use crate::{
     enrich::cgroup::{MemoryHierarchy, detect_hierarchy},
     kernel::{self, privileges::Privileges},
-    probe::{EBPF_OBJECT, Method, attach::try_method},
+    probe::{
+        EBPF_OBJECT, Method,
+        attach::{kernel_btf, try_method},
+    },
 };
 
 /// One line of the report.
@@ -122,9 +125,10 @@ pub fn run() -> Report {
         checks.push(Check { name: "warning", ok: false, detail: warning.clone() });
     }
     let mut working = Vec::new();
+    let btf = kernel_btf(&facts);
     for method in Method::ALL {
         let result = if privileges.can_trace() {
-            try_method(EBPF_OBJECT, &facts, method)
+            try_method(EBPF_OBJECT, &facts, &btf, method)
         } else {
             Err("not tried: insufficient privileges".to_owned())
         };

@@ -90,6 +90,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
     }
     let mut reader = EventReader::new(tracer.take_events()?).context("registering the ring buffer")?;
     let mut resolver = CgroupResolver::new(hierarchy);
+    release_startup_memory();
     let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, attached.kill_signal);
     tracing::info!(
         attached = %attached.summary(),
@@ -176,6 +177,17 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
         "detached"
     );
     Ok(summary)
+}
+
+/// Parsing BTF at startup (ours and aya's) allocates tens of MiB that are
+/// freed once the programs are loaded; hand that heap back to the system so
+/// the resident size reflects what the tracer keeps.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

@@ -98,9 +98,11 @@ pub struct Member {
 }
 
 pub struct Btf {
-    types: Vec<u8>,
-    strings: Vec<u8>,
-    /// Byte position of each type header in `types`; index = type id - 1.
+    /// The whole BTF blob; the type and string sections are ranges of it.
+    data: Vec<u8>,
+    types_range: std::ops::Range<usize>,
+    strings_range: std::ops::Range<usize>,
+    /// Byte position of each type header in the type section; index = type id - 1.
     index: Vec<u32>,
 }
 
@@ -120,34 +122,48 @@ impl Btf {
     pub fn from_path(path: &Path) -> Result<Self, BtfError> {
         let data = std::fs::read(path)
             .map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&data)
+        Self::parse(data)
     }
 
-    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+    pub fn parse(data: impl Into<Vec<u8>>) -> Result<Self, BtfError> {
+        let data = data.into();
         if data.len() < HEADER_MIN_LEN || u16::from_le_bytes([data[0], data[1]]) != BTF_MAGIC {
             return Err(BtfError::BadHeader);
         }
-        let header_len = u32_at(data, 4, "header")? as usize;
-        let type_off = u32_at(data, 8, "header")? as usize;
-        let type_len = u32_at(data, 12, "header")? as usize;
-        let str_off = u32_at(data, 16, "header")? as usize;
-        let str_len = u32_at(data, 20, "header")? as usize;
+        let header_len = u32_at(&data, 4, "header")? as usize;
+        let type_off = u32_at(&data, 8, "header")? as usize;
+        let type_len = u32_at(&data, 12, "header")? as usize;
+        let str_off = u32_at(&data, 16, "header")? as usize;
+        let str_len = u32_at(&data, 20, "header")? as usize;
         let section = |off: usize, len: usize, what| {
             let start = header_len + off;
-            data.get(start..start + len).ok_or(BtfError::Truncated { what, at: start })
+            if start + len > data.len() {
+                return Err(BtfError::Truncated { what, at: start });
+            }
+            Ok(start..start + len)
         };
-        let types = section(type_off, type_len, "type section")?.to_vec();
-        let strings = section(str_off, str_len, "string section")?.to_vec();
-        let mut btf = Self { types, strings, index: Vec::new() };
+        let types_range = section(type_off, type_len, "type section")?;
+        let strings_range = section(str_off, str_len, "string section")?;
+        let mut btf = Self { data, types_range, strings_range, index: Vec::new() };
         btf.build_index()?;
         Ok(btf)
     }
 
+    fn types(&self) -> &[u8] {
+        &self.data[self.types_range.clone()]
+    }
+
+    fn strings(&self) -> &[u8] {
+        &self.data[self.strings_range.clone()]
+    }
+
     fn build_index(&mut self) -> Result<(), BtfError> {
         let mut at = 0usize;
-        while at < self.types.len() {
-            let id = self.index.len() as u32 + 1;
-            let info = u32_at(&self.types, at + 4, "type header")?;
+        let len = self.types_range.len();
+        let mut index = Vec::new();
+        while at < len {
+            let id = index.len() as u32 + 1;
+            let info = u32_at(self.types(), at + 4, "type header")?;
             let raw_kind = (info >> 24) & 0x1f;
             let kind = Kind::from_raw(raw_kind).ok_or(BtfError::UnknownKind { kind: raw_kind, id })?;
             let vlen = (info & 0xffff) as usize;
@@ -158,12 +174,13 @@ impl Btf {
                 Kind::Enum | Kind::FuncProto => 8 * vlen,
                 _ => 0,
             };
-            self.index.push(at as u32);
+            index.push(at as u32);
             at += 12 + extra;
         }
-        if at > self.types.len() {
+        if at > len {
             return Err(BtfError::Truncated { what: "last type", at });
         }
+        self.index = index;
         Ok(())
     }
 
@@ -178,9 +195,9 @@ impl Btf {
 
     fn header(&self, id: u32) -> Option<Header> {
         let at = *self.index.get((id as usize).checked_sub(1)?)? as usize;
-        let name_off = u32_at(&self.types, at, "type").ok()?;
-        let info = u32_at(&self.types, at + 4, "type").ok()?;
-        let size_or_type = u32_at(&self.types, at + 8, "type").ok()?;
+        let name_off = u32_at(self.types(), at, "type").ok()?;
+        let info = u32_at(self.types(), at + 4, "type").ok()?;
+        let size_or_type = u32_at(self.types(), at + 8, "type").ok()?;
         Some(Header {
             name_off,
             kind: Kind::from_raw((info >> 24) & 0x1f)?,
@@ -192,7 +209,7 @@ impl Btf {
     }
 
     fn name_bytes(&self, off: u32) -> &[u8] {
-        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        let rest = self.strings().get(off as usize..).unwrap_or_default();
         let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
         &rest[..end]
     }
@@ -244,7 +261,7 @@ impl Btf {
     /// Element type of an array type.
     pub fn array_element(&self, id: u32) -> Option<u32> {
         let h = self.header(self.resolve(id))?;
-        (h.kind == Kind::Array).then(|| u32_at(&self.types, h.data, "array").ok()).flatten()
+        (h.kind == Kind::Array).then(|| u32_at(self.types(), h.data, "array").ok()).flatten()
     }
 
     fn members(&self, id: u32) -> Vec<(u32, Member)> {
@@ -257,9 +274,9 @@ impl Btf {
         (0..h.vlen)
             .filter_map(|i| {
                 let at = h.data + i * 12;
-                let name_off = u32_at(&self.types, at, "member").ok()?;
-                let type_id = u32_at(&self.types, at + 4, "member").ok()?;
-                let raw = u32_at(&self.types, at + 8, "member").ok()?;
+                let name_off = u32_at(self.types(), at, "member").ok()?;
+                let type_id = u32_at(self.types(), at + 4, "member").ok()?;
+                let raw = u32_at(self.types(), at + 8, "member").ok()?;
                 let bit_offset = if h.kind_flag { raw & 0x00ff_ffff } else { raw };
                 Some((name_off, Member { type_id, bit_offset }))
             })
@@ -300,13 +317,13 @@ impl Btf {
             };
             (0..h.vlen).find_map(|i| {
                 let at = h.data + i * entry;
-                let name_off = u32_at(&self.types, at, "enumerator").ok()?;
+                let name_off = u32_at(self.types(), at, "enumerator").ok()?;
                 if self.name_bytes(name_off) != wanted {
                     return None;
                 }
-                let low = u32_at(&self.types, at + 4, "enumerator").ok()?;
+                let low = u32_at(self.types(), at + 4, "enumerator").ok()?;
                 Some(if wide {
-                    let high = u32_at(&self.types, at + 8, "enumerator").ok()?;
+                    let high = u32_at(self.types(), at + 8, "enumerator").ok()?;
                     ((high as u64) << 32 | low as u64) as i64
                 } else {
                     low as i32 as i64

@@ -124,10 +124,9 @@ impl Method {
 
 /// Attaches what `plan` asks for, falling back along the chains. Never fails:
 /// what did not attach is listed in `failures`.
-pub fn attach_all(ebpf: &mut Ebpf, facts: &KernelFacts, plan: &AttachPlan) -> Attached {
-    let btf = kernel_btf(facts);
+pub fn attach_all(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>, plan: &AttachPlan) -> Attached {
     let mut attached = Attached::default();
-    let mut try_attach = |method: Method| match attach_one(ebpf, facts, &btf, method) {
+    let mut try_attach = |method: Method| match attach_one(ebpf, facts, btf, method) {
         Ok(()) => {
             tracing::debug!(program = method.target(), "attached");
             true
@@ -164,15 +163,17 @@ pub fn attach_all(ebpf: &mut Ebpf, facts: &KernelFacts, plan: &AttachPlan) -> At
 
 /// Loads the object afresh and attaches only `method` (then detaches): what
 /// `oomtrace check` reports.
-pub fn try_method(object: &[u8], facts: &KernelFacts, method: Method) -> Result<(), String> {
+pub fn try_method(object: &[u8], facts: &KernelFacts, btf: &Result<Btf, String>, method: Method) -> Result<(), String> {
     let mut ebpf = aya::EbpfLoader::new()
         .override_global("OFFSETS", &facts.offsets, true)
         .load(object)
         .map_err(|e| format!("loading the eBPF object: {e}"))?;
-    attach_one(&mut ebpf, facts, &kernel_btf(facts), method)
+    attach_one(&mut ebpf, facts, btf, method)
 }
 
-fn kernel_btf(facts: &KernelFacts) -> Result<Btf, String> {
+/// aya's view of the kernel BTF (it resolves tp_btf/fentry targets), parsed
+/// once and shared by the loader and every attach.
+pub fn kernel_btf(facts: &KernelFacts) -> Result<Btf, String> {
     match &facts.btf {
         Ok(_) => Btf::from_sys_fs().map_err(|e| e.to_string()),
         Err(why) => Err(why.clone()),

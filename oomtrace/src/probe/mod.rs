@@ -69,6 +69,8 @@ impl Tracer {
     /// Loads the programs and attaches them following `plan`, with a ring
     /// buffer of `ring_bytes` (a power of two, at least one page).
     pub fn start(facts: &KernelFacts, plan: &AttachPlan, ring_bytes: u32) -> Result<Self, ProbeError> {
+        // EbpfLoader::new() parses the kernel BTF itself; that copy is freed
+        // when the loader is, before the attach below parses its own.
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &facts.offsets, true)
             .map_max_entries("EVENTS", ring_bytes)
@@ -77,7 +79,9 @@ impl Tracer {
                 advice: load_advice(&source),
                 source: Box::new(source),
             })?;
-        let attached = attach::attach_all(&mut ebpf, facts, plan);
+        let btf = attach::kernel_btf(facts);
+        let attached = attach::attach_all(&mut ebpf, facts, &btf, plan);
+        drop(btf);
         if attached.victim.is_none() {
             let tried = attached
                 .failures

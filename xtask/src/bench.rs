@@ -196,30 +196,23 @@ fn ensure_tracefs() -> Result<()> {
     Ok(())
 }
 
-fn version_of(program: &Path, flag: &str) -> String {
-    Command::new(program)
-        .arg(flag)
+/// The trimmed stdout of a command that succeeded.
+fn quiet_stdout(command: &mut Command) -> Option<String> {
+    command
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .ok()
         .filter(|out| out.status.success())
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown version".to_owned())
+}
+
+fn version_of(program: &Path, flag: &str) -> String {
+    quiet_stdout(Command::new(program).arg(flag)).unwrap_or_else(|| "unknown version".to_owned())
 }
 
 fn git_commit(root: &Path) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .filter(|out| out.status.success())
-            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
+    let git = |args: &[&str]| quiet_stdout(Command::new("git").args(args).current_dir(root));
     match git(&["rev-parse", "--short", "HEAD"]) {
         Some(commit) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
             Some(changes) if !changes.is_empty() => format!("{commit} + uncommitted changes"),

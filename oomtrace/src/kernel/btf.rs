@@ -374,7 +374,7 @@ mod tests {
             // [3] struct outer { long a; union { long b; }; } size 16
             6, info(4, 2), 16, 12, 1, 0, 0, 2, 64,
         ];
-        let btf = Btf::parse(&blob(&types, strings)).expect("valid BTF");
+        let btf = Btf::parse(blob(&types, strings)).expect("valid BTF");
         assert_eq!(btf.len(), 3);
         assert_eq!(btf.member_offset("outer", "a"), Some(0));
         assert_eq!(btf.member_offset("outer", "b"), Some(8));
@@ -384,9 +384,9 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_foreign_data() {
-        assert!(matches!(Btf::parse(b"short"), Err(BtfError::BadHeader)));
+        assert!(matches!(Btf::parse(b"short".to_vec()), Err(BtfError::BadHeader)));
         let mut data = blob(&[1, info(1, 0), 8, 64], b"\0");
         data.truncate(data.len() - 6);
-        assert!(matches!(Btf::parse(&data), Err(BtfError::Truncated { .. })));
+        assert!(matches!(Btf::parse(data), Err(BtfError::Truncated { .. })));
     }
 }

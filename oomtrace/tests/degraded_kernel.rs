@@ -6,7 +6,7 @@ mod support;
 
 use std::{process::Command, time::Duration};
 
-use support::{LiveTracer, MemCgroup, dmesg_killed, privileged, str_at, u64_at, unique};
+use support::{LiveTracer, MemCgroup, assert_rss_kb, dmesg_killed, privileged, str_at, u64_at, unique};
 
 /// Runs `script` in a new mount namespace, with `$OOMTRACE` set to the binary.
 fn in_private_mounts(script: &str) -> std::process::Output {
@@ -59,7 +59,7 @@ fn without_btf_the_tracepoint_fields_remain_and_the_loss_is_stated() {
     let line = dmesg_killed(pid);
     assert_eq!(u64_at(&event, &["victim", "pid"]), pid as u64);
     assert_eq!(str_at(&event, &["victim", "comm"]), line.comm);
-    assert_eq!(u64_at(&event, &["victim", "anon_rss_kb"]), line.anon_rss_kb);
+    assert_rss_kb(u64_at(&event, &["victim", "anon_rss_kb"]), line.anon_rss_kb, "anon_rss", &event);
     assert_eq!(u64_at(&event, &["victim", "total_vm_kb"]), line.total_vm_kb);
     // What only BTF gives is absent, not zero.
     assert!(event.get("victim_cgroup").is_none(), "{event}");

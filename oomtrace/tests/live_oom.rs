@@ -6,7 +6,9 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::Value;
-use support::{LiveTracer, MemCgroup, attach_method_works, dmesg_killed, privileged, str_at, u64_at, unique};
+use support::{
+    LiveTracer, MemCgroup, assert_rss_kb, attach_method_works, dmesg_killed, privileged, str_at, u64_at, unique,
+};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 64 * MIB;
@@ -19,9 +21,9 @@ fn assert_matches_dmesg(event: &Value, pid: u32) {
     assert_eq!(u64_at(event, &["victim", "pid"]), pid as u64, "{event}");
     assert_eq!(str_at(event, &["victim", "comm"]), line.comm, "{event}");
     assert_eq!(u64_at(event, &["victim", "total_vm_kb"]), line.total_vm_kb, "{event}");
-    assert_eq!(u64_at(event, &["victim", "anon_rss_kb"]), line.anon_rss_kb, "{event}");
-    assert_eq!(u64_at(event, &["victim", "file_rss_kb"]), line.file_rss_kb, "{event}");
-    assert_eq!(u64_at(event, &["victim", "shmem_rss_kb"]), line.shmem_rss_kb, "{event}");
+    assert_rss_kb(u64_at(event, &["victim", "anon_rss_kb"]), line.anon_rss_kb, "anon_rss", event);
+    assert_rss_kb(u64_at(event, &["victim", "file_rss_kb"]), line.file_rss_kb, "file_rss", event);
+    assert_rss_kb(u64_at(event, &["victim", "shmem_rss_kb"]), line.shmem_rss_kb, "shmem_rss", event);
     assert_eq!(u64_at(event, &["victim", "uid"]), line.uid, "{event}");
     assert_eq!(u64_at(event, &["victim", "pgtables_kb"]), line.pgtables_kb, "{event}");
     assert_eq!(event["victim"]["oom_score_adj"].as_i64(), Some(line.oom_score_adj), "{event}");

@@ -402,3 +402,39 @@ pub fn attach_method_works(target: &str) -> Result<(), String> {
     let rest = line[target.len()..].trim_start();
     if rest.starts_with("ok") { Ok(()) } else { Err(rest.trim_start_matches("FAIL").trim().to_owned()) }
 }
+
+/// How far an RSS figure read in the kernel may be from the "Killed process"
+/// line, in kB.
+///
+/// Since 6.2 the mm's RSS counters are per-CPU (`struct percpu_counter`):
+/// `get_mm_counter()`, which the mark_victim tracepoint and oomtrace use, reads
+/// the folded total, while newer kernels (7.x) print the exact per-CPU sum in
+/// the log. The two differ by at most the deltas still held per CPU: one batch
+/// (`max(32, 2 * nr_cpus)` pages) per possible CPU. Older kernels print the
+/// folded value: the slack is zero there.
+pub fn rss_slack_kb() -> u64 {
+    let facts = oomtrace::kernel::discover();
+    if facts.offsets.rss_counter_stride == 8 || facts.offsets.rss_counter_stride == oomtrace_common::ABSENT {
+        return 0;
+    }
+    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+    let cpus = possible
+        .trim()
+        .split(',')
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => b.parse::<u64>().unwrap_or(0) - a.parse::<u64>().unwrap_or(0) + 1,
+            None => 1,
+        })
+        .sum::<u64>()
+        .max(1);
+    cpus * (2 * cpus).max(32) * facts.page_size / 1024
+}
+
+/// RSS from the event equals the kernel log's, within [`rss_slack_kb`].
+pub fn assert_rss_kb(event_kb: u64, log_kb: u64, what: &str, event: &Value) {
+    let slack = rss_slack_kb();
+    assert!(
+        event_kb.abs_diff(log_kb) <= slack,
+        "{what}: event {event_kb} kB, kernel log {log_kb} kB (allowed difference {slack} kB): {event}"
+    );
+}

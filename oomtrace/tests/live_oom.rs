@@ -33,13 +33,15 @@ fn has_source(event: &Value, source: &str) -> bool {
     event["sources"].as_array().is_some_and(|s| s.iter().any(|v| v == source))
 }
 
-/// One kill in a 64 MiB cgroup, seen through the given victim probe.
-fn single_memcg_kill(test: &str, victim_probe: &str, expected_source: &str) {
+/// One kill in a 64 MiB cgroup, seen through the given probes.
+fn single_memcg_kill(test: &str, probes: &[&str], expected_source: &str) {
     if !privileged(test) {
         return;
     }
     let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
-    let tracer = LiveTracer::start(&["--cgroup", &cgroup.path, "--victim-probe", victim_probe]);
+    let mut args = vec!["--cgroup", cgroup.path.as_str()];
+    args.extend_from_slice(probes);
+    let tracer = LiveTracer::start(&args);
     let pid = cgroup.oom_kill_hog(HOG);
     let event = tracer.expect_event(EVENT_TIMEOUT);
 
@@ -57,6 +59,11 @@ fn single_memcg_kill(test: &str, victim_probe: &str, expected_source: &str) {
     assert_eq!(u64_at(&event, &["trigger", "pid"]), pid as u64);
     assert!(has_source(&event, expected_source), "{event}");
     assert!(has_source(&event, "tracepoint:signal/signal_generate"), "{event}");
+    let has_context = has_source(&event, "fentry:oom_kill_process") || has_source(&event, "kprobe:oom_kill_process");
+    assert_eq!(str_at(&event, &["scope_source"]), if has_context { "oom_control" } else { "inferred" });
+    for key in ["oom_id", "oom_totalpages", "chosen_points", "gfp_mask", "order"] {
+        assert_eq!(event.get(key).is_some(), has_context, "{key} present iff the context was read: {event}");
+    }
     assert_eq!(cgroup.oom_kills(), 1, "the kernel counted one kill");
 
     let (status, log) = tracer.stop();
@@ -67,17 +74,21 @@ fn single_memcg_kill(test: &str, victim_probe: &str, expected_source: &str) {
 
 #[test]
 fn memcg_kill_matches_the_kernel_with_default_probes() {
-    single_memcg_kill("default", "auto", "tp_btf:mark_victim");
+    single_memcg_kill("default", &[], "tp_btf:mark_victim");
 }
 
 #[test]
 fn memcg_kill_matches_the_kernel_through_raw_tp() {
-    single_memcg_kill("rawtp", "raw-tp", "raw_tp:mark_victim");
+    single_memcg_kill("rawtp", &["--victim-probe", "raw-tp"], "raw_tp:mark_victim");
 }
 
+/// Tracepoint only: no task pointer and no oom_kill_process context. The
+/// victim's cgroup is still named (the victim is the allocating task), the
+/// scope is inferred, and what only the context gives is absent.
 #[test]
-fn memcg_kill_matches_the_kernel_through_the_classic_tracepoint() {
-    single_memcg_kill("tracepoint", "tracepoint", "tracepoint:oom/mark_victim");
+fn memcg_kill_matches_the_kernel_through_the_classic_tracepoint_only() {
+    let probes = ["--victim-probe", "tracepoint", "--context-probe", "none"];
+    single_memcg_kill("tracepoint", &probes, "tracepoint:oom/mark_victim");
 }
 
 /// One kill with the `oom_kill_process` context read through `context_probe`.

@@ -28,7 +28,7 @@ pub struct KernelResult {
 const METHOD_TESTS: [(&str, &str); 5] = [
     ("memcg_kill_matches_the_kernel_with_default_probes", "tp_btf"),
     ("memcg_kill_matches_the_kernel_through_raw_tp", "raw_tp"),
-    ("memcg_kill_matches_the_kernel_through_the_classic_tracepoint", "tracepoint"),
+    ("memcg_kill_matches_the_kernel_through_the_classic_tracepoint_only", "tracepoint"),
     ("memcg_kill_with_the_fentry_context", "fentry"),
     ("memcg_kill_with_the_kprobe_context", "kprobe"),
 ];

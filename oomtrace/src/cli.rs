@@ -25,6 +25,31 @@ pub enum Command {
     Live(LiveArgs),
     /// Report what works on this node (BTF, tracefs, attach methods, cgroups, privileges).
     Check,
+    /// Which container and pod is this process or cgroup in?
+    Whois(WhoisArgs),
+}
+
+/// Where pod names come from.
+#[derive(Debug, Args)]
+pub struct CriArgs {
+    /// CRI socket of the container runtime (default: containerd's, then CRI-O's).
+    #[arg(long, value_name = "PATH", env = "OOMTRACE_CRI_SOCKET")]
+    pub cri_socket: Option<std::path::PathBuf>,
+    /// Longest wait for one CRI call, e.g. "250ms"; on timeout the event keeps what the cgroup path gives.
+    #[arg(long, value_parser = parse_duration, default_value = "250ms")]
+    pub cri_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoisArgs {
+    /// PIDs or cgroup paths (relative to the hierarchy root, or under /sys/fs/cgroup).
+    #[arg(required = true, value_name = "PID|CGROUP_PATH")]
+    pub targets: Vec<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub cri: CriArgs,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +69,17 @@ pub struct LiveArgs {
     /// Only victims with this command name.
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
+    /// Only victims in pods of this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only victims in this pod.
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Only victims in containers of this name.
+    #[arg(long)]
+    pub container: Option<String>,
+    #[command(flatten)]
+    pub cri: CriArgs,
     /// Program reporting victims.
     #[arg(long, value_enum, default_value_t = VictimProbe::Auto)]
     pub victim_probe: VictimProbe,

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use oomtrace_common::{COMM_LEN, RawCgroup, RawOomEvent, field, flag, source};
 use serde::Serialize;
 
-use crate::kernel::offsets::ConstraintValues;
+use crate::{enrich::pod::WorkloadInfo, kernel::offsets::ConstraintValues};
 
 /// What the OOM was constrained by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -149,6 +149,12 @@ pub struct OomEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<i32>,
     pub trigger: Trigger,
+    /// The node (Kubernetes node name or hostname).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The victim's container, pod or service (see docs/events.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadInfo>,
     /// The programs that supplied this event's fields.
     pub sources: Vec<&'static str>,
 }
@@ -278,6 +284,8 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         gfp_mask: has_context.then(|| format!("{:#x}", raw.gfp_mask)),
         order: has_context.then_some(raw.order),
         trigger: Trigger { pid: raw.trigger_pid, tgid: raw.trigger_tgid, comm: c_string(&raw.trigger_comm) },
+        node: None,
+        workload: None,
         sources: source_names(raw.sources),
     })
 }

@@ -3,7 +3,7 @@
 //! The modules follow the path an OOM event takes:
 //! `kernel` (what the kernel offers) -> `probe` (load, attach, read the ring
 //! buffer) -> `event` (decode into the owned event) -> `enrich` (cgroup paths)
-//! -> `sink` (table, JSON). `live` and `check` are the commands.
+//! -> `sink` (table, JSON). `live`, `check` and `whois` are the commands.
 
 pub mod check;
 pub mod cli;
@@ -13,3 +13,4 @@ pub mod kernel;
 pub mod live;
 pub mod probe;
 pub mod sink;
+pub mod whois;

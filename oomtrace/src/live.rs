@@ -6,7 +6,10 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    enrich::cgroup::{CgroupResolver, detect_hierarchy},
+    enrich::{
+        cgroup::{CgroupResolver, detect_hierarchy},
+        pod::{PodResolver, node_name},
+    },
     event::{DecodeContext, OomEvent, decode},
     kernel::{self, privileges::Privileges},
     probe::{AttachPlan, Tracer, ring::EventReader},
@@ -25,6 +28,13 @@ pub struct LiveOptions {
     pub cgroup_prefix: Option<String>,
     /// Only victims with this command name.
     pub comm: Option<String>,
+    /// Only victims in this namespace / pod / container (by name).
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    /// CRI socket (None: the default sockets) and the bound on each call.
+    pub cri_socket: Option<std::path::PathBuf>,
+    pub cri_timeout: Duration,
     pub plan: AttachPlan,
     /// Size of the kernel-to-user ring buffer, bytes.
     pub ring_bytes: u32,
@@ -39,12 +49,23 @@ pub struct LiveSummary {
     pub undecodable: u64,
     pub cgroup_unresolved: u64,
     pub context_missing: u64,
+    /// Events attributed from the cgroup path only (runtime unreachable or unaware).
+    pub partially_attributed: u64,
+    pub cri_failures: u64,
 }
 
 impl LiveOptions {
     fn matches(&self, event: &OomEvent) -> bool {
         if let Some(comm) = &self.comm
             && event.victim.comm.as_deref() != Some(comm.as_str())
+        {
+            return false;
+        }
+        let workload = event.workload.as_ref();
+        let wanted = |want: &Option<String>, have: Option<&String>| want.as_ref().is_none_or(|w| have == Some(w));
+        if !wanted(&self.namespace, workload.and_then(|w| w.namespace.as_ref()))
+            || !wanted(&self.pod, workload.and_then(|w| w.pod.as_ref()))
+            || !wanted(&self.container, workload.and_then(|w| w.container.as_ref()))
         {
             return false;
         }
@@ -90,6 +111,9 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
     }
     let mut reader = EventReader::new(tracer.take_events()?).context("registering the ring buffer")?;
     let mut resolver = CgroupResolver::new(hierarchy);
+    let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
+    pods.warm().await;
+    let node = node_name();
     release_startup_memory();
     let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, attached.kill_signal);
     tracing::info!(
@@ -135,6 +159,10 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
                     if let Some(oom) = event.oom_cgroup.as_mut() {
                         resolver.resolve(&mut oom.cgroup);
                     }
+                    let path = event.victim_cgroup.as_ref().and_then(|c| c.path.clone());
+                    let tgid = event.victim.tgid.or(Some(event.victim.pid));
+                    event.workload = Some(pods.attribute(path.as_deref(), tgid).await);
+                    event.node = Some(node.clone());
                     if !options.matches(&event) {
                         summary.filtered_out += 1;
                         continue;
@@ -165,6 +193,8 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
     }
     summary.lost_ringbuf_full = tracer.stats().ringbuf_full;
     summary.cgroup_unresolved = resolver.unresolved;
+    summary.partially_attributed = pods.stats.partial;
+    summary.cri_failures = pods.stats.cri_failures;
     drop(tracer);
     let _ = out.flush();
     tracing::info!(
@@ -174,6 +204,8 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
         undecodable = summary.undecodable,
         cgroup_unresolved = summary.cgroup_unresolved,
         context_missing = summary.context_missing,
+        partially_attributed = summary.partially_attributed,
+        cri_failures = summary.cri_failures,
         "detached"
     );
     Ok(summary)

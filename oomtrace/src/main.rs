@@ -29,6 +29,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", report.render());
             Ok(if report.can_trace() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Whois(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let report = runtime.block_on(oomtrace::whois::run(&args.targets, args.cri.cri_socket, args.cri.cri_timeout));
+            print!("{}", oomtrace::whois::render(&report, args.output)?);
+            Ok(if report.iter().all(|r| r.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Live(args) => {
             let ring_bytes = oomtrace::probe::ring_bytes(args.ring_buffer_kib, oomtrace::kernel::page_size())
                 .map_err(|e| anyhow::anyhow!("--ring-buffer-kib: {e}"))?;
@@ -39,6 +45,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration: args.duration,
                 cgroup_prefix: args.cgroup,
                 comm: args.comm,
+                namespace: args.namespace,
+                pod: args.pod,
+                container: args.container,
+                cri_socket: args.cri.cri_socket,
+                cri_timeout: args.cri.cri_timeout,
                 plan: AttachPlan {
                     victim: args.victim_probe,
                     context: args.context_probe,

@@ -1,3 +1,7 @@
-//! Attributes events: cgroup ids to cgroup paths (later: containers, pods).
+//! Attributes events: cgroup ids to cgroup paths, cgroup paths to
+//! containers and pods (offline), containers to names (over CRI).
 
 pub mod cgroup;
+pub mod cgroup_path;
+pub mod cri;
+pub mod pod;

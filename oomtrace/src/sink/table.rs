@@ -7,7 +7,7 @@ use crate::event::OomEvent;
 
 pub struct TableSink;
 
-const HEADER: &str = "TIME (UTC)    PID      COMM             CGROUP                          USAGE/LIMIT      RSS      SCOPE      KILLED TRIGGER";
+const HEADER: &str = "TIME (UTC)    PID      COMM             WORKLOAD (NAMESPACE/POD/CONTAINER or CGROUP)  USAGE/LIMIT      RSS      SCOPE      KILLED TRIGGER";
 
 impl Sink for TableSink {
     fn start(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
@@ -31,6 +31,13 @@ pub fn row(event: &OomEvent) -> String {
         .as_ref()
         .and_then(|c| c.path.clone().or_else(|| Some(format!("id:{}", c.id))))
         .unwrap_or_else(|| "?".to_owned());
+    let workload = match event.workload.as_ref() {
+        Some(w) => {
+            let name = w.kubernetes_name().unwrap_or(cgroup);
+            if w.main_process == Some(false) { format!("{name} (not main)") } else { name }
+        }
+        None => cgroup,
+    };
     let usage_limit = event.oom_cgroup.as_ref().map_or_else(
         || match event.oom_totalpages {
             Some(_) => "-".to_owned(),
@@ -51,7 +58,7 @@ pub fn row(event: &OomEvent) -> String {
         None => "?",
     };
     format!(
-        "{time:<13} {pid:<8} {comm:<16} {cgroup:<31} {usage_limit:<16} {rss:<8} {scope:<10} {killed:<6} {tpid} {tcomm}",
+        "{time:<13} {pid:<8} {comm:<16} {workload:<45} {usage_limit:<16} {rss:<8} {scope:<10} {killed:<6} {tpid} {tcomm}",
         pid = event.victim.pid,
         tpid = event.trigger.pid,
         tcomm = event.trigger.comm,

@@ -1,0 +1,185 @@
+//! Container metadata from the container runtime over CRI (containerd,
+//! CRI-O): pod name, namespace and uid, container name, image, restart count,
+//! and the container's main process. Every call is bounded by a timeout.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::{
+    ContainerStatusRequest, ListContainersRequest, PodSandboxStatusRequest,
+    runtime_service_client::RuntimeServiceClient,
+};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Where runtimes put their CRI socket, tried in order when none is given.
+pub const DEFAULT_SOCKETS: [&str; 3] =
+    ["/run/containerd/containerd.sock", "/var/run/crio/crio.sock", "/run/crio/crio.sock"];
+
+/// kubelet's labels and annotations on containers and sandboxes.
+const POD_NAME: &str = "io.kubernetes.pod.name";
+const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+const POD_UID: &str = "io.kubernetes.pod.uid";
+const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CriError {
+    #[error("no CRI socket at {0} (is containerd or CRI-O running? set --cri-socket)")]
+    NoSocket(String),
+    #[error("CRI call {call} timed out after {timeout:?}")]
+    Timeout { call: &'static str, timeout: Duration },
+    #[error("CRI call {call} failed: {status}")]
+    Call { call: &'static str, status: Box<tonic::Status> },
+    #[error("cannot build the CRI endpoint: {0}")]
+    Endpoint(String),
+}
+
+/// What the runtime knows about one container (or pod sandbox).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// The container's name in the pod spec (None for a sandbox).
+    pub name: Option<String>,
+    pub pod_name: Option<String>,
+    pub namespace: Option<String>,
+    pub pod_uid: Option<String>,
+    pub image: Option<String>,
+    pub restart_count: Option<u32>,
+    /// Host pid of the container's main process, when the runtime says.
+    pub main_pid: Option<u32>,
+    /// The pod sandbox ("pause") container rather than a workload container.
+    pub sandbox: bool,
+}
+
+/// A CRI client on a unix socket.
+#[derive(Clone)]
+pub struct CriClient {
+    socket: PathBuf,
+    client: RuntimeServiceClient<Channel>,
+    timeout: Duration,
+}
+
+impl CriClient {
+    /// Prepares a client; the connection is made on first use (and remade
+    /// after failures), so a runtime that starts later is picked up.
+    pub fn new(socket: &Path, timeout: Duration) -> Result<Self, CriError> {
+        if !socket.exists() {
+            return Err(CriError::NoSocket(socket.display().to_string()));
+        }
+        let path = socket.to_path_buf();
+        let channel = Endpoint::try_from("http://[::]:0")
+            .map_err(|e| CriError::Endpoint(e.to_string()))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+            }));
+        Ok(Self { socket: socket.to_path_buf(), client: RuntimeServiceClient::new(channel), timeout })
+    }
+
+    /// The first default socket that exists.
+    pub fn default_socket() -> Option<PathBuf> {
+        DEFAULT_SOCKETS.iter().map(PathBuf::from).find(|p| p.exists())
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: &'static str,
+        future: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, CriError> {
+        match tokio::time::timeout(self.timeout, future).await {
+            Err(_) => Err(CriError::Timeout { call, timeout: self.timeout }),
+            Ok(Err(status)) => Err(CriError::Call { call, status: Box::new(status) }),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+        }
+    }
+
+    /// Looks a container up by id; a pod sandbox id gives a sandbox entry.
+    /// `Ok(None)`: the runtime does not know this id.
+    pub async fn lookup(&self, id: &str) -> Result<Option<ContainerInfo>, CriError> {
+        let mut client = self.client.clone();
+        let request = ContainerStatusRequest { container_id: id.to_owned(), verbose: true };
+        match self.bounded("ContainerStatus", client.container_status(request)).await {
+            Ok(response) => Ok(response.status.map(|status| {
+                let main_pid = response
+                    .info
+                    .get("info")
+                    .and_then(|info| serde_json::from_str::<serde_json::Value>(info).ok())
+                    .and_then(|info| info["pid"].as_u64())
+                    .filter(|pid| *pid > 0)
+                    .map(|pid| pid as u32);
+                from_labels(
+                    id,
+                    &status.labels,
+                    &status.annotations,
+                    status.image.map(|i| i.image),
+                    main_pid,
+                    false,
+                )
+            })),
+            Err(CriError::Call { status, .. }) if status.code() == tonic::Code::NotFound => self.lookup_sandbox(id).await,
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn lookup_sandbox(&self, id: &str) -> Result<Option<ContainerInfo>, CriError> {
+        let mut client = self.client.clone();
+        let request = PodSandboxStatusRequest { pod_sandbox_id: id.to_owned(), verbose: false };
+        match self.bounded("PodSandboxStatus", client.pod_sandbox_status(request)).await {
+            Ok(response) => Ok(response.status.map(|status| {
+                let mut info = from_labels(id, &status.labels, &status.annotations, None, None, true);
+                if let Some(meta) = status.metadata {
+                    info.pod_name = info.pod_name.or(Some(meta.name));
+                    info.namespace = info.namespace.or(Some(meta.namespace));
+                    info.pod_uid = info.pod_uid.or(Some(meta.uid));
+                }
+                info
+            })),
+            Err(CriError::Call { status, .. }) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Every container the runtime knows, to warm a cache.
+    pub async fn list(&self) -> Result<Vec<ContainerInfo>, CriError> {
+        let mut client = self.client.clone();
+        let response = self.bounded("ListContainers", client.list_containers(ListContainersRequest { filter: None })).await?;
+        Ok(response
+            .containers
+            .into_iter()
+            .map(|c| from_labels(&c.id, &c.labels, &c.annotations, c.image.map(|i| i.image), None, false))
+            .collect())
+    }
+}
+
+fn from_labels(
+    id: &str,
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+    image: Option<String>,
+    main_pid: Option<u32>,
+    sandbox: bool,
+) -> ContainerInfo {
+    let get = |key: &str| labels.get(key).or_else(|| annotations.get(key)).filter(|v| !v.is_empty()).cloned();
+    ContainerInfo {
+        id: id.to_owned(),
+        name: get(CONTAINER_NAME),
+        pod_name: get(POD_NAME),
+        namespace: get(POD_NAMESPACE),
+        pod_uid: get(POD_UID),
+        image: image.filter(|i| !i.is_empty()),
+        restart_count: get(RESTART_COUNT).and_then(|v| v.parse().ok()),
+        main_pid,
+        sandbox,
+    }
+}

@@ -1,0 +1,354 @@
+//! The Kubernetes identity of a victim: cgroup path -> runtime, container id,
+//! pod uid and QoS (offline, from the path) -> namespace, pod, container,
+//! image (from the runtime over CRI, cached). Never fails: what cannot be
+//! learned is left out and the attribution says so.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use super::{
+    cgroup_path::{self, Qos, Runtime, Workload},
+    cri::{ContainerInfo, CriClient},
+};
+
+/// Containers remembered (each a few hundred bytes).
+const CACHE_CAPACITY: usize = 4096;
+/// Minimum time between two warnings about CRI failures.
+const WARN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How completely a victim was attributed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attribution {
+    /// Path and runtime agree: names are known.
+    Full,
+    /// Only what the cgroup path gives (runtime unreachable, slow, or unaware).
+    Partial,
+    /// Not in a container: a host process or system service.
+    Host,
+    /// The cgroup is unknown or its layout is not recognised.
+    Unknown,
+}
+
+/// What kind of cgroup the victim was in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    Container,
+    Pod,
+    SystemService,
+    Host,
+    Unknown,
+}
+
+/// The victim's workload, as it appears in events and `oomtrace whois`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkloadInfo {
+    pub kind: WorkloadKind,
+    pub attribution: Attribution,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos: Option<Qos>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
+    /// The pod is in kube-system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_system: Option<bool>,
+    /// The pod's sandbox ("pause") container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<bool>,
+    /// The victim is the container's main process. `false`: Kubernetes will
+    /// not report this kill as OOMKilled (the container keeps running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub main_process: Option<bool>,
+    /// The systemd unit of a system service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Why the attribution is partial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_reason: Option<String>,
+}
+
+impl WorkloadInfo {
+    fn empty(kind: WorkloadKind, attribution: Attribution) -> Self {
+        Self {
+            kind,
+            attribution,
+            runtime: None,
+            container_id: None,
+            pod_uid: None,
+            qos: None,
+            namespace: None,
+            pod: None,
+            container: None,
+            image: None,
+            restart_count: None,
+            kube_system: None,
+            sandbox: None,
+            main_process: None,
+            unit: None,
+            partial_reason: None,
+        }
+    }
+
+    /// "namespace/pod/container" when known.
+    pub fn kubernetes_name(&self) -> Option<String> {
+        let pod = self.pod.as_deref()?;
+        let namespace = self.namespace.as_deref().unwrap_or("?");
+        Some(match &self.container {
+            Some(container) => format!("{namespace}/{pod}/{container}"),
+            None if self.sandbox == Some(true) => format!("{namespace}/{pod}/(sandbox)"),
+            None => format!("{namespace}/{pod}"),
+        })
+    }
+
+    fn apply(&mut self, info: &ContainerInfo, victim_tgid: Option<u32>) {
+        self.namespace = info.namespace.clone();
+        self.pod = info.pod_name.clone();
+        self.container = info.name.clone();
+        self.pod_uid = self.pod_uid.clone().or_else(|| info.pod_uid.clone());
+        self.image = info.image.clone();
+        self.restart_count = info.restart_count;
+        self.kube_system = info.namespace.as_deref().map(|ns| ns == "kube-system");
+        self.sandbox = Some(info.sandbox);
+        self.main_process = match (info.main_pid, victim_tgid) {
+            (Some(main), Some(victim)) => Some(main == victim),
+            _ => None,
+        };
+    }
+}
+
+/// Counters of attribution problems, reported by `live` and the daemon.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttributionStats {
+    /// Events attributed only from the cgroup path.
+    pub partial: u64,
+    /// CRI calls that failed or timed out.
+    pub cri_failures: u64,
+}
+
+/// A small insertion-ordered cache with a hard bound.
+struct BoundedCache {
+    entries: HashMap<String, ContainerInfo>,
+    order: VecDeque<String>,
+}
+
+impl BoundedCache {
+    fn new() -> Self {
+        Self { entries: HashMap::new(), order: VecDeque::new() }
+    }
+
+    fn get(&self, id: &str) -> Option<&ContainerInfo> {
+        self.entries.get(id)
+    }
+
+    fn insert(&mut self, info: ContainerInfo) {
+        if self.entries.insert(info.id.clone(), info.clone()).is_none() {
+            self.order.push_back(info.id);
+            while self.order.len() > CACHE_CAPACITY {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.entries.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    fn pod(&self, uid: &str) -> Option<&ContainerInfo> {
+        self.entries.values().find(|c| c.pod_uid.as_deref() == Some(uid))
+    }
+}
+
+pub struct PodResolver {
+    cri: Result<CriClient, String>,
+    cache: BoundedCache,
+    last_warning: Option<Instant>,
+    pub stats: AttributionStats,
+}
+
+impl PodResolver {
+    /// `socket`: the CRI socket (None: the first default socket that exists).
+    pub fn new(socket: Option<PathBuf>, timeout: Duration) -> Self {
+        let cri = match socket.or_else(CriClient::default_socket) {
+            Some(socket) => CriClient::new(&socket, timeout).map_err(|e| e.to_string()),
+            None => Err("no CRI socket found (looked for containerd and CRI-O); set --cri-socket".to_owned()),
+        };
+        if let Err(reason) = &cri {
+            tracing::warn!(%reason, "pod names unavailable: events carry what cgroup paths give");
+        }
+        Self { cri, cache: BoundedCache::new(), last_warning: None, stats: AttributionStats::default() }
+    }
+
+    /// The CRI socket in use, or why there is none.
+    pub fn cri_status(&self) -> Result<String, String> {
+        self.cri.as_ref().map(|c| c.socket().display().to_string()).map_err(Clone::clone)
+    }
+
+    /// Loads every container the runtime knows into the cache, so containers
+    /// removed right after a kill still resolve.
+    pub async fn warm(&mut self) {
+        let Ok(cri) = &self.cri else { return };
+        match cri.list().await {
+            Ok(containers) => {
+                tracing::debug!(containers = containers.len(), "CRI cache warmed");
+                for info in containers {
+                    self.cache.insert(info);
+                }
+            }
+            Err(error) => self.note_failure(&error.to_string()),
+        }
+    }
+
+    fn note_failure(&mut self, reason: &str) {
+        self.stats.cri_failures += 1;
+        if self.last_warning.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
+            self.last_warning = Some(Instant::now());
+            tracing::warn!(reason, failures = self.stats.cri_failures, "CRI lookup failed: attributing from cgroup paths only");
+        }
+    }
+
+    async fn container(&mut self, id: &str) -> Result<Option<ContainerInfo>, String> {
+        if let Some(info) = self.cache.get(id) {
+            if info.main_pid.is_some() || info.sandbox {
+                return Ok(Some(info.clone()));
+            }
+        }
+        let cri = match &self.cri {
+            Ok(cri) => cri.clone(),
+            Err(reason) => return Err(reason.clone()),
+        };
+        match cri.lookup(id).await {
+            Ok(Some(info)) => {
+                self.cache.entries.remove(id);
+                self.cache.order.retain(|k| k != id);
+                self.cache.insert(info.clone());
+                Ok(Some(info))
+            }
+            // Gone from the runtime: fall back to what the cache remembers.
+            Ok(None) => Ok(self.cache.get(id).cloned()),
+            Err(error) => {
+                let reason = error.to_string();
+                self.note_failure(&reason);
+                match self.cache.get(id) {
+                    Some(info) => Ok(Some(info.clone())),
+                    None => Err(reason),
+                }
+            }
+        }
+    }
+
+    /// Attributes a victim in cgroup `path` (relative to the hierarchy root).
+    pub async fn attribute(&mut self, path: Option<&str>, victim_tgid: Option<u32>) -> WorkloadInfo {
+        let Some(path) = path else {
+            return WorkloadInfo::empty(WorkloadKind::Unknown, Attribution::Unknown);
+        };
+        let workload = cgroup_path::parse(path);
+        let mut out = match &workload {
+            Workload::Container { .. } => WorkloadInfo::empty(WorkloadKind::Container, Attribution::Full),
+            Workload::Pod { .. } => WorkloadInfo::empty(WorkloadKind::Pod, Attribution::Full),
+            Workload::SystemService { unit } => {
+                let mut out = WorkloadInfo::empty(WorkloadKind::SystemService, Attribution::Host);
+                out.unit = Some(unit.clone());
+                return out;
+            }
+            Workload::HostRoot => return WorkloadInfo::empty(WorkloadKind::Host, Attribution::Host),
+            Workload::Unknown => return WorkloadInfo::empty(WorkloadKind::Unknown, Attribution::Unknown),
+        };
+        out.runtime = Some(workload.runtime()).filter(|r| *r != Runtime::Unknown);
+        out.container_id = workload.container_id().map(str::to_owned);
+        out.pod_uid = workload.pod_uid().map(str::to_owned);
+        out.qos = workload.qos();
+        let lookup = match &workload {
+            Workload::Container { container_id, .. } => self.container(container_id).await,
+            Workload::Pod { pod_uid, .. } => Ok(self.cache.pod(pod_uid).cloned().map(|mut pod| {
+                // A pod-level cgroup: no container of its own.
+                pod.name = None;
+                pod.main_pid = None;
+                pod.image = None;
+                pod.restart_count = None;
+                pod
+            })),
+            _ => Ok(None),
+        };
+        match lookup {
+            Ok(Some(info)) => out.apply(&info, victim_tgid),
+            Ok(None) => {
+                out.attribution = Attribution::Partial;
+                out.partial_reason = Some("the container runtime does not know this container".to_owned());
+                self.stats.partial += 1;
+            }
+            Err(reason) => {
+                out.attribution = Attribution::Partial;
+                out.partial_reason = Some(reason);
+                self.stats.partial += 1;
+            }
+        }
+        out
+    }
+}
+
+/// This node's name: `NODE_NAME` (the downward API in a DaemonSet), else the hostname.
+pub fn node_name() -> String {
+    std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> ContainerInfo {
+        ContainerInfo { id: id.to_owned(), ..ContainerInfo::default() }
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let mut cache = BoundedCache::new();
+        for i in 0..CACHE_CAPACITY + 10 {
+            cache.insert(info(&format!("c{i}")));
+        }
+        assert_eq!(cache.entries.len(), CACHE_CAPACITY);
+        assert!(cache.get("c0").is_none());
+        assert!(cache.get(&format!("c{}", CACHE_CAPACITY + 9)).is_some());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_a_runtime_containers_are_partially_attributed() {
+        let mut resolver = PodResolver::new(Some(PathBuf::from("/nonexistent/cri.sock")), Duration::from_millis(50));
+        assert!(resolver.cri_status().is_err());
+        let id = "a".repeat(64);
+        let path = format!("/kubepods/burstable/pod0b8c1a9e-1111-4222-8333-944455556666/{id}");
+        let out = resolver.attribute(Some(&path), Some(1)).await;
+        assert_eq!(out.kind, WorkloadKind::Container);
+        assert_eq!(out.attribution, Attribution::Partial);
+        assert_eq!(out.container_id.as_deref(), Some(id.as_str()));
+        assert_eq!(out.pod_uid.as_deref(), Some("0b8c1a9e-1111-4222-8333-944455556666"));
+        assert_eq!(out.qos, Some(Qos::Burstable));
+        assert!(out.partial_reason.as_deref().is_some_and(|r| r.contains("no CRI socket")), "{out:?}");
+        assert_eq!(resolver.stats.partial, 1);
+        let host = resolver.attribute(Some("/system.slice/ssh.service"), Some(1)).await;
+        assert_eq!((host.kind, host.attribution), (WorkloadKind::SystemService, Attribution::Host));
+        let root = resolver.attribute(Some("/"), Some(1)).await;
+        assert_eq!((root.kind, root.attribution), (WorkloadKind::Host, Attribution::Host));
+    }
+}

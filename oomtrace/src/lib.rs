@@ -11,6 +11,7 @@ pub mod enrich;
 pub mod event;
 pub mod kernel;
 pub mod live;
+pub mod pipeline;
 pub mod probe;
 pub mod sink;
 pub mod whois;

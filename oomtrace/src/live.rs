@@ -1,18 +1,14 @@
 //! `oomtrace live`: attach, then print every OOM victim as it happens.
 
-use std::{io::Write, time::Duration};
+use std::{io::Write, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    enrich::{
-        cgroup::{CgroupResolver, detect_hierarchy},
-        pod::{PodResolver, node_name},
-    },
-    event::{DecodeContext, OomEvent, decode},
-    kernel::{self, privileges::Privileges},
-    probe::{AttachPlan, Tracer, ring::EventReader},
+    event::OomEvent,
+    pipeline::{Pipeline, PipelineOptions, PipelineStats},
+    probe::AttachPlan,
     sink::{self, OutputFormat},
 };
 
@@ -33,7 +29,7 @@ pub struct LiveOptions {
     pub pod: Option<String>,
     pub container: Option<String>,
     /// CRI socket (None: the default sockets) and the bound on each call.
-    pub cri_socket: Option<std::path::PathBuf>,
+    pub cri_socket: Option<PathBuf>,
     pub cri_timeout: Duration,
     pub plan: AttachPlan,
     /// Size of the kernel-to-user ring buffer, bytes.
@@ -45,13 +41,7 @@ pub struct LiveOptions {
 pub struct LiveSummary {
     pub shown: u64,
     pub filtered_out: u64,
-    pub lost_ringbuf_full: u64,
-    pub undecodable: u64,
-    pub cgroup_unresolved: u64,
-    pub context_missing: u64,
-    /// Events attributed from the cgroup path only (runtime unreachable or unaware).
-    pub partially_attributed: u64,
-    pub cri_failures: u64,
+    pub pipeline: PipelineStats,
 }
 
 impl LiveOptions {
@@ -77,6 +67,16 @@ impl LiveOptions {
         }
         true
     }
+
+    fn pipeline(&self) -> PipelineOptions {
+        PipelineOptions {
+            plan: self.plan,
+            ring_bytes: self.ring_bytes,
+            cri_socket: self.cri_socket.clone(),
+            cri_timeout: self.cri_timeout,
+            node_name: None,
+        }
+    }
 }
 
 /// `/a/b` has prefixes `/a/b`, `/a` and `/`, but `/ab` does not have `/a`.
@@ -86,42 +86,7 @@ fn cgroup_has_prefix(path: &str, prefix: &str) -> bool {
 }
 
 pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
-    let privileges = Privileges::current();
-    if !privileges.can_trace() {
-        anyhow::bail!("{}", privileges.advice());
-    }
-    let facts = kernel::discover();
-    for warning in &facts.warnings {
-        tracing::warn!("{warning}");
-    }
-    let hierarchy = match detect_hierarchy() {
-        Ok(h) => Some(h),
-        Err(error) => {
-            tracing::warn!(%error, "cgroup paths unavailable");
-            None
-        }
-    };
-    let mut tracer = Tracer::start(&facts, &options.plan, options.ring_bytes).context("starting the OOM probes")?;
-    let attached = tracer.attached.clone();
-    for failure in &attached.failures {
-        tracing::info!(program = failure.program, reason = %failure.error, "not attached");
-    }
-    if attached.context.is_none() {
-        tracing::info!("no oom_kill_process probe: scope and OOMing memcg are inferred from page counters");
-    }
-    let mut reader = EventReader::new(tracer.take_events()?).context("registering the ring buffer")?;
-    let mut resolver = CgroupResolver::new(hierarchy);
-    let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
-    pods.warm().await;
-    let node = node_name();
-    release_startup_memory();
-    let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, attached.kill_signal);
-    tracing::info!(
-        attached = %attached.summary(),
-        cgroup = resolver.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),
-        "waiting for OOM kills"
-    );
-
+    let mut pipeline = Pipeline::start(&options.pipeline()).await?;
     let mut sink = sink::for_format(options.output);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -138,31 +103,9 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
 
     'run: loop {
         tokio::select! {
-            batch = reader.read_batch(|bytes| events.push(decode(bytes, &decode_cx))) => {
-                batch.context("reading the ring buffer")?;
-                for decoded in events.drain(..) {
-                    let mut event = match decoded {
-                        Ok(event) => event,
-                        Err(error) => {
-                            summary.undecodable += 1;
-                            tracing::warn!(%error, "undecodable record");
-                            continue;
-                        }
-                    };
-                    if attached.context.is_some() && event.oom_id.is_none() {
-                        summary.context_missing += 1;
-                        tracing::debug!(pid = event.victim.pid, "victim without oom_kill_process context");
-                    }
-                    if let Some(cgroup) = event.victim_cgroup.as_mut() {
-                        resolver.resolve(cgroup);
-                    }
-                    if let Some(oom) = event.oom_cgroup.as_mut() {
-                        resolver.resolve(&mut oom.cgroup);
-                    }
-                    let path = event.victim_cgroup.as_ref().and_then(|c| c.path.clone());
-                    let tgid = event.victim.tgid.or(Some(event.victim.pid));
-                    event.workload = Some(pods.attribute(path.as_deref(), tgid).await);
-                    event.node = Some(node.clone());
+            batch = pipeline.next_events(&mut events) => {
+                batch?;
+                for event in events.drain(..) {
                     if !options.matches(&event) {
                         summary.filtered_out += 1;
                         continue;
@@ -180,7 +123,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
                 }
             }
             _ = stats_tick.tick() => {
-                let lost = tracer.stats().ringbuf_full;
+                let lost = pipeline.kernel_stats().ringbuf_full;
                 if lost > reported_lost {
                     tracing::warn!(lost_total = lost, new = lost - reported_lost, "ring buffer full: OOM events lost");
                     reported_lost = lost;
@@ -191,35 +134,22 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
             _ = sigint.recv() => break,
         }
     }
-    summary.lost_ringbuf_full = tracer.stats().ringbuf_full;
-    summary.cgroup_unresolved = resolver.unresolved;
-    summary.partially_attributed = pods.stats.partial;
-    summary.cri_failures = pods.stats.cri_failures;
-    drop(tracer);
+    summary.pipeline = pipeline.stats();
+    drop(pipeline);
     let _ = out.flush();
+    let p = summary.pipeline;
     tracing::info!(
         shown = summary.shown,
         filtered_out = summary.filtered_out,
-        lost_ringbuf_full = summary.lost_ringbuf_full,
-        undecodable = summary.undecodable,
-        cgroup_unresolved = summary.cgroup_unresolved,
-        context_missing = summary.context_missing,
-        partially_attributed = summary.partially_attributed,
-        cri_failures = summary.cri_failures,
+        lost_ringbuf_full = p.lost_ringbuf_full,
+        undecodable = p.undecodable,
+        cgroup_unresolved = p.cgroup_unresolved,
+        context_missing = p.context_missing,
+        partially_attributed = p.partially_attributed,
+        cri_failures = p.cri_failures,
         "detached"
     );
     Ok(summary)
-}
-
-/// Parsing BTF at startup (ours and aya's) allocates tens of MiB that are
-/// freed once the programs are loaded; hand that heap back to the system so
-/// the resident size reflects what the tracer keeps.
-fn release_startup_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 #[cfg(test)]

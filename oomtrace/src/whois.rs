@@ -77,6 +77,7 @@ fn cgroup_of(target: &str) -> Result<(Option<u32>, String), String> {
 
 pub async fn run(targets: &[String], socket: Option<PathBuf>, timeout: Duration) -> Vec<WhoisResult> {
     let mut pods = PodResolver::new(socket, timeout);
+    pods.warm().await;
     let mut results = Vec::with_capacity(targets.len());
     for target in targets {
         let mut result = WhoisResult::new(target);

@@ -15,6 +15,14 @@ const LIMIT: u64 = 64 * MIB;
 const HOG: u64 = 256 * MIB;
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Kills in other tests would share the tiny ring buffer of the overflow test:
+/// it takes this lock exclusively, every other test shares it.
+static KILLS_IN_FLIGHT: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_kills() -> std::sync::RwLockReadGuard<'static, ()> {
+    KILLS_IN_FLIGHT.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The event's victim fields equal the kernel's "Killed process" line.
 fn assert_matches_dmesg(event: &Value, pid: u32) {
     let line = dmesg_killed(pid);
@@ -38,6 +46,7 @@ fn single_memcg_kill(test: &str, probes: &[&str], expected_source: &str) {
     if !privileged(test) {
         return;
     }
+    let _kills = shared_kills();
     let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
     let mut args = vec!["--cgroup", cgroup.path.as_str()];
     args.extend_from_slice(probes);
@@ -96,6 +105,7 @@ fn memcg_kill_with_context(test: &str, context_probe: &str, target: &str) {
     if !privileged(test) {
         return;
     }
+    let _kills = shared_kills();
     if let Err(reason) = attach_method_works(target) {
         eprintln!("SKIPPED {test}: {target} does not attach on this kernel ({reason}); the VM matrix runs it");
         return;
@@ -144,6 +154,7 @@ fn nested_limit_names_the_oom_memcg_and_the_victim_cgroup() {
     if !privileged(test) {
         return;
     }
+    let _kills = shared_kills();
     let parent = MemCgroup::create(&unique(test), Some(LIMIT));
     let child = parent.child("job", None);
     let tracer = LiveTracer::start(&["--cgroup", &parent.path]);
@@ -168,6 +179,7 @@ fn kills_across_cgroups_are_neither_missed_nor_duplicated() {
     if !privileged(test) {
         return;
     }
+    let _kills = shared_kills();
     const CGROUPS: usize = 3;
     const KILLS_EACH: usize = 3;
     let parent = MemCgroup::create(&unique(test), None);
@@ -215,6 +227,7 @@ fn filters_and_count_select_and_stop() {
     if !privileged(test) {
         return;
     }
+    let _kills = shared_kills();
     let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
     let by_other_comm = LiveTracer::start(&["--cgroup", &cgroup.path, "--comm", "not-dd"]);
     let by_comm_once = LiveTracer::start(&["--cgroup", &cgroup.path, "--comm", "dd", "--count", "1"]);
@@ -238,6 +251,7 @@ fn group_kill_marks_every_member() {
     if !privileged(test) {
         return;
     }
+    let _kills = shared_kills();
     let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
     if !cgroup.hierarchy.is_v2() {
         eprintln!("SKIPPED {test}: memory.oom.group needs cgroup v2 (this host has v1); it runs in the VM matrix");
@@ -271,6 +285,7 @@ fn a_full_ring_buffer_loses_records_visibly() {
     if !privileged(test) {
         return;
     }
+    let _exclusive = KILLS_IN_FLIGHT.write().unwrap_or_else(|poisoned| poisoned.into_inner());
     const KILLS: usize = 16;
     let cgroup = MemCgroup::create(&unique(test), Some(LIMIT));
     // One page of ring buffer holds 8 records; oomtrace is stopped while the
@@ -307,6 +322,7 @@ fn global_oom_names_the_victim_and_no_memcg() {
     if !privileged(test) {
         return;
     }
+    let _kills = shared_kills();
     if std::env::var_os("OOMTRACE_TEST_GLOBAL_OOM").is_none() {
         eprintln!("SKIPPED {test}: exhausts the machine's memory; runs only in the VM matrix (OOMTRACE_TEST_GLOBAL_OOM=1)");
         return;

@@ -1,25 +1,17 @@
-//! cgroup path -> workload: which container, pod or systemd unit a cgroup
+//! cgroup path -> workload: the container, pod or systemd unit a cgroup path
 //! belongs to, from the path alone (no I/O, never an error).
 //!
-//! Recognised layouts (the Kubernetes part is found anywhere in the path, so
-//! kind/nested prefixes and cgroup-namespace `..` components don't matter):
-//! - kubelet cgroupfs driver: `/kubepods[/burstable|/besteffort]/pod<uid>[/<id>]`
-//!   (guaranteed pods sit directly under `kubepods`);
-//! - kubelet systemd driver: `kubepods[-<qos>]-pod<uid_with_underscores>.slice`
-//!   followed by `cri-containerd-<id>.scope`, `crio-<id>.scope`,
-//!   `crio-conmon-<id>.scope` or `docker-<id>.scope`, with any `<prefix>-`
-//!   before `kubepods` (kind: `kubelet-kubepods-...`), and the unconverted
-//!   cgroupsPath form `<slice>:<prefix>:<id>` as one component;
-//! - standalone docker (`/docker/<id>`, `docker-<id>.scope`) and podman
-//!   (`libpod-<id>[.scope]`, `libpod-conmon-<id>.scope`);
-//! - systemd units: the innermost component is a unit name (`.service`,
-//!   `.scope`, `.slice`); user sessions (`user-1000.slice/session-3.scope`)
-//!   are reported the same way, as a [`Workload::SystemService`] named after
-//!   the innermost unit.
-//!
-//! Sub-cgroups below a container (CRI-O's `crio-<id>.scope/container`) belong
-//! to that container. Paths are read as seen from the host's cgroup
-//! namespace: `/` is the host root even if a reader inside a namespace wrote it.
+//! The Kubernetes part is found anywhere in the path, so kind/nested prefixes
+//! and cgroup-namespace `..` components don't matter. Both kubelet drivers are
+//! read: cgroupfs (`/kubepods[/<qos>]/pod<uid>/<id>`) and systemd
+//! (`...kubepods[-<qos>]-pod<uid_>.slice/<runtime>-<id>.scope`, with any
+//! `<prefix>-` before `kubepods` as in kind, or the unconverted cgroupsPath
+//! component `<slice>:<runtime>:<id>`); so are standalone docker and podman.
+//! Sub-cgroups of a container (CRI-O's `crio-<id>.scope/container`) are that
+//! container. Outside containers, a path whose innermost component is a unit
+//! (`.service`, `.scope`, `.slice`) is that unit: user sessions
+//! (`user-1000.slice/session-3.scope`) too are [`Workload::SystemService`]s,
+//! named by the innermost unit.
 
 use std::borrow::Cow;
 
@@ -119,20 +111,12 @@ pub fn parse(path: &str) -> Workload {
         let parent = i.checked_sub(1).map(|p| components[p].as_ref());
         container_component(component, parent)
     });
-    if let Some((runtime, container_id, conmon)) = standalone {
-        return Workload::Container {
-            runtime,
-            container_id,
-            pod_uid: None,
-            qos: None,
-            conmon,
-        };
+    if let Some(container) = standalone {
+        return container.into_workload(None, None);
     }
     match components.last() {
         Some(last) if is_unit_name(last) && !components.iter().any(|c| c.contains("kubepods")) => {
-            Workload::SystemService {
-                unit: last.to_string(),
-            }
+            Workload::SystemService { unit: last.to_string() }
         }
         _ => Workload::Unknown,
     }
@@ -146,9 +130,7 @@ pub fn parse_proc_cgroup(contents: &str) -> Option<String> {
     for line in contents.lines() {
         // hierarchy-id:controller-list:path; the path itself may hold ':'.
         let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
         if controllers.split(',').any(|c| c == "memory") {
@@ -165,16 +147,10 @@ pub fn parse_proc_cgroup(contents: &str) -> Option<String> {
 /// `<slice>:<prefix>:<name>` component becomes `<slice>`, `<prefix>-<name>`.
 fn split_components(path: &str) -> Vec<Cow<'_, str>> {
     let mut components = Vec::new();
-    for part in path
-        .trim()
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != "." && *p != "..")
-    {
+    for part in path.trim().split('/').filter(|p| !p.is_empty() && *p != "." && *p != "..") {
         let fields: Vec<&str> = part.split(':').collect();
         match fields.as_slice() {
-            [slice, prefix, name]
-                if !slice.is_empty() && !prefix.is_empty() && !name.is_empty() =>
-            {
+            [slice, prefix, name] if !slice.is_empty() && !prefix.is_empty() && !name.is_empty() => {
                 components.push(Cow::Borrowed(*slice));
                 components.push(Cow::Owned(format!("{prefix}-{name}")));
             }
@@ -195,13 +171,7 @@ fn find_pod(components: &[Cow<'_, str>]) -> Option<Workload> {
         return Some(qos.map_or(Workload::Unknown, |qos| Workload::Pod { pod_uid, qos }));
     };
     Some(match container_component(next, None) {
-        Some((runtime, container_id, conmon)) => Workload::Container {
-            runtime,
-            container_id,
-            pod_uid: Some(pod_uid),
-            qos,
-            conmon,
-        },
+        Some(container) => container.into_workload(Some(pod_uid), qos),
         None => Workload::Unknown,
     })
 }
@@ -237,9 +207,8 @@ fn normalize_pod_uid(raw: &str) -> Option<String> {
     let uid = raw.replace('_', "-");
     let groups: Vec<&str> = uid.split('-').collect();
     let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
-    let valid =
-        (lengths == [8, 4, 4, 4, 12] || lengths == [32]) && groups.iter().all(|g| is_lower_hex(g));
-    valid.then_some(uid)
+    let shaped = lengths == [8, 4, 4, 4, 12] || lengths == [32];
+    (shaped && groups.iter().all(|g| is_lower_hex(g))).then_some(uid)
 }
 
 /// Container-naming prefixes of scope/cgroup names: (prefix, runtime, conmon).
@@ -253,24 +222,32 @@ const CONTAINER_PREFIXES: &[(&str, Runtime, bool)] = &[
     ("libpod-", Runtime::Podman, false),
 ];
 
-/// A container cgroup -> (runtime, id, conmon): `<prefix><id>[.scope]`, or a
-/// bare 64-hex id (docker's when the parent is `docker`).
-fn container_component(component: &str, parent: Option<&str>) -> Option<(Runtime, String, bool)> {
+/// A container named by one path component.
+struct ContainerRef {
+    runtime: Runtime,
+    id: String,
+    conmon: bool,
+}
+
+impl ContainerRef {
+    fn into_workload(self, pod_uid: Option<String>, qos: Option<Qos>) -> Workload {
+        let Self { runtime, id, conmon } = self;
+        Workload::Container { runtime, container_id: id, pod_uid, qos, conmon }
+    }
+}
+
+/// A container cgroup: `<prefix><id>[.scope]`, or a bare 64-hex id (docker's
+/// when the parent is `docker`, else of an unknown runtime).
+fn container_component(component: &str, parent: Option<&str>) -> Option<ContainerRef> {
     if is_container_id(component) {
-        let runtime = if parent == Some("docker") {
-            Runtime::Docker
-        } else {
-            Runtime::Unknown
-        };
-        return Some((runtime, component.to_string(), false));
+        let runtime = if parent == Some("docker") { Runtime::Docker } else { Runtime::Unknown };
+        return Some(ContainerRef { runtime, id: component.to_string(), conmon: false });
     }
     let name = component.strip_suffix(".scope").unwrap_or(component);
-    CONTAINER_PREFIXES
-        .iter()
-        .find_map(|(prefix, runtime, conmon)| {
-            let id = name.strip_prefix(prefix)?;
-            is_container_id(id).then(|| (*runtime, id.to_string(), *conmon))
-        })
+    CONTAINER_PREFIXES.iter().find_map(|&(prefix, runtime, conmon)| {
+        let id = name.strip_prefix(prefix).filter(|id| is_container_id(id))?;
+        Some(ContainerRef { runtime, id: id.to_string(), conmon })
+    })
 }
 
 /// A container id: 64 lowercase hex digits.
@@ -279,330 +256,208 @@ fn is_container_id(s: &str) -> bool {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A systemd unit name of a kind that owns a cgroup.
 fn is_unit_name(component: &str) -> bool {
-    [".service", ".scope", ".slice"].iter().any(|suffix| {
-        component
-            .strip_suffix(suffix)
-            .is_some_and(|stem| !stem.is_empty())
-    })
+    [".service", ".scope", ".slice"]
+        .iter()
+        .any(|suffix| component.strip_suffix(suffix).is_some_and(|stem| !stem.is_empty()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Qos::*;
+    use Runtime as R;
 
     const ID: &str = "4f1b9e0c3a5d7f2e8b6c1a0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f";
     const UID: &str = "0b8c1a9e-1111-4222-8333-944455556666";
     const UID_: &str = "0b8c1a9e_1111_4222_8333_944455556666";
 
-    fn container(runtime: Runtime, qos: Option<Qos>, conmon: bool) -> Workload {
-        let pod_uid = qos.map(|_| UID.to_string());
-        Workload::Container {
-            runtime,
-            container_id: ID.to_string(),
-            pod_uid,
-            qos,
-            conmon,
+    const BURSTABLE: &str = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice";
+    const BESTEFFORT: &str = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid_>.slice";
+
+    /// Expands the placeholders of a test path: `<id>`, `<uid>`, `<uid_>`
+    /// (systemd's underscored uid) and the systemd driver's pod slices.
+    fn path(template: &str) -> String {
+        template
+            .replace("<burstable>", BURSTABLE)
+            .replace("<besteffort>", BESTEFFORT)
+            .replace("<guaranteed>", "/kubepods.slice/kubepods-pod<uid_>.slice")
+            .replace("<uid_>", UID_)
+            .replace("<uid>", UID)
+            .replace("<id>", ID)
+    }
+
+    /// The test container outside any pod.
+    fn alone(runtime: Runtime) -> Workload {
+        ContainerRef { runtime, id: ID.into(), conmon: false }.into_workload(None, None)
+    }
+
+    /// The test container in the test pod.
+    fn in_pod(runtime: Runtime, qos: Qos) -> Workload {
+        let container = ContainerRef { runtime, id: ID.into(), conmon: false };
+        container.into_workload(Some(UID.into()), Some(qos))
+    }
+
+    fn conmon(mut workload: Workload) -> Workload {
+        if let Workload::Container { conmon, .. } = &mut workload {
+            *conmon = true;
         }
+        workload
     }
 
     fn pod(qos: Qos) -> Workload {
-        Workload::Pod {
-            pod_uid: UID.to_string(),
-            qos,
-        }
+        Workload::Pod { pod_uid: UID.into(), qos }
     }
 
     fn unit(name: &str) -> Workload {
-        Workload::SystemService {
-            unit: name.to_string(),
+        Workload::SystemService { unit: name.into() }
+    }
+
+    fn check(cases: &[(&str, Workload)]) {
+        for (template, want) in cases {
+            assert_eq!(&parse(&path(template)), want, "{template}");
         }
     }
 
     #[test]
     fn cgroupfs_driver() {
-        use Qos::*;
-        let c = |qos| container(Runtime::Unknown, Some(qos), false);
-        assert_eq!(
-            parse(&format!("/kubepods/burstable/pod{UID}/{ID}")),
-            c(Burstable)
-        );
-        assert_eq!(
-            parse(&format!("/kubepods/besteffort/pod{UID}/{ID}")),
-            c(BestEffort)
-        );
-        assert_eq!(parse(&format!("/kubepods/pod{UID}/{ID}")), c(Guaranteed));
-        assert_eq!(
-            parse(&format!("/kubepods/burstable/pod{UID}")),
-            pod(Burstable)
-        );
-        assert_eq!(
-            parse(&format!("/kubepods/besteffort/pod{UID}/")),
-            pod(BestEffort)
-        );
-        assert_eq!(parse(&format!("/kubepods/pod{UID}")), pod(Guaranteed));
+        check(&[
+            ("/kubepods/burstable/pod<uid>/<id>", in_pod(R::Unknown, Burstable)),
+            ("/kubepods/besteffort/pod<uid>/<id>", in_pod(R::Unknown, BestEffort)),
+            ("/kubepods/pod<uid>/<id>", in_pod(R::Unknown, Guaranteed)),
+            ("/kubepods/burstable/pod<uid>", pod(Burstable)),
+            ("/kubepods/besteffort/pod<uid>/", pod(BestEffort)),
+            ("/kubepods/pod<uid>", pod(Guaranteed)),
+        ]);
+        // Static pods have a 32-hex md5 uid, in both drivers.
+        let uid = "6a1b2c3d4e5f60718293a4b5c6d7e8f9";
+        let want = Workload::Pod { pod_uid: uid.into(), qos: Burstable };
+        assert_eq!(parse(&format!("/kubepods/burstable/pod{uid}")), want);
+        assert_eq!(parse(&path("<burstable>").replace(UID_, uid)), want);
     }
 
     #[test]
     fn systemd_driver() {
-        use Qos::*;
-        let burstable =
-            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice");
-        let containerd = Some((Runtime::Containerd, ID.to_string(), false));
-        assert_eq!(
-            container_component(&format!("cri-containerd-{ID}.scope"), None),
-            containerd
-        );
-        for (leaf, runtime, conmon) in [
-            (
-                format!("cri-containerd-{ID}.scope"),
-                Runtime::Containerd,
-                false,
-            ),
-            (format!("crio-{ID}.scope"), Runtime::Crio, false),
-            (format!("crio-{ID}.scope/container"), Runtime::Crio, false),
-            (format!("crio-conmon-{ID}.scope"), Runtime::Crio, true),
-            (format!("docker-{ID}.scope"), Runtime::Docker, false),
-        ] {
-            assert_eq!(
-                parse(&format!("{burstable}/{leaf}")),
-                container(runtime, Some(Burstable), conmon),
-                "{leaf}"
-            );
-        }
-        let guaranteed = format!("/kubepods.slice/kubepods-pod{UID_}.slice");
-        let c = |qos| container(Runtime::Containerd, Some(qos), false);
-        assert_eq!(
-            parse(&format!("{guaranteed}/cri-containerd-{ID}.scope")),
-            c(Guaranteed)
-        );
-        let besteffort = format!(
-            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice"
-        );
-        assert_eq!(
-            parse(&format!("{besteffort}/cri-containerd-{ID}.scope")),
-            c(BestEffort)
-        );
-        assert_eq!(parse(&burstable), pod(Burstable));
-        assert_eq!(parse(&guaranteed), pod(Guaranteed));
-        assert_eq!(parse(&besteffort), pod(BestEffort));
-        // Dashed uids in a slice name are accepted too.
-        assert_eq!(
-            parse(&format!("/kubepods.slice/kubepods-pod{UID}.slice")),
-            pod(Guaranteed)
-        );
-    }
-
-    #[test]
-    fn containerd_cgroups_path_form() {
-        let c = container(Runtime::Containerd, Some(Qos::Burstable), false);
-        assert_eq!(
-            parse(&format!(
-                "kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID}"
-            )),
-            c
-        );
-        let crio = container(Runtime::Crio, Some(Qos::Guaranteed), false);
-        assert_eq!(
-            parse(&format!(
-                "/kubepods.slice/kubepods-pod{UID_}.slice:crio:{ID}"
-            )),
-            crio
-        );
+        check(&[
+            ("<burstable>/cri-containerd-<id>.scope", in_pod(R::Containerd, Burstable)),
+            ("<burstable>/crio-<id>.scope", in_pod(R::Crio, Burstable)),
+            ("<burstable>/crio-<id>.scope/container", in_pod(R::Crio, Burstable)),
+            ("<burstable>/crio-conmon-<id>.scope", conmon(in_pod(R::Crio, Burstable))),
+            ("<burstable>/docker-<id>.scope", in_pod(R::Docker, Burstable)),
+            ("<guaranteed>/cri-containerd-<id>.scope", in_pod(R::Containerd, Guaranteed)),
+            ("<besteffort>/cri-containerd-<id>.scope", in_pod(R::Containerd, BestEffort)),
+            ("<burstable>", pod(Burstable)),
+            ("<guaranteed>", pod(Guaranteed)),
+            ("<besteffort>", pod(BestEffort)),
+            ("/kubepods.slice/kubepods-pod<uid>.slice", pod(Guaranteed)), // dashed uid
+            // containerd's cgroupsPath form, as one component.
+            ("kubepods-burstable-pod<uid_>.slice:cri-containerd:<id>", in_pod(R::Containerd, Burstable)),
+            ("/kubepods.slice/kubepods-pod<uid_>.slice:crio:<id>", in_pod(R::Crio, Guaranteed)),
+        ]);
     }
 
     #[test]
     fn standalone_docker_and_podman() {
-        assert_eq!(
-            parse(&format!("/docker/{ID}")),
-            container(Runtime::Docker, None, false)
-        );
-        assert_eq!(
-            parse(&format!("/system.slice/docker-{ID}.scope")),
-            container(Runtime::Docker, None, false)
-        );
-        assert_eq!(
-            parse(&format!("/machine.slice/libpod-{ID}.scope")),
-            container(Runtime::Podman, None, false)
-        );
-        assert_eq!(
-            parse(&format!("/machine.slice/libpod-{ID}.scope/container")),
-            container(Runtime::Podman, None, false)
-        );
-        assert_eq!(
-            parse(&format!("/libpod_parent/libpod-{ID}")),
-            container(Runtime::Podman, None, false)
-        );
-        assert_eq!(
-            parse(&format!("/machine.slice/libpod-conmon-{ID}.scope")),
-            container(Runtime::Podman, None, true)
-        );
-        let rootless =
-            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope");
-        assert_eq!(parse(&rootless), container(Runtime::Podman, None, false));
+        check(&[
+            ("/docker/<id>", alone(R::Docker)),
+            ("/system.slice/docker-<id>.scope", alone(R::Docker)),
+            ("/machine.slice/libpod-<id>.scope", alone(R::Podman)),
+            ("/machine.slice/libpod-<id>.scope/container", alone(R::Podman)),
+            ("/libpod_parent/libpod-<id>", alone(R::Podman)),
+            ("/machine.slice/libpod-conmon-<id>.scope", conmon(alone(R::Podman))),
+            ("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-<id>.scope", alone(R::Podman)),
+        ]);
     }
 
     #[test]
-    fn kind_and_nested_prefixes() {
-        use Qos::*;
-        let kind = format!(
-            "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/\
-             kubelet-kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope"
-        );
-        assert_eq!(
-            parse(&kind),
-            container(Runtime::Containerd, Some(Burstable), false)
-        );
-        // kind node seen from the host: the pod wins over the node's docker scope.
-        let node = "/system.slice/docker-1111111111111111111111111111111111111111111111111111111111111111.scope";
-        assert_eq!(
-            parse(&format!("{node}{kind}")),
-            container(Runtime::Containerd, Some(Burstable), false)
-        );
-        let unconverted = format!(
-            "/system.slice/containerd.service/kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID}"
-        );
-        assert_eq!(
-            parse(&unconverted),
-            container(Runtime::Containerd, Some(Burstable), false)
-        );
-        assert_eq!(
-            parse(&format!("/kubelet/kubepods/besteffort/pod{UID}/{ID}")),
-            container(Runtime::Unknown, Some(BestEffort), false)
-        );
-        assert_eq!(
-            parse(&format!("/../../kubepods/pod{UID}/{ID}")),
-            container(Runtime::Unknown, Some(Guaranteed), false)
-        );
-        assert_eq!(
-            parse(&format!("/../{ID}")),
-            container(Runtime::Unknown, None, false)
-        );
-        // Below the QoS level only the pod is visible: its QoS is unknown.
-        let c = Workload::Container {
-            runtime: Runtime::Unknown,
-            container_id: ID.into(),
-            pod_uid: Some(UID.into()),
-            qos: None,
-            conmon: false,
-        };
-        assert_eq!(parse(&format!("/../pod{UID}/{ID}")), c);
-        assert_eq!(parse(&format!("/../pod{UID}")), Workload::Unknown);
-    }
-
-    #[test]
-    fn static_pod_md5_uid() {
-        let uid = "6a1b2c3d4e5f60718293a4b5c6d7e8f9";
-        let want = Workload::Pod {
-            pod_uid: uid.to_string(),
-            qos: Qos::Burstable,
-        };
-        assert_eq!(parse(&format!("/kubepods/burstable/pod{uid}")), want);
-        assert_eq!(
-            parse(&format!(
-                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice"
-            )),
-            want
-        );
+    fn kind_and_namespaced_prefixes() {
+        let kind = "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/\
+                    kubelet-kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope";
+        // A kind node seen from the host: the pod wins over the node's docker scope.
+        let node = format!("/system.slice/docker-{}.scope{kind}", "1".repeat(64));
+        let unconverted = "/system.slice/containerd.service/kubepods-pod<uid_>.slice:cri-containerd:<id>";
+        let no_qos = ContainerRef { runtime: R::Unknown, id: ID.into(), conmon: false };
+        check(&[
+            (kind, in_pod(R::Containerd, Burstable)),
+            (&node, in_pod(R::Containerd, Burstable)),
+            (unconverted, in_pod(R::Containerd, Guaranteed)),
+            ("/kubelet/kubepods/besteffort/pod<uid>/<id>", in_pod(R::Unknown, BestEffort)),
+            ("/../../kubepods/pod<uid>/<id>", in_pod(R::Unknown, Guaranteed)),
+            ("/../<id>", alone(R::Unknown)),
+            // Rooted below the QoS level: the pod is visible, its QoS is not.
+            ("/../pod<uid>/<id>", no_qos.into_workload(Some(UID.into()), None)),
+            ("/../pod<uid>", Workload::Unknown),
+        ]);
     }
 
     #[test]
     fn systemd_units_and_root() {
-        assert_eq!(
-            parse("/system.slice/containerd.service"),
-            unit("containerd.service")
-        );
-        assert_eq!(parse("/system.slice/ssh.service\n"), unit("ssh.service"));
-        assert_eq!(
-            parse("/user.slice/user-1000.slice/session-3.scope"),
-            unit("session-3.scope")
-        );
-        assert_eq!(
-            parse("/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-x.scope"),
-            unit("app-gnome-x.scope")
-        );
-        assert_eq!(parse("/init.scope"), unit("init.scope"));
-        assert_eq!(parse("/system.slice"), unit("system.slice"));
-        assert_eq!(parse("/"), Workload::HostRoot);
-        assert_eq!(parse(""), Workload::HostRoot);
+        check(&[
+            ("/system.slice/containerd.service", unit("containerd.service")),
+            ("/system.slice/ssh.service\n", unit("ssh.service")),
+            ("/user.slice/user-1000.slice/session-3.scope", unit("session-3.scope")),
+            ("/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope", unit("x.scope")),
+            ("/init.scope", unit("init.scope")),
+            ("/system.slice", unit("system.slice")),
+            ("/", Workload::HostRoot),
+            ("", Workload::HostRoot),
+        ]);
     }
 
     #[test]
     fn unrecognised_is_unknown() {
-        for path in [
-            "/my/random/group".to_string(),
-            "/kubepods/burstable/podNOTAUID/xyz".to_string(),
-            format!("/kubepods/burstable/pod{UID}/xyz"),
-            format!("/kubepods/burstable/pod{UID}/{}", ID.to_uppercase()),
-            format!("/kubepods/burstable/pod{UID}/{}", &ID[..63]),
-            format!("/kubepods/burstable/pod{}", UID.to_uppercase()),
-            "/kubepods".to_string(),
-            "/kubepods.slice/kubepods-burstable.slice".to_string(),
-            format!("/system.slice/crio-{}.scope", &ID[1..]),
-            "/docker".to_string(),
-            ".service".to_string(),
+        let upper_id = format!("/kubepods/pod<uid>/{}", ID.to_uppercase());
+        let short_id = format!("/kubepods/pod<uid>/{}", &ID[..63]);
+        let upper_uid = format!("/kubepods/pod{}", UID.to_uppercase());
+        for template in [
+            "/my/random/group",
+            "/kubepods/burstable/podNOTAUID/xyz",
+            "/kubepods/burstable/pod<uid>/xyz",
+            &upper_id,
+            &short_id,
+            &upper_uid,
+            "/kubepods",
+            "/kubepods.slice/kubepods-burstable.slice",
+            "/docker",
+            ".service",
         ] {
-            assert_eq!(parse(&path), Workload::Unknown, "{path}");
+            assert_eq!(parse(&path(template)), Workload::Unknown, "{template}");
         }
     }
 
     #[test]
     fn proc_cgroup_contents() {
-        let v1 = format!(
-            "12:pids:/kubepods/burstable/pod{UID}/{ID}\n7:memory:/kubepods/burstable/pod{UID}/{ID}\n1:name=systemd:/x\n"
-        );
-        assert_eq!(
-            parse_proc_cgroup(&v1),
-            Some(format!("/kubepods/burstable/pod{UID}/{ID}"))
-        );
-        assert_eq!(
-            parse_proc_cgroup("0::/system.slice/ssh.service\n"),
-            Some("/system.slice/ssh.service".into())
-        );
+        let v1 = path("12:pids:/kubepods/pod<uid>/<id>\n7:memory:/kubepods/pod<uid>/<id>\n1:name=x:/");
+        assert_eq!(parse_proc_cgroup(&v1), Some(path("/kubepods/pod<uid>/<id>")));
+        assert_eq!(parse_proc_cgroup("0::/init.scope\n"), Some("/init.scope".into()));
         let hybrid = "0::/user.slice\n4:cpu,memory:/kubepods/x\n1:name=systemd:/user.slice\n";
         assert_eq!(parse_proc_cgroup(hybrid), Some("/kubepods/x".into()));
-        let colons = format!(
-            "0::/system.slice/containerd.service/kubepods-pod{UID_}.slice:cri-containerd:{ID}"
-        );
-        assert_eq!(
-            parse(&parse_proc_cgroup(&colons).unwrap_or_default()),
-            container(Runtime::Containerd, Some(Qos::Guaranteed), false)
-        );
-        assert_eq!(
-            parse_proc_cgroup("1:name=systemd:/init.scope\ngarbage\n"),
-            None
-        );
+        // A path holding ':' is kept whole.
+        let colons = path("0::/<guaranteed>:cri-containerd:<id>");
+        let found = parse_proc_cgroup(&colons).unwrap_or_default();
+        assert_eq!(parse(&found), in_pod(R::Containerd, Guaranteed));
+        assert_eq!(parse_proc_cgroup("1:name=systemd:/init.scope\ngarbage\n"), None);
         assert_eq!(parse_proc_cgroup(""), None);
     }
 
     #[test]
     fn helpers_and_serialization() {
-        let c = container(Runtime::Crio, Some(Qos::BestEffort), true);
-        assert_eq!(
-            (c.container_id(), c.pod_uid(), c.qos(), c.runtime()),
-            (Some(ID), Some(UID), Some(Qos::BestEffort), Runtime::Crio)
-        );
-        let p = pod(Qos::Guaranteed);
-        assert_eq!(
-            (p.container_id(), p.pod_uid(), p.qos(), p.runtime()),
-            (None, Some(UID), Some(Qos::Guaranteed), Runtime::Unknown)
-        );
+        let c = conmon(in_pod(R::Crio, BestEffort));
+        assert_eq!((c.container_id(), c.pod_uid()), (Some(ID), Some(UID)));
+        assert_eq!((c.qos(), c.runtime()), (Some(BestEffort), R::Crio));
+        let p = pod(Guaranteed);
+        assert_eq!((p.container_id(), p.pod_uid()), (None, Some(UID)));
+        assert_eq!((p.qos(), p.runtime()), (Some(Guaranteed), R::Unknown));
         let u = unit("ssh.service");
-        assert_eq!(
-            (u.container_id(), u.pod_uid(), u.qos(), u.runtime()),
-            (None, None, None, Runtime::Unknown)
-        );
-        let json = |v: &Workload| serde_json::to_string(v).unwrap_or_default();
-        let want = format!(
-            r#"{{"container":{{"runtime":"crio","container_id":"{ID}","pod_uid":"{UID}","qos":"besteffort","conmon":true}}}}"#
-        );
-        assert_eq!(json(&c), want);
+        assert_eq!((u.container_id(), u.pod_uid()), (None, None));
+        assert_eq!((u.qos(), u.runtime()), (None, R::Unknown));
+        let json = |w: &Workload| serde_json::to_string(w).unwrap_or_default();
+        let want = r#"{"container":{"runtime":"crio","container_id":"<id>","pod_uid":"<uid>","qos":"besteffort","conmon":true}}"#;
+        assert_eq!(json(&c), path(want));
         assert_eq!(json(&Workload::HostRoot), r#""host_root""#);
         assert_eq!(json(&u), r#"{"system_service":{"unit":"ssh.service"}}"#);
     }
@@ -610,39 +465,26 @@ mod tests {
     #[test]
     fn arbitrary_input_never_panics() {
         let long = format!("/kubepods{}", "/burstable".repeat(50_000));
-        let colons = ":".repeat(10_000);
-        let mixed = format!("/kubepods/pod{}/{}", "é".repeat(40), "日本".repeat(32));
-        let near = format!("/kubepods-pod{}é.slice/crio-{}\u{0}.scope", &UID_[..35], ID);
-        for path in [
-            long.as_str(),
-            colons.as_str(),
-            mixed.as_str(),
-            near.as_str(),
-            "/../..",
-            "::",
-            "a:b:c",
-            "pod",
-            "-pod.slice",
-            "kubepods-.slice",
-        ] {
-            let _ = parse(path);
-            let _ = parse_proc_cgroup(path);
-        }
-        // Pseudo-random byte strings (fixed-seed xorshift), decoded lossily.
+        let unicode = format!("/kubepods/pod{}/{}", "é".repeat(40), "日本".repeat(32));
+        let near = format!("/kubepods-pod{}é.slice/crio-{ID}\u{0}.scope", &UID_[..35]);
+        let fixed = [long, ":".repeat(10_000), unicode, near, "/../..".into(), "a:b:c".into()];
+        // Plus pseudo-random byte strings (fixed-seed xorshift), decoded lossily.
         let alphabet = b"/:-_.podkubesliceburstable0123456789abcdef\xff\xc3";
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        for _ in 0..2_000 {
-            let bytes: Vec<u8> = (0..(state % 300))
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    alphabet[(state % alphabet.len() as u64) as usize]
-                })
-                .collect();
-            let text = String::from_utf8_lossy(&bytes);
-            let _ = parse(&text);
-            let _ = parse_proc_cgroup(&text);
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let random = (0..2_000).map(|_| {
+            let len = next() % 300;
+            let bytes: Vec<u8> = (0..len).map(|_| alphabet[next() as usize % alphabet.len()]).collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
+        for input in fixed.into_iter().chain(random) {
+            let _ = parse(&input);
+            let _ = parse_proc_cgroup(&input);
         }
     }
 }

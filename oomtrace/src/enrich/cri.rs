@@ -10,7 +10,7 @@ use std::{
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
-    ContainerStatusRequest, ListContainersRequest, PodSandboxStatusRequest,
+    ContainerStatusRequest, ListContainersRequest, PodSandboxStatusRequest, VersionRequest,
     runtime_service_client::RuntimeServiceClient,
 };
 use tokio::net::UnixStream;
@@ -148,6 +148,13 @@ impl CriClient {
             Err(CriError::Call { status, .. }) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// The runtime's name as it reports it ("containerd", "cri-o").
+    pub async fn runtime_name(&self) -> Result<String, CriError> {
+        let mut client = self.client.clone();
+        let response = self.bounded("Version", client.version(VersionRequest { version: "v1".to_owned() })).await?;
+        Ok(response.runtime_name)
     }
 
     /// Every container the runtime knows, to warm a cache.

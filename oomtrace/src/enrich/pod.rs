@@ -178,6 +178,8 @@ impl BoundedCache {
 
 pub struct PodResolver {
     cri: Result<CriClient, String>,
+    /// Which runtime answers on the CRI socket (cgroupfs paths do not say).
+    runtime: Option<Runtime>,
     cache: BoundedCache,
     last_warning: Option<Instant>,
     pub stats: AttributionStats,
@@ -193,7 +195,7 @@ impl PodResolver {
         if let Err(reason) = &cri {
             tracing::warn!(%reason, "pod names unavailable: events carry what cgroup paths give");
         }
-        Self { cri, cache: BoundedCache::new(), last_warning: None, stats: AttributionStats::default() }
+        Self { cri, runtime: None, cache: BoundedCache::new(), last_warning: None, stats: AttributionStats::default() }
     }
 
     /// The CRI socket in use, or why there is none.
@@ -204,6 +206,15 @@ impl PodResolver {
     /// Loads every container the runtime knows into the cache, so containers
     /// removed right after a kill still resolve.
     pub async fn warm(&mut self) {
+        let Ok(cri) = &self.cri else { return };
+        match cri.runtime_name().await {
+            Ok(name) => self.runtime = runtime_from_name(&name),
+            Err(error) => {
+                let reason = error.to_string();
+                self.note_failure(&reason);
+                return;
+            }
+        }
         let Ok(cri) = &self.cri else { return };
         match cri.list().await {
             Ok(containers) => {
@@ -288,7 +299,10 @@ impl PodResolver {
             _ => Ok(None),
         };
         match lookup {
-            Ok(Some(info)) => out.apply(&info, victim_tgid),
+            Ok(Some(info)) => {
+                out.apply(&info, victim_tgid);
+                out.runtime = out.runtime.or(self.runtime.clone());
+            }
             Ok(None) => {
                 out.attribution = Attribution::Partial;
                 out.partial_reason = Some("the container runtime does not know this container".to_owned());
@@ -301,6 +315,15 @@ impl PodResolver {
             }
         }
         out
+    }
+}
+
+fn runtime_from_name(name: &str) -> Option<Runtime> {
+    match name {
+        "containerd" => Some(Runtime::Containerd),
+        "cri-o" => Some(Runtime::Crio),
+        "docker" => Some(Runtime::Docker),
+        _ => None,
     }
 }
 

@@ -178,6 +178,16 @@ pub fn markdown(results: &[KernelResult]) -> String {
             r.skipped.len()
         ));
     }
+    let pid_only = results.iter().filter(|r| r.mark_victim_fields.trim() == "pid").count();
+    if pid_only == 0 {
+        out.push_str(
+            "\nNone of these kernels has the pid-only `oom/mark_victim` format of older point releases: \
+             the 6.9 fields were backported to every kernel the Debian archives reachable here still \
+             carry (the oldest bookworm 6.1 ABI included). The pid-only path (fields read from the \
+             victim's `task_struct` and `mm` through BTF instead) is what tp_btf and raw_tp use on every \
+             kernel above, and the format parser is unit-tested on the pid-only format.\n",
+        );
+    }
     out.push_str("\nThe host (6.18, cgroup v1) runs the suite natively: `scripts/test.sh`.\n\nSkipped tests per kernel:\n\n");
     for r in results {
         for s in &r.skipped {

@@ -1,0 +1,176 @@
+//! The event path shared by `live` and `daemon`: attach the probes, read the
+//! ring buffer, decode, resolve cgroup paths and attribute pods.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+
+use crate::{
+    enrich::{
+        cgroup::{CgroupResolver, detect_hierarchy},
+        pod::{PodResolver, node_name},
+    },
+    event::{DecodeContext, OomEvent, decode},
+    kernel::{self, privileges::Privileges},
+    probe::{AttachPlan, Attached, KernelStats, Tracer, ring::EventReader},
+};
+
+/// How the pipeline is set up.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    pub plan: AttachPlan,
+    /// Size of the kernel-to-user ring buffer, bytes.
+    pub ring_bytes: u32,
+    /// CRI socket (None: the default sockets) and the bound on each call.
+    pub cri_socket: Option<PathBuf>,
+    pub cri_timeout: Duration,
+    /// Node name for events (None: NODE_NAME or the hostname).
+    pub node_name: Option<String>,
+}
+
+/// Counters of everything that did not become a complete event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    pub events: u64,
+    pub lost_ringbuf_full: u64,
+    pub undecodable: u64,
+    pub cgroup_unresolved: u64,
+    pub context_missing: u64,
+    pub partially_attributed: u64,
+    pub cri_failures: u64,
+}
+
+pub struct Pipeline {
+    tracer: Tracer,
+    reader: EventReader,
+    cgroups: CgroupResolver,
+    pods: PodResolver,
+    node: String,
+    decode_cx: DecodeContext,
+    undecodable: u64,
+    context_missing: u64,
+    events: u64,
+    raw: Vec<Result<OomEvent, crate::event::DecodeError>>,
+}
+
+impl Pipeline {
+    /// Checks privileges, discovers the kernel, attaches, and warms the caches.
+    pub async fn start(options: &PipelineOptions) -> anyhow::Result<Self> {
+        let privileges = Privileges::current();
+        if !privileges.can_trace() {
+            anyhow::bail!("{}", privileges.advice());
+        }
+        let facts = kernel::discover();
+        for warning in &facts.warnings {
+            tracing::warn!("{warning}");
+        }
+        let hierarchy = match detect_hierarchy() {
+            Ok(h) => Some(h),
+            Err(error) => {
+                tracing::warn!(%error, "cgroup paths unavailable");
+                None
+            }
+        };
+        let mut tracer =
+            Tracer::start(&facts, &options.plan, options.ring_bytes).context("starting the OOM probes")?;
+        let attached = tracer.attached.clone();
+        for failure in &attached.failures {
+            tracing::info!(program = failure.program, reason = %failure.error, "not attached");
+        }
+        if attached.context.is_none() {
+            tracing::info!("no oom_kill_process probe: scope and OOMing memcg are inferred from page counters");
+        }
+        let reader = EventReader::new(tracer.take_events()?).context("registering the ring buffer")?;
+        let cgroups = CgroupResolver::new(hierarchy);
+        let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
+        pods.warm().await;
+        let node = options.node_name.clone().unwrap_or_else(node_name);
+        release_startup_memory();
+        let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, attached.kill_signal);
+        tracing::info!(
+            attached = %attached.summary(),
+            cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),
+            cri = %pods.cri_status().unwrap_or_else(|why| format!("unavailable: {why}")),
+            node,
+            "waiting for OOM kills"
+        );
+        Ok(Self {
+            tracer,
+            reader,
+            cgroups,
+            pods,
+            node,
+            decode_cx,
+            undecodable: 0,
+            context_missing: 0,
+            events: 0,
+            raw: Vec::new(),
+        })
+    }
+
+    pub fn attached(&self) -> &Attached {
+        &self.tracer.attached
+    }
+
+    pub fn kernel_stats(&self) -> KernelStats {
+        self.tracer.stats()
+    }
+
+    /// Waits for records, then appends every complete, attributed event to `out`.
+    pub async fn next_events(&mut self, out: &mut Vec<OomEvent>) -> anyhow::Result<()> {
+        let decode_cx = self.decode_cx;
+        let raw = &mut self.raw;
+        self.reader.read_batch(|bytes| raw.push(decode(bytes, &decode_cx))).await.context("reading the ring buffer")?;
+        let has_context_probe = self.tracer.attached.context.is_some();
+        for decoded in std::mem::take(&mut self.raw) {
+            let mut event = match decoded {
+                Ok(event) => event,
+                Err(error) => {
+                    self.undecodable += 1;
+                    tracing::warn!(%error, "undecodable record");
+                    continue;
+                }
+            };
+            if has_context_probe && event.oom_id.is_none() {
+                self.context_missing += 1;
+                tracing::debug!(pid = event.victim.pid, "victim without oom_kill_process context");
+            }
+            if let Some(cgroup) = event.victim_cgroup.as_mut() {
+                self.cgroups.resolve(cgroup);
+            }
+            if let Some(oom) = event.oom_cgroup.as_mut() {
+                self.cgroups.resolve(&mut oom.cgroup);
+            }
+            let path = event.victim_cgroup.as_ref().and_then(|c| c.path.clone());
+            let tgid = event.victim.tgid.or(Some(event.victim.pid));
+            event.workload = Some(self.pods.attribute(path.as_deref(), tgid).await);
+            event.node = Some(self.node.clone());
+            self.events += 1;
+            out.push(event);
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            events: self.events,
+            lost_ringbuf_full: self.tracer.stats().ringbuf_full,
+            undecodable: self.undecodable,
+            cgroup_unresolved: self.cgroups.unresolved,
+            context_missing: self.context_missing,
+            partially_attributed: self.pods.stats.partial,
+            cri_failures: self.pods.stats.cri_failures,
+        }
+    }
+}
+
+/// Parsing BTF at startup (ours and aya's) allocates tens of MiB that are
+/// freed once the programs are loaded; hand that heap back to the system so
+/// the resident size reflects what the tracer keeps.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -81,7 +81,7 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-ensure_packages gcc:gcc
+ensure_packages gcc:gcc protoc:protobuf-compiler
 ensure_nightly
 ensure_bpf_linker
 ensure_tracefs

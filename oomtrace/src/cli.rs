@@ -12,9 +12,9 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(name = "oomtrace", version, about = "Explains every kernel OOM kill, from eBPF, as it happens")]
 pub struct Cli {
-    /// Log filter for stderr (tracing EnvFilter syntax), e.g. "debug".
-    #[arg(long, global = true, env = "OOMTRACE_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter for stderr (tracing EnvFilter syntax), e.g. "debug" [default: info].
+    #[arg(long, global = true, env = "OOMTRACE_LOG")]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -27,6 +27,48 @@ pub enum Command {
     Check,
     /// Which container and pod is this process or cgroup in?
     Whois(WhoisArgs),
+    /// Run as a node agent: Prometheus metrics, OpenTelemetry export, NDJSON on stdout.
+    Daemon(DaemonArgs),
+}
+
+/// Format of the log lines on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `oomtrace daemon`; each can also come from the environment and
+/// from the config file (docs/daemon.md). Defaults apply last.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "PATH", env = "OOMTRACE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Where /metrics, /healthz and /readyz listen [default: 0.0.0.0:9101].
+    #[arg(long, value_name = "HOST:PORT", env = "OOMTRACE_METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Log line format on stderr [default: text].
+    #[arg(long, value_enum, env = "OOMTRACE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// NDJSON events on stdout (for `kubectl logs`) [default: true].
+    #[arg(long, value_name = "BOOL", env = "OOMTRACE_EVENTS_STDOUT")]
+    pub events_stdout: Option<bool>,
+    /// CRI socket of the container runtime [default: containerd's, then CRI-O's].
+    #[arg(long, value_name = "PATH", env = "OOMTRACE_CRI_SOCKET")]
+    pub cri_socket: Option<std::path::PathBuf>,
+    /// Longest wait for one CRI call [default: 250ms].
+    #[arg(long, value_parser = parse_duration, env = "OOMTRACE_CRI_TIMEOUT")]
+    pub cri_timeout: Option<Duration>,
+    /// Node name on events [default: the hostname].
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Bound on Prometheus (namespace, pod, container) label sets [default: 2000].
+    #[arg(long, value_name = "N", env = "OOMTRACE_MAX_LABEL_SERIES")]
+    pub max_label_series: Option<usize>,
+    /// OTLP queue bound, in events [default: 2048].
+    #[arg(long, value_name = "N", env = "OOMTRACE_OTLP_QUEUE")]
+    pub otlp_queue: Option<usize>,
 }
 
 /// Where pod names come from.

@@ -2,17 +2,26 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use oomtrace::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, LogFormat},
     live::{self, LiveOptions},
     probe::AttachPlan,
 };
 use tracing_subscriber::EnvFilter;
 
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    if !matches!(cli.command, Command::Daemon(_)) {
+        init_logging(cli.log.as_deref().unwrap_or("info"), LogFormat::Text);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -24,6 +33,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Daemon(args) => {
+            let config = oomtrace::config::resolve(&args, cli.log.as_deref())?;
+            init_logging(&config.log, config.log_format);
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(oomtrace::daemon::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check => {
             let report = oomtrace::check::run();
             print!("{}", report.render());

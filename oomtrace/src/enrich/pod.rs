@@ -88,7 +88,7 @@ pub struct WorkloadInfo {
 }
 
 impl WorkloadInfo {
-    fn empty(kind: WorkloadKind, attribution: Attribution) -> Self {
+    pub fn new(kind: WorkloadKind, attribution: Attribution) -> Self {
         Self {
             kind,
             attribution,
@@ -268,19 +268,19 @@ impl PodResolver {
     /// Attributes a victim in cgroup `path` (relative to the hierarchy root).
     pub async fn attribute(&mut self, path: Option<&str>, victim_tgid: Option<u32>) -> WorkloadInfo {
         let Some(path) = path else {
-            return WorkloadInfo::empty(WorkloadKind::Unknown, Attribution::Unknown);
+            return WorkloadInfo::new(WorkloadKind::Unknown, Attribution::Unknown);
         };
         let workload = cgroup_path::parse(path);
         let mut out = match &workload {
-            Workload::Container { .. } => WorkloadInfo::empty(WorkloadKind::Container, Attribution::Full),
-            Workload::Pod { .. } => WorkloadInfo::empty(WorkloadKind::Pod, Attribution::Full),
+            Workload::Container { .. } => WorkloadInfo::new(WorkloadKind::Container, Attribution::Full),
+            Workload::Pod { .. } => WorkloadInfo::new(WorkloadKind::Pod, Attribution::Full),
             Workload::SystemService { unit } => {
-                let mut out = WorkloadInfo::empty(WorkloadKind::SystemService, Attribution::Host);
+                let mut out = WorkloadInfo::new(WorkloadKind::SystemService, Attribution::Host);
                 out.unit = Some(unit.clone());
                 return out;
             }
-            Workload::HostRoot => return WorkloadInfo::empty(WorkloadKind::Host, Attribution::Host),
-            Workload::Unknown => return WorkloadInfo::empty(WorkloadKind::Unknown, Attribution::Unknown),
+            Workload::HostRoot => return WorkloadInfo::new(WorkloadKind::Host, Attribution::Host),
+            Workload::Unknown => return WorkloadInfo::new(WorkloadKind::Unknown, Attribution::Unknown),
         };
         out.runtime = Some(workload.runtime()).filter(|r| *r != Runtime::Unknown);
         out.container_id = workload.container_id().map(str::to_owned);

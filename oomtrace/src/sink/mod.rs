@@ -1,6 +1,8 @@
 //! Where events go: a human table or NDJSON on stdout.
 
 pub mod json;
+pub mod otlp;
+pub mod prometheus;
 pub mod table;
 
 use std::io::Write;

@@ -1,0 +1,293 @@
+//! Prometheus metrics (prometheus-client): kills per container with bounded
+//! label cardinality, the limit and usage at each container's last kill, and
+//! self-metrics (lost, unattributed, exporter failures, attached probes).
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::{event::OomEvent, pipeline::PipelineStats};
+
+/// Label value used once the series bound is reached.
+const OVERFLOW: &str = "_overflow_";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KillLabels {
+    namespace: String,
+    pod: String,
+    container: String,
+    scope: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLabels {
+    namespace: String,
+    pod: String,
+    container: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExporterLabels {
+    exporter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    role: String,
+    program: String,
+}
+
+/// Totals reported by an exporter (absolute values).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExporterTotals {
+    pub failures: u64,
+    pub dropped: u64,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    kills: Family<KillLabels, Counter>,
+    last_limit: Family<ContainerLabels, Gauge>,
+    last_usage: Family<ContainerLabels, Gauge>,
+    lost: Family<ReasonLabels, Counter>,
+    unattributed: Counter,
+    exporter_failures: Family<ExporterLabels, Counter>,
+    exporter_dropped: Family<ExporterLabels, Counter>,
+    probes: Family<ProbeLabels, Gauge>,
+    label_overflow: Counter,
+    /// Label sets in use, bounded by `max_series`.
+    series: Mutex<HashSet<ContainerLabels>>,
+    max_series: usize,
+    /// Last absolute values folded into the counters above.
+    seen: Mutex<PipelineStats>,
+    seen_exporters: Mutex<Vec<(String, ExporterTotals)>>,
+    events: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(max_series: usize) -> Self {
+        let mut registry = Registry::with_prefix("oomtrace");
+        let kills = Family::<KillLabels, Counter>::default();
+        registry.register("oom_kills", "OOM kills by namespace, pod, container and scope", kills.clone());
+        let last_limit = Family::<ContainerLabels, Gauge>::default();
+        registry.register(
+            "last_kill_limit_bytes",
+            "Memory limit of the OOMing memcg at the container's last OOM kill",
+            last_limit.clone(),
+        );
+        let last_usage = Family::<ContainerLabels, Gauge>::default();
+        registry.register(
+            "last_kill_usage_bytes",
+            "Memory usage of the OOMing memcg at the container's last OOM kill",
+            last_usage.clone(),
+        );
+        let lost = Family::<ReasonLabels, Counter>::default();
+        registry.register("events_lost", "OOM events lost, by reason", lost.clone());
+        let unattributed = Counter::default();
+        registry.register(
+            "events_unattributed",
+            "OOM events attributed from the cgroup path only (container runtime unreachable or unaware)",
+            unattributed.clone(),
+        );
+        let exporter_failures = Family::<ExporterLabels, Counter>::default();
+        registry.register("exporter_failures", "Failed export attempts, by exporter", exporter_failures.clone());
+        let exporter_dropped = Family::<ExporterLabels, Counter>::default();
+        registry.register(
+            "exporter_dropped",
+            "Events an exporter dropped because its queue was full",
+            exporter_dropped.clone(),
+        );
+        let probes = Family::<ProbeLabels, Gauge>::default();
+        registry.register("probe_attached", "eBPF programs attached (1), by role", probes.clone());
+        let label_overflow = Counter::default();
+        registry.register(
+            "label_overflow",
+            "Kills counted under the _overflow_ labels because the series bound was reached",
+            label_overflow.clone(),
+        );
+        Self {
+            registry,
+            kills,
+            last_limit,
+            last_usage,
+            lost,
+            unattributed,
+            exporter_failures,
+            exporter_dropped,
+            probes,
+            label_overflow,
+            series: Mutex::new(HashSet::new()),
+            max_series: max_series.max(1),
+            seen: Mutex::new(PipelineStats::default()),
+            seen_exporters: Mutex::new(Vec::new()),
+            events: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks a program as attached in `role` (victim, context, kill_confirmation).
+    pub fn probe_attached(&self, role: &str, program: &str) {
+        self.probes.get_or_create(&ProbeLabels { role: role.to_owned(), program: program.to_owned() }).set(1);
+    }
+
+    /// Counts one kill.
+    pub fn record(&self, event: &OomEvent) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        let workload = event.workload.as_ref();
+        let name = |v: Option<&String>| v.cloned().unwrap_or_default();
+        let mut labels = ContainerLabels {
+            namespace: name(workload.and_then(|w| w.namespace.as_ref())),
+            pod: name(workload.and_then(|w| w.pod.as_ref())),
+            container: name(workload.and_then(|w| w.container.as_ref())),
+        };
+        {
+            let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+            if !series.contains(&labels) {
+                if series.len() >= self.max_series {
+                    self.label_overflow.inc();
+                    labels = ContainerLabels {
+                        namespace: OVERFLOW.to_owned(),
+                        pod: OVERFLOW.to_owned(),
+                        container: OVERFLOW.to_owned(),
+                    };
+                } else {
+                    series.insert(labels.clone());
+                }
+            }
+        }
+        let scope = event.scope.map_or("unknown", |s| s.as_str()).to_owned();
+        self.kills
+            .get_or_create(&KillLabels {
+                namespace: labels.namespace.clone(),
+                pod: labels.pod.clone(),
+                container: labels.container.clone(),
+                scope,
+            })
+            .inc();
+        if let Some(oom) = &event.oom_cgroup {
+            if let Some(limit) = oom.limit_bytes {
+                self.last_limit.get_or_create(&labels).set(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            if let Some(usage) = oom.usage_bytes {
+                self.last_usage.get_or_create(&labels).set(i64::try_from(usage).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// Folds the pipeline's absolute counters into the Prometheus counters.
+    pub fn update_pipeline(&self, now: PipelineStats) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let delta = |new: u64, old: u64| new.saturating_sub(old);
+        self.lost
+            .get_or_create(&ReasonLabels { reason: "ringbuf_full".to_owned() })
+            .inc_by(delta(now.lost_ringbuf_full, seen.lost_ringbuf_full));
+        self.lost
+            .get_or_create(&ReasonLabels { reason: "undecodable".to_owned() })
+            .inc_by(delta(now.undecodable, seen.undecodable));
+        self.unattributed.inc_by(delta(now.partially_attributed, seen.partially_attributed));
+        *seen = now;
+    }
+
+    /// Folds an exporter's absolute failure/drop totals in.
+    pub fn update_exporter(&self, exporter: &str, now: ExporterTotals) {
+        let mut seen = self.seen_exporters.lock().unwrap_or_else(|p| p.into_inner());
+        let index = match seen.iter().position(|(name, _)| name == exporter) {
+            Some(i) => i,
+            None => {
+                seen.push((exporter.to_owned(), ExporterTotals::default()));
+                seen.len() - 1
+            }
+        };
+        let old = seen[index].1;
+        let labels = ExporterLabels { exporter: exporter.to_owned() };
+        self.exporter_failures.get_or_create(&labels).inc_by(now.failures.saturating_sub(old.failures));
+        self.exporter_dropped.get_or_create(&labels).inc_by(now.dropped.saturating_sub(old.dropped));
+        seen[index].1 = now;
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        enrich::pod::{Attribution, WorkloadInfo, WorkloadKind},
+        event::{OomCgroup, Scope, Trigger, Victim},
+    };
+
+    fn event(pod: &str) -> OomEvent {
+        let mut workload = WorkloadInfo::new(WorkloadKind::Container, Attribution::Full);
+        workload.namespace = Some("ns".into());
+        workload.pod = Some(pod.into());
+        workload.container = Some("c".into());
+        OomEvent {
+            time: String::new(),
+            ktime_ns: 0,
+            oom_id: None,
+            killed: Some(true),
+            group_kill: None,
+            scope: Some(Scope::Memcg),
+            scope_source: None,
+            victim: Victim::default(),
+            victim_cgroup: None,
+            oom_cgroup: Some(OomCgroup { usage_bytes: Some(10), limit_bytes: Some(64 << 20), ..OomCgroup::default() }),
+            oom_totalpages: None,
+            chosen_points: None,
+            gfp_mask: None,
+            order: None,
+            trigger: Trigger::default(),
+            node: None,
+            workload: Some(workload),
+            sources: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn kills_are_counted_per_container_and_cardinality_is_bounded() {
+        let metrics = Metrics::new(2);
+        metrics.record(&event("a"));
+        metrics.record(&event("a"));
+        metrics.record(&event("b"));
+        metrics.record(&event("c"));
+        let text = metrics.encode().expect("encode");
+        assert!(text.contains(r#"oomtrace_oom_kills_total{namespace="ns",pod="a",container="c",scope="memcg"} 2"#), "{text}");
+        assert!(text.contains(r#"pod="b""#));
+        assert!(!text.contains(r#"pod="c""#), "third series must overflow: {text}");
+        assert!(text.contains(r#"pod="_overflow_""#));
+        assert!(text.contains("oomtrace_label_overflow_total 1"));
+        assert!(text.contains(r#"oomtrace_last_kill_limit_bytes{namespace="ns",pod="a",container="c"} 67108864"#), "{text}");
+    }
+
+    #[test]
+    fn absolute_totals_become_monotonic_counters() {
+        let metrics = Metrics::new(10);
+        metrics.update_pipeline(PipelineStats { lost_ringbuf_full: 3, ..PipelineStats::default() });
+        metrics.update_pipeline(PipelineStats { lost_ringbuf_full: 5, ..PipelineStats::default() });
+        metrics.update_exporter("otlp", ExporterTotals { failures: 2, dropped: 0 });
+        metrics.update_exporter("otlp", ExporterTotals { failures: 7, dropped: 1 });
+        let text = metrics.encode().expect("encode");
+        assert!(text.contains(r#"oomtrace_events_lost_total{reason="ringbuf_full"} 5"#), "{text}");
+        assert!(text.contains(r#"oomtrace_exporter_failures_total{exporter="otlp"} 7"#), "{text}");
+        assert!(text.contains(r#"oomtrace_exporter_dropped_total{exporter="otlp"} 1"#), "{text}");
+    }
+}

@@ -1,0 +1,136 @@
+//! The test runtime itself (containerd + CRI from `scripts/runtime.sh up`),
+//! before oomtrace is pointed at it: pods made the way kubelet makes them get
+//! kubelet's cgroup layout, and a container that outgrows its memory limit is
+//! OOM-killed and reported as such by CRI.
+//!
+//! Needs root and a running runtime; otherwise each test prints `SKIPPED` and
+//! passes (set OOMTRACE_TEST_REQUIRE_CRI=1 to make that a failure instead).
+
+#[path = "support/cri.rs"]
+mod cri;
+
+use std::time::{Duration, Instant};
+
+use cri::{ContainerState, CriClient, PodHandle};
+
+const MIB: u64 = 1024 * 1024;
+const LIMIT: u64 = 64 * MIB;
+const NAMESPACE: &str = "oomtrace-test";
+/// The hog waits this long before allocating, so the test can look at it alive.
+const HOG_DELAY: &str = "1";
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connected client, or None after printing why the test is skipped.
+fn runtime(test: &str) -> Option<CriClient> {
+    let required = std::env::var_os("OOMTRACE_TEST_REQUIRE_CRI").is_some_and(|v| !v.is_empty() && v != "0");
+    let skip = |reason: String| {
+        assert!(!required, "{test}: {reason} (and OOMTRACE_TEST_REQUIRE_CRI is set)");
+        println!("SKIPPED {test}: {reason}");
+    };
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        skip(format!("needs root to run containers (euid {euid})"));
+        return None;
+    }
+    match cri::available().and_then(|socket| CriClient::connect(&socket)) {
+        Ok(client) => Some(client),
+        Err(reason) => {
+            skip(reason);
+            None
+        }
+    }
+}
+
+/// Starts a hog in `pod` that will outgrow [`LIMIT`]; checks, while it still
+/// waits, that it sits in its own cgroup below the pod's with that limit.
+/// Returns its container id.
+fn start_hog(client: &CriClient, pod: &PodHandle, name: &str) -> String {
+    let id = client.run_container(pod, name, &["hog", "256", HOG_DELAY], Some(LIMIT)).expect("run the hog container");
+    let status = client.container_status(&id).expect("hog status");
+    assert_eq!(status.state, ContainerState::ContainerRunning, "hog right after start: {status:?}");
+    assert_eq!(status.labels.get(cri::CONTAINER_NAME_LABEL).map(String::as_str), Some(name));
+    assert_eq!(status.labels.get(cri::POD_UID_LABEL), Some(&pod.uid));
+
+    // cgroupfs driver: <cgroup_parent>/<64-hex container id>.
+    let expected = format!("{}/{id}", pod.cgroup_parent);
+    assert_eq!(status.cgroups_path, expected, "cgroupsPath in the OCI spec");
+    assert!(status.pid > 0, "no pid in the verbose status: {status:?}");
+    let live = cri::memory_cgroup_of(status.pid).unwrap_or_else(|| {
+        panic!("hog pid {} gone before its delay ran out:\n{}", status.pid, pod.container_log(name))
+    });
+    assert_eq!(live, expected, "/proc/{}/cgroup memory line", status.pid);
+    let dir = cri::memory_cgroup_dir(&live);
+    let limit_file = if dir.join("memory.limit_in_bytes").exists() { "memory.limit_in_bytes" } else { "memory.max" };
+    let limit = std::fs::read_to_string(dir.join(limit_file)).expect("read the container's memory limit");
+    assert_eq!(limit.trim(), LIMIT.to_string(), "{}/{limit_file}", dir.display());
+    let adj = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", status.pid)).unwrap_or_default();
+    println!("{name}: pid {} in {live}, oom_score_adj {}", status.pid, adj.trim());
+    id
+}
+
+/// Waits for the hog to die and checks CRI calls it an OOM kill.
+fn expect_oom_killed(client: &CriClient, pod: &PodHandle, name: &str, id: &str) {
+    let started = Instant::now();
+    let (exit_code, reason) = client.wait_exited(id, EXIT_TIMEOUT).expect("hog exit");
+    println!("{name}: exit_code={exit_code} reason={reason} after {:?}", started.elapsed());
+    assert_eq!((exit_code, reason.as_str()), (137, "OOMKilled"), "hog log:\n{}", pod.container_log(name));
+    // The container cgroup goes away with its task (runc removes it).
+    let dir = cri::memory_cgroup_dir(&format!("{}/{id}", pod.cgroup_parent));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("{name}: container cgroup {} after exit", if dir.exists() { "still present" } else { "removed" });
+}
+
+#[test]
+fn container_over_its_limit_is_oom_killed() {
+    let test = "container_over_its_limit_is_oom_killed";
+    let Some(client) = runtime(test) else { return };
+    let t0 = Instant::now();
+    let uid = cri::new_uid();
+    let pod = client.run_pod("hog-pod", NAMESPACE, &uid, "burstable").expect("run pod sandbox");
+    assert_eq!(pod.cgroup_parent, format!("/kubepods/burstable/pod{uid}"));
+    println!("pod {} (uid {uid}) ready after {:?}", pod.id, t0.elapsed());
+
+    let id = start_hog(&client, &pod, "hog");
+    assert!(cri::memory_cgroup_dir(&pod.cgroup_parent).is_dir(), "pod cgroup {} missing", pod.cgroup_parent);
+    expect_oom_killed(&client, &pod, "hog", &id);
+
+    let parent = cri::memory_cgroup_dir(&pod.cgroup_parent);
+    client.remove_pod(pod).expect("remove pod");
+    assert!(!parent.exists(), "pod cgroup {} left behind", parent.display());
+    println!("{test}: done in {:?}", t0.elapsed());
+}
+
+#[test]
+fn sidecar_survives_the_oom_kill_of_its_neighbour() {
+    let test = "sidecar_survives_the_oom_kill_of_its_neighbour";
+    let Some(client) = runtime(test) else { return };
+    let t0 = Instant::now();
+    let uid = cri::new_uid();
+    let pod = client.run_pod("sidecar-pod", NAMESPACE, &uid, "burstable").expect("run pod sandbox");
+
+    let sidecar = client.run_container(&pod, "sidecar", &["sleep", "3600"], None).expect("run the sidecar");
+    let before = client.container_status(&sidecar).expect("sidecar status");
+    assert_eq!(before.state, ContainerState::ContainerRunning, "{before:?}");
+    assert_eq!(before.cgroups_path, format!("{}/{sidecar}", pod.cgroup_parent));
+
+    let hog = start_hog(&client, &pod, "main");
+    expect_oom_killed(&client, &pod, "main", &hog);
+
+    let after = client.container_status(&sidecar).expect("sidecar status");
+    assert_eq!(after.state, ContainerState::ContainerRunning, "sidecar after the OOM kill: {after:?}");
+    assert_eq!(after.pid, before.pid, "sidecar restarted?");
+    assert_eq!(
+        cri::memory_cgroup_of(after.pid).as_deref(),
+        Some(before.cgroups_path.as_str()),
+        "sidecar pid {} no longer in its cgroup",
+        after.pid
+    );
+    println!("sidecar: still running, pid {} in {}", after.pid, after.cgroups_path);
+
+    client.remove_pod(pod).expect("remove pod");
+    println!("{test}: done in {:?}", t0.elapsed());
+}

@@ -20,28 +20,6 @@ const NAMESPACE: &str = "oomtrace-test";
 const HOG_DELAY: &str = "1";
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A connected client, or None after printing why the test is skipped.
-fn runtime(test: &str) -> Option<CriClient> {
-    let required = std::env::var_os("OOMTRACE_TEST_REQUIRE_CRI").is_some_and(|v| !v.is_empty() && v != "0");
-    let skip = |reason: String| {
-        assert!(!required, "{test}: {reason} (and OOMTRACE_TEST_REQUIRE_CRI is set)");
-        println!("SKIPPED {test}: {reason}");
-    };
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        skip(format!("needs root to run containers (euid {euid})"));
-        return None;
-    }
-    match cri::available().and_then(|socket| CriClient::connect(&socket)) {
-        Ok(client) => Some(client),
-        Err(reason) => {
-            skip(reason);
-            None
-        }
-    }
-}
-
 /// Starts a hog in `pod` that will outgrow [`LIMIT`]; checks, while it still
 /// waits, that it sits in its own cgroup below the pod's with that limit.
 /// Returns its container id.
@@ -87,7 +65,7 @@ fn expect_oom_killed(client: &CriClient, pod: &PodHandle, name: &str, id: &str) 
 #[test]
 fn container_over_its_limit_is_oom_killed() {
     let test = "container_over_its_limit_is_oom_killed";
-    let Some(client) = runtime(test) else { return };
+    let Some(client) = cri::connect_or_skip(test) else { return };
     let t0 = Instant::now();
     let uid = cri::new_uid();
     let pod = client.run_pod("hog-pod", NAMESPACE, &uid, "burstable").expect("run pod sandbox");
@@ -107,7 +85,7 @@ fn container_over_its_limit_is_oom_killed() {
 #[test]
 fn sidecar_survives_the_oom_kill_of_its_neighbour() {
     let test = "sidecar_survives_the_oom_kill_of_its_neighbour";
-    let Some(client) = runtime(test) else { return };
+    let Some(client) = cri::connect_or_skip(test) else { return };
     let t0 = Instant::now();
     let uid = cri::new_uid();
     let pod = client.run_pod("sidecar-pod", NAMESPACE, &uid, "burstable").expect("run pod sandbox");

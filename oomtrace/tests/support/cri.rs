@@ -509,3 +509,27 @@ fn remove_cgroup_everywhere(path: &str) {
         }
     }
 }
+
+/// A connected client, or None after printing why the test is skipped (root
+/// and a running runtime are needed). With OOMTRACE_TEST_REQUIRE_CRI set (CI)
+/// a skip is a failure instead.
+pub fn connect_or_skip(test: &str) -> Option<CriClient> {
+    let required = std::env::var_os("OOMTRACE_TEST_REQUIRE_CRI").is_some_and(|v| !v.is_empty() && v != "0");
+    let skip = |reason: String| {
+        assert!(!required, "{test}: {reason} (and OOMTRACE_TEST_REQUIRE_CRI is set)");
+        println!("SKIPPED {test}: {reason}");
+    };
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        skip(format!("needs root to run containers (euid {euid})"));
+        return None;
+    }
+    match available().and_then(|socket| CriClient::connect(&socket)) {
+        Ok(client) => Some(client),
+        Err(reason) => {
+            skip(reason);
+            None
+        }
+    }
+}

@@ -26,7 +26,8 @@ use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
     logs::{LogBatch, LogExporter as _, LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider},
-    metrics::{PeriodicReader, SdkMeterProvider},
+    metrics::{SdkMeterProvider, periodic_reader_with_async_runtime::PeriodicReader},
+    runtime::Tokio,
 };
 use tokio::sync::Notify;
 
@@ -156,7 +157,8 @@ impl OtlpSink {
             .map_err(|e| OtlpError::Build { signal: "metrics", reason: e.to_string() })?;
         let meter_provider = SdkMeterProvider::builder()
             .with_resource(resource)
-            .with_reader(PeriodicReader::builder(metric_exporter).build())
+            // On the daemon's runtime: the HTTP exporter's client needs tokio.
+            .with_reader(PeriodicReader::builder(metric_exporter, Tokio).build())
             .build();
         let kills = meter_provider
             .meter("oomtrace")

@@ -7,7 +7,7 @@ use crate::event::OomEvent;
 
 pub struct TableSink;
 
-const HEADER: &str = "TIME (UTC)    PID      COMM             WORKLOAD (NAMESPACE/POD/CONTAINER or CGROUP)  USAGE/LIMIT      RSS      SCOPE      KILLED TRIGGER";
+const HEADER: &str = "TIME (UTC)    PID      COMM             WORKLOAD (NAMESPACE/POD/CONTAINER or CGROUP)             USAGE/LIMIT      RSS      SCOPE      KILLED TRIGGER";
 
 impl Sink for TableSink {
     fn start(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
@@ -58,7 +58,7 @@ pub fn row(event: &OomEvent) -> String {
         None => "?",
     };
     format!(
-        "{time:<13} {pid:<8} {comm:<16} {workload:<45} {usage_limit:<16} {rss:<8} {scope:<10} {killed:<6} {tpid} {tcomm}",
+        "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {killed:<6} {tpid} {tcomm}",
         pid = event.victim.pid,
         tpid = event.trigger.pid,
         tcomm = event.trigger.comm,

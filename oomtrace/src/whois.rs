@@ -86,7 +86,7 @@ pub async fn run(targets: &[String], socket: Option<PathBuf>, timeout: Duration)
                 let workload = pods.attribute(Some(&path), pid).await;
                 result.pid = pid;
                 result.cgroup = Some(path);
-                result.runtime = workload.runtime.clone();
+                result.runtime = workload.runtime;
                 result.container_id = workload.container_id.clone();
                 result.pod_uid = workload.pod_uid.clone();
                 result.qos = workload.qos;
@@ -123,7 +123,7 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
                 let _ = writeln!(out, "  cgroup:       {}", show(r.cgroup.clone()));
                 let _ = writeln!(out, "  kind:         {}", show(w.map(|w| format!("{:?}", w.kind).to_lowercase())));
                 let _ = writeln!(out, "  attribution:  {}", show(w.map(|w| format!("{:?}", w.attribution).to_lowercase())));
-                let _ = writeln!(out, "  runtime:      {}", show(r.runtime.clone().map(|v| format!("{v:?}").to_lowercase())));
+                let _ = writeln!(out, "  runtime:      {}", show(r.runtime.map(|v| format!("{v:?}").to_lowercase())));
                 let _ = writeln!(out, "  container_id: {}", show(r.container_id.clone()));
                 let _ = writeln!(out, "  pod_uid:      {}", show(r.pod_uid.clone()));
                 let _ = writeln!(out, "  qos:          {}", show(r.qos.map(|v| format!("{v:?}").to_lowercase())));

@@ -236,11 +236,10 @@ impl PodResolver {
     }
 
     async fn container(&mut self, id: &str) -> Result<Option<ContainerInfo>, String> {
-        if let Some(info) = self.cache.get(id) {
-            if info.main_pid.is_some() || info.sandbox {
+        if let Some(info) = self.cache.get(id)
+            && (info.main_pid.is_some() || info.sandbox) {
                 return Ok(Some(info.clone()));
             }
-        }
         let cri = match &self.cri {
             Ok(cri) => cri.clone(),
             Err(reason) => return Err(reason.clone()),
@@ -301,7 +300,7 @@ impl PodResolver {
         match lookup {
             Ok(Some(info)) => {
                 out.apply(&info, victim_tgid);
-                out.runtime = out.runtime.or(self.runtime.clone());
+                out.runtime = out.runtime.or(self.runtime);
             }
             Ok(None) => {
                 out.attribution = Attribution::Partial;

@@ -179,3 +179,82 @@ fn a_host_service_is_reported_as_host() {
     assert_eq!(w["unit"], unit.as_str(), "{event}");
     assert!(w.get("pod").is_none() && w.get("container_id").is_none(), "{event}");
 }
+
+/// Host pids whose memory cgroup is exactly `path`.
+fn pids_in_cgroup(path: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| cri::memory_cgroup_of(*pid).as_deref() == Some(path))
+        .collect()
+}
+
+#[test]
+fn whois_recognises_the_pod_sandbox_and_filters_select_by_name() {
+    let test = "sandbox_and_filters";
+    let Some(client) = cri::connect_or_skip(test) else { return };
+    let pod_name = unique("sandboxed");
+    let pod = client.run_pod(&pod_name, NAMESPACE, &cri::new_uid(), "burstable").expect("run pod");
+    let pause = pids_in_cgroup(&format!("{}/{}", pod.cgroup_parent, pod.id));
+    assert_eq!(pause.len(), 1, "one pause process in the sandbox cgroup: {pause:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_oomtrace"))
+        .args(["whois", &pause[0].to_string(), "-o", "json", "--cri-socket", client.socket()])
+        .output()
+        .expect("run whois");
+    let whois: Value = serde_json::from_slice(&out.stdout).expect("whois json");
+    assert_eq!(whois["workload"]["sandbox"], true, "{whois}");
+    assert_eq!(whois["pod"], pod_name.as_str(), "{whois}");
+    assert_eq!(whois["namespace"], NAMESPACE, "{whois}");
+    assert_eq!(whois["container_id"], pod.id.as_str(), "{whois}");
+
+    let socket = client.socket();
+    let scope = ["--cgroup", pod.cgroup_parent.as_str(), "--cri-socket", socket];
+    let by_pod = LiveTracer::start(&[&scope[..], &["--namespace", NAMESPACE, "--pod", &pod_name, "--container", "app"]].concat());
+    let other_namespace = LiveTracer::start(&[&scope[..], &["--namespace", "kube-system"]].concat());
+    let other_container = LiveTracer::start(&[&scope[..], &["--container", "not-app"]].concat());
+    let id = client.run_container(&pod, "app", &["hog", "256", "1"], Some(LIMIT)).expect("run hog");
+    let (exit_code, _) = client.wait_exited(&id, EXIT_TIMEOUT).expect("hog exits");
+    assert_eq!(exit_code, 137);
+    let event = by_pod.expect_event(EVENT_TIMEOUT);
+    assert_eq!(event["workload"]["container_id"], id.as_str());
+    assert!(other_namespace.drain(Duration::from_millis(500)).is_empty(), "--namespace let another namespace through");
+    assert!(other_container.drain(Duration::from_millis(100)).is_empty(), "--container let another container through");
+    drop((by_pod, other_namespace, other_container));
+    client.remove_pod(pod).expect("remove pod");
+}
+
+#[test]
+fn a_hanging_runtime_delays_an_event_by_at_most_the_timeout() {
+    let test = "hanging_runtime";
+    let Some(client) = cri::connect_or_skip(test) else { return };
+    // A real unix socket that accepts connections (the kernel's backlog) but
+    // never answers: what a wedged runtime looks like from outside.
+    let dir = std::env::temp_dir().join(unique("hung-cri"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let socket = dir.join("cri.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let pod_name = unique("slow");
+    let pod = client.run_pod(&pod_name, NAMESPACE, &cri::new_uid(), "burstable").expect("run pod");
+    let tracer = LiveTracer::start(&[
+        "--cgroup",
+        &pod.cgroup_parent,
+        "--cri-socket",
+        socket.to_str().expect("utf8"),
+        "--cri-timeout",
+        "200ms",
+    ]);
+    let id = client.run_container(&pod, "app", &["hog", "256", "1"], Some(LIMIT)).expect("run hog");
+    let (exit_code, _) = client.wait_exited(&id, EXIT_TIMEOUT).expect("hog exits");
+    assert_eq!(exit_code, 137);
+    let event = tracer.expect_event(EVENT_TIMEOUT);
+    let w = &event["workload"];
+    assert_eq!(w["attribution"], "partial", "{event}");
+    assert_eq!(w["container_id"], id.as_str(), "{event}");
+    assert!(w["partial_reason"].as_str().is_some_and(|r| r.contains("timed out")), "{event}");
+    let (status, log) = tracer.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("CRI lookup failed"), "the failure is warned about:\n{log}");
+    client.remove_pod(pod).expect("remove pod");
+    let _ = std::fs::remove_dir_all(&dir);
+}

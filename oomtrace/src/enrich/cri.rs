@@ -99,6 +99,10 @@ impl CriClient {
     ) -> Result<T, CriError> {
         match tokio::time::timeout(self.timeout, future).await {
             Err(_) => Err(CriError::Timeout { call, timeout: self.timeout }),
+            // tonic's own transport timeout (the same bound) surfaces as a cancelled call.
+            Ok(Err(status)) if matches!(status.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded) => {
+                Err(CriError::Timeout { call, timeout: self.timeout })
+            }
             Ok(Err(status)) => Err(CriError::Call { call, status: Box::new(status) }),
             Ok(Ok(response)) => Ok(response.into_inner()),
         }

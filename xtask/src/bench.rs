@@ -3,8 +3,11 @@
 //!
 //! For each tool: start-to-attached (5 starts), idle footprint (RSS, CPU over
 //! 10 s), then kill-to-line latency for N sequential kills and a storm of
-//! parallel kills, counting every kill's events. The report goes to stdout
-//! and to docs/benchmarks.md.
+//! parallel kills, counting every kill's events. Then `oomtrace daemon` with
+//! both exporters on (`daemon.rs`) and the cost of pod attribution
+//! (`enrichment.rs`), against the real containerd, Prometheus and OTLP
+//! receiver the tests use (started when not running). The report goes to
+//! stdout and to docs/benchmarks.md.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,8 +25,10 @@ use serde_json::Value;
 
 use crate::{
     cgroup::{BenchCgroups, Hierarchy, Hog, MemCgroup, wait_hog},
+    components::{self, ComponentState},
+    cri, daemon, enrichment, observability,
     procfs::{self, Clock, Memory},
-    report::{self, ClockCheck, KillRun, Peer, Report, ToolFigures},
+    report::{self, ClockCheck, KillRun, Peer, Report, Section, ToolFigures},
     tracer::{Observed, Spec, Tracer},
 };
 
@@ -40,10 +45,10 @@ pub const IDLE_WINDOW: Duration = Duration::from_secs(10);
 /// How long to wait for a kill's event before counting it missing.
 pub const EVENT_DEADLINE: Duration = Duration::from_secs(3);
 /// Quiet period after the last kill, to catch late or duplicate events.
-const DRAIN_QUIET: Duration = Duration::from_secs(1);
+pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
 /// oomtrace logs this at info level once every probe is attached.
-const OOMTRACE_READY: &str = "waiting for OOM kills";
+pub const OOMTRACE_READY: &str = "waiting for OOM kills";
 /// bpftrace prints this just before it attaches.
 const BPFTRACE_ATTACHING: &str = "Attaching 1 probe";
 /// bpftrace prints this once its probes are attached when the environment
@@ -59,12 +64,27 @@ pub struct BenchArgs {
     /// Parallel OOM kills in the storm (each hog in its own 64 MiB cgroup).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub storm: u32,
+    /// Parallel OOM kills in the daemon's burst.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub burst: u32,
     /// Measure oomtrace only (no bpftrace, no bcc).
     #[arg(long)]
     pub no_peer: bool,
-    /// Use the existing target/release/oomtrace instead of building it.
+    /// Leave out the daemon footprint (no Prometheus or OTLP receiver needed).
+    #[arg(long)]
+    pub no_daemon: bool,
+    /// Leave out the pod attribution cost (no containerd needed).
+    #[arg(long)]
+    pub no_enrichment: bool,
+    /// Use the existing release binaries (target/release/oomtrace, and
+    /// target/release/xtask for the enrichment probe) instead of building them.
     #[arg(long)]
     pub no_build: bool,
+    /// Do not start containerd, Prometheus or the OTLP receiver
+    /// (scripts/runtime.sh up, scripts/observability.sh up) when they are
+    /// not running: their sections then say they are unavailable.
+    #[arg(long)]
+    pub no_start: bool,
     /// Where to write the markdown report [default: <workspace>/docs/benchmarks.md].
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
@@ -94,6 +114,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let hierarchy = Hierarchy::detect()?;
     ensure_tracefs()?;
     let machine = procfs::machine()?;
+    let (runtime_state, observability_state) = start_components(&root, args);
     let cgroup_name = format!("oomtrace-bench-{}", std::process::id());
     progress(&format!(
         "cgroup v{} at {}; bench cgroups under /{cgroup_name}",
@@ -123,6 +144,51 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         (bpftrace, clock_check, bcc_peer())
     };
 
+    let cri_socket = cri::test_socket();
+    let daemon = if args.no_daemon {
+        Section::Skipped("--no-daemon")
+    } else if let Some(reason) = observability_state.as_ref().and_then(ComponentState::unavailable) {
+        Section::Unavailable(reason.to_owned())
+    } else {
+        progress("daemon: footprint with Prometheus and OTLP export on");
+        match daemon::measure(&oomtrace, &hierarchy, &cgroup_name, args.burst as usize, &cri_socket) {
+            Ok(figures) => Section::Measured(Box::new(figures)),
+            Err(error) => {
+                progress(&format!("daemon: {error:#}"));
+                Section::Unavailable(format!("{error:#}"))
+            }
+        }
+    };
+    let enrichment = if args.no_enrichment {
+        Section::Skipped("--no-enrichment")
+    } else if let Some(reason) = runtime_state.as_ref().and_then(ComponentState::unavailable) {
+        Section::Unavailable(reason.to_owned())
+    } else {
+        progress("enrichment: PodResolver::attribute on a real pod");
+        match enrichment::measure_release(&root, &cri_socket, !args.no_build) {
+            Ok(figures) => Section::Measured(Box::new(figures)),
+            Err(error) => {
+                progress(&format!("enrichment: {error:#}"));
+                Section::Unavailable(format!("{error:#}"))
+            }
+        }
+    };
+    let mut component_rows = Vec::new();
+    if let Some(state) = &runtime_state {
+        component_rows.push(("containerd (`scripts/runtime.sh`)", format!("{cri_socket}: {}", state.describe())));
+    }
+    if let Some(state) = &observability_state {
+        component_rows.push((
+            "Prometheus, OTLP receiver (`scripts/observability.sh`)",
+            format!(
+                "{}, gRPC {}: {}",
+                observability::prometheus_address(),
+                observability::otlp_grpc_address(),
+                state.describe()
+            ),
+        ));
+    }
+
     let report = Report {
         generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         commit: git_commit(&root),
@@ -135,6 +201,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bpftrace,
         bcc,
         clock_check,
+        components: component_rows,
+        burst: args.burst as usize,
+        daemon,
+        enrichment,
         bench_seconds: started.elapsed().as_secs(),
     };
     let markdown = report::render(&report);
@@ -145,6 +215,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     fs::write(&output, &markdown).with_context(|| format!("writing the report to {}", output.display()))?;
     progress(&format!("report written to {} ({} s)", output.display(), started.elapsed().as_secs()));
     Ok(())
+}
+
+/// containerd for the enrichment (and the daemon's CRI socket), Prometheus
+/// and the OTLP receiver for the daemon: started when not running.
+fn start_components(root: &Path, args: &BenchArgs) -> (Option<ComponentState>, Option<ComponentState>) {
+    let start = !args.no_start;
+    let runtime = (!args.no_daemon || !args.no_enrichment).then(|| components::ensure_runtime(root, start));
+    let observability = (!args.no_daemon).then(|| components::ensure_observability(root, start));
+    for (what, state) in [("containerd", &runtime), ("Prometheus and the OTLP receiver", &observability)] {
+        if let Some(state) = state {
+            progress(&format!("{what}: {}", state.describe()));
+        }
+    }
+    (runtime, observability)
 }
 
 fn progress(message: &str) {
@@ -247,8 +331,9 @@ fn oomtrace_spec(binary: &Path, cgroup: Option<&str>) -> Spec {
     }
 }
 
-/// An NDJSON event of `oomtrace live -o json`: victim.pid and ktime_ns.
-fn parse_oomtrace_line(line: &str) -> Option<(u32, u64)> {
+/// An NDJSON event of `oomtrace live -o json` (and of the daemon's stdout):
+/// victim.pid and ktime_ns.
+pub fn parse_oomtrace_line(line: &str) -> Option<(u32, u64)> {
     let event: Value = serde_json::from_str(line).ok()?;
     let pid = u32::try_from(event.get("victim")?.get("pid")?.as_u64()?).ok()?;
     Some((pid, event.get("ktime_ns")?.as_u64()?))
@@ -273,7 +358,7 @@ fn parse_bpftrace_line(line: &str) -> Option<(u32, u64)> {
 
 /// Every event a tracer printed during one run, by victim pid.
 #[derive(Default)]
-struct Seen {
+pub struct Seen {
     by_pid: HashMap<u32, Vec<Observed>>,
 }
 
@@ -287,7 +372,7 @@ impl Seen {
     }
 
     /// Receives events until every pid in `pids` has one, or `timeout` passes.
-    fn wait_for(&mut self, tracer: &Tracer, pids: &[u32], timeout: Duration) {
+    pub fn wait_for(&mut self, tracer: &Tracer, pids: &[u32], timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while pids.iter().any(|pid| !self.has(*pid)) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -301,13 +386,13 @@ impl Seen {
     }
 
     /// Receives events until none has come for `quiet`.
-    fn drain(&mut self, tracer: &Tracer, quiet: Duration) {
+    pub fn drain(&mut self, tracer: &Tracer, quiet: Duration) {
         while let Some(event) = tracer.next_event(quiet) {
             self.record(event);
         }
     }
 
-    fn tally(&self, hogs: &[Hog], kernel_oom_kills: u64) -> KillRun {
+    pub fn tally(&self, hogs: &[Hog], kernel_oom_kills: u64) -> KillRun {
         let mut run = KillRun { hogs: hogs.len(), kernel_oom_kills, ..KillRun::default() };
         for hog in hogs {
             let events = self.by_pid.get(&hog.pid).map_or(&[][..], Vec::as_slice);
@@ -328,7 +413,7 @@ impl Seen {
     }
 
     /// Events for victims that were none of the bench's hogs.
-    fn foreign(&self, ours: &HashSet<u32>) -> usize {
+    pub fn foreign(&self, ours: &HashSet<u32>) -> usize {
         self.by_pid.iter().filter(|(pid, _)| !ours.contains(pid)).map(|(_, events)| events.len()).sum()
     }
 }
@@ -433,7 +518,7 @@ fn kill_sequentially(tracer: &Tracer, cgroup: &MemCgroup, kills: usize, seen: &m
 }
 
 /// One hog per storm cgroup, all started at once.
-fn kill_storm(tracer: &Tracer, cgroups: &[MemCgroup], seen: &mut Seen) -> Result<Vec<Hog>> {
+pub fn kill_storm(tracer: &Tracer, cgroups: &[MemCgroup], seen: &mut Seen) -> Result<Vec<Hog>> {
     let children = cgroups.iter().map(MemCgroup::spawn_hog).collect::<Result<Vec<_>>>()?;
     let hogs = children.into_iter().map(wait_hog).collect::<Result<Vec<_>>>()?;
     let killed: Vec<u32> = hogs.iter().filter(|hog| hog.oom_killed).map(|hog| hog.pid).collect();

@@ -1,10 +1,17 @@
 //! Developer tasks for oomtrace, never needed by users.
 //!
 //! `cargo xtask bench`: measure oomtrace on real OOM kills and compare it with
-//! bpftrace in the same run (see `bench.rs`).
+//! bpftrace in the same run, then the daemon's footprint and the cost of pod
+//! attribution (see `bench.rs`).
 
 mod bench;
 mod cgroup;
+mod components;
+mod cri;
+mod daemon;
+mod enrichment;
+mod http;
+mod observability;
 mod procfs;
 mod report;
 mod tracer;
@@ -29,6 +36,10 @@ enum Command {
     /// Run the integration suite on real Debian kernels under qemu (needs root)
     /// and write docs/kernels.md.
     VmTest(vm::VmTestArgs),
+    /// Used by `bench`: time pod attribution in this (release-built) process
+    /// and print the figures as JSON.
+    #[command(hide = true)]
+    EnrichmentProbe(enrichment::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::VmTest(args) => vm::run(&workspace_root(), &args),
+        Command::EnrichmentProbe(args) => enrichment::probe(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,6 +101,37 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
     parse_cpu_ticks(&text).with_context(|| format!("unparsable {path}: {text}"))
 }
 
+/// CPU time of every thread of a process, in ns (the first field of
+/// /proc/<pid>/task/<tid>/schedstat), and which threads were counted: a
+/// thread that exits takes its time with it, so two readings only compare
+/// when their thread sets match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadTimes {
+    pub tids: Vec<u32>,
+    pub run_ns: u64,
+}
+
+pub fn thread_times(pid: u32) -> Result<ThreadTimes> {
+    let dir = format!("/proc/{pid}/task");
+    let mut tids = Vec::new();
+    let mut run_ns = 0u64;
+    for entry in fs::read_dir(&dir).with_context(|| format!("listing {dir} (did the process exit?)"))? {
+        let entry = entry.with_context(|| format!("listing {dir}"))?;
+        let Some(tid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        // A thread may exit between the listing and the read: skip it.
+        let Ok(text) = fs::read_to_string(entry.path().join("schedstat")) else { continue };
+        let ns: u64 = text
+            .split_whitespace()
+            .next()
+            .and_then(|field| field.parse().ok())
+            .with_context(|| format!("unparsable {dir}/{tid}/schedstat: {text}"))?;
+        tids.push(tid);
+        run_ns += ns;
+    }
+    tids.sort_unstable();
+    Ok(ThreadTimes { tids, run_ns })
+}
+
 /// Fields 14 (utime) and 15 (stime) of proc_pid_stat(5); the command name in
 /// field 2 may hold spaces and parentheses, so counting starts after the last ')'.
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {

@@ -5,13 +5,25 @@ use std::{fmt::Write as _, time::Duration};
 use crate::{
     bench::{ATTACH_RUNS, EVENT_DEADLINE, IDLE_SETTLE, IDLE_WINDOW, LIMIT_BYTES},
     cgroup::HOG_ALLOC,
+    daemon::{DAEMON_IDLE_WINDOW, DAEMON_SETTLE, OTLP_METRIC_INTERVAL_MS},
+    enrichment::{CACHED_CALLS, COLD_RUNS, EXITED_CALLS, HUNG_CALLS},
+    observability::OtlpCounts,
     procfs::{Clock, Machine, Memory},
 };
 
-/// Targets from the issue.
+/// Targets from the issues.
 const TARGET_P99_MS: f64 = 5.0;
 const TARGET_RSS_MIB: f64 = 20.0;
 const TARGET_ATTACH_MS: f64 = 500.0;
+const TARGET_DAEMON_RSS_MIB: f64 = 25.0;
+const TARGET_DAEMON_IDLE_CPU_PERCENT: f64 = 1.0;
+const TARGET_CACHED_ENRICHMENT_US: f64 = 100.0;
+/// A lookup "bounded by its timeout" may overrun it by timer slack and
+/// scheduling: at most this fraction of the timeout.
+const TIMEOUT_SLACK: f64 = 0.1;
+/// No attribute() call that reaches the runtime over its unix socket took
+/// less than this on the development host (a cache hit takes under 1 µs).
+const RUNTIME_CALL_FLOOR: Duration = Duration::from_micros(50);
 
 /// The kills of one phase (sequential or storm) as one tracer saw them.
 #[derive(Clone, Debug, Default)]
@@ -159,6 +171,164 @@ impl ClockCheck {
     }
 }
 
+/// A section of the report that needs a component or can be skipped.
+#[derive(Clone, Debug)]
+pub enum Section<T> {
+    /// Left out with this flag.
+    Skipped(&'static str),
+    Unavailable(String),
+    Measured(Box<T>),
+}
+
+impl<T> Section<T> {
+    fn measured(&self) -> Option<&T> {
+        match self {
+            Section::Measured(figures) => Some(figures),
+            _ => None,
+        }
+    }
+
+    fn why_not(&self) -> String {
+        match self {
+            Section::Skipped(flag) => format!("skipped ({flag})"),
+            Section::Unavailable(reason) => format!("unavailable: {reason}"),
+            Section::Measured(_) => "measured".to_owned(),
+        }
+    }
+}
+
+/// CPU a process used over a window.
+#[derive(Clone, Debug)]
+pub struct CpuUse {
+    /// The window, wall time.
+    pub seconds: f64,
+    /// utime + stime (/proc/<pid>/stat), in 10 ms clock ticks.
+    pub ticks_ms: f64,
+    /// The threads' run time (schedstat), ns-precise; None when threads came
+    /// or went during the window.
+    pub precise_ms: Option<f64>,
+}
+
+impl CpuUse {
+    fn percent(&self) -> f64 {
+        self.ticks_ms / (self.seconds * 1000.0) * 100.0
+    }
+
+    fn precise_percent(&self) -> Option<f64> {
+        self.precise_ms.map(|ms| ms / (self.seconds * 1000.0) * 100.0)
+    }
+
+    /// The larger of both readings (each may round the other way).
+    fn worst_percent(&self) -> f64 {
+        self.precise_percent().map_or(self.percent(), |p| p.max(self.percent()))
+    }
+
+    fn describe(&self) -> String {
+        let precise = match (self.precise_ms, self.precise_percent()) {
+            (Some(ms), Some(percent)) => format!("; threads' run time {ms:.1} ms = {percent:.3} %"),
+            _ => "; threads came and went, no ns figure".to_owned(),
+        };
+        format!(
+            "{:.2} % ({:.0} ms in ticks over {:.1} s{precise})",
+            self.percent(),
+            self.ticks_ms,
+            self.seconds
+        )
+    }
+}
+
+/// The daemon between kills: memory at both ends, CPU, what it exported.
+#[derive(Clone, Debug)]
+pub struct IdleWindow {
+    pub memory_start: Memory,
+    pub memory_end: Memory,
+    pub cpu: CpuUse,
+    /// Prometheus' own count of its scrapes of the daemon in the window.
+    pub scrapes: Result<f64, String>,
+    /// What the OTLP receiver got from the daemon in the window.
+    pub otlp: OtlpCounts,
+}
+
+/// `oomtrace daemon` with Prometheus scraping it and OTLP export on.
+#[derive(Clone, Debug)]
+pub struct DaemonFigures {
+    /// Environment and arguments it ran with.
+    pub command: String,
+    /// The CRI socket it reported using (or why none).
+    pub cri: String,
+    /// Spawn to its "waiting for OOM kills" line.
+    pub attach: Duration,
+    /// Target written to Prometheus' file_sd until `up == 1`.
+    pub first_scrape: Duration,
+    /// DAEMON_SETTLE after the first scrape, before any kill.
+    pub idle: IdleWindow,
+    pub burst: KillRun,
+    /// From the first hog's start to DRAIN_QUIET after the last event.
+    pub burst_cpu: CpuUse,
+    /// Right after the burst's events.
+    pub after_burst: Memory,
+    /// `sum(oomtrace_oom_kills_total)` Prometheus scraped after the burst.
+    pub prometheus_kills: Result<f64, String>,
+    /// What the OTLP receiver got from the burst on.
+    pub otlp_burst: OtlpCounts,
+    /// Once the burst was exported: the counter is now exported every interval.
+    pub idle_after: IdleWindow,
+    pub foreign_events: usize,
+    pub exit: String,
+}
+
+impl DaemonFigures {
+    /// The largest VmRSS after startup: the steady footprint.
+    fn steady_rss_kb(&self) -> u64 {
+        [
+            self.idle.memory_start.rss_kb,
+            self.idle.memory_end.rss_kb,
+            self.after_burst.rss_kb,
+            self.idle_after.memory_start.rss_kb,
+            self.idle_after.memory_end.rss_kb,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+
+    /// The idle CPU the target is judged on: the worse window.
+    fn idle_cpu_percent(&self) -> f64 {
+        self.idle.cpu.worst_percent().max(self.idle_after.cpu.worst_percent())
+    }
+}
+
+/// `PodResolver::attribute` timed in process against a real pod (JSON
+/// between the release-built probe and the bench).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EnrichmentFigures {
+    /// The probe was built with optimizations (as oomtrace ships).
+    pub optimized: bool,
+    /// "containerd 1.7.24".
+    pub runtime: String,
+    /// The container's memory cgroup, as events carry it.
+    pub container_path: String,
+    /// What the cold lookup gave.
+    pub attribution: String,
+    /// First attribute() on a fresh resolver: connects, then ContainerStatus.
+    pub cold_connect: Vec<Duration>,
+    /// First lookup of another container on an already connected resolver.
+    pub cold_connected: Vec<Duration>,
+    /// First attribute() after `warm()` listed every container (as the
+    /// daemon does at startup).
+    pub after_warm: Vec<Duration>,
+    /// Repeated attribute() of the container looked up before.
+    pub cached: Vec<Duration>,
+    /// Repeated attribute() of a container whose main process has exited.
+    pub exited: Vec<Duration>,
+    pub exited_attribution: String,
+    /// attribute() against a socket that accepts nothing, one resolver.
+    pub hung: Vec<Duration>,
+    pub hung_attribution: String,
+    /// The resolver's CRI timeout (--cri-timeout).
+    pub timeout: Duration,
+}
+
 pub struct Report {
     pub generated: String,
     pub commit: String,
@@ -171,6 +341,11 @@ pub struct Report {
     pub bpftrace: Peer,
     pub bcc: Peer,
     pub clock_check: Option<ClockCheck>,
+    /// (component, what the bench found or did).
+    pub components: Vec<(&'static str, String)>,
+    pub burst: usize,
+    pub daemon: Section<DaemonFigures>,
+    pub enrichment: Section<EnrichmentFigures>,
     pub bench_seconds: u64,
 }
 
@@ -224,9 +399,10 @@ pub fn render(report: &Report) -> String {
     writeln!(out).ok();
     writeln!(
         out,
-        "Produced by `cargo xtask bench --kills {} --storm {}` on {} (workspace commit {}), {}. The run took {} s.",
+        "Produced by `cargo xtask bench --kills {} --storm {} --burst {}` on {} (workspace commit {}), {}. The run took {} s.",
         report.kills,
         report.storm,
+        report.burst,
         report.generated,
         report.commit,
         if report.built { "release binary built by the bench" } else { "existing release binary (--no-build)" },
@@ -245,6 +421,12 @@ pub fn render(report: &Report) -> String {
     writeln!(out, "| oomtrace | {} |", o.version).ok();
     if let Peer::Measured(peer) = &report.bpftrace {
         writeln!(out, "| bpftrace | {} |", peer.version).ok();
+    }
+    if let Some(e) = report.enrichment.measured() {
+        writeln!(out, "| container runtime (CRI) | {} |", e.runtime).ok();
+    }
+    for (component, state) in &report.components {
+        writeln!(out, "| {component} | {state} |").ok();
     }
     writeln!(out).ok();
 
@@ -283,6 +465,8 @@ pub fn render(report: &Report) -> String {
         pass(attach_max.is_some_and(|v| v <= TARGET_ATTACH_MS))
     )
     .ok();
+    target_rows_daemon(&mut out, report);
+    target_rows_enrichment(&mut out, report);
     writeln!(out).ok();
     writeln!(out, "The latency target also requires every sequential kill to have produced its event.").ok();
     writeln!(out).ok();
@@ -414,6 +598,9 @@ pub fn render(report: &Report) -> String {
     writeln!(out, "- **bcc oomkill** (`oomkill-bpfcc`, kprobe on `oom_kill_process`): {}", report.bcc.summary()).ok();
     writeln!(out).ok();
 
+    render_daemon(&mut out, report);
+    render_enrichment(&mut out, report);
+
     writeln!(out, "## Method").ok();
     writeln!(out).ok();
     writeln!(
@@ -460,6 +647,7 @@ pub fn render(report: &Report) -> String {
          (`malloc_trim`) once attached."
     )
     .ok();
+    method_daemon_enrichment(&mut out, report);
     writeln!(out).ok();
 
     let notes = notes(report);
@@ -472,6 +660,327 @@ pub fn render(report: &Report) -> String {
         writeln!(out).ok();
     }
     out
+}
+
+/// Nearest-rank min/p50/p99/max of durations.
+fn duration_stats(times: &[Duration]) -> Option<[Duration; 4]> {
+    let mut sorted: Vec<i64> = times.iter().map(|t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX)).collect();
+    sorted.sort_unstable();
+    let at = |ns: i64| Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
+    Some([
+        at(*sorted.first()?),
+        at(percentile(&sorted, 50.0)?),
+        at(percentile(&sorted, 99.0)?),
+        at(*sorted.last()?),
+    ])
+}
+
+/// µs below a millisecond, ms above.
+fn short_duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 { format!("{us:.1} µs") } else { format!("{:.2} ms", us / 1000.0) }
+}
+
+fn target_rows_daemon(out: &mut String, report: &Report) {
+    let rss_target = format!(
+        "daemon: RSS ≤ {TARGET_DAEMON_RSS_MIB} MiB steady, both exporters on (largest VmRSS read while idle, after a burst \
+         of {} kills, and idle after it)",
+        report.burst
+    );
+    let cpu_target = format!(
+        "daemon: idle CPU < {TARGET_DAEMON_IDLE_CPU_PERCENT}% of one core (worse of two {} s windows, before any kill and \
+         after the burst; scraped every 1 s, OTLP metric interval {} ms)",
+        DAEMON_IDLE_WINDOW.as_secs(),
+        OTLP_METRIC_INTERVAL_MS
+    );
+    match report.daemon.measured() {
+        Some(d) => {
+            let rss = mib(d.steady_rss_kb());
+            writeln!(out, "| {rss_target} | {rss:.1} MiB | {} |", pass(rss <= TARGET_DAEMON_RSS_MIB)).ok();
+            let cpu = d.idle_cpu_percent();
+            writeln!(out, "| {cpu_target} | {cpu:.2} % | {} |", pass(cpu < TARGET_DAEMON_IDLE_CPU_PERCENT)).ok();
+            let hwm = mib(d.idle_after.memory_end.hwm_kb);
+            writeln!(
+                out,
+                "| (not a target) daemon peak RSS since start (VmHWM; the BTF parsed at startup) | {hwm:.1} MiB | {} |",
+                if hwm <= TARGET_DAEMON_RSS_MIB { "within 25 MiB" } else { "above 25 MiB" }
+            )
+            .ok();
+        }
+        None => {
+            let why = short_why(&report.daemon, "Daemon footprint");
+            writeln!(out, "| {rss_target} | {why} | n/a |").ok();
+            writeln!(out, "| {cpu_target} | {why} | n/a |").ok();
+        }
+    }
+}
+
+fn target_rows_enrichment(out: &mut String, report: &Report) {
+    let cached_target = format!(
+        "enrichment of a cached container ≤ {TARGET_CACHED_ENRICHMENT_US} µs per event (p99 of {CACHED_CALLS} \
+         `PodResolver::attribute` calls)"
+    );
+    let bound_target = "cold CRI lookup bounded by its timeout (`--cri-timeout`, socket that never answers; slowest \
+                        call, within 10% of the timeout)";
+    match report.enrichment.measured() {
+        Some(e) => {
+            match duration_stats(&e.cached) {
+                Some([_, _, p99, max]) => writeln!(
+                    out,
+                    "| {cached_target} | {} (max {}) | {} |",
+                    short_duration(p99),
+                    short_duration(max),
+                    pass(p99.as_secs_f64() * 1e6 <= TARGET_CACHED_ENRICHMENT_US)
+                ),
+                None => writeln!(out, "| {cached_target} | no calls | FAIL |"),
+            }
+            .ok();
+            let slowest = e.hung.iter().max().copied();
+            let bound = e.timeout.as_secs_f64() * (1.0 + TIMEOUT_SLACK);
+            writeln!(
+                out,
+                "| {bound_target} | {} for a {} ms timeout | {} |",
+                slowest.map_or_else(|| "no calls".to_owned(), short_duration),
+                e.timeout.as_millis(),
+                pass(slowest.is_some_and(|s| s.as_secs_f64() <= bound))
+            )
+            .ok();
+        }
+        None => {
+            let why = short_why(&report.enrichment, "Enrichment cost");
+            writeln!(out, "| {cached_target} | {why} | n/a |").ok();
+            writeln!(out, "| {bound_target} | {why} | n/a |").ok();
+        }
+    }
+}
+
+fn render_daemon(out: &mut String, report: &Report) {
+    writeln!(out, "## Daemon footprint").ok();
+    writeln!(out).ok();
+    let Some(d) = report.daemon.measured() else {
+        writeln!(out, "{}.", capitalized(&report.daemon.why_not())).ok();
+        writeln!(out).ok();
+        return;
+    };
+    writeln!(out, "`{}`", d.command).ok();
+    writeln!(out).ok();
+    writeln!(
+        out,
+        "CRI socket in use: {}. Prometheus scraped it every second (a file_sd target); OTLP went over gRPC to the \
+         receiver with a {OTLP_METRIC_INTERVAL_MS} ms metric interval{}. No peer: bpftrace has no daemon mode and no \
+         exporters, so this section has no ratio.",
+        d.cri,
+        if d.idle.otlp.metric_requests == 0 && d.idle_after.otlp.metric_requests > 0 {
+            " (the SDK sends no metric request while the kill counter has no data point: before the first kill \
+             OTLP is idle; after it, one request per interval)"
+        } else {
+            ""
+        }
+    )
+    .ok();
+    writeln!(out).ok();
+    let memory = |m: &Memory| format!("{:.1} MiB (anon {:.1}, file {:.1})", mib(m.rss_kb), mib(m.anon_kb), mib(m.file_kb));
+    let scrapes = |w: &IdleWindow| match &w.scrapes {
+        Ok(n) => format!("{n:.0}"),
+        Err(error) => format!("unknown: {error}"),
+    };
+    let otlp = |c: &OtlpCounts| format!("{} metrics, {} logs", c.metric_requests, c.log_requests);
+    let latency = d.burst.latency();
+    let window = DAEMON_IDLE_WINDOW.as_secs();
+    let mut rows: Vec<(String, String)> = vec![
+        ("start to attached (one start)".to_owned(), format!("{:.1} ms", d.attach.as_secs_f64() * 1e3)),
+        (
+            "file_sd target written to first successful scrape".to_owned(),
+            format!("{:.1} s", d.first_scrape.as_secs_f64()),
+        ),
+    ];
+    for (when, w) in [("idle, before any kill", &d.idle), ("idle, after the burst", &d.idle_after)] {
+        rows.extend([
+            (format!("{when}: VmRSS at the start of the window"), memory(&w.memory_start)),
+            (format!("{when}: VmRSS at the end of the window"), memory(&w.memory_end)),
+            (format!("{when}: CPU, % of one core over {window} s"), w.cpu.describe()),
+            (format!("{when}: Prometheus scrapes of it (`count_over_time(up[{window}s])`)"), scrapes(w)),
+            (format!("{when}: OTLP export requests received"), otlp(&w.otlp)),
+        ]);
+    }
+    rows.extend([
+        (format!("burst of {}: events on stdout", report.burst), events_cell(&d.burst)),
+        (
+            format!("burst of {}: kill-to-event latency p50 / p99 / max", report.burst),
+            latency.map_or_else(
+                || "n/a".to_owned(),
+                |l| format!("{:.3} / {:.3} / {:.3} ms", l.p50_ms, l.p99_ms, l.max_ms),
+            ),
+        ),
+        ("burst: CPU from the first hog to 1 s after the last event".to_owned(), d.burst_cpu.describe()),
+        ("burst: VmRSS right after it".to_owned(), memory(&d.after_burst)),
+        (
+            "peak RSS since start (VmHWM, at the end)".to_owned(),
+            format!("{:.1} MiB", mib(d.idle_after.memory_end.hwm_kb)),
+        ),
+        (
+            "`sum(oomtrace_oom_kills_total)` in Prometheus after the burst".to_owned(),
+            match &d.prometheus_kills {
+                Ok(n) => format!("{n:.0}"),
+                Err(error) => format!("not reached: {error}"),
+            },
+        ),
+        (
+            "OTLP log records received for the burst".to_owned(),
+            format!("{} (in {} requests)", d.otlp_burst.log_records, d.otlp_burst.log_requests),
+        ),
+        ("exit after SIGINT".to_owned(), d.exit.clone()),
+    ]);
+    writeln!(out, "| metric | oomtrace daemon |\n|---|---|").ok();
+    for (metric, value) in rows {
+        writeln!(out, "| {metric} | {value} |").ok();
+    }
+    writeln!(out).ok();
+}
+
+fn render_enrichment(out: &mut String, report: &Report) {
+    writeln!(out, "## Enrichment cost").ok();
+    writeln!(out).ok();
+    let Some(e) = report.enrichment.measured() else {
+        writeln!(out, "{}.", capitalized(&report.enrichment.why_not())).ok();
+        writeln!(out).ok();
+        return;
+    };
+    writeln!(
+        out,
+        "`oomtrace::enrich::pod::PodResolver::attribute` called in process ({}), in a tokio current-thread runtime (the \
+         daemon's pipeline awaits it once per event), with a {} ms CRI timeout, on a pod {} runs: container `app` in \
+         `{}`, attributed as *{}*. No peer: bpftrace has no pod attribution, so this section has no ratio.",
+        if e.optimized {
+            "a release build of the xtask, optimized as oomtrace ships"
+        } else {
+            "**an unoptimized build**: the times overstate the shipped binary's"
+        },
+        e.timeout.as_millis(),
+        e.runtime,
+        e.container_path,
+        e.attribution
+    )
+    .ok();
+    writeln!(out).ok();
+    writeln!(out, "| attribute() of | calls | min | p50 | p99 | max |\n|---|---|---|---|---|---|").ok();
+    let rows: [(String, &[Duration]); 6] = [
+        ("a cached container (looked up before)".to_owned(), &e.cached),
+        (
+            "a container listed by `warm()` but never looked up (first call after `warm()`, as in the daemon)"
+                .to_owned(),
+            &e.after_warm,
+        ),
+        (
+            "a container never looked up, fresh resolver (connects to the socket, then ContainerStatus)".to_owned(),
+            &e.cold_connect,
+        ),
+        ("another container never looked up, connected resolver (ContainerStatus)".to_owned(), &e.cold_connected),
+        ("a container whose main process has exited, again and again".to_owned(), &e.exited),
+        (
+            format!("any container, CRI socket that accepts but never answers ({} ms timeout)", e.timeout.as_millis()),
+            &e.hung,
+        ),
+    ];
+    for (what, times) in rows {
+        match duration_stats(times) {
+            Some(stats) => {
+                let [min, p50, p99, max] = stats.map(short_duration);
+                writeln!(out, "| {what} | {} | {min} | {p50} | {p99} | {max} |", times.len()).ok();
+            }
+            None => {
+                writeln!(out, "| {what} | 0 | n/a | n/a | n/a | n/a |").ok();
+            }
+        }
+    }
+    writeln!(out).ok();
+    writeln!(out, "- The exited container was attributed as *{}*.", e.exited_attribution).ok();
+    writeln!(out, "- Against the socket that never answers, attribution was *{}*.", e.hung_attribution).ok();
+    // A call this much slower than a cache hit went to the runtime.
+    let asked_runtime = |times: &[Duration]| match duration_stats(times) {
+        Some([min, p50, ..]) if min >= RUNTIME_CALL_FLOOR => Some(short_duration(p50)),
+        _ => None,
+    };
+    if let Some(p50) = asked_runtime(&e.after_warm) {
+        writeln!(
+            out,
+            "- After `warm()` the first call for a container still went to the runtime (p50 {p50}): `warm()` fills \
+             the cache from ListContainers, which carries no main pid, and `attribute` serves a cached entry only \
+             when it has one (or is a sandbox); the listed entries are used when the runtime fails or has \
+             forgotten the container."
+        )
+        .ok();
+    }
+    if let Some(p50) = asked_runtime(&e.exited) {
+        writeln!(
+            out,
+            "- Every call for the exited container went to the runtime (p50 {p50}): once its main process is gone, \
+             ContainerStatus reports no pid, and an entry without one is never served from the cache."
+        )
+        .ok();
+    }
+    if e.hung.len() > 1 && e.hung.iter().all(|t| *t >= e.timeout) {
+        writeln!(
+            out,
+            "- Failures are not remembered: each of the {} calls on one resolver waited the full timeout. The \
+             pipeline attributes events one after another, so while the runtime hangs each container kill delays \
+             the events behind it by the timeout.",
+            e.hung.len()
+        )
+        .ok();
+    }
+    writeln!(out).ok();
+}
+
+fn method_daemon_enrichment(out: &mut String, report: &Report) {
+    writeln!(
+        out,
+        "- Daemon footprint: `oomtrace daemon` on a free port with `--cri-socket` at the test containerd, OTLP to the \
+         receiver of `scripts/observability.sh` (gRPC, `OTEL_METRIC_EXPORT_INTERVAL={OTLP_METRIC_INTERVAL_MS}`, its \
+         own `OTEL_SERVICE_NAME`), and its address added to Prometheus' file_sd `targets.json` (restored afterwards; \
+         Prometheus scrapes every 1 s). After `/readyz` answers 200 and Prometheus reports `up == 1`, wait {} s; then \
+         an idle window of {} s (VmRSS at both ends, CPU over it). Then a burst of {} hogs at once, each in its own \
+         {} MiB cgroup as above, CPU from the first hog until 1 s after the last event, VmRSS right after; then, once \
+         Prometheus shows the kills and the receiver holds a log record per kill (up to 20 s), a second idle window: \
+         the OTLP counter now has a data point and is exported every interval, as on a node after its first kill. \
+         CPU is read two ways: utime+stime from `/proc/<pid>/stat` (10 ms ticks, each field truncated: ±0.2 % over \
+         10 s) and the sum of the threads' run time from `/proc/<pid>/task/*/schedstat` (ns); the target takes the \
+         larger. \
+         Kills are matched to the NDJSON events on stdout by victim pid. The burst's cgroups are not pod cgroups, so \
+         the daemon makes no CRI call for them.",
+        DAEMON_SETTLE.as_secs(),
+        DAEMON_IDLE_WINDOW.as_secs(),
+        report.burst,
+        LIMIT_BYTES >> 20
+    )
+    .ok();
+    writeln!(
+        out,
+        "- Enrichment: xtask links the `oomtrace` library and runs a burstable pod (kubelet's labels \
+         `io.kubernetes.pod.name/namespace/uid`, `io.kubernetes.container.name`, cgroup parent \
+         `/kubepods/burstable/pod<uid>`) with two `sleep` containers and one that exits at once, over CRI. Each call is \
+         timed around the `attribute(Some(cgroup path), Some(pid))` await alone. Cold: {COLD_RUNS} fresh \
+         `PodResolver::new` (without `warm()`), each timed on its first call (`app`, connecting) and its second \
+         (`sidecar`, connected). After `warm()`: {COLD_RUNS} fresh resolvers, `warm()` (Version + ListContainers), \
+         then the first call for `app`. Cached: {CACHED_CALLS} calls for `app` on one resolver after its cold lookup, each \
+         checked to give the same attribution. Exited: {EXITED_CALLS} calls for the exited container. Unanswered: a \
+         unix socket bound and listening that never accepts, {HUNG_CALLS} calls on one resolver. The pod is removed \
+         afterwards."
+    )
+    .ok();
+}
+
+/// A section's state for a table cell; the section itself says why.
+fn short_why<T>(section: &Section<T>, heading: &str) -> String {
+    match section {
+        Section::Unavailable(_) => format!("unavailable (see {heading})"),
+        other => other.why_not(),
+    }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }
 
 /// Anything unexpected a reader must know to trust the figures.
@@ -522,6 +1031,32 @@ fn notes(report: &Report) -> Vec<String> {
             ));
         }
     }
+    if let Some(d) = report.daemon.measured() {
+        let run = &d.burst;
+        if !run.missing.is_empty() {
+            notes.push(format!("daemon: no event for {} killed burst hogs (pids {:?}).", run.missing.len(), run.missing));
+        }
+        if run.duplicates > 0 {
+            notes.push(format!("daemon: {} duplicate events in the burst.", run.duplicates));
+        }
+        if run.not_killed > 0 {
+            notes.push(format!("daemon: {} of {} burst hogs exited without SIGKILL.", run.not_killed, run.hogs));
+        }
+        if d.foreign_events > 0 {
+            notes.push(format!(
+                "daemon: {} events for victims outside the bench (other OOM kills on the host during the run); they are \
+                 in its Prometheus and OTLP counts too.",
+                d.foreign_events
+            ));
+        }
+        if d.otlp_burst.log_records < run.oom_killed() {
+            notes.push(format!(
+                "daemon: the OTLP receiver got {} log records for {} kills within 20 s.",
+                d.otlp_burst.log_records,
+                run.oom_killed()
+            ));
+        }
+    }
     notes
 }
 
@@ -538,6 +1073,26 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), None);
         let hundred: Vec<i64> = (1..=100).collect();
         assert_eq!(percentile(&hundred, 99.0), Some(99));
+    }
+
+    #[test]
+    fn duration_stats_and_their_units() {
+        let us = Duration::from_micros;
+        let times: Vec<Duration> = (1..=100).map(us).collect();
+        assert_eq!(duration_stats(&times), Some([us(1), us(50), us(99), us(100)]));
+        assert_eq!(duration_stats(&[]), None);
+        assert_eq!(short_duration(Duration::from_nanos(460)), "0.5 µs");
+        assert_eq!(short_duration(Duration::from_micros(251_620)), "251.62 ms");
+    }
+
+    #[test]
+    fn cpu_use_takes_the_larger_reading() {
+        let cpu = CpuUse { seconds: 10.0, ticks_ms: 20.0, precise_ms: Some(6.8) };
+        assert!((cpu.worst_percent() - 0.2).abs() < 1e-9);
+        let cpu = CpuUse { seconds: 10.0, ticks_ms: 0.0, precise_ms: Some(3.5) };
+        assert!((cpu.worst_percent() - 0.035).abs() < 1e-9);
+        let cpu = CpuUse { seconds: 10.0, ticks_ms: 10.0, precise_ms: None };
+        assert!((cpu.worst_percent() - 0.1).abs() < 1e-9);
     }
 
     #[test]

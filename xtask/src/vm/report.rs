@@ -61,10 +61,11 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
         }
         if in_check {
             let mut words = line.split_whitespace();
-            if let (Some(name), Some(status)) = (words.next(), words.next()) {
-                if name.contains(':') && (status == "ok" || status == "FAIL") {
-                    check.push((name.to_owned(), status == "ok"));
-                }
+            if let (Some(name), Some(status)) = (words.next(), words.next())
+                && name.contains(':')
+                && (status == "ok" || status == "FAIL")
+            {
+                check.push((name.to_owned(), status == "ok"));
             }
             if let Some(rest) = line.split("fields: ").nth(1) {
                 fields = rest.trim().to_owned();

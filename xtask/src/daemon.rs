@@ -1,0 +1,265 @@
+//! The daemon's footprint with both exporters on: `oomtrace daemon` scraped
+//! by the real Prometheus every second and exporting OTLP every second to the
+//! real receiver, idle and through a burst of real memcg OOM kills.
+
+use std::{
+    ffi::OsString,
+    net::TcpListener,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    bench::{self, DRAIN_QUIET, LIMIT_BYTES, OOMTRACE_READY, Seen},
+    cgroup::{BenchCgroups, Hierarchy, MemCgroup},
+    http,
+    observability::{self, OtlpCounts, ScrapeTarget},
+    procfs::{self, Clock, ThreadTimes},
+    report::{CpuUse, DaemonFigures, IdleWindow, KillRun},
+    tracer::{Spec, Tracer},
+};
+
+/// Settling time after the first successful scrape before idle RSS is read.
+pub const DAEMON_SETTLE: Duration = Duration::from_secs(3);
+/// Window over which the daemon's idle CPU is measured.
+pub const DAEMON_IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// OTEL_METRIC_EXPORT_INTERVAL for the measurement (ms); Prometheus scrapes
+/// every second too (scripts/observability.sh).
+pub const OTLP_METRIC_INTERVAL_MS: u64 = 1000;
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// New file_sd targets take 2-7 s to be scraped (refresh + discovery throttle).
+const FIRST_SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
+const EXPORT_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs the daemon, measures it, stops it. `cgroup_name`: the bench's cgroup
+/// name, suffixed here so the burst gets fresh cgroups.
+pub fn measure(
+    oomtrace: &Path,
+    hierarchy: &Hierarchy,
+    cgroup_name: &str,
+    burst: usize,
+    cri_socket: &str,
+) -> Result<DaemonFigures> {
+    let port = free_port()?;
+    let address = format!("127.0.0.1:{port}");
+    let service = format!("oomtrace-bench-{}", std::process::id());
+    let args: Vec<OsString> = [
+        "daemon",
+        "--metrics-address",
+        &address,
+        "--cri-socket",
+        cri_socket,
+        "--events-stdout",
+        "true",
+    ]
+    .map(OsString::from)
+    .into();
+    let env = vec![
+        ("OOMTRACE_LOG", "info".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", observability::otlp_grpc_address())),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", OTLP_METRIC_INTERVAL_MS.to_string()),
+        ("OTEL_SERVICE_NAME", service.clone()),
+    ];
+    let command = format!(
+        "{} {}",
+        env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+        std::iter::once("target/release/oomtrace".to_owned())
+            .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let spec = Spec {
+        program: oomtrace.to_owned(),
+        args,
+        env,
+        markers: vec![OOMTRACE_READY],
+        parse: bench::parse_oomtrace_line,
+        clock: Clock::Monotonic,
+    };
+
+    progress(&format!("starting the daemon on {address} (OTLP gRPC to {})", observability::otlp_grpc_address()));
+    let mut daemon = Tracer::spawn(&spec).context("starting oomtrace daemon")?;
+    let attached = daemon.wait_marker(0, READY_DEADLINE).context("oomtrace daemon did not attach")?;
+    wait_ready(&address, &daemon)?;
+    let cri = daemon
+        .log_lines()
+        .iter()
+        .find(|line| line.contains(OOMTRACE_READY))
+        .and_then(|line| cri_field(line))
+        .unwrap_or_else(|| "not in its log".to_owned());
+
+    let target = ScrapeTarget::add(&address).context("pointing Prometheus at the daemon")?;
+    let up = format!(r#"up{{job="oomtrace",instance="{address}"}}"#);
+    let first_scrape = observability::wait_for_value(&up, |v| v == 1.0, FIRST_SCRAPE_DEADLINE)
+        .context("Prometheus did not scrape the daemon")?;
+    progress(&format!("Prometheus scrapes it ({:.1} s after the target was written)", first_scrape.as_secs_f64()));
+
+    thread::sleep(DAEMON_SETTLE);
+    let pid = daemon.pid();
+    progress(&format!("idle before any kill: CPU over {} s", DAEMON_IDLE_WINDOW.as_secs()));
+    let idle = idle_window(pid, &address, &service)?;
+
+    let cgroups = BenchCgroups::create(hierarchy, &format!("{cgroup_name}-daemon"), LIMIT_BYTES, burst)?;
+    progress(&format!("burst of {burst} parallel OOM kills in {}/storm-NN", cgroups.parent.path));
+    let mut seen = Seen::default();
+    let otlp_before_burst = observability::otlp_mark();
+    let meter = CpuMeter::start(pid)?;
+    let hogs = bench::kill_storm(&daemon, &cgroups.storm, &mut seen)?;
+    seen.drain(&daemon, DRAIN_QUIET);
+    let burst_cpu = meter.stop()?;
+    let after_burst = procfs::memory(pid).context("reading the daemon's memory after the burst")?;
+    let kernel_kills = cgroups.storm.iter().map(MemCgroup::oom_kills).sum::<Result<u64>>()?;
+    let run: KillRun = seen.tally(&hogs, kernel_kills);
+    let ours = hogs.iter().map(|hog| hog.pid).collect();
+    let foreign_events = seen.foreign(&ours);
+    drop(cgroups);
+
+    let killed = run.oom_killed() as f64;
+    let kills_query = format!(r#"sum(oomtrace_oom_kills_total{{job="oomtrace",instance="{address}"}})"#);
+    let prometheus_kills = observability::wait_for_value(&kills_query, |v| v >= killed, EXPORT_DEADLINE)
+        .and_then(|_| observability::query_value(&kills_query))
+        .map(|v| v.unwrap_or(0.0))
+        .map_err(|error| format!("{error:#}"));
+    let otlp_burst = wait_for_otlp(otlp_before_burst, &service, run.oom_killed())?;
+    // Once a kill was counted, the OTLP counter has a data point and is
+    // exported every interval from then on: the steady state of a node.
+    progress(&format!("idle after the burst: CPU over {} s", DAEMON_IDLE_WINDOW.as_secs()));
+    let idle_after = idle_window(pid, &address, &service)?;
+
+    drop(target);
+    let exit = daemon.stop().context("stopping oomtrace daemon")?;
+    progress(&format!(
+        "burst: {}/{} events, Prometheus counted {}, OTLP got {} log records; exit {exit}",
+        run.events_matched(),
+        run.oom_killed(),
+        prometheus_kills.as_ref().map_or_else(|e| e.clone(), |v| v.to_string()),
+        otlp_burst.log_records
+    ));
+    Ok(DaemonFigures {
+        command,
+        cri,
+        attach: attached,
+        first_scrape,
+        idle,
+        burst: run,
+        burst_cpu,
+        after_burst,
+        prometheus_kills,
+        otlp_burst,
+        idle_after,
+        foreign_events,
+        exit: exit.to_string(),
+    })
+}
+
+/// CPU a process uses from `start` to `stop`.
+struct CpuMeter {
+    pid: u32,
+    ticks: u64,
+    threads: ThreadTimes,
+    from: Instant,
+}
+
+impl CpuMeter {
+    fn start(pid: u32) -> Result<Self> {
+        let threads = procfs::thread_times(pid)?;
+        let ticks = procfs::cpu_ticks(pid)?;
+        Ok(CpuMeter { pid, ticks, threads, from: Instant::now() })
+    }
+
+    fn stop(self) -> Result<CpuUse> {
+        let ticks = procfs::cpu_ticks(self.pid)?;
+        let threads = procfs::thread_times(self.pid)?;
+        let seconds = self.from.elapsed().as_secs_f64();
+        let ticks_per_sec = procfs::clock_ticks_per_sec()?;
+        let precise_ms = (threads.tids == self.threads.tids)
+            .then(|| threads.run_ns.saturating_sub(self.threads.run_ns) as f64 / 1e6);
+        Ok(CpuUse {
+            seconds,
+            ticks_ms: ticks.saturating_sub(self.ticks) as f64 * 1000.0 / ticks_per_sec as f64,
+            precise_ms,
+        })
+    }
+}
+
+/// Memory, CPU, scrapes and OTLP exports over DAEMON_IDLE_WINDOW without kills.
+fn idle_window(pid: u32, address: &str, service: &str) -> Result<IdleWindow> {
+    let memory_start = procfs::memory(pid).context("reading the daemon's memory")?;
+    let otlp_mark = observability::otlp_mark();
+    let meter = CpuMeter::start(pid)?;
+    thread::sleep(DAEMON_IDLE_WINDOW);
+    let cpu = meter.stop()?;
+    let memory_end = procfs::memory(pid).context("reading the daemon's memory")?;
+    let scrapes = observability::query_value(&format!(
+        r#"count_over_time(up{{job="oomtrace",instance="{address}"}}[{}s])"#,
+        DAEMON_IDLE_WINDOW.as_secs()
+    ))
+    .map_err(|error| format!("{error:#}"))
+    .and_then(|count| count.ok_or_else(|| "no samples".to_owned()));
+    let otlp = observability::otlp_counts_since(otlp_mark, service)?;
+    Ok(IdleWindow { memory_start, memory_end, cpu, scrapes, otlp })
+}
+
+fn progress(message: &str) {
+    eprintln!("xtask bench: daemon: {message}");
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr().context("reading the free port")?.port())
+}
+
+/// Polls /readyz until it answers 200.
+fn wait_ready(address: &str, daemon: &Tracer) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http::get(address, "/readyz") {
+            Ok((200, _)) => return Ok(()),
+            Ok((status, body)) if Instant::now() >= deadline => {
+                bail!("/readyz still answers {status} ({}) 10 s after attaching", body.trim())
+            }
+            Err(error) if Instant::now() >= deadline => {
+                return Err(error.context(format!("the daemon's /readyz; its log ends with {:?}", daemon.log_lines())));
+            }
+            _ => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Waits until the receiver has a log record for every kill (or the deadline).
+fn wait_for_otlp(offset: u64, service: &str, kills: usize) -> Result<OtlpCounts> {
+    let deadline = Instant::now() + EXPORT_DEADLINE;
+    loop {
+        let counts = observability::otlp_counts_since(offset, service)?;
+        if counts.log_records >= kills || Instant::now() >= deadline {
+            return Ok(counts);
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `cri=<value>` from the daemon's "waiting for OOM kills" log line.
+fn cri_field(line: &str) -> Option<String> {
+    let rest = &line[line.find("cri=")? + 4..];
+    let end = rest.find(" node=").unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_cri_field_of_the_ready_line() {
+        let line = "2026-11-25T23:00:00Z  INFO oomtrace::pipeline: waiting for OOM kills \
+                    attached=victim=tp_btf context=none kill_confirmation=signal_generate cgroup=v1 /sys/fs/cgroup/memory \
+                    cri=/run/oomtrace-test/containerd/containerd.sock node=host";
+        assert_eq!(cri_field(line).as_deref(), Some("/run/oomtrace-test/containerd/containerd.sock"));
+        assert_eq!(cri_field("no field"), None);
+    }
+}

@@ -247,11 +247,24 @@ fn a_hanging_runtime_delays_an_event_by_at_most_the_timeout() {
     let id = client.run_container(&pod, "app", &["hog", "256", "1"], Some(LIMIT)).expect("run hog");
     let (exit_code, _) = client.wait_exited(&id, EXIT_TIMEOUT).expect("hog exits");
     assert_eq!(exit_code, 137);
-    let event = tracer.expect_event(EVENT_TIMEOUT);
-    let w = &event["workload"];
-    assert_eq!(w["attribution"], "partial", "{event}");
-    assert_eq!(w["container_id"], id.as_str(), "{event}");
-    assert!(w["partial_reason"].as_str().is_some_and(|r| r.contains("timed out")), "{event}");
+    let first = tracer.expect_event(EVENT_TIMEOUT);
+    // A second kill while the runtime is still hung.
+    let second = client.run_container(&pod, "again", &["hog", "256", "1"], Some(LIMIT)).expect("run hog");
+    client.wait_exited(&second, EXIT_TIMEOUT).expect("second hog exits");
+    let then = tracer.expect_event(EVENT_TIMEOUT);
+    let mut reasons = Vec::new();
+    for (event, container_id) in [(&first, &id), (&then, &second)] {
+        let w = &event["workload"];
+        assert_eq!(w["attribution"], "partial", "{event}");
+        assert_eq!(w["container_id"], container_id.as_str(), "{event}");
+        let reason = w["partial_reason"].as_str().unwrap_or_default().to_owned();
+        // Either this event's own call timed out (after --cri-timeout), or the
+        // runtime is left alone for a while after a failure (no wait at all):
+        // a hung runtime does not hold every event of a storm for the timeout.
+        assert!(reason.contains("timed out") || reason.contains("failed recently"), "{event}");
+        reasons.push(reason);
+    }
+    assert!(reasons.iter().any(|r| r.contains("failed recently")), "{reasons:?}");
     let (status, log) = tracer.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("CRI lookup failed"), "the failure is warned about:\n{log}");

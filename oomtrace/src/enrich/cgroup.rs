@@ -142,38 +142,42 @@ impl CgroupResolver {
         self.index = index;
     }
 
-    fn lookup(&mut self, id: u64) -> Option<String> {
-        if let Some(path) = self.index.get(&id) {
+    /// The path of `cgroup` from the index alone: its own id, or its parent's
+    /// plus the name the kernel captured (a container cgroup created since the
+    /// last scan, or already removed).
+    fn from_index(&self, cgroup: &Cgroup) -> Option<String> {
+        if let Some(path) = self.index.get(&cgroup.id) {
             return Some(path.clone());
         }
-        let due = self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL);
-        if due {
-            self.rescan();
-            return self.index.get(&id).cloned();
+        if cgroup.name.is_empty() || cgroup.parent_id == 0 {
+            return None;
         }
-        None
+        let parent = self.index.get(&cgroup.parent_id)?;
+        Some(if parent == "/" { format!("/{}", cgroup.name) } else { format!("{parent}/{}", cgroup.name) })
     }
 
-    /// Fills `cgroup.path`, from the index or from the parent and the name
-    /// the kernel captured. Counts the cgroups left without a path.
+    /// Fills `cgroup.path`: from the index, else after a rescan (at most one
+    /// per RESCAN_INTERVAL). Counts the cgroups left without a path.
     pub fn resolve(&mut self, cgroup: &mut Cgroup) {
         if cgroup.path.is_some() {
             return;
         }
-        cgroup.path = self.lookup(cgroup.id).or_else(|| {
-            if cgroup.name.is_empty() || cgroup.parent_id == 0 {
-                return None;
-            }
-            let parent = self.lookup(cgroup.parent_id)?;
-            let path = if parent == "/" { format!("/{}", cgroup.name) } else { format!("{parent}/{}", cgroup.name) };
-            // Remember it: the group-kill siblings of this event name it too.
-            self.index.insert(cgroup.id, path.clone());
-            Some(path)
-        });
-        if cgroup.path.is_none() {
-            self.unresolved += 1;
-            tracing::debug!(cgroup_id = cgroup.id, name = %cgroup.name, "cgroup path unresolved");
+        let mut path = self.from_index(cgroup);
+        if path.is_none() && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL) {
+            self.rescan();
+            path = self.from_index(cgroup);
         }
+        match &path {
+            // Remember it: the group-kill siblings of this event name it too.
+            Some(found) => {
+                self.index.entry(cgroup.id).or_insert_with(|| found.clone());
+            }
+            None => {
+                self.unresolved += 1;
+                tracing::debug!(cgroup_id = cgroup.id, name = %cgroup.name, "cgroup path unresolved");
+            }
+        }
+        cgroup.path = path;
     }
 }
 

@@ -20,6 +20,11 @@ use super::{
 const CACHE_CAPACITY: usize = 4096;
 /// Minimum time between two warnings about CRI failures.
 const WARN_INTERVAL: Duration = Duration::from_secs(30);
+/// After a failed CRI call, calls are skipped (events get partial
+/// attribution at once) for this long, doubling up to RETRY_MAX: a hung
+/// runtime must not delay every event of an OOM storm by the timeout.
+const RETRY_MIN: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How completely a victim was attributed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -145,9 +150,10 @@ pub struct AttributionStats {
     pub cri_failures: u64,
 }
 
-/// A small insertion-ordered cache with a hard bound.
+/// A small insertion-ordered cache with a hard bound. An entry is `checked`
+/// once ContainerStatus described it (ListContainers gives no main pid).
 struct BoundedCache {
-    entries: HashMap<String, ContainerInfo>,
+    entries: HashMap<String, (ContainerInfo, bool)>,
     order: VecDeque<String>,
 }
 
@@ -157,11 +163,16 @@ impl BoundedCache {
     }
 
     fn get(&self, id: &str) -> Option<&ContainerInfo> {
-        self.entries.get(id)
+        self.entries.get(id).map(|(info, _)| info)
     }
 
-    fn insert(&mut self, info: ContainerInfo) {
-        if self.entries.insert(info.id.clone(), info.clone()).is_none() {
+    /// An entry ContainerStatus has described.
+    fn checked(&self, id: &str) -> Option<&ContainerInfo> {
+        self.entries.get(id).filter(|(_, checked)| *checked).map(|(info, _)| info)
+    }
+
+    fn insert(&mut self, info: ContainerInfo, checked: bool) {
+        if self.entries.insert(info.id.clone(), (info.clone(), checked)).is_none() {
             self.order.push_back(info.id);
             while self.order.len() > CACHE_CAPACITY {
                 if let Some(oldest) = self.order.pop_front() {
@@ -172,7 +183,7 @@ impl BoundedCache {
     }
 
     fn pod(&self, uid: &str) -> Option<&ContainerInfo> {
-        self.entries.values().find(|c| c.pod_uid.as_deref() == Some(uid))
+        self.entries.values().map(|(info, _)| info).find(|c| c.pod_uid.as_deref() == Some(uid))
     }
 }
 
@@ -182,6 +193,9 @@ pub struct PodResolver {
     runtime: Option<Runtime>,
     cache: BoundedCache,
     last_warning: Option<Instant>,
+    /// No CRI call before this instant (after a failure), and the next pause.
+    retry_at: Option<Instant>,
+    retry_pause: Duration,
     pub stats: AttributionStats,
 }
 
@@ -195,7 +209,15 @@ impl PodResolver {
         if let Err(reason) = &cri {
             tracing::warn!(%reason, "pod names unavailable: events carry what cgroup paths give");
         }
-        Self { cri, runtime: None, cache: BoundedCache::new(), last_warning: None, stats: AttributionStats::default() }
+        Self {
+            cri,
+            runtime: None,
+            cache: BoundedCache::new(),
+            last_warning: None,
+            retry_at: None,
+            retry_pause: RETRY_MIN,
+            stats: AttributionStats::default(),
+        }
     }
 
     /// The CRI socket in use, or why there is none.
@@ -220,7 +242,7 @@ impl PodResolver {
             Ok(containers) => {
                 tracing::debug!(containers = containers.len(), "CRI cache warmed");
                 for info in containers {
-                    self.cache.insert(info);
+                    self.cache.insert(info, false);
                 }
             }
             Err(error) => self.note_failure(&error.to_string()),
@@ -229,6 +251,8 @@ impl PodResolver {
 
     fn note_failure(&mut self, reason: &str) {
         self.stats.cri_failures += 1;
+        self.retry_at = Some(Instant::now() + self.retry_pause);
+        self.retry_pause = (self.retry_pause * 2).min(RETRY_MAX);
         if self.last_warning.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
             self.last_warning = Some(Instant::now());
             tracing::warn!(reason, failures = self.stats.cri_failures, "CRI lookup failed: attributing from cgroup paths only");
@@ -236,19 +260,27 @@ impl PodResolver {
     }
 
     async fn container(&mut self, id: &str) -> Result<Option<ContainerInfo>, String> {
-        if let Some(info) = self.cache.get(id)
-            && (info.main_pid.is_some() || info.sandbox) {
-                return Ok(Some(info.clone()));
-            }
+        if let Some(info) = self.cache.checked(id) {
+            return Ok(Some(info.clone()));
+        }
         let cri = match &self.cri {
             Ok(cri) => cri.clone(),
             Err(reason) => return Err(reason.clone()),
         };
+        if let Some(at) = self.retry_at.filter(|at| Instant::now() < *at) {
+            let wait = at.saturating_duration_since(Instant::now());
+            return match self.cache.get(id) {
+                Some(info) => Ok(Some(info.clone())),
+                None => Err(format!("the CRI runtime failed recently; next attempt in {wait:?}")),
+            };
+        }
         match cri.lookup(id).await {
             Ok(Some(info)) => {
+                self.retry_at = None;
+                self.retry_pause = RETRY_MIN;
                 self.cache.entries.remove(id);
                 self.cache.order.retain(|k| k != id);
-                self.cache.insert(info.clone());
+                self.cache.insert(info.clone(), true);
                 Ok(Some(info))
             }
             // Gone from the runtime: fall back to what the cache remembers.
@@ -347,7 +379,7 @@ mod tests {
     fn the_cache_is_bounded() {
         let mut cache = BoundedCache::new();
         for i in 0..CACHE_CAPACITY + 10 {
-            cache.insert(info(&format!("c{i}")));
+            cache.insert(info(&format!("c{i}")), false);
         }
         assert_eq!(cache.entries.len(), CACHE_CAPACITY);
         assert!(cache.get("c0").is_none());

@@ -9,6 +9,7 @@ mod cgroup;
 mod components;
 mod cri;
 mod daemon;
+mod ebpf_object;
 mod enrichment;
 mod http;
 mod observability;
@@ -36,6 +37,8 @@ enum Command {
     /// Run the integration suite on real Debian kernels under qemu (needs root)
     /// and write docs/kernels.md.
     VmTest(vm::VmTestArgs),
+    /// Check (CI) or refresh the prebuilt eBPF object stable-only builds use.
+    EbpfObject(ebpf_object::EbpfObjectArgs),
     /// Used by `bench`: time pod attribution in this (release-built) process
     /// and print the figures as JSON.
     #[command(hide = true)]
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::VmTest(args) => vm::run(&workspace_root(), &args),
+        Command::EbpfObject(args) => ebpf_object::run(&workspace_root(), &args),
         Command::EnrichmentProbe(args) => enrichment::probe(&args),
     };
     match result {

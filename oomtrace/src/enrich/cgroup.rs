@@ -145,7 +145,7 @@ impl CgroupResolver {
     /// The path of `cgroup` from the index alone: its own id, or its parent's
     /// plus the name the kernel captured (a container cgroup created since the
     /// last scan, or already removed).
-    fn from_index(&self, cgroup: &Cgroup) -> Option<String> {
+    fn indexed_path(&self, cgroup: &Cgroup) -> Option<String> {
         if let Some(path) = self.index.get(&cgroup.id) {
             return Some(path.clone());
         }
@@ -162,10 +162,10 @@ impl CgroupResolver {
         if cgroup.path.is_some() {
             return;
         }
-        let mut path = self.from_index(cgroup);
+        let mut path = self.indexed_path(cgroup);
         if path.is_none() && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL) {
             self.rescan();
-            path = self.from_index(cgroup);
+            path = self.indexed_path(cgroup);
         }
         match &path {
             // Remember it: the group-kill siblings of this event name it too.

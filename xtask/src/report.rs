@@ -928,6 +928,22 @@ fn render_enrichment(out: &mut String, report: &Report) {
             e.hung.len()
         )
         .ok();
+    } else if let Some((first, rest)) = e.hung.split_first()
+        && *first >= e.timeout
+        && !rest.is_empty()
+        && rest.iter().all(|t| *t < e.timeout / 10)
+    {
+        let slowest = rest.iter().max().copied().unwrap_or_default();
+        writeln!(
+            out,
+            "- A failure is remembered: the first call waited the timeout ({}), the next {} returned at once \
+             (slowest {}), each a partial attribution, while the resolver leaves the runtime alone (2 s after a \
+             failure, doubling up to 60 s). A hung runtime costs one event the timeout, not every event of a storm.",
+            short_duration(*first),
+            rest.len(),
+            short_duration(slowest)
+        )
+        .ok();
     }
     writeln!(out).ok();
 }

@@ -77,19 +77,34 @@ pub struct MemCgroup {
     pub dir: PathBuf,
     /// Path relative to the hierarchy root, as oomtrace reports it.
     pub path: String,
+    /// Intermediate directories made by `create`, removed on drop.
     children: Vec<PathBuf>,
 }
 
 impl MemCgroup {
-    /// Creates `/<name>` with an optional memory limit.
+    /// Creates `/<name>` (which may be nested, e.g. `system.slice/x.service`)
+    /// with an optional memory limit. Intermediate directories this creates
+    /// are removed again on drop.
     pub fn create(name: &str, limit_bytes: Option<u64>) -> MemCgroup {
         let hierarchy = Hierarchy::detect();
-        if hierarchy.is_v2() {
-            enable_memory_controller(hierarchy.root());
+        let mut dir = hierarchy.root().to_path_buf();
+        let mut created = Vec::new();
+        let components: Vec<&str> = name.split('/').filter(|c| !c.is_empty()).collect();
+        for (i, component) in components.iter().enumerate() {
+            // cgroup v2: a child only gets memory.* files if its parent delegates memory.
+            if hierarchy.is_v2() {
+                enable_memory_controller(&dir);
+            }
+            dir = dir.join(component);
+            if !dir.exists() {
+                std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                if i + 1 < components.len() {
+                    created.push(dir.clone());
+                }
+            }
         }
-        let dir = hierarchy.root().join(name);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        let cgroup = MemCgroup { hierarchy, dir, path: format!("/{name}"), children: Vec::new() };
+        created.reverse();
+        let cgroup = MemCgroup { hierarchy, dir, path: format!("/{}", components.join("/")), children: created };
         if let Some(limit) = limit_bytes {
             cgroup.set_limit(limit);
         }
@@ -183,21 +198,27 @@ impl MemCgroup {
         pid
     }
 
-    pub fn adopt_child(&mut self, child: &MemCgroup) {
-        self.children.push(child.dir.clone());
-    }
 }
 
 impl Drop for MemCgroup {
     fn drop(&mut self) {
         // The killed tasks take a moment to leave the cgroup.
+        let mut removed = false;
         for _ in 0..50 {
             if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                return;
+                removed = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        eprintln!("warning: could not remove {}", self.dir.display());
+        if !removed {
+            eprintln!("warning: could not remove {}", self.dir.display());
+        }
+        // Intermediate directories `create` made (innermost first); a shared
+        // one still in use by another test simply stays.
+        for dir in &self.children {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

@@ -59,7 +59,7 @@ const BPFTRACE_PROGRAM: &str = r#"tracepoint:oom:mark_victim { printf("%llu %d\n
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Sequential OOM kills per tool.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub kills: u32,
     /// Parallel OOM kills in the storm (each hog in its own 64 MiB cgroup).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]

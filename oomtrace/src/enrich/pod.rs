@@ -202,12 +202,19 @@ pub struct PodResolver {
 impl PodResolver {
     /// `socket`: the CRI socket (None: the first default socket that exists).
     pub fn new(socket: Option<PathBuf>, timeout: Duration) -> Self {
+        let explicit = socket.is_some();
         let cri = match socket.or_else(CriClient::default_socket) {
             Some(socket) => CriClient::new(&socket, timeout).map_err(|e| e.to_string()),
             None => Err("no CRI socket found (looked for containerd and CRI-O); set --cri-socket".to_owned()),
         };
-        if let Err(reason) = &cri {
-            tracing::warn!(%reason, "pod names unavailable: events carry what cgroup paths give");
+        match &cri {
+            // Asked for and not there: worth a warning.
+            Err(reason) if explicit => {
+                tracing::warn!(%reason, "pod names unavailable: events carry what cgroup paths give")
+            }
+            // A machine without a container runtime: nothing is wrong.
+            Err(reason) => tracing::info!(%reason, "pod names off: events carry what cgroup paths give"),
+            Ok(_) => {}
         }
         Self {
             cri,

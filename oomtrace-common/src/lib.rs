@@ -231,6 +231,9 @@ pub struct RawOomContext {
     pub ktime_ns: u64,
     /// `struct mem_cgroup *` that hit its limit; 0 for a global OOM.
     pub oom_memcg_ptr: u64,
+    /// `oc->chosen` (`struct task_struct *`): lets the classic tracepoint,
+    /// which passes only a pid, read the chosen victim's task.
+    pub chosen_task_ptr: u64,
     pub totalpages: u64,
     pub chosen_points: i64,
     pub chosen_pid: u32,
@@ -314,7 +317,7 @@ mod tests {
     #[test]
     fn records_have_no_implicit_padding() {
         assert_eq!(size_of::<RawCgroup>(), 16 + CGROUP_NAME_LEN);
-        assert_eq!(size_of::<RawOomContext>(), 8 * 4 + 4 * 6);
+        assert_eq!(size_of::<RawOomContext>(), 8 * 5 + 4 * 6);
         assert_eq!(size_of::<RawKillSignal>(), 16);
         // 52 u32 offsets, then one u64.
         assert_eq!(size_of::<KernelOffsets>(), 52 * 4 + 8);

@@ -81,6 +81,9 @@ fn emit(task: u64, tp: Option<&TracePointContext>, source: u32) {
         if ev.present & field::VICTIM_PID != 0 && ev.victim_pid == pid_tgid as u32 {
             // SAFETY: bpf_get_current_task has no preconditions.
             task = unsafe { bpf_get_current_task() };
+        } else if ev.present & field::VICTIM_PID != 0 {
+            // Another task was chosen: oom_kill_process saw its task_struct.
+            task = chosen_task(pid_tgid, ev.victim_pid);
         }
     }
     fill_victim_from_task(task, ev);
@@ -148,6 +151,17 @@ fn read_tracepoint_fields(tp: &TracePointContext, ev: &mut RawOomEvent) {
     if let Some(v) = tp_read!(tp_oom_score_adj, i16) {
         ev.oom_score_adj = v as i32;
         ev.present |= field::OOM_SCORE_ADJ;
+    }
+}
+
+/// The chosen victim's `task_struct *` from this trigger's context, when its
+/// pid is `victim_pid` (0 otherwise, e.g. for the other members of a group kill).
+#[inline(always)]
+fn chosen_task(pid_tgid: u64, victim_pid: u32) -> u64 {
+    // SAFETY: read-only access to a value only this task writes.
+    match unsafe { OOM_CONTEXTS.get(&pid_tgid) } {
+        Some(context) if context.chosen_pid == victim_pid => context.chosen_task_ptr,
+        _ => 0,
     }
 }
 

@@ -45,6 +45,7 @@ fn store_context(oc: u64, source: u32) {
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         ktime_ns: unsafe { bpf_ktime_get_ns() },
         oom_memcg_ptr: oom_memcg,
+        chosen_task_ptr: chosen,
         totalpages: read::<u64>(oc, offset!(oc_totalpages)).unwrap_or(0),
         chosen_points: read::<i64>(oc, offset!(oc_chosen_points)).unwrap_or(0),
         chosen_pid: read::<u32>(chosen, offset!(task_pid)).unwrap_or(0),

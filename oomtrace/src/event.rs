@@ -157,6 +157,9 @@ pub struct OomEvent {
     pub workload: Option<WorkloadInfo>,
     /// The programs that supplied this event's fields.
     pub sources: Vec<&'static str>,
+    /// Fields this kernel or these probes could not provide (absent above).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -287,6 +290,7 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         node: None,
         workload: None,
         sources: source_names(raw.sources),
+        unavailable: unavailable_fields(raw.present, cx.kill_signal_attached),
     })
 }
 
@@ -308,6 +312,36 @@ fn scope_of(value: i64, values: &ConstraintValues) -> Option<Scope> {
     } else {
         None
     }
+}
+
+/// The documented fields whose present bit is missing.
+fn unavailable_fields(bits: u64, kill_signal_attached: bool) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = [
+        (field::VICTIM_TGID, "victim.tgid"),
+        (field::VICTIM_COMM, "victim.comm"),
+        (field::VICTIM_UID, "victim.uid"),
+        (field::OOM_SCORE_ADJ, "victim.oom_score_adj"),
+        (field::TOTAL_VM, "victim.total_vm_kb"),
+        (field::ANON_RSS, "victim.anon_rss_kb"),
+        (field::FILE_RSS, "victim.file_rss_kb"),
+        (field::SHMEM_RSS, "victim.shmem_rss_kb"),
+        (field::PGTABLES, "victim.pgtables_kb"),
+        (field::VICTIM_MEMCG, "victim_cgroup"),
+        (field::CONTEXT, "oom_id"),
+        (field::CONTEXT, "oom_totalpages"),
+        (field::CONTEXT, "chosen_points"),
+        (field::CONTEXT, "gfp_mask"),
+        (field::CONTEXT, "order"),
+        (field::GROUP_KILL_KNOWN, "group_kill"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| bits & bit == 0)
+    .map(|(_, name)| name)
+    .collect();
+    if !kill_signal_attached {
+        out.push("killed");
+    }
+    out
 }
 
 fn source_names(bits: u32) -> Vec<&'static str> {
@@ -428,6 +462,7 @@ mod tests {
         assert_eq!(event.gfp_mask.as_deref(), Some("0xcc0"));
         assert_eq!(event.sources, ["tp_btf:mark_victim", "fentry:oom_kill_process", "tracepoint:signal/signal_generate"]);
         assert_eq!(event.time, "2023-11-14T22:13:25.000000Z");
+        assert!(event.unavailable.is_empty(), "{:?}", event.unavailable);
     }
 
     #[test]
@@ -449,6 +484,10 @@ mod tests {
         assert_eq!(victim.keys().collect::<Vec<_>>(), ["pid"]);
         for key in ["killed", "scope", "oom_cgroup", "victim_cgroup", "oom_totalpages", "gfp_mask", "group_kill"] {
             assert!(json.get(key).is_none(), "{key} should be absent");
+        }
+        // ... and the event says so.
+        for name in ["victim.comm", "victim.anon_rss_kb", "victim_cgroup", "oom_totalpages", "killed"] {
+            assert!(event.unavailable.contains(&name), "{name} not listed in {:?}", event.unavailable);
         }
     }
 

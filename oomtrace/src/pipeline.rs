@@ -135,6 +135,8 @@ impl Pipeline {
                 self.context_missing += 1;
                 tracing::debug!(pid = event.victim.pid, "victim without oom_kill_process context");
             }
+            // (No procfs fallback when the kernel side could not read the
+            // victim's task: a task being killed already shows "/" there.)
             if let Some(cgroup) = event.victim_cgroup.as_mut() {
                 self.cgroups.resolve(cgroup);
             }

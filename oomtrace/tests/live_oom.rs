@@ -70,9 +70,13 @@ fn single_memcg_kill(test: &str, probes: &[&str], expected_source: &str) {
     assert!(has_source(&event, "tracepoint:signal/signal_generate"), "{event}");
     let has_context = has_source(&event, "fentry:oom_kill_process") || has_source(&event, "kprobe:oom_kill_process");
     assert_eq!(str_at(&event, &["scope_source"]), if has_context { "oom_control" } else { "inferred" });
+    let unavailable: Vec<&str> = event["unavailable"].as_array().map_or_else(Vec::new, |a| a.iter().filter_map(|v| v.as_str()).collect());
     for key in ["oom_id", "oom_totalpages", "chosen_points", "gfp_mask", "order"] {
         assert_eq!(event.get(key).is_some(), has_context, "{key} present iff the context was read: {event}");
+        // ... and the event says which are missing.
+        assert_eq!(unavailable.contains(&key), !has_context, "{key} listed as unavailable iff absent: {event}");
     }
+    assert!(!unavailable.contains(&"victim_cgroup"), "{event}");
     assert_eq!(cgroup.oom_kills(), 1, "the kernel counted one kill");
 
     let (status, log) = tracer.stop();
@@ -354,5 +358,63 @@ fn global_oom_names_the_victim_and_no_memcg() {
     if event["scope_source"] == "oom_control" {
         // totalpages of a global OOM is RAM plus swap, in pages.
         assert!(u64_at(&event, &["oom_totalpages"]) > 0);
+    }
+}
+
+fn comm_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
+}
+
+/// The OOM killer picks a bigger process than the one allocating: the victim
+/// is not the trigger. Through tp_btf the kernel side reads the victim's task;
+/// through the classic tracepoint it has only a pid, and the oom_kill_process
+/// context supplies the chosen task where a context probe runs. Without one
+/// the victim's cgroup is absent and listed as unavailable, never guessed.
+#[test]
+fn a_victim_other_than_the_allocating_task_is_named() {
+    let test = "bystander";
+    if !privileged(test) {
+        return;
+    }
+    // Unfiltered by cgroup (the path may be unknown): no other kills meanwhile.
+    let _exclusive = KILLS_IN_FLIGHT.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let probe_sets: [&[&str]; 2] = [&[], &["--victim-probe", "tracepoint"]];
+    for (i, probes) in probe_sets.iter().enumerate() {
+        let cgroup = MemCgroup::create(&unique(&format!("{test}{i}")), Some(80 * MIB));
+        let mut args = vec!["--comm", "dd"];
+        args.extend_from_slice(probes);
+        let tracer = LiveTracer::start(&args);
+        // The big one: dd with a 50 MB buffer it has filled, blocked writing
+        // into a pipe nobody reads.
+        let mut holder = cgroup.spawn("sh -c 'dd if=/dev/zero bs=50M count=1 | sleep 60'");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while cgroup.usage_bytes() < 50 * MIB {
+            assert!(std::time::Instant::now() < deadline, "the holder never grew: {}", cgroup.usage_bytes());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let holder_pid = cgroup.pids().into_iter().find(|pid| comm_of(*pid) == "dd").expect("the holder dd");
+        // The small one allocates past the limit; the holder is the bigger target.
+        let (allocator, _) = cgroup.run_hog(40 * MIB);
+        let event = tracer.expect_event(EVENT_TIMEOUT);
+        for pid in cgroup.pids() {
+            // SAFETY: kill(2) on pids of this test's own cgroup.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        let _ = holder.wait();
+        assert_eq!(u64_at(&event, &["victim", "pid"]), u64::from(holder_pid), "{event}");
+        assert_eq!(u64_at(&event, &["trigger", "pid"]), u64::from(allocator), "{event}");
+        assert_eq!(str_at(&event, &["trigger", "comm"]), "dd");
+        let sees_task = has_source(&event, "tp_btf:mark_victim")
+            || has_source(&event, "fentry:oom_kill_process")
+            || has_source(&event, "kprobe:oom_kill_process");
+        if sees_task {
+            assert_eq!(str_at(&event, &["victim_cgroup", "path"]), cgroup.path, "{probes:?}: {event}");
+        } else {
+            assert!(event.get("victim_cgroup").is_none(), "must not be guessed: {event}");
+            let unavailable = event["unavailable"].as_array().cloned().unwrap_or_default();
+            assert!(unavailable.iter().any(|v| v == "victim_cgroup"), "{event}");
+        }
+        assert_matches_dmesg(&event, holder_pid);
+        drop(tracer);
     }
 }

@@ -259,6 +259,7 @@ mod tests {
             node: None,
             workload: Some(workload),
             sources: Vec::new(),
+            unavailable: Vec::new(),
         }
     }
 

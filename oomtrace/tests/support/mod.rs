@@ -154,6 +154,28 @@ impl MemCgroup {
         std::fs::metadata(&self.dir).expect("stat cgroup").ino()
     }
 
+    /// Processes in this cgroup now.
+    pub fn pids(&self) -> Vec<u32> {
+        let file = match self.hierarchy {
+            Hierarchy::V1(_) => "cgroup.procs",
+            Hierarchy::V2(_) => "cgroup.procs",
+        };
+        std::fs::read_to_string(self.dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Memory charged to this cgroup now.
+    pub fn usage_bytes(&self) -> u64 {
+        let file = match self.hierarchy {
+            Hierarchy::V1(_) => "memory.usage_in_bytes",
+            Hierarchy::V2(_) => "memory.current",
+        };
+        std::fs::read_to_string(self.dir.join(file)).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    }
+
     /// The kernel's count of OOM kills in this cgroup (and below, on v2).
     pub fn oom_kills(&self) -> u64 {
         let file = match self.hierarchy {

@@ -21,24 +21,15 @@ fn main() -> anyhow::Result<()> {
     if forced || !ebpf_toolchain_present() {
         return use_prebuilt(forced);
     }
-    let metadata = cargo_metadata::MetadataCommand::new()
-        .no_deps()
-        .exec()
-        .context("reading the workspace metadata")?;
+    let metadata = cargo_metadata::MetadataCommand::new().no_deps().exec().context("reading the workspace metadata")?;
     let ebpf = metadata
         .packages
         .into_iter()
         .find(|package| package.name.as_str() == "oomtrace-ebpf")
         .ok_or_else(|| anyhow!("package oomtrace-ebpf not found in the workspace"))?;
-    let root_dir = ebpf
-        .manifest_path
-        .parent()
-        .ok_or_else(|| anyhow!("{} has no parent directory", ebpf.manifest_path))?;
-    let package = aya_build::Package {
-        name: ebpf.name.as_str(),
-        root_dir: root_dir.as_str(),
-        ..Default::default()
-    };
+    let root_dir =
+        ebpf.manifest_path.parent().ok_or_else(|| anyhow!("{} has no parent directory", ebpf.manifest_path))?;
+    let package = aya_build::Package { name: ebpf.name.as_str(), root_dir: root_dir.as_str(), ..Default::default() };
     // OOMTRACE_EBPF_TOOLCHAIN pins the nightly used for the BPF target (default: "nightly").
     let toolchain = std::env::var("OOMTRACE_EBPF_TOOLCHAIN").ok();
     let toolchain = match toolchain.as_deref() {
@@ -65,10 +56,7 @@ fn use_prebuilt(forced: bool) -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed={}", source.display());
     let out_dir = std::env::var("OUT_DIR").context("OUT_DIR")?;
     std::fs::copy(&source, Path::new(&out_dir).join("oomtrace")).with_context(|| {
-        format!(
-            "no eBPF toolchain (bpf-linker) and no prebuilt object at {}: run scripts/setup.sh",
-            source.display()
-        )
+        format!("no eBPF toolchain (bpf-linker) and no prebuilt object at {}: run scripts/setup.sh", source.display())
     })?;
     if !forced {
         println!(

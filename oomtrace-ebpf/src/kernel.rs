@@ -34,9 +34,8 @@ pub fn read_cgroup(cgroup: u64, out: &mut RawCgroup) -> bool {
         return false;
     };
     out.id = id;
-    out.parent_id = read_ptr(kn, offset!(kn_parent))
-        .and_then(|parent| read::<u64>(parent, offset!(kn_id)))
-        .unwrap_or(0);
+    out.parent_id =
+        read_ptr(kn, offset!(kn_parent)).and_then(|parent| read::<u64>(parent, offset!(kn_id))).unwrap_or(0);
     out.name[0] = 0;
     if let Some(name) = read_ptr(kn, offset!(kn_name)) {
         // SAFETY: fault-safe string copy bounded by the destination length.
@@ -111,25 +110,22 @@ pub fn fill_victim_from_task(task: u64, ev: &mut RawOomEvent) {
         let comm = offset!(task_comm);
         if comm != ABSENT {
             // SAFETY: fault-safe copy of exactly TASK_COMM_LEN bytes.
-            let ok = unsafe {
-                bpf_probe_read_kernel_buf((task + comm as u64) as *const u8, &mut ev.victim_comm)
-            };
+            let ok = unsafe { bpf_probe_read_kernel_buf((task + comm as u64) as *const u8, &mut ev.victim_comm) };
             if ok.is_ok() {
                 ev.present |= field::VICTIM_COMM;
             }
         }
     }
     if ev.present & field::VICTIM_UID == 0 {
-        if let Some(uid) =
-            read_ptr(task, offset!(task_real_cred)).and_then(|cred| read::<u32>(cred, offset!(cred_uid)))
+        if let Some(uid) = read_ptr(task, offset!(task_real_cred)).and_then(|cred| read::<u32>(cred, offset!(cred_uid)))
         {
             ev.victim_uid = uid;
             ev.present |= field::VICTIM_UID;
         }
     }
     if ev.present & field::OOM_SCORE_ADJ == 0 {
-        if let Some(adj) = read_ptr(task, offset!(task_signal))
-            .and_then(|signal| read::<i16>(signal, offset!(signal_oom_score_adj)))
+        if let Some(adj) =
+            read_ptr(task, offset!(task_signal)).and_then(|signal| read::<i16>(signal, offset!(signal_oom_score_adj)))
         {
             ev.oom_score_adj = adj as i32;
             ev.present |= field::OOM_SCORE_ADJ;

@@ -20,7 +20,9 @@ use oomtrace_common::{ABSENT, RawOomEvent, field, flag, source, stat};
 
 use crate::{
     EVENT_SCRATCH, EVENTS, KILL_SIGNALS, OOM_CONTEXTS, count,
-    kernel::{css_to_memcg, fill_victim_from_task, memcg_cgroup, memcg_usage_and_max, read_cgroup, read_ptr, task_memcg_css},
+    kernel::{
+        css_to_memcg, fill_victim_from_task, memcg_cgroup, memcg_usage_and_max, read_cgroup, read_ptr, task_memcg_css,
+    },
     offset,
 };
 

@@ -73,7 +73,10 @@ pub fn run() -> Report {
         name: "privileges",
         ok: privileges.can_trace(),
         detail: if privileges.can_trace() {
-            format!("uid {}, CAP_BPF={} CAP_PERFMON={} CAP_SYS_ADMIN={}", privileges.euid, privileges.cap_bpf, privileges.cap_perfmon, privileges.cap_sys_admin)
+            format!(
+                "uid {}, CAP_BPF={} CAP_PERFMON={} CAP_SYS_ADMIN={}",
+                privileges.euid, privileges.cap_bpf, privileges.cap_perfmon, privileges.cap_sys_admin
+            )
         } else {
             privileges.advice()
         },

@@ -68,9 +68,9 @@ pub fn resolve(args: &DaemonArgs, log: Option<&str>) -> Result<DaemonConfig, Con
     let metrics_address = match (args.metrics_address, &file.metrics_address) {
         (Some(address), _) => address,
         (None, Some(text)) => text.parse().map_err(|e| value_error("metrics_address", format!("{text:?}: {e}")))?,
-        (None, None) => DEFAULT_METRICS_ADDRESS
-            .parse()
-            .map_err(|e| value_error("metrics_address", format!("default: {e}")))?,
+        (None, None) => {
+            DEFAULT_METRICS_ADDRESS.parse().map_err(|e| value_error("metrics_address", format!("default: {e}")))?
+        }
     };
     let log_format = match (args.log_format, file.log_format.as_deref()) {
         (Some(format), _) => format,
@@ -80,7 +80,9 @@ pub fn resolve(args: &DaemonArgs, log: Option<&str>) -> Result<DaemonConfig, Con
     };
     let cri_timeout = match (args.cri_timeout, file.cri_timeout.as_deref()) {
         (Some(timeout), _) => timeout,
-        (None, Some(text)) => humantime::parse_duration(text).map_err(|e| value_error("cri_timeout", format!("{text:?}: {e}")))?,
+        (None, Some(text)) => {
+            humantime::parse_duration(text).map_err(|e| value_error("cri_timeout", format!("{text:?}: {e}")))?
+        }
         (None, None) => DEFAULT_CRI_TIMEOUT,
     };
     let max_label_series = args.max_label_series.or(file.max_label_series).unwrap_or(DEFAULT_MAX_LABEL_SERIES);
@@ -135,9 +137,11 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file() {
-        let path = file("metrics_address = \"127.0.0.1:9999\"\nlog_format = \"json\"\notlp_queue = 7\ncri_timeout = \"1s\"\n");
-        let config = resolve(&args(&["--config", path.to_str().expect("utf8"), "--metrics-address", "127.0.0.1:1234"]), None)
-            .expect("resolves");
+        let path =
+            file("metrics_address = \"127.0.0.1:9999\"\nlog_format = \"json\"\notlp_queue = 7\ncri_timeout = \"1s\"\n");
+        let config =
+            resolve(&args(&["--config", path.to_str().expect("utf8"), "--metrics-address", "127.0.0.1:1234"]), None)
+                .expect("resolves");
         assert_eq!(config.metrics_address.to_string(), "127.0.0.1:1234");
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.otlp_queue, 7);
@@ -151,9 +155,11 @@ mod tests {
         let error = resolve(&args(&["--config", typo.to_str().expect("utf8")]), None).expect_err("typo").to_string();
         assert!(error.contains("metrics_adress"), "{error}");
         let bad = file("metrics_address = \"nowhere\"\n\n");
-        let error = resolve(&args(&["--config", bad.to_str().expect("utf8")]), None).expect_err("bad value").to_string();
+        let error =
+            resolve(&args(&["--config", bad.to_str().expect("utf8")]), None).expect_err("bad value").to_string();
         assert!(error.contains("metrics_address") && error.contains("nowhere"), "{error}");
-        let missing = resolve(&args(&["--config", "/nonexistent/oomtrace.toml"]), None).expect_err("missing").to_string();
+        let missing =
+            resolve(&args(&["--config", "/nonexistent/oomtrace.toml"]), None).expect_err("missing").to_string();
         assert!(missing.contains("/nonexistent/oomtrace.toml"), "{missing}");
         let _ = std::fs::remove_file(typo);
         let _ = std::fs::remove_file(bad);

@@ -144,7 +144,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     drop(pipeline);
     if let Some(otlp) = otlp {
         let s = otlp.shutdown(FLUSH_DEADLINE).await;
-        tracing::info!(delivered = s.delivered, failures = s.failures, dropped = s.dropped, undelivered = s.queued, "OTLP flushed");
+        tracing::info!(
+            delivered = s.delivered,
+            failures = s.failures,
+            dropped = s.dropped,
+            undelivered = s.queued,
+            "OTLP flushed"
+        );
     }
     let _ = std::io::stdout().flush();
     let _ = stop_server.send(());

@@ -265,11 +265,7 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         usage_bytes: present(raw.present, field::MEMCG_USAGE, raw.memcg_usage_pages.saturating_mul(cx.page_size)),
         limit_bytes: present(raw.present, field::MEMCG_LIMIT, raw.memcg_limit_pages.saturating_mul(cx.page_size)),
     });
-    let killed = if raw.flags & flag::KILLED != 0 {
-        Some(true)
-    } else {
-        cx.kill_signal_attached.then_some(false)
-    };
+    let killed = if raw.flags & flag::KILLED != 0 { Some(true) } else { cx.kill_signal_attached.then_some(false) };
     let wall = cx.boot_offset + Duration::from_nanos(raw.ktime_ns);
     Ok(OomEvent {
         time: humantime::format_rfc3339_micros(SystemTime::UNIX_EPOCH + wall).to_string(),
@@ -460,7 +456,10 @@ mod tests {
         assert_eq!(oom.limit_bytes, Some(64 << 20));
         assert_eq!(oom.cgroup.name, "oomtest");
         assert_eq!(event.gfp_mask.as_deref(), Some("0xcc0"));
-        assert_eq!(event.sources, ["tp_btf:mark_victim", "fentry:oom_kill_process", "tracepoint:signal/signal_generate"]);
+        assert_eq!(
+            event.sources,
+            ["tp_btf:mark_victim", "fentry:oom_kill_process", "tracepoint:signal/signal_generate"]
+        );
         assert_eq!(event.time, "2023-11-14T22:13:25.000000Z");
         assert!(event.unavailable.is_empty(), "{:?}", event.unavailable);
     }

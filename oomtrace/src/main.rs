@@ -47,7 +47,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Whois(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let report = runtime.block_on(oomtrace::whois::run(&args.targets, args.cri.cri_socket, args.cri.cri_timeout));
+            let report =
+                runtime.block_on(oomtrace::whois::run(&args.targets, args.cri.cri_socket, args.cri.cri_timeout));
             print!("{}", oomtrace::whois::render(&report, args.output)?);
             Ok(if report.iter().all(|r| r.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

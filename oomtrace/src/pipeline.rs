@@ -71,8 +71,7 @@ impl Pipeline {
                 None
             }
         };
-        let mut tracer =
-            Tracer::start(&facts, &options.plan, options.ring_bytes).context("starting the OOM probes")?;
+        let mut tracer = Tracer::start(&facts, &options.plan, options.ring_bytes).context("starting the OOM probes")?;
         let attached = tracer.attached.clone();
         for failure in &attached.failures {
             tracing::info!(program = failure.program, reason = %failure.error, "not attached");

@@ -122,7 +122,8 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
                 let w = r.workload.as_ref();
                 let _ = writeln!(out, "  cgroup:       {}", show(r.cgroup.clone()));
                 let _ = writeln!(out, "  kind:         {}", show(w.map(|w| format!("{:?}", w.kind).to_lowercase())));
-                let _ = writeln!(out, "  attribution:  {}", show(w.map(|w| format!("{:?}", w.attribution).to_lowercase())));
+                let _ =
+                    writeln!(out, "  attribution:  {}", show(w.map(|w| format!("{:?}", w.attribution).to_lowercase())));
                 let _ = writeln!(out, "  runtime:      {}", show(r.runtime.map(|v| format!("{v:?}").to_lowercase())));
                 let _ = writeln!(out, "  container_id: {}", show(r.container_id.clone()));
                 let _ = writeln!(out, "  pod_uid:      {}", show(r.pod_uid.clone()));

@@ -26,10 +26,7 @@ fn parse_dump(text: &str) -> HashMap<u32, DumpedType> {
             let mut words = rest.split_whitespace();
             let kind = words.next().unwrap_or_default().to_owned();
             let name = words.next().unwrap_or_default().trim_matches('\'').to_owned();
-            let target = rest
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("type_id="))
-                .and_then(|v| v.parse().ok());
+            let target = rest.split_whitespace().find_map(|w| w.strip_prefix("type_id=")).and_then(|v| v.parse().ok());
             types.insert(id, DumpedType { kind, name, members: Vec::new(), target });
             current = Some(id);
         } else if let (Some(id), Some(rest)) = (current, line.strip_prefix('\t')) {
@@ -114,7 +111,8 @@ fn btf_offsets_agree_with_bpftool() {
         eprintln!("SKIPPED btf_offsets_agree_with_bpftool: this kernel has no {}", vmlinux.display());
         return;
     }
-    let dump = match Command::new("bpftool").args(["btf", "dump", "file"]).arg(vmlinux).args(["format", "raw"]).output() {
+    let dump = match Command::new("bpftool").args(["btf", "dump", "file"]).arg(vmlinux).args(["format", "raw"]).output()
+    {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         Ok(out) => panic!("bpftool failed: {}", String::from_utf8_lossy(&out.stderr)),
         Err(e) => panic!("bpftool is required for this test (apt-get install bpftool): {e}"),
@@ -128,7 +126,8 @@ fn btf_offsets_agree_with_bpftool() {
         compared += expected.is_some() as usize;
     }
     // kernfs_node.parent was renamed __parent in 6.15: exactly one exists.
-    let parent = bpftool_offset(&theirs, "kernfs_node", "parent").or(bpftool_offset(&theirs, "kernfs_node", "__parent"));
+    let parent =
+        bpftool_offset(&theirs, "kernfs_node", "parent").or(bpftool_offset(&theirs, "kernfs_node", "__parent"));
     assert!(parent.is_some(), "kernfs_node has a parent pointer");
     assert_eq!(ours.member_offset("kernfs_node", "parent").or(ours.member_offset("kernfs_node", "__parent")), parent);
     assert!(compared >= MEMBERS.len() - 2, "only {compared} of {} members exist on this kernel", MEMBERS.len());

@@ -12,7 +12,13 @@ fn check_reports_the_attach_methods_and_succeeds() {
     let out = Command::new(env!("CARGO_BIN_EXE_oomtrace")).arg("check").output().expect("run oomtrace check");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "check failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for line in ["tracepoint:oom/mark_victim", "tp_btf:mark_victim", "raw_tp:mark_victim", "fentry:oom_kill_process", "kprobe:oom_kill_process"] {
+    for line in [
+        "tracepoint:oom/mark_victim",
+        "tp_btf:mark_victim",
+        "raw_tp:mark_victim",
+        "fentry:oom_kill_process",
+        "kprobe:oom_kill_process",
+    ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
     // The classic tracepoint exists on every kernel oomtrace supports.

@@ -2,11 +2,11 @@
 //! an OTLP receiver gets its logs and metrics over gRPC and HTTP, the receiver
 //! goes down and comes back, and SIGTERM flushes what is queued.
 
-mod support;
 #[path = "support/cri.rs"]
 mod cri;
 #[path = "support/observability.rs"]
 mod observability;
+mod support;
 
 use std::{
     io::{BufRead, BufReader},
@@ -86,7 +86,9 @@ impl Daemon {
         assert_eq!(status, 200);
         observability::parse_exposition(&text)
             .into_iter()
-            .filter(|(n, labels, _)| n == name && label.is_none_or(|(k, v)| labels.get(k).map(String::as_str) == Some(v)))
+            .filter(|(n, labels, _)| {
+                n == name && label.is_none_or(|(k, v)| labels.get(k).map(String::as_str) == Some(v))
+            })
             .map(|(_, _, v)| v)
             .sum()
     }
@@ -159,7 +161,11 @@ fn a_container_kill_reaches_prometheus_and_the_otlp_receiver() {
     assert_eq!(record.attr_i64("process.pid"), Some(i64::from(pid)));
     assert_eq!(record.attr_str("process.executable.name"), Some("hog"));
     assert_eq!(record.attr_i64("oom.memcg.limit_bytes"), Some(LIMIT as i64));
-    assert!(record.attr_i64("oom.victim.anon_rss_bytes").is_some_and(|b| b > 32 * MIB as i64), "{:?}", record.attributes);
+    assert!(
+        record.attr_i64("oom.victim.anon_rss_bytes").is_some_and(|b| b > 32 * MIB as i64),
+        "{:?}",
+        record.attributes
+    );
     assert_eq!(record.attr_bool("oom.killed"), Some(true));
     assert_eq!(record.event_name.as_deref(), Some("oomtrace.oom_kill"));
 
@@ -243,7 +249,9 @@ fn a_collector_outage_is_survived_counted_and_caught_up() {
         mark,
         |r| {
             let records = r.for_service(&service).log_records();
-            pids[KILLS - QUEUE..].iter().all(|pid| records.iter().any(|l| l.attr_i64("process.pid") == Some(i64::from(*pid))))
+            pids[KILLS - QUEUE..]
+                .iter()
+                .all(|pid| records.iter().any(|l| l.attr_i64("process.pid") == Some(i64::from(*pid))))
         },
         DELIVERY_TIMEOUT,
     );

@@ -45,7 +45,8 @@ fn without_btf_the_tracepoint_fields_remain_and_the_loss_is_stated() {
     }
     let cgroup = MemCgroup::create(&unique(test), Some(64 << 20));
     // `oomtrace live` in a namespace where /sys/kernel/btf/vmlinux is empty.
-    let script = "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec \"$OOMTRACE\" live -o json --count 1 --duration 20s";
+    let script =
+        "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec \"$OOMTRACE\" live -o json --count 1 --duration 20s";
     let child = std::thread::spawn(move || in_private_mounts(script));
     // No readiness line to wait on from here: give it time to attach.
     std::thread::sleep(Duration::from_secs(2));
@@ -73,7 +74,9 @@ fn program_ids_held_by(pid: u32) -> Vec<u32> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo").flatten() {
         let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        ids.extend(info.lines().filter_map(|l| l.strip_prefix("prog_id:")).filter_map(|v| v.trim().parse::<u32>().ok()));
+        ids.extend(
+            info.lines().filter_map(|l| l.strip_prefix("prog_id:")).filter_map(|v| v.trim().parse::<u32>().ok()),
+        );
     }
     ids.sort();
     ids.dedup();

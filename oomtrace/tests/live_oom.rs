@@ -70,7 +70,8 @@ fn single_memcg_kill(test: &str, probes: &[&str], expected_source: &str) {
     assert!(has_source(&event, "tracepoint:signal/signal_generate"), "{event}");
     let has_context = has_source(&event, "fentry:oom_kill_process") || has_source(&event, "kprobe:oom_kill_process");
     assert_eq!(str_at(&event, &["scope_source"]), if has_context { "oom_control" } else { "inferred" });
-    let unavailable: Vec<&str> = event["unavailable"].as_array().map_or_else(Vec::new, |a| a.iter().filter_map(|v| v.as_str()).collect());
+    let unavailable: Vec<&str> =
+        event["unavailable"].as_array().map_or_else(Vec::new, |a| a.iter().filter_map(|v| v.as_str()).collect());
     for key in ["oom_id", "oom_totalpages", "chosen_points", "gfp_mask", "order"] {
         assert_eq!(event.get(key).is_some(), has_context, "{key} present iff the context was read: {event}");
         // ... and the event says which are missing.
@@ -211,8 +212,12 @@ fn kills_across_cgroups_are_neither_missed_nor_duplicated() {
         assert!(seen.insert(pid, ()).is_none(), "duplicate event for pid {pid}");
         assert_eq!(str_at(event, &["victim_cgroup", "path"]), cgroup.path);
         assert_eq!(str_at(event, &["oom_cgroup", "path"]), cgroup.path);
-        let limit = std::fs::read_to_string(cgroup.dir.join(if cgroup.hierarchy.is_v2() { "memory.max" } else { "memory.limit_in_bytes" }))
-            .expect("read limit");
+        let limit = std::fs::read_to_string(cgroup.dir.join(if cgroup.hierarchy.is_v2() {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        }))
+        .expect("read limit");
         assert_eq!(u64_at(event, &["oom_cgroup", "limit_bytes"]), limit.trim().parse::<u64>().expect("limit"));
     }
     for cgroup in &cgroups {
@@ -328,7 +333,9 @@ fn global_oom_names_the_victim_and_no_memcg() {
     }
     let _kills = shared_kills();
     if std::env::var_os("OOMTRACE_TEST_GLOBAL_OOM").is_none() {
-        eprintln!("SKIPPED {test}: exhausts the machine's memory; runs only in the VM matrix (OOMTRACE_TEST_GLOBAL_OOM=1)");
+        eprintln!(
+            "SKIPPED {test}: exhausts the machine's memory; runs only in the VM matrix (OOMTRACE_TEST_GLOBAL_OOM=1)"
+        );
         return;
     }
     let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");

@@ -3,9 +3,9 @@
 //! the namespace, pod, container, container id, pod uid and QoS that the
 //! runtime itself reports.
 
-mod support;
 #[path = "support/cri.rs"]
 mod cri;
+mod support;
 
 use std::{process::Command, time::Duration};
 
@@ -210,7 +210,9 @@ fn whois_recognises_the_pod_sandbox_and_filters_select_by_name() {
 
     let socket = client.socket();
     let scope = ["--cgroup", pod.cgroup_parent.as_str(), "--cri-socket", socket];
-    let by_pod = LiveTracer::start(&[&scope[..], &["--namespace", NAMESPACE, "--pod", &pod_name, "--container", "app"]].concat());
+    let by_pod = LiveTracer::start(
+        &[&scope[..], &["--namespace", NAMESPACE, "--pod", &pod_name, "--container", "app"]].concat(),
+    );
     let other_namespace = LiveTracer::start(&[&scope[..], &["--namespace", "kube-system"]].concat());
     let other_container = LiveTracer::start(&[&scope[..], &["--container", "not-app"]].concat());
     let id = client.run_container(&pod, "app", &["hog", "256", "1"], Some(LIMIT)).expect("run hog");

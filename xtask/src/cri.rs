@@ -72,10 +72,7 @@ impl CriClient {
         Ok(CriClient { client: RuntimeServiceClient::new(channel) })
     }
 
-    async fn call<T>(
-        what: &str,
-        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T> {
+    async fn call<T>(what: &str, call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> Result<T> {
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Err(_) => bail!("CRI {what}: no answer within {CALL_TIMEOUT:?}"),
             Ok(Err(status)) => bail!("CRI {what}: {:?}: {}", status.code(), status.message()),
@@ -120,13 +117,7 @@ impl CriClient {
         let mut client = self.client.clone();
         let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
         let id = Self::call("RunPodSandbox", client.run_pod_sandbox(request)).await?.pod_sandbox_id;
-        Ok(Pod {
-            id,
-            name: name.to_owned(),
-            namespace: namespace.to_owned(),
-            cgroup_parent,
-            config,
-        })
+        Ok(Pod { id, name: name.to_owned(), namespace: namespace.to_owned(), cgroup_parent, config })
     }
 
     /// Creates and starts a container of the test image running `command`.

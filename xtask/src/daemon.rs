@@ -46,17 +46,10 @@ pub fn measure(
     let port = free_port()?;
     let address = format!("127.0.0.1:{port}");
     let service = format!("oomtrace-bench-{}", std::process::id());
-    let args: Vec<OsString> = [
-        "daemon",
-        "--metrics-address",
-        &address,
-        "--cri-socket",
-        cri_socket,
-        "--events-stdout",
-        "true",
-    ]
-    .map(OsString::from)
-    .into();
+    let args: Vec<OsString> =
+        ["daemon", "--metrics-address", &address, "--cri-socket", cri_socket, "--events-stdout", "true"]
+            .map(OsString::from)
+            .into();
     let env = vec![
         ("OOMTRACE_LOG", "info".to_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", observability::otlp_grpc_address())),

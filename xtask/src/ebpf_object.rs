@@ -7,7 +7,10 @@
 //! source paths and line tables, which differ between checkouts, and are left
 //! out.
 
-use std::{path::{Path, PathBuf}, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context as _, Result, bail};
 use object::{Object as _, ObjectSection as _};
@@ -64,7 +67,11 @@ fn build(workspace: &Path) -> Result<PathBuf> {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| m["reason"] == "build-script-executed")
-        .filter(|m| m["package_id"].as_str().is_some_and(|id| id.contains("/oomtrace#") || id.contains("oomtrace 0.") || id.ends_with("/oomtrace")))
+        .filter(|m| {
+            m["package_id"]
+                .as_str()
+                .is_some_and(|id| id.contains("/oomtrace#") || id.contains("oomtrace 0.") || id.ends_with("/oomtrace"))
+        })
         .find_map(|m| m["out_dir"].as_str().map(PathBuf::from))
         .context("cargo did not report oomtrace's build script output directory")?;
     let object = out_dir.join("oomtrace");
@@ -91,7 +98,10 @@ fn loadable_sections(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
         sections.push((name, section.data().context("reading a section")?.to_vec()));
         // Relocations of program sections live in the section's relocation list.
         for (offset, relocation) in section.relocations() {
-            sections.push((format!("{}@reloc{offset}", section.name().unwrap_or_default()), format!("{relocation:?}").into_bytes()));
+            sections.push((
+                format!("{}@reloc{offset}", section.name().unwrap_or_default()),
+                format!("{relocation:?}").into_bytes(),
+            ));
         }
     }
     sections.sort();
@@ -107,7 +117,9 @@ fn compare(prebuilt: &[u8], fresh: &[u8]) -> Result<Vec<String>> {
     names.dedup();
     Ok(names
         .into_iter()
-        .filter(|name| a.iter().find(|(n, _)| n == *name).map(|(_, d)| d) != b.iter().find(|(n, _)| n == *name).map(|(_, d)| d))
+        .filter(|name| {
+            a.iter().find(|(n, _)| n == *name).map(|(_, d)| d) != b.iter().find(|(n, _)| n == *name).map(|(_, d)| d)
+        })
         .map(|n| n.split('@').next().unwrap_or(n).to_owned())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()

@@ -84,15 +84,12 @@ pub fn measure_release(root: &Path, socket: &str, build: bool) -> Result<Enrichm
         bail!("{} enrichment-probe failed ({}); see its output above", binary.display(), output.status);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.trim())
-        .with_context(|| format!("the probe printed no figures: {:?}", stdout.trim()))
+    serde_json::from_str(stdout.trim()).with_context(|| format!("the probe printed no figures: {:?}", stdout.trim()))
 }
 
 pub fn measure(socket: &str) -> Result<EnrichmentFigures> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building a tokio runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("building a tokio runtime")?;
     runtime.block_on(async {
         let client = CriClient::connect(socket).await?;
         let version = client.version().await?;
@@ -119,9 +116,8 @@ struct Running {
 
 async fn run_sleeper(client: &CriClient, pod: &Pod, name: &str) -> Result<Running> {
     let id = client.run_container(pod, name, &["sleep", "3600"]).await?;
-    let status = client
-        .wait_status(&id, |s| s.state == ContainerState::ContainerRunning && s.pid > 0, RUNNING_DEADLINE)
-        .await?;
+    let status =
+        client.wait_status(&id, |s| s.state == ContainerState::ContainerRunning && s.pid > 0, RUNNING_DEADLINE).await?;
     let path = cri::memory_cgroup_of(status.pid)
         .with_context(|| format!("no memory cgroup for pid {} of container {name}", status.pid))?;
     let expected = format!("{}/{id}", pod.cgroup_parent);
@@ -139,7 +135,10 @@ async fn measure_pod(client: &CriClient, pod: &Pod, socket: &str, runtime: Strin
     let exited_path = format!("{}/{exited_id}", pod.cgroup_parent);
     let socket = Some(PathBuf::from(socket));
 
-    progress(&format!("{COLD_RUNS} cold lookups, {COLD_RUNS} after warm(), {CACHED_CALLS} cached ones, of {}", app.path));
+    progress(&format!(
+        "{COLD_RUNS} cold lookups, {COLD_RUNS} after warm(), {CACHED_CALLS} cached ones, of {}",
+        app.path
+    ));
     let mut cold_connect = Vec::with_capacity(COLD_RUNS);
     let mut cold_connected = Vec::with_capacity(COLD_RUNS);
     let mut first = None;

@@ -228,12 +228,7 @@ impl CpuUse {
             (Some(ms), Some(percent)) => format!("; threads' run time {ms:.1} ms = {percent:.3} %"),
             _ => "; threads came and went, no ns figure".to_owned(),
         };
-        format!(
-            "{:.2} % ({:.0} ms in ticks over {:.1} s{precise})",
-            self.percent(),
-            self.ticks_ms,
-            self.seconds
-        )
+        format!("{:.2} % ({:.0} ms in ticks over {:.1} s{precise})", self.percent(), self.ticks_ms, self.seconds)
     }
 }
 
@@ -667,12 +662,7 @@ fn duration_stats(times: &[Duration]) -> Option<[Duration; 4]> {
     let mut sorted: Vec<i64> = times.iter().map(|t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX)).collect();
     sorted.sort_unstable();
     let at = |ns: i64| Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
-    Some([
-        at(*sorted.first()?),
-        at(percentile(&sorted, 50.0)?),
-        at(percentile(&sorted, 99.0)?),
-        at(*sorted.last()?),
-    ])
+    Some([at(*sorted.first()?), at(percentile(&sorted, 50.0)?), at(percentile(&sorted, 99.0)?), at(*sorted.last()?)])
 }
 
 /// µs below a millisecond, ms above.
@@ -779,7 +769,8 @@ fn render_daemon(out: &mut String, report: &Report) {
     )
     .ok();
     writeln!(out).ok();
-    let memory = |m: &Memory| format!("{:.1} MiB (anon {:.1}, file {:.1})", mib(m.rss_kb), mib(m.anon_kb), mib(m.file_kb));
+    let memory =
+        |m: &Memory| format!("{:.1} MiB (anon {:.1}, file {:.1})", mib(m.rss_kb), mib(m.anon_kb), mib(m.file_kb));
     let scrapes = |w: &IdleWindow| match &w.scrapes {
         Ok(n) => format!("{n:.0}"),
         Err(error) => format!("unknown: {error}"),
@@ -1050,7 +1041,11 @@ fn notes(report: &Report) -> Vec<String> {
     if let Some(d) = report.daemon.measured() {
         let run = &d.burst;
         if !run.missing.is_empty() {
-            notes.push(format!("daemon: no event for {} killed burst hogs (pids {:?}).", run.missing.len(), run.missing));
+            notes.push(format!(
+                "daemon: no event for {} killed burst hogs (pids {:?}).",
+                run.missing.len(),
+                run.missing
+            ));
         }
         if run.duplicates > 0 {
             notes.push(format!("daemon: {} duplicate events in the burst.", run.duplicates));

@@ -59,8 +59,7 @@ pub enum CgroupError {
 /// Finds the hierarchy memcg ids live in, from `/proc/self/mountinfo`.
 pub fn detect_hierarchy() -> Result<MemoryHierarchy, CgroupError> {
     let path = "/proc/self/mountinfo";
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| CgroupError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.to_owned(), source })?;
     hierarchy_from_mountinfo(&text).ok_or(CgroupError::NoMemoryHierarchy)
 }
 

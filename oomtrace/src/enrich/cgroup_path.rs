@@ -44,13 +44,7 @@ pub enum Workload {
     /// A container (runtime, id), inside a Kubernetes pod when `pod_uid` is
     /// `Some`. `qos` is `None` outside pods and when the path doesn't show the
     /// QoS level; `conmon` marks a CRI-O/podman conmon monitor cgroup.
-    Container {
-        runtime: Runtime,
-        container_id: String,
-        pod_uid: Option<String>,
-        qos: Option<Qos>,
-        conmon: bool,
-    },
+    Container { runtime: Runtime, container_id: String, pod_uid: Option<String>, qos: Option<Qos>, conmon: bool },
     /// A pod-level cgroup with no container (e.g. the pod's own limit).
     Pod { pod_uid: String, qos: Qos },
     /// A systemd unit outside Kubernetes, e.g. `system.slice/ssh.service` ->

@@ -122,16 +122,11 @@ impl CriClient {
                     .and_then(|info| info["pid"].as_u64())
                     .filter(|pid| *pid > 0)
                     .map(|pid| pid as u32);
-                from_labels(
-                    id,
-                    &status.labels,
-                    &status.annotations,
-                    status.image.map(|i| i.image),
-                    main_pid,
-                    false,
-                )
+                from_labels(id, &status.labels, &status.annotations, status.image.map(|i| i.image), main_pid, false)
             })),
-            Err(CriError::Call { status, .. }) if status.code() == tonic::Code::NotFound => self.lookup_sandbox(id).await,
+            Err(CriError::Call { status, .. }) if status.code() == tonic::Code::NotFound => {
+                self.lookup_sandbox(id).await
+            }
             Err(error) => Err(error),
         }
     }
@@ -164,7 +159,8 @@ impl CriClient {
     /// Every container the runtime knows, to warm a cache.
     pub async fn list(&self) -> Result<Vec<ContainerInfo>, CriError> {
         let mut client = self.client.clone();
-        let response = self.bounded("ListContainers", client.list_containers(ListContainersRequest { filter: None })).await?;
+        let response =
+            self.bounded("ListContainers", client.list_containers(ListContainersRequest { filter: None })).await?;
         Ok(response
             .containers
             .into_iter()

@@ -262,7 +262,11 @@ impl PodResolver {
         self.retry_pause = (self.retry_pause * 2).min(RETRY_MAX);
         if self.last_warning.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
             self.last_warning = Some(Instant::now());
-            tracing::warn!(reason, failures = self.stats.cri_failures, "CRI lookup failed: attributing from cgroup paths only");
+            tracing::warn!(
+                reason,
+                failures = self.stats.cri_failures,
+                "CRI lookup failed: attributing from cgroup paths only"
+            );
         }
     }
 

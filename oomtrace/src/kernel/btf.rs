@@ -107,10 +107,7 @@ pub struct Btf {
 }
 
 fn u32_at(bytes: &[u8], at: usize, what: &'static str) -> Result<u32, BtfError> {
-    bytes
-        .get(at..at + 4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or(BtfError::Truncated { what, at })
+    bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or(BtfError::Truncated { what, at })
 }
 
 impl Btf {
@@ -120,8 +117,7 @@ impl Btf {
     }
 
     pub fn from_path(path: &Path) -> Result<Self, BtfError> {
-        let data = std::fs::read(path)
-            .map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
+        let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
         Self::parse(data)
     }
 
@@ -216,9 +212,7 @@ impl Btf {
 
     /// The name of a type ("" for anonymous types).
     pub fn type_name(&self, id: u32) -> String {
-        self.header(id)
-            .map(|h| String::from_utf8_lossy(self.name_bytes(h.name_off)).into_owned())
-            .unwrap_or_default()
+        self.header(id).map(|h| String::from_utf8_lossy(self.name_bytes(h.name_off)).into_owned()).unwrap_or_default()
     }
 
     pub fn kind(&self, id: u32) -> Option<Kind> {
@@ -228,9 +222,8 @@ impl Btf {
     /// The first type of `kind` named `name`.
     pub fn find(&self, kind: Kind, name: &str) -> Option<u32> {
         let wanted = name.as_bytes();
-        (1..=self.index.len() as u32).find(|&id| {
-            self.header(id).is_some_and(|h| h.kind == kind && self.name_bytes(h.name_off) == wanted)
-        })
+        (1..=self.index.len() as u32)
+            .find(|&id| self.header(id).is_some_and(|h| h.kind == kind && self.name_bytes(h.name_off) == wanted))
     }
 
     /// Follows typedefs and qualifiers to the underlying type.
@@ -254,8 +247,7 @@ impl Btf {
     /// Size in bytes of a struct, union, int or enum.
     pub fn size_of(&self, id: u32) -> Option<u32> {
         let h = self.header(self.resolve(id))?;
-        matches!(h.kind, Kind::Struct | Kind::Union | Kind::Int | Kind::Enum | Kind::Enum64)
-            .then_some(h.size_or_type)
+        matches!(h.kind, Kind::Struct | Kind::Union | Kind::Int | Kind::Enum | Kind::Enum64).then_some(h.size_or_type)
     }
 
     /// Element type of an array type.
@@ -368,11 +360,27 @@ mod tests {
         let strings = b"\0long\0outer\0a\0b\0";
         let types = [
             // [1] int long, 8 bytes
-            1, info(1, 0), 8, 64,
+            1,
+            info(1, 0),
+            8,
+            64,
             // [2] anonymous union { long b; }
-            0, info(5, 1), 8, 14, 1, 0,
+            0,
+            info(5, 1),
+            8,
+            14,
+            1,
+            0,
             // [3] struct outer { long a; union { long b; }; } size 16
-            6, info(4, 2), 16, 12, 1, 0, 0, 2, 64,
+            6,
+            info(4, 2),
+            16,
+            12,
+            1,
+            0,
+            0,
+            2,
+            64,
         ];
         let btf = Btf::parse(blob(&types, strings)).expect("valid BTF");
         assert_eq!(btf.len(), 3);

@@ -83,11 +83,8 @@ pub fn discover() -> KernelFacts {
                     for rejected in offsets::from_mark_victim_format(&fields, &mut offsets) {
                         warnings.push(format!("oom/mark_victim field {rejected} is not read"));
                     }
-                    mark_victim_fields = fields
-                        .iter()
-                        .map(|f| f.name.clone())
-                        .filter(|n| !n.starts_with("common_"))
-                        .collect();
+                    mark_victim_fields =
+                        fields.iter().map(|f| f.name.clone()).filter(|n| !n.starts_with("common_")).collect();
                     let missing: Vec<_> = RICH_MARK_VICTIM_FIELDS
                         .iter()
                         .filter(|f| !mark_victim_fields.iter().any(|have| have == *f))
@@ -103,9 +100,8 @@ pub fn discover() -> KernelFacts {
                     offsets::from_signal_generate_format(&fields, &mut offsets);
                     signal_generate_available = offsets.tp_signal_sig != oomtrace_common::ABSENT;
                 }
-                Err(error) => warnings.push(format!(
-                    "cannot use signal/signal_generate ({error}): events cannot confirm the kill"
-                )),
+                Err(error) => warnings
+                    .push(format!("cannot use signal/signal_generate ({error}): events cannot confirm the kill")),
             }
             Ok(dir)
         }

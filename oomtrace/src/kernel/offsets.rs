@@ -5,7 +5,10 @@
 
 use oomtrace_common::{ABSENT, KernelOffsets};
 
-use super::{btf::{Btf, Kind}, tracefs::TracepointField};
+use super::{
+    btf::{Btf, Kind},
+    tracefs::TracepointField,
+};
 
 /// Values of `enum oom_constraint`, for decoding the event's scope.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,9 +38,7 @@ impl ConstraintValues {
 /// Fills the BTF-derived part of the table.
 pub fn from_btf(btf: &Btf, offsets: &mut KernelOffsets) {
     let m = |s: &str, f: &str| btf.member_offset(s, f).unwrap_or(ABSENT);
-    let first = |s: &str, fields: &[&str]| {
-        fields.iter().map(|f| m(s, f)).find(|&o| o != ABSENT).unwrap_or(ABSENT)
-    };
+    let first = |s: &str, fields: &[&str]| fields.iter().map(|f| m(s, f)).find(|&o| o != ABSENT).unwrap_or(ABSENT);
     let o = offsets;
     o.oc_memcg = m("oom_control", "memcg");
     o.oc_totalpages = m("oom_control", "totalpages");
@@ -157,9 +158,7 @@ pub fn from_mark_victim_format(fields: &[TracepointField], o: &mut KernelOffsets
 
 /// Fills the `signal/signal_generate` field offsets (all 4-byte ints).
 pub fn from_signal_generate_format(fields: &[TracepointField], o: &mut KernelOffsets) {
-    let at = |name: &str| {
-        fields.iter().find(|f| f.name == name && f.size == 4).map_or(ABSENT, |f| f.offset)
-    };
+    let at = |name: &str| fields.iter().find(|f| f.name == name && f.size == 4).map_or(ABSENT, |f| f.offset);
     o.tp_signal_sig = at("sig");
     o.tp_signal_code = at("code");
     o.tp_signal_pid = at("pid");

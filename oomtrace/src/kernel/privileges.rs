@@ -22,10 +22,8 @@ impl Privileges {
     /// Parses the `Uid:` and `CapEff:` lines of `/proc/<pid>/status`.
     pub fn from_status(status: &str) -> Self {
         let value = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
-        let euid = value("Uid:")
-            .and_then(|v| v.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(u32::MAX);
+        let euid =
+            value("Uid:").and_then(|v| v.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(u32::MAX);
         let caps = value("CapEff:").and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
         let has = |cap: u32| caps & (1u64 << cap) != 0;
         Self { euid, cap_sys_admin: has(CAP_SYS_ADMIN), cap_bpf: has(CAP_BPF), cap_perfmon: has(CAP_PERFMON) }

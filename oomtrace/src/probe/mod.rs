@@ -7,7 +7,10 @@ pub mod ring;
 
 pub use attach::{AttachPlan, Attached, ContextProbe, Method, VictimProbe};
 
-use aya::{Ebpf, EbpfLoader, maps::{MapData, PerCpuArray, RingBuf}};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+};
 use oomtrace_common::stat;
 
 use crate::kernel::KernelFacts;
@@ -24,7 +27,9 @@ pub enum ProbeError {
          what this kernel allows"
     )]
     NoVictimSource { tried: String },
-    #[error("{program} was requested but could not be attached: {reason}; run `oomtrace check`, or use --context-probe auto")]
+    #[error(
+        "{program} was requested but could not be attached: {reason}; run `oomtrace check`, or use --context-probe auto"
+    )]
     RequestedContextProbe { program: &'static str, reason: String },
     #[error("the eBPF object lacks map {0} (build mismatch between oomtrace and oomtrace-ebpf)")]
     MissingMap(&'static str),
@@ -75,20 +80,13 @@ impl Tracer {
             .override_global("OFFSETS", &facts.offsets, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
-            .map_err(|source| ProbeError::Load {
-                advice: load_advice(&source),
-                source: Box::new(source),
-            })?;
+            .map_err(|source| ProbeError::Load { advice: load_advice(&source), source: Box::new(source) })?;
         let btf = attach::kernel_btf(facts);
         let attached = attach::attach_all(&mut ebpf, facts, &btf, plan);
         drop(btf);
         if attached.victim.is_none() {
-            let tried = attached
-                .failures
-                .iter()
-                .map(|f| format!("{}: {}", f.program, f.error))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let tried =
+                attached.failures.iter().map(|f| format!("{}: {}", f.program, f.error)).collect::<Vec<_>>().join("; ");
             return Err(ProbeError::NoVictimSource { tried });
         }
         if let Some(program) = plan.requested_context_target()
@@ -102,8 +100,7 @@ impl Tracer {
             return Err(ProbeError::RequestedContextProbe { program, reason });
         }
         let stats_map = ebpf.take_map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
-        let stats = PerCpuArray::try_from(stats_map)
-            .map_err(|source| ProbeError::MapType { name: "STATS", source })?;
+        let stats = PerCpuArray::try_from(stats_map).map_err(|source| ProbeError::MapType { name: "STATS", source })?;
         Ok(Self { ebpf, stats, attached })
     }
 
@@ -116,10 +113,7 @@ impl Tracer {
     /// Reads the kernel-side counters.
     pub fn stats(&self) -> KernelStats {
         let sum = |index: u32| {
-            self.stats
-                .get(&index, 0)
-                .map(|values| values.iter().copied().fold(0u64, u64::wrapping_add))
-                .unwrap_or(0)
+            self.stats.get(&index, 0).map(|values| values.iter().copied().fold(0u64, u64::wrapping_add)).unwrap_or(0)
         };
         KernelStats {
             ringbuf_full: sum(stat::RINGBUF_FULL),

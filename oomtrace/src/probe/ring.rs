@@ -12,8 +12,8 @@ impl EventReader {
     pub fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
         // SAFETY: the RingBuf owns its map fd and is moved into the AsyncFd, so
         // the fd stays open and unchanged for the AsyncFd's whole lifetime.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        let ring =
+            unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| e.into_parts().1)?;
         Ok(Self { ring })
     }
 

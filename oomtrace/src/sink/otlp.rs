@@ -42,7 +42,9 @@ const WARN_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
-    #[error("cannot build the OTLP {signal} exporter: {reason} (check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL)")]
+    #[error(
+        "cannot build the OTLP {signal} exporter: {reason} (check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL)"
+    )]
     Build { signal: &'static str, reason: String },
 }
 
@@ -135,9 +137,8 @@ impl OtlpSink {
     /// tokio runtime (the export task is spawned on it).
     pub fn from_env(queue_bound: usize) -> Result<Self, OtlpError> {
         let resource = Resource::builder().with_service_name(service_name()).build();
-        let mut log_exporter = LogExporter::builder()
-            .build()
-            .map_err(|e| OtlpError::Build { signal: "logs", reason: e.to_string() })?;
+        let mut log_exporter =
+            LogExporter::builder().build().map_err(|e| OtlpError::Build { signal: "logs", reason: e.to_string() })?;
         log_exporter.set_resource(&resource);
         let exporter = Arc::new(log_exporter);
         let queue = Arc::new(Queue {

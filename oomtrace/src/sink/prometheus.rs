@@ -271,12 +271,18 @@ mod tests {
         metrics.record(&event("b"));
         metrics.record(&event("c"));
         let text = metrics.encode().expect("encode");
-        assert!(text.contains(r#"oomtrace_oom_kills_total{namespace="ns",pod="a",container="c",scope="memcg"} 2"#), "{text}");
+        assert!(
+            text.contains(r#"oomtrace_oom_kills_total{namespace="ns",pod="a",container="c",scope="memcg"} 2"#),
+            "{text}"
+        );
         assert!(text.contains(r#"pod="b""#));
         assert!(!text.contains(r#"pod="c""#), "third series must overflow: {text}");
         assert!(text.contains(r#"pod="_overflow_""#));
         assert!(text.contains("oomtrace_label_overflow_total 1"));
-        assert!(text.contains(r#"oomtrace_last_kill_limit_bytes{namespace="ns",pod="a",container="c"} 67108864"#), "{text}");
+        assert!(
+            text.contains(r#"oomtrace_last_kill_limit_bytes{namespace="ns",pod="a",container="c"} 67108864"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -118,8 +118,12 @@ impl MemCgroup {
         }
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        let child =
-            MemCgroup { hierarchy: self.hierarchy.clone(), dir, path: format!("{}/{name}", self.path), children: Vec::new() };
+        let child = MemCgroup {
+            hierarchy: self.hierarchy.clone(),
+            dir,
+            path: format!("{}/{name}", self.path),
+            children: Vec::new(),
+        };
         if let Some(limit) = limit_bytes {
             child.set_limit(limit);
         }
@@ -219,7 +223,6 @@ impl MemCgroup {
         assert_eq!(status.signal(), Some(9), "hog {pid} in {} was not OOM-killed: {status}", self.path);
         pid
     }
-
 }
 
 impl Drop for MemCgroup {

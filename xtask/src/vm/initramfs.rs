@@ -61,11 +61,7 @@ pub fn build(work: &Path, payload: &Payload) -> Result<PathBuf> {
     run::status(Command::new("chmod").arg("+x").arg(root.join("init")))?;
     let initrd = work.join("initrd.cpio");
     // Uncompressed: unpacking is faster than decompressing under TCG.
-    let script = format!(
-        "cd '{}' && find . | cpio -o -H newc --quiet > '{}'",
-        root.display(),
-        initrd.display()
-    );
+    let script = format!("cd '{}' && find . | cpio -o -H newc --quiet > '{}'", root.display(), initrd.display());
     run::status(Command::new("sh").arg("-c").arg(script)).context("cpio (apt-get install cpio)")?;
     let _ = std::fs::remove_dir_all(&root);
     Ok(initrd)

@@ -32,8 +32,7 @@ enum Pick {
     OldestAbi(&'static str),
 }
 
-const BULLSEYE_SECURITY: &str =
-    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bullseye-security main";
+const BULLSEYE_SECURITY: &str = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bullseye-security main";
 const TRIXIE_BACKPORTS: &str =
     "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main";
 
@@ -178,13 +177,14 @@ pub fn fetch(series: Series, cache: &Path) -> Result<Kernel> {
     let unpacked = cache.join("unpack").join(&release);
     let _ = std::fs::remove_dir_all(&unpacked);
     std::fs::create_dir_all(&unpacked)?;
-    for deb in std::fs::read_dir(&debs)?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "deb")) {
+    for deb in
+        std::fs::read_dir(&debs)?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "deb"))
+    {
         run::status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     }
-    let found_vmlinuz = find_file(&unpacked, &|p| {
-        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz"))
-    })
-    .with_context(|| format!("no vmlinuz in {packages:?}"))?;
+    let found_vmlinuz =
+        find_file(&unpacked, &|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz")))
+            .with_context(|| format!("no vmlinuz in {packages:?}"))?;
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(&found_vmlinuz, &vmlinuz)?;
     let _ = std::fs::remove_dir_all(&unpacked);

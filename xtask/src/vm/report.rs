@@ -103,11 +103,7 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
         String::new()
     } else {
         let tail: Vec<&str> = text.lines().rev().take(80).collect();
-        format!(
-            "{}\n--- console ---\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            boot.console_tail
-        )
+        format!("{}\n--- console ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"), boot.console_tail)
     };
     KernelResult {
         label,
@@ -189,7 +185,9 @@ pub fn markdown(results: &[KernelResult]) -> String {
              kernel above, and the format parser is unit-tested on the pid-only format.\n",
         );
     }
-    out.push_str("\nThe host (6.18, cgroup v1) runs the suite natively: `scripts/test.sh`.\n\nSkipped tests per kernel:\n\n");
+    out.push_str(
+        "\nThe host (6.18, cgroup v1) runs the suite natively: `scripts/test.sh`.\n\nSkipped tests per kernel:\n\n",
+    );
     for r in results {
         for s in &r.skipped {
             out.push_str(&format!("- {}: {}\n", r.label, s));

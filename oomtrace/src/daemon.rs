@@ -20,6 +20,8 @@ use crate::{
     pipeline::{Pipeline, PipelineOptions},
     probe::{AttachPlan, DEFAULT_RING_BYTES},
     sink::{
+        Sink as _,
+        json::JsonSink,
         otlp::{self, OtlpSink},
         prometheus::{ExporterTotals, Metrics},
     },
@@ -107,7 +109,6 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     let mut events = Vec::new();
-    let mut reported_lost = 0;
     loop {
         tokio::select! {
             batch = pipeline.next_events(&mut events) => {
@@ -117,18 +118,16 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
                     if let Some(otlp) = &otlp {
                         otlp.emit(&event);
                     }
-                    if config.events_stdout {
-                        write_event(&event);
+                    if config.events_stdout
+                        && let Err(error) = JsonSink.event(&mut std::io::stdout().lock(), &event)
+                    {
+                        // A closed stdout (nobody reading the logs) must not stop the agent.
+                        tracing::debug!(%error, "could not write an event to stdout");
                     }
                 }
             }
             _ = tick.tick() => {
-                let stats = pipeline.stats();
-                if stats.lost_ringbuf_full > reported_lost {
-                    tracing::warn!(lost_total = stats.lost_ringbuf_full, "ring buffer full: OOM events lost");
-                    reported_lost = stats.lost_ringbuf_full;
-                }
-                shared.metrics.update_pipeline(stats);
+                shared.metrics.update_pipeline(pipeline.poll_stats());
                 if let Some(otlp) = &otlp {
                     let s = otlp.stats();
                     shared.metrics.update_exporter("otlp", ExporterTotals { failures: s.failures, dropped: s.dropped });
@@ -163,16 +162,4 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
-}
-
-/// One NDJSON line on stdout; a closed stdout is logged, not fatal.
-fn write_event(event: &crate::event::OomEvent) {
-    let mut out = std::io::stdout().lock();
-    let written = serde_json::to_writer(&mut out, event).map_err(std::io::Error::from).and_then(|()| {
-        out.write_all(b"\n")?;
-        out.flush()
-    });
-    if let Err(error) = written {
-        tracing::debug!(%error, "could not write an event to stdout");
-    }
 }

@@ -98,7 +98,6 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
     let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::from_secs(u32::MAX as u64)));
     tokio::pin!(deadline);
     let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
-    let mut reported_lost = 0u64;
     let mut events = Vec::new();
 
     'run: loop {
@@ -123,11 +122,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
                 }
             }
             _ = stats_tick.tick() => {
-                let lost = pipeline.kernel_stats().ringbuf_full;
-                if lost > reported_lost {
-                    tracing::warn!(lost_total = lost, new = lost - reported_lost, "ring buffer full: OOM events lost");
-                    reported_lost = lost;
-                }
+                pipeline.poll_stats();
             }
             _ = &mut deadline => break,
             _ = sigterm.recv() => break,

@@ -12,7 +12,7 @@ use crate::{
     },
     event::{DecodeContext, OomEvent, decode},
     kernel::{self, privileges::Privileges},
-    probe::{AttachPlan, Attached, KernelStats, Tracer, ring::EventReader},
+    probe::{AttachPlan, Attached, Tracer, ring::EventReader},
 };
 
 /// How the pipeline is set up.
@@ -50,6 +50,8 @@ pub struct Pipeline {
     undecodable: u64,
     context_missing: u64,
     events: u64,
+    /// Ring-buffer losses already warned about.
+    reported_lost: u64,
     raw: Vec<Result<OomEvent, crate::event::DecodeError>>,
 }
 
@@ -103,6 +105,7 @@ impl Pipeline {
             undecodable: 0,
             context_missing: 0,
             events: 0,
+            reported_lost: 0,
             raw: Vec::new(),
         })
     }
@@ -111,8 +114,16 @@ impl Pipeline {
         &self.tracer.attached
     }
 
-    pub fn kernel_stats(&self) -> KernelStats {
-        self.tracer.stats()
+    /// The counters, warning once about every ring-buffer loss since the last
+    /// call (commands call this periodically).
+    pub fn poll_stats(&mut self) -> PipelineStats {
+        let stats = self.stats();
+        let lost = stats.lost_ringbuf_full;
+        if lost > self.reported_lost {
+            tracing::warn!(lost_total = lost, new = lost - self.reported_lost, "ring buffer full: OOM events lost");
+            self.reported_lost = lost;
+        }
+        stats
     }
 
     /// Waits for records, then appends every complete, attributed event to `out`.

@@ -244,19 +244,24 @@ fn workspace_root() -> Result<PathBuf> {
 }
 
 fn build_oomtrace(root: &Path) -> Result<()> {
-    progress("building the release binary: cargo build --release -p oomtrace");
+    cargo_build_release(root, "oomtrace")
+}
+
+/// `cargo build --release -p <package>`, with cargo's output on our stderr
+/// (stdout is for the report).
+pub fn cargo_build_release(root: &Path, package: &str) -> Result<()> {
+    progress(&format!("building the release binary: cargo build --release -p {package}"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    // Cargo's own stdout goes to our stderr: stdout is for the report.
     let stderr = std::io::stderr().as_fd().try_clone_to_owned().context("duplicating stderr")?;
     let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "oomtrace"])
+        .args(["build", "--release", "-p", package])
         .current_dir(root)
         .stdin(Stdio::null())
         .stdout(Stdio::from(stderr))
         .status()
         .with_context(|| format!("running {} build", cargo.to_string_lossy()))?;
     if !status.success() {
-        bail!("`cargo build --release -p oomtrace` failed ({status}); see its output above");
+        bail!("`cargo build --release -p {package}` failed ({status}); see its output above");
     }
     Ok(())
 }

@@ -55,23 +55,13 @@ impl Hierarchy {
     }
 }
 
+/// oomtrace's own reading of mountinfo, in the bench's terms.
 fn parse_mountinfo(text: &str) -> Option<Hierarchy> {
-    let mut v2 = None;
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let Some(mountpoint) = left.split_whitespace().nth(4) else { continue };
-        let mut right = right.split_whitespace();
-        let fstype = right.next();
-        let super_options = right.nth(1).unwrap_or_default();
-        match fstype {
-            Some("cgroup") if super_options.split(',').any(|o| o == "memory") => {
-                return Some(Hierarchy::V1(PathBuf::from(mountpoint)));
-            }
-            Some("cgroup2") if v2.is_none() => v2 = Some(PathBuf::from(mountpoint)),
-            _ => {}
-        }
-    }
-    v2.map(Hierarchy::V2)
+    use oomtrace::enrich::cgroup::{MemoryHierarchy, hierarchy_from_mountinfo};
+    hierarchy_from_mountinfo(text).map(|found| match found {
+        MemoryHierarchy::V1 { root } => Hierarchy::V1(root),
+        MemoryHierarchy::V2 { root } => Hierarchy::V2(root),
+    })
 }
 
 /// A memory cgroup made by the bench; removed on drop.

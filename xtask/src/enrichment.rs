@@ -9,7 +9,7 @@
 //! `enrichment-probe` command, which measures and prints the figures as JSON.
 
 use std::{
-    os::{fd::AsFd as _, unix::net::UnixListener},
+    os::unix::net::UnixListener,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -54,21 +54,8 @@ pub fn probe(args: &ProbeArgs) -> Result<()> {
 /// Builds the xtask with `--release` (unless `build` is false: then the
 /// existing target/release/xtask) and runs its `enrichment-probe`.
 pub fn measure_release(root: &Path, socket: &str, build: bool) -> Result<EnrichmentFigures> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     if build {
-        progress("building the probe: cargo build --release -p xtask");
-        // Cargo's stdout goes to our stderr: stdout is for the report.
-        let stderr = std::io::stderr().as_fd().try_clone_to_owned().context("duplicating stderr")?;
-        let status = Command::new(&cargo)
-            .args(["build", "--release", "-p", "xtask"])
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stderr))
-            .status()
-            .with_context(|| format!("running {} build", cargo.to_string_lossy()))?;
-        if !status.success() {
-            bail!("`cargo build --release -p xtask` failed ({status}); see its output above");
-        }
+        crate::bench::cargo_build_release(root, "xtask")?;
     }
     let binary = root.join("target/release/xtask");
     if !binary.exists() {

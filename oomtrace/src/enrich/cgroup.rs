@@ -112,10 +112,6 @@ impl CgroupResolver {
         self.hierarchy.as_ref()
     }
 
-    pub fn indexed(&self) -> usize {
-        self.index.len()
-    }
-
     /// Rebuilds the index from the live hierarchy.
     pub fn rescan(&mut self) {
         let Some(root) = self.hierarchy.as_ref().map(|h| h.root().to_path_buf()) else { return };

@@ -468,18 +468,7 @@ impl Drop for PodHandle {
 /// on cgroup v1, the unified one on v2. None once the process is gone.
 pub fn memory_cgroup_of(pid: u32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let mut unified = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        if controllers.split(',').any(|c| c == "memory") {
-            return Some(path.to_owned());
-        }
-        if controllers.is_empty() {
-            unified = Some(path.to_owned());
-        }
-    }
-    unified
+    oomtrace::enrich::cgroup_path::parse_proc_cgroup(&text)
 }
 
 /// Directory of cgroup `path` in the memory hierarchy (v1 or v2).

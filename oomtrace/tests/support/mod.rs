@@ -41,23 +41,13 @@ pub enum Hierarchy {
 }
 
 impl Hierarchy {
+    /// The hierarchy oomtrace itself reads memcg ids in.
     pub fn detect() -> Hierarchy {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-        let mut v2 = None;
-        for line in mountinfo.lines() {
-            let (left, right) = line.split_once(" - ").expect("mountinfo line");
-            let mountpoint = PathBuf::from(left.split_whitespace().nth(4).expect("mountpoint"));
-            let mut right = right.split_whitespace();
-            let fstype = right.next();
-            let options = right.nth(1).unwrap_or_default();
-            if fstype == Some("cgroup") && options.split(',').any(|o| o == "memory") {
-                return Hierarchy::V1(mountpoint);
-            }
-            if fstype == Some("cgroup2") && v2.is_none() {
-                v2 = Some(mountpoint);
-            }
+        use oomtrace::enrich::cgroup::{MemoryHierarchy, detect_hierarchy};
+        match detect_hierarchy().expect("a memory cgroup hierarchy") {
+            MemoryHierarchy::V1 { root } => Hierarchy::V1(root),
+            MemoryHierarchy::V2 { root } => Hierarchy::V2(root),
         }
-        Hierarchy::V2(v2.expect("no memory cgroup hierarchy mounted"))
     }
 
     pub fn root(&self) -> &Path {
@@ -160,11 +150,7 @@ impl MemCgroup {
 
     /// Processes in this cgroup now.
     pub fn pids(&self) -> Vec<u32> {
-        let file = match self.hierarchy {
-            Hierarchy::V1(_) => "cgroup.procs",
-            Hierarchy::V2(_) => "cgroup.procs",
-        };
-        std::fs::read_to_string(self.dir.join(file))
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.trim().parse().ok())
@@ -463,9 +449,12 @@ pub fn attach_method_works(target: &str) -> Result<(), String> {
 ///   64 more pages. When the victim is the allocating task it cannot run
 ///   meanwhile: no slack.
 pub fn rss_slack_kb(victim_is_trigger: bool) -> u64 {
-    let facts = oomtrace::kernel::discover();
-    let page_kb = facts.page_size / 1024;
-    let stride = facts.offsets.rss_counter_stride;
+    // (page size in kB, rss counter stride) of this kernel, discovered once.
+    static LAYOUT: std::sync::OnceLock<(u64, u32)> = std::sync::OnceLock::new();
+    let (page_kb, stride) = *LAYOUT.get_or_init(|| {
+        let facts = oomtrace::kernel::discover();
+        (facts.page_size / 1024, facts.offsets.rss_counter_stride)
+    });
     if stride == 8 || stride == oomtrace_common::ABSENT {
         return if victim_is_trigger { 0 } else { 64 * page_kb };
     }

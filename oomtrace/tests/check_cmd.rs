@@ -2,7 +2,10 @@
 
 mod support;
 
-use std::{os::unix::process::CommandExt as _, process::Command};
+use std::{
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    process::Command,
+};
 
 #[test]
 fn check_reports_the_attach_methods_and_succeeds() {
@@ -33,13 +36,22 @@ fn live_without_privileges_says_what_to_do() {
     if !support::privileged("unprivileged") {
         return;
     }
+    // The checkout may sit in a directory only root can enter (mktemp -d is
+    // 0700): give nobody a copy it can reach.
+    let dir = std::env::temp_dir().join(support::unique("nobody"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let binary = dir.join("oomtrace");
+    std::fs::copy(env!("CARGO_BIN_EXE_oomtrace"), &binary).expect("copy the binary");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).expect("chmod binary");
     // Changing uid from root to nobody clears the effective capabilities.
-    let out = Command::new(env!("CARGO_BIN_EXE_oomtrace"))
+    let out = Command::new(&binary)
         .args(["live", "--count", "1"])
         .uid(65534)
         .gid(65534)
         .output()
         .expect("run oomtrace as nobody");
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CAP_BPF") && stderr.contains("run it as root"), "{stderr}");

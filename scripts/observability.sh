@@ -58,84 +58,17 @@ PACKAGES=(prometheus curl)
 PIP_PACKAGES=(grpcio opentelemetry-proto)
 READY_SECONDS=${OBS_READY_SECONDS:-60}
 
-log() {
-    local line
-    line="[observability $(date +%T)] $*"
-    echo "$line" >&2
-    if [[ -d $LOGS ]]; then echo "$line" >>"$LOGS/observability.log"; fi
-}
+LOG_TAG=observability
+LOG_FILE="$LOGS/observability.log"
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
-die() {
-    log "error: $*"
-    exit 1
-}
-
-need_root() {
-    [[ $(id -u) == 0 ]] || die "run as root (state lives in $OBS)"
-}
-
-# One state-changing command at a time.
-lock() {
-    mkdir -p "$OBS" "$LOGS"
-    exec 9>"$OBS/.lock"
-    flock -w 300 9 || die "another scripts/observability.sh holds $OBS/.lock"
-}
-
-# PID from PIDFILE if that process is alive and its command line contains
-# MARK (so a recycled PID, or a zombie, never counts as ours).
-our_pid() {
-    local pidfile=$1 mark=$2 pid
-    [[ -f $pidfile ]] || return 1
-    pid=$(<"$pidfile")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$mark" || return 1
-    echo "$pid"
-}
-prom_pid() { our_pid "$PROM_PIDFILE" "--config.file=$PROM_CONFIG"; }
-sink_pid() { our_pid "$SINK_PIDFILE" "--out $RECEIVED"; }
+prom_pid() { pid_if_ours "$PROM_PIDFILE" "--config.file=$PROM_CONFIG"; }
+sink_pid() { pid_if_ours "$SINK_PIDFILE" "--out $RECEIVED"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 prom_ready() { curl -sf --max-time 2 "$PROM_URL/-/ready" >/dev/null 2>&1; }
 sink_ready() { curl -sf --max-time 2 "$SINK_URL/healthz" >/dev/null 2>&1 && port_open "$OTLP_GRPC_PORT"; }
-
-# wait_ready WHAT SECONDS LOGFILE ALIVE READY: polls READY every 0.1 s for
-# up to SECONDS, giving up at once when ALIVE says the process is gone.
-wait_ready() {
-    local what=$1 seconds=$2 logfile=$3 alive=$4 ready=$5
-    local deadline=$((SECONDS + seconds)) why
-    until $ready; do
-        if ! $alive >/dev/null; then
-            why="exited"
-        elif ((SECONDS >= deadline)); then
-            why="not ready after ${seconds}s"
-        else
-            sleep 0.1
-            continue
-        fi
-        log "$what: $why; last lines of $logfile:"
-        tail -n 20 "$logfile" >&2 || true
-        return 1
-    done
-}
-
-# stop_pid NAME PID CHECK...: SIGTERM, wait up to 10 s while CHECK says it
-# is still ours, then SIGKILL.
-stop_pid() {
-    local name=$1 pid=$2
-    shift 2
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        "$@" >/dev/null || return 0
-        sleep 0.1
-    done
-    log "$name (pid $pid) ignored SIGTERM, killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        "$@" >/dev/null || return 0
-        sleep 0.1
-    done
-    die "$name (pid $pid) does not exit"
-}
 
 # Dies when PORT is taken by something that is not ours.
 port_free_or_die() {
@@ -146,25 +79,16 @@ port_free_or_die() {
 }
 
 install_packages() {
-    local missing=() pkg python
-    for pkg in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-    done
+    local packages=("${PACKAGES[@]}") python
     python=$(venv_python)
     if [[ -z $python ]]; then
-        missing+=(python3 python3-venv)
+        packages+=(python3 python3-venv)
     elif [[ $python == /usr/bin/python3 ]] && ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
-        missing+=(python3-venv)
+        packages+=(python3-venv)
     fi
-    ((${#missing[@]} == 0)) && return 0
-    log "installing ${missing[*]} (log: $LOGS/apt.log)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >>"$LOGS/apt.log" 2>&1 || die "apt-get update failed, see $LOGS/apt.log"
-    # No recommends: they would pull in node-exporter and friends.
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$LOGS/apt.log" 2>&1 ||
-        die "apt-get install failed, see $LOGS/apt.log"
-    # The package may start its own Prometheus on :9090 where an init system
-    # runs; that one is not ours and does not matter here.
+    # The prometheus package may start its own Prometheus on :9090 where an
+    # init system runs; that one is not ours and does not matter here.
+    install_debian_packages "$LOGS/apt.log" "${packages[@]}"
 }
 
 # The interpreter the venv is made from: Debian's when present (stable
@@ -261,7 +185,7 @@ start_prometheus() {
         echo "$pid" >"$PROM_PIDFILE"
         log "prometheus: started (pid $pid, log $LOGS/prometheus.log)"
     fi
-    wait_ready prometheus "$READY_SECONDS" "$LOGS/prometheus.log" prom_pid prom_ready ||
+    wait_for prometheus "$READY_SECONDS" "$LOGS/prometheus.log" prom_pid prom_ready ||
         die "prometheus does not answer on $PROM_URL/-/ready"
 }
 
@@ -280,7 +204,7 @@ start_sink() {
         echo "$pid" >"$SINK_PIDFILE"
         log "otlp sink: started (pid $pid, log $LOGS/otlp-sink.log)"
     fi
-    wait_ready "otlp sink" "$READY_SECONDS" "$LOGS/otlp-sink.log" sink_pid sink_ready ||
+    wait_for "otlp sink" "$READY_SECONDS" "$LOGS/otlp-sink.log" sink_pid sink_ready ||
         die "the OTLP sink does not answer on $SINK_URL and 127.0.0.1:$OTLP_GRPC_PORT"
 }
 
@@ -318,8 +242,9 @@ EOF
 }
 
 cmd_up() {
-    need_root
-    lock
+    need_root "state lives in $OBS"
+    lock "$OBS"
+    mkdir -p "$LOGS"
     install_packages
     ensure_venv
     start_prometheus
@@ -330,8 +255,9 @@ cmd_up() {
 }
 
 cmd_down() {
-    need_root
-    lock
+    need_root "state lives in $OBS"
+    lock "$OBS"
+    mkdir -p "$LOGS"
     stop_sink
     stop_prometheus
     # A fresh TSDB and no stale targets next time: old series must not leak
@@ -342,8 +268,9 @@ cmd_down() {
 }
 
 cmd_otlp_stop() {
-    need_root
-    lock
+    need_root "state lives in $OBS"
+    lock "$OBS"
+    mkdir -p "$LOGS"
     stop_sink
     local deadline=$((SECONDS + 5))
     while port_open "$OTLP_GRPC_PORT" || port_open "$OTLP_HTTP_PORT"; do
@@ -353,14 +280,15 @@ cmd_otlp_stop() {
 }
 
 cmd_otlp_start() {
-    need_root
-    lock
+    need_root "state lives in $OBS"
+    lock "$OBS"
+    mkdir -p "$LOGS"
     venv_works || die "no venv in $VENV: run scripts/observability.sh up first"
     start_sink
 }
 
 cmd_target() {
-    need_root
+    need_root "state lives in $OBS"
     mkdir -p "$OBS"
     write_targets "$@"
     log "targets: ${*:-none} ($TARGETS)"

@@ -36,41 +36,20 @@ LOGS="$RT/logs"
 NS=k8s.io
 TEST_IMAGE=localhost/oomtrace-test:latest
 PAUSE_IMAGE=localhost/pause:oomtrace
-PACKAGES=(containerd runc busybox-static gcc libc6-dev)
+PACKAGES=(containerd runc busybox-static gcc libc6-dev curl)
 
-log() {
-    local line
-    line="[runtime $(date +%T)] $*"
-    echo "$line" >&2
-    if [[ -d $LOGS ]]; then echo "$line" >>"$LOGS/runtime.log"; fi
-}
-
-die() {
-    log "error: $*"
-    exit 1
-}
+LOG_TAG=runtime
+LOG_FILE="$LOGS/runtime.log"
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 ctr_() { ctr --address "$SOCK" --namespace "$NS" "$@"; }
 
 containerd_answers() { ctr_ version >/dev/null 2>&1; }
 
-# One `up` or `down` at a time.
-lock() {
-    mkdir -p "$RT"
-    exec 9>"$RT/.lock"
-    flock 9
-}
-
 # The containerd we started, if it is still alive (checked by its command line,
 # so a recycled PID is never mistaken for it).
-our_pid() {
-    local pid
-    [[ -f $PIDFILE ]] || return 1
-    pid=$(<"$PIDFILE")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config $C/config.toml" || return 1
-    echo "$pid"
-}
+containerd_pid() { pid_if_ours "$PIDFILE" "--config $C/config.toml"; }
 
 # RuntimeService/Version over the socket: a raw gRPC call through curl's HTTP/2,
 # so no crictl is needed. Succeeds only once the CRI plugin serves requests.
@@ -82,34 +61,6 @@ cri_answers() {
             -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- \
             http://localhost/runtime.v1.RuntimeService/Version 2>/dev/null |
         grep -qa containerd
-}
-
-wait_until() {
-    local what=$1 seconds=$2
-    shift 2
-    local deadline=$((SECONDS + seconds))
-    until "$@"; do
-        if ((SECONDS >= deadline)); then
-            log "$what: not ready after ${seconds}s; last lines of $LOGS/containerd.log:"
-            tail -n 20 "$LOGS/containerd.log" >&2 || true
-            return 1
-        fi
-        sleep 0.1
-    done
-}
-
-install_packages() {
-    local missing=() pkg
-    for pkg in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-    done
-    command -v curl >/dev/null || missing+=(curl)
-    ((${#missing[@]} == 0)) && return 0
-    log "installing ${missing[*]} (log: $LOGS/apt.log)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >>"$LOGS/apt.log" 2>&1 || die "apt-get update failed, see $LOGS/apt.log"
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$LOGS/apt.log" 2>&1 ||
-        die "apt-get install failed, see $LOGS/apt.log"
 }
 
 # Builds both image tarballs unless the cached ones come from the same inputs.
@@ -193,7 +144,7 @@ EOF
 
 start_containerd() {
     local pid
-    if pid=$(our_pid); then
+    if pid=$(containerd_pid); then
         log "containerd: already running (pid $pid)"
     else
         rm -f "$SOCK" "$SOCK.ttrpc" "$PIDFILE"
@@ -205,8 +156,8 @@ start_containerd() {
         echo "$pid" >"$PIDFILE"
         log "containerd: started (pid $pid, log $LOGS/containerd.log)"
     fi
-    wait_until "containerd" 30 containerd_answers || die "containerd does not answer on $SOCK"
-    our_pid >/dev/null || die "containerd (pid $pid) exited; see $LOGS/containerd.log"
+    wait_for containerd 30 "$LOGS/containerd.log" containerd_pid containerd_answers ||
+        die "containerd (pid $pid) does not answer on $SOCK"
 }
 
 # Imports the images unless this containerd already has these very tarballs.
@@ -226,15 +177,15 @@ import_images() {
 }
 
 cmd_up() {
-    [[ $(id -u) == 0 ]] || die "run as root (containerd, runc and cgroups need it)"
-    lock
+    need_root "containerd, runc and cgroups need it"
+    lock "$RT"
     mkdir -p "$LOGS/pods"
-    install_packages
+    install_debian_packages "$LOGS/apt.log" "${PACKAGES[@]}"
     build_images
     write_config
     start_containerd
     import_images
-    wait_until "CRI" 30 cri_answers || die "the CRI plugin does not answer on $SOCK"
+    wait_for CRI 30 "$LOGS/containerd.log" containerd_pid cri_answers || die "the CRI plugin does not answer on $SOCK"
     log "up: CRI answers on $SOCK"
     if [[ $SOCK != /run/oomtrace-test/containerd/containerd.sock ]]; then
         log "tests need: export OOMTRACE_TEST_CRI_SOCKET=$SOCK"
@@ -277,11 +228,11 @@ remove_cgroups() {
 }
 
 cmd_down() {
-    [[ $(id -u) == 0 ]] || die "run as root"
-    lock
+    need_root "containerd, runc and cgroups need it"
+    lock "$RT"
     mkdir -p "$LOGS"
     local pid cgroups=() id n=0 i cleaned=false
-    if pid=$(our_pid) && containerd_answers; then
+    if pid=$(containerd_pid) && containerd_answers; then
         cleaned=true
         mapfile -t cgroups < <(container_cgroups)
         # Every task (pod sandboxes and their containers): kill and delete.
@@ -312,17 +263,9 @@ cmd_down() {
         done
     fi
 
-    if pid=$(our_pid); then
-        kill -TERM "$pid" 2>/dev/null || true
-        # (our_pid, not kill -0: a zombie waiting for its reaper counts as gone)
-        for i in $(seq 100); do
-            our_pid >/dev/null || break
-            sleep 0.1
-        done
-        if our_pid >/dev/null; then
-            log "down: containerd (pid $pid) ignored SIGTERM, killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
+    if pid=$(containerd_pid); then
+        # (containerd_pid, not kill -0: a zombie waiting for its reaper counts as gone)
+        stop_pid containerd "$pid" containerd_pid
         log "down: stopped containerd (pid $pid)"
     else
         log "down: containerd was not running"
@@ -361,7 +304,7 @@ cmd_down() {
 cmd_status() {
     local pid
     if cri_answers; then
-        pid=$(our_pid || echo "?")
+        pid=$(containerd_pid || echo "?")
         echo "containerd (pid $pid) answers CRI on $SOCK"
         if command -v ctr >/dev/null; then
             echo "pod sandboxes: $(ctr_ containers ls -q 'labels."io.cri-containerd.kind"==sandbox' 2>/dev/null | wc -l)," \
@@ -369,7 +312,7 @@ cmd_status() {
         fi
         return 0
     fi
-    if pid=$(our_pid); then
+    if pid=$(containerd_pid); then
         echo "containerd (pid $pid) is running but does not answer CRI on $SOCK (see $LOGS/containerd.log)"
     else
         echo "containerd is not running on $SOCK: start it with scripts/runtime.sh up"

@@ -8,7 +8,10 @@
 #     cross-check, util-linux for unshare and dmesg)
 set -euo pipefail
 
-log() { printf 'setup: %s\n' "$*" >&2; }
+LOG_TAG=setup
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+APT_LOG="$HOME/.cache/oomtrace/apt.log"
 
 BPF_LINKER_VERSION=0.13.0
 
@@ -61,31 +64,11 @@ ensure_tracefs() {
     fi
 }
 
-# Debian packages, installed only when a command is missing.
-ensure_packages() {
-    local missing=() cmd pkg
-    for pair in "$@"; do
-        cmd=${pair%%:*}
-        pkg=${pair##*:}
-        if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
-            missing+=("$pkg")
-        fi
-    done
-    [ ${#missing[@]} -eq 0 ] && return
-    if [ "$(id -u)" != 0 ]; then
-        log "missing Debian packages ${missing[*]}; install them as root"
-        exit 1
-    fi
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
-
-ensure_packages gcc:gcc protoc:protobuf-compiler
+install_debian_packages "$APT_LOG" gcc protobuf-compiler
 ensure_nightly
 ensure_bpf_linker
 ensure_tracefs
 if [ "${1:-}" = "--test-deps" ]; then
-    ensure_packages bpftool:bpftool unshare:util-linux dd:coreutils dmesg:util-linux
+    install_debian_packages "$APT_LOG" bpftool util-linux coreutils
 fi
 log "ok: nightly + rust-src, bpf-linker, tracefs"

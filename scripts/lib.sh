@@ -62,23 +62,28 @@ wait_for() {
     done
 }
 
+# gone_within TENTHS CHECK...: true once CHECK fails (the process is no longer
+# ours), polling every 0.1 s; false if it still holds after TENTHS polls.
+gone_within() {
+    local tenths=$1
+    shift
+    for _ in $(seq "$tenths"); do
+        "$@" >/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # stop_pid NAME PID CHECK...: SIGTERM, wait up to 10 s while CHECK says it is
 # still ours, then SIGKILL and wait up to 5 s more.
 stop_pid() {
     local name=$1 pid=$2
     shift 2
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        "$@" >/dev/null || return 0
-        sleep 0.1
-    done
+    gone_within 100 "$@" && return 0
     log "$name (pid $pid) ignored SIGTERM, killing it"
     kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        "$@" >/dev/null || return 0
-        sleep 0.1
-    done
-    die "$name (pid $pid) does not exit"
+    gone_within 50 "$@" || die "$name (pid $pid) does not exit"
 }
 
 # install_debian_packages APT_LOG PACKAGE...: installs those not installed yet

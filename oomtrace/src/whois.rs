@@ -54,6 +54,21 @@ impl WhoisResult {
             error: None,
         }
     }
+
+    fn resolved(target: &str, pid: Option<u32>, cgroup: String, workload: WorkloadInfo) -> Self {
+        let mut result = Self::new(target);
+        result.pid = pid;
+        result.cgroup = Some(cgroup);
+        result.runtime = workload.runtime;
+        result.container_id = workload.container_id.clone();
+        result.pod_uid = workload.pod_uid.clone();
+        result.qos = workload.qos;
+        result.namespace = workload.namespace.clone();
+        result.pod = workload.pod.clone();
+        result.container = workload.container.clone();
+        result.workload = Some(workload);
+        result
+    }
 }
 
 /// A target's cgroup path: from /proc/<pid>/cgroup, or the path itself.
@@ -80,23 +95,13 @@ pub async fn run(targets: &[String], socket: Option<PathBuf>, timeout: Duration)
     pods.warm().await;
     let mut results = Vec::with_capacity(targets.len());
     for target in targets {
-        let mut result = WhoisResult::new(target);
-        match cgroup_of(target) {
+        let result = match cgroup_of(target) {
             Ok((pid, path)) => {
                 let workload = pods.attribute(Some(&path), pid).await;
-                result.pid = pid;
-                result.cgroup = Some(path);
-                result.runtime = workload.runtime;
-                result.container_id = workload.container_id.clone();
-                result.pod_uid = workload.pod_uid.clone();
-                result.qos = workload.qos;
-                result.namespace = workload.namespace.clone();
-                result.pod = workload.pod.clone();
-                result.container = workload.container.clone();
-                result.workload = Some(workload);
+                WhoisResult::resolved(target, pid, path, workload)
             }
-            Err(error) => result.error = Some(error),
-        }
+            Err(error) => WhoisResult { error: Some(error), ..WhoisResult::new(target) },
+        };
         results.push(result);
     }
     results
@@ -143,6 +148,7 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enrich::pod::{Attribution, WorkloadKind};
 
     #[test]
     fn filesystem_paths_lose_their_mount_prefix() {
@@ -151,5 +157,42 @@ mod tests {
         assert_eq!(cgroup_of("/sys/fs/cgroup").map(|r| r.1), Ok("/".to_owned()));
         assert_eq!(cgroup_of("/kubepods/x").map(|r| r.1), Ok("/kubepods/x".to_owned()));
         assert!(cgroup_of("4294967295").is_err());
+    }
+
+    /// The JSON scripts read: every identity key present (null when unknown),
+    /// in this order, then the full workload object.
+    #[tokio::test(flavor = "current_thread")]
+    async fn json_keeps_every_identity_key() {
+        let id = "a".repeat(64);
+        let container = format!("/kubepods/burstable/pod0b8c1a9e-1111-4222-8333-944455556666/{id}");
+        let targets = [container, "/system.slice/ssh.service".to_owned(), "4294967295".to_owned()];
+        let mut results = run(&targets, Some(PathBuf::from("/nonexistent/cri.sock")), Duration::from_millis(50)).await;
+        let mut named = WorkloadInfo::new(WorkloadKind::Container, Attribution::Full);
+        named.runtime = Some(Runtime::Containerd);
+        named.container_id = Some("b".repeat(64));
+        named.pod_uid = Some("uid-1".to_owned());
+        named.qos = Some(Qos::Guaranteed);
+        named.namespace = Some("ns".to_owned());
+        named.pod = Some("web".to_owned());
+        named.container = Some("app".to_owned());
+        named.image = Some("img:1".to_owned());
+        named.restart_count = Some(2);
+        named.kube_system = Some(false);
+        named.sandbox = Some(false);
+        named.main_process = Some(true);
+        results.push(WhoisResult::resolved("42", Some(42), "/kubepods/podx/y".to_owned(), named));
+        let json = render(&results, OutputFormat::Json).expect("renders");
+        let expected = [
+            format!(
+                r#"{{"target":"/kubepods/burstable/pod0b8c1a9e-1111-4222-8333-944455556666/{id}","pid":null,"cgroup":"/kubepods/burstable/pod0b8c1a9e-1111-4222-8333-944455556666/{id}","runtime":null,"container_id":"{id}","pod_uid":"0b8c1a9e-1111-4222-8333-944455556666","qos":"burstable","namespace":null,"pod":null,"container":null,"workload":{{"kind":"container","attribution":"partial","container_id":"{id}","pod_uid":"0b8c1a9e-1111-4222-8333-944455556666","qos":"burstable","partial_reason":"no CRI socket at /nonexistent/cri.sock (is containerd or CRI-O running? set --cri-socket)"}}}}"#
+            ),
+            r#"{"target":"/system.slice/ssh.service","pid":null,"cgroup":"/system.slice/ssh.service","runtime":null,"container_id":null,"pod_uid":null,"qos":null,"namespace":null,"pod":null,"container":null,"workload":{"kind":"system_service","attribution":"host","unit":"ssh.service"}}"#.to_owned(),
+            r#"{"target":"4294967295","pid":null,"cgroup":null,"runtime":null,"container_id":null,"pod_uid":null,"qos":null,"namespace":null,"pod":null,"container":null,"error":"no process 4294967295 (/proc/4294967295/cgroup: No such file or directory (os error 2))"}"#.to_owned(),
+            format!(
+                r#"{{"target":"42","pid":42,"cgroup":"/kubepods/podx/y","runtime":"containerd","container_id":"{b}","pod_uid":"uid-1","qos":"guaranteed","namespace":"ns","pod":"web","container":"app","workload":{{"kind":"container","attribution":"full","runtime":"containerd","container_id":"{b}","pod_uid":"uid-1","qos":"guaranteed","namespace":"ns","pod":"web","container":"app","image":"img:1","restart_count":2,"kube_system":false,"sandbox":false,"main_process":true}}}}"#,
+                b = "b".repeat(64)
+            ),
+        ];
+        assert_eq!(json.lines().collect::<Vec<_>>(), expected);
     }
 }

@@ -6,7 +6,7 @@ use crate::{
     enrich::cgroup::{MemoryHierarchy, detect_hierarchy},
     kernel::{self, privileges::Privileges},
     probe::{
-        EBPF_OBJECT, Method,
+        AttachError, EBPF_OBJECT, Method, Role,
         attach::{kernel_btf, try_method},
     },
 };
@@ -29,7 +29,12 @@ pub struct Report {
 impl Report {
     /// At least one victim source attaches.
     pub fn can_trace(&self) -> bool {
-        self.working.iter().any(|m| matches!(m, Method::TpBtf | Method::RawTp | Method::Tracepoint))
+        !self.working(Role::Victim).is_empty()
+    }
+
+    /// The names of the working methods for `role`.
+    fn working(&self, role: Role) -> Vec<&'static str> {
+        self.working.iter().filter(|m| m.role() == role).map(|m| m.name()).collect()
     }
 
     pub fn render(&self) -> String {
@@ -38,25 +43,17 @@ impl Report {
             let status = if check.ok { "ok" } else { "FAIL" };
             let _ = writeln!(out, "{:<34} {:<5} {}", check.name, status, check.detail);
         }
-        let names = |methods: &[Method]| methods.iter().map(|m| m.name()).collect::<Vec<_>>();
-        let victim: Vec<_> = self
-            .working
-            .iter()
-            .copied()
-            .filter(|m| matches!(m, Method::TpBtf | Method::RawTp | Method::Tracepoint))
-            .collect();
-        let context: Vec<_> =
-            self.working.iter().copied().filter(|m| matches!(m, Method::Fentry | Method::Kprobe)).collect();
+        let context = self.working(Role::Context);
         let _ = writeln!(out);
         if self.can_trace() {
             let _ = writeln!(
                 out,
                 "verdict: OOM kills can be traced (victim: {:?}; oom_kill_process context: {})",
-                names(&victim),
+                self.working(Role::Victim),
                 if context.is_empty() {
                     "unavailable, scope and OOMing memcg will be inferred".to_owned()
                 } else {
-                    format!("{:?}", names(&context))
+                    format!("{context:?}")
                 }
             );
         } else {
@@ -130,34 +127,39 @@ pub fn run() -> Report {
     let mut working = Vec::new();
     let btf = kernel_btf(&facts);
     for method in Method::ALL {
-        let result = if privileges.can_trace() {
-            try_method(EBPF_OBJECT, &facts, &btf, method)
+        let (ok, detail) = if !privileges.can_trace() {
+            (false, "not tried: insufficient privileges".to_owned())
         } else {
-            Err("not tried: insufficient privileges".to_owned())
+            match try_method(EBPF_OBJECT, &facts, &btf, method) {
+                Ok(()) => (true, "attaches".to_owned()),
+                Err(error) => (false, advice_for(method, &error)),
+            }
         };
-        let ok = result.is_ok();
         if ok {
             working.push(method);
         }
-        checks.push(Check {
-            name: method.target(),
-            ok,
-            detail: result.err().map_or_else(|| "attaches".to_owned(), |e| advice_for(method, &e)),
-        });
+        checks.push(Check { name: method.target(), ok, detail });
     }
     Report { checks, working }
 }
 
-/// Adds what to do to a failed attach.
-fn advice_for(method: Method, error: &str) -> String {
-    let hint = match method {
-        Method::Kprobe if error.contains("kprobe/type") || error.contains("No such file") => {
+/// The error, and what to do about it.
+fn advice_for(method: Method, error: &AttachError) -> String {
+    let hint = match (method, error) {
+        (Method::Kprobe, AttachError::NoKprobes(_)) => {
             " (this kernel has no kprobes: CONFIG_KPROBES is off; fentry or inference is used instead)"
         }
-        Method::Fentry if error.contains("Operation not permitted") || error.contains("EPERM") => {
+        (Method::Fentry, AttachError::Refused(_)) => {
             " (fentry refused by the kernel or a security policy; kprobe is tried next)"
         }
-        Method::TpBtf | Method::Fentry if error.contains("BTF") => " (needs CONFIG_DEBUG_INFO_BTF)",
+        (
+            Method::TpBtf | Method::Fentry,
+            AttachError::NoBtf(_)
+            | AttachError::NoMarkVictimInBtf
+            | AttachError::NoOomKillProcessInBtf
+            | AttachError::TaskOffsetsNotInBtf
+            | AttachError::Program(aya::programs::ProgramError::Btf(_)),
+        ) => " (needs CONFIG_DEBUG_INFO_BTF)",
         _ => "",
     };
     format!("{error}{hint}")

@@ -5,8 +5,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    output::OutputFormat,
     probe::{ContextProbe, VictimProbe},
-    sink::OutputFormat,
 };
 
 #[derive(Debug, Parser)]

@@ -13,22 +13,19 @@ use std::{
 
 use anyhow::Context as _;
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     config::DaemonConfig,
-    pipeline::{Pipeline, PipelineOptions},
-    probe::{AttachPlan, DEFAULT_RING_BYTES},
-    sink::{
-        Sink as _,
-        json::JsonSink,
-        otlp::{self, OtlpSink},
+    event::OomEvent,
+    export::{
+        otlp::{self, OtlpExporter},
         prometheus::{ExporterTotals, Metrics},
     },
+    output::{EventWriter as _, json::JsonWriter},
+    pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
+    probe::{AttachPlan, DEFAULT_RING_BYTES},
 };
 
-/// How often self-metrics are refreshed.
-const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// How long SIGTERM may spend delivering queued OTLP records.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -54,6 +51,37 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str)
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "attaching\n")
+    }
+}
+
+/// Hands each event to the metrics, the OTLP exporter and stdout.
+struct Deliver<'a> {
+    metrics: &'a Metrics,
+    otlp: Option<&'a OtlpExporter>,
+    events_stdout: bool,
+}
+
+impl EventHandler for Deliver<'_> {
+    fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow> {
+        self.metrics.record(&event);
+        if let Some(otlp) = self.otlp {
+            otlp.emit(&event);
+        }
+        if self.events_stdout
+            && let Err(error) = JsonWriter.event(&mut std::io::stdout().lock(), &event)
+        {
+            // A closed stdout (nobody reading the logs) must not stop the agent.
+            tracing::debug!(%error, "could not write an event to stdout");
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn stats(&mut self, stats: PipelineStats) {
+        self.metrics.update_pipeline(stats);
+        if let Some(otlp) = self.otlp {
+            let s = otlp.stats();
+            self.metrics.update_exporter("otlp", ExporterTotals { failures: s.failures, dropped: s.dropped });
+        }
     }
 }
 
@@ -85,58 +113,21 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         node_name: config.node_name.clone(),
     };
     let mut pipeline = Pipeline::start(&options).await?;
-    let attached = pipeline.attached().clone();
-    if let Some(program) = attached.victim {
-        shared.metrics.probe_attached("victim", program);
-    }
-    if let Some(program) = attached.context {
-        shared.metrics.probe_attached("context", program);
-    }
-    if attached.kill_signal {
-        shared.metrics.probe_attached("kill_confirmation", "signal_generate");
+    for method in &pipeline.attached().methods {
+        shared.metrics.probe_attached(method.role().name(), method.name());
     }
     let otlp = if otlp::configured() {
-        let sink = OtlpSink::from_env(config.otlp_queue)?;
+        let exporter = OtlpExporter::from_env(config.otlp_queue)?;
         tracing::info!(queue = config.otlp_queue, "exporting OTLP logs and metrics");
-        Some(sink)
+        Some(exporter)
     } else {
         tracing::info!("OTLP export off (set OTEL_EXPORTER_OTLP_ENDPOINT to enable)");
         None
     };
     shared.ready.store(true, Ordering::Relaxed);
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut tick = tokio::time::interval(STATS_INTERVAL);
-    let mut events = Vec::new();
-    loop {
-        tokio::select! {
-            batch = pipeline.next_events(&mut events) => {
-                batch?;
-                for event in events.drain(..) {
-                    shared.metrics.record(&event);
-                    if let Some(otlp) = &otlp {
-                        otlp.emit(&event);
-                    }
-                    if config.events_stdout
-                        && let Err(error) = JsonSink.event(&mut std::io::stdout().lock(), &event)
-                    {
-                        // A closed stdout (nobody reading the logs) must not stop the agent.
-                        tracing::debug!(%error, "could not write an event to stdout");
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                shared.metrics.update_pipeline(pipeline.poll_stats());
-                if let Some(otlp) = &otlp {
-                    let s = otlp.stats();
-                    shared.metrics.update_exporter("otlp", ExporterTotals { failures: s.failures, dropped: s.dropped });
-                }
-            }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-        }
-    }
+    let mut deliver = Deliver { metrics: &shared.metrics, otlp: otlp.as_ref(), events_stdout: config.events_stdout };
+    pipeline.run(None, &mut deliver).await?;
     tracing::info!("shutting down: flushing exporters");
     shared.ready.store(false, Ordering::Relaxed);
     let stats = pipeline.stats();
@@ -154,12 +145,6 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     let _ = stop_server.send(());
     let _ = server.await;
-    tracing::info!(
-        events = stats.events,
-        lost_ringbuf_full = stats.lost_ringbuf_full,
-        partially_attributed = stats.partially_attributed,
-        cri_failures = stats.cri_failures,
-        "stopped"
-    );
+    log_stats!("stopped", stats, events = stats.events);
     Ok(())
 }

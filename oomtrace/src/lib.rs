@@ -2,8 +2,11 @@
 //!
 //! The modules follow the path an OOM event takes:
 //! `kernel` (what the kernel offers) -> `probe` (load, attach, read the ring
-//! buffer) -> `event` (decode into the owned event) -> `enrich` (cgroup paths)
-//! -> `sink` (table, JSON). `live`, `check`, `whois` and `daemon` are the commands.
+//! buffer) -> `event` (the owned event, decoded from the raw record) ->
+//! `enrich` (cgroup paths, containers, pods) -> `output` (table, JSON: what a
+//! person or a pipe reads) and `export` (Prometheus, OTLP: what a system
+//! scrapes or receives). `pipeline` runs that path for `live` and `daemon`;
+//! `live`, `check`, `whois` and `daemon` are the commands.
 
 pub mod check;
 pub mod cli;
@@ -11,9 +14,11 @@ pub mod config;
 pub mod daemon;
 pub mod enrich;
 pub mod event;
+pub mod export;
+pub mod host;
 pub mod kernel;
 pub mod live;
+pub mod output;
 pub mod pipeline;
 pub mod probe;
-pub mod sink;
 pub mod whois;

@@ -1,19 +1,19 @@
 //! `oomtrace live`: attach, then print every OOM victim as it happens.
 
-use std::{io::Write, path::PathBuf, time::Duration};
+use std::{
+    io::{StdoutLock, Write},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     event::OomEvent,
-    pipeline::{Pipeline, PipelineOptions, PipelineStats},
+    output::{self, EventWriter, OutputFormat},
+    pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
     probe::AttachPlan,
-    sink::{self, OutputFormat},
 };
-
-/// How often the kernel-side loss counters are checked.
-const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -51,11 +51,11 @@ impl LiveOptions {
         {
             return false;
         }
-        let workload = event.workload.as_ref();
+        let identity = event.workload.as_ref().map(|w| &w.identity);
         let wanted = |want: &Option<String>, have: Option<&String>| want.as_ref().is_none_or(|w| have == Some(w));
-        if !wanted(&self.namespace, workload.and_then(|w| w.namespace.as_ref()))
-            || !wanted(&self.pod, workload.and_then(|w| w.pod.as_ref()))
-            || !wanted(&self.container, workload.and_then(|w| w.container.as_ref()))
+        if !wanted(&self.namespace, identity.and_then(|id| id.namespace.as_ref()))
+            || !wanted(&self.pod, identity.and_then(|id| id.pod.as_ref()))
+            || !wanted(&self.container, identity.and_then(|id| id.container.as_ref()))
         {
             return false;
         }
@@ -85,65 +85,46 @@ fn cgroup_has_prefix(path: &str, prefix: &str) -> bool {
     prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Filters events and writes the ones wanted to stdout.
+struct Printer<'a> {
+    options: &'a LiveOptions,
+    writer: Box<dyn EventWriter + Send>,
+    out: StdoutLock<'static>,
+    summary: LiveSummary,
+}
+
+impl EventHandler for Printer<'_> {
+    fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow> {
+        if !self.options.matches(&event) {
+            self.summary.filtered_out += 1;
+            return Ok(Flow::Continue);
+        }
+        if let Err(error) = self.writer.event(&mut self.out, &event) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(Flow::Stop);
+            }
+            return Err(error).context("writing an event to stdout");
+        }
+        self.summary.shown += 1;
+        Ok(if self.options.count.is_some_and(|n| self.summary.shown >= n) { Flow::Stop } else { Flow::Continue })
+    }
+}
+
 pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
     let mut pipeline = Pipeline::start(&options.pipeline()).await?;
-    let mut sink = sink::for_format(options.output);
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    sink.start(&mut out).context("writing to stdout")?;
-
-    let mut summary = LiveSummary::default();
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::from_secs(u32::MAX as u64)));
-    tokio::pin!(deadline);
-    let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
-    let mut events = Vec::new();
-
-    'run: loop {
-        tokio::select! {
-            batch = pipeline.next_events(&mut events) => {
-                batch?;
-                for event in events.drain(..) {
-                    if !options.matches(&event) {
-                        summary.filtered_out += 1;
-                        continue;
-                    }
-                    if let Err(error) = sink.event(&mut out, &event) {
-                        if error.kind() == std::io::ErrorKind::BrokenPipe {
-                            break 'run;
-                        }
-                        return Err(error).context("writing an event to stdout");
-                    }
-                    summary.shown += 1;
-                    if options.count.is_some_and(|n| summary.shown >= n) {
-                        break 'run;
-                    }
-                }
-            }
-            _ = stats_tick.tick() => {
-                pipeline.poll_stats();
-            }
-            _ = &mut deadline => break,
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-        }
-    }
+    let mut printer = Printer {
+        options: &options,
+        writer: output::for_format(options.output),
+        out: std::io::stdout().lock(),
+        summary: LiveSummary::default(),
+    };
+    printer.writer.start(&mut printer.out).context("writing to stdout")?;
+    pipeline.run(options.duration, &mut printer).await?;
+    let mut summary = printer.summary;
     summary.pipeline = pipeline.stats();
     drop(pipeline);
-    let _ = out.flush();
-    let p = summary.pipeline;
-    tracing::info!(
-        shown = summary.shown,
-        filtered_out = summary.filtered_out,
-        lost_ringbuf_full = p.lost_ringbuf_full,
-        undecodable = p.undecodable,
-        cgroup_unresolved = p.cgroup_unresolved,
-        context_missing = p.context_missing,
-        partially_attributed = p.partially_attributed,
-        cri_failures = p.cri_failures,
-        "detached"
-    );
+    let _ = printer.out.flush();
+    log_stats!("detached", summary.pipeline, shown = summary.shown, filtered_out = summary.filtered_out);
     Ok(summary)
 }
 

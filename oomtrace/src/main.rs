@@ -36,8 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => {
             let config = oomtrace::config::resolve(&args, cli.log.as_deref())?;
             init_logging(&config.log, config.log_format);
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(oomtrace::daemon::run(config))?;
+            block_on(oomtrace::daemon::run(config))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
@@ -46,9 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.can_trace() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Whois(args) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let report =
-                runtime.block_on(oomtrace::whois::run(&args.targets, args.cri.cri_socket, args.cri.cri_timeout));
+            let report = block_on(oomtrace::whois::run(&args.targets, args.cri.cri_socket, args.cri.cri_timeout))?;
             print!("{}", oomtrace::whois::render(&report, args.output)?);
             Ok(if report.iter().all(|r| r.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -73,9 +70,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     confirm_kills: !args.no_kill_confirmation,
                 },
             };
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(live::run(options))?;
+            block_on(live::run(options))??;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs a command's future on the single-threaded tokio runtime every
+/// command uses (one OOM event at a time needs no more).
+fn block_on<F: Future>(future: F) -> std::io::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(future))
 }

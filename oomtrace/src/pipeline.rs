@@ -1,19 +1,29 @@
 //! The event path shared by `live` and `daemon`: attach the probes, read the
-//! ring buffer, decode, resolve cgroup paths and attribute pods.
+//! ring buffer, decode, resolve cgroup paths and attribute pods; and the loop
+//! both run until a signal: events to a handler, counters every second.
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     enrich::{
         cgroup::{CgroupResolver, detect_hierarchy},
-        pod::{PodResolver, node_name},
+        pod::PodResolver,
     },
-    event::{DecodeContext, OomEvent, decode},
+    event::{
+        OomEvent,
+        decode::{DecodeContext, DecodeError, decode},
+    },
+    host::node_name,
     kernel::{self, privileges::Privileges},
-    probe::{AttachPlan, Attached, Tracer, ring::EventReader},
+    probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
 };
+
+/// How often the counters are polled: ring-buffer losses are warned about,
+/// the daemon's metrics refreshed.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How the pipeline is set up.
 #[derive(Clone, Debug)]
@@ -40,6 +50,41 @@ pub struct PipelineStats {
     pub cri_failures: u64,
 }
 
+/// Whether [`Pipeline::run`] goes on after an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What a command does with what [`Pipeline::run`] delivers.
+pub trait EventHandler {
+    /// One complete, attributed event.
+    fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow>;
+
+    /// The counters, every second.
+    fn stats(&mut self, _stats: PipelineStats) {}
+}
+
+/// Logs the pipeline's counters at info level after any `extra` fields: the
+/// summary `live` and the daemon write when they stop.
+macro_rules! log_stats {
+    ($message:literal, $stats:expr $(, $field:ident = $value:expr)* $(,)?) => {{
+        let stats: &$crate::pipeline::PipelineStats = &$stats;
+        tracing::info!(
+            $($field = $value,)*
+            lost_ringbuf_full = stats.lost_ringbuf_full,
+            undecodable = stats.undecodable,
+            cgroup_unresolved = stats.cgroup_unresolved,
+            context_missing = stats.context_missing,
+            partially_attributed = stats.partially_attributed,
+            cri_failures = stats.cri_failures,
+            $message
+        )
+    }};
+}
+pub(crate) use log_stats;
+
 pub struct Pipeline {
     tracer: Tracer,
     reader: EventReader,
@@ -52,7 +97,7 @@ pub struct Pipeline {
     events: u64,
     /// Ring-buffer losses already warned about.
     reported_lost: u64,
-    raw: Vec<Result<OomEvent, crate::event::DecodeError>>,
+    raw: Vec<Result<OomEvent, DecodeError>>,
 }
 
 impl Pipeline {
@@ -74,11 +119,10 @@ impl Pipeline {
             }
         };
         let mut tracer = Tracer::start(&facts, &options.plan, options.ring_bytes).context("starting the OOM probes")?;
-        let attached = tracer.attached.clone();
-        for failure in &attached.failures {
-            tracing::info!(program = failure.program, reason = %failure.error, "not attached");
+        for failure in &tracer.attached.failures {
+            tracing::info!(program = failure.method.target(), reason = %failure.error, "not attached");
         }
-        if attached.context.is_none() {
+        if tracer.attached.method(Role::Context).is_none() {
             tracing::info!("no oom_kill_process probe: scope and OOMing memcg are inferred from page counters");
         }
         let reader = EventReader::new(tracer.take_events()?).context("registering the ring buffer")?;
@@ -87,9 +131,10 @@ impl Pipeline {
         pods.warm().await;
         let node = options.node_name.clone().unwrap_or_else(node_name);
         release_startup_memory();
-        let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, attached.kill_signal);
+        let kill_confirmed = tracer.attached.method(Role::KillConfirmation).is_some();
+        let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, kill_confirmed);
         tracing::info!(
-            attached = %attached.summary(),
+            attached = %tracer.attached.summary(),
             cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),
             cri = %pods.cri_status().unwrap_or_else(|why| format!("unavailable: {why}")),
             node,
@@ -131,7 +176,7 @@ impl Pipeline {
         let decode_cx = self.decode_cx;
         let raw = &mut self.raw;
         self.reader.read_batch(|bytes| raw.push(decode(bytes, &decode_cx))).await.context("reading the ring buffer")?;
-        let has_context_probe = self.tracer.attached.context.is_some();
+        let has_context_probe = self.tracer.attached.method(Role::Context).is_some();
         for decoded in std::mem::take(&mut self.raw) {
             let mut event = match decoded {
                 Ok(event) => event,
@@ -161,6 +206,34 @@ impl Pipeline {
             out.push(event);
         }
         Ok(())
+    }
+
+    /// Hands every event to `handler` until SIGTERM or SIGINT, until
+    /// `duration` has passed, or until the handler says stop; polls the
+    /// counters every second meanwhile.
+    pub async fn run(&mut self, duration: Option<Duration>, handler: &mut impl EventHandler) -> anyhow::Result<()> {
+        let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u32::MAX as u64)));
+        tokio::pin!(deadline);
+        let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+        let mut events = Vec::new();
+        loop {
+            tokio::select! {
+                batch = self.next_events(&mut events) => {
+                    batch?;
+                    for event in events.drain(..) {
+                        if handler.event(event)? == Flow::Stop {
+                            return Ok(());
+                        }
+                    }
+                }
+                _ = stats_tick.tick() => handler.stats(self.poll_stats()),
+                _ = &mut deadline => return Ok(()),
+                _ = sigterm.recv() => return Ok(()),
+                _ = sigint.recv() => return Ok(()),
+            }
+        }
     }
 
     pub fn stats(&self) -> PipelineStats {

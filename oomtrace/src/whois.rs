@@ -7,30 +7,23 @@ use std::{fmt::Write as _, path::PathBuf, time::Duration};
 use serde::Serialize;
 
 use crate::{
-    enrich::{
-        cgroup_path::{Qos, Runtime, parse_proc_cgroup},
-        pod::{PodResolver, WorkloadInfo},
-    },
-    sink::OutputFormat,
+    enrich::{cgroup_path::parse_proc_cgroup, pod::PodResolver},
+    event::{WorkloadIdentity, WorkloadInfo, workload::NullUnknown},
+    output::OutputFormat,
 };
 
 /// Prefixes stripped from a cgroup path given as a filesystem path.
 const CGROUP_MOUNTS: [&str; 3] = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
 
-/// One answer. The four identity keys are always present in the JSON (null
-/// when unknown), so scripts can rely on them.
+/// One answer. The identity keys are always present in the JSON (null when
+/// unknown), so scripts can rely on them; `workload` has the full picture.
 #[derive(Clone, Debug, Serialize)]
 pub struct WhoisResult {
     pub target: String,
     pub pid: Option<u32>,
     pub cgroup: Option<String>,
-    pub runtime: Option<Runtime>,
-    pub container_id: Option<String>,
-    pub pod_uid: Option<String>,
-    pub qos: Option<Qos>,
-    pub namespace: Option<String>,
-    pub pod: Option<String>,
-    pub container: Option<String>,
+    #[serde(flatten)]
+    pub identity: WorkloadIdentity<NullUnknown>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,36 +31,26 @@ pub struct WhoisResult {
 }
 
 impl WhoisResult {
-    fn new(target: &str) -> Self {
+    fn resolved(target: &str, pid: Option<u32>, cgroup: String, workload: WorkloadInfo) -> Self {
         Self {
             target: target.to_owned(),
-            pid: None,
-            cgroup: None,
-            runtime: None,
-            container_id: None,
-            pod_uid: None,
-            qos: None,
-            namespace: None,
-            pod: None,
-            container: None,
-            workload: None,
+            pid,
+            cgroup: Some(cgroup),
+            identity: workload.identity.with_null_unknowns(),
+            workload: Some(workload),
             error: None,
         }
     }
 
-    fn resolved(target: &str, pid: Option<u32>, cgroup: String, workload: WorkloadInfo) -> Self {
-        let mut result = Self::new(target);
-        result.pid = pid;
-        result.cgroup = Some(cgroup);
-        result.runtime = workload.runtime;
-        result.container_id = workload.container_id.clone();
-        result.pod_uid = workload.pod_uid.clone();
-        result.qos = workload.qos;
-        result.namespace = workload.namespace.clone();
-        result.pod = workload.pod.clone();
-        result.container = workload.container.clone();
-        result.workload = Some(workload);
-        result
+    fn failed(target: &str, error: String) -> Self {
+        Self {
+            target: target.to_owned(),
+            pid: None,
+            cgroup: None,
+            identity: WorkloadIdentity::default(),
+            workload: None,
+            error: Some(error),
+        }
     }
 }
 
@@ -100,7 +83,7 @@ pub async fn run(targets: &[String], socket: Option<PathBuf>, timeout: Duration)
                 let workload = pods.attribute(Some(&path), pid).await;
                 WhoisResult::resolved(target, pid, path, workload)
             }
-            Err(error) => WhoisResult { error: Some(error), ..WhoisResult::new(target) },
+            Err(error) => WhoisResult::failed(target, error),
         };
         results.push(result);
     }
@@ -123,20 +106,25 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
                     let _ = writeln!(out, "  error: {error}");
                     continue;
                 }
-                let show = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
                 let w = r.workload.as_ref();
-                let _ = writeln!(out, "  cgroup:       {}", show(r.cgroup.clone()));
-                let _ = writeln!(out, "  kind:         {}", show(w.map(|w| format!("{:?}", w.kind).to_lowercase())));
-                let _ =
-                    writeln!(out, "  attribution:  {}", show(w.map(|w| format!("{:?}", w.attribution).to_lowercase())));
-                let _ = writeln!(out, "  runtime:      {}", show(r.runtime.map(|v| format!("{v:?}").to_lowercase())));
-                let _ = writeln!(out, "  container_id: {}", show(r.container_id.clone()));
-                let _ = writeln!(out, "  pod_uid:      {}", show(r.pod_uid.clone()));
-                let _ = writeln!(out, "  qos:          {}", show(r.qos.map(|v| format!("{v:?}").to_lowercase())));
-                let _ = writeln!(out, "  namespace:    {}", show(r.namespace.clone()));
-                let _ = writeln!(out, "  pod:          {}", show(r.pod.clone()));
-                let _ = writeln!(out, "  container:    {}", show(r.container.clone()));
-                if let Some(reason) = w.and_then(|w| w.partial_reason.clone()) {
+                let id = &r.identity;
+                let lowercase = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
+                let rows = [
+                    ("cgroup", r.cgroup.clone()),
+                    ("kind", w.map(|w| lowercase(&w.kind))),
+                    ("attribution", w.map(|w| lowercase(&w.attribution))),
+                    ("runtime", id.runtime.map(|v| lowercase(&v))),
+                    ("container_id", id.container_id.clone()),
+                    ("pod_uid", id.pod_uid.clone()),
+                    ("qos", id.qos.map(|v| lowercase(&v))),
+                    ("namespace", id.namespace.clone()),
+                    ("pod", id.pod.clone()),
+                    ("container", id.container.clone()),
+                ];
+                for (label, value) in rows {
+                    let _ = writeln!(out, "  {:<14}{}", format!("{label}:"), value.as_deref().unwrap_or("-"));
+                }
+                if let Some(reason) = w.and_then(|w| w.partial_reason.as_deref()) {
                     let _ = writeln!(out, "  note:         {reason}");
                 }
             }
@@ -148,7 +136,7 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enrich::pod::{Attribution, WorkloadKind};
+    use crate::event::{Attribution, Qos, Runtime, WorkloadKind};
 
     #[test]
     fn filesystem_paths_lose_their_mount_prefix() {
@@ -168,13 +156,13 @@ mod tests {
         let targets = [container, "/system.slice/ssh.service".to_owned(), "4294967295".to_owned()];
         let mut results = run(&targets, Some(PathBuf::from("/nonexistent/cri.sock")), Duration::from_millis(50)).await;
         let mut named = WorkloadInfo::new(WorkloadKind::Container, Attribution::Full);
-        named.runtime = Some(Runtime::Containerd);
-        named.container_id = Some("b".repeat(64));
-        named.pod_uid = Some("uid-1".to_owned());
-        named.qos = Some(Qos::Guaranteed);
-        named.namespace = Some("ns".to_owned());
-        named.pod = Some("web".to_owned());
-        named.container = Some("app".to_owned());
+        named.identity.runtime = Some(Runtime::Containerd);
+        named.identity.container_id = Some("b".repeat(64));
+        named.identity.pod_uid = Some("uid-1".to_owned());
+        named.identity.qos = Some(Qos::Guaranteed);
+        named.identity.namespace = Some("ns".to_owned());
+        named.identity.pod = Some("web".to_owned());
+        named.identity.container = Some("app".to_owned());
         named.image = Some("img:1".to_owned());
         named.restart_count = Some(2);
         named.kube_system = Some(false);
@@ -194,5 +182,43 @@ mod tests {
             ),
         ];
         assert_eq!(json.lines().collect::<Vec<_>>(), expected);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_table_shows_every_identity_row() {
+        let id = "a".repeat(64);
+        let container = format!("/kubepods/burstable/pod0b8c1a9e-1111-4222-8333-944455556666/{id}");
+        let targets = [container.clone(), "/".to_owned(), "4294967295".to_owned()];
+        let results = run(&targets, Some(PathBuf::from("/nonexistent/cri.sock")), Duration::from_millis(50)).await;
+        let table = render(&results, OutputFormat::Table).expect("renders");
+        let expected = format!(
+            "{container}:
+  cgroup:       {container}
+  kind:         container
+  attribution:  partial
+  runtime:      -
+  container_id: {id}
+  pod_uid:      0b8c1a9e-1111-4222-8333-944455556666
+  qos:          burstable
+  namespace:    -
+  pod:          -
+  container:    -
+  note:         no CRI socket at /nonexistent/cri.sock (is containerd or CRI-O running? set --cri-socket)
+/:
+  cgroup:       /
+  kind:         host
+  attribution:  host
+  runtime:      -
+  container_id: -
+  pod_uid:      -
+  qos:          -
+  namespace:    -
+  pod:          -
+  container:    -
+4294967295:
+  error: no process 4294967295 (/proc/4294967295/cgroup: No such file or directory (os error 2))
+"
+        );
+        assert_eq!(table, expected);
     }
 }

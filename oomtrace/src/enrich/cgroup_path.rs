@@ -15,27 +15,7 @@
 
 use std::borrow::Cow;
 
-/// Container runtime, as far as the cgroup path tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    Containerd,
-    Crio,
-    Docker,
-    Podman,
-    /// The path names a container but not its runtime (cgroupfs driver).
-    Unknown,
-}
-
-/// Kubernetes pod QoS class, from the pod's place under `kubepods`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Qos {
-    Guaranteed,
-    Burstable,
-    /// Serialized as `"besteffort"`, the spelling in cgroup paths.
-    BestEffort,
-}
+use crate::event::{Qos, Runtime};
 
 /// What a cgroup path belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -9,12 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
-
 use super::{
-    cgroup_path::{self, Qos, Runtime, Workload},
+    cgroup_path::{self, Workload},
     cri::{ContainerInfo, CriClient},
 };
+use crate::event::{Attribution, Runtime, WorkloadInfo, WorkloadKind};
 
 /// Containers remembered (each a few hundred bytes).
 const CACHE_CAPACITY: usize = 4096;
@@ -25,121 +24,6 @@ const WARN_INTERVAL: Duration = Duration::from_secs(30);
 /// runtime must not delay every event of an OOM storm by the timeout.
 const RETRY_MIN: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
-
-/// How completely a victim was attributed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Attribution {
-    /// Path and runtime agree: names are known.
-    Full,
-    /// Only what the cgroup path gives (runtime unreachable, slow, or unaware).
-    Partial,
-    /// Not in a container: a host process or system service.
-    Host,
-    /// The cgroup is unknown or its layout is not recognised.
-    Unknown,
-}
-
-/// What kind of cgroup the victim was in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkloadKind {
-    Container,
-    Pod,
-    SystemService,
-    Host,
-    Unknown,
-}
-
-/// The victim's workload, as it appears in events and `oomtrace whois`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WorkloadInfo {
-    pub kind: WorkloadKind,
-    pub attribution: Attribution,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<Runtime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod_uid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub qos: Option<Qos>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart_count: Option<u32>,
-    /// The pod is in kube-system.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_system: Option<bool>,
-    /// The pod's sandbox ("pause") container.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<bool>,
-    /// The victim is the container's main process. `false`: Kubernetes will
-    /// not report this kill as OOMKilled (the container keeps running).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub main_process: Option<bool>,
-    /// The systemd unit of a system service.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    /// Why the attribution is partial.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partial_reason: Option<String>,
-}
-
-impl WorkloadInfo {
-    pub fn new(kind: WorkloadKind, attribution: Attribution) -> Self {
-        Self {
-            kind,
-            attribution,
-            runtime: None,
-            container_id: None,
-            pod_uid: None,
-            qos: None,
-            namespace: None,
-            pod: None,
-            container: None,
-            image: None,
-            restart_count: None,
-            kube_system: None,
-            sandbox: None,
-            main_process: None,
-            unit: None,
-            partial_reason: None,
-        }
-    }
-
-    /// "namespace/pod/container" when known.
-    pub fn kubernetes_name(&self) -> Option<String> {
-        let pod = self.pod.as_deref()?;
-        let namespace = self.namespace.as_deref().unwrap_or("?");
-        Some(match &self.container {
-            Some(container) => format!("{namespace}/{pod}/{container}"),
-            None if self.sandbox == Some(true) => format!("{namespace}/{pod}/(sandbox)"),
-            None => format!("{namespace}/{pod}"),
-        })
-    }
-
-    fn apply(&mut self, info: &ContainerInfo, victim_tgid: Option<u32>) {
-        self.namespace = info.namespace.clone();
-        self.pod = info.pod_name.clone();
-        self.container = info.name.clone();
-        self.pod_uid = self.pod_uid.clone().or_else(|| info.pod_uid.clone());
-        self.image = info.image.clone();
-        self.restart_count = info.restart_count;
-        self.kube_system = info.namespace.as_deref().map(|ns| ns == "kube-system");
-        self.sandbox = Some(info.sandbox);
-        self.main_process = match (info.main_pid, victim_tgid) {
-            (Some(main), Some(victim)) => Some(main == victim),
-            _ => None,
-        };
-    }
-}
 
 /// Counters of attribution problems, reported by `live` and the daemon.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -324,10 +208,11 @@ impl PodResolver {
             Workload::HostRoot => return WorkloadInfo::new(WorkloadKind::Host, Attribution::Host),
             Workload::Unknown => return WorkloadInfo::new(WorkloadKind::Unknown, Attribution::Unknown),
         };
-        out.runtime = Some(workload.runtime()).filter(|r| *r != Runtime::Unknown);
-        out.container_id = workload.container_id().map(str::to_owned);
-        out.pod_uid = workload.pod_uid().map(str::to_owned);
-        out.qos = workload.qos();
+        let id = &mut out.identity;
+        id.runtime = Some(workload.runtime()).filter(|r| *r != Runtime::Unknown);
+        id.container_id = workload.container_id().map(str::to_owned);
+        id.pod_uid = workload.pod_uid().map(str::to_owned);
+        id.qos = workload.qos();
         let lookup = match &workload {
             Workload::Container { container_id, .. } => self.container(container_id).await,
             Workload::Pod { pod_uid, .. } => Ok(self.cache.pod(pod_uid).cloned().map(|mut pod| {
@@ -342,8 +227,8 @@ impl PodResolver {
         };
         match lookup {
             Ok(Some(info)) => {
-                out.apply(&info, victim_tgid);
-                out.runtime = out.runtime.or(self.runtime);
+                fill_from_runtime(&mut out, &info, victim_tgid);
+                out.identity.runtime = out.identity.runtime.or(self.runtime);
             }
             Ok(None) => {
                 out.attribution = Attribution::Partial;
@@ -360,6 +245,23 @@ impl PodResolver {
     }
 }
 
+/// What the runtime knows about the victim's container (or pod).
+fn fill_from_runtime(out: &mut WorkloadInfo, info: &ContainerInfo, victim_tgid: Option<u32>) {
+    let id = &mut out.identity;
+    id.namespace = info.namespace.clone();
+    id.pod = info.pod_name.clone();
+    id.container = info.name.clone();
+    id.pod_uid = id.pod_uid.clone().or_else(|| info.pod_uid.clone());
+    out.image = info.image.clone();
+    out.restart_count = info.restart_count;
+    out.kube_system = info.namespace.as_deref().map(|ns| ns == "kube-system");
+    out.sandbox = Some(info.sandbox);
+    out.main_process = match (info.main_pid, victim_tgid) {
+        (Some(main), Some(victim)) => Some(main == victim),
+        _ => None,
+    };
+}
+
 fn runtime_from_name(name: &str) -> Option<Runtime> {
     match name {
         "containerd" => Some(Runtime::Containerd),
@@ -369,18 +271,10 @@ fn runtime_from_name(name: &str) -> Option<Runtime> {
     }
 }
 
-/// This node's name: `NODE_NAME` (the downward API in a DaemonSet), else the hostname.
-pub fn node_name() -> String {
-    std::env::var("NODE_NAME")
-        .ok()
-        .filter(|n| !n.is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Qos;
 
     fn info(id: &str) -> ContainerInfo {
         ContainerInfo { id: id.to_owned(), ..ContainerInfo::default() }
@@ -406,9 +300,9 @@ mod tests {
         let out = resolver.attribute(Some(&path), Some(1)).await;
         assert_eq!(out.kind, WorkloadKind::Container);
         assert_eq!(out.attribution, Attribution::Partial);
-        assert_eq!(out.container_id.as_deref(), Some(id.as_str()));
-        assert_eq!(out.pod_uid.as_deref(), Some("0b8c1a9e-1111-4222-8333-944455556666"));
-        assert_eq!(out.qos, Some(Qos::Burstable));
+        assert_eq!(out.identity.container_id.as_deref(), Some(id.as_str()));
+        assert_eq!(out.identity.pod_uid.as_deref(), Some("0b8c1a9e-1111-4222-8333-944455556666"));
+        assert_eq!(out.identity.qos, Some(Qos::Burstable));
         assert!(out.partial_reason.as_deref().is_some_and(|r| r.contains("no CRI socket")), "{out:?}");
         assert_eq!(resolver.stats.partial, 1);
         let host = resolver.attribute(Some("/system.slice/ssh.service"), Some(1)).await;

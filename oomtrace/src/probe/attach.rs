@@ -1,173 +1,132 @@
-//! The attach fallback chains.
+//! The attach fallback chains ([`AttachPlan::chain`]):
 //! - victim (required): tp_btf -> raw_tp -> tracepoint `oom/mark_victim`
 //! - context (optional): fentry -> kprobe `oom_kill_process` -> none
 //! - kill confirmation (optional): tracepoint `signal/signal_generate`
 
 use aya::{
     Btf, Ebpf,
-    programs::{BtfTracePoint, FEntry, KProbe, ProgramError, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, KProbe, KProbeError, ProgramError, RawTracePoint, TracePoint},
 };
 
+use super::{AttachFailure, AttachPlan, Attached, Method, Role};
 use crate::kernel::KernelFacts;
 
-/// Which program reports victims.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum VictimProbe {
-    /// tp_btf, then raw_tp, then the classic tracepoint.
-    #[default]
-    Auto,
-    TpBtf,
-    RawTp,
-    Tracepoint,
+/// Why one method did not attach. `oomtrace check` chooses its advice by
+/// variant; the message is what it prints.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The eBPF object itself did not load (when one method is tried alone).
+    #[error("loading the eBPF object: {0}")]
+    LoadObject(Box<aya::EbpfError>),
+    #[error("program {0} missing from the eBPF object")]
+    MissingProgram(&'static str),
+    /// The kernel BTF could not be read (tp_btf and fentry resolve their targets in it).
+    #[error("needs BTF: {0}")]
+    NoBtf(String),
+    #[error("BTF has no btf_trace_mark_victim")]
+    NoMarkVictimInBtf,
+    #[error("BTF does not describe oom_kill_process")]
+    NoOomKillProcessInBtf,
+    /// BTF was read but does not give the task_struct offsets tp_btf reads at.
+    #[error("BTF lacks task_struct offsets")]
+    TaskOffsetsNotInBtf,
+    /// raw_tp reads the victim's task_struct at offsets only BTF gives.
+    #[error("needs task_struct offsets from BTF")]
+    NoTaskOffsets,
+    /// The tracepoint's `format` file could not be read (no tracefs, or no such tracepoint).
+    #[error("the {0} format could not be read")]
+    NoTracepointFormat(&'static str),
+    /// The kernel answered EPERM (loading or attaching): lockdown or a security policy.
+    #[error("{}", describe(.0))]
+    Refused(ProgramError),
+    /// No kprobe PMU (`/sys/bus/event_source/devices/kprobe/type` is missing):
+    /// the kernel is built without CONFIG_KPROBES.
+    #[error("{}", describe(.0))]
+    NoKprobes(ProgramError),
+    /// Any other failure to load or attach the program.
+    #[error("{}", describe(.0))]
+    Program(ProgramError),
 }
 
-/// Which program reads the `oom_control` context.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ContextProbe {
-    /// fentry, then kprobe, then none.
-    #[default]
-    Auto,
-    Fentry,
-    Kprobe,
-    /// Do not read the context: scope and OOMing memcg are then inferred.
-    None,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AttachPlan {
-    pub victim: VictimProbe,
-    pub context: ContextProbe,
-    /// Attach `signal/signal_generate` to confirm kills.
-    pub confirm_kills: bool,
-}
-
-impl AttachPlan {
-    /// The context attach point the user asked for explicitly (then it must attach).
-    pub fn requested_context_target(&self) -> Option<&'static str> {
-        match self.context {
-            ContextProbe::Fentry => Some(Method::Fentry.target()),
-            ContextProbe::Kprobe => Some(Method::Kprobe.target()),
-            ContextProbe::Auto | ContextProbe::None => None,
+impl From<ProgramError> for AttachError {
+    fn from(error: ProgramError) -> Self {
+        if let ProgramError::LoadError { verifier_log, .. } = &error {
+            tracing::debug!(%verifier_log, "verifier log");
+        }
+        let no_kprobe_pmu = matches!(
+            &error,
+            ProgramError::KProbeError(KProbeError::FileError { io_error, .. })
+                if io_error.kind() == std::io::ErrorKind::NotFound
+        );
+        if refused_by_kernel(&error) {
+            Self::Refused(error)
+        } else if no_kprobe_pmu {
+            Self::NoKprobes(error)
+        } else {
+            Self::Program(error)
         }
     }
 }
 
-/// One attach attempt that failed.
-#[derive(Clone, Debug)]
-pub struct AttachFailure {
-    /// The attach point, e.g. `fentry:oom_kill_process`.
-    pub program: &'static str,
-    pub error: String,
-}
-
-/// What ended up attached.
-#[derive(Clone, Debug, Default)]
-pub struct Attached {
-    /// "tp_btf", "raw_tp" or "tracepoint".
-    pub victim: Option<&'static str>,
-    /// "fentry" or "kprobe".
-    pub context: Option<&'static str>,
-    pub kill_signal: bool,
-    pub failures: Vec<AttachFailure>,
-}
-
-impl Attached {
-    pub fn summary(&self) -> String {
-        format!(
-            "victim={} context={} kill_confirmation={}",
-            self.victim.unwrap_or("none"),
-            self.context.unwrap_or("none"),
-            if self.kill_signal { "signal_generate" } else { "none" }
-        )
-    }
-}
-
-/// One attach method of one program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    TpBtf,
-    RawTp,
-    Tracepoint,
-    Fentry,
-    Kprobe,
-    SignalGenerate,
-}
-
-impl Method {
-    pub const ALL: [Method; 6] =
-        [Self::TpBtf, Self::RawTp, Self::Tracepoint, Self::Fentry, Self::Kprobe, Self::SignalGenerate];
-
-    /// Short name used in logs and `Attached`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::TpBtf => "tp_btf",
-            Self::RawTp => "raw_tp",
-            Self::Tracepoint => "tracepoint",
-            Self::Fentry => "fentry",
-            Self::Kprobe => "kprobe",
-            Self::SignalGenerate => "signal_generate",
+/// Whether the kernel answered EPERM anywhere in `error`'s chain (a program
+/// load, an attach, a map creation).
+pub fn refused_by_kernel(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.raw_os_error() == Some(libc::EPERM)) {
+            return true;
         }
+        next = error.source();
     }
+    false
+}
 
-    /// The attach point, as users know it.
-    pub fn target(self) -> &'static str {
-        match self {
-            Self::TpBtf => "tp_btf:mark_victim",
-            Self::RawTp => "raw_tp:mark_victim",
-            Self::Tracepoint => "tracepoint:oom/mark_victim",
-            Self::Fentry => "fentry:oom_kill_process",
-            Self::Kprobe => "kprobe:oom_kill_process",
-            Self::SignalGenerate => "tracepoint:signal/signal_generate",
-        }
+/// An aya error with its causes, on one line (the verifier log stays at debug level).
+fn describe(error: &ProgramError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    text.lines().next().unwrap_or_default().to_owned()
 }
 
 /// Attaches what `plan` asks for, falling back along the chains. Never fails:
 /// what did not attach is listed in `failures`.
 pub fn attach_all(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>, plan: &AttachPlan) -> Attached {
     let mut attached = Attached::default();
-    let mut try_attach = |method: Method| match attach_one(ebpf, facts, btf, method) {
-        Ok(()) => {
-            tracing::debug!(program = method.target(), "attached");
-            true
+    for role in Role::ALL {
+        for &method in plan.chain(role) {
+            match attach_one(ebpf, facts, btf, method) {
+                Ok(()) => {
+                    tracing::debug!(program = method.target(), "attached");
+                    attached.methods.push(method);
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(program = method.target(), %error, "could not attach");
+                    attached.failures.push(AttachFailure { method, error });
+                }
+            }
         }
-        Err(error) => {
-            tracing::debug!(program = method.target(), %error, "could not attach");
-            attached.failures.push(AttachFailure { program: method.target(), error });
-            false
-        }
-    };
-
-    let victims: &[Method] = match plan.victim {
-        VictimProbe::Auto => &[Method::TpBtf, Method::RawTp, Method::Tracepoint],
-        VictimProbe::TpBtf => &[Method::TpBtf],
-        VictimProbe::RawTp => &[Method::RawTp],
-        VictimProbe::Tracepoint => &[Method::Tracepoint],
-    };
-    let victim = victims.iter().copied().find(|&m| try_attach(m));
-
-    let contexts: &[Method] = match plan.context {
-        ContextProbe::Auto => &[Method::Fentry, Method::Kprobe],
-        ContextProbe::Fentry => &[Method::Fentry],
-        ContextProbe::Kprobe => &[Method::Kprobe],
-        ContextProbe::None => &[],
-    };
-    let context = contexts.iter().copied().find(|&m| try_attach(m));
-    let kill_signal = plan.confirm_kills && try_attach(Method::SignalGenerate);
-
-    attached.victim = victim.map(Method::name);
-    attached.context = context.map(Method::name);
-    attached.kill_signal = kill_signal;
+    }
     attached
 }
 
 /// Loads the object afresh and attaches only `method` (then detaches): what
 /// `oomtrace check` reports.
-pub fn try_method(object: &[u8], facts: &KernelFacts, btf: &Result<Btf, String>, method: Method) -> Result<(), String> {
+pub fn try_method(
+    object: &[u8],
+    facts: &KernelFacts,
+    btf: &Result<Btf, String>,
+    method: Method,
+) -> Result<(), AttachError> {
     let mut ebpf = aya::EbpfLoader::new()
         .override_global("OFFSETS", &facts.offsets, true)
         .load(object)
-        .map_err(|e| format!("loading the eBPF object: {e}"))?;
+        .map_err(|e| AttachError::LoadObject(Box::new(e)))?;
     attach_one(&mut ebpf, facts, btf, method)
 }
 
@@ -180,13 +139,18 @@ pub fn kernel_btf(facts: &KernelFacts) -> Result<Btf, String> {
     }
 }
 
-fn attach_one(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>, method: Method) -> Result<(), String> {
+fn attach_one(
+    ebpf: &mut Ebpf,
+    facts: &KernelFacts,
+    btf: &Result<Btf, String>,
+    method: Method,
+) -> Result<(), AttachError> {
     match method {
         Method::TpBtf => attach_tp_btf(ebpf, facts, btf),
         Method::RawTp => attach_raw_tp(ebpf, facts),
         Method::Tracepoint => {
             if facts.offsets.tp_victim_pid == oomtrace_common::ABSENT {
-                return Err("the oom/mark_victim format could not be read".to_owned());
+                return Err(AttachError::NoTracepointFormat("oom/mark_victim"));
             }
             attach_tracepoint(ebpf, "mark_victim_tp", "oom", "mark_victim")
         }
@@ -194,7 +158,7 @@ fn attach_one(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>, m
         Method::Kprobe => attach_kprobe(ebpf),
         Method::SignalGenerate => {
             if !facts.signal_generate_available {
-                return Err("the signal/signal_generate format could not be read".to_owned());
+                return Err(AttachError::NoTracepointFormat("signal/signal_generate"));
             }
             attach_tracepoint(ebpf, "signal_generate", "signal", "signal_generate")
         }
@@ -202,84 +166,95 @@ fn attach_one(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>, m
 }
 
 /// Attaches a loaded program; on failure unloads it (rather than keeping it
-/// loaded until exit) and describes the error.
+/// loaded until exit).
 macro_rules! attach_or_unload {
     ($prog:ident, $attach:expr) => {
         match $attach {
             Ok(_) => Ok(()),
             Err(error) => {
                 let _ = $prog.unload();
-                Err(describe(error))
+                Err(AttachError::from(error))
             }
         }
     };
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, AttachError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the eBPF object"))?
-        .try_into()
-        .map_err(|e: ProgramError| e.to_string())
+    let program = ebpf.program_mut(name).ok_or(AttachError::MissingProgram(name))?;
+    Ok(program.try_into()?)
 }
 
-/// Formats an aya error with its causes (the verifier log stays at debug level).
-fn describe(error: ProgramError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if let ProgramError::LoadError { verifier_log, .. } = &error {
-        tracing::debug!(%verifier_log, "verifier log");
-    }
-    text.lines().next().unwrap_or_default().to_owned()
-}
-
-fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>) -> Result<(), String> {
-    let btf = btf.as_ref().map_err(|why| format!("needs BTF: {why}"))?;
+fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>) -> Result<(), AttachError> {
+    let btf = btf.as_ref().map_err(|why| AttachError::NoBtf(why.clone()))?;
     if !facts.btf.as_ref().is_ok_and(|b| b.has_mark_victim_tracepoint) {
-        return Err("BTF has no btf_trace_mark_victim".to_owned());
+        return Err(AttachError::NoMarkVictimInBtf);
     }
     if facts.offsets.task_pid == oomtrace_common::ABSENT {
-        return Err("BTF lacks task_struct offsets".to_owned());
+        return Err(AttachError::TaskOffsetsNotInBtf);
     }
     let prog: &mut BtfTracePoint = program(ebpf, "mark_victim_btf")?;
-    prog.load("mark_victim", btf).map_err(describe)?;
+    prog.load("mark_victim", btf)?;
     attach_or_unload!(prog, prog.attach())
 }
 
-fn attach_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), String> {
+fn attach_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
     if facts.offsets.task_pid == oomtrace_common::ABSENT {
-        return Err("needs task_struct offsets from BTF".to_owned());
+        return Err(AttachError::NoTaskOffsets);
     }
     let prog: &mut RawTracePoint = program(ebpf, "mark_victim_raw")?;
-    prog.load().map_err(describe)?;
+    prog.load()?;
     attach_or_unload!(prog, prog.attach("mark_victim"))
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str, event: &str) -> Result<(), String> {
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, category: &str, event: &str) -> Result<(), AttachError> {
     let prog: &mut TracePoint = program(ebpf, name)?;
-    prog.load().map_err(describe)?;
+    prog.load()?;
     attach_or_unload!(prog, prog.attach(category, event))
 }
 
-fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>) -> Result<(), String> {
-    let btf = btf.as_ref().map_err(|why| format!("needs BTF: {why}"))?;
+fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>) -> Result<(), AttachError> {
+    let btf = btf.as_ref().map_err(|why| AttachError::NoBtf(why.clone()))?;
     if !facts.btf.as_ref().is_ok_and(|b| b.has_oom_kill_process) {
-        return Err("BTF does not describe oom_kill_process".to_owned());
+        return Err(AttachError::NoOomKillProcessInBtf);
     }
     let prog: &mut FEntry = program(ebpf, "oom_kill_process_fentry")?;
-    prog.load("oom_kill_process", btf).map_err(describe)?;
+    prog.load("oom_kill_process", btf)?;
     attach_or_unload!(prog, prog.attach())
 }
 
-fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
+fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), AttachError> {
     let prog: &mut KProbe = program(ebpf, "oom_kill_process_kprobe")?;
-    prog.load().map_err(describe)?;
+    prog.load()?;
     attach_or_unload!(prog, prog.attach("oom_kill_process", 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os_error(code: i32) -> std::io::Error {
+        std::io::Error::from_raw_os_error(code)
+    }
+
+    #[test]
+    fn errors_are_classified_by_type() {
+        let syscall =
+            |code| ProgramError::from(aya::sys::SyscallError { call: "bpf_prog_load", io_error: os_error(code) });
+        assert!(matches!(AttachError::from(syscall(libc::EPERM)), AttachError::Refused(_)));
+        assert!(matches!(AttachError::from(syscall(libc::EINVAL)), AttachError::Program(_)));
+        let pmu = KProbeError::FileError {
+            filename: "/sys/bus/event_source/devices/kprobe/type".into(),
+            io_error: os_error(libc::ENOENT),
+        };
+        let error = AttachError::from(ProgramError::from(pmu));
+        assert!(matches!(error, AttachError::NoKprobes(_)));
+        // The message keeps the causes, on one line.
+        assert_eq!(
+            error.to_string(),
+            "`/sys/bus/event_source/devices/kprobe/type`: No such file or directory (os error 2)"
+        );
+    }
 }

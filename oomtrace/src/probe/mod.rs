@@ -3,9 +3,13 @@
 //! absence of every victim program is fatal.
 
 pub mod attach;
+pub mod method;
 pub mod ring;
 
-pub use attach::{AttachPlan, Attached, ContextProbe, Method, VictimProbe};
+pub use self::{
+    attach::AttachError,
+    method::{AttachFailure, AttachPlan, Attached, ContextProbe, Method, Role, VictimProbe},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -23,18 +27,25 @@ pub enum ProbeError {
     #[error("loading the eBPF object failed: {source}; {advice}")]
     Load { source: Box<aya::EbpfError>, advice: String },
     #[error(
-        "no OOM victim source could be attached (tried: {tried}); run `oomtrace check` to see \
-         what this kernel allows"
+        "no OOM victim source could be attached (tried: {}); run `oomtrace check` to see \
+         what this kernel allows",
+        list(.failures)
     )]
-    NoVictimSource { tried: String },
+    NoVictimSource { failures: Vec<AttachFailure> },
     #[error(
-        "{program} was requested but could not be attached: {reason}; run `oomtrace check`, or use --context-probe auto"
+        "{} was requested but could not be attached: {}; run `oomtrace check`, or use --context-probe auto",
+        .method.target(),
+        .reason.as_ref().map_or_else(|| "unknown".to_owned(), ToString::to_string)
     )]
-    RequestedContextProbe { program: &'static str, reason: String },
+    RequestedContextProbe { method: Method, reason: Option<AttachError> },
     #[error("the eBPF object lacks map {0} (build mismatch between oomtrace and oomtrace-ebpf)")]
     MissingMap(&'static str),
     #[error("map {name} has an unexpected type: {source}")]
     MapType { name: &'static str, source: aya::maps::MapError },
+}
+
+fn list(failures: &[AttachFailure]) -> String {
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// Default ring buffer size: about 550 OOM records.
@@ -84,20 +95,14 @@ impl Tracer {
         let btf = attach::kernel_btf(facts);
         let attached = attach::attach_all(&mut ebpf, facts, &btf, plan);
         drop(btf);
-        if attached.victim.is_none() {
-            let tried =
-                attached.failures.iter().map(|f| format!("{}: {}", f.program, f.error)).collect::<Vec<_>>().join("; ");
-            return Err(ProbeError::NoVictimSource { tried });
+        if attached.method(Role::Victim).is_none() {
+            return Err(ProbeError::NoVictimSource { failures: attached.failures });
         }
-        if let Some(program) = plan.requested_context_target()
-            && attached.context.is_none()
+        if let Some(method) = plan.requested_context()
+            && attached.method(Role::Context).is_none()
         {
-            let reason = attached
-                .failures
-                .iter()
-                .find(|f| f.program == program)
-                .map_or_else(|| "unknown".to_owned(), |f| f.error.clone());
-            return Err(ProbeError::RequestedContextProbe { program, reason });
+            let reason = attached.failures.into_iter().find(|f| f.method == method).map(|f| f.error);
+            return Err(ProbeError::RequestedContextProbe { method, reason });
         }
         let stats_map = ebpf.take_map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
         let stats = PerCpuArray::try_from(stats_map).map_err(|source| ProbeError::MapType { name: "STATS", source })?;
@@ -128,8 +133,7 @@ fn load_advice(error: &aya::EbpfError) -> String {
     if !privileges.can_trace() {
         return privileges.advice();
     }
-    let text = error.to_string();
-    if text.contains("Operation not permitted") || text.contains("EPERM") {
+    if attach::refused_by_kernel(error) {
         "the kernel refused the BPF maps or programs (EPERM); check lockdown and \
          kernel.unprivileged_bpf_disabled, and run as root"
             .to_owned()

@@ -2,14 +2,14 @@
 
 use std::io::Write;
 
-use super::Sink;
-use crate::event::OomEvent;
+use super::EventWriter;
+use crate::event::{OomEvent, ScopeSource};
 
-pub struct TableSink;
+pub struct TableWriter;
 
 const HEADER: &str = "TIME (UTC)    PID      COMM             WORKLOAD (NAMESPACE/POD/CONTAINER or CGROUP)             USAGE/LIMIT      RSS      SCOPE      KILLED TRIGGER";
 
-impl Sink for TableSink {
+impl EventWriter for TableWriter {
     fn start(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "{HEADER}")?;
         out.flush()
@@ -47,7 +47,7 @@ pub fn row(event: &OomEvent) -> String {
     );
     let rss = event.victim.rss_kb().map_or_else(|| "?".to_owned(), |kb| bytes(Some(kb * 1024)));
     let scope = match (event.scope, event.scope_source) {
-        (Some(scope), Some(crate::event::ScopeSource::Inferred)) => format!("{}*", scope.as_str()),
+        (Some(scope), Some(ScopeSource::Inferred)) => format!("{}*", scope.as_str()),
         (Some(scope), _) => scope.as_str().to_owned(),
         (None, _) => "?".to_owned(),
     };

@@ -1,8 +1,8 @@
-//! Where events go: a human table or NDJSON on stdout.
+//! What a person or a pipe reads: the table or NDJSON that `oomtrace live`
+//! (and the daemon, on stdout) writes. What a system scrapes or receives is in
+//! `export`.
 
 pub mod json;
-pub mod otlp;
-pub mod prometheus;
 pub mod table;
 
 use std::io::Write;
@@ -20,14 +20,14 @@ pub enum OutputFormat {
 }
 
 /// Writes events in one format.
-pub trait Sink {
+pub trait EventWriter {
     fn start(&mut self, out: &mut dyn Write) -> std::io::Result<()>;
     fn event(&mut self, out: &mut dyn Write, event: &OomEvent) -> std::io::Result<()>;
 }
 
-pub fn for_format(format: OutputFormat) -> Box<dyn Sink + Send> {
+pub fn for_format(format: OutputFormat) -> Box<dyn EventWriter + Send> {
     match format {
-        OutputFormat::Table => Box::new(table::TableSink),
-        OutputFormat::Json => Box::new(json::JsonSink),
+        OutputFormat::Table => Box::new(table::TableWriter),
+        OutputFormat::Json => Box::new(json::JsonWriter),
     }
 }

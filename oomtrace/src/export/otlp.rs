@@ -122,7 +122,7 @@ impl LogProcessor for QueueingProcessor {
     }
 }
 
-pub struct OtlpSink {
+pub struct OtlpExporter {
     logger: SdkLogger,
     logger_provider: SdkLoggerProvider,
     meter_provider: SdkMeterProvider,
@@ -132,7 +132,7 @@ pub struct OtlpSink {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl OtlpSink {
+impl OtlpExporter {
     /// Builds the exporters from the `OTEL_*` environment; must run inside a
     /// tokio runtime (the export task is spawned on it).
     pub fn from_env(queue_bound: usize) -> Result<Self, OtlpError> {
@@ -318,13 +318,13 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     };
     let w = event.workload.as_ref();
     text("k8s.node.name", event.node.clone());
-    text("k8s.namespace.name", w.and_then(|w| w.namespace.clone()));
-    text("k8s.pod.name", w.and_then(|w| w.pod.clone()));
-    text("k8s.pod.uid", w.and_then(|w| w.pod_uid.clone()));
-    text("k8s.container.name", w.and_then(|w| w.container.clone()));
-    text("container.id", w.and_then(|w| w.container_id.clone()));
+    text("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone()));
+    text("k8s.pod.name", w.and_then(|w| w.identity.pod.clone()));
+    text("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone()));
+    text("k8s.container.name", w.and_then(|w| w.identity.container.clone()));
+    text("container.id", w.and_then(|w| w.identity.container_id.clone()));
     text("container.image.name", w.and_then(|w| w.image.clone()));
-    text("container.runtime", w.and_then(|w| w.runtime.map(|r| format!("{r:?}").to_lowercase())));
+    text("container.runtime", w.and_then(|w| w.identity.runtime.map(|r| format!("{r:?}").to_lowercase())));
     text("process.executable.name", event.victim.comm.clone());
     text("oom.scope", event.scope.map(|s| s.as_str().to_owned()));
     text("oom.cgroup.path", event.victim_cgroup.as_ref().and_then(|c| c.path.clone()));

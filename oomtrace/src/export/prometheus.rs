@@ -150,9 +150,9 @@ impl Metrics {
         let workload = event.workload.as_ref();
         let name = |v: Option<&String>| v.cloned().unwrap_or_default();
         let mut labels = ContainerLabels {
-            namespace: name(workload.and_then(|w| w.namespace.as_ref())),
-            pod: name(workload.and_then(|w| w.pod.as_ref())),
-            container: name(workload.and_then(|w| w.container.as_ref())),
+            namespace: name(workload.and_then(|w| w.identity.namespace.as_ref())),
+            pod: name(workload.and_then(|w| w.identity.pod.as_ref())),
+            container: name(workload.and_then(|w| w.identity.container.as_ref())),
         };
         {
             let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
@@ -230,16 +230,13 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        enrich::pod::{Attribution, WorkloadInfo, WorkloadKind},
-        event::{OomCgroup, Scope, Trigger, Victim},
-    };
+    use crate::event::{Attribution, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind};
 
     fn event(pod: &str) -> OomEvent {
         let mut workload = WorkloadInfo::new(WorkloadKind::Container, Attribution::Full);
-        workload.namespace = Some("ns".into());
-        workload.pod = Some(pod.into());
-        workload.container = Some("c".into());
+        workload.identity.namespace = Some("ns".into());
+        workload.identity.pod = Some(pod.into());
+        workload.identity.container = Some("c".into());
         OomEvent {
             time: String::new(),
             ktime_ns: 0,

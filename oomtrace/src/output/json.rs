@@ -2,12 +2,12 @@
 
 use std::io::Write;
 
-use super::Sink;
+use super::EventWriter;
 use crate::event::OomEvent;
 
-pub struct JsonSink;
+pub struct JsonWriter;
 
-impl Sink for JsonSink {
+impl EventWriter for JsonWriter {
     fn start(&mut self, _out: &mut dyn Write) -> std::io::Result<()> {
         Ok(())
     }

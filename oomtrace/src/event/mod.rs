@@ -1,0 +1,165 @@
+//! The owned, documented OOM event (what users see). `decode` builds it from
+//! the raw ring-buffer record with a length-checked copy; `enrich` fills in
+//! the cgroup paths and the [`WorkloadInfo`] this module defines. A field the
+//! kernel could not provide is `None` and left out of the JSON; see
+//! docs/events.md.
+
+pub mod decode;
+pub mod workload;
+
+use serde::Serialize;
+
+pub use self::workload::{Attribution, Qos, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind};
+
+/// What the OOM was constrained by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// A memory cgroup hit its limit.
+    Memcg,
+    /// The whole machine ran out of memory.
+    Global,
+    /// The allocating task's cpuset ran out of memory.
+    Cpuset,
+    /// The allocating task's NUMA memory policy ran out of memory.
+    Mempolicy,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memcg => "memcg",
+            Self::Global => "global",
+            Self::Cpuset => "cpuset",
+            Self::Mempolicy => "mempolicy",
+        }
+    }
+}
+
+/// How the scope and the OOMing memcg were determined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeSource {
+    /// Read from `struct oom_control` in `oom_kill_process`.
+    OomControl,
+    /// Inferred: the nearest memcg at its limit above the victim (or none).
+    Inferred,
+}
+
+/// The killed (or marked) task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Victim {
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tgid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_vm_kb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anon_rss_kb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_rss_kb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shmem_rss_kb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pgtables_kb: Option<u64>,
+}
+
+impl Victim {
+    /// anon + file + shmem RSS, when all three are known.
+    pub fn rss_kb(&self) -> Option<u64> {
+        Some(self.anon_rss_kb? + self.file_rss_kb? + self.shmem_rss_kb?)
+    }
+}
+
+/// The task whose allocation ran into the OOM.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+}
+
+/// A memory cgroup as captured at the kill.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cgroup {
+    /// kernfs id (the inode number of the cgroup directory).
+    pub id: u64,
+    /// Path from the hierarchy root, e.g. `/kubepods/burstable/pod…/…`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The kernfs parent's id and the directory name: how `path` is rebuilt
+    /// when the directory is already gone.
+    #[serde(skip)]
+    pub parent_id: u64,
+    #[serde(skip)]
+    pub name: String,
+}
+
+/// The memcg that hit its limit, with its page counter at the kill.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OomCgroup {
+    #[serde(flatten)]
+    pub cgroup: Cgroup,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+}
+
+/// One OOM victim.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OomEvent {
+    /// Wall-clock time of the kill (RFC 3339, UTC).
+    pub time: String,
+    /// Kernel CLOCK_MONOTONIC timestamp of `mark_victim`.
+    pub ktime_ns: u64,
+    /// Identifies one OOM-killer invocation (shared by the victims of a group kill).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_id: Option<u64>,
+    /// The kernel sent SIGKILL (false: the victim was already exiting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed: Option<bool>,
+    /// `memory.oom.group`: every task of the cgroup is killed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_kill: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_source: Option<ScopeSource>,
+    pub victim: Victim,
+    /// The victim's own memory cgroup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub victim_cgroup: Option<Cgroup>,
+    /// The memory cgroup that hit its limit (an ancestor of the victim's with
+    /// pod-level limits); absent for a global OOM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_cgroup: Option<OomCgroup>,
+    /// `oom_control.totalpages`: the limit, in pages, the OOM ran against
+    /// (memcg max plus swap for a memcg OOM; RAM plus swap for a global one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_totalpages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_points: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gfp_mask: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<i32>,
+    pub trigger: Trigger,
+    /// The node (Kubernetes node name or hostname).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The victim's container, pod or service (see docs/events.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadInfo>,
+    /// The programs that supplied this event's fields.
+    pub sources: Vec<&'static str>,
+    /// Fields this kernel or these probes could not provide (absent above).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<&'static str>,
+}

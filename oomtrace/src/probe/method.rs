@@ -1,0 +1,192 @@
+//! The attach methods, what each is for (its [`Role`]), what the user asked
+//! for ([`AttachPlan`]) and what ended up attached ([`Attached`]).
+
+use super::AttachError;
+
+/// Which program reports victims.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum VictimProbe {
+    /// tp_btf, then raw_tp, then the classic tracepoint.
+    #[default]
+    Auto,
+    TpBtf,
+    RawTp,
+    Tracepoint,
+}
+
+/// Which program reads the `oom_control` context.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContextProbe {
+    /// fentry, then kprobe, then none.
+    #[default]
+    Auto,
+    Fentry,
+    Kprobe,
+    /// Do not read the context: scope and OOMing memcg are then inferred.
+    None,
+}
+
+/// What an attached program is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Reports each victim (`mark_victim`); the only required role.
+    Victim,
+    /// Reads the `oom_control` context in `oom_kill_process`.
+    Context,
+    /// Confirms the kill (the SIGKILL seen by `signal_generate`).
+    KillConfirmation,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Self::Victim, Self::Context, Self::KillConfirmation];
+
+    /// The name in logs and in the `role` label of `oomtrace_probe_attached`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Victim => "victim",
+            Self::Context => "context",
+            Self::KillConfirmation => "kill_confirmation",
+        }
+    }
+}
+
+/// One attach method of one program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    TpBtf,
+    RawTp,
+    Tracepoint,
+    Fentry,
+    Kprobe,
+    SignalGenerate,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] =
+        [Self::TpBtf, Self::RawTp, Self::Tracepoint, Self::Fentry, Self::Kprobe, Self::SignalGenerate];
+
+    /// What this method's program is for: the one place methods are grouped
+    /// (attaching, `oomtrace check`, the startup log and the daemon's metrics).
+    pub fn role(self) -> Role {
+        match self {
+            Self::TpBtf | Self::RawTp | Self::Tracepoint => Role::Victim,
+            Self::Fentry | Self::Kprobe => Role::Context,
+            Self::SignalGenerate => Role::KillConfirmation,
+        }
+    }
+
+    /// Short name used in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TpBtf => "tp_btf",
+            Self::RawTp => "raw_tp",
+            Self::Tracepoint => "tracepoint",
+            Self::Fentry => "fentry",
+            Self::Kprobe => "kprobe",
+            Self::SignalGenerate => "signal_generate",
+        }
+    }
+
+    /// The attach point, as users know it.
+    pub fn target(self) -> &'static str {
+        match self {
+            Self::TpBtf => "tp_btf:mark_victim",
+            Self::RawTp => "raw_tp:mark_victim",
+            Self::Tracepoint => "tracepoint:oom/mark_victim",
+            Self::Fentry => "fentry:oom_kill_process",
+            Self::Kprobe => "kprobe:oom_kill_process",
+            Self::SignalGenerate => "tracepoint:signal/signal_generate",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachPlan {
+    pub victim: VictimProbe,
+    pub context: ContextProbe,
+    /// Attach `signal/signal_generate` to confirm kills.
+    pub confirm_kills: bool,
+}
+
+impl AttachPlan {
+    /// The methods to try for `role`, in order: the first that attaches wins.
+    pub fn chain(&self, role: Role) -> &'static [Method] {
+        match role {
+            Role::Victim => match self.victim {
+                VictimProbe::Auto => &[Method::TpBtf, Method::RawTp, Method::Tracepoint],
+                VictimProbe::TpBtf => &[Method::TpBtf],
+                VictimProbe::RawTp => &[Method::RawTp],
+                VictimProbe::Tracepoint => &[Method::Tracepoint],
+            },
+            Role::Context => match self.context {
+                ContextProbe::Auto => &[Method::Fentry, Method::Kprobe],
+                ContextProbe::Fentry => &[Method::Fentry],
+                ContextProbe::Kprobe => &[Method::Kprobe],
+                ContextProbe::None => &[],
+            },
+            Role::KillConfirmation if self.confirm_kills => &[Method::SignalGenerate],
+            Role::KillConfirmation => &[],
+        }
+    }
+
+    /// The context method the user asked for explicitly (then it must attach).
+    pub fn requested_context(&self) -> Option<Method> {
+        match self.context {
+            ContextProbe::Fentry => Some(Method::Fentry),
+            ContextProbe::Kprobe => Some(Method::Kprobe),
+            ContextProbe::Auto | ContextProbe::None => None,
+        }
+    }
+}
+
+/// One attach attempt that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {error}", .method.target())]
+pub struct AttachFailure {
+    pub method: Method,
+    pub error: AttachError,
+}
+
+/// What ended up attached.
+#[derive(Debug, Default)]
+pub struct Attached {
+    /// The attached methods, at most one per role, in attach order.
+    pub methods: Vec<Method>,
+    pub failures: Vec<AttachFailure>,
+}
+
+impl Attached {
+    /// The method attached for `role`, if any.
+    pub fn method(&self, role: Role) -> Option<Method> {
+        self.methods.iter().copied().find(|m| m.role() == role)
+    }
+
+    /// `victim=tp_btf context=none kill_confirmation=signal_generate`.
+    pub fn summary(&self) -> String {
+        Role::ALL
+            .iter()
+            .map(|&role| format!("{}={}", role.name(), self.method(role).map_or("none", Method::name)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_is_in_the_auto_chain_of_its_role() {
+        let plan = AttachPlan { confirm_kills: true, ..AttachPlan::default() };
+        for method in Method::ALL {
+            assert!(plan.chain(method.role()).contains(&method), "{method:?}");
+        }
+    }
+
+    #[test]
+    fn the_summary_names_one_method_per_role() {
+        let attached = Attached { methods: vec![Method::TpBtf, Method::SignalGenerate], failures: Vec::new() };
+        assert_eq!(attached.summary(), "victim=tp_btf context=none kill_confirmation=signal_generate");
+        assert_eq!(attached.method(Role::Context), None);
+    }
+}

@@ -2,7 +2,6 @@
 
 use std::{
     io::{StdoutLock, Write},
-    path::PathBuf,
     time::Duration,
 };
 
@@ -12,7 +11,6 @@ use crate::{
     event::OomEvent,
     output::{self, EventWriter, OutputFormat},
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
-    probe::AttachPlan,
 };
 
 #[derive(Clone, Debug)]
@@ -20,6 +18,13 @@ pub struct LiveOptions {
     pub output: OutputFormat,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
+    pub filter: EventFilter,
+    pub pipeline: PipelineOptions,
+}
+
+/// Which victims `live` shows; every filter that is set must match.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
     /// Only victims whose cgroup path starts with this.
     pub cgroup_prefix: Option<String>,
     /// Only victims with this command name.
@@ -28,12 +33,6 @@ pub struct LiveOptions {
     pub namespace: Option<String>,
     pub pod: Option<String>,
     pub container: Option<String>,
-    /// CRI socket (None: the default sockets) and the bound on each call.
-    pub cri_socket: Option<PathBuf>,
-    pub cri_timeout: Duration,
-    pub plan: AttachPlan,
-    /// Size of the kernel-to-user ring buffer, bytes.
-    pub ring_bytes: u32,
 }
 
 /// What happened during a run; printed on exit.
@@ -44,7 +43,7 @@ pub struct LiveSummary {
     pub pipeline: PipelineStats,
 }
 
-impl LiveOptions {
+impl EventFilter {
     fn matches(&self, event: &OomEvent) -> bool {
         if let Some(comm) = &self.comm
             && event.victim.comm.as_deref() != Some(comm.as_str())
@@ -67,16 +66,6 @@ impl LiveOptions {
         }
         true
     }
-
-    fn pipeline(&self) -> PipelineOptions {
-        PipelineOptions {
-            plan: self.plan,
-            ring_bytes: self.ring_bytes,
-            cri_socket: self.cri_socket.clone(),
-            cri_timeout: self.cri_timeout,
-            node_name: None,
-        }
-    }
 }
 
 /// `/a/b` has prefixes `/a/b`, `/a` and `/`, but `/ab` does not have `/a`.
@@ -95,7 +84,7 @@ struct Printer<'a> {
 
 impl EventHandler for Printer<'_> {
     fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow> {
-        if !self.options.matches(&event) {
+        if !self.options.filter.matches(&event) {
             self.summary.filtered_out += 1;
             return Ok(Flow::Continue);
         }
@@ -111,7 +100,7 @@ impl EventHandler for Printer<'_> {
 }
 
 pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
-    let mut pipeline = Pipeline::start(&options.pipeline()).await?;
+    let mut pipeline = Pipeline::start(&options.pipeline).await?;
     let mut printer = Printer {
         options: &options,
         writer: output::for_format(options.output),

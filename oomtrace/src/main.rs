@@ -3,7 +3,8 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use oomtrace::{
     cli::{Cli, Command, LogFormat},
-    live::{self, LiveOptions},
+    live::{self, EventFilter, LiveOptions},
+    pipeline::PipelineOptions,
     probe::AttachPlan,
 };
 use tracing_subscriber::EnvFilter;
@@ -53,21 +54,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ring_bytes = oomtrace::probe::ring_bytes(args.ring_buffer_kib, oomtrace::kernel::page_size())
                 .map_err(|e| anyhow::anyhow!("--ring-buffer-kib: {e}"))?;
             let options = LiveOptions {
-                ring_bytes,
                 output: args.output,
                 count: args.count,
                 duration: args.duration,
-                cgroup_prefix: args.cgroup,
-                comm: args.comm,
-                namespace: args.namespace,
-                pod: args.pod,
-                container: args.container,
-                cri_socket: args.cri.cri_socket,
-                cri_timeout: args.cri.cri_timeout,
-                plan: AttachPlan {
-                    victim: args.victim_probe,
-                    context: args.context_probe,
-                    confirm_kills: !args.no_kill_confirmation,
+                filter: EventFilter {
+                    cgroup_prefix: args.cgroup,
+                    comm: args.comm,
+                    namespace: args.namespace,
+                    pod: args.pod,
+                    container: args.container,
+                },
+                pipeline: PipelineOptions {
+                    plan: AttachPlan {
+                        victim: args.victim_probe,
+                        context: args.context_probe,
+                        confirm_kills: !args.no_kill_confirmation,
+                    },
+                    ring_bytes,
+                    cri_socket: args.cri.cri_socket,
+                    cri_timeout: args.cri.cri_timeout,
+                    node_name: None,
                 },
             };
             block_on(live::run(options))??;

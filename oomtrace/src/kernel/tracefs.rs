@@ -88,9 +88,15 @@ fn parse_field_line(line: &str) -> Option<TracepointField> {
 mod tests {
     use super::*;
 
-    /// `oom/mark_victim` before 6.9 (and on unpatched 5.10/5.15/6.1 point releases).
-    const PID_ONLY: &str = "name: mark_victim
-ID: 517
+    /// The start of every `oom/mark_victim` format: name, id, the common
+    /// fields and `pid`.
+    macro_rules! mark_victim_head {
+        ($id:literal) => {
+            concat!(
+                "name: mark_victim
+ID: ",
+                $id,
+                "
 format:
 \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
 \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
@@ -98,21 +104,23 @@ format:
 \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
 
 \tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;
+"
+            )
+        };
+    }
 
+    /// `oom/mark_victim` before 6.9 (and on unpatched 5.10/5.15/6.1 point releases).
+    const PID_ONLY: &str = concat!(
+        mark_victim_head!("517"),
+        "
 print fmt: \"pid=%d\", REC->pid
-";
+"
+    );
 
     /// `oom/mark_victim` since 6.9, as this machine's 6.18 kernel prints it.
-    const FULL: &str = "name: mark_victim
-ID: 565
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;
-\tfield:__data_loc char[] comm;\toffset:12;\tsize:4;\tsigned:0;
+    const FULL: &str = concat!(
+        mark_victim_head!("565"),
+        "\tfield:__data_loc char[] comm;\toffset:12;\tsize:4;\tsigned:0;
 \tfield:unsigned long total_vm;\toffset:16;\tsize:8;\tsigned:0;
 \tfield:unsigned long anon_rss;\toffset:24;\tsize:8;\tsigned:0;
 \tfield:unsigned long file_rss;\toffset:32;\tsize:8;\tsigned:0;
@@ -122,7 +130,8 @@ format:
 \tfield:short oom_score_adj;\toffset:64;\tsize:2;\tsigned:1;
 
 print fmt: \"pid=%d comm=%s\", REC->pid, __get_str(comm)
-";
+"
+    );
 
     fn names(fields: &[TracepointField]) -> Vec<&str> {
         fields.iter().map(|f| f.name.as_str()).collect()

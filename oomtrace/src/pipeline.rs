@@ -66,7 +66,7 @@ pub trait EventHandler {
     fn stats(&mut self, _stats: PipelineStats) {}
 }
 
-/// Logs the pipeline's counters at info level after any `extra` fields: the
+/// Logs the pipeline's counters at info level after any extra `field = value`s: the
 /// summary `live` and the daemon write when they stop.
 macro_rules! log_stats {
     ($message:literal, $stats:expr $(, $field:ident = $value:expr)* $(,)?) => {{

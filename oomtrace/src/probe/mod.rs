@@ -154,4 +154,18 @@ mod tests {
         assert!(ring_bytes(100, 4096).is_err());
         assert!(ring_bytes(u32::MAX, 4096).is_err());
     }
+
+    #[test]
+    fn a_missing_victim_source_lists_every_attempt() {
+        let failures = vec![
+            AttachFailure { method: Method::TpBtf, error: AttachError::NoBtf("no /sys/kernel/btf/vmlinux".to_owned()) },
+            AttachFailure { method: Method::Tracepoint, error: AttachError::NoTracepointFormat("oom/mark_victim") },
+        ];
+        assert_eq!(
+            ProbeError::NoVictimSource { failures }.to_string(),
+            "no OOM victim source could be attached (tried: tp_btf:mark_victim: needs BTF: no /sys/kernel/btf/vmlinux; \
+             tracepoint:oom/mark_victim: the oom/mark_victim format could not be read); run `oomtrace check` to see \
+             what this kernel allows"
+        );
+    }
 }

@@ -132,6 +132,18 @@ impl Event {
         self.victim_cgroup.as_ref()?.path.as_deref()
     }
 
+    pub fn victim_cgroup_id(&self) -> Option<u64> {
+        self.victim_cgroup.as_ref().map(|c| c.id)
+    }
+
+    pub fn oom_cgroup_id(&self) -> Option<u64> {
+        self.oom_cgroup.as_ref().map(|c| c.id)
+    }
+
+    pub fn oom_usage_bytes(&self) -> Option<u64> {
+        self.oom_cgroup.as_ref()?.usage_bytes
+    }
+
     pub fn oom_cgroup_path(&self) -> Option<&str> {
         self.oom_cgroup.as_ref()?.path.as_deref()
     }

@@ -25,6 +25,11 @@ impl Cri {
         Ok(Cri { runtime: Arc::new(runtime), client })
     }
 
+    /// The runtime `scripts/runtime.sh up` runs ([`super::test_socket`]).
+    pub fn connect_test_runtime() -> Result<Cri> {
+        Self::connect(&super::test_socket())
+    }
+
     pub fn socket(&self) -> &str {
         self.client.socket()
     }

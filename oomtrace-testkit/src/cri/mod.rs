@@ -26,6 +26,8 @@ pub use oomtrace_common::kubelet::{
     CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL, RESTART_COUNT_ANNOTATION,
 };
 pub use pod::{Pod, Qos, Status};
+
+pub use crate::cgroup::memory_cgroup_of;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 

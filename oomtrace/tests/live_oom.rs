@@ -245,7 +245,9 @@ fn filters_and_count_select_and_stop() -> Result<()> {
     assert!(by_other_comm.drain(Duration::from_millis(500))?.is_empty(), "--comm filter let a dd through");
     assert!(elsewhere.drain(Duration::from_millis(100))?.is_empty(), "--cgroup matched a sibling prefix");
     let stopped = by_other_comm.stop()?;
-    assert_eq!(stopped.summary()?.filtered_out, 1, "{}", stopped.log);
+    // Kills in concurrently running tests reach this tracer too and are
+    // filtered out by --cgroup: at least ours (filtered by --comm) is counted.
+    assert!(stopped.summary()?.filtered_out >= 1, "{}", stopped.log);
     Ok(())
 }
 

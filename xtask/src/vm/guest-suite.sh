@@ -1,6 +1,8 @@
 #!/bin/sh
 # Runs inside each VM as root: `oomtrace check`, then every test binary.
-# Markers (== ...) let the host split the output per step.
+# Markers (== ...) let the host split the output per step. The test binaries
+# run on the testkit's harness: a test whose needs the guest lacks (containerd,
+# Prometheus) prints `test <name> ... ignored (<reason>)` (report.rs reads it).
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 echo "== uname $(uname -r)"
 echo "== check"

@@ -65,10 +65,11 @@ pub struct Cgroup {
     pub path: Option<String>,
 }
 
+/// The cgroup whose limit the OOM ran against.
 #[derive(Clone, Debug, Deserialize)]
 pub struct OomCgroup {
-    pub id: u64,
-    pub path: Option<String>,
+    #[serde(flatten)]
+    pub cgroup: Cgroup,
     pub usage_bytes: Option<u64>,
     pub limit_bytes: Option<u64>,
 }
@@ -137,7 +138,7 @@ impl Event {
     }
 
     pub fn oom_cgroup_id(&self) -> Option<u64> {
-        self.oom_cgroup.as_ref().map(|c| c.id)
+        self.oom_cgroup.as_ref().map(|c| c.cgroup.id)
     }
 
     pub fn oom_usage_bytes(&self) -> Option<u64> {
@@ -145,7 +146,7 @@ impl Event {
     }
 
     pub fn oom_cgroup_path(&self) -> Option<&str> {
-        self.oom_cgroup.as_ref()?.path.as_deref()
+        self.oom_cgroup.as_ref()?.cgroup.path.as_deref()
     }
 
     pub fn oom_limit_bytes(&self) -> Option<u64> {

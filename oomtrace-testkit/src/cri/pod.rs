@@ -157,9 +157,22 @@ impl CriClient {
         })
     }
 
-    /// Creates (does not start) a container of [`TEST_IMAGE`] in `pod`.
-    /// `command` replaces the image's entrypoint, e.g. `["hog", "256"]`.
-    pub async fn create_container(
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let mut service = self.service();
+        let request = StartContainerRequest { container_id: id.to_owned() };
+        Self::call("StartContainer", CALL_TIMEOUT, service.start_container(request)).await?;
+        Ok(())
+    }
+
+    /// Creates and starts a container of the test image running `command`, without a memory limit.
+    pub async fn run_container(&self, pod: &Pod, name: &str, command: &[&str]) -> Result<String> {
+        self.run_limited_container(pod, name, command, None).await
+    }
+
+    /// Creates and starts a container of [`TEST_IMAGE`] in `pod`, limited to
+    /// `memory_limit_bytes`. `command` replaces the image's entrypoint, e.g.
+    /// `["hog", "256"]`.
+    pub async fn run_limited_container(
         &self,
         pod: &Pod,
         name: &str,
@@ -204,30 +217,7 @@ impl CriClient {
             sandbox_config: Some(pod.config.clone()),
         };
         let mut service = self.service();
-        Ok(Self::call("CreateContainer", CALL_TIMEOUT, service.create_container(request)).await?.container_id)
-    }
-
-    pub async fn start_container(&self, id: &str) -> Result<()> {
-        let mut service = self.service();
-        let request = StartContainerRequest { container_id: id.to_owned() };
-        Self::call("StartContainer", CALL_TIMEOUT, service.start_container(request)).await?;
-        Ok(())
-    }
-
-    /// Creates and starts a container of the test image running `command`, without a memory limit.
-    pub async fn run_container(&self, pod: &Pod, name: &str, command: &[&str]) -> Result<String> {
-        self.run_limited_container(pod, name, command, None).await
-    }
-
-    /// [`create_container`](Self::create_container), then start it.
-    pub async fn run_limited_container(
-        &self,
-        pod: &Pod,
-        name: &str,
-        command: &[&str],
-        memory_limit_bytes: Option<u64>,
-    ) -> Result<String> {
-        let id = self.create_container(pod, name, command, memory_limit_bytes).await?;
+        let id = Self::call("CreateContainer", CALL_TIMEOUT, service.create_container(request)).await?.container_id;
         self.start_container(&id).await?;
         Ok(id)
     }

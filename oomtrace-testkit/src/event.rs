@@ -165,16 +165,12 @@ impl fmt::Display for Event {
     }
 }
 
-/// One result of `oomtrace whois -o json`.
+/// One result of `oomtrace whois -o json`: the names at the top level (the
+/// fields an event's workload has), and the workload itself.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Whois {
-    pub runtime: Option<String>,
-    pub container_id: Option<String>,
-    pub pod_uid: Option<String>,
-    pub qos: Option<String>,
-    pub namespace: Option<String>,
-    pub pod: Option<String>,
-    pub container: Option<String>,
+    #[serde(flatten)]
+    pub names: Workload,
     pub workload: Option<Workload>,
     pub error: Option<String>,
 }
@@ -197,5 +193,14 @@ mod tests {
         assert_eq!(Event::victim_and_ktime(LINE), Some((4242, 5_000_000_000)));
         assert_eq!(Event::victim_and_ktime("2025-01-01 INFO waiting for OOM kills"), None);
         assert_eq!(Event::victim_and_ktime(r#"{"ktime_ns":1}"#), None);
+    }
+
+    #[test]
+    fn a_whois_result_has_its_names_at_the_top() {
+        let json = r#"{"target":"42","pid":42,"cgroup":"/kubepods/x","runtime":"containerd","container_id":"abc","pod_uid":"u","qos":"burstable","namespace":"ns","pod":"p","container":"c","workload":{"kind":"container","attribution":"full","sandbox":false}}"#;
+        let whois: Whois = serde_json::from_str(json).expect("a whois result");
+        assert_eq!((whois.names.pod.as_deref(), whois.names.container.as_deref()), (Some("p"), Some("c")));
+        assert_eq!(whois.names.kind, None, "the workload's kind is not at the top");
+        assert_eq!(whois.workload.and_then(|w| w.sandbox), Some(false));
     }
 }

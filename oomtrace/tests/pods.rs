@@ -125,13 +125,13 @@ fn only_the_container_that_oomed_is_named_in_a_pod_with_a_sidecar() -> Result<()
 
     // `whois` on the live sidecar names it through the same resolution.
     let whois = whois(sidecar_pid, client.socket())?;
-    assert_eq!(whois.container.as_deref(), Some("proxy"), "{whois:?}");
-    assert_eq!(whois.pod.as_deref(), Some(pod_name.as_str()), "{whois:?}");
-    assert_eq!(whois.namespace.as_deref(), Some(NAMESPACE), "{whois:?}");
-    assert_eq!(whois.container_id.as_deref(), Some(sidecar.as_str()), "{whois:?}");
-    assert_eq!(whois.pod_uid.as_deref(), Some(pod.uid.as_str()), "{whois:?}");
-    assert_eq!(whois.qos.as_deref(), Some("burstable"), "{whois:?}");
-    assert_eq!(whois.runtime.as_deref(), Some("containerd"), "{whois:?}");
+    assert_eq!(whois.names.container.as_deref(), Some("proxy"), "{whois:?}");
+    assert_eq!(whois.names.pod.as_deref(), Some(pod_name.as_str()), "{whois:?}");
+    assert_eq!(whois.names.namespace.as_deref(), Some(NAMESPACE), "{whois:?}");
+    assert_eq!(whois.names.container_id.as_deref(), Some(sidecar.as_str()), "{whois:?}");
+    assert_eq!(whois.names.pod_uid.as_deref(), Some(pod.uid.as_str()), "{whois:?}");
+    assert_eq!(whois.names.qos.as_deref(), Some("burstable"), "{whois:?}");
+    assert_eq!(whois.names.runtime.as_deref(), Some("containerd"), "{whois:?}");
 
     let (main, _) = run_hog(&client, &pod, "main")?;
     let event = tracer.expect_event(EVENT_TIMEOUT)?;
@@ -219,9 +219,9 @@ fn whois_recognises_the_pod_sandbox_and_filters_select_by_name() -> Result<()> {
     assert_eq!(pause.len(), 1, "one pause process in the sandbox cgroup: {pause:?}");
     let whois = whois(pause[0], client.socket())?;
     assert_eq!(whois.workload.as_ref().and_then(|w| w.sandbox), Some(true), "{whois:?}");
-    assert_eq!(whois.pod.as_deref(), Some(pod_name.as_str()), "{whois:?}");
-    assert_eq!(whois.namespace.as_deref(), Some(NAMESPACE), "{whois:?}");
-    assert_eq!(whois.container_id.as_deref(), Some(pod.id.as_str()), "{whois:?}");
+    assert_eq!(whois.names.pod.as_deref(), Some(pod_name.as_str()), "{whois:?}");
+    assert_eq!(whois.names.namespace.as_deref(), Some(NAMESPACE), "{whois:?}");
+    assert_eq!(whois.names.container_id.as_deref(), Some(pod.id.as_str()), "{whois:?}");
 
     let socket = client.socket();
     let by_pod = tracer_for(&pod, socket, &["--namespace", NAMESPACE, "--pod", &pod_name, "--container", "app"])?;

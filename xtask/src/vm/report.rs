@@ -74,6 +74,8 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
         }
         lines.push(line);
     }
+    let lines: Vec<String> = lines.into_iter().map(without_colours).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let outcomes = test_outcomes(&lines);
     let ok_tests: BTreeSet<&str> =
         outcomes.iter().filter(|(_, o)| *o == Outcome::Passed).map(|(name, _)| name.as_str()).collect();
@@ -110,6 +112,20 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
         elapsed: boot.elapsed,
         failure_excerpt,
     }
+}
+
+/// `line` without ANSI colour sequences (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// How one test ended, as the harness printed it.
@@ -270,5 +286,6 @@ mod tests {
         assert_eq!(summary_count(lines[6], "failed"), Some(1));
         assert_eq!(summary_count(lines[6], "passed"), Some(2));
         assert_eq!(summary_count(lines[1], "failed"), None);
+        assert_eq!(without_colours("test x ... \u{1b}[32mok\u{1b}[0m"), "test x ... ok");
     }
 }

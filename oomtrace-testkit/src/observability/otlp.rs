@@ -161,3 +161,25 @@ pub fn otlp_counts_since(offset: u64, service: &str) -> Result<OtlpCounts> {
         metric_requests: ours.requests_of("metrics").count(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_service_keeps_the_resources_of_one_service_name() {
+        let resource = |service: &str| {
+            serde_json::json!({"resource": {"attributes": [
+                {"key": "host.name", "value": {"string_value": "h"}},
+                {"key": "service.name", "value": {"string_value": service}}
+            ]}, "scope_logs": [{"log_records": [{"body": {"string_value": "x"}}]}]})
+        };
+        let request = serde_json::json!({"signal": "logs", "transport": "grpc", "request": {
+            "resource_logs": [resource("oomtrace-bench-1"), resource("other")]
+        }});
+        let received = OtlpReceived { requests: vec![request], end_offset: 0 };
+        let ours = received.for_service("oomtrace-bench-1");
+        assert_eq!((ours.requests_of("logs").count(), ours.log_records().len()), (1, 1));
+        assert!(received.for_service("nobody").requests.is_empty());
+    }
+}

@@ -5,6 +5,8 @@
 //! explicit padding, so both sides agree on the layout byte for byte. The owned,
 //! documented event type lives in the `oomtrace` crate (`event.rs`).
 
+pub mod kubelet;
+
 /// Marks a kernel offset (or tracepoint field) the running kernel does not have.
 pub const ABSENT: u32 = u32::MAX;
 

@@ -1,9 +1,25 @@
 //! Offsets discovered from this kernel's BTF by oomtrace's own reader, cross-
 //! checked with `bpftool btf dump` (an independent BTF implementation).
 
-use std::{collections::HashMap, path::Path, process::Command};
+use std::{
+    collections::HashMap,
+    path::Path,
+    process::{Command, ExitCode},
+};
 
+use anyhow::Result;
 use oomtrace::kernel::{self, btf::Btf};
+use oomtrace_testkit::{
+    harness::{self, Need},
+    trial,
+};
+
+fn main() -> ExitCode {
+    harness::main(vec![
+        trial!(btf_offsets_agree_with_bpftool, Need::KernelBtf),
+        trial!(every_offset_the_programs_need_resolves_on_this_kernel, Need::KernelBtf),
+    ])
+}
 
 /// One type of `bpftool btf dump ... format raw`.
 #[derive(Debug, Default)]
@@ -104,13 +120,8 @@ const MEMBERS: &[(&str, &str)] = &[
     ("percpu_counter", "count"),
 ];
 
-#[test]
-fn btf_offsets_agree_with_bpftool() {
+fn btf_offsets_agree_with_bpftool() -> Result<()> {
     let vmlinux = Path::new(kernel::btf::VMLINUX_BTF);
-    if !vmlinux.exists() {
-        eprintln!("SKIPPED btf_offsets_agree_with_bpftool: this kernel has no {}", vmlinux.display());
-        return;
-    }
     let dump = match Command::new("bpftool").args(["btf", "dump", "file"]).arg(vmlinux).args(["format", "raw"]).output()
     {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -131,17 +142,14 @@ fn btf_offsets_agree_with_bpftool() {
     assert!(parent.is_some(), "kernfs_node has a parent pointer");
     assert_eq!(ours.member_offset("kernfs_node", "parent").or(ours.member_offset("kernfs_node", "__parent")), parent);
     assert!(compared >= MEMBERS.len() - 2, "only {compared} of {} members exist on this kernel", MEMBERS.len());
+    Ok(())
 }
 
-#[test]
-fn every_offset_the_programs_need_resolves_on_this_kernel() {
-    if !Path::new(kernel::btf::VMLINUX_BTF).exists() {
-        eprintln!("SKIPPED every_offset_the_programs_need_resolves_on_this_kernel: no BTF");
-        return;
-    }
+fn every_offset_the_programs_need_resolves_on_this_kernel() -> Result<()> {
     let facts = kernel::discover();
     let missing = kernel::offsets::missing(&facts.offsets);
     // signal_generate's format needs tracefs, which needs root to mount.
     let missing: Vec<_> = missing.into_iter().filter(|m| !m.starts_with("signal_generate")).collect();
     assert!(missing.is_empty(), "unresolved on this kernel: {missing:?}");
+    Ok(())
 }

@@ -4,28 +4,43 @@
 
 mod support;
 
-use std::{process::Command, time::Duration};
+use std::{
+    process::{Command, ExitCode},
+    time::Duration,
+};
 
-use support::{LiveTracer, MemCgroup, assert_rss_kb, dmesg_killed, privileged, str_at, u64_at, unique};
+use anyhow::{Context as _, Result};
+use oomtrace_testkit::{
+    cgroup::MemCgroup,
+    dmesg,
+    event::Event,
+    harness::{self, Need},
+    trial,
+};
+use support::{assert_rss_kb, live, oomtrace, unique};
 
-/// Runs `script` in a new mount namespace, with `$OOMTRACE` set to the binary.
-fn in_private_mounts(script: &str) -> std::process::Output {
-    Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script])
-        .env("OOMTRACE", env!("CARGO_BIN_EXE_oomtrace"))
-        .env("OOMTRACE_LOG", "info")
-        .output()
-        .expect("run unshare (util-linux)")
+fn main() -> ExitCode {
+    harness::main(vec![
+        trial!(check_without_tracefs_says_how_to_mount_it, Need::Root),
+        trial!(without_btf_the_tracepoint_fields_remain_and_the_loss_is_stated, Need::Root),
+        trial!(sigterm_detaches_cleanly, Need::Root),
+    ])
 }
 
-#[test]
-fn check_without_tracefs_says_how_to_mount_it() {
-    if !privileged("no_tracefs") {
-        return;
-    }
+/// Runs `script` in a new mount namespace, with `$OOMTRACE` set to the binary.
+fn in_private_mounts(script: &str) -> Result<std::process::Output> {
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .env("OOMTRACE", oomtrace())
+        .env("OOMTRACE_LOG", "info")
+        .output()
+        .context("run unshare (util-linux)")
+}
+
+fn check_without_tracefs_says_how_to_mount_it() -> Result<()> {
     let out = in_private_mounts(
         "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; \"$OOMTRACE\" check",
-    );
+    )?;
     let text = String::from_utf8_lossy(&out.stdout);
     let tracefs = text.lines().find(|l| l.starts_with("tracefs")).expect("tracefs line");
     assert!(tracefs.contains("FAIL") && tracefs.contains("mount -t tracefs"), "{text}");
@@ -35,38 +50,35 @@ fn check_without_tracefs_says_how_to_mount_it() {
     let btf = text.lines().find(|l| l.starts_with("tp_btf:mark_victim")).expect("tp_btf line");
     assert!(btf.contains(" ok "), "{text}");
     assert!(out.status.success(), "{text}");
+    Ok(())
 }
 
-#[test]
-fn without_btf_the_tracepoint_fields_remain_and_the_loss_is_stated() {
-    let test = "no_btf";
-    if !privileged(test) {
-        return;
-    }
-    let cgroup = MemCgroup::create(&unique(test), Some(64 << 20));
+fn without_btf_the_tracepoint_fields_remain_and_the_loss_is_stated() -> Result<()> {
+    let cgroup = MemCgroup::create(&unique("no_btf"), Some(64 << 20))?;
     // `oomtrace live` in a namespace where /sys/kernel/btf/vmlinux is empty.
     let script =
         "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec \"$OOMTRACE\" live -o json --count 1 --duration 20s";
     let child = std::thread::spawn(move || in_private_mounts(script));
     // No readiness line to wait on from here: give it time to attach.
     std::thread::sleep(Duration::from_secs(2));
-    let pid = cgroup.oom_kill_hog(256 << 20);
-    let out = child.join().expect("join");
+    let pid = cgroup.oom_kill_hog(256 << 20)?;
+    let out = child.join().expect("join")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("no kernel BTF"), "the loss must be stated:\n{stderr}");
-    let event: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().expect("one event")).expect("json");
-    let line = dmesg_killed(pid);
-    assert_eq!(u64_at(&event, &["victim", "pid"]), pid as u64);
-    assert_eq!(str_at(&event, &["victim", "comm"]), line.comm);
-    assert_rss_kb(u64_at(&event, &["victim", "anon_rss_kb"]), line.anon_rss_kb, "anon_rss", &event);
-    assert_eq!(u64_at(&event, &["victim", "total_vm_kb"]), line.total_vm_kb);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let event = Event::parse(stdout.lines().next().context("one event")?)?;
+    let line = dmesg::killed(pid)?;
+    assert_eq!(event.victim.pid, pid, "{event}");
+    assert_eq!(event.victim.comm.as_deref(), Some(line.comm.as_str()), "{event}");
+    assert_rss_kb(event.victim.anon_rss_kb, line.anon_rss_kb, "anon_rss", &event);
+    assert_eq!(event.victim.total_vm_kb, Some(line.total_vm_kb), "{event}");
     // What only BTF gives is absent, not zero.
-    assert!(event.get("victim_cgroup").is_none(), "{event}");
-    assert!(event["victim"].get("tgid").is_none(), "{event}");
-    assert!(event.get("oom_cgroup").is_none(), "{event}");
-    assert_eq!(event["sources"][0], "tracepoint:oom/mark_victim");
+    assert!(event.victim_cgroup.is_none(), "{event}");
+    assert!(event.victim.tgid.is_none(), "{event}");
+    assert!(event.oom_cgroup.is_none(), "{event}");
+    assert_eq!(event.sources.first().map(String::as_str), Some("tracepoint:oom/mark_victim"), "{event}");
+    Ok(())
 }
 
 /// Ids of the BPF programs process `pid` holds open (from its fdinfo).
@@ -87,18 +99,15 @@ fn program_exists(id: u32) -> bool {
     Command::new("bpftool").args(["prog", "show", "id", &id.to_string()]).output().expect("bpftool").status.success()
 }
 
-#[test]
-fn sigterm_detaches_cleanly() {
-    if !privileged("sigterm") {
-        return;
-    }
-    let tracer = LiveTracer::start(&[]);
+fn sigterm_detaches_cleanly() -> Result<()> {
+    let tracer = live(&[])?;
     let ids = program_ids_held_by(tracer.pid());
     assert!(ids.len() >= 2, "victim and signal programs should be attached while running: {ids:?}");
     assert!(ids.iter().all(|&id| program_exists(id)));
-    let (status, log) = tracer.stop();
-    assert!(status.success(), "{log}");
-    assert!(log.contains("detached"), "{log}");
+    let stopped = tracer.stop()?;
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert!(stopped.logged("detached"), "{}", stopped.log);
     let left: Vec<_> = ids.into_iter().filter(|&id| program_exists(id)).collect();
     assert!(left.is_empty(), "programs left behind after exit: {left:?}");
+    Ok(())
 }

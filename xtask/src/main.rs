@@ -5,18 +5,15 @@
 //! attribution (see `bench.rs`).
 
 mod bench;
-mod cgroup;
-mod components;
-mod cri;
 mod daemon;
 mod ebpf_object;
 mod enrichment;
-mod http;
-mod observability;
-mod procfs;
 mod report;
-mod tracer;
 mod vm;
+
+// The helpers the bench shares with the integration tests, under the module
+// names the bench has always used (`crate::cgroup`, `crate::tracer`, ...).
+use oomtrace_testkit::{cgroup, components, cri, http, observability, procfs, tracer};
 
 use std::process::ExitCode;
 

@@ -20,12 +20,11 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub const DEFAULT_SOCKETS: [&str; 3] =
     ["/run/containerd/containerd.sock", "/var/run/crio/crio.sock", "/run/crio/crio.sock"];
 
-/// kubelet's labels and annotations on containers and sandboxes.
-const POD_NAME: &str = "io.kubernetes.pod.name";
-const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
-const POD_UID: &str = "io.kubernetes.pod.uid";
-const CONTAINER_NAME: &str = "io.kubernetes.container.name";
-const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+// kubelet's labels and annotations on containers and sandboxes.
+use oomtrace_common::kubelet::{
+    CONTAINER_NAME_LABEL as CONTAINER_NAME, POD_NAME_LABEL as POD_NAME, POD_NAMESPACE_LABEL as POD_NAMESPACE,
+    POD_UID_LABEL as POD_UID, RESTART_COUNT_ANNOTATION as RESTART_COUNT,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {

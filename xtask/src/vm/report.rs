@@ -16,7 +16,7 @@ pub struct KernelResult {
     pub cgroup: String,
     pub tests_passed: usize,
     pub tests_failed: usize,
-    /// Tests that printed SKIPPED, with their reason.
+    /// Tests the harness reported as ignored, with their reason.
     pub skipped: Vec<String>,
     /// Attach methods a passing, non-skipped test forced and verified.
     pub exercised: BTreeSet<&'static str>,
@@ -41,10 +41,7 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
     let mut in_check = false;
     let mut check_rc = None;
     let mut test_rcs = Vec::new();
-    let mut ok_tests = BTreeSet::new();
-    let mut failed = 0;
-    let mut skipped = Vec::new();
-    let mut current_output: Option<String> = None;
+    let mut lines = Vec::new();
     for line in text.lines() {
         if line == "== check" {
             in_check = true;
@@ -75,29 +72,25 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
             }
             continue;
         }
-        if let Some(rest) = line.strip_prefix("test ") {
-            if let Some(name) = rest.strip_suffix(" ... ok") {
-                ok_tests.insert(name.to_owned());
-            } else if rest.ends_with(" ... FAILED") {
-                failed += 1;
-            }
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("---- ") {
-            current_output = rest.split_whitespace().next().map(str::to_owned);
-            continue;
-        }
-        if line.starts_with("SKIPPED ") {
-            let test = current_output.clone().unwrap_or_default();
-            skipped.push(format!("{test}: {}", line.trim_start_matches("SKIPPED ")));
-        }
+        lines.push(line);
     }
-    let skipped_tests: BTreeSet<&str> = skipped.iter().filter_map(|s| s.split(':').next()).collect();
-    let exercised = METHOD_TESTS
+    let lines: Vec<String> = lines.into_iter().map(without_colours).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let outcomes = test_outcomes(&lines);
+    let ok_tests: BTreeSet<&str> =
+        outcomes.iter().filter(|(_, o)| *o == Outcome::Passed).map(|(name, _)| name.as_str()).collect();
+    let skipped: Vec<String> = outcomes
         .iter()
-        .filter(|(test, _)| ok_tests.contains(*test) && !skipped_tests.contains(test))
-        .map(|(_, method)| *method)
+        .filter_map(|(name, outcome)| match outcome {
+            Outcome::Ignored(reason) => Some(format!("{name}: {reason}")),
+            _ => None,
+        })
         .collect();
+    // The harness' own count of failures, whatever the test output around
+    // the outcome lines looked like.
+    let failed = lines.iter().filter_map(|line| summary_count(line, "failed")).sum::<usize>();
+    let exercised =
+        METHOD_TESTS.iter().filter(|(test, _)| ok_tests.contains(*test)).map(|(_, method)| *method).collect();
     let passed = boot.exit_code == Some(0) && check_rc == Some(0) && failed == 0 && test_rcs.iter().all(|&rc| rc == 0);
     let failure_excerpt = if passed {
         String::new()
@@ -112,13 +105,85 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
         check,
         mark_victim_fields: fields,
         cgroup,
-        tests_passed: ok_tests.len() - skipped_tests.len().min(ok_tests.len()),
+        tests_passed: ok_tests.len(),
         tests_failed: failed,
         skipped,
         exercised,
         elapsed: boot.elapsed,
         failure_excerpt,
     }
+}
+
+/// `line` without ANSI colour sequences (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How one test ended, as the harness printed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    Passed,
+    Failed,
+    /// Skipped by the testkit's harness, with its reason.
+    Ignored(String),
+}
+
+/// Each test's outcome. With `--test-threads=1` the harness prints
+/// `test <name> ... ` before running a test and the outcome after it, so
+/// what the test printed meanwhile (its output is not captured) may come
+/// between: the outcome then starts a later line.
+fn test_outcomes(lines: &[&str]) -> Vec<(String, Outcome)> {
+    let mut outcomes = Vec::new();
+    let mut pending: Option<String> = None;
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((name, after)) = rest.split_once(" ... ")
+            && !name.trim().contains(' ')
+        {
+            let name = name.trim().to_owned();
+            match outcome(after) {
+                Some(found) => outcomes.push((name, found)),
+                None => pending = Some(name),
+            }
+            continue;
+        }
+        if let Some(found) = outcome(line)
+            && let Some(name) = pending.take()
+        {
+            outcomes.push((name, found));
+        }
+    }
+    outcomes
+}
+
+/// `ok`, `FAILED`, `ignored` or `ignored (<reason>)`, trimmed.
+fn outcome(text: &str) -> Option<Outcome> {
+    match text.trim() {
+        "ok" => Some(Outcome::Passed),
+        "FAILED" => Some(Outcome::Failed),
+        "ignored" => Some(Outcome::Ignored(String::new())),
+        other => other
+            .strip_prefix("ignored (")
+            .and_then(|reason| reason.strip_suffix(')'))
+            .map(|reason| Outcome::Ignored(reason.to_owned())),
+    }
+}
+
+/// `N` of `N <what>` in a `test result: ...` line.
+fn summary_count(line: &str, what: &str) -> Option<usize> {
+    let rest = line.strip_prefix("test result: ")?;
+    rest.split(';').find_map(|part| {
+        part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(what)?.trim().parse().ok()
+    })
 }
 
 impl KernelResult {
@@ -194,4 +259,33 @@ pub fn markdown(results: &[KernelResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_read_around_the_tests_own_output() {
+        let lines = [
+            "running 4 tests",
+            "test memcg_kill_with_the_fentry_context          ... ok",
+            "test group_kill_marks_every_member ... warning: could not remove /sys/fs/cgroup/x",
+            "ok",
+            "test global_oom_names_the_victim_and_no_memcg ... ignored (exhausts the machine's memory (really))",
+            "test a_full_ring_buffer_loses_records_visibly    ... FAILED",
+            "test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 9.1s",
+        ];
+        let outcomes = test_outcomes(&lines);
+        assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+        assert_eq!(outcomes[0], ("memcg_kill_with_the_fentry_context".to_owned(), Outcome::Passed));
+        assert_eq!(outcomes[1], ("group_kill_marks_every_member".to_owned(), Outcome::Passed));
+        let reason = "exhausts the machine's memory (really)".to_owned();
+        assert_eq!(outcomes[2], ("global_oom_names_the_victim_and_no_memcg".to_owned(), Outcome::Ignored(reason)));
+        assert_eq!(outcomes[3].1, Outcome::Failed);
+        assert_eq!(summary_count(lines[6], "failed"), Some(1));
+        assert_eq!(summary_count(lines[6], "passed"), Some(2));
+        assert_eq!(summary_count(lines[1], "failed"), None);
+        assert_eq!(without_colours("test x ... \u{1b}[32mok\u{1b}[0m"), "test x ... ok");
+    }
 }

@@ -1,4 +1,5 @@
-//! What the bench reads from the kernel about processes, clocks and the machine.
+//! What the bench and the tests read from the kernel about processes, clocks
+//! and the machine.
 
 use std::{fs, path::Path};
 
@@ -154,12 +155,7 @@ pub struct Machine {
 pub fn machine() -> Result<Machine> {
     let kernel = read_trimmed("/proc/sys/kernel/osrelease")?;
     let cpus = std::thread::available_parallelism().context("counting the CPUs this process may use")?.get();
-    let meminfo = read_trimmed("/proc/meminfo")?;
-    let mem_total_kb = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no MemTotal line in /proc/meminfo")?;
+    let mem_total_kb = mem_total_kb()?;
     let cpuinfo = read_trimmed("/proc/cpuinfo")?;
     let cpu_model = cpuinfo
         .lines()
@@ -167,6 +163,15 @@ pub fn machine() -> Result<Machine> {
         .unwrap_or("unknown (no \"model name\" in /proc/cpuinfo)")
         .to_owned();
     Ok(Machine { kernel, cpus, mem_total_kb, cpu_model })
+}
+
+/// MemTotal of /proc/meminfo.
+pub fn mem_total_kb() -> Result<u64> {
+    read_trimmed("/proc/meminfo")?
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no MemTotal line in /proc/meminfo")
 }
 
 fn read_trimmed(path: impl AsRef<Path>) -> Result<String> {

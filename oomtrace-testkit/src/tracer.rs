@@ -1,8 +1,11 @@
-//! A tracer under test (oomtrace, bpftrace, bcc) running as a child process.
+//! A tracer under test (oomtrace live or daemon, bpftrace) running as a child
+//! process: the one process runner of the bench and the tests.
 //!
 //! One thread per output stream reads lines. On each stdout line the thread
 //! reads the tracer's kernel clock before doing anything else, so an event's
 //! latency is "line received" minus the kernel timestamp the tracer printed.
+//! Lines that are not events are checked for the startup markers and kept
+//! (bounded) for error messages and for the tests to read.
 
 use std::{
     collections::VecDeque,
@@ -22,11 +25,13 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::procfs::Clock;
 
-/// How many events may wait between the reader thread and the bench; far
+/// How many events may wait between the reader thread and the reader; far
 /// more than one run produces.
 const EVENT_QUEUE: usize = 4096;
-/// Non-event lines kept for error messages.
-const LOG_LINES: usize = 40;
+/// Non-event lines kept: all a test run prints, bounded for a long bench.
+const LOG_LINES: usize = 10_000;
+/// Lines shown when the tracer fails to start.
+const TAIL_LINES: usize = 40;
 
 /// One victim as a tracer reported it.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +39,7 @@ pub struct Observed {
     pub victim_pid: u32,
     /// The tracer's kernel timestamp of the kill, in ns of its clock.
     pub ktime_ns: u64,
-    /// The same clock when the bench received the line.
+    /// The same clock when the line was received.
     pub received_ns: u64,
 }
 
@@ -42,6 +47,13 @@ impl Observed {
     pub fn latency_ns(&self) -> i64 {
         self.received_ns as i64 - self.ktime_ns as i64
     }
+}
+
+/// An event and the stdout line it came from.
+#[derive(Clone, Debug)]
+pub struct EventLine {
+    pub observed: Observed,
+    pub line: String,
 }
 
 /// Turns a stdout line into `(victim_pid, ktime_ns)`, or None for other lines.
@@ -64,7 +76,7 @@ pub struct Spec {
 pub struct Tracer {
     child: Child,
     spawned: Instant,
-    events: Receiver<Observed>,
+    events: Receiver<EventLine>,
     marker_rx: Receiver<(usize, Instant)>,
     markers_seen: Vec<Option<Instant>>,
     log: Arc<Mutex<VecDeque<String>>>,
@@ -146,31 +158,61 @@ impl Tracer {
 
     /// The next event, if one arrives within `timeout`.
     pub fn next_event(&self, timeout: Duration) -> Option<Observed> {
+        self.next_event_line(timeout).map(|event| event.observed)
+    }
+
+    /// The next event with its line, if one arrives within `timeout`.
+    pub fn next_event_line(&self, timeout: Duration) -> Option<EventLine> {
         self.events.recv_timeout(timeout).ok()
     }
 
-    /// The last non-event lines the tracer printed.
+    /// The non-event lines the tracer printed (the last [`LOG_LINES`]).
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().map(|log| log.iter().cloned().collect()).unwrap_or_default()
     }
 
+    /// [`Self::log_lines`] as one text.
+    pub fn log_text(&self) -> String {
+        self.log_lines().iter().map(|line| format!("{line}\n")).collect()
+    }
+
     fn log_tail(&self) -> String {
-        self.log_lines().iter().map(|line| format!("    {line}\n")).collect()
+        let lines = self.log_lines();
+        lines[lines.len().saturating_sub(TAIL_LINES)..].iter().map(|line| format!("    {line}\n")).collect()
     }
 
     /// Sends SIGINT (both oomtrace and bpftrace detach cleanly on it), then
     /// SIGKILL if the tracer has not exited after 5 s.
     pub fn stop(&mut self) -> Result<ExitStatus> {
+        self.terminate(libc::SIGINT, Duration::from_secs(5))
+    }
+
+    /// Sends `signal`, then SIGKILL if the tracer has not exited after `grace`.
+    pub fn terminate(&mut self, signal: libc::c_int, grace: Duration) -> Result<ExitStatus> {
         if let Some(status) = self.child.try_wait().context("checking the tracer")? {
             return Ok(status);
         }
+        self.signal(signal);
+        self.wait(grace)
+    }
+
+    /// Sends `signal` to the tracer (SIGSTOP, SIGCONT, ...) while it runs.
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill has no memory-safety preconditions; pid is our own child,
-        // not yet reaped (try_wait above returned None), so it names that process.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // not reaped before Drop (only `wait` reaps it, and then kill fails with
+        // ESRCH or hits our zombie, never another process).
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Waits for the tracer to exit on its own (e.g. after --count); SIGKILL
+    /// after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().context("waiting for the tracer to exit")? {
+                // Let the reader threads collect the last lines.
+                thread::sleep(Duration::from_millis(100));
                 return Ok(status);
             }
             thread::sleep(Duration::from_millis(20));
@@ -197,7 +239,7 @@ struct LineReader {
 }
 
 impl LineReader {
-    fn run(self, stream: impl Read, events: Option<(ParseLine, SyncSender<Observed>)>) {
+    fn run(self, stream: impl Read, events: Option<(ParseLine, SyncSender<EventLine>)>) {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         loop {
@@ -206,15 +248,16 @@ impl LineReader {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-            // Timestamp first: this is the moment the line reached the bench.
+            // Timestamp first: this is the moment the line was received.
             let received_ns = self.clock.now_ns();
             let received = Instant::now();
             let text = line.trim_end();
             if let Some((parse, tx)) = &events
                 && let Some((victim_pid, ktime_ns)) = parse(text)
             {
-                // The bench only stops receiving once it is done with the tracer.
-                let _ = tx.send(Observed { victim_pid, ktime_ns, received_ns });
+                let observed = Observed { victim_pid, ktime_ns, received_ns };
+                // The reader only stops receiving once it is done with the tracer.
+                let _ = tx.send(EventLine { observed, line: text.to_owned() });
                 continue;
             }
             for (index, marker) in self.markers.iter().enumerate() {

@@ -1,18 +1,20 @@
-//! The real test components the daemon and enrichment sections need:
-//! containerd with CRI (`scripts/runtime.sh`) and Prometheus plus an OTLP
-//! receiver (`scripts/observability.sh`). The bench starts what is not
-//! running and leaves it running (the integration tests share them).
+//! The real components the privileged tests and the bench talk to, run by
+//! the scripts of this checkout: containerd with CRI (`scripts/runtime.sh`)
+//! and Prometheus plus an OTLP receiver (`scripts/observability.sh`). They are
+//! shared: started when missing, never taken down here.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
 };
+
+use anyhow::{Context as _, Result, bail};
 
 /// What a component's script reported.
 #[derive(Clone, Debug)]
 pub enum ComponentState {
     AlreadyRunning,
-    /// `scripts/<script> up` started it during this bench.
+    /// `scripts/<script> up` started it just now.
     Started,
     Unavailable(String),
 }
@@ -34,6 +36,12 @@ impl ComponentState {
     }
 }
 
+/// The checkout this kit was built from (its `scripts/` run the components).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
 /// containerd with its CRI plugin: `scripts/runtime.sh`.
 pub fn ensure_runtime(root: &Path, start: bool) -> ComponentState {
     ensure(root, "runtime.sh", "containerd (CRI)", start)
@@ -46,36 +54,36 @@ pub fn ensure_observability(root: &Path, start: bool) -> ComponentState {
 
 /// `status`; when it fails and `start` holds, `up` and `status` again.
 fn ensure(root: &Path, script: &str, what: &str, start: bool) -> ComponentState {
-    let path = root.join("scripts").join(script);
-    let status = run(&path, "status");
-    let Err(reason) = status else { return ComponentState::AlreadyRunning };
+    let describe = |error: anyhow::Error| format!("{error:#}");
+    let Err(reason) = run(root, script, "status").map_err(describe) else { return ComponentState::AlreadyRunning };
     if !start {
         return ComponentState::Unavailable(format!("{what} not running and --no-start given ({reason})"));
     }
     eprintln!("xtask bench: {what} not running: scripts/{script} up (this can take minutes the first time)");
-    if let Err(reason) = run(&path, "up") {
+    if let Err(reason) = run(root, script, "up").map_err(describe) {
         return ComponentState::Unavailable(reason);
     }
-    match run(&path, "status") {
+    match run(root, script, "status").map_err(describe) {
         Ok(()) => ComponentState::Started,
         Err(reason) => ComponentState::Unavailable(format!("still down after scripts/{script} up: {reason}")),
     }
 }
 
-/// Runs `bash <script> <command>`; the error is the end of its output.
-fn run(script: &Path, command: &str) -> Result<(), String> {
+/// Runs `bash <root>/scripts/<script> <command>`; the error ends with the
+/// last lines of its output.
+pub fn run(root: &Path, script: &str, command: &str) -> Result<()> {
+    let path = root.join("scripts").join(script);
     let output = Command::new("bash")
-        .arg(script)
+        .arg(&path)
         .arg(command)
         .stdin(Stdio::null())
         .output()
-        .map_err(|error| format!("cannot run {} {command}: {error}", script.display()))?;
+        .with_context(|| format!("cannot run {} {command}", path.display()))?;
     if output.status.success() {
         return Ok(());
     }
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     let tail: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
-    let name = script.file_name().map_or_else(|| script.display().to_string(), |n| n.to_string_lossy().into_owned());
-    Err(format!("scripts/{name} {command} failed ({}): {tail}", output.status))
+    bail!("scripts/{script} {command} failed ({}): {tail}", output.status)
 }

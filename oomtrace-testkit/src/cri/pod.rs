@@ -1,0 +1,282 @@
+//! Pods and containers made the way kubelet makes them, and what CRI says
+//! about them afterwards.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+};
+
+use super::{
+    CALL_TIMEOUT, CONTAINER_NAME_LABEL, CriClient, POD_LOG_ROOT, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL,
+    RESTART_COUNT_ANNOTATION, TEST_IMAGE,
+};
+use crate::{cgroup::remove_cgroup_everywhere, procfs};
+
+/// Kubernetes quality-of-service class of a pod: decides its cgroup parent
+/// and its containers' oom_score_adj.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qos {
+    Guaranteed,
+    Burstable,
+    BestEffort,
+}
+
+impl Qos {
+    /// kubelet's cgroupfs pod cgroup: guaranteed pods sit right below /kubepods.
+    pub fn cgroup_parent(self, uid: &str) -> String {
+        match self {
+            Qos::Guaranteed => format!("/kubepods/pod{uid}"),
+            Qos::Burstable => format!("/kubepods/burstable/pod{uid}"),
+            Qos::BestEffort => format!("/kubepods/besteffort/pod{uid}"),
+        }
+    }
+
+    /// kubelet's oom_score_adj (pkg/kubelet/qos/policy.go), taking the
+    /// memory limit as the request. containerd clamps it to its own value
+    /// from below (`restrict_oom_score_adj`), so -997 becomes containerd's.
+    pub fn oom_score_adj(self, memory_request: Option<u64>) -> i64 {
+        match self {
+            Qos::Guaranteed => -997,
+            Qos::BestEffort => 1000,
+            Qos::Burstable => {
+                let capacity = procfs::mem_total_kb().map_or(1 << 30, |kb| kb * 1024).max(1);
+                let request = memory_request.unwrap_or(0).min(capacity);
+                let adj = 1000 - (1000 * request / capacity) as i64;
+                adj.clamp(3, 999)
+            }
+        }
+    }
+}
+
+/// A pod sandbox (host network: no CNI here).
+#[derive(Clone, Debug)]
+pub struct Pod {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub qos: Qos,
+    /// e.g. `/kubepods/burstable/pod<uid>`: containers get `<cgroup_parent>/<id>`.
+    pub cgroup_parent: String,
+    pub log_dir: PathBuf,
+    config: PodSandboxConfig,
+}
+
+impl Pod {
+    /// The CRI log of container `name` (kubelet's `<name>/0.log` format).
+    pub fn container_log(&self, name: &str) -> String {
+        let path = self.log_dir.join(name).join("0.log");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
+    }
+}
+
+/// What ContainerStatus says about a container.
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub state: ContainerState,
+    pub exit_code: i32,
+    /// "OOMKilled", "Completed", "Error", ... (empty while running).
+    pub reason: String,
+    /// Host pid of the main process (0 once it has exited).
+    pub pid: u32,
+    /// The OCI spec's cgroupsPath, e.g. /kubepods/burstable/pod<uid>/<id>.
+    pub cgroups_path: String,
+    pub labels: HashMap<String, String>,
+    pub annotations: HashMap<String, String>,
+}
+
+/// Host network, a PID namespace per container, the pod's IPC namespace.
+fn namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+impl CriClient {
+    /// Runs a burstable pod sandbox as kubelet would.
+    pub async fn run_pod(&self, name: &str, namespace: &str, uid: &str) -> Result<Pod> {
+        self.run_pod_with_qos(name, namespace, uid, Qos::Burstable).await
+    }
+
+    /// Runs a pod sandbox as kubelet would for a host-network pod of `qos`.
+    pub async fn run_pod_with_qos(&self, name: &str, namespace: &str, uid: &str, qos: Qos) -> Result<Pod> {
+        let cgroup_parent = qos.cgroup_parent(uid);
+        let log_dir = PathBuf::from(POD_LOG_ROOT).join(format!("{namespace}_{name}_{uid}"));
+        std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+        let labels = HashMap::from([
+            (POD_NAME_LABEL.to_owned(), name.to_owned()),
+            (POD_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
+            (POD_UID_LABEL.to_owned(), uid.to_owned()),
+        ]);
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.to_owned(),
+                uid: uid.to_owned(),
+                namespace: namespace.to_owned(),
+                attempt: 0,
+            }),
+            // Host network (no CNI here): kubelet leaves the hostname empty.
+            hostname: String::new(),
+            log_directory: log_dir.display().to_string(),
+            labels,
+            annotations: HashMap::from([("kubernetes.io/config.source".to_owned(), "api".to_owned())]),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: cgroup_parent.clone(),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut service = self.service();
+        let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+        let id = Self::call("RunPodSandbox", CALL_TIMEOUT, service.run_pod_sandbox(request)).await?.pod_sandbox_id;
+        Ok(Pod {
+            id,
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            uid: uid.to_owned(),
+            qos,
+            cgroup_parent,
+            log_dir,
+            config,
+        })
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let mut service = self.service();
+        let request = StartContainerRequest { container_id: id.to_owned() };
+        Self::call("StartContainer", CALL_TIMEOUT, service.start_container(request)).await?;
+        Ok(())
+    }
+
+    /// Creates and starts a container of the test image running `command`, without a memory limit.
+    pub async fn run_container(&self, pod: &Pod, name: &str, command: &[&str]) -> Result<String> {
+        self.run_limited_container(pod, name, command, None).await
+    }
+
+    /// Creates and starts a container of [`TEST_IMAGE`] in `pod`, limited to
+    /// `memory_limit_bytes`. `command` replaces the image's entrypoint, e.g.
+    /// `["hog", "256"]`.
+    pub async fn run_limited_container(
+        &self,
+        pod: &Pod,
+        name: &str,
+        command: &[&str],
+        memory_limit_bytes: Option<u64>,
+    ) -> Result<String> {
+        let mut labels = pod.config.labels.clone();
+        labels.insert(CONTAINER_NAME_LABEL.to_owned(), name.to_owned());
+        let annotations = HashMap::from([
+            (RESTART_COUNT_ANNOTATION.to_owned(), "0".to_owned()),
+            ("io.kubernetes.container.terminationMessagePath".to_owned(), "/dev/termination-log".to_owned()),
+        ]);
+        let limit = memory_limit_bytes.map_or(0, |b| b as i64);
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: name.to_owned(), attempt: 0 }),
+            image: Some(ImageSpec { image: TEST_IMAGE.to_owned(), ..Default::default() }),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            labels,
+            annotations,
+            log_path: format!("{name}/0.log"),
+            linux: Some(LinuxContainerConfig {
+                resources: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: limit,
+                    // kubelet without swap: swap limit = memory limit.
+                    memory_swap_limit_in_bytes: limit,
+                    oom_score_adj: pod.qos.oom_score_adj(memory_limit_bytes),
+                    ..Default::default()
+                }),
+                // kubelet repeats the pod's namespace modes here; containerd
+                // takes the container's (all POD when left out: the pause
+                // container's PID namespace would be shared).
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(namespaces()),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        let request = CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        };
+        let mut service = self.service();
+        let id = Self::call("CreateContainer", CALL_TIMEOUT, service.create_container(request)).await?.container_id;
+        self.start_container(&id).await?;
+        Ok(id)
+    }
+
+    /// ContainerStatus with the verbose info (pid, OCI spec).
+    pub async fn status(&self, id: &str) -> Result<Status> {
+        let mut service = self.service();
+        let request = ContainerStatusRequest { container_id: id.to_owned(), verbose: true };
+        let response = Self::call("ContainerStatus", CALL_TIMEOUT, service.container_status(request)).await?;
+        let status = response.status.with_context(|| format!("ContainerStatus of {id}: no status"))?;
+        let info: serde_json::Value = response
+            .info
+            .get("info")
+            .map(|s| serde_json::from_str(s).with_context(|| format!("ContainerStatus of {id}: bad info JSON")))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Status {
+            state: ContainerState::try_from(status.state)
+                .map_err(|_| anyhow::anyhow!("ContainerStatus of {id}: unknown state {}", status.state))?,
+            exit_code: status.exit_code,
+            reason: status.reason,
+            pid: info["pid"].as_u64().and_then(|pid| u32::try_from(pid).ok()).unwrap_or(0),
+            cgroups_path: info["runtimeSpec"]["linux"]["cgroupsPath"].as_str().unwrap_or_default().to_owned(),
+            labels: status.labels,
+            annotations: status.annotations,
+        })
+    }
+
+    /// Polls until `accept` takes the container's status.
+    pub async fn wait_status(&self, id: &str, accept: impl Fn(&Status) -> bool, timeout: Duration) -> Result<Status> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status(id).await?;
+            if accept(&status) {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("container {id} still {} after {timeout:?}", status.state.as_str_name());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until the container has exited: (exit code, reason).
+    pub async fn wait_exited(&self, id: &str, timeout: Duration) -> Result<(i32, String)> {
+        let status = self.wait_status(id, |s| s.state == ContainerState::ContainerExited, timeout).await?;
+        Ok((status.exit_code, status.reason))
+    }
+
+    /// Stops the pod's sandbox (killing its containers), removes it and its
+    /// containers, then removes the pod cgroup left behind (kubelet's job).
+    pub async fn remove_pod(&self, pod: &Pod) -> Result<()> {
+        let mut service = self.service();
+        let id = pod.id.clone();
+        let stop = StopPodSandboxRequest { pod_sandbox_id: id.clone() };
+        Self::call("StopPodSandbox", CALL_TIMEOUT, service.stop_pod_sandbox(stop)).await?;
+        let remove = RemovePodSandboxRequest { pod_sandbox_id: id };
+        Self::call("RemovePodSandbox", CALL_TIMEOUT, service.remove_pod_sandbox(remove)).await?;
+        remove_cgroup_everywhere(&pod.cgroup_parent);
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! A typed view of what oomtrace prints: the NDJSON event of `live -o json`
+//! (and of the daemon's stdout) and the JSON of `whois -o json`. An oracle
+//! written from the documented output, not oomtrace's own types: a field the
+//! output leaves out is `None` here.
+
+use std::fmt;
+
+use anyhow::{Context as _, Result};
+use serde::Deserialize;
+
+/// One OOM event.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Event {
+    pub ktime_ns: u64,
+    pub oom_id: Option<u64>,
+    pub killed: Option<bool>,
+    pub group_kill: Option<bool>,
+    /// `memcg`, `global`, ...
+    pub scope: Option<String>,
+    /// `oom_control` or `inferred`.
+    pub scope_source: Option<String>,
+    pub victim: Victim,
+    pub victim_cgroup: Option<Cgroup>,
+    pub oom_cgroup: Option<OomCgroup>,
+    pub oom_totalpages: Option<u64>,
+    pub chosen_points: Option<i64>,
+    pub gfp_mask: Option<String>,
+    pub order: Option<i64>,
+    pub trigger: Trigger,
+    pub node: Option<String>,
+    pub workload: Option<Workload>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub unavailable: Vec<String>,
+    /// The line as printed, for messages.
+    #[serde(skip)]
+    pub line: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Victim {
+    pub pid: u32,
+    pub tgid: Option<u32>,
+    pub comm: Option<String>,
+    pub uid: Option<u32>,
+    pub oom_score_adj: Option<i64>,
+    pub total_vm_kb: Option<u64>,
+    pub anon_rss_kb: Option<u64>,
+    pub file_rss_kb: Option<u64>,
+    pub shmem_rss_kb: Option<u64>,
+    pub pgtables_kb: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Trigger {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Cgroup {
+    pub id: u64,
+    pub path: Option<String>,
+}
+
+/// The cgroup whose limit the OOM ran against.
+#[derive(Clone, Debug, Deserialize)]
+pub struct OomCgroup {
+    #[serde(flatten)]
+    pub cgroup: Cgroup,
+    pub usage_bytes: Option<u64>,
+    pub limit_bytes: Option<u64>,
+}
+
+/// What the event says about the workload the victim belongs to.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Workload {
+    /// `container`, `system_service`, ...
+    pub kind: Option<String>,
+    /// `full`, `partial`, `host`, ...
+    pub attribution: Option<String>,
+    pub runtime: Option<String>,
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+    pub qos: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub image: Option<String>,
+    pub restart_count: Option<u32>,
+    pub kube_system: Option<bool>,
+    pub sandbox: Option<bool>,
+    pub main_process: Option<bool>,
+    pub unit: Option<String>,
+    pub partial_reason: Option<String>,
+}
+
+impl Event {
+    /// Parses one NDJSON line.
+    pub fn parse(line: &str) -> Result<Event> {
+        let mut event: Event = serde_json::from_str(line).with_context(|| format!("not an oomtrace event: {line}"))?;
+        event.line = line.to_owned();
+        Ok(event)
+    }
+
+    /// `(victim pid, ktime_ns)` of an event line: a tracer's
+    /// [`ParseLine`](crate::tracer::ParseLine) for oomtrace.
+    pub fn victim_and_ktime(line: &str) -> Option<(u32, u64)> {
+        #[derive(Deserialize)]
+        struct Pid {
+            pid: u32,
+        }
+        #[derive(Deserialize)]
+        struct Minimal {
+            victim: Pid,
+            ktime_ns: u64,
+        }
+        let minimal: Minimal = serde_json::from_str(line).ok()?;
+        Some((minimal.victim.pid, minimal.ktime_ns))
+    }
+
+    pub fn has_source(&self, source: &str) -> bool {
+        self.sources.iter().any(|s| s == source)
+    }
+
+    pub fn is_unavailable(&self, field: &str) -> bool {
+        self.unavailable.iter().any(|f| f == field)
+    }
+
+    pub fn victim_cgroup_path(&self) -> Option<&str> {
+        self.victim_cgroup.as_ref()?.path.as_deref()
+    }
+
+    pub fn victim_cgroup_id(&self) -> Option<u64> {
+        self.victim_cgroup.as_ref().map(|c| c.id)
+    }
+
+    pub fn oom_cgroup_id(&self) -> Option<u64> {
+        self.oom_cgroup.as_ref().map(|c| c.cgroup.id)
+    }
+
+    pub fn oom_usage_bytes(&self) -> Option<u64> {
+        self.oom_cgroup.as_ref()?.usage_bytes
+    }
+
+    pub fn oom_cgroup_path(&self) -> Option<&str> {
+        self.oom_cgroup.as_ref()?.cgroup.path.as_deref()
+    }
+
+    pub fn oom_limit_bytes(&self) -> Option<u64> {
+        self.oom_cgroup.as_ref()?.limit_bytes
+    }
+
+    /// The workload, or an empty one (every field `None`) when absent.
+    pub fn workload(&self) -> Workload {
+        self.workload.clone().unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+/// One result of `oomtrace whois -o json`: the names at the top level (the
+/// fields an event's workload has), and the workload itself.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Whois {
+    #[serde(flatten)]
+    pub names: Workload,
+    pub workload: Option<Workload>,
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"time":"t","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
+
+    #[test]
+    fn an_event_line_reads_as_typed_fields() {
+        let event = Event::parse(LINE).expect("an event");
+        assert_eq!((event.victim.pid, event.victim.comm.as_deref()), (4242, Some("dd")));
+        assert_eq!(event.victim.tgid, None, "absent stays absent");
+        assert_eq!((event.victim_cgroup_path(), event.oom_cgroup_path()), (Some("/a/b"), Some("/a")));
+        assert_eq!(event.oom_limit_bytes(), Some(64 << 20));
+        assert!(event.has_source("tp_btf:mark_victim") && event.unavailable.is_empty());
+        assert_eq!(event.to_string(), LINE);
+        assert_eq!(Event::victim_and_ktime(LINE), Some((4242, 5_000_000_000)));
+        assert_eq!(Event::victim_and_ktime("2025-01-01 INFO waiting for OOM kills"), None);
+        assert_eq!(Event::victim_and_ktime(r#"{"ktime_ns":1}"#), None);
+    }
+
+    #[test]
+    fn a_whois_result_has_its_names_at_the_top() {
+        let json = r#"{"target":"42","pid":42,"cgroup":"/kubepods/x","runtime":"containerd","container_id":"abc","pod_uid":"u","qos":"burstable","namespace":"ns","pod":"p","container":"c","workload":{"kind":"container","attribution":"full","sandbox":false}}"#;
+        let whois: Whois = serde_json::from_str(json).expect("a whois result");
+        assert_eq!((whois.names.pod.as_deref(), whois.names.container.as_deref()), (Some("p"), Some("c")));
+        assert_eq!(whois.names.kind, None, "the workload's kind is not at the top");
+        assert_eq!(whois.workload.and_then(|w| w.sandbox), Some(false));
+    }
+}

@@ -1114,3 +1114,6 @@ mod tests {
         assert_eq!(median_ms(&[]), None);
     }
 }
+
+#[cfg(test)]
+mod golden;

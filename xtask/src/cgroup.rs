@@ -55,13 +55,25 @@ impl Hierarchy {
     }
 }
 
-/// oomtrace's own reading of mountinfo, in the bench's terms.
+/// The memory hierarchy in mountinfo: a v1 `cgroup` mount with the memory
+/// controller wins over the first `cgroup2` mount. (The xtask no longer links
+/// oomtrace; oomtrace-testkit replaces this file.)
 fn parse_mountinfo(text: &str) -> Option<Hierarchy> {
-    use oomtrace::enrich::cgroup::{MemoryHierarchy, hierarchy_from_mountinfo};
-    hierarchy_from_mountinfo(text).map(|found| match found {
-        MemoryHierarchy::V1 { root } => Hierarchy::V1(root),
-        MemoryHierarchy::V2 { root } => Hierarchy::V2(root),
-    })
+    let mut v2 = None;
+    for line in text.lines() {
+        // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+        let Some((mount, filesystem)) = line.split_once(" - ") else { continue };
+        let Some(mountpoint) = mount.split_whitespace().nth(4).map(PathBuf::from) else { continue };
+        let mut filesystem = filesystem.split_whitespace();
+        match (filesystem.next(), filesystem.nth(1).unwrap_or_default()) {
+            (Some("cgroup"), options) if options.split(',').any(|o| o == "memory") => {
+                return Some(Hierarchy::V1(mountpoint));
+            }
+            (Some("cgroup2"), _) => _ = v2.get_or_insert(Hierarchy::V2(mountpoint)),
+            _ => {}
+        }
+    }
+    v2
 }
 
 /// A memory cgroup made by the bench; removed on drop.

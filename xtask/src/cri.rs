@@ -255,7 +255,18 @@ pub fn new_uid() -> String {
 /// the unified one), relative to the hierarchy root.
 pub fn memory_cgroup_of(pid: u32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    oomtrace::enrich::cgroup_path::parse_proc_cgroup(&text)
+    // Lines are `id:controllers:path` (the xtask no longer links oomtrace;
+    // oomtrace-testkit replaces this file).
+    let entries: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            Some((fields.nth(1)?, fields.next()?))
+        })
+        .collect();
+    let v1 = entries.iter().find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"));
+    let unified = entries.iter().find(|(controllers, _)| controllers.is_empty());
+    v1.or(unified).map(|(_, path)| (*path).to_owned())
 }
 
 #[cfg(test)]

@@ -2,19 +2,16 @@
 //!
 //! `cargo xtask bench`: measure oomtrace on real OOM kills and compare it with
 //! bpftrace in the same run, then the daemon's footprint and the cost of pod
-//! attribution (see `bench.rs`).
+//! attribution (see `bench/`).
 
 mod bench;
 mod cgroup;
 mod components;
 mod cri;
-mod daemon;
 mod ebpf_object;
-mod enrichment;
 mod http;
 mod observability;
 mod procfs;
-mod report;
 mod tracer;
 mod vm;
 
@@ -39,10 +36,6 @@ enum Command {
     VmTest(vm::VmTestArgs),
     /// Check (CI) or refresh the prebuilt eBPF object stable-only builds use.
     EbpfObject(ebpf_object::EbpfObjectArgs),
-    /// Used by `bench`: time pod attribution in this (release-built) process
-    /// and print the figures as JSON.
-    #[command(hide = true)]
-    EnrichmentProbe(enrichment::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,7 +44,6 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::VmTest(args) => vm::run(&workspace_root(), &args),
         Command::EbpfObject(args) => ebpf_object::run(&workspace_root(), &args),
-        Command::EnrichmentProbe(args) => enrichment::probe(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,18 @@
 //! The whole report rendered from fixed figures, compared with the markdown
 //! the renderer produced before it was split into sections
-//! (xtask/testdata/bench-report-*.md). Set `OOMTRACE_BLESS=1` to rewrite them.
+//! (xtask/testdata/bench-report-*.md), and each section alone compared with
+//! its part of those files. Set `OOMTRACE_BLESS=1` to rewrite them.
 
 use std::{path::PathBuf, time::Duration};
 
-use super::*;
-use crate::procfs::{Clock, Machine, Memory};
+use super::render;
+use crate::{
+    bench::figures::{
+        ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, IdleWindow, KillRun, Peer, Report, Section, ToolFigures,
+    },
+    observability::OtlpCounts,
+    procfs::{Clock, Machine, Memory},
+};
 
 fn memory(rss_kb: u64, hwm_kb: u64) -> Memory {
     Memory { rss_kb, hwm_kb, anon_kb: rss_kb / 8, file_kb: rss_kb - rss_kb / 8 }
@@ -236,35 +243,67 @@ fn empty() -> Report {
     report
 }
 
-fn check(name: &str, report: &Report) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/bench-report-{name}.md"));
-    let rendered = render(report);
-    if std::env::var_os("OOMTRACE_BLESS").is_some() {
-        std::fs::write(&path, &rendered).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+fn fixtures() -> [(&'static str, Report); 4] {
+    [("troubled", troubled()), ("clean", clean()), ("alone", alone()), ("empty", empty())]
+}
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/bench-report-{name}.md"))
+}
+
+fn golden(name: &str) -> String {
+    let path = golden_path(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn assert_same(name: &str, rendered: &str, expected: &str) {
     for (line, (got, want)) in rendered.lines().zip(expected.lines()).enumerate() {
         assert_eq!(got, want, "{name}: line {} differs", line + 1);
     }
     assert_eq!(rendered, expected, "{name}: line counts differ");
 }
 
-#[test]
-fn renders_a_troubled_run_as_before() {
-    check("troubled", &troubled());
+/// The part of a golden report from `## heading` (None: from the top) to
+/// the next heading; empty when the report has no such section.
+fn section_of(markdown: &str, heading: Option<&str>) -> String {
+    let start = match heading {
+        None => 0,
+        Some(heading) => match markdown.find(&format!("\n## {heading}\n")) {
+            Some(at) => at + 1,
+            None => return String::new(),
+        },
+    };
+    let end = markdown[start + 1..].find("\n## ").map_or(markdown.len(), |at| start + 1 + at + 1);
+    markdown[start..end].to_owned()
+}
+
+/// Renders one section from every fixture and compares it with its part of
+/// the golden reports.
+pub fn assert_section(heading: Option<&str>, section: super::RenderSection) {
+    for (name, report) in fixtures() {
+        let mut rendered = String::new();
+        section(&mut rendered, &report);
+        assert_same(&format!("{name}, section {heading:?}"), &rendered, &section_of(&golden(name), heading));
+    }
 }
 
 #[test]
-fn renders_a_clean_run_as_before() {
-    check("clean", &clean());
+fn renders_every_fixture_as_before() {
+    for (name, report) in fixtures() {
+        let rendered = render(&report);
+        if std::env::var_os("OOMTRACE_BLESS").is_some() {
+            std::fs::write(golden_path(name), &rendered).unwrap();
+        }
+        assert_same(name, &rendered, &golden(name));
+    }
 }
 
 #[test]
-fn renders_oomtrace_alone_as_before() {
-    check("alone", &alone());
-}
-
-#[test]
-fn renders_empty_measurements_as_before() {
-    check("empty", &empty());
+fn every_section_is_found_in_the_golden_reports() {
+    let clean = golden("clean");
+    let headings = ["Machine", "Targets", "Results", "Peers", "Daemon footprint", "Enrichment cost", "Method", "Notes"];
+    let parts: String =
+        std::iter::once(section_of(&clean, None)).chain(headings.iter().map(|h| section_of(&clean, Some(h)))).collect();
+    assert!(parts == clean, "the sections do not add up to the whole report");
+    assert_eq!(section_of(&golden("alone"), Some("Notes")), "");
 }

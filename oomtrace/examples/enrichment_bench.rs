@@ -92,7 +92,7 @@ async fn measure(args: &Args) -> Result<serde_json::Value> {
     // oomtrace's default --cri-timeout, as the daemon runs by default.
     let timeout = DEFAULT_CRI_TIMEOUT;
     let [cold_runs, cached_calls, exited_calls, hung_calls] =
-        [cold_runs, cached_calls, exited_calls, hung_calls].map(|n| n as usize);
+        [args.cold_runs, args.cached_calls, args.exited_calls, args.hung_calls].map(|n| n as usize);
     let socket = Some(args.cri_socket.clone());
     let app = Target { path: &args.app_cgroup, pid: args.app_pid };
     let sidecar = Target { path: &args.sidecar_cgroup, pid: args.sidecar_pid };

@@ -21,7 +21,7 @@ pub fn enrichment(out: &mut String, report: &Report) {
          daemon's pipeline awaits it once per event), with a {} ms CRI timeout, on a pod {} runs: container `app` in \
          `{}`, attributed as *{}*. No peer: bpftrace has no pod attribution, so this section has no ratio.",
         if e.optimized {
-            "a release build of the xtask, optimized as oomtrace ships"
+            "a release build of oomtrace's `enrichment_bench` example, optimized as oomtrace ships"
         } else {
             "**an unoptimized build**: the times overstate the shipped binary's"
         },

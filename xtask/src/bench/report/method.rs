@@ -84,10 +84,10 @@ pub fn method(out: &mut String, report: &Report) {
     .ok();
     writeln!(
         out,
-        "- Enrichment: xtask links the `oomtrace` library and runs a burstable pod (kubelet's labels \
-         `io.kubernetes.pod.name/namespace/uid`, `io.kubernetes.container.name`, cgroup parent \
-         `/kubepods/burstable/pod<uid>`) with two `sleep` containers and one that exits at once, over CRI. Each call is \
-         timed around the `attribute(Some(cgroup path), Some(pid))` await alone. Cold: {COLD_RUNS} fresh \
+        "- Enrichment: xtask runs a burstable pod (kubelet's labels `io.kubernetes.pod.name/namespace/uid`, \
+         `io.kubernetes.container.name`, cgroup parent `/kubepods/burstable/pod<uid>`) with two `sleep` containers and \
+         one that exits at once, over CRI, then oomtrace's `enrichment_bench` example (`oomtrace/examples/`, built \
+         with `--release`) against them. Each call is timed around the `attribute(Some(cgroup path), Some(pid))` await alone. Cold: {COLD_RUNS} fresh \
          `PodResolver::new` (without `warm()`), each timed on its first call (`app`, connecting) and its second \
          (`sidecar`, connected). After `warm()`: {COLD_RUNS} fresh resolvers, `warm()` (Version + ListContainers), \
          then the first call for `app`. Cached: {CACHED_CALLS} calls for `app` on one resolver after its cold lookup, each \

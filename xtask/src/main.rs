@@ -2,18 +2,11 @@
 //!
 //! `cargo xtask bench`: measure oomtrace on real OOM kills and compare it with
 //! bpftrace in the same run, then the daemon's footprint and the cost of pod
-//! attribution (see `bench.rs`).
+//! attribution (see `bench/`).
 
 mod bench;
-mod daemon;
 mod ebpf_object;
-mod enrichment;
-mod report;
 mod vm;
-
-// The helpers the bench shares with the integration tests, under the module
-// names the bench has always used (`crate::cgroup`, `crate::tracer`, ...).
-use oomtrace_testkit::{cgroup, components, cri, http, observability, procfs, tracer};
 
 use std::process::ExitCode;
 
@@ -36,10 +29,6 @@ enum Command {
     VmTest(vm::VmTestArgs),
     /// Check (CI) or refresh the prebuilt eBPF object stable-only builds use.
     EbpfObject(ebpf_object::EbpfObjectArgs),
-    /// Used by `bench`: time pod attribution in this (release-built) process
-    /// and print the figures as JSON.
-    #[command(hide = true)]
-    EnrichmentProbe(enrichment::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,7 +37,6 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::VmTest(args) => vm::run(&workspace_root(), &args),
         Command::EbpfObject(args) => ebpf_object::run(&workspace_root(), &args),
-        Command::EnrichmentProbe(args) => enrichment::probe(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

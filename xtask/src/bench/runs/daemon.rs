@@ -12,27 +12,25 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{
-    bench::{self, DRAIN_QUIET, LIMIT_BYTES, OOMTRACE_READY, Seen},
-    cgroup::{BenchCgroups, Hierarchy, MemCgroup},
+use crate::bench::{
+    figures::{CpuUse, DaemonFigures, IdleWindow, KillRun},
+    host,
+    runs::{
+        kills::{Seen, kernel_oom_kills, kill_storm},
+        tracers::{OOMTRACE_READY, parse_oomtrace_line},
+    },
+    settings::{
+        DAEMON_IDLE_WINDOW, DAEMON_READY_DEADLINE, DAEMON_SETTLE, DRAIN_QUIET, EXPORT_DEADLINE, FIRST_SCRAPE_DEADLINE,
+        LIMIT_BYTES, OTLP_METRIC_INTERVAL_MS, READYZ_DEADLINE,
+    },
+};
+use oomtrace_testkit::{
+    cgroup::{BenchCgroups, Hierarchy},
     http,
     observability::{self, OtlpCounts, ScrapeTarget},
     procfs::{self, Clock, ThreadTimes},
-    report::{CpuUse, DaemonFigures, IdleWindow, KillRun},
     tracer::{Spec, Tracer},
 };
-
-/// Settling time after the first successful scrape before idle RSS is read.
-pub const DAEMON_SETTLE: Duration = Duration::from_secs(3);
-/// Window over which the daemon's idle CPU is measured.
-pub const DAEMON_IDLE_WINDOW: Duration = Duration::from_secs(10);
-/// OTEL_METRIC_EXPORT_INTERVAL for the measurement (ms); Prometheus scrapes
-/// every second too (scripts/observability.sh).
-pub const OTLP_METRIC_INTERVAL_MS: u64 = 1000;
-const READY_DEADLINE: Duration = Duration::from_secs(60);
-/// New file_sd targets take 2-7 s to be scraped (refresh + discovery throttle).
-const FIRST_SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
-const EXPORT_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Runs the daemon, measures it, stops it. `cgroup_name`: the bench's cgroup
 /// name, suffixed here so the burst gets fresh cgroups.
@@ -70,13 +68,13 @@ pub fn measure(
         args,
         env,
         markers: vec![OOMTRACE_READY],
-        parse: bench::parse_oomtrace_line,
+        parse: parse_oomtrace_line,
         clock: Clock::Monotonic,
     };
 
     progress(&format!("starting the daemon on {address} (OTLP gRPC to {})", observability::otlp_grpc_address()));
     let mut daemon = Tracer::spawn(&spec).context("starting oomtrace daemon")?;
-    let attached = daemon.wait_marker(0, READY_DEADLINE).context("oomtrace daemon did not attach")?;
+    let attached = daemon.wait_marker(0, DAEMON_READY_DEADLINE).context("oomtrace daemon did not attach")?;
     wait_ready(&address, &daemon)?;
     let cri = daemon
         .log_lines()
@@ -101,11 +99,11 @@ pub fn measure(
     let mut seen = Seen::default();
     let otlp_before_burst = observability::otlp_mark();
     let meter = CpuMeter::start(pid)?;
-    let hogs = bench::kill_storm(&daemon, &cgroups.storm, &mut seen)?;
+    let hogs = kill_storm(&daemon, &cgroups.storm, &mut seen)?;
     seen.drain(&daemon, DRAIN_QUIET);
     let burst_cpu = meter.stop()?;
     let after_burst = procfs::memory(pid).context("reading the daemon's memory after the burst")?;
-    let kernel_kills = cgroups.storm.iter().map(MemCgroup::oom_kills).sum::<Result<u64>>()?;
+    let kernel_kills = kernel_oom_kills(&cgroups.storm)?;
     let run: KillRun = seen.tally(&hogs, kernel_kills);
     let ours = hogs.iter().map(|hog| hog.pid).collect();
     let foreign_events = seen.foreign(&ours);
@@ -198,7 +196,7 @@ fn idle_window(pid: u32, address: &str, service: &str) -> Result<IdleWindow> {
 }
 
 fn progress(message: &str) {
-    eprintln!("xtask bench: daemon: {message}");
+    host::progress(&format!("daemon: {message}"));
 }
 
 /// A port nobody listens on right now.
@@ -209,12 +207,16 @@ fn free_port() -> Result<u16> {
 
 /// Polls /readyz until it answers 200.
 fn wait_ready(address: &str, daemon: &Tracer) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + READYZ_DEADLINE;
     loop {
         match http::get(address, "/readyz") {
             Ok((200, _)) => return Ok(()),
             Ok((status, body)) if Instant::now() >= deadline => {
-                bail!("/readyz still answers {status} ({}) 10 s after attaching", body.trim())
+                bail!(
+                    "/readyz still answers {status} ({}) {} s after attaching",
+                    body.trim(),
+                    READYZ_DEADLINE.as_secs()
+                )
             }
             Err(error) if Instant::now() >= deadline => {
                 return Err(error.context(format!("the daemon's /readyz; its log ends with {:?}", daemon.log_lines())));

@@ -1,0 +1,218 @@
+//! `cargo xtask bench`: oomtrace on real memcg OOM kills, and bpftrace on the
+//! same kills as a peer, measured the same way in the same run.
+//!
+//! For each tool: start-to-attached (5 starts), idle footprint (RSS, CPU over
+//! 10 s), then kill-to-line latency for N sequential kills and a storm of
+//! parallel kills, counting every kill's events. Then `oomtrace daemon` with
+//! both exporters on and the cost of pod attribution, against the real
+//! containerd, Prometheus and OTLP receiver the tests use (started when not
+//! running). The report goes to stdout and to docs/benchmarks.md.
+//!
+//! The modules depend one way: `settings` <- `runs` -> `figures` -> `report`
+//! (the report reads the settings it quotes too); `host` serves the runs and
+//! this orchestration, which alone knows every part.
+
+mod figures;
+mod host;
+mod report;
+mod runs;
+mod settings;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use figures::{Peer, Report, Section};
+use host::progress;
+use oomtrace_testkit::{
+    cgroup::Hierarchy,
+    components::{self, ComponentState},
+    cri, observability, procfs,
+};
+use runs::tracers::{self, Kills, Tool};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Sequential OOM kills per tool.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub kills: u32,
+    /// Parallel OOM kills in the storm (each hog in its own 64 MiB cgroup).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub storm: u32,
+    /// Parallel OOM kills in the daemon's burst.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub burst: u32,
+    /// Measure oomtrace only (no bpftrace, no bcc).
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Leave out the daemon footprint (no Prometheus or OTLP receiver needed).
+    #[arg(long)]
+    pub no_daemon: bool,
+    /// Leave out the pod attribution cost (no containerd needed).
+    #[arg(long)]
+    pub no_enrichment: bool,
+    /// Use the existing release builds (target/release/oomtrace, and
+    /// target/release/examples/enrichment_bench for the pod attribution)
+    /// instead of building them.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Do not start containerd, Prometheus or the OTLP receiver
+    /// (scripts/runtime.sh up, scripts/observability.sh up) when they are
+    /// not running: their sections then say they are unavailable.
+    #[arg(long)]
+    pub no_start: bool,
+    /// Where to write the markdown report [default: <workspace>/docs/benchmarks.md].
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let started = Instant::now();
+    let euid = procfs::euid();
+    if euid != 0 {
+        bail!(
+            "the bench needs root to load eBPF programs and create memory cgroups (euid is {euid}); run it with sudo"
+        );
+    }
+    let root = host::workspace_root()?;
+    let output = args.output.clone().unwrap_or_else(|| root.join("docs/benchmarks.md"));
+    let oomtrace = root.join("target/release/oomtrace");
+    if args.no_build {
+        if !oomtrace.exists() {
+            bail!(
+                "--no-build given but {} does not exist; build it with `cargo build --release -p oomtrace`",
+                oomtrace.display()
+            );
+        }
+    } else {
+        host::cargo_build_release(&root, &["-p", "oomtrace"])?;
+    }
+    let hierarchy = Hierarchy::detect()?;
+    host::ensure_tracefs()?;
+    let machine = procfs::machine()?;
+    let (runtime_state, observability_state) = start_components(&root, args);
+    let cgroup_name = format!("oomtrace-bench-{}", std::process::id());
+    progress(&format!(
+        "cgroup v{} at {}; bench cgroups under /{cgroup_name}",
+        hierarchy.version(),
+        hierarchy.root().display()
+    ));
+    let kills = Kills { sequential: args.kills as usize, storm: args.storm as usize, cgroup_name: &cgroup_name };
+
+    let oomtrace_tool = Tool {
+        name: "oomtrace",
+        version: host::version_of(&oomtrace, "--version"),
+        attach_spec: tracers::oomtrace_spec(&oomtrace, None),
+        run_spec: tracers::oomtrace_spec(&oomtrace, Some(&format!("/{cgroup_name}"))),
+    };
+    let oomtrace_figures = tracers::measure(&oomtrace_tool, &hierarchy, kills)?;
+    let all = oomtrace_figures.seq.events_matched() + oomtrace_figures.storm.events_matched();
+    if all == 0 {
+        bail!(
+            "oomtrace reported none of the {} OOM kills; nothing to measure (see its log above)",
+            oomtrace_figures.seq.oom_killed() + oomtrace_figures.storm.oom_killed()
+        );
+    }
+
+    let (bpftrace, clock_check, bcc) = if args.no_peer {
+        (Peer::Skipped, None, Peer::Skipped)
+    } else {
+        let (bpftrace, clock_check) = runs::peers::bpftrace(&hierarchy, kills);
+        (bpftrace, clock_check, runs::peers::bcc())
+    };
+
+    let cri_socket = cri::test_socket();
+    let daemon = optional_section("daemon", args.no_daemon.then_some("--no-daemon"), &observability_state, || {
+        progress("daemon: footprint with Prometheus and OTLP export on");
+        runs::daemon::measure(&oomtrace, &hierarchy, &cgroup_name, args.burst as usize, &cri_socket)
+    });
+    let enrichment =
+        optional_section("enrichment", args.no_enrichment.then_some("--no-enrichment"), &runtime_state, || {
+            progress("enrichment: PodResolver::attribute on a real pod");
+            runs::enrichment::measure(&root, &cri_socket, !args.no_build)
+        });
+    let mut component_rows = Vec::new();
+    if let Some(state) = &runtime_state {
+        component_rows.push(("containerd (`scripts/runtime.sh`)", format!("{cri_socket}: {}", state.describe())));
+    }
+    if let Some(state) = &observability_state {
+        component_rows.push((
+            "Prometheus, OTLP receiver (`scripts/observability.sh`)",
+            format!(
+                "{}, gRPC {}: {}",
+                observability::prometheus_address(),
+                observability::otlp_grpc_address(),
+                state.describe()
+            ),
+        ));
+    }
+
+    let report = Report {
+        generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        commit: host::git_commit(&root),
+        machine,
+        hierarchy: format!("v{} ({})", hierarchy.version(), hierarchy.root().display()),
+        kills: args.kills as usize,
+        storm: args.storm as usize,
+        built: !args.no_build,
+        oomtrace: oomtrace_figures,
+        bpftrace,
+        bcc,
+        clock_check,
+        components: component_rows,
+        burst: args.burst as usize,
+        daemon,
+        enrichment,
+        bench_seconds: started.elapsed().as_secs(),
+    };
+    let markdown = report::render(&report);
+    print!("{markdown}");
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    fs::write(&output, &markdown).with_context(|| format!("writing the report to {}", output.display()))?;
+    progress(&format!("report written to {} ({} s)", output.display(), started.elapsed().as_secs()));
+    Ok(())
+}
+
+/// A section that is skipped with `skipped` (its flag), unavailable when the
+/// component it needs is, and otherwise measured; a failed measurement
+/// becomes its reason.
+fn optional_section<T>(
+    what: &str,
+    skipped: Option<&'static str>,
+    component: &Option<ComponentState>,
+    measure: impl FnOnce() -> Result<T>,
+) -> Section<T> {
+    if let Some(flag) = skipped {
+        return Section::Skipped(flag);
+    }
+    if let Some(reason) = component.as_ref().and_then(ComponentState::unavailable) {
+        return Section::Unavailable(reason.to_owned());
+    }
+    match measure() {
+        Ok(figures) => Section::Measured(Box::new(figures)),
+        Err(error) => {
+            progress(&format!("{what}: {error:#}"));
+            Section::Unavailable(format!("{error:#}"))
+        }
+    }
+}
+
+/// containerd for the enrichment (and the daemon's CRI socket), Prometheus
+/// and the OTLP receiver for the daemon: started when not running.
+fn start_components(root: &Path, args: &BenchArgs) -> (Option<ComponentState>, Option<ComponentState>) {
+    let start = !args.no_start;
+    let runtime = (!args.no_daemon || !args.no_enrichment).then(|| components::ensure_runtime(root, start));
+    let observability = (!args.no_daemon).then(|| components::ensure_observability(root, start));
+    for (what, state) in [("containerd", &runtime), ("Prometheus and the OTLP receiver", &observability)] {
+        if let Some(state) = state {
+            progress(&format!("{what}: {}", state.describe()));
+        }
+    }
+    (runtime, observability)
+}

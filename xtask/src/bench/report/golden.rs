@@ -1,0 +1,309 @@
+//! The whole report rendered from fixed figures, compared with the markdown
+//! the renderer produced before it was split into sections
+//! (xtask/testdata/bench-report-*.md), and each section alone compared with
+//! its part of those files. Set `OOMTRACE_BLESS=1` to rewrite them.
+
+use std::{path::PathBuf, time::Duration};
+
+use super::render;
+use crate::bench::figures::{
+    ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, IdleWindow, KillRun, Peer, Report, Section, ToolFigures,
+};
+use oomtrace_testkit::{
+    observability::OtlpCounts,
+    procfs::{Clock, Machine, Memory},
+};
+
+fn memory(rss_kb: u64, hwm_kb: u64) -> Memory {
+    Memory { rss_kb, hwm_kb, anon_kb: rss_kb / 8, file_kb: rss_kb - rss_kb / 8 }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn us(v: u64) -> Duration {
+    Duration::from_micros(v)
+}
+
+fn clean_run(hogs: usize, base_ns: i64) -> KillRun {
+    KillRun {
+        hogs,
+        latencies_ns: (0..hogs as i64).map(|i| base_ns + i * 13_007).collect(),
+        kernel_oom_kills: hogs as u64,
+        ..KillRun::default()
+    }
+}
+
+fn troubled_run() -> KillRun {
+    KillRun {
+        hogs: 12,
+        not_killed: 1,
+        events_for_survivors: 1,
+        missing: vec![4242, 4243],
+        duplicates: 2,
+        latencies_ns: vec![-20_000, 250_000, 310_000, 2_900_000, 120_000, 80_000, 95_000, 1_000_000, 4_000_000],
+        kernel_oom_kills: 12,
+    }
+}
+
+fn tool(name: &'static str, version: &str, scale: u64, seq: KillRun, storm: KillRun) -> ToolFigures {
+    ToolFigures {
+        name,
+        version: version.to_owned(),
+        attach: vec![ms(63 * scale), ms(70 * scale), ms(61 * scale), ms(66 * scale), ms(64 * scale)],
+        probes_attached: if name == "bpftrace" { vec![ms(100), ms(101), ms(99)] } else { Vec::new() },
+        idle: memory(8_400 * scale, 29_600),
+        idle_cpu_percent: 0.1,
+        after_kills: memory(8_420 * scale, 29_600 * scale),
+        seq,
+        storm,
+        foreign_events: if name == "bpftrace" { 3 } else { 0 },
+    }
+}
+
+fn machine() -> Machine {
+    Machine {
+        kernel: "6.18.44-fc-v669".to_owned(),
+        cpus: 2,
+        mem_total_kb: 24_641_536,
+        cpu_model: "AMD EPYC".to_owned(),
+    }
+}
+
+fn idle_window(metric_requests: usize, precise_ms: Option<f64>) -> IdleWindow {
+    IdleWindow {
+        memory_start: memory(10_240, 31_400),
+        memory_end: memory(10_300, 31_400),
+        cpu: CpuUse { seconds: 10.02, ticks_ms: 10.0, precise_ms },
+        scrapes: Ok(10.0),
+        otlp: OtlpCounts { log_requests: 0, log_records: 0, metric_requests },
+    }
+}
+
+fn daemon(burst: KillRun, prometheus_kills: Result<f64, String>, foreign_events: usize) -> DaemonFigures {
+    DaemonFigures {
+        command: "OOMTRACE_LOG=info target/release/oomtrace daemon --metrics-address 127.0.0.1:38607".to_owned(),
+        cri: "/run/oomtrace-test/containerd/containerd.sock".to_owned(),
+        attach: us(49_512),
+        first_scrape: ms(4_012),
+        idle: idle_window(0, Some(4.6)),
+        burst,
+        burst_cpu: CpuUse { seconds: 1.6, ticks_ms: 0.0, precise_ms: None },
+        after_burst: memory(10_330, 31_400),
+        prometheus_kills,
+        otlp_burst: OtlpCounts { log_requests: 26, log_records: 29, metric_requests: 2 },
+        idle_after: idle_window(10, Some(7.8)),
+        foreign_events,
+        exit: "exit status: 0".to_owned(),
+    }
+}
+
+fn enrichment(hung: Vec<Duration>, after_warm: Vec<Duration>, exited: Vec<Duration>) -> EnrichmentFigures {
+    EnrichmentFigures {
+        optimized: true,
+        runtime: "containerd 1.6.20~ds1".to_owned(),
+        container_path: "/kubepods/burstable/pod49a3/876b".to_owned(),
+        attribution: "full: oomtrace-bench/oomtrace-bench-5203/app, main_process=true".to_owned(),
+        cold_connect: (1..=20).map(|i| us(270 + i * 17)).collect(),
+        cold_connected: (1..=20).map(|i| us(220 + i * 11)).collect(),
+        after_warm,
+        cached: (1..=1000).map(|i| Duration::from_nanos(400 + i % 7 * 20)).collect(),
+        exited,
+        exited_attribution: "full: oomtrace-bench/oomtrace-bench-5203/oneshot".to_owned(),
+        hung,
+        hung_attribution: "partial: no pod name (the CRI runtime failed recently)".to_owned(),
+        timeout: ms(250),
+    }
+}
+
+fn clock_check(boottime_minus_monotonic_ns: u64, nsecs: u64) -> ClockCheck {
+    ClockCheck {
+        clock: Clock::Boottime,
+        evidence: "`bpftrace -d` shows `nsecs` compiled to BPF helper 125, bpf_ktime_get_boot_ns".to_owned(),
+        before_ns: 5_517_008_273_766,
+        nsecs,
+        received_ns: 5_517_049_303_121,
+        boottime_minus_monotonic_ns,
+    }
+}
+
+fn components() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "containerd (`scripts/runtime.sh`)",
+            "/run/oomtrace-test/containerd/containerd.sock: already running".to_owned(),
+        ),
+        (
+            "Prometheus, OTLP receiver (`scripts/observability.sh`)",
+            "127.0.0.1:19090, gRPC 127.0.0.1:14317: started".to_owned(),
+        ),
+    ]
+}
+
+/// Everything measured, with every kind of trouble a note reports.
+fn troubled() -> Report {
+    let burst = KillRun { missing: vec![777], duplicates: 1, not_killed: 1, ..clean_run(30, 2_700_000) };
+    Report {
+        generated: "2026-11-25T23:51:42Z".to_owned(),
+        commit: "6a81845 + uncommitted changes".to_owned(),
+        machine: machine(),
+        hierarchy: "v1 (/sys/fs/cgroup/memory)".to_owned(),
+        kills: 12,
+        storm: 16,
+        built: true,
+        oomtrace: tool("oomtrace", "oomtrace 0.1.0", 1, troubled_run(), clean_run(16, 2_000_000)),
+        bpftrace: Peer::Measured(Box::new(tool(
+            "bpftrace",
+            "bpftrace v0.17.0",
+            2,
+            clean_run(12, 1_900_000),
+            KillRun { kernel_oom_kills: 15, ..clean_run(16, 1_980_000) },
+        ))),
+        bcc: Peer::Unavailable("Exception: Failed to compile BPF module <text>".to_owned()),
+        clock_check: Some(clock_check(0, 5_517_049_205_195)),
+        components: components(),
+        burst: 30,
+        daemon: Section::Measured(Box::new(daemon(burst, Err("no series after 20 s".to_owned()), 2))),
+        enrichment: Section::Measured(Box::new(enrichment(
+            vec![ms(251), ms(252), ms(251), ms(253), ms(251)],
+            (1..=20).map(|i| us(40 + i * 9)).collect(),
+            (1..=20).map(|i| us(300 + i)).collect(),
+        ))),
+        bench_seconds: 79,
+    }
+}
+
+/// Everything measured, nothing wrong: the shape of docs/benchmarks.md.
+fn clean() -> Report {
+    Report {
+        generated: "2026-11-26T10:00:00Z".to_owned(),
+        commit: "5d0e74d".to_owned(),
+        machine: machine(),
+        hierarchy: "v2 (/sys/fs/cgroup)".to_owned(),
+        kills: 200,
+        storm: 16,
+        built: false,
+        oomtrace: tool("oomtrace", "oomtrace 0.1.0", 1, clean_run(200, 260_000), clean_run(16, 2_064_000)),
+        bpftrace: Peer::Measured(Box::new(tool(
+            "bpftrace",
+            "bpftrace v0.17.0",
+            3,
+            clean_run(200, 1_917_000),
+            clean_run(16, 1_981_000),
+        ))),
+        bcc: Peer::AttachedOnly { attach: ms(812), note: "it prints wall-clock seconds".to_owned() },
+        clock_check: Some(clock_check(3_600_000, 5_517_049_205_195)),
+        components: components(),
+        burst: 30,
+        daemon: Section::Measured(Box::new(daemon(clean_run(30, 2_717_000), Ok(30.0), 0))),
+        enrichment: Section::Measured(Box::new(enrichment(
+            [ms(251)].into_iter().chain([us(1), us(2), Duration::from_nanos(9_900), us(1)]).collect(),
+            (1..=20).map(|i| us(222 + i * 12)).collect(),
+            (1..=20).map(|i| Duration::from_nanos(400 + i * 19_000)).collect(),
+        ))),
+        bench_seconds: 612,
+    }
+}
+
+/// oomtrace alone: no peer measured, the daemon skipped, containerd missing.
+fn alone() -> Report {
+    Report {
+        generated: "2026-11-26T11:00:00Z".to_owned(),
+        commit: "unknown".to_owned(),
+        machine: machine(),
+        hierarchy: "v1 (/sys/fs/cgroup/memory)".to_owned(),
+        kills: 5,
+        storm: 4,
+        built: false,
+        oomtrace: tool("oomtrace", "oomtrace 0.1.0", 1, clean_run(5, 300_000), clean_run(4, 1_000_000)),
+        bpftrace: Peer::Skipped,
+        bcc: Peer::Skipped,
+        clock_check: None,
+        components: Vec::new(),
+        burst: 30,
+        daemon: Section::Skipped("--no-daemon"),
+        enrichment: Section::Unavailable("containerd is not running (scripts/runtime.sh up)".to_owned()),
+        bench_seconds: 40,
+    }
+}
+
+/// A measured section that came out empty: no calls, no latencies.
+fn empty() -> Report {
+    let mut report = alone();
+    report.oomtrace.attach.clear();
+    report.oomtrace.seq = KillRun { hogs: 3, missing: vec![1, 2, 3], kernel_oom_kills: 3, ..KillRun::default() };
+    report.bpftrace = Peer::Unavailable("apt-get install -y bpftrace failed".to_owned());
+    report.daemon = Section::Unavailable("Prometheus is not running".to_owned());
+    report.enrichment = Section::Measured(Box::new(enrichment(Vec::new(), Vec::new(), Vec::new())));
+    if let Section::Measured(e) = &mut report.enrichment {
+        e.cached.clear();
+        e.optimized = false;
+    }
+    report
+}
+
+fn fixtures() -> [(&'static str, Report); 4] {
+    [("troubled", troubled()), ("clean", clean()), ("alone", alone()), ("empty", empty())]
+}
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/bench-report-{name}.md"))
+}
+
+fn golden(name: &str) -> String {
+    let path = golden_path(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn assert_same(name: &str, rendered: &str, expected: &str) {
+    for (line, (got, want)) in rendered.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(got, want, "{name}: line {} differs", line + 1);
+    }
+    assert_eq!(rendered, expected, "{name}: line counts differ");
+}
+
+/// The part of a golden report from `## heading` (None: from the top) to
+/// the next heading; empty when the report has no such section.
+fn section_of(markdown: &str, heading: Option<&str>) -> String {
+    let start = match heading {
+        None => 0,
+        Some(heading) => match markdown.find(&format!("\n## {heading}\n")) {
+            Some(at) => at + 1,
+            None => return String::new(),
+        },
+    };
+    let end = markdown[start + 1..].find("\n## ").map_or(markdown.len(), |at| start + 1 + at + 1);
+    markdown[start..end].to_owned()
+}
+
+/// Renders one section from every fixture and compares it with its part of
+/// the golden reports.
+pub fn assert_section(heading: Option<&str>, section: super::RenderSection) {
+    for (name, report) in fixtures() {
+        let mut rendered = String::new();
+        section(&mut rendered, &report);
+        assert_same(&format!("{name}, section {heading:?}"), &rendered, &section_of(&golden(name), heading));
+    }
+}
+
+#[test]
+fn renders_every_fixture_as_before() {
+    for (name, report) in fixtures() {
+        let rendered = render(&report);
+        if std::env::var_os("OOMTRACE_BLESS").is_some() {
+            std::fs::write(golden_path(name), &rendered).unwrap();
+        }
+        assert_same(name, &rendered, &golden(name));
+    }
+}
+
+#[test]
+fn every_section_is_found_in_the_golden_reports() {
+    let clean = golden("clean");
+    let headings = ["Machine", "Targets", "Results", "Peers", "Daemon footprint", "Enrichment cost", "Method", "Notes"];
+    let parts: String =
+        std::iter::once(section_of(&clean, None)).chain(headings.iter().map(|h| section_of(&clean, Some(h)))).collect();
+    assert!(parts == clean, "the sections do not add up to the whole report");
+    assert_eq!(section_of(&golden("alone"), Some("Notes")), "");
+}

@@ -1,0 +1,9 @@
+//! The measurements, each against the real kernel or component: the tracers
+//! on their own and their peers, the daemon with both exporters, and pod
+//! attribution. They read the settings and return figures; none renders.
+
+pub mod daemon;
+pub mod enrichment;
+mod kills;
+pub mod peers;
+pub mod tracers;

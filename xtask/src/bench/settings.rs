@@ -1,0 +1,74 @@
+//! The bench's settings: every constant the runs obey and the report quotes,
+//! in one place. Nothing here depends on another bench module.
+
+use std::time::Duration;
+
+// --- The tracers on their own (oomtrace live, bpftrace) ---
+
+/// Memory limit of every cgroup a hog runs in.
+pub const LIMIT_BYTES: u64 = 64 << 20;
+/// Starts measured per tool for start-to-attached.
+pub const ATTACH_RUNS: usize = 5;
+/// How long a tracer may take to attach before the bench gives up on it.
+pub const ATTACH_DEADLINE: Duration = Duration::from_secs(60);
+/// How long to wait for a tracer's later "probes attached" line.
+pub const PROBES_ATTACHED_DEADLINE: Duration = Duration::from_secs(10);
+/// Settling time after attach before the idle footprint is sampled.
+pub const IDLE_SETTLE: Duration = Duration::from_secs(2);
+/// Window over which idle CPU is measured.
+pub const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// How long to wait for a kill's event before counting it missing.
+pub const EVENT_DEADLINE: Duration = Duration::from_secs(3);
+/// Quiet period after the last kill, to catch late or duplicate events.
+pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
+// --- The daemon with both exporters on ---
+
+/// Settling time after the first successful scrape before idle RSS is read.
+pub const DAEMON_SETTLE: Duration = Duration::from_secs(3);
+/// Window over which the daemon's idle CPU is measured.
+pub const DAEMON_IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// OTEL_METRIC_EXPORT_INTERVAL for the measurement (ms); Prometheus scrapes
+/// every second too (scripts/observability.sh).
+pub const OTLP_METRIC_INTERVAL_MS: u64 = 1000;
+/// How long the daemon may take to attach.
+pub const DAEMON_READY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long /readyz may take to answer 200 once the daemon has attached.
+pub const READYZ_DEADLINE: Duration = Duration::from_secs(10);
+/// New file_sd targets take 2-7 s to be scraped (refresh + discovery throttle).
+pub const FIRST_SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long Prometheus and the OTLP receiver may take to show the burst.
+pub const EXPORT_DEADLINE: Duration = Duration::from_secs(20);
+
+// --- Pod attribution (oomtrace/examples/enrichment_bench.rs) ---
+
+/// The example of the `oomtrace` crate that times `PodResolver::attribute`.
+pub const ENRICHMENT_EXAMPLE: &str = "enrichment_bench";
+/// Cached attribute() calls timed.
+pub const CACHED_CALLS: usize = 1000;
+/// Fresh resolvers timed for the cold lookups.
+pub const COLD_RUNS: usize = 20;
+/// attribute() calls of a container that has exited.
+pub const EXITED_CALLS: usize = 20;
+/// Lookups against the socket that never answers (the example uses
+/// oomtrace's default --cri-timeout).
+pub const HUNG_CALLS: usize = 5;
+/// The Kubernetes namespace of the bench's pod.
+pub const POD_NAMESPACE: &str = "oomtrace-bench";
+/// How long a container may take to reach the state the bench waits for.
+pub const CONTAINER_DEADLINE: Duration = Duration::from_secs(30);
+
+// --- Targets from the issues, and how the report judges them ---
+
+pub const TARGET_P99_MS: f64 = 5.0;
+pub const TARGET_RSS_MIB: f64 = 20.0;
+pub const TARGET_ATTACH_MS: f64 = 500.0;
+pub const TARGET_DAEMON_RSS_MIB: f64 = 25.0;
+pub const TARGET_DAEMON_IDLE_CPU_PERCENT: f64 = 1.0;
+pub const TARGET_CACHED_ENRICHMENT_US: f64 = 100.0;
+/// A lookup "bounded by its timeout" may overrun it by timer slack and
+/// scheduling: at most this fraction of the timeout.
+pub const TIMEOUT_SLACK: f64 = 0.1;
+/// No attribute() call that reaches the runtime over its unix socket took
+/// less than this on the development host (a cache hit takes under 1 µs).
+pub const RUNTIME_CALL_FLOOR: Duration = Duration::from_micros(50);

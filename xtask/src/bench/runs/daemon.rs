@@ -3,22 +3,17 @@
 //! real receiver, idle and through a burst of real memcg OOM kills.
 
 use std::{
-    ffi::OsString,
-    net::TcpListener,
     path::Path,
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 use crate::bench::{
     figures::{CpuUse, DaemonFigures, IdleWindow, KillRun},
     host,
-    runs::{
-        kills::{Seen, kernel_oom_kills, kill_storm},
-        tracers::{OOMTRACE_READY, parse_oomtrace_line},
-    },
+    runs::kills::{Seen, kernel_oom_kills, kill_storm},
     settings::{
         DAEMON_IDLE_WINDOW, DAEMON_READY_DEADLINE, DAEMON_SETTLE, DRAIN_QUIET, EXPORT_DEADLINE, FIRST_SCRAPE_DEADLINE,
         LIMIT_BYTES, OTLP_METRIC_INTERVAL_MS, READYZ_DEADLINE,
@@ -26,10 +21,11 @@ use crate::bench::{
 };
 use oomtrace_testkit::{
     cgroup::{BenchCgroups, Hierarchy},
-    http,
+    daemon::{free_port, wait_ready},
+    live,
     observability::{self, OtlpCounts, ScrapeTarget},
-    procfs::{self, Clock, ThreadTimes},
-    tracer::{Spec, Tracer},
+    procfs::{self, ThreadTimes},
+    tracer::Tracer,
 };
 
 /// Runs the daemon, measures it, stops it. `cgroup_name`: the bench's cgroup
@@ -44,42 +40,30 @@ pub fn measure(
     let port = free_port()?;
     let address = format!("127.0.0.1:{port}");
     let service = format!("oomtrace-bench-{}", std::process::id());
-    let args: Vec<OsString> =
-        ["daemon", "--metrics-address", &address, "--cri-socket", cri_socket, "--events-stdout", "true"]
-            .map(OsString::from)
-            .into();
+    let args = ["daemon", "--metrics-address", &address, "--cri-socket", cri_socket, "--events-stdout", "true"];
     let env = vec![
-        ("OOMTRACE_LOG", "info".to_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", observability::otlp_grpc_address())),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ("OTEL_METRIC_EXPORT_INTERVAL", OTLP_METRIC_INTERVAL_MS.to_string()),
         ("OTEL_SERVICE_NAME", service.clone()),
     ];
+    let spec = live::spec(oomtrace, &args, env);
+    // How the report shows the run (the binary as the bench builds it).
     let command = format!(
-        "{} {}",
-        env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-        std::iter::once("target/release/oomtrace".to_owned())
-            .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
-            .collect::<Vec<_>>()
-            .join(" ")
+        "{} target/release/oomtrace {}",
+        spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+        args.join(" ")
     );
-    let spec = Spec {
-        program: oomtrace.to_owned(),
-        args,
-        env,
-        markers: vec![OOMTRACE_READY],
-        parse: parse_oomtrace_line,
-        clock: Clock::Monotonic,
-    };
 
     progress(&format!("starting the daemon on {address} (OTLP gRPC to {})", observability::otlp_grpc_address()));
     let mut daemon = Tracer::spawn(&spec).context("starting oomtrace daemon")?;
     let attached = daemon.wait_marker(0, DAEMON_READY_DEADLINE).context("oomtrace daemon did not attach")?;
-    wait_ready(&address, &daemon)?;
+    wait_ready(&address, READYZ_DEADLINE)
+        .with_context(|| format!("the daemon's /readyz; its log ends with {:?}", daemon.log_lines()))?;
     let cri = daemon
         .log_lines()
         .iter()
-        .find(|line| line.contains(OOMTRACE_READY))
+        .find(|line| line.contains(live::READY))
         .and_then(|line| cri_field(line))
         .unwrap_or_else(|| "not in its log".to_owned());
 
@@ -197,33 +181,6 @@ fn idle_window(pid: u32, address: &str, service: &str) -> Result<IdleWindow> {
 
 fn progress(message: &str) {
     host::progress(&format!("daemon: {message}"));
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr().context("reading the free port")?.port())
-}
-
-/// Polls /readyz until it answers 200.
-fn wait_ready(address: &str, daemon: &Tracer) -> Result<()> {
-    let deadline = Instant::now() + READYZ_DEADLINE;
-    loop {
-        match http::get(address, "/readyz") {
-            Ok((200, _)) => return Ok(()),
-            Ok((status, body)) if Instant::now() >= deadline => {
-                bail!(
-                    "/readyz still answers {status} ({}) {} s after attaching",
-                    body.trim(),
-                    READYZ_DEADLINE.as_secs()
-                )
-            }
-            Err(error) if Instant::now() >= deadline => {
-                return Err(error.context(format!("the daemon's /readyz; its log ends with {:?}", daemon.log_lines())));
-            }
-            _ => thread::sleep(Duration::from_millis(50)),
-        }
-    }
 }
 
 /// Waits until the receiver has a log record for every kill (or the deadline).

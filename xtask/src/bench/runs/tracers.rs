@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use serde_json::Value;
 
 use crate::bench::{
     figures::ToolFigures,
@@ -22,12 +21,11 @@ use crate::bench::{
 };
 use oomtrace_testkit::{
     cgroup::{BenchCgroups, Hierarchy},
+    live,
     procfs::{self, Clock, Memory},
     tracer::{Spec, Tracer},
 };
 
-/// oomtrace logs this at info level once every probe is attached.
-pub const OOMTRACE_READY: &str = "waiting for OOM kills";
 /// bpftrace prints this just before it attaches.
 const BPFTRACE_ATTACHING: &str = "Attaching 1 probe";
 /// bpftrace prints this once its probes are attached when the environment
@@ -55,27 +53,11 @@ pub struct Kills<'a> {
 
 /// `oomtrace live -o json`, filtered on `cgroup` when given.
 pub fn oomtrace_spec(binary: &Path, cgroup: Option<&str>) -> Spec {
-    let mut args: Vec<OsString> = ["live", "-o", "json"].map(OsString::from).into();
+    let mut args = vec!["live", "-o", "json"];
     if let Some(cgroup) = cgroup {
-        args.extend([OsString::from("--cgroup"), OsString::from(cgroup)]);
+        args.extend(["--cgroup", cgroup]);
     }
-    Spec {
-        program: binary.to_owned(),
-        args,
-        env: vec![("OOMTRACE_LOG", "info".to_owned())],
-        markers: vec![OOMTRACE_READY],
-        parse: parse_oomtrace_line,
-        // ktime_ns comes from bpf_ktime_get_ns() in the mark_victim program.
-        clock: Clock::Monotonic,
-    }
-}
-
-/// An NDJSON event of `oomtrace live -o json` (and of the daemon's stdout):
-/// victim.pid and ktime_ns.
-pub fn parse_oomtrace_line(line: &str) -> Option<(u32, u64)> {
-    let event: Value = serde_json::from_str(line).ok()?;
-    let pid = u32::try_from(event.get("victim")?.get("pid")?.as_u64()?).ok()?;
-    Some((pid, event.get("ktime_ns")?.as_u64()?))
+    live::spec(binary, &args, Vec::new())
 }
 
 /// The bpftrace one-liner, its `nsecs` read as `clock`.
@@ -192,14 +174,6 @@ fn idle_footprint(pid: u32) -> Result<(Memory, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_an_oomtrace_event() {
-        let line = r#"{"time":"x","ktime_ns":5000000000,"victim":{"pid":4242,"comm":"dd"},"trigger":{"pid":1}}"#;
-        assert_eq!(parse_oomtrace_line(line), Some((4242, 5_000_000_000)));
-        assert_eq!(parse_oomtrace_line("2025-01-01 INFO waiting for OOM kills"), None);
-        assert_eq!(parse_oomtrace_line(r#"{"ktime_ns":1}"#), None);
-    }
 
     #[test]
     fn parses_a_bpftrace_line() {

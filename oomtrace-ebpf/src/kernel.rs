@@ -144,10 +144,10 @@ pub fn fill_victim_from_task(task: u64, ev: &mut RawOomEvent) {
     }
     // In place, not through a closure: a closure this large is not inlined
     // and would become a BPF-to-BPF call.
-    if let Some(cgroup) = task_memcg_css(task).and_then(|css| read_ptr(css, layout!(css_cgroup))) {
-        if read_cgroup(cgroup, &mut ev.victim_memcg) {
-            ev.present |= field::VICTIM_MEMCG;
-        }
+    if let Some(cgroup) = task_memcg_css(task).and_then(|css| read_ptr(css, layout!(css_cgroup)))
+        && read_cgroup(cgroup, &mut ev.victim_memcg)
+    {
+        ev.present |= field::VICTIM_MEMCG;
     }
 }
 

@@ -142,7 +142,7 @@ fn read_tracepoint_fields(tp: &TracePointContext, ev: &mut RawOomEvent) {
 #[inline(always)]
 fn chosen_task(pid_tgid: u64, victim_pid: u32) -> u64 {
     // SAFETY: read-only access to a value only this task writes.
-    match unsafe { OOM_CONTEXTS.get(&pid_tgid) } {
+    match unsafe { OOM_CONTEXTS.get(pid_tgid) } {
         Some(context) if context.chosen_pid == victim_pid => context.chosen_task_ptr,
         _ => 0,
     }
@@ -154,31 +154,31 @@ fn chosen_task(pid_tgid: u64, victim_pid: u32) -> u64 {
 fn join_context(pid_tgid: u64, task: u64, ev: &mut RawOomEvent) {
     // SAFETY: the map value is only read here; a concurrent update by the same
     // trigger is impossible (the trigger is this task, running this program).
-    let context = unsafe { OOM_CONTEXTS.get(&pid_tgid) };
-    if let Some(context) = context {
-        if ev.ktime_ns.wrapping_sub(context.ktime_ns) < CONTEXT_MAX_AGE_NS {
-            ev.present |= field::CONTEXT;
-            ev.sources |= context.source;
-            ev.context_ktime_ns = context.ktime_ns;
-            ev.totalpages = context.totalpages;
-            ev.chosen_points = context.chosen_points;
-            ev.gfp_mask = context.gfp_mask;
-            ev.order = context.order;
-            if context.constraint != ABSENT {
-                ev.constraint = context.constraint;
-                ev.present |= field::CONSTRAINT;
-            }
-            if context.group_kill != u32::MAX {
-                ev.present |= field::GROUP_KILL_KNOWN;
-                if context.group_kill == 1 {
-                    ev.flags |= flag::GROUP_KILL;
-                }
-            }
-            if context.oom_memcg_ptr != 0 {
-                describe_oom_memcg(context.oom_memcg_ptr, ev);
-            }
-            return;
+    let context = unsafe { OOM_CONTEXTS.get(pid_tgid) };
+    if let Some(context) = context
+        && ev.ktime_ns.wrapping_sub(context.ktime_ns) < CONTEXT_MAX_AGE_NS
+    {
+        ev.present |= field::CONTEXT;
+        ev.sources |= context.source;
+        ev.context_ktime_ns = context.ktime_ns;
+        ev.totalpages = context.totalpages;
+        ev.chosen_points = context.chosen_points;
+        ev.gfp_mask = context.gfp_mask;
+        ev.order = context.order;
+        if context.constraint != ABSENT {
+            ev.constraint = context.constraint;
+            ev.present |= field::CONSTRAINT;
         }
+        if context.group_kill != u32::MAX {
+            ev.present |= field::GROUP_KILL_KNOWN;
+            if context.group_kill == 1 {
+                ev.flags |= flag::GROUP_KILL;
+            }
+        }
+        if context.oom_memcg_ptr != 0 {
+            describe_oom_memcg(context.oom_memcg_ptr, ev);
+        }
+        return;
     }
     infer_oom_memcg(task, ev);
 }
@@ -186,10 +186,10 @@ fn join_context(pid_tgid: u64, task: u64, ev: &mut RawOomEvent) {
 /// Names the OOMing memcg and reads its usage and limit now, at the kill.
 #[inline(always)]
 fn describe_oom_memcg(memcg: u64, ev: &mut RawOomEvent) {
-    if let Some(cgroup) = memcg_cgroup(memcg) {
-        if read_cgroup(cgroup, &mut ev.oom_memcg) {
-            ev.present |= field::OOM_MEMCG;
-        }
+    if let Some(cgroup) = memcg_cgroup(memcg)
+        && read_cgroup(cgroup, &mut ev.oom_memcg)
+    {
+        ev.present |= field::OOM_MEMCG;
     }
     if let Some((usage, max)) = memcg_usage_and_max(memcg) {
         ev.memcg_usage_pages = usage;
@@ -224,12 +224,12 @@ fn join_kill_signal(pid_tgid: u64, ev: &mut RawOomEvent) {
         return;
     }
     // SAFETY: read-only access to a value only this task writes.
-    let Some(signal) = (unsafe { KILL_SIGNALS.get(&pid_tgid) }) else {
+    let Some(signal) = (unsafe { KILL_SIGNALS.get(pid_tgid) }) else {
         return;
     };
     if signal.target_pid == ev.victim_pid && ev.ktime_ns.wrapping_sub(signal.ktime_ns) < SIGNAL_MAX_AGE_NS {
         ev.flags |= flag::KILLED;
         ev.sources |= source::SIGNAL;
-        let _ = KILL_SIGNALS.remove(&pid_tgid);
+        let _ = KILL_SIGNALS.remove(pid_tgid);
     }
 }

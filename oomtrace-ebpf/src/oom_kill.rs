@@ -52,7 +52,7 @@ fn store_context(oc: u64, source: u32) {
         source,
         group_kill: group_kill(chosen, oom_memcg),
     };
-    let _ = OOM_CONTEXTS.insert(&bpf_get_current_pid_tgid(), &context, 0);
+    let _ = OOM_CONTEXTS.insert(bpf_get_current_pid_tgid(), context, 0);
 }
 
 /// Mirrors `mem_cgroup_get_oom_group()`: walks from the victim's memcg up to

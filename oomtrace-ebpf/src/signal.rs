@@ -44,6 +44,6 @@ pub fn signal_generate(ctx: TracePointContext) -> u32 {
         target_pid: unsafe { ctx.read_at::<u32>(pid_off as usize) }.unwrap_or(0),
         _pad: 0,
     };
-    let _ = KILL_SIGNALS.insert(&bpf_get_current_pid_tgid(), &signal, 0);
+    let _ = KILL_SIGNALS.insert(bpf_get_current_pid_tgid(), signal, 0);
     0
 }

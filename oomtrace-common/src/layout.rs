@@ -34,8 +34,6 @@ pub enum Lookup {
 #[cfg(feature = "user")]
 #[derive(Clone, Copy, Debug)]
 pub struct LayoutEntry {
-    /// The member of [`KernelLayout`].
-    pub field: &'static str,
     /// What `missing()` calls it: `oom_control.memcg`, `MM_ANONPAGES`,
     /// `signal_generate.sig`, `rss counter layout`.
     pub name: &'static str,
@@ -50,16 +48,12 @@ pub struct LayoutEntry {
 
 #[cfg(feature = "user")]
 impl LayoutEntry {
-    pub fn get(&self, layout: &KernelLayout) -> u64 {
-        (self.get)(layout)
-    }
-
     pub fn set(&self, layout: &mut KernelLayout, value: u32) {
         (self.set)(layout, value)
     }
 
     pub fn is_absent(&self, layout: &KernelLayout) -> bool {
-        self.get(layout) == ABSENT as u64
+        (self.get)(layout) == ABSENT as u64
     }
 }
 
@@ -113,11 +107,9 @@ macro_rules! kernel_layout {
 
             /// How userspace finds each member, in declaration order.
             #[cfg(feature = "user")]
-            #[allow(clippy::unnecessary_cast)]
             pub const ENTRIES: &'static [LayoutEntry] = &[
                 $(
                     LayoutEntry {
-                        field: stringify!($field),
                         name: kernel_layout!(@name $($kind)+ ( $($spec)* )),
                         lookup: kernel_layout!(@lookup $($kind)+ ( $($spec)* )),
                         required: kernel_layout!(@required $($kind)+),

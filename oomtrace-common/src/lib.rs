@@ -1,159 +1,24 @@
 #![no_std]
-//! Fixed-layout records shared by the eBPF programs and userspace.
+//! Fixed-layout records shared by the eBPF programs and userspace, and the
+//! kernel layout table ([`layout`]) userspace fills for the programs.
 //!
 //! Everything here is `#[repr(C)]`, made of integers and byte arrays only, with
 //! explicit padding, so both sides agree on the layout byte for byte. The owned,
 //! documented event type lives in the `oomtrace` crate (`event.rs`).
 
-pub mod kubelet;
+#[cfg(feature = "user")]
+extern crate std;
 
-/// Marks a kernel offset (or tracepoint field) the running kernel does not have.
-pub const ABSENT: u32 = u32::MAX;
+pub mod kubelet;
+pub mod layout;
+
+pub use layout::{ABSENT, KernelLayout};
 
 /// Longest cgroup directory name captured in the kernel (kernfs names are
 /// bounded by NAME_MAX; container scopes are ~90 bytes).
 pub const CGROUP_NAME_LEN: usize = 128;
 /// `TASK_COMM_LEN` in the kernel.
 pub const COMM_LEN: usize = 16;
-
-/// Kernel layout facts resolved in userspace from BTF and the tracepoint format
-/// files, handed to the programs through a `.rodata` global before load.
-/// Every member is a byte offset, or [`ABSENT`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KernelOffsets {
-    // struct oom_control
-    pub oc_memcg: u32,
-    pub oc_totalpages: u32,
-    pub oc_chosen: u32,
-    pub oc_chosen_points: u32,
-    pub oc_constraint: u32,
-    pub oc_gfp_mask: u32,
-    pub oc_order: u32,
-    // struct task_struct
-    pub task_pid: u32,
-    pub task_tgid: u32,
-    pub task_comm: u32,
-    pub task_cgroups: u32,
-    pub task_mm: u32,
-    pub task_signal: u32,
-    pub task_real_cred: u32,
-    // struct signal_struct / struct cred
-    pub signal_oom_score_adj: u32,
-    pub cred_uid: u32,
-    // struct mm_struct
-    pub mm_total_vm: u32,
-    pub mm_rss_stat: u32,
-    pub mm_pgtables_bytes: u32,
-    /// Distance between two rss counters (8 for `atomic_long_t count[]`,
-    /// `sizeof(struct percpu_counter)` since 6.2).
-    pub rss_counter_stride: u32,
-    /// Offset of the value inside one rss counter (`percpu_counter.count`).
-    pub rss_counter_value: u32,
-    /// `enum { MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES }` values.
-    pub rss_file_index: u32,
-    pub rss_anon_index: u32,
-    pub rss_shmem_index: u32,
-    // struct css_set
-    pub css_set_dfl_cgrp: u32,
-    pub css_set_subsys: u32,
-    /// `enum cgroup_subsys_id` value of `memory_cgrp_id` (an index, not an offset).
-    pub memory_cgrp_id: u32,
-    // struct cgroup_subsys_state
-    pub css_cgroup: u32,
-    pub css_parent: u32,
-    // struct cgroup / struct kernfs_node
-    pub cgroup_kn: u32,
-    pub kn_id: u32,
-    pub kn_name: u32,
-    pub kn_parent: u32,
-    // struct mem_cgroup / struct page_counter
-    pub memcg_css: u32,
-    pub memcg_memory: u32,
-    pub memcg_oom_group: u32,
-    pub page_counter_usage: u32,
-    pub page_counter_max: u32,
-    // tracepoint oom/mark_victim record
-    pub tp_victim_pid: u32,
-    pub tp_victim_comm: u32,
-    pub tp_total_vm: u32,
-    pub tp_anon_rss: u32,
-    pub tp_file_rss: u32,
-    pub tp_shmem_rss: u32,
-    pub tp_uid: u32,
-    pub tp_pgtables: u32,
-    pub tp_oom_score_adj: u32,
-    // tracepoint signal/signal_generate record
-    pub tp_signal_sig: u32,
-    pub tp_signal_code: u32,
-    pub tp_signal_pid: u32,
-    pub tp_signal_result: u32,
-    /// log2 of the page size.
-    pub page_shift: u32,
-    /// `PAGE_COUNTER_MAX`: a page counter `max` at or above this has no limit.
-    pub page_counter_unlimited: u64,
-}
-
-impl KernelOffsets {
-    /// Every offset absent: the programs then read nothing but what helpers give.
-    pub const fn absent() -> Self {
-        Self {
-            oc_memcg: ABSENT,
-            oc_totalpages: ABSENT,
-            oc_chosen: ABSENT,
-            oc_chosen_points: ABSENT,
-            oc_constraint: ABSENT,
-            oc_gfp_mask: ABSENT,
-            oc_order: ABSENT,
-            task_pid: ABSENT,
-            task_tgid: ABSENT,
-            task_comm: ABSENT,
-            task_cgroups: ABSENT,
-            task_mm: ABSENT,
-            task_signal: ABSENT,
-            task_real_cred: ABSENT,
-            signal_oom_score_adj: ABSENT,
-            cred_uid: ABSENT,
-            mm_total_vm: ABSENT,
-            mm_rss_stat: ABSENT,
-            mm_pgtables_bytes: ABSENT,
-            rss_counter_stride: ABSENT,
-            rss_counter_value: ABSENT,
-            rss_file_index: ABSENT,
-            rss_anon_index: ABSENT,
-            rss_shmem_index: ABSENT,
-            css_set_dfl_cgrp: ABSENT,
-            css_set_subsys: ABSENT,
-            memory_cgrp_id: ABSENT,
-            css_cgroup: ABSENT,
-            css_parent: ABSENT,
-            cgroup_kn: ABSENT,
-            kn_id: ABSENT,
-            kn_name: ABSENT,
-            kn_parent: ABSENT,
-            memcg_css: ABSENT,
-            memcg_memory: ABSENT,
-            memcg_oom_group: ABSENT,
-            page_counter_usage: ABSENT,
-            page_counter_max: ABSENT,
-            tp_victim_pid: ABSENT,
-            tp_victim_comm: ABSENT,
-            tp_total_vm: ABSENT,
-            tp_anon_rss: ABSENT,
-            tp_file_rss: ABSENT,
-            tp_shmem_rss: ABSENT,
-            tp_uid: ABSENT,
-            tp_pgtables: ABSENT,
-            tp_oom_score_adj: ABSENT,
-            tp_signal_sig: ABSENT,
-            tp_signal_code: ABSENT,
-            tp_signal_pid: ABSENT,
-            tp_signal_result: ABSENT,
-            page_shift: 12,
-            page_counter_unlimited: u64::MAX,
-        }
-    }
-}
 
 /// Which program supplied data to a record (`RawOomEvent::sources`).
 pub mod source {
@@ -178,16 +43,15 @@ pub mod field {
     pub const SHMEM_RSS: u64 = 1 << 8;
     pub const PGTABLES: u64 = 1 << 9;
     pub const VICTIM_MEMCG: u64 = 1 << 10;
-    pub const VICTIM_DFL_CGROUP: u64 = 1 << 11;
-    /// The `oom_kill_process` context was found (totalpages, points, gfp, order, chosen).
-    pub const CONTEXT: u64 = 1 << 12;
-    pub const CONSTRAINT: u64 = 1 << 13;
+    /// The `oom_kill_process` context was found (totalpages, points, gfp, order).
+    pub const CONTEXT: u64 = 1 << 11;
+    pub const CONSTRAINT: u64 = 1 << 12;
     /// `oom_memcg` names the OOMing memcg (from the context, or inferred).
-    pub const OOM_MEMCG: u64 = 1 << 14;
-    pub const MEMCG_USAGE: u64 = 1 << 15;
-    pub const MEMCG_LIMIT: u64 = 1 << 16;
+    pub const OOM_MEMCG: u64 = 1 << 13;
+    pub const MEMCG_USAGE: u64 = 1 << 14;
+    pub const MEMCG_LIMIT: u64 = 1 << 15;
     /// `GROUP_KILL` in `flags` is meaningful (the context probe could read `oom_group`).
-    pub const GROUP_KILL_KNOWN: u64 = 1 << 17;
+    pub const GROUP_KILL_KNOWN: u64 = 1 << 16;
 }
 
 /// Bits of `RawOomEvent::flags`.
@@ -207,11 +71,7 @@ pub mod flag {
 pub mod stat {
     /// A record could not be written: the ring buffer was full.
     pub const RINGBUF_FULL: u32 = 0;
-    /// Records written to the ring buffer.
-    pub const EMITTED: u32 = 1;
-    /// `oom_kill_process` contexts stored.
-    pub const CONTEXTS: u32 = 2;
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 1;
 }
 
 /// A cgroup as captured in the kernel at event time: its kernfs id, its
@@ -266,12 +126,13 @@ pub struct RawOomEvent {
     pub trigger_tgid: u32,
     pub victim_pid: u32,
     pub victim_tgid: u32,
-    pub chosen_pid: u32,
     pub victim_uid: u32,
     pub oom_score_adj: i32,
     pub order: i32,
     pub gfp_mask: u32,
     pub constraint: u32,
+    /// Explicit padding: keeps the u64s below 8-byte aligned.
+    pub _pad: u32,
     pub trigger_comm: [u8; COMM_LEN],
     pub victim_comm: [u8; COMM_LEN],
     pub total_vm_kb: u64,
@@ -283,8 +144,6 @@ pub struct RawOomEvent {
     pub chosen_points: i64,
     pub memcg_usage_pages: u64,
     pub memcg_limit_pages: u64,
-    /// Default-hierarchy (cgroup v2) id of the victim.
-    pub victim_dfl_cgroup_id: u64,
     pub victim_memcg: RawCgroup,
     pub oom_memcg: RawCgroup,
 }
@@ -295,14 +154,15 @@ pub struct RawOomEvent {
 pub struct RawKillSignal {
     pub ktime_ns: u64,
     pub target_pid: u32,
-    pub result: i32,
+    /// Explicit padding to a multiple of 8 bytes.
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all these types are #[repr(C)], made only of integers and byte
     // arrays with no implicit padding, so every bit pattern is a valid value.
-    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::KernelLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RawOomEvent {}
     // SAFETY: as above.
@@ -321,9 +181,8 @@ mod tests {
         assert_eq!(size_of::<RawCgroup>(), 16 + CGROUP_NAME_LEN);
         assert_eq!(size_of::<RawOomContext>(), 8 * 5 + 4 * 6);
         assert_eq!(size_of::<RawKillSignal>(), 16);
-        // 52 u32 offsets, then one u64.
-        assert_eq!(size_of::<KernelOffsets>(), 52 * 4 + 8);
-        let fixed = 8 + 4 + 4 + 8 + 8 + 4 * 10 + 2 * COMM_LEN + 8 * 10;
+        // (KernelLayout has its own test in layout.rs.)
+        let fixed = 8 + 4 + 4 + 8 + 8 + 4 * 10 + 2 * COMM_LEN + 8 * 9;
         assert_eq!(size_of::<RawOomEvent>(), fixed + 2 * size_of::<RawCgroup>());
     }
 }

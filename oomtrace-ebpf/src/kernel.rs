@@ -5,7 +5,28 @@
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes};
 use oomtrace_common::{ABSENT, RawCgroup, RawOomEvent, field};
 
-use crate::offset;
+use crate::layout;
+
+/// Deepest cgroup nesting an ancestor walk follows.
+const MAX_CGROUP_DEPTH: u32 = 16;
+
+/// Runs `read` (which fills a record field in place and says whether it
+/// could) and marks `bit` in `present` when it did, unless the record already
+/// has that field: the first source of a field wins (the tracepoint's own
+/// values over what the victim's task gives). `read` must stay small: a large
+/// closure is not inlined and becomes a BPF-to-BPF call.
+#[inline(always)]
+pub fn fill_with(present: &mut u64, bit: u64, read: impl FnOnce() -> bool) {
+    if *present & bit == 0 && read() {
+        *present |= bit;
+    }
+}
+
+/// [`fill_with`] for a field read as a value: stores what `read` gives in `slot`.
+#[inline(always)]
+pub fn fill<T>(present: &mut u64, bit: u64, slot: &mut T, read: impl FnOnce() -> Option<T>) {
+    fill_with(present, bit, || read().map(|value| *slot = value).is_some());
+}
 
 /// Reads a `T` at `base + off`.
 #[inline(always)]
@@ -18,6 +39,16 @@ pub fn read<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
+/// Copies `out.len()` bytes at `base + off` into `out`; false if it cannot.
+#[inline(always)]
+pub fn read_bytes(base: u64, off: u32, out: &mut [u8]) -> bool {
+    if off == ABSENT || base == 0 {
+        return false;
+    }
+    // SAFETY: a fault-safe copy of exactly `out.len()` bytes.
+    unsafe { bpf_probe_read_kernel_buf((base + off as u64) as *const u8, out) }.is_ok()
+}
+
 /// Reads a non-NULL pointer at `base + off`.
 #[inline(always)]
 pub fn read_ptr(base: u64, off: u32) -> Option<u64> {
@@ -27,17 +58,17 @@ pub fn read_ptr(base: u64, off: u32) -> Option<u64> {
 /// `struct cgroup *` -> id, parent id and directory name of its kernfs node.
 #[inline(always)]
 pub fn read_cgroup(cgroup: u64, out: &mut RawCgroup) -> bool {
-    let Some(kn) = read_ptr(cgroup, offset!(cgroup_kn)) else {
+    let Some(kn) = read_ptr(cgroup, layout!(cgroup_kn)) else {
         return false;
     };
-    let Some(id) = read::<u64>(kn, offset!(kn_id)) else {
+    let Some(id) = read::<u64>(kn, layout!(kn_id)) else {
         return false;
     };
     out.id = id;
     out.parent_id =
-        read_ptr(kn, offset!(kn_parent)).and_then(|parent| read::<u64>(parent, offset!(kn_id))).unwrap_or(0);
+        read_ptr(kn, layout!(kn_parent)).and_then(|parent| read::<u64>(parent, layout!(kn_id))).unwrap_or(0);
     out.name[0] = 0;
-    if let Some(name) = read_ptr(kn, offset!(kn_name)) {
+    if let Some(name) = read_ptr(kn, layout!(kn_name)) {
         // SAFETY: fault-safe string copy bounded by the destination length.
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut out.name) };
     }
@@ -47,17 +78,17 @@ pub fn read_cgroup(cgroup: u64, out: &mut RawCgroup) -> bool {
 /// `struct mem_cgroup *` -> its cgroup.
 #[inline(always)]
 pub fn memcg_cgroup(memcg: u64) -> Option<u64> {
-    let css_off = offset!(memcg_css);
+    let css_off = layout!(memcg_css);
     if css_off == ABSENT {
         return None;
     }
-    read_ptr(memcg + css_off as u64, offset!(css_cgroup))
+    read_ptr(memcg + css_off as u64, layout!(css_cgroup))
 }
 
 /// `struct cgroup_subsys_state *` of the memory controller -> `struct mem_cgroup *`.
 #[inline(always)]
-pub fn css_to_memcg(css: u64) -> Option<u64> {
-    let css_off = offset!(memcg_css);
+fn css_to_memcg(css: u64) -> Option<u64> {
+    let css_off = layout!(memcg_css);
     if css_off == ABSENT || css == 0 {
         return None;
     }
@@ -67,22 +98,22 @@ pub fn css_to_memcg(css: u64) -> Option<u64> {
 /// Memory page counter of a memcg: (usage, max) in pages.
 #[inline(always)]
 pub fn memcg_usage_and_max(memcg: u64) -> Option<(u64, u64)> {
-    let memory = offset!(memcg_memory);
+    let memory = layout!(memcg_memory);
     if memory == ABSENT {
         return None;
     }
     let counter = memcg + memory as u64;
-    let usage = read::<u64>(counter, offset!(page_counter_usage))?;
-    let max = read::<u64>(counter, offset!(page_counter_max))?;
+    let usage = read::<u64>(counter, layout!(page_counter_usage))?;
+    let max = read::<u64>(counter, layout!(page_counter_max))?;
     Some((usage, max))
 }
 
 /// The victim task's memory-controller css (`task->cgroups->subsys[memory_cgrp_id]`).
 #[inline(always)]
-pub fn task_memcg_css(task: u64) -> Option<u64> {
-    let cgroups = read_ptr(task, offset!(task_cgroups))?;
-    let subsys = offset!(css_set_subsys);
-    let index = offset!(memory_cgrp_id);
+fn task_memcg_css(task: u64) -> Option<u64> {
+    let cgroups = read_ptr(task, layout!(task_cgroups))?;
+    let subsys = layout!(css_set_subsys);
+    let index = layout!(memory_cgrp_id);
     if subsys == ABSENT || index == ABSENT || index >= 32 {
         return None;
     }
@@ -96,69 +127,69 @@ pub fn fill_victim_from_task(task: u64, ev: &mut RawOomEvent) {
     if task == 0 {
         return;
     }
-    if ev.present & field::VICTIM_PID == 0 {
-        if let Some(pid) = read::<u32>(task, offset!(task_pid)) {
-            ev.victim_pid = pid;
-            ev.present |= field::VICTIM_PID;
-        }
-    }
-    if let Some(tgid) = read::<u32>(task, offset!(task_tgid)) {
-        ev.victim_tgid = tgid;
-        ev.present |= field::VICTIM_TGID;
-    }
-    if ev.present & field::VICTIM_COMM == 0 {
-        let comm = offset!(task_comm);
-        if comm != ABSENT {
-            // SAFETY: fault-safe copy of exactly TASK_COMM_LEN bytes.
-            let ok = unsafe { bpf_probe_read_kernel_buf((task + comm as u64) as *const u8, &mut ev.victim_comm) };
-            if ok.is_ok() {
-                ev.present |= field::VICTIM_COMM;
-            }
-        }
-    }
-    if ev.present & field::VICTIM_UID == 0 {
-        if let Some(uid) = read_ptr(task, offset!(task_real_cred)).and_then(|cred| read::<u32>(cred, offset!(cred_uid)))
-        {
-            ev.victim_uid = uid;
-            ev.present |= field::VICTIM_UID;
-        }
-    }
-    if ev.present & field::OOM_SCORE_ADJ == 0 {
-        if let Some(adj) =
-            read_ptr(task, offset!(task_signal)).and_then(|signal| read::<i16>(signal, offset!(signal_oom_score_adj)))
-        {
-            ev.oom_score_adj = adj as i32;
-            ev.present |= field::OOM_SCORE_ADJ;
-        }
-    }
-    if let Some(mm) = read_ptr(task, offset!(task_mm)) {
+    let present = &mut ev.present;
+    fill(present, field::VICTIM_PID, &mut ev.victim_pid, || read::<u32>(task, layout!(task_pid)));
+    fill(present, field::VICTIM_TGID, &mut ev.victim_tgid, || read::<u32>(task, layout!(task_tgid)));
+    fill_with(present, field::VICTIM_COMM, || read_bytes(task, layout!(task_comm), &mut ev.victim_comm));
+    fill(present, field::VICTIM_UID, &mut ev.victim_uid, || {
+        read_ptr(task, layout!(task_real_cred)).and_then(|cred| read::<u32>(cred, layout!(cred_uid)))
+    });
+    fill(present, field::OOM_SCORE_ADJ, &mut ev.oom_score_adj, || {
+        read_ptr(task, layout!(task_signal))
+            .and_then(|signal| read::<i16>(signal, layout!(signal_oom_score_adj)))
+            .map(i32::from)
+    });
+    if let Some(mm) = read_ptr(task, layout!(task_mm)) {
         fill_mm(mm, ev);
     }
-    if let Some(cgroups) = read_ptr(task, offset!(task_cgroups)) {
-        if let Some(dfl) = read_ptr(cgroups, offset!(css_set_dfl_cgrp)) {
-            if let Some(kn) = read_ptr(dfl, offset!(cgroup_kn)) {
-                if let Some(id) = read::<u64>(kn, offset!(kn_id)) {
-                    ev.victim_dfl_cgroup_id = id;
-                    ev.present |= field::VICTIM_DFL_CGROUP;
-                }
-            }
+    // In place, not through a closure: a closure this large is not inlined
+    // and would become a BPF-to-BPF call.
+    if let Some(cgroup) = task_memcg_css(task).and_then(|css| read_ptr(css, layout!(css_cgroup)))
+        && read_cgroup(cgroup, &mut ev.victim_memcg)
+    {
+        ev.present |= field::VICTIM_MEMCG;
+    }
+}
+
+/// How an ancestor walk ([`walk_memcg_ancestors`]) ended.
+pub enum Walk<R> {
+    /// The visitor returned this value.
+    Found(R),
+    /// The root or the depth limit came first.
+    Exhausted,
+    /// The task's memory cgroup (or a `mem_cgroup` on the way) cannot be read.
+    Unreadable,
+}
+
+/// Visits the task's memory cgroup, then its ancestors, nearest first and at
+/// most [`MAX_CGROUP_DEPTH`] levels, until `visit(css, memcg)` returns a value.
+#[inline(always)]
+pub fn walk_memcg_ancestors<R>(task: u64, mut visit: impl FnMut(u64, u64) -> Option<R>) -> Walk<R> {
+    let Some(mut css) = task_memcg_css(task) else {
+        return Walk::Unreadable;
+    };
+    let parent = layout!(css_parent);
+    for _ in 0..MAX_CGROUP_DEPTH {
+        let Some(memcg) = css_to_memcg(css) else {
+            return Walk::Unreadable;
+        };
+        if let Some(found) = visit(css, memcg) {
+            return Walk::Found(found);
+        }
+        match read_ptr(css, parent) {
+            Some(next) => css = next,
+            None => break,
         }
     }
-    if let Some(css) = task_memcg_css(task) {
-        if let Some(cgroup) = read_ptr(css, offset!(css_cgroup)) {
-            if read_cgroup(cgroup, &mut ev.victim_memcg) {
-                ev.present |= field::VICTIM_MEMCG;
-            }
-        }
-    }
+    Walk::Exhausted
 }
 
 /// One rss counter of an mm, in pages, clamped at zero like `get_mm_counter`.
 #[inline(always)]
 fn rss_pages(mm: u64, index: u32) -> Option<u64> {
-    let base = offset!(mm_rss_stat);
-    let stride = offset!(rss_counter_stride);
-    let value = offset!(rss_counter_value);
+    let base = layout!(mm_rss_stat);
+    let stride = layout!(rss_counter_stride);
+    let value = layout!(rss_counter_value);
     if base == ABSENT || stride == ABSENT || value == ABSENT || index == ABSENT || index >= 8 {
         return None;
     }
@@ -169,36 +200,14 @@ fn rss_pages(mm: u64, index: u32) -> Option<u64> {
 /// Sizes from the victim's `mm_struct`, in kB as the kernel log prints them.
 #[inline(always)]
 fn fill_mm(mm: u64, ev: &mut RawOomEvent) {
-    let shift = offset!(page_shift);
+    let shift = layout!(page_shift);
     let to_kb = |pages: u64| pages << (shift.saturating_sub(10) & 31);
-    if ev.present & field::TOTAL_VM == 0 {
-        if let Some(pages) = read::<u64>(mm, offset!(mm_total_vm)) {
-            ev.total_vm_kb = to_kb(pages);
-            ev.present |= field::TOTAL_VM;
-        }
-    }
-    if ev.present & field::ANON_RSS == 0 {
-        if let Some(pages) = rss_pages(mm, offset!(rss_anon_index)) {
-            ev.anon_rss_kb = to_kb(pages);
-            ev.present |= field::ANON_RSS;
-        }
-    }
-    if ev.present & field::FILE_RSS == 0 {
-        if let Some(pages) = rss_pages(mm, offset!(rss_file_index)) {
-            ev.file_rss_kb = to_kb(pages);
-            ev.present |= field::FILE_RSS;
-        }
-    }
-    if ev.present & field::SHMEM_RSS == 0 {
-        if let Some(pages) = rss_pages(mm, offset!(rss_shmem_index)) {
-            ev.shmem_rss_kb = to_kb(pages);
-            ev.present |= field::SHMEM_RSS;
-        }
-    }
-    if ev.present & field::PGTABLES == 0 {
-        if let Some(bytes) = read::<i64>(mm, offset!(mm_pgtables_bytes)) {
-            ev.pgtables_kb = if bytes < 0 { 0 } else { bytes as u64 >> 10 };
-            ev.present |= field::PGTABLES;
-        }
-    }
+    let present = &mut ev.present;
+    fill(present, field::TOTAL_VM, &mut ev.total_vm_kb, || read::<u64>(mm, layout!(mm_total_vm)).map(to_kb));
+    fill(present, field::ANON_RSS, &mut ev.anon_rss_kb, || rss_pages(mm, layout!(rss_anon_index)).map(to_kb));
+    fill(present, field::FILE_RSS, &mut ev.file_rss_kb, || rss_pages(mm, layout!(rss_file_index)).map(to_kb));
+    fill(present, field::SHMEM_RSS, &mut ev.shmem_rss_kb, || rss_pages(mm, layout!(rss_shmem_index)).map(to_kb));
+    fill(present, field::PGTABLES, &mut ev.pgtables_kb, || {
+        read::<i64>(mm, layout!(mm_pgtables_bytes)).map(|bytes| if bytes < 0 { 0 } else { bytes as u64 >> 10 })
+    });
 }

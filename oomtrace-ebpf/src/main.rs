@@ -5,7 +5,8 @@
 //! - `signal.rs`: `signal:signal_generate` remembers the SIGKILL the trigger sends.
 //! - `mark_victim.rs`: `oom:mark_victim` (tracepoint, tp_btf or raw_tp) builds
 //!   one record per victim, joins both of the above, and writes it to `EVENTS`.
-//! - `kernel.rs`: reads of kernel memory at offsets resolved from BTF.
+//! - `kernel.rs`: reads of kernel memory at offsets resolved from BTF, the
+//!   memcg ancestor walk, and filling a record field once.
 #![no_std]
 #![no_main]
 
@@ -18,13 +19,13 @@ use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray, RingBuf},
 };
-use oomtrace_common::{KernelOffsets, RawKillSignal, RawOomContext, RawOomEvent, stat};
+use oomtrace_common::{KernelLayout, RawKillSignal, RawOomContext, RawOomEvent, stat};
 
 /// Kernel layout of the running kernel, written by userspace with
 /// `EbpfLoader::override_global` before load. It lives in `.rodata`, which
 /// the loader freezes, so the verifier sees constants.
 #[unsafe(no_mangle)]
-static OFFSETS: KernelOffsets = KernelOffsets::absent();
+static LAYOUT: KernelLayout = KernelLayout::absent();
 
 /// One record per OOM victim.
 #[map]
@@ -46,16 +47,16 @@ static EVENT_SCRATCH: PerCpuArray<RawOomEvent> = PerCpuArray::with_max_entries(1
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-/// Reads one member of [`OFFSETS`] without letting the compiler fold the
+/// Reads one member of [`LAYOUT`] without letting the compiler fold the
 /// build-time default into the code.
-macro_rules! offset {
+macro_rules! layout {
     ($field:ident) => {
-        // SAFETY: OFFSETS is a plain static that is never written by the
+        // SAFETY: LAYOUT is a plain static that is never written by the
         // program; the volatile read only prevents constant folding.
-        unsafe { core::ptr::read_volatile(&raw const crate::OFFSETS.$field) }
+        unsafe { core::ptr::read_volatile(&raw const crate::LAYOUT.$field) }
     };
 }
-pub(crate) use offset;
+pub(crate) use layout;
 
 fn count(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {

@@ -21,9 +21,10 @@ use oomtrace_common::{ABSENT, RawOomEvent, field, flag, source, stat};
 use crate::{
     EVENT_SCRATCH, EVENTS, KILL_SIGNALS, OOM_CONTEXTS, count,
     kernel::{
-        css_to_memcg, fill_victim_from_task, memcg_cgroup, memcg_usage_and_max, read_cgroup, read_ptr, task_memcg_css,
+        Walk, fill, fill_victim_from_task, fill_with, memcg_cgroup, memcg_usage_and_max, read_cgroup,
+        walk_memcg_ancestors,
     },
-    offset,
+    layout,
 };
 
 /// A context older than this belongs to an earlier OOM of the same task.
@@ -31,8 +32,6 @@ use crate::{
 const CONTEXT_MAX_AGE_NS: u64 = 30_000_000_000;
 /// The SIGKILL is sent microseconds before `mark_oom_victim`.
 const SIGNAL_MAX_AGE_NS: u64 = 1_000_000_000;
-/// Deepest cgroup nesting walked when inferring the OOMing memcg.
-const MAX_CGROUP_DEPTH: u32 = 16;
 /// A memcg whose usage is within this many pages of its limit is "at its
 /// limit": a failed charge is at most a THP (512 pages of 4 KiB).
 const AT_LIMIT_MARGIN_PAGES: u64 = 512;
@@ -92,68 +91,50 @@ fn emit(task: u64, tp: Option<&TracePointContext>, source: u32) {
     join_context(pid_tgid, task, ev);
     join_kill_signal(pid_tgid, ev);
 
-    if EVENTS.output::<RawOomEvent>(ev, 0).is_ok() {
-        count(stat::EMITTED);
-    } else {
+    if EVENTS.output::<RawOomEvent>(ev, 0).is_err() {
         count(stat::RINGBUF_FULL);
     }
+}
+
+/// Reads one field of the classic tracepoint's record.
+#[inline(always)]
+fn tp_field<T>(tp: &TracePointContext, off: u32) -> Option<T> {
+    if off == ABSENT {
+        return None;
+    }
+    // SAFETY: the offset comes from this tracepoint's format file; read_at is
+    // a fault-safe probe read of the record.
+    unsafe { tp.read_at::<T>(off as usize) }.ok()
+}
+
+/// Copies the `__data_loc char[]` string at `off` in the tracepoint's record
+/// into `out`; false if it cannot.
+#[inline(always)]
+fn tp_string(tp: &TracePointContext, off: u32, out: &mut [u8]) -> bool {
+    let Some(loc) = tp_field::<u32>(tp, off) else {
+        return false;
+    };
+    // __data_loc: low 16 bits = offset from the record start.
+    let src = (tp.as_ptr() as u64 + (loc & 0xffff) as u64) as *const u8;
+    // SAFETY: fault-safe string copy bounded by the destination length.
+    unsafe { bpf_probe_read_kernel_str_bytes(src, out) }.is_ok()
 }
 
 /// Reads the classic tracepoint's fields at the offsets from its format file.
 #[inline(always)]
 fn read_tracepoint_fields(tp: &TracePointContext, ev: &mut RawOomEvent) {
-    macro_rules! tp_read {
-        ($off:ident, $ty:ty) => {{
-            let off = offset!($off);
-            if off == ABSENT {
-                None
-            } else {
-                // SAFETY: the offset comes from this tracepoint's format file;
-                // read_at is a fault-safe probe read of the record.
-                unsafe { tp.read_at::<$ty>(off as usize) }.ok()
-            }
-        }};
-    }
-    if let Some(pid) = tp_read!(tp_victim_pid, u32) {
-        ev.victim_pid = pid;
-        ev.present |= field::VICTIM_PID;
-    }
-    if let Some(loc) = tp_read!(tp_victim_comm, u32) {
-        // __data_loc: low 16 bits = offset from the record start.
-        let src = (tp.as_ptr() as u64 + (loc & 0xffff) as u64) as *const u8;
-        // SAFETY: fault-safe string copy bounded by the destination length.
-        if unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.victim_comm) }.is_ok() {
-            ev.present |= field::VICTIM_COMM;
-        }
-    }
-    if let Some(v) = tp_read!(tp_total_vm, u64) {
-        ev.total_vm_kb = v;
-        ev.present |= field::TOTAL_VM;
-    }
-    if let Some(v) = tp_read!(tp_anon_rss, u64) {
-        ev.anon_rss_kb = v;
-        ev.present |= field::ANON_RSS;
-    }
-    if let Some(v) = tp_read!(tp_file_rss, u64) {
-        ev.file_rss_kb = v;
-        ev.present |= field::FILE_RSS;
-    }
-    if let Some(v) = tp_read!(tp_shmem_rss, u64) {
-        ev.shmem_rss_kb = v;
-        ev.present |= field::SHMEM_RSS;
-    }
-    if let Some(v) = tp_read!(tp_uid, u32) {
-        ev.victim_uid = v;
-        ev.present |= field::VICTIM_UID;
-    }
-    if let Some(v) = tp_read!(tp_pgtables, u64) {
-        ev.pgtables_kb = v;
-        ev.present |= field::PGTABLES;
-    }
-    if let Some(v) = tp_read!(tp_oom_score_adj, i16) {
-        ev.oom_score_adj = v as i32;
-        ev.present |= field::OOM_SCORE_ADJ;
-    }
+    let present = &mut ev.present;
+    fill(present, field::VICTIM_PID, &mut ev.victim_pid, || tp_field(tp, layout!(tp_victim_pid)));
+    fill_with(present, field::VICTIM_COMM, || tp_string(tp, layout!(tp_victim_comm), &mut ev.victim_comm));
+    fill(present, field::TOTAL_VM, &mut ev.total_vm_kb, || tp_field(tp, layout!(tp_total_vm)));
+    fill(present, field::ANON_RSS, &mut ev.anon_rss_kb, || tp_field(tp, layout!(tp_anon_rss)));
+    fill(present, field::FILE_RSS, &mut ev.file_rss_kb, || tp_field(tp, layout!(tp_file_rss)));
+    fill(present, field::SHMEM_RSS, &mut ev.shmem_rss_kb, || tp_field(tp, layout!(tp_shmem_rss)));
+    fill(present, field::VICTIM_UID, &mut ev.victim_uid, || tp_field(tp, layout!(tp_uid)));
+    fill(present, field::PGTABLES, &mut ev.pgtables_kb, || tp_field(tp, layout!(tp_pgtables)));
+    fill(present, field::OOM_SCORE_ADJ, &mut ev.oom_score_adj, || {
+        tp_field::<i16>(tp, layout!(tp_oom_score_adj)).map(i32::from)
+    });
 }
 
 /// The chosen victim's `task_struct *` from this trigger's context, when its
@@ -161,7 +142,7 @@ fn read_tracepoint_fields(tp: &TracePointContext, ev: &mut RawOomEvent) {
 #[inline(always)]
 fn chosen_task(pid_tgid: u64, victim_pid: u32) -> u64 {
     // SAFETY: read-only access to a value only this task writes.
-    match unsafe { OOM_CONTEXTS.get(&pid_tgid) } {
+    match unsafe { OOM_CONTEXTS.get(pid_tgid) } {
         Some(context) if context.chosen_pid == victim_pid => context.chosen_task_ptr,
         _ => 0,
     }
@@ -173,32 +154,31 @@ fn chosen_task(pid_tgid: u64, victim_pid: u32) -> u64 {
 fn join_context(pid_tgid: u64, task: u64, ev: &mut RawOomEvent) {
     // SAFETY: the map value is only read here; a concurrent update by the same
     // trigger is impossible (the trigger is this task, running this program).
-    let context = unsafe { OOM_CONTEXTS.get(&pid_tgid) };
-    if let Some(context) = context {
-        if ev.ktime_ns.wrapping_sub(context.ktime_ns) < CONTEXT_MAX_AGE_NS {
-            ev.present |= field::CONTEXT;
-            ev.sources |= context.source;
-            ev.context_ktime_ns = context.ktime_ns;
-            ev.totalpages = context.totalpages;
-            ev.chosen_points = context.chosen_points;
-            ev.chosen_pid = context.chosen_pid;
-            ev.gfp_mask = context.gfp_mask;
-            ev.order = context.order;
-            if context.constraint != ABSENT {
-                ev.constraint = context.constraint;
-                ev.present |= field::CONSTRAINT;
-            }
-            if context.group_kill != u32::MAX {
-                ev.present |= field::GROUP_KILL_KNOWN;
-                if context.group_kill == 1 {
-                    ev.flags |= flag::GROUP_KILL;
-                }
-            }
-            if context.oom_memcg_ptr != 0 {
-                describe_oom_memcg(context.oom_memcg_ptr, ev);
-            }
-            return;
+    let context = unsafe { OOM_CONTEXTS.get(pid_tgid) };
+    if let Some(context) = context
+        && ev.ktime_ns.wrapping_sub(context.ktime_ns) < CONTEXT_MAX_AGE_NS
+    {
+        ev.present |= field::CONTEXT;
+        ev.sources |= context.source;
+        ev.context_ktime_ns = context.ktime_ns;
+        ev.totalpages = context.totalpages;
+        ev.chosen_points = context.chosen_points;
+        ev.gfp_mask = context.gfp_mask;
+        ev.order = context.order;
+        if context.constraint != ABSENT {
+            ev.constraint = context.constraint;
+            ev.present |= field::CONSTRAINT;
         }
+        if context.group_kill != u32::MAX {
+            ev.present |= field::GROUP_KILL_KNOWN;
+            if context.group_kill == 1 {
+                ev.flags |= flag::GROUP_KILL;
+            }
+        }
+        if context.oom_memcg_ptr != 0 {
+            describe_oom_memcg(context.oom_memcg_ptr, ev);
+        }
+        return;
     }
     infer_oom_memcg(task, ev);
 }
@@ -206,10 +186,10 @@ fn join_context(pid_tgid: u64, task: u64, ev: &mut RawOomEvent) {
 /// Names the OOMing memcg and reads its usage and limit now, at the kill.
 #[inline(always)]
 fn describe_oom_memcg(memcg: u64, ev: &mut RawOomEvent) {
-    if let Some(cgroup) = memcg_cgroup(memcg) {
-        if read_cgroup(cgroup, &mut ev.oom_memcg) {
-            ev.present |= field::OOM_MEMCG;
-        }
+    if let Some(cgroup) = memcg_cgroup(memcg)
+        && read_cgroup(cgroup, &mut ev.oom_memcg)
+    {
+        ev.present |= field::OOM_MEMCG;
     }
     if let Some((usage, max)) = memcg_usage_and_max(memcg) {
         ev.memcg_usage_pages = usage;
@@ -222,28 +202,19 @@ fn describe_oom_memcg(memcg: u64, ev: &mut RawOomEvent) {
 /// victim's memcg upwards, whose usage sits at its limit.
 #[inline(always)]
 fn infer_oom_memcg(task: u64, ev: &mut RawOomEvent) {
-    let Some(mut css) = task_memcg_css(task) else {
-        return;
-    };
-    let unlimited = offset!(page_counter_unlimited);
-    let parent = offset!(css_parent);
-    for _ in 0..MAX_CGROUP_DEPTH {
-        let Some(memcg) = css_to_memcg(css) else {
-            return;
-        };
-        if let Some((usage, max)) = memcg_usage_and_max(memcg) {
-            if max < unlimited && usage + AT_LIMIT_MARGIN_PAGES >= max {
-                ev.flags |= flag::OOM_MEMCG_INFERRED;
-                describe_oom_memcg(memcg, ev);
-                return;
-            }
+    let unlimited = layout!(page_counter_unlimited);
+    let at_limit = walk_memcg_ancestors(task, |_css, memcg| {
+        let (usage, max) = memcg_usage_and_max(memcg)?;
+        (max < unlimited && usage + AT_LIMIT_MARGIN_PAGES >= max).then_some(memcg)
+    });
+    match at_limit {
+        Walk::Found(memcg) => {
+            ev.flags |= flag::OOM_MEMCG_INFERRED;
+            describe_oom_memcg(memcg, ev);
         }
-        match read_ptr(css, parent) {
-            Some(next) => css = next,
-            None => break,
-        }
+        Walk::Exhausted => ev.flags |= flag::NO_MEMCG_AT_LIMIT,
+        Walk::Unreadable => {}
     }
-    ev.flags |= flag::NO_MEMCG_AT_LIMIT;
 }
 
 /// Marks the record as killed if this trigger just sent SIGKILL to the victim.
@@ -253,12 +224,12 @@ fn join_kill_signal(pid_tgid: u64, ev: &mut RawOomEvent) {
         return;
     }
     // SAFETY: read-only access to a value only this task writes.
-    let Some(signal) = (unsafe { KILL_SIGNALS.get(&pid_tgid) }) else {
+    let Some(signal) = (unsafe { KILL_SIGNALS.get(pid_tgid) }) else {
         return;
     };
     if signal.target_pid == ev.victim_pid && ev.ktime_ns.wrapping_sub(signal.ktime_ns) < SIGNAL_MAX_AGE_NS {
         ev.flags |= flag::KILLED;
         ev.sources |= source::SIGNAL;
-        let _ = KILL_SIGNALS.remove(&pid_tgid);
+        let _ = KILL_SIGNALS.remove(pid_tgid);
     }
 }

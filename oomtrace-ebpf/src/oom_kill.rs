@@ -8,16 +8,13 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };
-use oomtrace_common::{ABSENT, RawOomContext, source, stat};
+use oomtrace_common::{ABSENT, RawOomContext, source};
 
 use crate::{
-    OOM_CONTEXTS, count,
-    kernel::{css_to_memcg, read, read_ptr, task_memcg_css},
-    offset,
+    OOM_CONTEXTS,
+    kernel::{Walk, read, read_ptr, walk_memcg_ancestors},
+    layout,
 };
-
-/// Deepest cgroup nesting walked when looking for `memory.oom.group`.
-const MAX_CGROUP_DEPTH: u32 = 16;
 
 #[fentry(function = "oom_kill_process")]
 pub fn oom_kill_process_fentry(ctx: FEntryContext) -> u32 {
@@ -39,26 +36,23 @@ fn store_context(oc: u64, source: u32) {
     if oc == 0 {
         return;
     }
-    let chosen = read_ptr(oc, offset!(oc_chosen)).unwrap_or(0);
-    let oom_memcg = read_ptr(oc, offset!(oc_memcg)).unwrap_or(0);
+    let chosen = read_ptr(oc, layout!(oc_chosen)).unwrap_or(0);
+    let oom_memcg = read_ptr(oc, layout!(oc_memcg)).unwrap_or(0);
     let context = RawOomContext {
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         ktime_ns: unsafe { bpf_ktime_get_ns() },
         oom_memcg_ptr: oom_memcg,
         chosen_task_ptr: chosen,
-        totalpages: read::<u64>(oc, offset!(oc_totalpages)).unwrap_or(0),
-        chosen_points: read::<i64>(oc, offset!(oc_chosen_points)).unwrap_or(0),
-        chosen_pid: read::<u32>(chosen, offset!(task_pid)).unwrap_or(0),
-        constraint: read::<u32>(oc, offset!(oc_constraint)).unwrap_or(ABSENT),
-        gfp_mask: read::<u32>(oc, offset!(oc_gfp_mask)).unwrap_or(0),
-        order: read::<i32>(oc, offset!(oc_order)).unwrap_or(0),
+        totalpages: read::<u64>(oc, layout!(oc_totalpages)).unwrap_or(0),
+        chosen_points: read::<i64>(oc, layout!(oc_chosen_points)).unwrap_or(0),
+        chosen_pid: read::<u32>(chosen, layout!(task_pid)).unwrap_or(0),
+        constraint: read::<u32>(oc, layout!(oc_constraint)).unwrap_or(ABSENT),
+        gfp_mask: read::<u32>(oc, layout!(oc_gfp_mask)).unwrap_or(0),
+        order: read::<i32>(oc, layout!(oc_order)).unwrap_or(0),
         source,
         group_kill: group_kill(chosen, oom_memcg),
     };
-    let key = bpf_get_current_pid_tgid();
-    if OOM_CONTEXTS.insert(&key, &context, 0).is_ok() {
-        count(stat::CONTEXTS);
-    }
+    let _ = OOM_CONTEXTS.insert(bpf_get_current_pid_tgid(), context, 0);
 }
 
 /// Mirrors `mem_cgroup_get_oom_group()`: walks from the victim's memcg up to
@@ -66,29 +60,23 @@ fn store_context(oc: u64, source: u32) {
 /// level has `memory.oom.group` set. `u32::MAX` when it cannot be read.
 #[inline(always)]
 fn group_kill(chosen: u64, oom_memcg: u64) -> u32 {
-    let oom_group = offset!(memcg_oom_group);
-    let parent = offset!(css_parent);
-    if oom_group == ABSENT || parent == ABSENT {
+    let oom_group = layout!(memcg_oom_group);
+    if oom_group == ABSENT || layout!(css_parent) == ABSENT {
         return u32::MAX;
     }
-    let Some(mut css) = task_memcg_css(chosen) else {
-        return u32::MAX;
-    };
-    let domain_css = if oom_memcg == 0 { 0 } else { oom_memcg + offset!(memcg_css) as u64 };
-    for _ in 0..MAX_CGROUP_DEPTH {
-        let Some(memcg) = css_to_memcg(css) else {
-            return 0;
-        };
+    let domain_css = if oom_memcg == 0 { 0 } else { oom_memcg + layout!(memcg_css) as u64 };
+    let found = walk_memcg_ancestors(chosen, |css, memcg| {
         if read::<u8>(memcg, oom_group).unwrap_or(0) != 0 {
-            return 1;
+            Some(1)
+        } else if css == domain_css {
+            Some(0)
+        } else {
+            None
         }
-        if css == domain_css {
-            return 0;
-        }
-        match read_ptr(css, parent) {
-            Some(next) => css = next,
-            None => return 0,
-        }
+    });
+    match found {
+        Walk::Found(group_kill) => group_kill,
+        Walk::Exhausted => 0,
+        Walk::Unreadable => u32::MAX,
     }
-    0
 }

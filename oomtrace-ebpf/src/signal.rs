@@ -10,16 +10,16 @@ use aya_ebpf::{
 };
 use oomtrace_common::{ABSENT, RawKillSignal};
 
-use crate::{KILL_SIGNALS, offset};
+use crate::{KILL_SIGNALS, layout};
 
 const SIGKILL: i32 = 9;
 const SI_KERNEL: i32 = 0x80;
 
 #[tracepoint]
 pub fn signal_generate(ctx: TracePointContext) -> u32 {
-    let sig_off = offset!(tp_signal_sig);
-    let code_off = offset!(tp_signal_code);
-    let pid_off = offset!(tp_signal_pid);
+    let sig_off = layout!(tp_signal_sig);
+    let code_off = layout!(tp_signal_code);
+    let pid_off = layout!(tp_signal_pid);
     if sig_off == ABSENT || pid_off == ABSENT {
         return 0;
     }
@@ -36,19 +36,14 @@ pub fn signal_generate(ctx: TracePointContext) -> u32 {
             return 0;
         }
     }
-    let result_off = offset!(tp_signal_result);
     let signal = RawKillSignal {
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         ktime_ns: unsafe { bpf_ktime_get_ns() },
-        // SAFETY: as above.
+        // SAFETY: the offset comes from this tracepoint's format file;
+        // read_at is a fault-safe probe read.
         target_pid: unsafe { ctx.read_at::<u32>(pid_off as usize) }.unwrap_or(0),
-        result: if result_off == ABSENT {
-            -1
-        } else {
-            // SAFETY: as above.
-            unsafe { ctx.read_at::<i32>(result_off as usize) }.unwrap_or(-1)
-        },
+        _pad: 0,
     };
-    let _ = KILL_SIGNALS.insert(&bpf_get_current_pid_tgid(), &signal, 0);
+    let _ = KILL_SIGNALS.insert(bpf_get_current_pid_tgid(), signal, 0);
     0
 }

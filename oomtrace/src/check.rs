@@ -84,7 +84,7 @@ pub fn run() -> Report {
         ok: facts.btf.is_ok(),
         detail: match &facts.btf {
             Ok(_) => {
-                let missing = kernel::offsets::missing(&facts.offsets);
+                let missing = facts.layout.missing();
                 if missing.is_empty() {
                     format!("{} (every offset resolved)", kernel::btf::VMLINUX_BTF)
                 } else {

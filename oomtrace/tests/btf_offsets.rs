@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::Result;
 use oomtrace::kernel::{self, btf::Btf};
+use oomtrace_common::{KernelLayout, layout::Lookup};
 use oomtrace_testkit::{
     harness::{self, Need},
     trial,
@@ -84,41 +85,20 @@ fn bpftool_offset(types: &HashMap<u32, DumpedType>, strukt: &str, field: &str) -
     member_bits(types, id, field).map(|bits| bits / 8)
 }
 
-/// Every struct member oomtrace reads in the kernel.
-const MEMBERS: &[(&str, &str)] = &[
-    ("oom_control", "memcg"),
-    ("oom_control", "totalpages"),
-    ("oom_control", "chosen"),
-    ("oom_control", "chosen_points"),
-    ("oom_control", "constraint"),
-    ("oom_control", "gfp_mask"),
-    ("oom_control", "order"),
-    ("task_struct", "pid"),
-    ("task_struct", "tgid"),
-    ("task_struct", "comm"),
-    ("task_struct", "cgroups"),
-    ("task_struct", "mm"),
-    ("task_struct", "signal"),
-    ("task_struct", "real_cred"),
-    ("signal_struct", "oom_score_adj"),
-    ("cred", "uid"),
-    ("mm_struct", "total_vm"),
-    ("mm_struct", "rss_stat"),
-    ("mm_struct", "pgtables_bytes"),
-    ("css_set", "dfl_cgrp"),
-    ("css_set", "subsys"),
-    ("cgroup_subsys_state", "cgroup"),
-    ("cgroup_subsys_state", "parent"),
-    ("cgroup", "kn"),
-    ("kernfs_node", "id"),
-    ("kernfs_node", "name"),
-    ("mem_cgroup", "css"),
-    ("mem_cgroup", "memory"),
-    ("mem_cgroup", "oom_group"),
-    ("page_counter", "usage"),
-    ("page_counter", "max"),
-    ("percpu_counter", "count"),
-];
+/// Struct members the computed layout entries read (`kernel::layout`'s rss
+/// counter layout); the other members come from the layout table itself.
+const COMPUTED_FROM: &[(&str, &str)] = &[("mm_struct", "rss_stat"), ("percpu_counter", "count")];
+
+/// Every struct member oomtrace reads in the kernel, with its alternative
+/// names (the first the kernel has is read).
+fn members() -> Vec<(&'static str, &'static [&'static str])> {
+    let declared = KernelLayout::ENTRIES.iter().filter_map(|entry| match entry.lookup {
+        Lookup::Member { strukt, members } => Some((strukt, members)),
+        _ => None,
+    });
+    let computed = COMPUTED_FROM.iter().map(|(strukt, member)| (*strukt, std::slice::from_ref(member)));
+    declared.chain(computed).collect()
+}
 
 fn btf_offsets_agree_with_bpftool() -> Result<()> {
     let vmlinux = Path::new(kernel::btf::VMLINUX_BTF);
@@ -130,24 +110,30 @@ fn btf_offsets_agree_with_bpftool() -> Result<()> {
     };
     let theirs = parse_dump(&dump);
     let ours = Btf::from_sys_fs().expect("read BTF");
+    let members = members();
     let mut compared = 0;
-    for (strukt, field) in MEMBERS {
-        let expected = bpftool_offset(&theirs, strukt, field);
-        assert_eq!(ours.member_offset(strukt, field), expected, "{strukt}.{field}");
+    for (strukt, names) in &members {
+        for field in names.iter() {
+            let expected = bpftool_offset(&theirs, strukt, field);
+            assert_eq!(ours.member_offset(strukt, field), expected, "{strukt}.{field}");
+        }
+        if names.len() > 1 {
+            // A renamed member (kernfs_node.parent became __parent in 6.15):
+            // exactly one of the names exists.
+            let found = names.iter().filter(|field| bpftool_offset(&theirs, strukt, field).is_some()).count();
+            assert_eq!(found, 1, "{strukt} has exactly one of {names:?}");
+        }
+        let expected = names.iter().find_map(|field| bpftool_offset(&theirs, strukt, field));
+        assert_eq!(names.iter().find_map(|field| ours.member_offset(strukt, field)), expected, "{strukt}.{names:?}");
         compared += expected.is_some() as usize;
     }
-    // kernfs_node.parent was renamed __parent in 6.15: exactly one exists.
-    let parent =
-        bpftool_offset(&theirs, "kernfs_node", "parent").or(bpftool_offset(&theirs, "kernfs_node", "__parent"));
-    assert!(parent.is_some(), "kernfs_node has a parent pointer");
-    assert_eq!(ours.member_offset("kernfs_node", "parent").or(ours.member_offset("kernfs_node", "__parent")), parent);
-    assert!(compared >= MEMBERS.len() - 2, "only {compared} of {} members exist on this kernel", MEMBERS.len());
+    assert!(compared >= members.len() - 2, "only {compared} of {} members exist on this kernel", members.len());
     Ok(())
 }
 
 fn every_offset_the_programs_need_resolves_on_this_kernel() -> Result<()> {
     let facts = kernel::discover();
-    let missing = kernel::offsets::missing(&facts.offsets);
+    let missing = facts.layout.missing();
     // signal_generate's format needs tracefs, which needs root to mount.
     let missing: Vec<_> = missing.into_iter().filter(|m| !m.starts_with("signal_generate")).collect();
     assert!(missing.is_empty(), "unresolved on this kernel: {missing:?}");

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use oomtrace_common::{COMM_LEN, RawCgroup, RawOomEvent, field, flag, source};
 
 use super::{Cgroup, OomCgroup, OomEvent, Scope, ScopeSource, Trigger, Victim};
-use crate::kernel::offsets::ConstraintValues;
+use crate::kernel::constraint::ConstraintValues;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {

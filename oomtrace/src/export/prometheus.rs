@@ -2,13 +2,7 @@
 //! label cardinality, the limit and usage at each container's last kill, and
 //! self-metrics (lost, unattributed, exporter failures, attached probes).
 
-use std::{
-    collections::HashSet,
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::{collections::HashSet, sync::Mutex};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -76,7 +70,6 @@ pub struct Metrics {
     /// Last absolute values folded into the counters above.
     seen: Mutex<PipelineStats>,
     seen_exporters: Mutex<Vec<(String, ExporterTotals)>>,
-    events: AtomicU64,
 }
 
 impl Metrics {
@@ -135,7 +128,6 @@ impl Metrics {
             max_series: max_series.max(1),
             seen: Mutex::new(PipelineStats::default()),
             seen_exporters: Mutex::new(Vec::new()),
-            events: AtomicU64::new(0),
         }
     }
 
@@ -146,7 +138,6 @@ impl Metrics {
 
     /// Counts one kill.
     pub fn record(&self, event: &OomEvent) {
-        self.events.fetch_add(1, Ordering::Relaxed);
         let workload = event.workload.as_ref();
         let name = |v: Option<&String>| v.cloned().unwrap_or_default();
         let mut labels = ContainerLabels {

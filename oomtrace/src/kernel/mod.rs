@@ -1,21 +1,22 @@
 //! What the running kernel offers: BTF, tracefs, tracepoint formats, the
-//! offsets table for the eBPF programs, and the caller's privileges.
+//! layout table for the eBPF programs, and the caller's privileges.
 
 pub mod btf;
-pub mod offsets;
+pub mod constraint;
+pub mod layout;
 pub mod privileges;
 pub mod tracefs;
 
 use std::path::PathBuf;
 
-use oomtrace_common::KernelOffsets;
+use oomtrace_common::KernelLayout;
 
-use self::{btf::Btf, offsets::ConstraintValues};
+use self::{btf::Btf, constraint::ConstraintValues};
 
 /// Everything discovered about the kernel at startup.
 #[derive(Debug)]
 pub struct KernelFacts {
-    pub offsets: KernelOffsets,
+    pub layout: KernelLayout,
     /// `Err` says why BTF could not be read.
     pub btf: Result<BtfFacts, String>,
     /// `Err` says why tracefs is unusable.
@@ -38,27 +39,23 @@ pub struct BtfFacts {
     pub has_mark_victim_tracepoint: bool,
 }
 
-/// The fields `oom/mark_victim` carries since 6.9 besides `pid`.
-const RICH_MARK_VICTIM_FIELDS: [&str; 8] =
-    ["comm", "total_vm", "anon_rss", "file_rss", "shmem_rss", "uid", "pgtables", "oom_score_adj"];
-
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions and only reads a constant.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if size > 0 { size as u64 } else { 4096 }
 }
 
-/// Probes BTF and tracefs and builds the offsets table. Never fails: what is
-/// missing is recorded in `warnings` and the matching offsets stay absent.
+/// Probes BTF and tracefs and builds the layout table. Never fails: what is
+/// missing is recorded in `warnings` and the matching entries stay absent.
 pub fn discover() -> KernelFacts {
-    let mut offsets = KernelOffsets::absent();
+    let mut layout = KernelLayout::absent();
     let page_size = page_size();
-    offsets::set_page_geometry(&mut offsets, page_size);
+    layout::set_page_geometry(&mut layout, page_size);
     let mut warnings = Vec::new();
 
     let (btf, constraints) = match Btf::from_sys_fs() {
         Ok(btf) => {
-            offsets::from_btf(&btf, &mut offsets);
+            layout::fill_from_btf(&btf, &mut layout);
             let facts = BtfFacts {
                 has_oom_kill_process: btf.has_function("oom_kill_process"),
                 has_mark_victim_tracepoint: btf.find(btf::Kind::Typedef, "btf_trace_mark_victim").is_some(),
@@ -80,15 +77,12 @@ pub fn discover() -> KernelFacts {
         Ok(dir) => {
             match tracefs::read_format(&dir, "oom", "mark_victim") {
                 Ok(fields) => {
-                    for rejected in offsets::from_mark_victim_format(&fields, &mut offsets) {
+                    for rejected in layout::fill_from_format("oom", "mark_victim", &fields, &mut layout) {
                         warnings.push(format!("oom/mark_victim field {rejected} is not read"));
                     }
                     mark_victim_fields =
                         fields.iter().map(|f| f.name.clone()).filter(|n| !n.starts_with("common_")).collect();
-                    let missing: Vec<_> = RICH_MARK_VICTIM_FIELDS
-                        .iter()
-                        .filter(|f| !mark_victim_fields.iter().any(|have| have == *f))
-                        .collect();
+                    let missing = layout::unread_tracepoint_fields(&layout, "oom", "mark_victim");
                     if !missing.is_empty() {
                         tracing::debug!(?missing, "oom/mark_victim lacks fields; reading them from the victim's mm");
                     }
@@ -97,8 +91,10 @@ pub fn discover() -> KernelFacts {
             }
             match tracefs::read_format(&dir, "signal", "signal_generate") {
                 Ok(fields) => {
-                    offsets::from_signal_generate_format(&fields, &mut offsets);
-                    signal_generate_available = offsets.tp_signal_sig != oomtrace_common::ABSENT;
+                    for rejected in layout::fill_from_format("signal", "signal_generate", &fields, &mut layout) {
+                        warnings.push(format!("signal/signal_generate field {rejected} is not read"));
+                    }
+                    signal_generate_available = layout.tp_signal_sig != oomtrace_common::ABSENT;
                 }
                 Err(error) => warnings
                     .push(format!("cannot use signal/signal_generate ({error}): events cannot confirm the kill")),
@@ -112,7 +108,7 @@ pub fn discover() -> KernelFacts {
     };
 
     KernelFacts {
-        offsets,
+        layout,
         btf,
         tracefs,
         mark_victim_fields,

@@ -124,7 +124,7 @@ pub fn try_method(
     method: Method,
 ) -> Result<(), AttachError> {
     let mut ebpf = aya::EbpfLoader::new()
-        .override_global("OFFSETS", &facts.offsets, true)
+        .override_global("LAYOUT", &facts.layout, true)
         .load(object)
         .map_err(|e| AttachError::LoadObject(Box::new(e)))?;
     attach_one(&mut ebpf, facts, btf, method)
@@ -149,7 +149,7 @@ fn attach_one(
         Method::TpBtf => attach_tp_btf(ebpf, facts, btf),
         Method::RawTp => attach_raw_tp(ebpf, facts),
         Method::Tracepoint => {
-            if facts.offsets.tp_victim_pid == oomtrace_common::ABSENT {
+            if facts.layout.tp_victim_pid == oomtrace_common::ABSENT {
                 return Err(AttachError::NoTracepointFormat("oom/mark_victim"));
             }
             attach_tracepoint(ebpf, "mark_victim_tp", "oom", "mark_victim")
@@ -192,7 +192,7 @@ fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>
     if !facts.btf.as_ref().is_ok_and(|b| b.has_mark_victim_tracepoint) {
         return Err(AttachError::NoMarkVictimInBtf);
     }
-    if facts.offsets.task_pid == oomtrace_common::ABSENT {
+    if facts.layout.task_pid == oomtrace_common::ABSENT {
         return Err(AttachError::TaskOffsetsNotInBtf);
     }
     let prog: &mut BtfTracePoint = program(ebpf, "mark_victim_btf")?;
@@ -201,7 +201,7 @@ fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, String>
 }
 
 fn attach_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
-    if facts.offsets.task_pid == oomtrace_common::ABSENT {
+    if facts.layout.task_pid == oomtrace_common::ABSENT {
         return Err(AttachError::NoTaskOffsets);
     }
     let prog: &mut RawTracePoint = program(ebpf, "mark_victim_raw")?;

@@ -68,10 +68,6 @@ pub fn ring_bytes(kib: u32, page_size: u64) -> Result<u32, String> {
 pub struct KernelStats {
     /// Records lost because the ring buffer was full.
     pub ringbuf_full: u64,
-    /// Records written.
-    pub emitted: u64,
-    /// `oom_kill_process` contexts stored.
-    pub contexts: u64,
 }
 
 /// Loaded and attached programs; dropping it detaches everything.
@@ -88,7 +84,7 @@ impl Tracer {
         // EbpfLoader::new() parses the kernel BTF itself; that copy is freed
         // when the loader is, before the attach below parses its own.
         let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", &facts.offsets, true)
+            .override_global("LAYOUT", &facts.layout, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|source| ProbeError::Load { advice: load_advice(&source), source: Box::new(source) })?;
@@ -120,11 +116,7 @@ impl Tracer {
         let sum = |index: u32| {
             self.stats.get(&index, 0).map(|values| values.iter().copied().fold(0u64, u64::wrapping_add)).unwrap_or(0)
         };
-        KernelStats {
-            ringbuf_full: sum(stat::RINGBUF_FULL),
-            emitted: sum(stat::EMITTED),
-            contexts: sum(stat::CONTEXTS),
-        }
+        KernelStats { ringbuf_full: sum(stat::RINGBUF_FULL) }
     }
 }
 

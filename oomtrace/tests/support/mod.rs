@@ -78,7 +78,7 @@ pub fn rss_slack_kb(victim_is_trigger: bool) -> u64 {
     static LAYOUT: std::sync::OnceLock<(u64, u32)> = std::sync::OnceLock::new();
     let (page_kb, stride) = *LAYOUT.get_or_init(|| {
         let facts = oomtrace::kernel::discover();
-        (facts.page_size / 1024, facts.offsets.rss_counter_stride)
+        (facts.page_size / 1024, facts.layout.rss_counter_stride)
     });
     if stride == 8 || stride == oomtrace_common::ABSENT {
         return if victim_is_trigger { 0 } else { 64 * page_kb };

@@ -178,7 +178,7 @@ fn unavailable_fields(bits: u64, kill_signal_attached: bool) -> Vec<&'static str
         (field::GROUP_KILL_KNOWN, "group_kill"),
     ]
     .into_iter()
-    .filter(|(bit, _)| bits & bit == 0)
+    .filter(|&(bit, _)| bits & bit == 0)
     .map(|(_, name)| name)
     .collect();
     if !kill_signal_attached {
@@ -188,18 +188,15 @@ fn unavailable_fields(bits: u64, kill_signal_attached: bool) -> Vec<&'static str
 }
 
 fn source_names(bits: u32) -> Vec<&'static str> {
-    [
+    const SOURCES: [(u32, &str); 6] = [
         (source::TP_BTF, "tp_btf:mark_victim"),
         (source::RAW_TP, "raw_tp:mark_victim"),
         (source::TRACEPOINT, "tracepoint:oom/mark_victim"),
         (source::FENTRY, "fentry:oom_kill_process"),
         (source::KPROBE, "kprobe:oom_kill_process"),
         (source::SIGNAL, "tracepoint:signal/signal_generate"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| bits & bit != 0)
-    .map(|(_, name)| name)
-    .collect()
+    ];
+    SOURCES.iter().filter(|&&(bit, _)| bits & bit != 0).map(|&(_, name)| name).collect()
 }
 
 #[cfg(test)]

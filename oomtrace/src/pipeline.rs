@@ -2,10 +2,13 @@
 //! ring buffer, decode, resolve cgroup paths and attribute pods; and the loop
 //! both run until a signal: events to a handler, counters every second.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::VecDeque, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    time::MissedTickBehavior,
+};
 
 use crate::{
     enrich::{
@@ -97,7 +100,8 @@ pub struct Pipeline {
     events: u64,
     /// Ring-buffer losses already warned about.
     reported_lost: u64,
-    raw: Vec<Result<OomEvent, DecodeError>>,
+    /// Decoded records waiting to be attributed.
+    pending: VecDeque<Result<OomEvent, DecodeError>>,
 }
 
 impl Pipeline {
@@ -151,7 +155,7 @@ impl Pipeline {
             context_missing: 0,
             events: 0,
             reported_lost: 0,
-            raw: Vec::new(),
+            pending: VecDeque::new(),
         })
     }
 
@@ -171,13 +175,24 @@ impl Pipeline {
         stats
     }
 
-    /// Waits for records, then appends every complete, attributed event to `out`.
-    pub async fn next_events(&mut self, out: &mut Vec<OomEvent>) -> anyhow::Result<()> {
+    /// Waits for records and decodes them into the pending list. Cancellation
+    /// safe: the only await comes before anything is read.
+    async fn read_records(&mut self) -> anyhow::Result<()> {
         let decode_cx = self.decode_cx;
-        let raw = &mut self.raw;
-        self.reader.read_batch(|bytes| raw.push(decode(bytes, &decode_cx))).await.context("reading the ring buffer")?;
+        let pending = &mut self.pending;
+        self.reader
+            .read_batch(|bytes| pending.push_back(decode(bytes, &decode_cx)))
+            .await
+            .context("reading the ring buffer")?;
+        Ok(())
+    }
+
+    /// Resolves and attributes every pending record, appending the complete
+    /// events to `out`. Awaits the runtime (CRI): run it to completion, never
+    /// as a `select!` branch, or the records it holds would be lost.
+    async fn attribute_pending(&mut self, out: &mut Vec<OomEvent>) {
         let has_context_probe = self.tracer.attached.method(Role::Context).is_some();
-        for decoded in std::mem::take(&mut self.raw) {
+        while let Some(decoded) = self.pending.pop_front() {
             let mut event = match decoded {
                 Ok(event) => event,
                 Err(error) => {
@@ -205,33 +220,37 @@ impl Pipeline {
             self.events += 1;
             out.push(event);
         }
-        Ok(())
     }
 
     /// Hands every event to `handler` until SIGTERM or SIGINT, until
     /// `duration` has passed, or until the handler says stop; polls the
-    /// counters every second meanwhile.
+    /// counters every second meanwhile. Only the wait for records races the
+    /// timers and signals: records already read are always attributed and
+    /// handed over (a CRI call is bounded by its timeout), never dropped.
     pub async fn run(&mut self, duration: Option<Duration>, handler: &mut impl EventHandler) -> anyhow::Result<()> {
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u32::MAX as u64)));
         tokio::pin!(deadline);
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+        stats_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut events = Vec::new();
         loop {
             tokio::select! {
-                batch = self.next_events(&mut events) => {
-                    batch?;
-                    for event in events.drain(..) {
-                        if handler.event(event)? == Flow::Stop {
-                            return Ok(());
-                        }
-                    }
+                read = self.read_records() => read?,
+                _ = stats_tick.tick() => {
+                    handler.stats(self.poll_stats());
+                    continue;
                 }
-                _ = stats_tick.tick() => handler.stats(self.poll_stats()),
                 _ = &mut deadline => return Ok(()),
                 _ = sigterm.recv() => return Ok(()),
                 _ = sigint.recv() => return Ok(()),
+            }
+            self.attribute_pending(&mut events).await;
+            for event in events.drain(..) {
+                if handler.event(event)? == Flow::Stop {
+                    return Ok(());
+                }
             }
         }
     }

@@ -18,11 +18,6 @@ pub fn get(addr: &str, path: &str) -> Result<(u16, String)> {
     request(addr, "GET", path, None)
 }
 
-/// `POST path` with a body of `content_type`.
-pub fn post(addr: &str, path: &str, content_type: &str, body: &[u8]) -> Result<(u16, String)> {
-    request(addr, "POST", path, Some((content_type, body)))
-}
-
 /// The first address `addr` resolves to that accepts a TCP connection.
 pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
     let addrs: Vec<_> = addr.to_socket_addrs().with_context(|| format!("resolving {addr}"))?.collect();

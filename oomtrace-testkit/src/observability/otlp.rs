@@ -72,11 +72,6 @@ impl OtlpReceived {
         Ok(Self { requests, end_offset: complete as u64 })
     }
 
-    /// Re-reads the whole file until `predicate` accepts it.
-    pub fn wait_until(predicate: impl FnMut(&OtlpReceived) -> bool, timeout: Duration) -> Result<Self> {
-        Self::wait_until_since(0, predicate, timeout)
-    }
-
     /// Re-reads from `offset` until `predicate` accepts what is there.
     pub fn wait_until_since(
         offset: u64,

@@ -39,10 +39,6 @@ impl LogRecord {
     pub fn attr_bool(&self, key: &str) -> Option<bool> {
         self.attributes.get(key).and_then(Value::as_bool)
     }
-
-    pub fn service_name(&self) -> Option<&str> {
-        self.resource.get("service.name").and_then(Value::as_str)
-    }
 }
 
 /// One metric data point, flattened.
@@ -73,10 +69,6 @@ pub struct MetricPoint {
 impl MetricPoint {
     pub fn attr_str(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).and_then(Value::as_str)
-    }
-
-    pub fn service_name(&self) -> Option<&str> {
-        self.resource.get("service.name").and_then(Value::as_str)
     }
 }
 
@@ -163,20 +155,6 @@ impl OtlpReceived {
             }
         }
         out
-    }
-
-    /// Names of every metric received.
-    pub fn metric_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .requests_of("metrics")
-            .flat_map(|r| array(&r["request"]["resource_metrics"]).iter())
-            .flat_map(|rm| array(&rm["scope_metrics"]).iter())
-            .flat_map(|sm| array(&sm["metrics"]).iter())
-            .filter_map(|m| m["name"].as_str().map(str::to_owned))
-            .collect();
-        names.sort();
-        names.dedup();
-        names
     }
 }
 

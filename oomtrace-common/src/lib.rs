@@ -17,6 +17,15 @@ pub use layout::{ABSENT, KernelLayout};
 /// Longest cgroup directory name captured in the kernel (kernfs names are
 /// bounded by NAME_MAX; container scopes are ~90 bytes).
 pub const CGROUP_NAME_LEN: usize = 128;
+/// Deepest cgroup nesting the kernel side follows, both to capture a path and
+/// to infer the OOMing memcg. Real layouts are at most ~12 levels deep (a kind
+/// node inside docker-in-docker inside a pod); 32 leaves room to spare.
+pub const MAX_CGROUP_DEPTH: usize = 32;
+/// Bytes of names a captured path holds before it is cut ([`path::LENGTH_CUT`]);
+/// the deepest kind-in-docker paths are ~400 bytes.
+pub const CGROUP_PATH_NAMES_LEN: usize = 2048;
+/// One captured name at most: NAME_MAX plus its NUL.
+pub const CGROUP_PATH_NAME_MAX: usize = 256;
 /// `TASK_COMM_LEN` in the kernel.
 pub const COMM_LEN: usize = 16;
 
@@ -63,8 +72,27 @@ pub mod flag {
     pub const GROUP_KILL: u32 = 1 << 1;
     /// `oom_memcg` was inferred from page counters (no `oom_kill_process` probe).
     pub const OOM_MEMCG_INFERRED: u32 = 1 << 2;
-    /// No memcg on the victim's path was at its limit: the OOM was not a memcg OOM.
+    /// The walk reached the root and no memcg on the victim's path was at its
+    /// limit: the OOM was not a memcg OOM.
     pub const NO_MEMCG_AT_LIMIT: u32 = 1 << 3;
+    /// The walk stopped at `MAX_CGROUP_DEPTH` levels before the root without
+    /// finding a memcg at its limit: the scope is unknown.
+    pub const WALK_DEPTH_LIMIT: u32 = 1 << 4;
+    /// The victim's memory cgroup or an ancestor could not be read (or the
+    /// victim's task was not available): the scope is unknown.
+    pub const WALK_UNREADABLE: u32 = 1 << 5;
+}
+
+/// How a captured path ([`RawCgroupPath::end`]) ended.
+pub mod path {
+    /// Reached the hierarchy root: the path is complete.
+    pub const ROOT: u32 = 1;
+    /// Stopped after `MAX_CGROUP_DEPTH` levels.
+    pub const DEPTH_CUT: u32 = 2;
+    /// Stopped when the names filled `CGROUP_PATH_NAMES_LEN` bytes.
+    pub const LENGTH_CUT: u32 = 3;
+    /// An ancestor's kernfs node could not be read.
+    pub const UNREADABLE: u32 = 4;
 }
 
 /// Index of the counters in the `STATS` per-CPU array.
@@ -83,6 +111,31 @@ pub struct RawCgroup {
     pub id: u64,
     pub parent_id: u64,
     pub name: [u8; CGROUP_NAME_LEN],
+}
+
+/// The victim's memory cgroup and its ancestors as the kernel saw them at the
+/// kill, nearest first, so userspace can name the cgroup without the live
+/// hierarchy (it is usually gone by the time the record is read).
+///
+/// Only the first `names_len` bytes of `names` are sent: it is the last field
+/// of the record, whose tail is left out of the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawCgroupPath {
+    /// kernfs ids: `ids[0]` is the victim's cgroup, then each parent; `levels` are set.
+    pub ids: [u64; MAX_CGROUP_DEPTH],
+    /// kernfs id of the nearest ancestor not captured (when `end` is not `path::ROOT`; 0 if unknown).
+    pub uncaptured_id: u64,
+    pub levels: u32,
+    /// `path::*`.
+    pub end: u32,
+    /// Bytes of `names` used.
+    pub names_len: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The levels' names, each NUL-terminated, the victim's first; the root's
+    /// name is empty.
+    pub names: [u8; CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX],
 }
 
 /// The `oom_kill_process` context, keyed by the trigger's pid_tgid, waiting for
@@ -144,8 +197,16 @@ pub struct RawOomEvent {
     pub chosen_points: i64,
     pub memcg_usage_pages: u64,
     pub memcg_limit_pages: u64,
-    pub victim_memcg: RawCgroup,
     pub oom_memcg: RawCgroup,
+    /// The victim's memory cgroup (`field::VICTIM_MEMCG`). Last: its tail is not sent.
+    pub victim_memcg: RawCgroupPath,
+}
+
+impl RawOomEvent {
+    /// Bytes of a record carrying `names_len` bytes of path names.
+    pub const fn sent_len(names_len: usize) -> usize {
+        core::mem::size_of::<Self>() - (CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX) + names_len
+    }
 }
 
 /// A SIGKILL seen on `signal:signal_generate`, keyed by the sender's pid_tgid.
@@ -179,10 +240,15 @@ mod tests {
     #[test]
     fn records_have_no_implicit_padding() {
         assert_eq!(size_of::<RawCgroup>(), 16 + CGROUP_NAME_LEN);
+        assert_eq!(
+            size_of::<RawCgroupPath>(),
+            8 * MAX_CGROUP_DEPTH + 8 + 4 * 4 + CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX
+        );
         assert_eq!(size_of::<RawOomContext>(), 8 * 5 + 4 * 6);
         assert_eq!(size_of::<RawKillSignal>(), 16);
         // (KernelLayout has its own test in layout.rs.)
         let fixed = 8 + 4 + 4 + 8 + 8 + 4 * 10 + 2 * COMM_LEN + 8 * 9;
-        assert_eq!(size_of::<RawOomEvent>(), fixed + 2 * size_of::<RawCgroup>());
+        assert_eq!(size_of::<RawOomEvent>(), fixed + size_of::<RawCgroup>() + size_of::<RawCgroupPath>());
+        assert_eq!(RawOomEvent::sent_len(0), fixed + size_of::<RawCgroup>() + 8 * MAX_CGROUP_DEPTH + 8 + 4 * 4);
     }
 }

@@ -3,12 +3,12 @@
 //! base pointer is NULL or the read faults.
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes};
-use oomtrace_common::{ABSENT, RawCgroup, RawOomEvent, field};
+use oomtrace_common::{
+    ABSENT, CGROUP_PATH_NAME_MAX, CGROUP_PATH_NAMES_LEN, MAX_CGROUP_DEPTH, RawCgroup, RawCgroupPath, RawOomEvent,
+    field, path,
+};
 
 use crate::layout;
-
-/// Deepest cgroup nesting an ancestor walk follows.
-const MAX_CGROUP_DEPTH: u32 = 16;
 
 /// Runs `read` (which fills a record field in place and says whether it
 /// could) and marks `bit` in `present` when it did, unless the record already
@@ -142,21 +142,74 @@ pub fn fill_victim_from_task(task: u64, ev: &mut RawOomEvent) {
     if let Some(mm) = read_ptr(task, layout!(task_mm)) {
         fill_mm(mm, ev);
     }
-    // In place, not through a closure: a closure this large is not inlined
-    // and would become a BPF-to-BPF call.
-    if let Some(cgroup) = task_memcg_css(task).and_then(|css| read_ptr(css, layout!(css_cgroup)))
-        && read_cgroup(cgroup, &mut ev.victim_memcg)
-    {
-        ev.present |= field::VICTIM_MEMCG;
+    ev.victim_memcg.levels = 0;
+    ev.victim_memcg.names_len = 0;
+    if let Some(cgroup) = task_memcg_css(task).and_then(|css| read_ptr(css, layout!(css_cgroup))) {
+        capture_path(cgroup, &mut ev.victim_memcg);
+        if ev.victim_memcg.levels > 0 {
+            ev.present |= field::VICTIM_MEMCG;
+        }
     }
+}
+
+/// Captures `struct cgroup *`'s kernfs id and name and those of each ancestor,
+/// nearest first, up to the root or [`MAX_CGROUP_DEPTH`] levels or
+/// [`CGROUP_PATH_NAMES_LEN`] bytes of names; `out.end` says which.
+#[inline(always)]
+fn capture_path(cgroup: u64, out: &mut RawCgroupPath) {
+    out.end = path::UNREADABLE;
+    out.uncaptured_id = 0;
+    let Some(mut kn) = read_ptr(cgroup, layout!(cgroup_kn)) else {
+        return;
+    };
+    let mut used: usize = 0;
+    for level in 0..MAX_CGROUP_DEPTH {
+        let Some(id) = read::<u64>(kn, layout!(kn_id)) else {
+            return;
+        };
+        if used >= CGROUP_PATH_NAMES_LEN {
+            out.end = path::LENGTH_CUT;
+            out.uncaptured_id = id;
+            return;
+        }
+        let (Some(name), Some(slot), Some(id_slot)) = (
+            read_ptr(kn, layout!(kn_name)),
+            out.names.get_mut(used..used + CGROUP_PATH_NAME_MAX),
+            out.ids.get_mut(level),
+        ) else {
+            out.uncaptured_id = id;
+            return;
+        };
+        // SAFETY: fault-safe string copy bounded by the slot's length; it
+        // always writes the terminating NUL.
+        let Ok(copied) = (unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, slot) }) else {
+            out.uncaptured_id = id;
+            return;
+        };
+        used += copied.len() + 1;
+        *id_slot = id;
+        out.levels = level as u32 + 1;
+        out.names_len = used as u32;
+        match read_ptr(kn, layout!(kn_parent)) {
+            Some(parent) => kn = parent,
+            None => {
+                out.end = path::ROOT;
+                return;
+            }
+        }
+    }
+    out.end = path::DEPTH_CUT;
+    out.uncaptured_id = read::<u64>(kn, layout!(kn_id)).unwrap_or(0);
 }
 
 /// How an ancestor walk ([`walk_memcg_ancestors`]) ended.
 pub enum Walk<R> {
     /// The visitor returned this value.
     Found(R),
-    /// The root or the depth limit came first.
-    Exhausted,
+    /// The root came first: no memcg on the path had what was looked for.
+    Root,
+    /// [`MAX_CGROUP_DEPTH`] levels were visited and the root was not reached.
+    DepthLimit,
     /// The task's memory cgroup (or a `mem_cgroup` on the way) cannot be read.
     Unreadable,
 }
@@ -178,10 +231,10 @@ pub fn walk_memcg_ancestors<R>(task: u64, mut visit: impl FnMut(u64, u64) -> Opt
         }
         match read_ptr(css, parent) {
             Some(next) => css = next,
-            None => break,
+            None => return Walk::Root,
         }
     }
-    Walk::Exhausted
+    Walk::DepthLimit
 }
 
 /// One rss counter of an mm, in pages, clamped at zero like `get_mm_counter`.

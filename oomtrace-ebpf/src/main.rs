@@ -29,7 +29,7 @@ static LAYOUT: KernelLayout = KernelLayout::absent();
 
 /// One record per OOM victim.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(512 * 1024, 0);
 
 /// `oom_kill_process` contexts by trigger pid_tgid. Bounded; LRU evicts the oldest.
 #[map]

@@ -16,7 +16,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use oomtrace_common::{ABSENT, RawOomEvent, field, flag, source, stat};
+use oomtrace_common::{ABSENT, CGROUP_PATH_NAME_MAX, CGROUP_PATH_NAMES_LEN, RawOomEvent, field, flag, source, stat};
 
 use crate::{
     EVENT_SCRATCH, EVENTS, KILL_SIGNALS, OOM_CONTEXTS, count,
@@ -35,6 +35,8 @@ const SIGNAL_MAX_AGE_NS: u64 = 1_000_000_000;
 /// A memcg whose usage is within this many pages of its limit is "at its
 /// limit": a failed charge is at most a THP (512 pages of 4 KiB).
 const AT_LIMIT_MARGIN_PAGES: u64 = 512;
+/// Capacity of the captured path's names.
+const MAX_NAMES: usize = CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX;
 
 #[btf_tracepoint(function = "mark_victim")]
 pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
@@ -91,7 +93,14 @@ fn emit(task: u64, tp: Option<&TracePointContext>, source: u32) {
     join_context(pid_tgid, task, ev);
     join_kill_signal(pid_tgid, ev);
 
-    if EVENTS.output::<RawOomEvent>(ev, 0).is_err() {
+    // The record without the unused tail of the path names.
+    let names_len = ev.victim_memcg.names_len as usize;
+    let names_len = if ev.present & field::VICTIM_MEMCG == 0 || names_len > MAX_NAMES { 0 } else { names_len };
+    let sent = RawOomEvent::sent_len(names_len);
+    // SAFETY: `sent` is at most the size of `*ev` (names_len is clamped to the
+    // names buffer), so the slice stays inside this CPU's scratch slot.
+    let bytes = unsafe { core::slice::from_raw_parts((ev as *const RawOomEvent).cast::<u8>(), sent) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
         count(stat::RINGBUF_FULL);
     }
 }
@@ -212,8 +221,9 @@ fn infer_oom_memcg(task: u64, ev: &mut RawOomEvent) {
             ev.flags |= flag::OOM_MEMCG_INFERRED;
             describe_oom_memcg(memcg, ev);
         }
-        Walk::Exhausted => ev.flags |= flag::NO_MEMCG_AT_LIMIT,
-        Walk::Unreadable => {}
+        Walk::Root => ev.flags |= flag::NO_MEMCG_AT_LIMIT,
+        Walk::DepthLimit => ev.flags |= flag::WALK_DEPTH_LIMIT,
+        Walk::Unreadable => ev.flags |= flag::WALK_UNREADABLE,
     }
 }
 

@@ -76,7 +76,8 @@ fn group_kill(chosen: u64, oom_memcg: u64) -> u32 {
     });
     match found {
         Walk::Found(group_kill) => group_kill,
-        Walk::Exhausted => 0,
-        Walk::Unreadable => u32::MAX,
+        Walk::Root => 0,
+        // The domain is further up than the walk goes: unknown, not "no".
+        Walk::DepthLimit | Walk::Unreadable => u32::MAX,
     }
 }

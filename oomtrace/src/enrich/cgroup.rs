@@ -2,10 +2,13 @@
 //! v2 (the unified hierarchy).
 //!
 //! A memcg id is the kernfs id of the cgroup directory, which is also its
-//! inode number. Paths come from an index of the hierarchy, rebuilt when an
-//! unknown id shows up. A container's cgroup disappears right after the kill,
-//! so the kernel also captures each cgroup's parent id and directory name; a
-//! vanished cgroup is then named from its (longer-lived) parent.
+//! inode number. A container's cgroup (and often its pod's) disappears right
+//! after the kill, so the kernel captures the victim's cgroup path at the kill
+//! (ids and names of every level up to the root): it is named from that
+//! alone, and each level it names is remembered for the OOMing memcg, one of
+//! its ancestors. Other cgroups come from an index of the hierarchy, rebuilt
+//! when an unknown id shows up; one whose directory is gone is named from its
+//! parent's entry plus the name the kernel captured.
 
 use std::{
     collections::HashMap,
@@ -14,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::event::Cgroup;
+use crate::event::{CapturedPath, Cgroup};
 
 /// Minimum time between two rescans of the hierarchy.
 const RESCAN_INTERVAL: Duration = Duration::from_millis(200);
@@ -151,17 +154,60 @@ impl CgroupResolver {
         Some(if parent == "/" { format!("/{}", cgroup.name) } else { format!("{parent}/{}", cgroup.name) })
     }
 
-    /// Fills `cgroup.path`: from the index, else after a rescan (at most one
-    /// per RESCAN_INTERVAL). Counts the cgroups left without a path.
+    /// What `lookup` finds in the index, after a rescan if it finds nothing
+    /// (at most one rescan per RESCAN_INTERVAL).
+    fn lookup_or_rescan(&mut self, lookup: impl Fn(&Self) -> Option<String>) -> Option<String> {
+        let found = lookup(self);
+        if found.is_some() || self.last_scan.is_some_and(|t| t.elapsed() < RESCAN_INTERVAL) {
+            return found;
+        }
+        self.rescan();
+        lookup(self)
+    }
+
+    /// The path a captured path spells, and whether its top had to be left
+    /// out (`…/`). Remembers every level it names. No hierarchy I/O unless
+    /// the capture stopped below the root (deeper than the kernel follows).
+    fn captured_path(&mut self, captured: &CapturedPath) -> (String, bool) {
+        let (below_top, top) = match captured.uncaptured_id {
+            // The last level is the root itself.
+            None => (&captured.levels[..captured.levels.len().saturating_sub(1)], Some("/".to_owned())),
+            Some(id) => (&captured.levels[..], self.lookup_or_rescan(|this| this.index.get(&id).cloned())),
+        };
+        let truncated = top.is_none();
+        let mut path = top.unwrap_or_else(|| "…".to_owned());
+        if let (None, Some(&(root_id, _))) = (captured.uncaptured_id, captured.levels.last()) {
+            self.index.entry(root_id).or_insert_with(|| path.clone());
+        }
+        for (id, name) in below_top.iter().rev() {
+            if !path.ends_with('/') {
+                path.push('/');
+            }
+            path.push_str(name);
+            if !truncated {
+                self.index.entry(*id).or_insert_with(|| path.clone());
+            }
+        }
+        (path, truncated)
+    }
+
+    /// Fills `cgroup.path`: from what the kernel captured, else from the
+    /// index (after a rescan, at most one per RESCAN_INTERVAL). Counts the
+    /// cgroups left without a path.
     pub fn resolve(&mut self, cgroup: &mut Cgroup) {
         if cgroup.path.is_some() {
             return;
         }
-        let mut path = self.indexed_path(cgroup);
-        if path.is_none() && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL) {
-            self.rescan();
-            path = self.indexed_path(cgroup);
+        if let Some(captured) = &cgroup.captured {
+            let (path, truncated) = self.captured_path(captured);
+            if truncated {
+                tracing::debug!(cgroup_id = cgroup.id, %path, "cgroup path cut in the kernel; top not found");
+            }
+            cgroup.path = Some(path);
+            cgroup.path_truncated = truncated;
+            return;
         }
+        let path = self.lookup_or_rescan(|this| this.indexed_path(cgroup));
         match &path {
             // Remember it: the group-kill siblings of this event name it too.
             Some(found) => {
@@ -218,13 +264,52 @@ mod tests {
         resolver.resolve(&mut pod);
         assert_eq!(pod.path.as_deref(), Some("/kubepods/pod1"));
         // A container cgroup that is already gone: id unknown, parent known.
-        let mut gone = Cgroup { id: u64::MAX - 1, parent_id: pod_id, name: "ctr".into(), path: None };
+        let mut gone = Cgroup { id: u64::MAX - 1, parent_id: pod_id, name: "ctr".into(), ..Cgroup::default() };
         resolver.resolve(&mut gone);
         assert_eq!(gone.path.as_deref(), Some("/kubepods/pod1/ctr"));
-        let mut unknown = Cgroup { id: u64::MAX - 2, parent_id: u64::MAX - 3, name: "x".into(), path: None };
+        let mut unknown = Cgroup { id: u64::MAX - 2, parent_id: u64::MAX - 3, name: "x".into(), ..Cgroup::default() };
         resolver.resolve(&mut unknown);
         assert_eq!(unknown.path, None);
         assert_eq!(resolver.unresolved, 1);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    fn captured(levels: &[(u64, &str)], uncaptured_id: Option<u64>) -> Cgroup {
+        let levels: Vec<(u64, String)> = levels.iter().map(|&(id, name)| (id, name.to_owned())).collect();
+        Cgroup { id: levels[0].0, captured: Some(CapturedPath { levels, uncaptured_id }), ..Cgroup::default() }
+    }
+
+    #[test]
+    fn a_captured_path_names_a_vanished_cgroup_and_its_ancestors() {
+        // No hierarchy at all: the capture alone names the cgroup ...
+        let mut resolver = CgroupResolver::new(None);
+        let mut victim = captured(&[(30, "ctr"), (20, "pod1"), (10, "kubepods"), (1, "")], None);
+        resolver.resolve(&mut victim);
+        assert_eq!((victim.path.as_deref(), victim.path_truncated), (Some("/kubepods/pod1/ctr"), false));
+        // ... and the OOMing memcg, one of its ancestors, by id.
+        let mut oom = Cgroup { id: 20, name: "pod1".into(), parent_id: 10, ..Cgroup::default() };
+        resolver.resolve(&mut oom);
+        assert_eq!(oom.path.as_deref(), Some("/kubepods/pod1"));
+        let mut root = captured(&[(1, "")], None);
+        resolver.resolve(&mut root);
+        assert_eq!(root.path.as_deref(), Some("/"));
+        assert_eq!(resolver.unresolved, 0);
+    }
+
+    #[test]
+    fn a_capture_cut_below_the_root_is_completed_from_the_index_or_marked() {
+        let dir = std::env::temp_dir().join(format!("oomtrace-cut-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("deep")).expect("mkdir");
+        let deep_id = std::fs::metadata(dir.join("deep")).expect("stat").ino();
+        let mut resolver = CgroupResolver::new(Some(MemoryHierarchy::V2 { root: dir.clone() }));
+        let mut known_top = captured(&[(7, "c"), (6, "b")], Some(deep_id));
+        resolver.resolve(&mut known_top);
+        assert_eq!((known_top.path.as_deref(), known_top.path_truncated), (Some("/deep/b/c"), false));
+        let mut unknown_top = captured(&[(9, "y"), (8, "x")], Some(u64::MAX - 5));
+        resolver.resolve(&mut unknown_top);
+        assert_eq!((unknown_top.path.as_deref(), unknown_top.path_truncated), (Some("…/x/y"), true));
+        let json = serde_json::to_value(&unknown_top).expect("serializes");
+        assert_eq!(json, serde_json::json!({"id": 9, "path": "…/x/y", "path_truncated": true}));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

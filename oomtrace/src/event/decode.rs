@@ -4,15 +4,17 @@
 
 use std::time::{Duration, SystemTime};
 
-use oomtrace_common::{COMM_LEN, RawCgroup, RawOomEvent, field, flag, source};
+use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, flag, path, source};
 
-use super::{Cgroup, OomCgroup, OomEvent, Scope, ScopeSource, Trigger, Victim};
+use super::{CapturedPath, Cgroup, OomCgroup, OomEvent, Scope, ScopeSource, ScopeUnknownReason, Trigger, Victim};
 use crate::kernel::constraint::ConstraintValues;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {got} bytes is shorter than the {want} bytes of an OOM record")]
     Truncated { got: usize, want: usize },
+    #[error("record of {got} bytes is shorter than the {want} bytes its cgroup path needs")]
+    PathTruncated { got: usize, want: usize },
     #[error("record has no victim pid")]
     NoVictim,
 }
@@ -50,19 +52,45 @@ fn c_string(bytes: &[u8]) -> String {
 }
 
 fn cgroup(raw: &RawCgroup) -> Cgroup {
-    Cgroup { id: raw.id, path: None, parent_id: raw.parent_id, name: c_string(&raw.name) }
+    Cgroup { id: raw.id, parent_id: raw.parent_id, name: c_string(&raw.name), ..Cgroup::default() }
 }
 
-/// Copies a record out of the ring buffer, checking its length.
+/// The victim's cgroup from its captured path: `None` when no level was captured.
+fn captured_cgroup(raw: &RawCgroupPath) -> Option<Cgroup> {
+    let names_len = (raw.names_len as usize).min(raw.names.len());
+    let names = raw.names[..names_len].split(|&b| b == 0).map(|name| String::from_utf8_lossy(name).into_owned());
+    let levels: Vec<(u64, String)> = raw.ids.iter().take(raw.levels as usize).copied().zip(names).collect();
+    let (id, name) = levels.first().cloned()?;
+    let complete = raw.end == path::ROOT && levels.len() == raw.levels as usize;
+    // A level without its name ends the capture early: name the rest from its id.
+    let uncaptured_id = match (complete, raw.levels as usize > levels.len()) {
+        (true, _) => None,
+        (false, true) => raw.ids.get(levels.len()).copied(),
+        (false, false) => Some(raw.uncaptured_id),
+    };
+    let parent_id = levels.get(1).map(|&(id, _)| id).or(uncaptured_id).unwrap_or(0);
+    Some(Cgroup { id, parent_id, name, captured: Some(CapturedPath { levels, uncaptured_id }), ..Cgroup::default() })
+}
+
+/// Copies a record out of the ring buffer, checking its length: the kernel
+/// sends only the used part of the path names, the rest is zero.
 pub fn read_raw(bytes: &[u8]) -> Result<RawOomEvent, DecodeError> {
-    let want = std::mem::size_of::<RawOomEvent>();
+    let want = RawOomEvent::sent_len(0);
     if bytes.len() < want {
         return Err(DecodeError::Truncated { got: bytes.len(), want });
     }
-    // SAFETY: the length was checked above; RawOomEvent is repr(C) plain old
-    // data for which every bit pattern is valid; read_unaligned copes with any
-    // alignment of the ring-buffer slice.
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawOomEvent>()) })
+    // SAFETY: RawOomEvent is repr(C) plain old data for which every bit
+    // pattern (all zeros included) is a valid value.
+    let mut raw: RawOomEvent = unsafe { std::mem::zeroed() };
+    let len = bytes.len().min(std::mem::size_of::<RawOomEvent>());
+    // SAFETY: `len` bytes fit both the source slice and the destination
+    // struct, which do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut raw).cast::<u8>(), len) };
+    let names_need = RawOomEvent::sent_len(raw.victim_memcg.names_len as usize);
+    if raw.present & field::VICTIM_MEMCG != 0 && bytes.len() < names_need {
+        return Err(DecodeError::PathTruncated { got: bytes.len(), want: names_need });
+    }
+    Ok(raw)
 }
 
 /// Decodes one ring-buffer record.
@@ -104,9 +132,18 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         (Some(Scope::Memcg), Some(ScopeSource::Inferred))
     } else if raw.flags & flag::NO_MEMCG_AT_LIMIT != 0 {
         (Some(Scope::Global), Some(ScopeSource::Inferred))
+    } else if raw.flags & (flag::WALK_DEPTH_LIMIT | flag::WALK_UNREADABLE) != 0 {
+        (Some(Scope::Unknown), Some(ScopeSource::Inferred))
     } else {
         (None, None)
     };
+    let scope_unknown_reason = (scope == Some(Scope::Unknown)).then(|| {
+        if raw.flags & flag::WALK_DEPTH_LIMIT != 0 {
+            ScopeUnknownReason::WalkDepthLimit
+        } else {
+            ScopeUnknownReason::MemcgUnreadable
+        }
+    });
     let oom_cgroup = has(field::OOM_MEMCG).then(|| OomCgroup {
         cgroup: cgroup(&raw.oom_memcg),
         usage_bytes: present(raw.present, field::MEMCG_USAGE, raw.memcg_usage_pages.saturating_mul(cx.page_size)),
@@ -122,8 +159,9 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         group_kill: has(field::GROUP_KILL_KNOWN).then_some(raw.flags & flag::GROUP_KILL != 0),
         scope,
         scope_source,
+        scope_unknown_reason,
         victim,
-        victim_cgroup: has(field::VICTIM_MEMCG).then(|| cgroup(&raw.victim_memcg)),
+        victim_cgroup: if has(field::VICTIM_MEMCG) { captured_cgroup(&raw.victim_memcg) } else { None },
         oom_cgroup,
         oom_totalpages: has_context.then_some(raw.totalpages),
         chosen_points: has_context.then_some(raw.chosen_points),
@@ -221,6 +259,27 @@ mod tests {
         out
     }
 
+    /// Writes a captured path as the kernel does: ids, then NUL-terminated names.
+    fn set_path(out: &mut RawCgroupPath, levels: &[(u64, &str)], end: u32) {
+        let mut used = 0;
+        for (level, (id, name)) in levels.iter().enumerate() {
+            out.ids[level] = *id;
+            out.names[used..used + name.len()].copy_from_slice(name.as_bytes());
+            out.names[used + name.len()] = 0;
+            used += name.len() + 1;
+        }
+        out.levels = levels.len() as u32;
+        out.names_len = used as u32;
+        out.end = end;
+    }
+
+    /// The bytes the kernel sends: the record without the unused names.
+    fn sent(raw: &RawOomEvent) -> Vec<u8> {
+        let mut data = bytes(raw);
+        data.truncate(RawOomEvent::sent_len(raw.victim_memcg.names_len as usize));
+        data
+    }
+
     fn cx(kill_signal_attached: bool) -> DecodeContext {
         DecodeContext {
             constraints: ConstraintValues::historical(),
@@ -280,14 +339,14 @@ mod tests {
         raw.gfp_mask = 0xcc0;
         raw.memcg_usage_pages = 16_384;
         raw.memcg_limit_pages = 16_384;
-        raw.victim_memcg = RawCgroup { id: 77, parent_id: 1, name: name("oomtest") };
+        set_path(&mut raw.victim_memcg, &[(77, "oomtest"), (1, "")], path::ROOT);
         raw.oom_memcg = RawCgroup { id: 77, parent_id: 1, name: name("oomtest") };
         raw
     }
 
     #[test]
     fn decodes_a_complete_memcg_kill() {
-        let event = decode(&bytes(&full_record()), &cx(true)).expect("decodes");
+        let event = decode(&sent(&full_record()), &cx(true)).expect("decodes");
         assert_eq!(event.victim.pid, 4242);
         assert_eq!(event.victim.comm.as_deref(), Some("python3"));
         assert_eq!(event.victim.rss_kb(), Some(65_200));
@@ -358,10 +417,49 @@ mod tests {
 
     #[test]
     fn truncated_records_are_rejected() {
-        let data = bytes(&full_record());
-        let err = decode(&data[..data.len() - 1], &cx(true)).expect_err("too short");
-        assert_eq!(err, DecodeError::Truncated { got: data.len() - 1, want: data.len() });
+        let data = sent(&full_record());
+        let err = decode(&data[..data.len() - 1], &cx(true)).expect_err("too short for its names");
+        assert_eq!(err, DecodeError::PathTruncated { got: data.len() - 1, want: data.len() });
+        let fixed = RawOomEvent::sent_len(0);
+        let err = decode(&data[..fixed - 1], &cx(true)).expect_err("too short");
+        assert_eq!(err, DecodeError::Truncated { got: fixed - 1, want: fixed });
         assert!(decode(&[], &cx(true)).is_err());
+    }
+
+    #[test]
+    fn the_captured_path_comes_back_level_by_level() {
+        let mut raw = full_record();
+        let levels = [(30, "cri-containerd-abc.scope"), (20, "kubepods-pod1.slice"), (10, "kubepods.slice"), (1, "")];
+        set_path(&mut raw.victim_memcg, &levels, path::ROOT);
+        let event = decode(&sent(&raw), &cx(true)).expect("decodes");
+        let cgroup = event.victim_cgroup.expect("victim cgroup");
+        assert_eq!((cgroup.id, cgroup.parent_id, cgroup.name.as_str()), (30, 20, "cri-containerd-abc.scope"));
+        let captured = cgroup.captured.expect("captured");
+        assert_eq!(captured.levels.len(), 4);
+        assert_eq!(captured.levels[2], (10, "kubepods.slice".to_owned()));
+        assert_eq!(captured.uncaptured_id, None);
+        // Cut at the depth bound: the nearest ancestor not captured is named by id.
+        set_path(&mut raw.victim_memcg, &levels[..2], path::DEPTH_CUT);
+        raw.victim_memcg.uncaptured_id = 10;
+        let captured = decode(&sent(&raw), &cx(true)).expect("decodes").victim_cgroup.expect("cgroup").captured;
+        assert_eq!(captured.expect("captured").uncaptured_id, Some(10));
+    }
+
+    #[test]
+    fn a_cut_walk_makes_the_scope_unknown_never_global() {
+        let mut raw = full_record();
+        raw.present &=
+            !(field::CONTEXT | field::CONSTRAINT | field::OOM_MEMCG | field::MEMCG_USAGE | field::MEMCG_LIMIT);
+        for (flag, reason) in [
+            (flag::WALK_DEPTH_LIMIT, ScopeUnknownReason::WalkDepthLimit),
+            (flag::WALK_UNREADABLE, ScopeUnknownReason::MemcgUnreadable),
+        ] {
+            raw.flags = flag;
+            let event = decode(&sent(&raw), &cx(true)).expect("decodes");
+            assert_eq!((event.scope, event.scope_unknown_reason), (Some(Scope::Unknown), Some(reason)));
+            let json = serde_json::to_value(&event).expect("serializes");
+            assert_eq!(json["scope"], "unknown");
+        }
     }
 
     #[test]

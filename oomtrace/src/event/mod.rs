@@ -23,6 +23,22 @@ pub enum Scope {
     Cpuset,
     /// The allocating task's NUMA memory policy ran out of memory.
     Mempolicy,
+    /// Could not be determined; `scope_unknown_reason` says why. Never
+    /// reported as `global` instead: that would send an operator after the node.
+    Unknown,
+}
+
+/// Why the scope could not be inferred (no `oom_kill_process` probe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeUnknownReason {
+    /// The walk up from the victim's memcg stopped at its depth bound
+    /// (`MAX_CGROUP_DEPTH` levels) before the root, with no memcg at its
+    /// limit on the way: a limit further up cannot be ruled out.
+    WalkDepthLimit,
+    /// The victim's memcg or one of its ancestors could not be read (or the
+    /// victim's task was not available to the probe).
+    MemcgUnreadable,
 }
 
 impl Scope {
@@ -32,6 +48,7 @@ impl Scope {
             Self::Global => "global",
             Self::Cpuset => "cpuset",
             Self::Mempolicy => "mempolicy",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -93,12 +110,32 @@ pub struct Cgroup {
     /// Path from the hierarchy root, e.g. `/kubepods/burstable/pod…/…`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The kernel could not capture the whole path (deeper than
+    /// `MAX_CGROUP_DEPTH` levels, or more than 2 KiB of names) and its top was
+    /// not found either: `path` is the captured part, starting with `…/`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
     /// The kernfs parent's id and the directory name: how `path` is rebuilt
-    /// when the directory is already gone.
+    /// from the index when nothing else was captured.
     #[serde(skip)]
     pub parent_id: u64,
     #[serde(skip)]
     pub name: String,
+    /// The cgroup and its ancestors as the kernel saw them at the kill (the
+    /// victim's cgroup only): names it even after the directories are gone.
+    #[serde(skip)]
+    pub captured: Option<CapturedPath>,
+}
+
+/// A cgroup path captured in the kernel, nearest level first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapturedPath {
+    /// (kernfs id, directory name) of the cgroup, then of each parent.
+    pub levels: Vec<(u64, String)>,
+    /// `None`: the last level is the hierarchy root (whose name is empty).
+    /// `Some(id)`: the capture stopped below the root; `id` is the kernfs id
+    /// of the nearest ancestor not captured (0 if unknown).
+    pub uncaptured_id: Option<u64>,
 }
 
 /// The memcg that hit its limit, with its page counter at the kill.
@@ -132,6 +169,9 @@ pub struct OomEvent {
     pub scope: Option<Scope>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_source: Option<ScopeSource>,
+    /// Set when `scope` is `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_unknown_reason: Option<ScopeUnknownReason>,
     pub victim: Victim,
     /// The victim's own memory cgroup.
     #[serde(skip_serializing_if = "Option::is_none")]

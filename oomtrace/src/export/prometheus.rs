@@ -236,6 +236,7 @@ mod tests {
             group_kill: None,
             scope: Some(Scope::Memcg),
             scope_source: None,
+            scope_unknown_reason: None,
             victim: Victim::default(),
             victim_cgroup: None,
             oom_cgroup: Some(OomCgroup { usage_bytes: Some(10), limit_bytes: Some(64 << 20), ..OomCgroup::default() }),

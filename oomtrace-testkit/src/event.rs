@@ -19,6 +19,8 @@ pub struct Event {
     pub scope: Option<String>,
     /// `oom_control` or `inferred`.
     pub scope_source: Option<String>,
+    /// With scope `unknown`: `walk_depth_limit` or `memcg_unreadable`.
+    pub scope_unknown_reason: Option<String>,
     pub victim: Victim,
     pub victim_cgroup: Option<Cgroup>,
     pub oom_cgroup: Option<OomCgroup>,
@@ -63,6 +65,8 @@ pub struct Trigger {
 pub struct Cgroup {
     pub id: u64,
     pub path: Option<String>,
+    /// The kernel captured only the lower part of the path.
+    pub path_truncated: Option<bool>,
 }
 
 /// The cgroup whose limit the OOM ran against.

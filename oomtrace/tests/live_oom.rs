@@ -281,7 +281,7 @@ fn a_full_ring_buffer_loses_records_visibly() -> Result<()> {
     let _exclusive = KILLS_IN_FLIGHT.write().unwrap_or_else(|poisoned| poisoned.into_inner());
     const KILLS: u64 = 16;
     let cgroup = MemCgroup::create(&unique("overflow"), Some(LIMIT))?;
-    // One page of ring buffer holds 8 records; oomtrace is stopped while the
+    // One page of ring buffer holds 5 or 6 records; oomtrace is stopped while the
     // kills happen, so the rest cannot fit and must be counted as lost.
     let tracer = live(&["--cgroup", &cgroup.path, "--ring-buffer-kib", "4"])?;
     tracer.signal(libc::SIGSTOP);

@@ -48,8 +48,9 @@ fn list(failures: &[AttachFailure]) -> String {
     failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-/// Default ring buffer size: about 550 OOM records.
-pub const DEFAULT_RING_BYTES: u32 = 256 * 1024;
+/// Default ring buffer size: about 650 OOM records with a typical Kubernetes
+/// cgroup path (a record is 600 bytes plus its path's names, ~200 bytes).
+pub const DEFAULT_RING_BYTES: u32 = 512 * 1024;
 
 /// A valid ring buffer size (a power of two, at least one page) for `kib` KiB.
 pub fn ring_bytes(kib: u32, page_size: u64) -> Result<u32, String> {

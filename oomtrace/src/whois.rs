@@ -111,7 +111,7 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
                 let lowercase = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
                 let rows = [
                     ("cgroup", r.cgroup.clone()),
-                    ("kind", w.map(|w| lowercase(&w.kind))),
+                    ("kind", w.map(|w| w.kind.as_str().to_owned())),
                     ("attribution", w.map(|w| lowercase(&w.attribution))),
                     ("runtime", id.runtime.map(|v| lowercase(&v))),
                     ("container_id", id.container_id.clone()),
@@ -123,6 +123,13 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
                 ];
                 for (label, value) in rows {
                     let _ = writeln!(out, "  {:<14}{}", format!("{label}:"), value.as_deref().unwrap_or("-"));
+                }
+                if let Some(monitored) = w.and_then(|w| w.monitored.as_ref()) {
+                    let name = monitored.container.as_deref().or(monitored.container_id.as_deref()).unwrap_or("?");
+                    let _ = writeln!(
+                        out,
+                        "  monitor of:   {name} (the victim is the runtime's monitor, not the container)"
+                    );
                 }
                 if let Some(reason) = w.and_then(|w| w.partial_reason.as_deref()) {
                     let _ = writeln!(out, "  note:         {reason}");

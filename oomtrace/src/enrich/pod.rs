@@ -13,7 +13,7 @@ use super::{
     cgroup_path::{self, Workload},
     cri::{ContainerInfo, CriClient},
 };
-use crate::event::{Attribution, Runtime, WorkloadInfo, WorkloadKind};
+use crate::event::{Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer};
 
 /// Containers remembered (each a few hundred bytes).
 const CACHE_CAPACITY: usize = 4096;
@@ -198,8 +198,26 @@ impl PodResolver {
         };
         let workload = cgroup_path::parse(path);
         let mut out = match &workload {
-            Workload::Container { .. } => WorkloadInfo::new(WorkloadKind::Container, Attribution::Full),
+            Workload::Container { unit, .. } => {
+                let mut out = WorkloadInfo::new(WorkloadKind::Container, Attribution::Full);
+                out.unit = unit.clone();
+                out
+            }
+            Workload::ContainerMonitor { container_id, unit, .. } => {
+                let mut out = WorkloadInfo::new(WorkloadKind::ContainerMonitor, Attribution::Full);
+                out.unit = unit.clone();
+                out.monitored = Some(MonitoredContainer { container_id: container_id.clone(), ..Default::default() });
+                out
+            }
             Workload::Pod { .. } => WorkloadInfo::new(WorkloadKind::Pod, Attribution::Full),
+            Workload::NomadTask { alloc_id, task } => {
+                let mut out = WorkloadInfo::new(WorkloadKind::NomadTask, Attribution::Partial);
+                out.alloc_id = Some(alloc_id.clone());
+                out.task = Some(task.clone());
+                out.partial_reason = Some("Nomad tasks are named from the cgroup path only".to_owned());
+                self.stats.partial += 1;
+                return out;
+            }
             Workload::SystemService { unit } => {
                 let mut out = WorkloadInfo::new(WorkloadKind::SystemService, Attribution::Host);
                 out.unit = Some(unit.clone());
@@ -214,7 +232,16 @@ impl PodResolver {
         id.pod_uid = workload.pod_uid().map(str::to_owned);
         id.qos = workload.qos();
         let lookup = match &workload {
-            Workload::Container { container_id, .. } => self.container(container_id).await,
+            Workload::Container { runtime, .. } | Workload::ContainerMonitor { runtime, .. }
+                if !speaks_cri(*runtime) =>
+            {
+                Err(format!("{} containers are named from the cgroup path only", runtime.as_str()))
+            }
+            Workload::Container { container_id, .. }
+            | Workload::ContainerMonitor { container_id: Some(container_id), .. } => self.container(container_id).await,
+            Workload::ContainerMonitor { container_id: None, .. } => {
+                Err("the cgroup path does not name the monitored container".to_owned())
+            }
             Workload::Pod { pod_uid, .. } => Ok(self.cache.pod(pod_uid).cloned().map(|mut pod| {
                 // A pod-level cgroup: no container of its own.
                 pod.name = None;
@@ -227,7 +254,11 @@ impl PodResolver {
         };
         match lookup {
             Ok(Some(info)) => {
-                fill_from_runtime(&mut out, &info, victim_tgid);
+                match out.monitored.as_mut() {
+                    Some(monitored) => fill_monitored(&mut out.identity, monitored, &info),
+                    None => fill_from_runtime(&mut out, &info, victim_tgid),
+                }
+                out.kube_system = info.namespace.as_deref().map(|ns| ns == "kube-system");
                 out.identity.runtime = out.identity.runtime.or(self.runtime);
             }
             Ok(None) => {
@@ -245,6 +276,23 @@ impl PodResolver {
     }
 }
 
+/// Runtimes whose containers a CRI runtime may know (CRI-O and containerd
+/// serve CRI; podman and docker share CRI-O's and dockershim's id spaces).
+fn speaks_cri(runtime: Runtime) -> bool {
+    !matches!(runtime, Runtime::Lxc | Runtime::Nspawn)
+}
+
+/// What the runtime knows about the container a monitor watches: its pod's
+/// names and its own name, never its image, restarts or main process (the
+/// victim is the monitor, not the container).
+fn fill_monitored(id: &mut WorkloadIdentity, monitored: &mut MonitoredContainer, info: &ContainerInfo) {
+    id.namespace = info.namespace.clone();
+    id.pod = info.pod_name.clone();
+    id.pod_uid = id.pod_uid.clone().or_else(|| info.pod_uid.clone());
+    monitored.container = info.name.clone();
+    monitored.sandbox = Some(info.sandbox);
+}
+
 /// What the runtime knows about the victim's container (or pod).
 fn fill_from_runtime(out: &mut WorkloadInfo, info: &ContainerInfo, victim_tgid: Option<u32>) {
     let id = &mut out.identity;
@@ -254,7 +302,6 @@ fn fill_from_runtime(out: &mut WorkloadInfo, info: &ContainerInfo, victim_tgid: 
     id.pod_uid = id.pod_uid.clone().or_else(|| info.pod_uid.clone());
     out.image = info.image.clone();
     out.restart_count = info.restart_count;
-    out.kube_system = info.namespace.as_deref().map(|ns| ns == "kube-system");
     out.sandbox = Some(info.sandbox);
     out.main_process = match (info.main_pid, victim_tgid) {
         (Some(main), Some(victim)) => Some(main == victim),

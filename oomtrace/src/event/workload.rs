@@ -15,8 +15,28 @@ pub enum Runtime {
     Crio,
     Docker,
     Podman,
+    /// LXC (and LXD/Incus, which run containers through liblxc); the
+    /// container id is the container's name.
+    Lxc,
+    /// systemd-nspawn; the container id is the machine name.
+    Nspawn,
     /// The path names a container but not its runtime (cgroupfs driver).
     Unknown,
+}
+
+impl Runtime {
+    /// The name used in the JSON (`"crio"`, `"podman"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Containerd => "containerd",
+            Self::Crio => "crio",
+            Self::Docker => "docker",
+            Self::Podman => "podman",
+            Self::Lxc => "lxc",
+            Self::Nspawn => "nspawn",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// Kubernetes pod QoS class, from the pod's place under `kubepods`.
@@ -48,10 +68,48 @@ pub enum Attribution {
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadKind {
     Container,
+    /// A container runtime's monitor process for one container (conmon of
+    /// CRI-O or podman, LXC's monitor, nspawn's supervisor): the victim is
+    /// *not* in the container; [`WorkloadInfo::monitored`] names it.
+    ContainerMonitor,
     Pod,
+    /// A HashiCorp Nomad task (exec/raw_exec/java drivers; Nomad's docker
+    /// tasks are containers).
+    NomadTask,
     SystemService,
     Host,
     Unknown,
+}
+
+impl WorkloadKind {
+    /// The name used in the JSON (`"container_monitor"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Container => "container",
+            Self::ContainerMonitor => "container_monitor",
+            Self::Pod => "pod",
+            Self::NomadTask => "nomad_task",
+            Self::SystemService => "system_service",
+            Self::Host => "host",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The container a [`WorkloadKind::ContainerMonitor`] watches. The victim is
+/// the monitor, not this container: its kill is not the container's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MonitoredContainer {
+    /// Absent when the path does not name it (podman's shared cgroupfs
+    /// `conmon` cgroup, the `runtime` cgroup of `--cgroups=split`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// The container's name, from the runtime over CRI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The monitored container is the pod's sandbox (pause) container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<bool>,
 }
 
 /// How a [`WorkloadIdentity`] writes a key it does not know: events leave it
@@ -141,9 +199,18 @@ pub struct WorkloadInfo {
     /// not report this kill as OOMKilled (the container keeps running).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub main_process: Option<bool>,
-    /// The systemd unit of a system service.
+    /// The systemd unit of a system service, or the service a container
+    /// (or its monitor) runs in (podman quadlet, `--cgroups=split`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// For a `container_monitor`: the container it watches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitored: Option<MonitoredContainer>,
+    /// For a `nomad_task`: the allocation id and the task name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alloc_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
     /// Why the attribution is partial.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partial_reason: Option<String>,
@@ -162,15 +229,26 @@ impl WorkloadInfo {
             sandbox: None,
             main_process: None,
             unit: None,
+            monitored: None,
+            alloc_id: None,
+            task: None,
             partial_reason: None,
         }
     }
 
-    /// "namespace/pod/container" when known.
+    /// "namespace/pod/container" when known; a monitor reads
+    /// "namespace/pod/(monitor of container)", never as the container itself.
     pub fn kubernetes_name(&self) -> Option<String> {
         let id = &self.identity;
         let pod = id.pod.as_deref()?;
         let namespace = id.namespace.as_deref().unwrap_or("?");
+        if let Some(monitored) = &self.monitored {
+            return Some(match (&monitored.container, monitored.sandbox) {
+                (Some(container), _) => format!("{namespace}/{pod}/(monitor of {container})"),
+                (None, Some(true)) => format!("{namespace}/{pod}/(monitor of sandbox)"),
+                (None, _) => format!("{namespace}/{pod}/(monitor)"),
+            });
+        }
         Some(match &id.container {
             Some(container) => format!("{namespace}/{pod}/{container}"),
             None if self.sandbox == Some(true) => format!("{namespace}/{pod}/(sandbox)"),

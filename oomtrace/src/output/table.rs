@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::EventWriter;
-use crate::event::{OomEvent, ScopeSource};
+use crate::event::{OomEvent, ScopeSource, WorkloadKind};
 
 pub struct TableWriter;
 
@@ -32,10 +32,13 @@ pub fn row(event: &OomEvent) -> String {
         .and_then(|c| c.path.clone().or_else(|| Some(format!("id:{}", c.id))))
         .unwrap_or_else(|| "?".to_owned());
     let workload = match event.workload.as_ref() {
-        Some(w) => {
-            let name = w.kubernetes_name().unwrap_or(cgroup);
-            if w.main_process == Some(false) { format!("{name} (not main)") } else { name }
-        }
+        Some(w) => match w.kubernetes_name() {
+            // kubernetes_name already says "(monitor of …)" for a monitor.
+            Some(name) if w.main_process == Some(false) => format!("{name} (not main)"),
+            Some(name) => name,
+            None if w.kind == WorkloadKind::ContainerMonitor => format!("{cgroup} (monitor)"),
+            None => cgroup,
+        },
         None => cgroup,
     };
     let usage_limit = event.oom_cgroup.as_ref().map_or_else(
@@ -81,6 +84,48 @@ pub fn bytes(value: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::event::{Attribution, Cgroup, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer};
+
+    fn event_in(path: &str, workload: WorkloadInfo) -> OomEvent {
+        OomEvent {
+            time: "2026-11-25T22:41:07.123456Z".to_owned(),
+            ktime_ns: 0,
+            oom_id: None,
+            killed: Some(true),
+            group_kill: None,
+            scope: None,
+            scope_source: None,
+            victim: Victim { pid: 7, comm: Some("conmon".to_owned()), ..Victim::default() },
+            victim_cgroup: Some(Cgroup { id: 9, path: Some(path.to_owned()), ..Cgroup::default() }),
+            oom_cgroup: None,
+            oom_totalpages: None,
+            chosen_points: None,
+            gfp_mask: None,
+            order: None,
+            trigger: Trigger { pid: 7, tgid: 7, comm: "conmon".to_owned() },
+            node: None,
+            workload: Some(workload),
+            sources: Vec::new(),
+            unavailable: Vec::new(),
+        }
+    }
+
+    /// A runtime monitor's kill never reads as its container's.
+    #[test]
+    fn monitors_are_shown_as_monitors() {
+        let mut named = WorkloadInfo::new(WorkloadKind::ContainerMonitor, Attribution::Full);
+        named.identity.namespace = Some("ns".to_owned());
+        named.identity.pod = Some("web".to_owned());
+        named.monitored = Some(MonitoredContainer { container: Some("app".to_owned()), ..Default::default() });
+        let row = row(&event_in("/kubepods/x/crio-conmon-y", named));
+        assert!(row.contains(" ns/web/(monitor of app) "), "{row}");
+        let path = "/machine.slice/libpod-conmon-abc.scope";
+        let mut bare = WorkloadInfo::new(WorkloadKind::ContainerMonitor, Attribution::Partial);
+        bare.monitored = Some(MonitoredContainer::default());
+        let row = super::row(&event_in(path, bare));
+        assert!(row.contains(&format!(" {path} (monitor) ")), "{row}");
+    }
 
     #[test]
     fn byte_units() {

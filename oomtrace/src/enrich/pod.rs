@@ -357,4 +357,82 @@ mod tests {
         let root = resolver.attribute(Some("/"), Some(1)).await;
         assert_eq!((root.kind, root.attribution), (WorkloadKind::Host, Attribution::Host));
     }
+
+    fn offline() -> PodResolver {
+        PodResolver::new(Some(PathBuf::from("/nonexistent/cri.sock")), Duration::from_millis(50))
+    }
+
+    const UID: &str = "0b8c1a9e-1111-4222-8333-944455556666";
+    const UID_: &str = "0b8c1a9e_1111_4222_8333_944455556666";
+
+    fn crio_conmon_path(id: &str) -> String {
+        format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/crio-conmon-{id}.scope")
+    }
+
+    /// A conmon kill names the pod and the monitored container, and never
+    /// claims the container's image, restarts or main process.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_monitor_is_never_its_container() {
+        let mut resolver = offline();
+        let id = "c".repeat(64);
+        resolver.cache.insert(
+            ContainerInfo {
+                id: id.clone(),
+                name: Some("app".to_owned()),
+                pod_name: Some("web".to_owned()),
+                namespace: Some("shop".to_owned()),
+                pod_uid: Some(UID.to_owned()),
+                image: Some("app:1".to_owned()),
+                restart_count: Some(3),
+                main_pid: Some(4242),
+                sandbox: false,
+            },
+            true,
+        );
+        let out = resolver.attribute(Some(&crio_conmon_path(&id)), Some(4242)).await;
+        assert_eq!((out.kind, out.attribution), (WorkloadKind::ContainerMonitor, Attribution::Full), "{out:?}");
+        assert_eq!(out.identity.runtime, Some(Runtime::Crio));
+        assert_eq!((out.identity.container_id.as_deref(), out.identity.container.as_deref()), (None, None));
+        assert_eq!((out.identity.namespace.as_deref(), out.identity.pod.as_deref()), (Some("shop"), Some("web")));
+        assert_eq!((out.identity.pod_uid.as_deref(), out.identity.qos), (Some(UID), Some(Qos::Burstable)));
+        let monitored = out.monitored.clone().unwrap_or_default();
+        assert_eq!(monitored.container_id.as_deref(), Some(id.as_str()));
+        assert_eq!((monitored.container.as_deref(), monitored.sandbox), (Some("app"), Some(false)));
+        assert_eq!((out.main_process, out.image.as_deref(), out.restart_count), (None, None, None));
+        assert_eq!(out.kubernetes_name().as_deref(), Some("shop/web/(monitor of app)"));
+        let json = serde_json::to_string(&out).unwrap_or_default();
+        assert!(
+            json.starts_with(r#"{"kind":"container_monitor","attribution":"full","runtime":"crio","pod_uid":"#),
+            "{json}"
+        );
+        assert!(
+            json.contains(&format!(r#""monitored":{{"container_id":"{id}","container":"app","sandbox":false}}"#)),
+            "{json}"
+        );
+        assert_eq!(resolver.stats.partial, 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn path_only_kinds_say_why_they_are_partial() {
+        let mut resolver = offline();
+        let split = resolver.attribute(Some("/system.slice/nginx.service/runtime"), None).await;
+        assert_eq!((split.kind, split.attribution), (WorkloadKind::ContainerMonitor, Attribution::Partial));
+        assert_eq!(split.unit.as_deref(), Some("nginx.service"));
+        assert_eq!(split.monitored.as_ref().map(|m| m.container_id.is_none()), Some(true));
+        assert!(split.partial_reason.as_deref().is_some_and(|r| r.contains("does not name")), "{split:?}");
+        let lxc = resolver.attribute(Some("/lxc.payload.web1"), None).await;
+        assert_eq!((lxc.kind, lxc.identity.runtime), (WorkloadKind::Container, Some(Runtime::Lxc)));
+        assert_eq!(lxc.identity.container_id.as_deref(), Some("web1"));
+        assert_eq!(lxc.partial_reason.as_deref(), Some("lxc containers are named from the cgroup path only"));
+        let alloc = "8d5e3a1b-2c4f-4e6a-9b7c-0d1e2f3a4b5c";
+        let task = resolver.attribute(Some(&format!("/nomad.slice/share.slice/{alloc}.web.scope")), None).await;
+        assert_eq!((task.kind, task.attribution), (WorkloadKind::NomadTask, Attribution::Partial));
+        assert_eq!((task.alloc_id.as_deref(), task.task.as_deref()), (Some(alloc), Some("web")));
+        let quadlet = format!("/system.slice/nginx.service/libpod-payload-{}", "d".repeat(64));
+        let payload = resolver.attribute(Some(&quadlet), None).await;
+        assert_eq!((payload.kind, payload.unit.as_deref()), (WorkloadKind::Container, Some("nginx.service")));
+        assert_eq!(resolver.stats.partial, 4);
+        let unknown = resolver.attribute(Some(&format!("/kubepods/pod{UID}/{alloc}")), None).await;
+        assert_eq!((unknown.kind, unknown.attribution), (WorkloadKind::Unknown, Attribution::Unknown));
+    }
 }

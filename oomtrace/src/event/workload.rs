@@ -269,6 +269,49 @@ mod tests {
         workload
     }
 
+    /// `as_str` (table, whois) spells every value as the JSON does.
+    #[test]
+    fn names_match_the_json() {
+        fn json<T: Serialize>(value: &T) -> String {
+            serde_json::to_string(value).unwrap_or_default()
+        }
+        for kind in [
+            WorkloadKind::Container,
+            WorkloadKind::ContainerMonitor,
+            WorkloadKind::Pod,
+            WorkloadKind::NomadTask,
+            WorkloadKind::SystemService,
+            WorkloadKind::Host,
+            WorkloadKind::Unknown,
+        ] {
+            assert_eq!(json(&kind), format!("\"{}\"", kind.as_str()));
+        }
+        for runtime in [
+            Runtime::Containerd,
+            Runtime::Crio,
+            Runtime::Docker,
+            Runtime::Podman,
+            Runtime::Lxc,
+            Runtime::Nspawn,
+            Runtime::Unknown,
+        ] {
+            assert_eq!(json(&runtime), format!("\"{}\"", runtime.as_str()));
+        }
+    }
+
+    #[test]
+    fn monitors_are_named_as_monitors() {
+        let mut monitor = WorkloadInfo::new(WorkloadKind::ContainerMonitor, Attribution::Full);
+        monitor.identity.namespace = Some("ns".to_owned());
+        monitor.identity.pod = Some("web".to_owned());
+        monitor.monitored = Some(MonitoredContainer::default());
+        assert_eq!(monitor.kubernetes_name().as_deref(), Some("ns/web/(monitor)"));
+        monitor.monitored = Some(MonitoredContainer { sandbox: Some(true), ..MonitoredContainer::default() });
+        assert_eq!(monitor.kubernetes_name().as_deref(), Some("ns/web/(monitor of sandbox)"));
+        monitor.monitored = Some(MonitoredContainer { container: Some("app".to_owned()), ..Default::default() });
+        assert_eq!(monitor.kubernetes_name().as_deref(), Some("ns/web/(monitor of app)"));
+    }
+
     #[test]
     fn events_leave_unknown_keys_out() {
         let json = serde_json::to_string(&partial_container()).expect("serializes");

@@ -4,7 +4,7 @@
 //! and names that appear literally were copied from the source.
 
 use super::{
-    Workload,
+    Workload, parse, parse_proc_cgroup,
     tests::{ID, UID, alone, check, in_pod, monitor, pod, unit},
 };
 use crate::event::{Qos::*, Runtime as R};
@@ -239,5 +239,34 @@ fn parse_pod_only() -> Option<&'static str> {
     match super::parse(&super::tests::path("/kubepods/pod<uid>")) {
         Workload::Pod { .. } => Some(UID),
         _ => None,
+    }
+}
+
+/// `/proc/<pid>/cgroup` read on a real node: this repository's test host
+/// (Debian 12, kernel 6.18, cgroup v1 hybrid), 2026-11-29, with Debian's
+/// podman 4.3.1 (`--cgroup-manager cgroupfs --runtime runc`).
+#[test]
+fn real_node_proc_cgroup() {
+    let container = "321540c86fd94207f80d02525a5605342f1315ac36330de8e3390b2297868285";
+    let podman_container = format!(
+        "9:name=systemd:/libpod_parent/libpod-{container}\n8:pids:/libpod_parent/libpod-{container}\n\
+         4:memory:/libpod_parent/libpod-{container}\n1:cpu:/libpod_parent/libpod-{container}\n\
+         0::/libpod_parent/libpod-{container}\n"
+    );
+    // `podman inspect -f '{{.State.ConmonPid}}'` of that container.
+    let its_conmon = "9:name=systemd:/\n8:pids:/libpod_parent/conmon\n7:blkio:/libpod_parent/conmon\n\
+                      4:memory:/libpod_parent/conmon\n3:cpuset:/libpod_parent/conmon\n0::/\n";
+    // The test harness's own sandbox: a 32-hex task id, no container.
+    let harness = "9:name=systemd:/\n4:memory:/process_api/556690f931873982f603456284b9bc76\n1:cpu:/\n0::/\n";
+    let init = "9:name=systemd:/\n8:pids:/\n4:memory:/\n0::/\n";
+    let cases = [
+        (podman_container.as_str(), named(R::Podman, container)),
+        (its_conmon, anonymous_monitor(R::Podman, None)),
+        (harness, Workload::Unknown),
+        (init, Workload::HostRoot),
+    ];
+    for (contents, want) in cases {
+        let path = parse_proc_cgroup(contents).unwrap_or_default();
+        assert_eq!(parse(&path), want, "{contents}");
     }
 }

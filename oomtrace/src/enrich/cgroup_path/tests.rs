@@ -210,9 +210,16 @@ fn arbitrary_input_never_panics() {
     let long = format!("/kubepods{}", "/burstable".repeat(50_000));
     let unicode = format!("/kubepods/pod{}/{}", "é".repeat(40), "日本".repeat(32));
     let near = format!("/kubepods-pod{}é.slice/crio-{ID}\u{0}.scope", &UID_[..35]);
-    let fixed = [long, ":".repeat(10_000), unicode, near, "/../..".into(), "a:b:c".into()];
+    let escapes = ["\\x", "\\x2", "\\xzz", "\\xé1"].map(|e| format!("/machine.slice/machine-{e}.scope/payload"));
+    let nomad = format!("/nomad.slice/share.slice/{}é.scope", &UID[..36]);
+    let mut fixed = vec![long, ":".repeat(10_000), unicode, near, "/../..".into(), "a:b:c".into(), nomad];
+    fixed.extend(escapes);
+    fixed.extend(
+        ["/lxc.payload.", "/lxc.monitor.", "/lxc/", "/x.service/runtime", "/libpod-/conmon", "pod.slice"]
+            .map(String::from),
+    );
     // Plus pseudo-random byte strings (fixed-seed xorshift), decoded lossily.
-    let alphabet = b"/:-_.podkubesliceburstable0123456789abcdef\xff\xc3";
+    let alphabet = b"/:-_.@\\xpodkubesliceburstableBEconmlxyrutimeh0123456789abcdef\xff\xc3";
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
         state ^= state << 13;

@@ -14,6 +14,11 @@ fn named(runtime: R, id: &str) -> Workload {
     Workload::Container { runtime, container_id: id.into(), pod_uid: None, qos: None, unit: None }
 }
 
+/// The monitor of the container of `runtime` named `id`, outside pods.
+fn named_monitor(runtime: R, id: &str) -> Workload {
+    monitor(named(runtime, id))
+}
+
 /// A monitor whose container the path does not name.
 fn anonymous_monitor(runtime: R, unit: Option<&str>) -> Workload {
     Workload::ContainerMonitor { runtime, container_id: None, pod_uid: None, qos: None, unit: unit.map(Into::into) }
@@ -56,16 +61,7 @@ fn runtime_monitors() {
         ("/libpod_parent/libpod-conmon-<id>", monitor(alone(R::Podman))),
         // lxc/lxc src/lxc/cgroups/cgroup.h: DEFAULT_MONITOR_CGROUP_PREFIX "lxc.monitor.",
         // DEFAULT_PAYLOAD_CGROUP_PREFIX "lxc.payload." (LXC ≥ 4.0, LXD, Incus).
-        (
-            "/lxc.monitor.web1",
-            Workload::ContainerMonitor {
-                runtime: R::Lxc,
-                container_id: Some("web1".into()),
-                pod_uid: None,
-                qos: None,
-                unit: None,
-            },
-        ),
+        ("/lxc.monitor.web1", named_monitor(R::Lxc, "web1")),
         ("/lxc.payload.web1", named(R::Lxc, "web1")),
         ("/lxc.payload.web1/system.slice/nginx.service", named(R::Lxc, "web1")),
         // systemd/systemd src/nspawn/nspawn-cgroup.c, create_subcgroup: "payload"
@@ -73,16 +69,7 @@ fn runtime_monitors() {
         // "supervisor" for nspawn itself; machine names are unit-escaped.
         ("/machine.slice/systemd-nspawn@debian.service/payload", named(R::Nspawn, "debian")),
         ("/machine.slice/systemd-nspawn@debian.service/payload/init.scope", named(R::Nspawn, "debian")),
-        (
-            "/machine.slice/systemd-nspawn@debian.service/supervisor",
-            Workload::ContainerMonitor {
-                runtime: R::Nspawn,
-                container_id: Some("debian".into()),
-                pod_uid: None,
-                qos: None,
-                unit: None,
-            },
-        ),
+        ("/machine.slice/systemd-nspawn@debian.service/supervisor", named_monitor(R::Nspawn, "debian")),
         ("/machine.slice/machine-my\\x2dbox.scope/payload", named(R::Nspawn, "my-box")),
     ]);
 }

@@ -204,12 +204,14 @@ fn other_orchestrators() {
         (&format!("/nomad/{alloc}.web"), task("web")),
         // Nomad's docker driver runs docker containers.
         ("/docker/<id>", alone(R::Docker)),
-        // aws/amazon-ecs-agent: task cgroup `/ecs/<32-hex task id>`, docker
-        // containers below it with --cgroup-parent: the container is named, the
-        // task id is not mistaken for one.
+        // aws/amazon-ecs-agent agent/engine (task cgroup resource): cgroupRoot
+        // "/ecs/<task id>" (32 hex), "ecstasks-<task id>.slice" on cgroup v2; the
+        // task's docker containers below it are named, the task id is never one.
         ("/ecs/0123456789abcdef0123456789abcdef/<id>", alone(R::Unknown)),
         ("/ecs/0123456789abcdef0123456789abcdef", Workload::Unknown),
-        // lxc/lxc doc/lxc.system.conf: LXC < 4.0 used the pattern "lxc/%n".
+        ("/ecstasks.slice/ecstasks-0123456789abcdef0123456789abcdef.slice/docker-<id>.scope", alone(R::Docker)),
+        // lxc.system.conf(5) before LXC 4.0: "lxc.cgroup.pattern: Format string used
+        // to generate the cgroup path (e.g. lxc/%n)".
         ("/lxc/web1", named(R::Lxc, "web1")),
         // systemd-machined scopes without nspawn's payload (libvirt VMs): host units.
         ("/machine.slice/machine-qemu\\x2d1\\x2dvm1.scope", unit("machine-qemu\\x2d1\\x2dvm1.scope")),

@@ -96,6 +96,7 @@ mod tests {
             group_kill: None,
             scope: None,
             scope_source: None,
+            scope_unknown_reason: None,
             victim: Victim { pid: 7, comm: Some("conmon".to_owned()), ..Victim::default() },
             victim_cgroup: Some(Cgroup { id: 9, path: Some(path.to_owned()), ..Cgroup::default() }),
             oom_cgroup: None,

@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use figures::{Peer, Report, Section};
+use figures::{Peer, Report, Section, Verifier};
 use host::progress;
 use oomtrace_testkit::{
     cgroup::Hierarchy,
@@ -151,6 +151,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ));
     }
 
+    let verifier = Verifier {
+        event_bytes: std::mem::size_of::<oomtrace_common::RawOomEvent>(),
+        prebuilt: runs::object::programs(&root.join(crate::ebpf_object::PREBUILT))
+            .map_err(|error| format!("{error:#}")),
+    };
     let report = Report {
         generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         commit: host::git_commit(&root),
@@ -163,6 +168,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bpftrace,
         bcc,
         clock_check,
+        verifier,
         components: component_rows,
         burst: args.burst as usize,
         daemon,

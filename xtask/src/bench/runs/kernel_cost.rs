@@ -1,0 +1,89 @@
+//! The kernel side of a tracer over its kill runs: run-time statistics on
+//! (`BPF_ENABLE_STATS`, held only for the kills), the programs its process
+//! holds read before and after, and the difference.
+
+use anyhow::Result;
+
+use crate::bench::figures::{KernelCost, ProgramCost};
+use oomtrace_testkit::bpf::{self, Held, MAP_TYPE_RINGBUF, RunTimeStats};
+
+/// Statistics on and the tracer's programs as they were at the start.
+pub struct KillWindow {
+    _stats: RunTimeStats,
+    pid: u32,
+    before: Held,
+}
+
+/// Switches run-time statistics on, then reads `pid`'s programs.
+pub fn open(pid: u32) -> Result<KillWindow> {
+    let stats = RunTimeStats::enable()?;
+    let before = bpf::held_by(pid)?;
+    Ok(KillWindow { _stats: stats, pid, before })
+}
+
+impl KillWindow {
+    /// Reads the programs again (the tracer must still run) and switches
+    /// the statistics off (unless another holder keeps them on).
+    pub fn close(self) -> Result<KernelCost> {
+        let after = bpf::held_by(self.pid)?;
+        Ok(cost_between(&self.before, &after))
+    }
+}
+
+/// Each program held at the end, with what it ran since `before` (a program
+/// loaded meanwhile counts from zero).
+fn cost_between(before: &Held, after: &Held) -> KernelCost {
+    let programs = after
+        .programs
+        .iter()
+        .map(|program| {
+            let earlier = before.programs.iter().find(|p| p.id == program.id);
+            ProgramCost {
+                name: program.name.clone(),
+                program_type: bpf::program_type_name(program.program_type),
+                runs: program.run_count.saturating_sub(earlier.map_or(0, |p| p.run_count)),
+                run_time_ns: program.run_time_ns.saturating_sub(earlier.map_or(0, |p| p.run_time_ns)),
+                xlated_insns: program.xlated_bytes.map(|bytes| bytes / 8),
+                verified_insns: program.verified_insns,
+                jited_bytes: program.jited_bytes,
+            }
+        })
+        .collect();
+    let ringbuf_bytes = after.maps.iter().find(|m| m.map_type == MAP_TYPE_RINGBUF).map(|m| m.max_entries);
+    KernelCost { programs, ringbuf_bytes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oomtrace_testkit::bpf::{Map, Program};
+
+    fn program(id: u32, name: &str, run_count: u64, run_time_ns: u64) -> Program {
+        Program {
+            id,
+            name: name.to_owned(),
+            program_type: 26,
+            tag: "703d55e78702663e".to_owned(),
+            run_time_ns,
+            run_count,
+            xlated_bytes: Some(800),
+            jited_bytes: 512,
+            verified_insns: Some(90),
+        }
+    }
+
+    #[test]
+    fn the_cost_is_what_ran_in_between() {
+        let before = Held { programs: vec![program(7, "mark_victim_btf", 3, 9_000)], maps: Vec::new() };
+        let after = Held {
+            programs: vec![program(7, "mark_victim_btf", 13, 29_000), program(8, "signal_generate", 5, 500)],
+            maps: vec![Map { id: 2, map_type: MAP_TYPE_RINGBUF, key_size: 0, value_size: 0, max_entries: 262_144 }],
+        };
+        let cost = cost_between(&before, &after);
+        assert_eq!(cost.ringbuf_bytes, Some(262_144));
+        assert_eq!((cost.programs[0].runs, cost.programs[0].run_time_ns), (10, 20_000));
+        assert_eq!((cost.programs[1].runs, cost.programs[1].run_time_ns), (5, 500));
+        assert_eq!(cost.programs[0].program_type, "tracing");
+        assert_eq!(cost.programs[0].xlated_insns, Some(100));
+    }
+}

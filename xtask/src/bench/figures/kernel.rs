@@ -2,6 +2,10 @@
 //! the kill runs (the kernel's own statistics), their sizes as loaded, and
 //! the prebuilt object's programs as the verifier will see them.
 
+use std::time::Duration;
+
+use super::median_ms;
+
 /// The hook a program runs on, from its name (the kernel keeps 15 bytes of
 /// it: oomtrace's `oom_kill_process_kprobe` is `oom_kill_proces`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +39,8 @@ pub struct ProgramCost {
     pub program_type: &'static str,
     pub runs: u64,
     pub run_time_ns: u64,
+    /// Time per run in each sequential kill's window that it ran in.
+    pub window_per_run: Vec<Duration>,
     /// After the verifier's rewrites.
     pub xlated_insns: Option<u32>,
     /// Instructions the verifier processed (its complexity limit counts these).
@@ -49,6 +55,11 @@ impl ProgramCost {
 
     pub fn ns_per_run(&self) -> Option<f64> {
         (self.runs > 0).then(|| self.run_time_ns as f64 / self.runs as f64)
+    }
+
+    /// The slowest sequential kill's window, per run.
+    pub fn slowest_window(&self) -> Option<Duration> {
+        self.window_per_run.iter().max().copied()
     }
 }
 
@@ -70,6 +81,15 @@ impl KernelCost {
             .filter(|p| p.hook() == hook)
             .fold((0u64, 0u64), |(runs, ns), p| (runs + p.runs, ns + p.run_time_ns));
         (runs > 0).then(|| ns as f64 / runs as f64)
+    }
+
+    /// The median over the sequential kills' windows of the time per run of
+    /// the programs on `hook`, in ns: less sensitive than the mean to a few
+    /// runs that an interrupt or a descheduled vCPU made slow.
+    pub fn median_ns_per_run(&self, hook: Hook) -> Option<f64> {
+        let windows: Vec<Duration> =
+            self.programs.iter().filter(|p| p.hook() == hook).flat_map(|p| p.window_per_run.iter().copied()).collect();
+        median_ms(&windows).map(|ms| ms * 1e6)
     }
 
     /// Every program's run time over the kill runs, per OOM kill: an upper
@@ -117,6 +137,7 @@ mod tests {
             program_type: "tracepoint",
             runs,
             run_time_ns,
+            window_per_run: [3_000, 1_000, 2_000].map(Duration::from_nanos).to_vec(),
             xlated_insns: None,
             verified_insns: None,
             jited_bytes: 0,
@@ -145,9 +166,12 @@ mod tests {
         assert_eq!(cost.ns_per_run(Hook::MarkVictim), Some(2000.0));
         assert_eq!(cost.ns_per_run(Hook::SignalGenerate), Some(100.0));
         assert_eq!(cost.ns_per_run(Hook::OomKillProcess), None);
+        assert_eq!(cost.median_ns_per_run(Hook::MarkVictim), Some(2_000.0));
+        assert_eq!(KernelCost::default().median_ns_per_run(Hook::MarkVictim), None);
         assert_eq!(cost.ns_per_kill(10), Some(12_000.0));
         assert_eq!(cost.ns_per_kill(0), None);
         assert_eq!(KernelCost::default().ns_per_kill(5), None);
         assert_eq!(cost.programs[2].ns_per_run(), None);
+        assert_eq!(cost.programs[0].slowest_window(), Some(Duration::from_nanos(3_000)));
     }
 }

@@ -70,6 +70,7 @@ fn program_cost(name: &str, program_type: &'static str, runs: u64, ns_per_run: u
         program_type,
         runs,
         run_time_ns: runs * ns_per_run + runs / 3,
+        window_per_run: (0..runs.min(9)).map(|i| Duration::from_nanos(ns_per_run - 40 + i * 7 + i * i * 3)).collect(),
         xlated_insns: Some(insns),
         verified_insns: Some(insns * 3),
         jited_bytes: insns * 6,

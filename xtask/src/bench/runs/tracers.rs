@@ -96,10 +96,14 @@ pub fn measure(tool: &Tool, hierarchy: &Hierarchy, kills: Kills) -> Result<ToolF
     let (idle, idle_cpu_percent) = idle_footprint(tracer.pid()).with_context(|| format!("measuring idle {name}"))?;
 
     let cgroups = BenchCgroups::create(hierarchy, kills.cgroup_name, LIMIT_BYTES, kills.storm)?;
-    let kernel_window = kernel_cost::open(tracer.pid());
+    let mut kernel_window = kernel_cost::open(tracer.pid());
     let mut seen = Seen::default();
     progress(&format!("{name}: {} sequential OOM kills in {}", kills.sequential, cgroups.seq.path));
-    let seq_hogs = kill_sequentially(&tracer, &cgroups.seq, kills.sequential, &mut seen)?;
+    let seq_hogs = kill_sequentially(&tracer, &cgroups.seq, kills.sequential, &mut seen, || {
+        if let Ok(window) = &mut kernel_window {
+            window.sample();
+        }
+    })?;
     progress(&format!("{name}: storm of {} parallel OOM kills in {}/storm-NN", kills.storm, cgroups.parent.path));
     let storm_hogs = kill_storm(&tracer, &cgroups.storm, &mut seen)?;
     seen.drain(&tracer, DRAIN_QUIET);

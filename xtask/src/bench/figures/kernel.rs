@@ -92,6 +92,11 @@ impl KernelCost {
         median_ms(&windows).map(|ms| ms * 1e6)
     }
 
+    /// The translated instructions of the (first) program on `hook`.
+    pub fn insns(&self, hook: Hook) -> Option<u32> {
+        self.programs.iter().find(|p| p.hook() == hook)?.xlated_insns
+    }
+
     /// Every program's run time over the kill runs, per OOM kill: an upper
     /// bound of a kill's cost, since a hook like `signal_generate` also runs
     /// for every other signal sent meanwhile.
@@ -138,7 +143,7 @@ mod tests {
             runs,
             run_time_ns,
             window_per_run: [3_000, 1_000, 2_000].map(Duration::from_nanos).to_vec(),
-            xlated_insns: None,
+            xlated_insns: Some(runs as u32),
             verified_insns: None,
             jited_bytes: 0,
         }
@@ -168,6 +173,8 @@ mod tests {
         assert_eq!(cost.ns_per_run(Hook::OomKillProcess), None);
         assert_eq!(cost.median_ns_per_run(Hook::MarkVictim), Some(2_000.0));
         assert_eq!(KernelCost::default().median_ns_per_run(Hook::MarkVictim), None);
+        assert_eq!(cost.insns(Hook::SignalGenerate), Some(1000));
+        assert_eq!(cost.insns(Hook::Other), None);
         assert_eq!(cost.ns_per_kill(10), Some(12_000.0));
         assert_eq!(cost.ns_per_kill(0), None);
         assert_eq!(KernelCost::default().ns_per_kill(5), None);

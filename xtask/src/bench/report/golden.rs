@@ -80,7 +80,7 @@ fn program_cost(name: &str, program_type: &'static str, runs: u64, ns_per_run: u
 fn kernel_cost(tool: &str) -> KernelCost {
     if tool == "bpftrace" {
         return KernelCost {
-            programs: vec![program_cost("mark_victim", "tracepoint", 216, 1_210, 14)],
+            programs: vec![program_cost("mark_victim", "tracepoint", 216, 2_410, 14)],
             ringbuf_bytes: None,
         };
     }

@@ -122,6 +122,9 @@ fn summary(out: &mut String, report: &Report, peer: Option<&ToolFigures>) {
             writeln!(out, "- oomtrace's {what} program: {ns:.0} ns per run.").ok();
         }
     }
+    if let Some(finding) = instructions_finding(cost(oomtrace), cost(peer)) {
+        writeln!(out, "- {finding}").ok();
+    }
     if let Some(ring) = cost(oomtrace).and_then(|c| c.ringbuf_bytes) {
         writeln!(
             out,
@@ -133,6 +136,24 @@ fn summary(out: &mut String, report: &Report, peer: Option<&ToolFigures>) {
         .ok();
     }
     writeln!(out).ok();
+}
+
+/// When bpftrace's program has far fewer instructions yet costs nearly as
+/// much, the time per run is mostly not in the instructions.
+fn instructions_finding(oomtrace: Option<&KernelCost>, peer: Option<&KernelCost>) -> Option<String> {
+    let (oomtrace, peer) = (oomtrace?, peer?);
+    let (ours, theirs) = (oomtrace.median_ns_per_run(Hook::MarkVictim)?, peer.median_ns_per_run(Hook::MarkVictim)?);
+    let (our_insns, their_insns) = (oomtrace.insns(Hook::MarkVictim)?, peer.insns(Hook::MarkVictim)?);
+    let fewer = f64::from(our_insns) / f64::from(their_insns.max(1));
+    (fewer >= 10.0 && theirs > 0.0 && ours / theirs < 2.0).then(|| {
+        format!(
+            "bpftrace's `mark_victim` program has {fewer:.0}× fewer instructions than oomtrace's ({their_insns} \
+             against {our_insns}), yet oomtrace's takes {:.2}× its time per run: most of a run's time is not in the \
+             instructions oomtrace adds but in what both programs do once per event (reading the clock, writing \
+             the record to a ring or perf buffer, waking the reader).",
+            ours / theirs
+        )
+    })
 }
 
 /// "median ns (slowest ns)" of a program's sequential windows.

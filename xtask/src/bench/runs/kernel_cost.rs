@@ -35,8 +35,8 @@ impl KillWindow {
         let Ok(now) = bpf::held_by(self.pid) else { return };
         for program in &now.programs {
             let (runs, run_time_ns) = ran_since(&self.last, program);
-            if runs > 0 {
-                self.windows.entry(program.id).or_default().push(Duration::from_nanos(run_time_ns / runs));
+            if let Some(per_run_ns) = run_time_ns.checked_div(runs) {
+                self.windows.entry(program.id).or_default().push(Duration::from_nanos(per_run_ns));
             }
         }
         self.last = now;

@@ -3,7 +3,9 @@
 //!
 //! For each tool: start-to-attached (5 starts), idle footprint (RSS, CPU over
 //! 10 s), then kill-to-line latency for N sequential kills and a storm of
-//! parallel kills, counting every kill's events. Then `oomtrace daemon` with
+//! parallel kills, counting every kill's events, with the kernel's run-time
+//! statistics of the tool's BPF programs over those kills (and the prebuilt
+//! object's programs against the verifier's limits). Then `oomtrace daemon` with
 //! both exporters on and the cost of pod attribution, against the real
 //! containerd, Prometheus and OTLP receiver the tests use (started when not
 //! running). The report goes to stdout and to docs/benchmarks.md.

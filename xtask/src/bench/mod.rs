@@ -154,7 +154,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
 
     let verifier = Verifier {
-        event_bytes: std::mem::size_of::<oomtrace_common::RawOomEvent>(),
+        event: runs::kernel_cost::event_record(&format!("/{cgroup_name}/seq")),
         prebuilt: runs::object::programs(&root.join(crate::ebpf_object::PREBUILT))
             .map_err(|error| format!("{error:#}")),
     };

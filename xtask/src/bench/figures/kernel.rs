@@ -123,11 +123,23 @@ pub struct ObjectProgram {
     pub stack_bytes: u32,
 }
 
+/// What one event's record takes: a fixed part, then the victim cgroup's
+/// path names, only as many bytes as they use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Sent with no path names.
+    pub fixed_bytes: usize,
+    /// Sent with the longest names the kernel side captures.
+    pub max_bytes: usize,
+    /// The bench's sequential cgroup, as its events carry it.
+    pub bench_cgroup: String,
+    pub bench_bytes: usize,
+}
+
 /// The kernel cost of a report: the record size, and the prebuilt object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verifier {
-    /// `size_of::<oomtrace_common::RawOomEvent>()`.
-    pub event_bytes: usize,
+    pub event: EventRecord,
     /// The programs of the prebuilt object, or why it could not be read.
     pub prebuilt: Result<Vec<ObjectProgram>, String>,
 }

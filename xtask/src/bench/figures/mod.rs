@@ -10,7 +10,7 @@ use std::time::Duration;
 
 pub use daemon::{CpuUse, DaemonFigures, IdleWindow};
 pub use enrichment::EnrichmentFigures;
-pub use kernel::{Hook, KernelCost, ObjectProgram, ProgramCost, Verifier};
+pub use kernel::{EventRecord, Hook, KernelCost, ObjectProgram, ProgramCost, Verifier};
 pub use stats::{Latency, duration_stats, median_ms};
 
 use oomtrace_testkit::procfs::{Clock, Machine, Memory};

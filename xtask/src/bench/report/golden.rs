@@ -7,8 +7,8 @@ use std::{path::PathBuf, time::Duration};
 
 use super::render;
 use crate::bench::figures::{
-    ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, IdleWindow, KernelCost, KillRun, ObjectProgram, Peer,
-    ProgramCost, Report, Section, ToolFigures, Verifier,
+    ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, EventRecord, IdleWindow, KernelCost, KillRun, ObjectProgram,
+    Peer, ProgramCost, Report, Section, ToolFigures, Verifier,
 };
 use oomtrace_testkit::{
     observability::OtlpCounts,
@@ -103,7 +103,12 @@ fn verifier() -> Verifier {
         stack_bytes,
     };
     Verifier {
-        event_bytes: 288,
+        event: EventRecord {
+            fixed_bytes: 544,
+            max_bytes: 2_848,
+            bench_cgroup: "/oomtrace-bench-4143/seq".to_owned(),
+            bench_bytes: 570,
+        },
         prebuilt: Ok(vec![
             program("mark_victim_btf", "tp_btf/mark_victim", 1_196, 160, 192, &["memset"]),
             program("signal_generate", "tracepoint", 59, 16, 32, &[]),

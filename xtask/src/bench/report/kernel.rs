@@ -90,7 +90,8 @@ fn summary(out: &mut String, report: &Report, peer: Option<&ToolFigures>) {
         |tool: Option<&ToolFigures>| cost(tool).and_then(|c| c.median_ns_per_run(Hook::MarkVictim));
     let per_kill = |tool: Option<&ToolFigures>| tool.and_then(|t| cost(Some(t))?.ns_per_kill(kills(t)));
     let oomtrace = Some(&report.oomtrace);
-    let record_bytes = (report.verifier.event_bytes + RINGBUF_HEADER_BYTES).div_ceil(8) * 8;
+    let event = &report.verifier.event;
+    let record = |sent: usize| (sent + RINGBUF_HEADER_BYTES).div_ceil(8) * 8;
     writeln!(out, "| per OOM kill | oomtrace | bpftrace | oomtrace / bpftrace |\n|---|---|---|---|").ok();
     for (metric, a, b) in [
         (
@@ -111,9 +112,13 @@ fn summary(out: &mut String, report: &Report, peer: Option<&ToolFigures>) {
     }
     writeln!(
         out,
-        "| ring-buffer bytes per event | {record_bytes} B (`RawOomEvent` {} B + {RINGBUF_HEADER_BYTES} B header, \
-         padded to 8) | n/a (`printf` goes through a perf buffer) | |",
-        report.verifier.event_bytes
+        "| ring-buffer bytes per event | {} B in `{}` ({} B sent + {RINGBUF_HEADER_BYTES} B header, padded to 8); \
+         {} B with no path names, {} B with the longest | n/a (`printf` goes through a perf buffer) | |",
+        record(event.bench_bytes),
+        event.bench_cgroup,
+        event.bench_bytes,
+        record(event.fixed_bytes),
+        record(event.max_bytes)
     )
     .ok();
     writeln!(out).ok();
@@ -128,10 +133,11 @@ fn summary(out: &mut String, report: &Report, peer: Option<&ToolFigures>) {
     if let Some(ring) = cost(oomtrace).and_then(|c| c.ringbuf_bytes) {
         writeln!(
             out,
-            "- oomtrace's ring buffer is {} KiB (read from the running tracer): {} events fit before the kernel side \
-             drops one, if the reader falls that far behind.",
+            "- oomtrace's ring buffer is {} KiB (read from the running tracer): {} events like the bench's fit \
+             before the kernel side drops one, if the reader falls that far behind ({} with the longest paths).",
             ring / 1024,
-            ring as usize / record_bytes
+            ring as usize / record(event.bench_bytes),
+            ring as usize / record(event.max_bytes)
         )
         .ok();
     }

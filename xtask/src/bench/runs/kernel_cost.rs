@@ -6,7 +6,8 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::Result;
 
-use crate::bench::figures::{KernelCost, ProgramCost};
+use crate::bench::figures::{EventRecord, KernelCost, ProgramCost};
+use oomtrace_common::{CGROUP_PATH_NAME_MAX, CGROUP_PATH_NAMES_LEN, RawOomEvent};
 use oomtrace_testkit::bpf::{self, Held, MAP_TYPE_RINGBUF, Program, RunTimeStats};
 
 /// Statistics on, the tracer's programs as they were at the start, and the
@@ -47,6 +48,20 @@ impl KillWindow {
     pub fn close(mut self) -> Result<KernelCost> {
         let after = bpf::held_by(self.pid)?;
         Ok(cost_between(&self.before, &after, &mut self.windows))
+    }
+}
+
+/// The bytes oomtrace sends per event (`RawOomEvent::sent_len`), for a
+/// victim in `cgroup` (a path from the hierarchy's root).
+pub fn event_record(cgroup: &str) -> EventRecord {
+    // Each level's name NUL-terminated, then the root's empty name and its NUL.
+    let names_len: usize =
+        cgroup.split('/').filter(|name| !name.is_empty()).map(|name| name.len() + 1).sum::<usize>() + 1;
+    EventRecord {
+        fixed_bytes: RawOomEvent::sent_len(0),
+        max_bytes: RawOomEvent::sent_len(CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX),
+        bench_cgroup: cgroup.to_owned(),
+        bench_bytes: RawOomEvent::sent_len(names_len),
     }
 }
 
@@ -100,6 +115,14 @@ mod tests {
             jited_bytes: 512,
             verified_insns: Some(90),
         }
+    }
+
+    #[test]
+    fn a_record_carries_its_path_names() {
+        let record = event_record("/oomtrace-bench-42/seq");
+        assert_eq!(record.bench_bytes, record.fixed_bytes + "seq\0oomtrace-bench-42\0\0".len());
+        assert_eq!(record.max_bytes, std::mem::size_of::<RawOomEvent>());
+        assert_eq!(event_record("/").bench_bytes, record.fixed_bytes + 1);
     }
 
     #[test]

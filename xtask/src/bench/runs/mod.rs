@@ -4,7 +4,7 @@
 
 pub mod daemon;
 pub mod enrichment;
-mod kernel_cost;
+pub mod kernel_cost;
 mod kills;
 pub mod object;
 pub mod peers;

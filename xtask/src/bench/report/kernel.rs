@@ -122,11 +122,6 @@ fn summary(out: &mut String, report: &Report, peer: Option<&ToolFigures>) {
     )
     .ok();
     writeln!(out).ok();
-    for (hook, what) in [(Hook::OomKillProcess, "`oom_kill_process`"), (Hook::SignalGenerate, "`signal_generate`")] {
-        if let Some(ns) = cost(oomtrace).and_then(|c| c.ns_per_run(hook)) {
-            writeln!(out, "- oomtrace's {what} program: {ns:.0} ns per run.").ok();
-        }
-    }
     if let Some(finding) = instructions_finding(cost(oomtrace), cost(peer)) {
         writeln!(out, "- {finding}").ok();
     }

@@ -11,12 +11,15 @@
 //!   daemon, bpftrace), with [`live`] and [`daemon`] on top of it, reading
 //!   events as typed [`event::Event`]s;
 //! - [`procfs`]: clocks, CPU and memory of a process, the machine;
+//! - [`bpf`]: the BPF programs and maps a process holds, with the kernel's
+//!   run-time statistics of each program;
 //! - [`components`]: the scripts that bring the shared components up;
 //! - [`harness`]: tests that say what they need and skip visibly without it.
 //!
 //! It does not depend on the `oomtrace` crate: its oracles (hierarchy
 //! detection, /proc/<pid>/cgroup, the event's JSON) are written independently.
 
+pub mod bpf;
 pub mod cgroup;
 pub mod components;
 pub mod cri;

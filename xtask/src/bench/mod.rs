@@ -3,7 +3,9 @@
 //!
 //! For each tool: start-to-attached (5 starts), idle footprint (RSS, CPU over
 //! 10 s), then kill-to-line latency for N sequential kills and a storm of
-//! parallel kills, counting every kill's events. Then `oomtrace daemon` with
+//! parallel kills, counting every kill's events, with the kernel's run-time
+//! statistics of the tool's BPF programs over those kills (and the prebuilt
+//! object's programs against the verifier's limits). Then `oomtrace daemon` with
 //! both exporters on and the cost of pod attribution, against the real
 //! containerd, Prometheus and OTLP receiver the tests use (started when not
 //! running). The report goes to stdout and to docs/benchmarks.md.
@@ -26,7 +28,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use figures::{Peer, Report, Section};
+use figures::{Peer, Report, Section, Verifier};
 use host::progress;
 use oomtrace_testkit::{
     cgroup::Hierarchy,
@@ -151,6 +153,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ));
     }
 
+    let verifier = Verifier {
+        event: runs::kernel_cost::event_record(&format!("/{cgroup_name}/seq")),
+        prebuilt: runs::object::programs(&root.join(crate::ebpf_object::PREBUILT))
+            .map_err(|error| format!("{error:#}")),
+    };
     let report = Report {
         generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         commit: host::git_commit(&root),
@@ -163,6 +170,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bpftrace,
         bcc,
         clock_check,
+        verifier,
         components: component_rows,
         burst: args.burst as usize,
         daemon,

@@ -72,3 +72,16 @@ pub const TIMEOUT_SLACK: f64 = 0.1;
 /// No attribute() call that reaches the runtime over its unix socket took
 /// less than this on the development host (a cache hit takes under 1 µs).
 pub const RUNTIME_CALL_FLOOR: Duration = Duration::from_micros(50);
+
+// --- The kernel side, against the verifier's limits (the same on 5.10 as today) ---
+
+/// Instructions a privileged program may have, and that the verifier may
+/// process while exploring it (BPF_COMPLEXITY_LIMIT_INSNS, since 5.2).
+pub const VERIFIER_INSNS_LIMIT: u32 = 1_000_000;
+/// Instructions an unprivileged program may have (BPF_MAXINSNS).
+pub const UNPRIVILEGED_INSNS_LIMIT: u32 = 4096;
+/// Stack of a program's deepest call chain (MAX_BPF_STACK).
+pub const STACK_LIMIT_BYTES: u32 = 512;
+/// Each ring-buffer record carries this header and is padded to 8 bytes
+/// (BPF_RINGBUF_HDR_SZ).
+pub const RINGBUF_HEADER_BYTES: usize = 8;

@@ -3,12 +3,14 @@
 
 mod daemon;
 mod enrichment;
+mod kernel;
 mod stats;
 
 use std::time::Duration;
 
 pub use daemon::{CpuUse, DaemonFigures, IdleWindow};
 pub use enrichment::EnrichmentFigures;
+pub use kernel::{EventRecord, Hook, KernelCost, ObjectProgram, ProgramCost, Verifier};
 pub use stats::{Latency, duration_stats, median_ms};
 
 use oomtrace_testkit::procfs::{Clock, Machine, Memory};
@@ -26,6 +28,8 @@ pub struct Report {
     pub bpftrace: Peer,
     pub bcc: Peer,
     pub clock_check: Option<ClockCheck>,
+    /// The record size and the prebuilt object's programs.
+    pub verifier: Verifier,
     /// (component, what the bench found or did).
     pub components: Vec<(&'static str, String)>,
     pub burst: usize,
@@ -94,6 +98,9 @@ pub struct ToolFigures {
     pub storm: KillRun,
     /// Events for victims that were not the bench's hogs.
     pub foreign_events: usize,
+    /// Its BPF programs over the sequential kills and the storm, or why
+    /// they could not be measured.
+    pub kernel: Result<KernelCost, String>,
 }
 
 impl ToolFigures {

@@ -20,6 +20,14 @@ pub fn cell(value: Option<f64>, unit: &str, decimals: usize) -> String {
     }
 }
 
+/// `a / b` as a factor, or "n/a".
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "n/a".to_owned(),
+    }
+}
+
 /// "matched/killed (N missing, N duplicate)", and the hogs not killed.
 pub fn events_cell(run: &KillRun) -> String {
     let mut text = format!(
@@ -83,6 +91,8 @@ mod tests {
     fn cells_and_events() {
         assert_eq!(cell(Some(2.6691), "ms", 3), "2.669 ms");
         assert_eq!(cell(None, "ms", 3), "n/a");
+        assert_eq!(ratio(Some(3.0), Some(2.0)), "1.50×");
+        assert_eq!(ratio(Some(3.0), Some(0.0)), "n/a");
         let run = KillRun { hogs: 3, not_killed: 1, missing: vec![9], latencies_ns: vec![5], ..KillRun::default() };
         assert_eq!(events_cell(&run), "1/2 (1 missing, 0 duplicate); 1 of 3 hogs not killed");
         assert_eq!(capitalized("skipped (--no-daemon)"), "Skipped (--no-daemon)");

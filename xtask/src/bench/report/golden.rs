@@ -7,7 +7,8 @@ use std::{path::PathBuf, time::Duration};
 
 use super::render;
 use crate::bench::figures::{
-    ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, IdleWindow, KillRun, Peer, Report, Section, ToolFigures,
+    ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, EventRecord, IdleWindow, KernelCost, KillRun, ObjectProgram,
+    Peer, ProgramCost, Report, Section, ToolFigures, Verifier,
 };
 use oomtrace_testkit::{
     observability::OtlpCounts,
@@ -59,6 +60,59 @@ fn tool(name: &'static str, version: &str, scale: u64, seq: KillRun, storm: Kill
         seq,
         storm,
         foreign_events: if name == "bpftrace" { 3 } else { 0 },
+        kernel: Ok(kernel_cost(name)),
+    }
+}
+
+fn program_cost(name: &str, program_type: &'static str, runs: u64, ns_per_run: u64, insns: u32) -> ProgramCost {
+    ProgramCost {
+        name: name.to_owned(),
+        program_type,
+        runs,
+        run_time_ns: runs * ns_per_run + runs / 3,
+        window_per_run: (0..runs.min(9)).map(|i| Duration::from_nanos(ns_per_run - 40 + i * 7 + i * i * 3)).collect(),
+        xlated_insns: Some(insns),
+        verified_insns: Some(insns * 3),
+        jited_bytes: insns * 6,
+    }
+}
+
+fn kernel_cost(tool: &str) -> KernelCost {
+    if tool == "bpftrace" {
+        return KernelCost {
+            programs: vec![program_cost("mark_victim", "tracepoint", 216, 2_410, 14)],
+            ringbuf_bytes: None,
+        };
+    }
+    KernelCost {
+        programs: vec![
+            program_cost("mark_victim_btf", "tracing", 216, 3_480, 1_185),
+            program_cost("signal_generate", "tracepoint", 9_817, 95, 59),
+        ],
+        ringbuf_bytes: Some(256 << 10),
+    }
+}
+
+fn verifier() -> Verifier {
+    let program = |name: &str, section: &str, insns, frame_bytes, stack_bytes, subprograms: &[&str]| ObjectProgram {
+        name: name.to_owned(),
+        section: section.to_owned(),
+        insns,
+        subprograms: subprograms.iter().map(|s| s.to_string()).collect(),
+        frame_bytes,
+        stack_bytes,
+    };
+    Verifier {
+        event: EventRecord {
+            fixed_bytes: 544,
+            max_bytes: 2_848,
+            bench_cgroup: "/oomtrace-bench-4143/seq".to_owned(),
+            bench_bytes: 570,
+        },
+        prebuilt: Ok(vec![
+            program("mark_victim_btf", "tp_btf/mark_victim", 1_196, 160, 192, &["memset"]),
+            program("signal_generate", "tracepoint", 59, 16, 32, &[]),
+        ]),
     }
 }
 
@@ -144,7 +198,7 @@ fn components() -> Vec<(&'static str, String)> {
 /// Everything measured, with every kind of trouble a note reports.
 fn troubled() -> Report {
     let burst = KillRun { missing: vec![777], duplicates: 1, not_killed: 1, ..clean_run(30, 2_700_000) };
-    Report {
+    let mut report = Report {
         generated: "2026-11-25T23:51:42Z".to_owned(),
         commit: "6a81845 + uncommitted changes".to_owned(),
         machine: machine(),
@@ -162,6 +216,7 @@ fn troubled() -> Report {
         ))),
         bcc: Peer::Unavailable("Exception: Failed to compile BPF module <text>".to_owned()),
         clock_check: Some(clock_check(0, 5_517_049_205_195)),
+        verifier: verifier(),
         components: components(),
         burst: 30,
         daemon: Section::Measured(Box::new(daemon(burst, Err("no series after 20 s".to_owned()), 2))),
@@ -171,7 +226,16 @@ fn troubled() -> Report {
             (1..=20).map(|i| us(300 + i)).collect(),
         ))),
         bench_seconds: 79,
+    };
+    if let Ok(cost) = &mut report.oomtrace.kernel {
+        cost.programs.push(program_cost("oom_kill_proces", "kprobe", 27, 2_020, 210));
+        cost.programs[0].verified_insns = None;
     }
+    if let Peer::Measured(peer) = &mut report.bpftrace {
+        peer.kernel = Err("BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): Invalid argument (os error 22)".to_owned());
+    }
+    report.verifier.prebuilt = Err("reading oomtrace-ebpf/prebuilt/oomtrace.bpf.o: No such file".to_owned());
+    report
 }
 
 /// Everything measured, nothing wrong: the shape of docs/benchmarks.md.
@@ -194,6 +258,7 @@ fn clean() -> Report {
         ))),
         bcc: Peer::AttachedOnly { attach: ms(812), note: "it prints wall-clock seconds".to_owned() },
         clock_check: Some(clock_check(3_600_000, 5_517_049_205_195)),
+        verifier: verifier(),
         components: components(),
         burst: 30,
         daemon: Section::Measured(Box::new(daemon(clean_run(30, 2_717_000), Ok(30.0), 0))),
@@ -220,6 +285,7 @@ fn alone() -> Report {
         bpftrace: Peer::Skipped,
         bcc: Peer::Skipped,
         clock_check: None,
+        verifier: verifier(),
         components: Vec::new(),
         burst: 30,
         daemon: Section::Skipped("--no-daemon"),
@@ -234,6 +300,7 @@ fn empty() -> Report {
     report.oomtrace.attach.clear();
     report.oomtrace.seq = KillRun { hogs: 3, missing: vec![1, 2, 3], kernel_oom_kills: 3, ..KillRun::default() };
     report.bpftrace = Peer::Unavailable("apt-get install -y bpftrace failed".to_owned());
+    report.oomtrace.kernel = Ok(KernelCost::default());
     report.daemon = Section::Unavailable("Prometheus is not running".to_owned());
     report.enrichment = Section::Measured(Box::new(enrichment(Vec::new(), Vec::new(), Vec::new())));
     if let Section::Measured(e) = &mut report.enrichment {
@@ -301,7 +368,17 @@ fn renders_every_fixture_as_before() {
 #[test]
 fn every_section_is_found_in_the_golden_reports() {
     let clean = golden("clean");
-    let headings = ["Machine", "Targets", "Results", "Peers", "Daemon footprint", "Enrichment cost", "Method", "Notes"];
+    let headings = [
+        "Machine",
+        "Targets",
+        "Results",
+        "Peers",
+        "Kernel cost",
+        "Daemon footprint",
+        "Enrichment cost",
+        "Method",
+        "Notes",
+    ];
     let parts: String =
         std::iter::once(section_of(&clean, None)).chain(headings.iter().map(|h| section_of(&clean, Some(h)))).collect();
     assert!(parts == clean, "the sections do not add up to the whole report");

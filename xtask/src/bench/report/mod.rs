@@ -8,6 +8,7 @@ mod format;
 #[cfg(test)]
 mod golden;
 mod header;
+mod kernel;
 mod method;
 mod notes;
 mod peers;
@@ -26,6 +27,7 @@ const SECTIONS: &[RenderSection] = &[
     targets::targets,
     results::results,
     peers::peers,
+    kernel::kernel,
     daemon::daemon,
     enrichment::enrichment,
     method::method,

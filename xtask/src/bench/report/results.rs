@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::bench::{
     figures::{Peer, Report, ToolFigures},
-    report::format::{cell, events_cell, mib},
+    report::format::{cell, events_cell, mib, ratio},
     settings::{ATTACH_RUNS, IDLE_WINDOW},
 };
 
@@ -49,16 +49,13 @@ pub fn results(out: &mut String, report: &Report) {
             writeln!(out, "| metric | oomtrace | bpftrace | oomtrace / bpftrace |\n|---|---|---|---|").ok();
             for r in &rows(report) {
                 let (a, b) = ((r.value)(o), (r.value)(peer));
-                let ratio = match (a, b) {
-                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
-                    _ => "n/a".to_owned(),
-                };
                 writeln!(
                     out,
-                    "| {} | {} | {} | {ratio} |",
+                    "| {} | {} | {} | {} |",
                     r.metric,
                     cell(a, r.unit, r.decimals),
-                    cell(b, r.unit, r.decimals)
+                    cell(b, r.unit, r.decimals),
+                    ratio(a, b)
                 )
                 .ok();
             }

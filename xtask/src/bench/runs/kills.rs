@@ -76,8 +76,15 @@ impl Seen {
     }
 }
 
-/// One hog at a time; each kill's event is awaited before the next hog starts.
-pub fn kill_sequentially(tracer: &Tracer, cgroup: &MemCgroup, kills: usize, seen: &mut Seen) -> Result<Vec<Hog>> {
+/// One hog at a time; each kill's event is awaited before the next hog
+/// starts, and `after_kill` runs in between.
+pub fn kill_sequentially(
+    tracer: &Tracer,
+    cgroup: &MemCgroup,
+    kills: usize,
+    seen: &mut Seen,
+    mut after_kill: impl FnMut(),
+) -> Result<Vec<Hog>> {
     let mut hogs = Vec::with_capacity(kills);
     for _ in 0..kills {
         let hog = wait_hog(cgroup.spawn_hog()?)?;
@@ -85,6 +92,7 @@ pub fn kill_sequentially(tracer: &Tracer, cgroup: &MemCgroup, kills: usize, seen
             seen.wait_for(tracer, &[hog.pid], EVENT_DEADLINE);
         }
         hogs.push(hog);
+        after_kill();
     }
     Ok(hogs)
 }

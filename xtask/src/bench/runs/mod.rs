@@ -4,6 +4,8 @@
 
 pub mod daemon;
 pub mod enrichment;
+pub mod kernel_cost;
 mod kills;
+pub mod object;
 pub mod peers;
 pub mod tracers;

@@ -14,7 +14,10 @@ use anyhow::{Context as _, Result};
 use crate::bench::{
     figures::ToolFigures,
     host::progress,
-    runs::kills::{Seen, kernel_oom_kills, kill_sequentially, kill_storm},
+    runs::{
+        kernel_cost,
+        kills::{Seen, kernel_oom_kills, kill_sequentially, kill_storm},
+    },
     settings::{
         ATTACH_DEADLINE, ATTACH_RUNS, DRAIN_QUIET, IDLE_SETTLE, IDLE_WINDOW, LIMIT_BYTES, PROBES_ATTACHED_DEADLINE,
     },
@@ -93,12 +96,21 @@ pub fn measure(tool: &Tool, hierarchy: &Hierarchy, kills: Kills) -> Result<ToolF
     let (idle, idle_cpu_percent) = idle_footprint(tracer.pid()).with_context(|| format!("measuring idle {name}"))?;
 
     let cgroups = BenchCgroups::create(hierarchy, kills.cgroup_name, LIMIT_BYTES, kills.storm)?;
+    let mut kernel_window = kernel_cost::open(tracer.pid());
     let mut seen = Seen::default();
     progress(&format!("{name}: {} sequential OOM kills in {}", kills.sequential, cgroups.seq.path));
-    let seq_hogs = kill_sequentially(&tracer, &cgroups.seq, kills.sequential, &mut seen)?;
+    let seq_hogs = kill_sequentially(&tracer, &cgroups.seq, kills.sequential, &mut seen, || {
+        if let Ok(window) = &mut kernel_window {
+            window.sample();
+        }
+    })?;
     progress(&format!("{name}: storm of {} parallel OOM kills in {}/storm-NN", kills.storm, cgroups.parent.path));
     let storm_hogs = kill_storm(&tracer, &cgroups.storm, &mut seen)?;
     seen.drain(&tracer, DRAIN_QUIET);
+    let kernel = kernel_window.and_then(kernel_cost::KillWindow::close).map_err(|error| {
+        progress(&format!("{name}: kernel cost not measured: {error:#}"));
+        format!("{error:#}")
+    });
     let after_kills =
         procfs::memory(tracer.pid()).with_context(|| format!("reading {name}'s memory after the kills"))?;
     let exit = tracer.stop().with_context(|| format!("stopping {name}"))?;
@@ -126,6 +138,7 @@ pub fn measure(tool: &Tool, hierarchy: &Hierarchy, kills: Kills) -> Result<ToolF
         seq,
         storm,
         foreign_events,
+        kernel,
     })
 }
 

@@ -21,10 +21,12 @@ pub const CGROUP_NAME_LEN: usize = 128;
 /// to infer the OOMing memcg. Real layouts are at most ~12 levels deep (a kind
 /// node inside docker-in-docker inside a pod); 32 leaves room to spare.
 pub const MAX_CGROUP_DEPTH: usize = 32;
-/// Bytes of names a captured path holds before it is cut ([`path::LENGTH_CUT`]);
-/// the deepest kind-in-docker paths are ~400 bytes.
+/// Bytes of names a captured path holds (the deepest kind-in-docker paths are
+/// ~400 bytes). A power of two: the kernel side bounds lengths with a mask,
+/// which every verifier follows.
 pub const CGROUP_PATH_NAMES_LEN: usize = 2048;
-/// One captured name at most: NAME_MAX plus its NUL.
+/// One captured name at most: NAME_MAX plus its NUL. The capture is cut
+/// ([`path::LENGTH_CUT`]) when less room than this is left.
 pub const CGROUP_PATH_NAME_MAX: usize = 256;
 /// `TASK_COMM_LEN` in the kernel.
 pub const COMM_LEN: usize = 16;
@@ -89,7 +91,7 @@ pub mod path {
     pub const ROOT: u32 = 1;
     /// Stopped after `MAX_CGROUP_DEPTH` levels.
     pub const DEPTH_CUT: u32 = 2;
-    /// Stopped when the names filled `CGROUP_PATH_NAMES_LEN` bytes.
+    /// Stopped when less than `CGROUP_PATH_NAME_MAX` of the `CGROUP_PATH_NAMES_LEN` bytes were left.
     pub const LENGTH_CUT: u32 = 3;
     /// An ancestor's kernfs node could not be read.
     pub const UNREADABLE: u32 = 4;
@@ -135,7 +137,7 @@ pub struct RawCgroupPath {
     pub _pad: u32,
     /// The levels' names, each NUL-terminated, the victim's first; the root's
     /// name is empty.
-    pub names: [u8; CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX],
+    pub names: [u8; CGROUP_PATH_NAMES_LEN],
 }
 
 /// The `oom_kill_process` context, keyed by the trigger's pid_tgid, waiting for
@@ -205,7 +207,7 @@ pub struct RawOomEvent {
 impl RawOomEvent {
     /// Bytes of a record carrying `names_len` bytes of path names.
     pub const fn sent_len(names_len: usize) -> usize {
-        core::mem::size_of::<Self>() - (CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX) + names_len
+        core::mem::size_of::<Self>() - CGROUP_PATH_NAMES_LEN + names_len
     }
 }
 
@@ -240,10 +242,7 @@ mod tests {
     #[test]
     fn records_have_no_implicit_padding() {
         assert_eq!(size_of::<RawCgroup>(), 16 + CGROUP_NAME_LEN);
-        assert_eq!(
-            size_of::<RawCgroupPath>(),
-            8 * MAX_CGROUP_DEPTH + 8 + 4 * 4 + CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX
-        );
+        assert_eq!(size_of::<RawCgroupPath>(), 8 * MAX_CGROUP_DEPTH + 8 + 4 * 4 + CGROUP_PATH_NAMES_LEN);
         assert_eq!(size_of::<RawOomContext>(), 8 * 5 + 4 * 6);
         assert_eq!(size_of::<RawKillSignal>(), 16);
         // (KernelLayout has its own test in layout.rs.)

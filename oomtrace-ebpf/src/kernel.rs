@@ -153,8 +153,9 @@ pub fn fill_victim_from_task(task: u64, ev: &mut RawOomEvent) {
 }
 
 /// Captures `struct cgroup *`'s kernfs id and name and those of each ancestor,
-/// nearest first, up to the root or [`MAX_CGROUP_DEPTH`] levels or
-/// [`CGROUP_PATH_NAMES_LEN`] bytes of names; `out.end` says which.
+/// nearest first, up to the root or [`MAX_CGROUP_DEPTH`] levels or until
+/// less than a whole name's room is left; `out.end` says which. So
+/// `names_len` stays below [`CGROUP_PATH_NAMES_LEN`].
 #[inline(always)]
 fn capture_path(cgroup: u64, out: &mut RawCgroupPath) {
     out.end = path::UNREADABLE;
@@ -167,7 +168,7 @@ fn capture_path(cgroup: u64, out: &mut RawCgroupPath) {
         let Some(id) = read::<u64>(kn, layout!(kn_id)) else {
             return;
         };
-        if used >= CGROUP_PATH_NAMES_LEN {
+        if used > CGROUP_PATH_NAMES_LEN - CGROUP_PATH_NAME_MAX {
             out.end = path::LENGTH_CUT;
             out.uncaptured_id = id;
             return;

@@ -35,8 +35,6 @@ const SIGNAL_MAX_AGE_NS: u64 = 1_000_000_000;
 /// A memcg whose usage is within this many pages of its limit is "at its
 /// limit": a failed charge is at most a THP (512 pages of 4 KiB).
 const AT_LIMIT_MARGIN_PAGES: u64 = 512;
-/// Capacity of the captured path's names.
-const MAX_NAMES: usize = CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX;
 
 #[btf_tracepoint(function = "mark_victim")]
 pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
@@ -93,11 +91,15 @@ fn emit(task: u64, tp: Option<&TracePointContext>, source: u32) {
     join_context(pid_tgid, task, ev);
     join_kill_signal(pid_tgid, ev);
 
-    // The record without the unused tail of the path names.
-    let names_len = ev.victim_memcg.names_len as usize;
-    let names_len = if ev.present & field::VICTIM_MEMCG == 0 || names_len > MAX_NAMES { 0 } else { names_len };
+    // The record without the unused tail of the path names. The length is
+    // bounded by a mask (a no-op: it is below CGROUP_PATH_NAMES_LEN) on a
+    // fresh load: verifiers before 6.11 lose a bound checked on one register
+    // when the compiler computes the sum in another before the check.
+    // SAFETY: reads a plain u32 of this CPU's scratch slot.
+    let names_len = unsafe { core::ptr::read_volatile(&raw const ev.victim_memcg.names_len) } as usize;
+    let names_len = if ev.present & field::VICTIM_MEMCG == 0 { 0 } else { names_len & (CGROUP_PATH_NAMES_LEN - 1) };
     let sent = RawOomEvent::sent_len(names_len);
-    // SAFETY: `sent` is at most the size of `*ev` (names_len is clamped to the
+    // SAFETY: `sent` is at most the size of `*ev` (names_len is masked to the
     // names buffer), so the slice stays inside this CPU's scratch slot.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const RawOomEvent).cast::<u8>(), sent) };
     if EVENTS.output::<[u8]>(bytes, 0).is_err() {

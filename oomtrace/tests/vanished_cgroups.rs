@@ -116,20 +116,26 @@ fn back_to_back_kills_in_short_lived_nested_cgroups_are_all_named() -> Result<()
     assert_all_named(tracer, &kills)
 }
 
-/// `levels` nested cgroups `d01/d02/...` under `top`, outermost first.
-fn nest(top: &MemCgroup, levels: usize) -> Result<Vec<MemCgroup>> {
-    let mut chain: Vec<MemCgroup> = Vec::with_capacity(levels);
-    for level in 1..=levels {
-        let next = chain.last().unwrap_or(top).child(&format!("d{level:02}"), None)?;
-        chain.push(next);
+/// Nested cgroups `d01/d02/...`, outermost first; removed innermost first,
+/// so that every rmdir finds its directory empty, also when a test fails.
+struct Nested(Vec<MemCgroup>);
+
+impl Nested {
+    fn under(top: &MemCgroup, levels: usize) -> Result<Nested> {
+        let mut nested = Nested(Vec::with_capacity(levels));
+        for level in 1..=levels {
+            let next = nested.0.last().unwrap_or(top).child(&format!("d{level:02}"), None)?;
+            nested.0.push(next);
+        }
+        Ok(nested)
     }
-    Ok(chain)
 }
 
-/// Innermost first, so that every rmdir finds its directory empty.
-fn remove_nested(mut chain: Vec<MemCgroup>) {
-    while let Some(cgroup) = chain.pop() {
-        drop(cgroup);
+impl Drop for Nested {
+    fn drop(&mut self) {
+        while let Some(cgroup) = self.0.pop() {
+            drop(cgroup);
+        }
     }
 }
 
@@ -137,8 +143,8 @@ fn remove_nested(mut chain: Vec<MemCgroup>) {
 /// through `probes`; the event, the limited cgroup's path and the victim's.
 fn deep_kill(test: &str, levels_below: usize, probes: &[&str]) -> Result<(Event, MemCgroup, String)> {
     let limited = MemCgroup::create(&unique(test), Some(LIMIT))?;
-    let chain = nest(&limited, levels_below)?;
-    let victim = chain.last().context("no levels")?;
+    let nested = Nested::under(&limited, levels_below)?;
+    let victim = nested.0.last().context("no levels")?;
     let mut args = vec!["--cgroup", limited.path.as_str()];
     args.extend_from_slice(probes);
     let tracer = live(&args)?;
@@ -149,7 +155,7 @@ fn deep_kill(test: &str, levels_below: usize, probes: &[&str]) -> Result<(Event,
     });
     let victim_path = victim.path.clone();
     drop(tracer);
-    remove_nested(chain);
+    drop(nested);
     Ok((result?, limited, victim_path))
 }
 

@@ -81,7 +81,8 @@ pub fn refused_by_kernel(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// An aya error with its causes, on one line (the verifier log stays at debug level).
+/// An aya error with its causes, on one line, and for a program the verifier
+/// rejected, the verifier's verdict (the whole log stays at debug level).
 fn describe(error: &ProgramError) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -90,7 +91,22 @@ fn describe(error: &ProgramError) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text.lines().next().unwrap_or_default().to_owned()
+    let mut text = text.lines().next().unwrap_or_default().to_owned();
+    if let ProgramError::LoadError { verifier_log, .. } = error
+        && let Some(verdict) = verifier_verdict(&verifier_log.to_string())
+        && !text.ends_with(verdict)
+    {
+        text.push_str(" ... ");
+        text.push_str(verdict);
+    }
+    text
+}
+
+/// The line of a verifier log that says why it rejected the program: the last
+/// one before its statistics.
+fn verifier_verdict(log: &str) -> Option<&str> {
+    const STATISTICS: [&str; 4] = ["processed ", "verification time", "stack depth", "-- END PROG LOAD LOG"];
+    log.lines().rev().map(str::trim).find(|line| !line.is_empty() && !STATISTICS.iter().any(|s| line.starts_with(s)))
 }
 
 /// Attaches what `plan` asks for, falling back along the chains. Never fails:
@@ -234,6 +250,18 @@ fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), AttachError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verdict_is_the_last_line_before_the_statistics() {
+        let log = "func#0 @0\narg#0 type is not a struct\n0: (bf) r6 = r1\n\
+                   R1 unbounded memory access, make sure to bounds check any such access\n\
+                   processed 4561 insns (limit 1000000) max_states_per_insn 4 total_states 80\n";
+        assert_eq!(
+            verifier_verdict(log),
+            Some("R1 unbounded memory access, make sure to bounds check any such access")
+        );
+        assert_eq!(verifier_verdict("\n"), None);
+    }
 
     fn os_error(code: i32) -> std::io::Error {
         std::io::Error::from_raw_os_error(code)

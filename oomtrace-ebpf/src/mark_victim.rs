@@ -16,7 +16,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use oomtrace_common::{ABSENT, CGROUP_PATH_NAME_MAX, CGROUP_PATH_NAMES_LEN, RawOomEvent, field, flag, source, stat};
+use oomtrace_common::{ABSENT, CGROUP_PATH_NAMES_LEN, RawOomEvent, field, flag, source, stat};
 
 use crate::{
     EVENT_SCRATCH, EVENTS, KILL_SIGNALS, OOM_CONTEXTS, count,

@@ -137,13 +137,12 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
     } else {
         (None, None)
     };
-    let scope_unknown_reason = (scope == Some(Scope::Unknown)).then(|| {
-        if raw.flags & flag::WALK_DEPTH_LIMIT != 0 {
-            ScopeUnknownReason::WalkDepthLimit
-        } else {
-            ScopeUnknownReason::MemcgUnreadable
-        }
-    });
+    let walk_reason = if raw.flags & flag::WALK_DEPTH_LIMIT != 0 {
+        ScopeUnknownReason::WalkDepthLimit
+    } else {
+        ScopeUnknownReason::MemcgUnreadable
+    };
+    let scope_unknown_reason = (scope == Some(Scope::Unknown)).then_some(walk_reason);
     let oom_cgroup = has(field::OOM_MEMCG).then(|| OomCgroup {
         cgroup: cgroup(&raw.oom_memcg),
         usage_bytes: present(raw.present, field::MEMCG_USAGE, raw.memcg_usage_pages.saturating_mul(cx.page_size)),

@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::Result;
 
 use crate::bench::figures::{EventRecord, KernelCost, ProgramCost};
-use oomtrace_common::{CGROUP_PATH_NAME_MAX, CGROUP_PATH_NAMES_LEN, RawOomEvent};
+use oomtrace_common::{CGROUP_PATH_NAMES_LEN, RawOomEvent};
 use oomtrace_testkit::bpf::{self, Held, MAP_TYPE_RINGBUF, Program, RunTimeStats};
 
 /// Statistics on, the tracer's programs as they were at the start, and the
@@ -59,7 +59,8 @@ pub fn event_record(cgroup: &str) -> EventRecord {
         cgroup.split('/').filter(|name| !name.is_empty()).map(|name| name.len() + 1).sum::<usize>() + 1;
     EventRecord {
         fixed_bytes: RawOomEvent::sent_len(0),
-        max_bytes: RawOomEvent::sent_len(CGROUP_PATH_NAMES_LEN + CGROUP_PATH_NAME_MAX),
+        // The kernel side keeps the names below CGROUP_PATH_NAMES_LEN.
+        max_bytes: RawOomEvent::sent_len(CGROUP_PATH_NAMES_LEN - 1),
         bench_cgroup: cgroup.to_owned(),
         bench_bytes: RawOomEvent::sent_len(names_len),
     }

@@ -122,7 +122,7 @@ mod tests {
     fn a_record_carries_its_path_names() {
         let record = event_record("/oomtrace-bench-42/seq");
         assert_eq!(record.bench_bytes, record.fixed_bytes + "seq\0oomtrace-bench-42\0\0".len());
-        assert_eq!(record.max_bytes, std::mem::size_of::<RawOomEvent>());
+        assert_eq!(record.max_bytes, std::mem::size_of::<RawOomEvent>() - 1);
         assert_eq!(event_record("/").bench_bytes, record.fixed_bytes + 1);
     }
 

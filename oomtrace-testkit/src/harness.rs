@@ -24,6 +24,8 @@ pub const REQUIRE_CRI_ENV: &str = "OOMTRACE_TEST_REQUIRE_CRI";
 pub const REQUIRE_OBSERVABILITY_ENV: &str = "OOMTRACE_TEST_REQUIRE_OBSERVABILITY";
 /// Set by the VM matrix, whose throw-away guests may run out of memory.
 pub const GLOBAL_OOM_ENV: &str = "OOMTRACE_TEST_GLOBAL_OOM";
+/// Set in the node VM of `cargo xtask node-test`: the node scenarios run.
+pub const NODE_ENV: &str = "OOMTRACE_NODE_TEST";
 /// Where the kernel exposes its BTF.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -42,6 +44,9 @@ pub enum Need {
     GlobalOomVm,
     /// Kernel BTF at /sys/kernel/btf/vmlinux.
     KernelBtf,
+    /// The AKS-shaped node of `cargo xtask node-test` (systemd, containerd
+    /// with the systemd cgroup driver, cgroup v2, the DaemonSet's image).
+    Node,
     /// A condition only the test crate can check: `Err` says why it fails.
     Probe(fn() -> Result<(), String>),
 }
@@ -86,6 +91,12 @@ impl Need {
             Need::KernelBtf => match Path::new(VMLINUX_BTF).exists() {
                 true => Ok(()),
                 false => Err(Unmet::Skip(format!("this kernel has no {VMLINUX_BTF}"))),
+            },
+            Need::Node => match std::env::var_os(NODE_ENV) {
+                Some(_) => Ok(()),
+                None => Err(Unmet::Skip(format!(
+                    "runs only on the AKS-shaped node VM of `cargo xtask node-test` ({NODE_ENV}=1)"
+                ))),
             },
             Need::Probe(probe) => probe().map_err(Unmet::Skip),
         }

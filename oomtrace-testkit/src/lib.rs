@@ -29,6 +29,8 @@ pub mod event;
 pub mod harness;
 pub mod http;
 pub mod live;
+pub mod manifest;
 pub mod observability;
 pub mod procfs;
+pub mod systemd;
 pub mod tracer;

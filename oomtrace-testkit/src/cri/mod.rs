@@ -26,6 +26,7 @@ pub use oomtrace_common::kubelet::{
     CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL, RESTART_COUNT_ANNOTATION,
 };
 pub use pod::{Pod, Qos, Status};
+pub mod daemonset;
 
 pub use crate::cgroup::memory_cgroup_of;
 use tokio::net::UnixStream;
@@ -81,11 +82,24 @@ pub fn new_uid() -> String {
     )
 }
 
+/// How the runtime places pods and containers in cgroups (kubelet's and the
+/// runtime's `cgroupDriver` / `SystemdCgroup`, which must agree).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CgroupDriver {
+    /// `/kubepods/burstable/pod<uid>/<id>` (this repository's test containerd).
+    #[default]
+    Cgroupfs,
+    /// `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope`
+    /// (AKS nodes: containerd with `SystemdCgroup = true`).
+    Systemd,
+}
+
 /// An async CRI client over a unix socket. Cheap to clone.
 #[derive(Clone)]
 pub struct CriClient {
     socket: String,
     channel: Channel,
+    driver: CgroupDriver,
 }
 
 impl CriClient {
@@ -100,7 +114,13 @@ impl CriClient {
             .await
             .with_context(|| format!("no connection to {socket} within {CONNECT_TIMEOUT:?}"))?
             .with_context(|| format!("connecting to {socket}"))?;
-        Ok(CriClient { socket: socket.to_owned(), channel })
+        Ok(CriClient { socket: socket.to_owned(), channel, driver: CgroupDriver::default() })
+    }
+
+    /// The same client, making pods for a runtime using `driver`.
+    pub fn with_cgroup_driver(mut self, driver: CgroupDriver) -> Self {
+        self.driver = driver;
+        self
     }
 
     pub fn socket(&self) -> &str {

@@ -16,8 +16,8 @@ use k8s_cri::v1::{
 };
 
 use super::{
-    CALL_TIMEOUT, CONTAINER_NAME_LABEL, CriClient, POD_LOG_ROOT, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL,
-    RESTART_COUNT_ANNOTATION, TEST_IMAGE,
+    CALL_TIMEOUT, CONTAINER_NAME_LABEL, CgroupDriver, CriClient, POD_LOG_ROOT, POD_NAME_LABEL, POD_NAMESPACE_LABEL,
+    POD_UID_LABEL, RESTART_COUNT_ANNOTATION, TEST_IMAGE,
 };
 use crate::{cgroup::remove_cgroup_everywhere, procfs};
 
@@ -33,10 +33,30 @@ pub enum Qos {
 impl Qos {
     /// kubelet's cgroupfs pod cgroup: guaranteed pods sit right below /kubepods.
     pub fn cgroup_parent(self, uid: &str) -> String {
-        match self {
-            Qos::Guaranteed => format!("/kubepods/pod{uid}"),
-            Qos::Burstable => format!("/kubepods/burstable/pod{uid}"),
-            Qos::BestEffort => format!("/kubepods/besteffort/pod{uid}"),
+        self.cgroup_parent_with(CgroupDriver::Cgroupfs, uid)
+    }
+
+    /// The pod cgroup kubelet passes as CRI `cgroup_parent` with `driver`.
+    /// systemd: kubelet's `CgroupName.ToSystemd()`, the slice name with the
+    /// uid's dashes escaped to `_`, expanded to its path
+    /// (`/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice`).
+    pub fn cgroup_parent_with(self, driver: CgroupDriver, uid: &str) -> String {
+        match (driver, self) {
+            (CgroupDriver::Cgroupfs, Qos::Guaranteed) => format!("/kubepods/pod{uid}"),
+            (CgroupDriver::Cgroupfs, Qos::Burstable) => format!("/kubepods/burstable/pod{uid}"),
+            (CgroupDriver::Cgroupfs, Qos::BestEffort) => format!("/kubepods/besteffort/pod{uid}"),
+            (CgroupDriver::Systemd, qos) => {
+                let uid = uid.replace('-', "_");
+                match qos {
+                    Qos::Guaranteed => format!("/kubepods.slice/kubepods-pod{uid}.slice"),
+                    Qos::Burstable => {
+                        format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice")
+                    }
+                    Qos::BestEffort => {
+                        format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice")
+                    }
+                }
+            }
         }
     }
 
@@ -68,7 +88,7 @@ pub struct Pod {
     /// e.g. `/kubepods/burstable/pod<uid>`: containers get `<cgroup_parent>/<id>`.
     pub cgroup_parent: String,
     pub log_dir: PathBuf,
-    config: PodSandboxConfig,
+    pub(crate) config: PodSandboxConfig,
 }
 
 impl Pod {
@@ -94,6 +114,16 @@ pub struct Status {
     pub annotations: HashMap<String, String>,
 }
 
+/// What kubelet >= 1.28 puts in every container's unified resources on
+/// cgroup v2 (pkg/kubelet/kuberuntime, `singleProcessOOMKill` false): the
+/// whole container is OOM-killed as one. Nothing on cgroup v1.
+pub(crate) fn kubelet_unified() -> HashMap<String, String> {
+    match crate::cgroup::Hierarchy::detect() {
+        Ok(hierarchy) if hierarchy.is_v2() => HashMap::from([("memory.oom.group".to_owned(), "1".to_owned())]),
+        _ => HashMap::new(),
+    }
+}
+
 /// Host network, a PID namespace per container, the pod's IPC namespace.
 fn namespaces() -> NamespaceOption {
     NamespaceOption {
@@ -112,7 +142,7 @@ impl CriClient {
 
     /// Runs a pod sandbox as kubelet would for a host-network pod of `qos`.
     pub async fn run_pod_with_qos(&self, name: &str, namespace: &str, uid: &str, qos: Qos) -> Result<Pod> {
-        let cgroup_parent = qos.cgroup_parent(uid);
+        let cgroup_parent = qos.cgroup_parent_with(self.driver, uid);
         let log_dir = PathBuf::from(POD_LOG_ROOT).join(format!("{namespace}_{name}_{uid}"));
         std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
         let labels = HashMap::from([
@@ -157,7 +187,7 @@ impl CriClient {
         })
     }
 
-    async fn start_container(&self, id: &str) -> Result<()> {
+    pub(crate) async fn start_container(&self, id: &str) -> Result<()> {
         let mut service = self.service();
         let request = StartContainerRequest { container_id: id.to_owned() };
         Self::call("StartContainer", CALL_TIMEOUT, service.start_container(request)).await?;
@@ -199,6 +229,7 @@ impl CriClient {
                     // kubelet without swap: swap limit = memory limit.
                     memory_swap_limit_in_bytes: limit,
                     oom_score_adj: pod.qos.oom_score_adj(memory_limit_bytes),
+                    unified: kubelet_unified(),
                     ..Default::default()
                 }),
                 // kubelet repeats the pod's namespace modes here; containerd
@@ -276,7 +307,10 @@ impl CriClient {
         Self::call("StopPodSandbox", CALL_TIMEOUT, service.stop_pod_sandbox(stop)).await?;
         let remove = RemovePodSandboxRequest { pod_sandbox_id: id };
         Self::call("RemovePodSandbox", CALL_TIMEOUT, service.remove_pod_sandbox(remove)).await?;
-        remove_cgroup_everywhere(&pod.cgroup_parent);
+        match self.driver {
+            CgroupDriver::Cgroupfs => remove_cgroup_everywhere(&pod.cgroup_parent),
+            CgroupDriver::Systemd => crate::systemd::stop_unit(&pod.cgroup_parent),
+        }
         Ok(())
     }
 }

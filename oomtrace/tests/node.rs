@@ -1,0 +1,361 @@
+//! The AKS-shaped node (`cargo xtask node-test`): systemd, containerd with
+//! `SystemdCgroup = true`, cgroup v2, and the DaemonSet's own image run over
+//! CRI with the manifests' security context (read from deploy/kubernetes by
+//! the testkit, never restated here). Every scenario is a real OOM kill in the
+//! guest; what the agent says is read only from its own outputs: its NDJSON
+//! on stdout (the CRI log, as `kubectl logs` shows it), /metrics and /readyz.
+//!
+//! Where this imitation differs from kubelet: pods are made by the test over
+//! CRI, workload pods use the host network (the agent's pod uses the pod
+//! network through a bridge CNI), pod slices get their limits through
+//! `systemctl set-property` right after the sandbox starts (kubelet creates
+//! them through systemd's D-Bus API before), and the pod-level limit of
+//! scenario 3 stands for kubelet's PodLevelResources (1.32+).
+
+mod support;
+
+use std::{
+    process::ExitCode,
+    sync::{LazyLock, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use oomtrace_testkit::{
+    cri::{CgroupDriver, CriClient, Pod, Qos, daemonset::DaemonSetPod, new_uid},
+    event::Event,
+    harness::{self, Need},
+    http,
+    manifest::DaemonSetSpec,
+    observability::exposition::parse_exposition,
+    systemd, trial,
+};
+
+const MIB: u64 = 1024 * 1024;
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+const NAMESPACE: &str = "shop";
+
+fn main() -> ExitCode {
+    harness::main(vec![
+        trial!(the_agent_runs_ready_under_the_manifests_least_privilege, Need::Node),
+        trial!(check_in_the_agents_container_attaches_every_probe, Need::Node),
+        trial!(a_container_over_its_limit_dies_in_one_group_kill_and_is_named, Need::Node),
+        trial!(only_the_container_that_hit_its_limit_is_named_beside_a_sidecar, Need::Node),
+        trial!(a_pod_level_limit_names_the_pod_slice_and_the_container, Need::Node),
+        trial!(kubepods_at_node_allocatable_is_the_oomimg_memcg, Need::Node),
+        trial!(a_container_and_pod_removed_at_once_are_still_attributed, Need::Node),
+        trial!(a_restarted_agent_starts_clean_and_reports_nothing_twice, Need::Node),
+        trial!(the_whole_node_out_of_memory_names_a_besteffort_victim, Need::Node),
+    ])
+}
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime for the CRI client")
+});
+
+fn block<F: std::future::Future>(future: F) -> F::Output {
+    RUNTIME.block_on(future)
+}
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set (cargo xtask node-test sets it)"))
+}
+
+fn cri() -> Result<CriClient> {
+    let socket = env("OOMTRACE_CRI_SOCKET")?;
+    Ok(block(CriClient::connect(&socket))?.with_cgroup_driver(CgroupDriver::Systemd))
+}
+
+fn spec() -> Result<DaemonSetSpec> {
+    let dir = env("OOMTRACE_NODE_DEPLOY")?;
+    DaemonSetSpec::read(std::path::Path::new(&dir))
+}
+
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "node".to_owned(), |h| h.trim().to_owned())
+}
+
+/// The agent's pod, started once and shared by the scenarios (run with
+/// --test-threads=1); scenario 7 replaces it.
+static AGENT: Mutex<Option<DaemonSetPod>> = Mutex::new(None);
+
+fn agent() -> Result<DaemonSetPod> {
+    let mut slot = AGENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(agent) = slot.as_ref() {
+        return Ok(agent.clone());
+    }
+    let agent = start_agent()?;
+    *slot = Some(agent.clone());
+    Ok(agent)
+}
+
+fn start_agent() -> Result<DaemonSetPod> {
+    let spec = spec()?;
+    let agent = block(cri()?.run_daemonset_pod(&spec, &node_name()))?;
+    wait_ready(&agent, Duration::from_secs(60))?;
+    Ok(agent)
+}
+
+fn wait_ready(agent: &DaemonSetPod, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = http::get(&agent.address, "/readyz");
+        if matches!(answer, Ok((200, _))) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the agent at {} is not ready after {timeout:?} ({answer:?}); its stdout:\n{}\nits log:\n{}",
+                agent.address,
+                agent.stdout_lines().join("\n"),
+                agent.pod.container_log(&agent.container_name)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The agent's events on stdout so far.
+fn events(agent: &DaemonSetPod) -> Vec<Event> {
+    agent.stdout_lines().iter().filter_map(|line| Event::parse(line).ok()).collect()
+}
+
+/// Waits until `count` events satisfy `matches`, then a quiet second more.
+fn wait_events(agent: &DaemonSetPod, count: usize, matches: impl Fn(&Event) -> bool) -> Result<Vec<Event>> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let found: Vec<Event> = events(agent).into_iter().filter(|e| matches(e)).collect();
+        if found.len() >= count {
+            std::thread::sleep(Duration::from_secs(1));
+            return Ok(events(agent).into_iter().filter(|e| matches(e)).collect());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} of {count} events after {EVENT_TIMEOUT:?}; the agent's stdout:\n{}",
+                found.len(),
+                agent.stdout_lines().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn in_pod(pod: &Pod) -> impl Fn(&Event) -> bool + '_ {
+    move |event| event.workload.as_ref().and_then(|w| w.pod_uid.as_deref()) == Some(pod.uid.as_str())
+}
+
+fn metric(agent: &DaemonSetPod, name: &str, label: (&str, &str)) -> Result<f64> {
+    let (status, text) = http::get(&agent.address, "/metrics")?;
+    ensure!(status == 200, "GET /metrics answered {status}");
+    Ok(parse_exposition(&text)
+        .into_iter()
+        .filter(|(n, labels, _)| n == name && labels.get(label.0).map(String::as_str) == Some(label.1))
+        .map(|(_, _, v)| v)
+        .sum())
+}
+
+fn run_pod(cri: &CriClient, name: &str, qos: Qos) -> Result<Pod> {
+    block(cri.run_pod_with_qos(&format!("{name}-{}", &new_uid()[..5]), NAMESPACE, &new_uid(), qos))
+}
+
+fn container(cri: &CriClient, pod: &Pod, name: &str, command: &[&str], limit: Option<u64>) -> Result<String> {
+    block(cri.run_limited_container(pod, name, command, limit))
+}
+
+fn assert_named(event: &Event, pod: &Pod, container: &str) {
+    let workload = event.workload.clone().unwrap_or_default();
+    assert_eq!(workload.namespace.as_deref(), Some(NAMESPACE), "{event}");
+    assert_eq!(workload.pod.as_deref(), Some(pod.name.as_str()), "{event}");
+    assert_eq!(workload.container.as_deref(), Some(container), "{event}");
+    assert_eq!(workload.attribution.as_deref(), Some("full"), "{event}");
+}
+
+/// Scenario 0: the agent starts from the image under the manifests'
+/// security context and becomes ready; its events carry the node's name.
+fn the_agent_runs_ready_under_the_manifests_least_privilege() -> Result<()> {
+    let agent = agent()?;
+    let (status, body) = http::get(&agent.address, "/readyz")?;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http::get(&agent.address, "/metrics")?;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+/// Scenario 8: `oomtrace check` in the agent's container, with its privileges.
+fn check_in_the_agents_container_attaches_every_probe() -> Result<()> {
+    let agent = agent()?;
+    let (code, stdout, stderr) =
+        block(cri()?.exec_sync(&agent.container_id, &["/oomtrace", "check"], Duration::from_secs(60)))?;
+    println!("{stdout}{stderr}");
+    assert_eq!(code, 0, "oomtrace check failed in the agent's container:\n{stdout}{stderr}");
+    for probe in ["tp_btf:mark_victim", "tracepoint:signal/signal_generate"] {
+        let line = stdout.lines().find(|l| l.starts_with(probe)).with_context(|| format!("no {probe} line"))?;
+        assert!(line.contains(" ok "), "{line}");
+    }
+    Ok(())
+}
+
+/// Scenario 1: `memory.oom.group=1` (kubelet >= 1.28 on cgroup v2): the
+/// container's every process dies in one kill, each named.
+fn a_container_over_its_limit_dies_in_one_group_kill_and_is_named() -> Result<()> {
+    let agent = agent()?;
+    let cri = cri()?;
+    let pod = run_pod(&cri, "web", Qos::Burstable)?;
+    let limit = 64 * MIB;
+    let id = container(&cri, &pod, "app", &["sh", "-c", "sleep 600 & sleep 600 & hog 256 0.5; wait"], Some(limit))?;
+    let (_, reason) = block(cri.wait_exited(&id, EVENT_TIMEOUT))?;
+    let events = wait_events(&agent, 3, in_pod(&pod))?;
+    assert_eq!(reason, "OOMKilled", "the runtime's verdict");
+    ensure!(events.len() >= 4, "sh, two sleeps and hog die together: {events:#?}");
+    let oom_id = events[0].oom_id;
+    for event in &events {
+        assert_named(event, &pod, "app");
+        assert_eq!(event.group_kill, Some(true), "{event}");
+        assert_eq!(event.oom_id, oom_id, "one OOM invocation: {event}");
+        assert_eq!(event.oom_limit_bytes(), Some(limit), "{event}");
+        let usage = event.oom_usage_bytes().with_context(|| format!("no usage: {event}"))?;
+        assert!(usage + 4 * MIB >= limit && usage <= limit, "usage {usage} at the limit: {event}");
+        assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
+    }
+    block(cri.remove_pod(&pod))?;
+    Ok(())
+}
+
+/// Scenario 2: a sidecar beside the container that hit its limit is not named and keeps running.
+fn only_the_container_that_hit_its_limit_is_named_beside_a_sidecar() -> Result<()> {
+    let agent = agent()?;
+    let cri = cri()?;
+    let pod = run_pod(&cri, "api", Qos::Burstable)?;
+    let sidecar = container(&cri, &pod, "sidecar", &["sleep", "600"], Some(32 * MIB))?;
+    let app = container(&cri, &pod, "app", &["hog", "256", "0.5"], Some(48 * MIB))?;
+    block(cri.wait_exited(&app, EVENT_TIMEOUT))?;
+    let events = wait_events(&agent, 1, in_pod(&pod))?;
+    for event in &events {
+        assert_named(event, &pod, "app");
+        assert_eq!(event.oom_limit_bytes(), Some(48 * MIB), "{event}");
+    }
+    let status = block(cri.status(&sidecar))?;
+    assert_eq!(status.state, oomtrace_testkit::cri::ContainerState::ContainerRunning, "the sidecar lives");
+    block(cri.remove_pod(&pod))?;
+    Ok(())
+}
+
+/// Scenario 3: the pod's slice hits its limit before either container's.
+fn a_pod_level_limit_names_the_pod_slice_and_the_container() -> Result<()> {
+    let agent = agent()?;
+    let cri = cri()?;
+    let pod = run_pod(&cri, "batch", Qos::Burstable)?;
+    systemd::set_memory_max(&pod.cgroup_parent, 96 * MIB)?;
+    let first = container(&cri, &pod, "loader", &["hog", "60", "600"], Some(128 * MIB))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let second = container(&cri, &pod, "worker", &["hog", "80", "0.5"], Some(128 * MIB))?;
+    let events = wait_events(&agent, 1, in_pod(&pod))?;
+    for event in &events {
+        assert_eq!(event.oom_cgroup_path(), Some(pod.cgroup_parent.as_str()), "the pod's slice: {event}");
+        assert_eq!(event.oom_limit_bytes(), Some(96 * MIB), "{event}");
+        let name = event.workload.as_ref().and_then(|w| w.container.clone()).unwrap_or_default();
+        assert!(name == "loader" || name == "worker", "the victim's container is named: {event}");
+        assert_named(event, &pod, &name);
+    }
+    let _ = (first, second);
+    block(cri.remove_pod(&pod))?;
+    Ok(())
+}
+
+/// Scenario 4: `kubepods.slice` capped like node allocatable; pods together exceed it.
+fn kubepods_at_node_allocatable_is_the_oomimg_memcg() -> Result<()> {
+    let agent = agent()?;
+    let cri = cri()?;
+    let kubepods = "/kubepods.slice";
+    let current: u64 = std::fs::read_to_string("/sys/fs/cgroup/kubepods.slice/memory.current")?.trim().parse()?;
+    let cap = current + 96 * MIB;
+    systemd::set_memory_max(kubepods, cap)?;
+    let pod = run_pod(&cri, "greedy", Qos::BestEffort)?;
+    let result = (|| {
+        container(&cri, &pod, "eater", &["hog", "400", "0.5"], None)?;
+        wait_events(&agent, 1, in_pod(&pod))
+    })();
+    systemd::clear_memory_max(kubepods)?;
+    for event in &result? {
+        assert_eq!(event.oom_cgroup_path(), Some(kubepods), "{event}");
+        assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
+        assert_named(event, &pod, "eater");
+    }
+    block(cri.remove_pod(&pod))?;
+    Ok(())
+}
+
+/// Scenario 6: pods created, killed and removed within a second.
+fn a_container_and_pod_removed_at_once_are_still_attributed() -> Result<()> {
+    let agent = agent()?;
+    let cri = cri()?;
+    let mut pods = Vec::new();
+    for _ in 0..3 {
+        let pod = run_pod(&cri, "flash", Qos::Burstable)?;
+        let id = container(&cri, &pod, "once", &["hog", "256"], Some(32 * MIB))?;
+        let status = block(cri.wait_status(
+            &id,
+            |s| {
+                s.state != oomtrace_testkit::cri::ContainerState::ContainerRunning
+                    && s.state != oomtrace_testkit::cri::ContainerState::ContainerCreated
+            },
+            EVENT_TIMEOUT,
+        ))?;
+        let scope = status.cgroups_path.clone();
+        block(cri.remove_pod(&pod))?;
+        pods.push((pod, id, scope));
+    }
+    for (pod, id, _) in &pods {
+        let events = wait_events(&agent, 1, in_pod(pod))?;
+        for event in &events {
+            let workload = event.workload.clone().unwrap_or_default();
+            assert_eq!(workload.container_id.as_deref(), Some(id.as_str()), "{event}");
+            assert_eq!(workload.kind.as_deref(), Some("container"), "{event}");
+            let path = event.victim_cgroup_path().unwrap_or_default();
+            assert!(
+                path.starts_with(&pod.cgroup_parent) && path.ends_with(&format!("cri-containerd-{id}.scope")),
+                "{event}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Scenario 7: the agent's pod deleted and created again between kills.
+fn a_restarted_agent_starts_clean_and_reports_nothing_twice() -> Result<()> {
+    let cri = cri()?;
+    let old = agent()?;
+    block(cri.remove_pod(&old.pod))?;
+    let fresh = start_agent()?;
+    *AGENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(fresh.clone());
+    assert!(events(&fresh).is_empty(), "a new agent reports no earlier kill: {:#?}", events(&fresh));
+    assert_eq!(metric(&fresh, "oomtrace_oom_kills_total", ("namespace", NAMESPACE))?, 0.0);
+    let pod = run_pod(&cri, "again", Qos::Burstable)?;
+    let id = container(&cri, &pod, "app", &["hog", "256", "0.5"], Some(32 * MIB))?;
+    block(cri.wait_exited(&id, EVENT_TIMEOUT))?;
+    let events = wait_events(&fresh, 1, in_pod(&pod))?;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(metric(&fresh, "oomtrace_oom_kills_total", ("pod", pod.name.as_str()))?, 1.0);
+    block(cri.remove_pod(&pod))?;
+    Ok(())
+}
+
+/// Scenario 5 (last: it exhausts the guest): a BestEffort pod with no limit
+/// takes the node's memory; the kernel's global OOM killer picks it
+/// (oom_score_adj 1000) and the agent names it.
+fn the_whole_node_out_of_memory_names_a_besteffort_victim() -> Result<()> {
+    let agent = agent()?;
+    let cri = cri()?;
+    std::fs::write("/proc/self/oom_score_adj", "-1000").context("protecting the test from the OOM killer")?;
+    let pod = run_pod(&cri, "runaway", Qos::BestEffort)?;
+    let total_mib = oomtrace_testkit::procfs::mem_total_kb().unwrap_or(2 << 20) / 1024;
+    container(&cri, &pod, "leak", &["hog", &(total_mib * 2).to_string(), "0.5"], None)?;
+    let events = wait_events(&agent, 1, in_pod(&pod))?;
+    for event in &events {
+        assert_eq!(event.scope.as_deref(), Some("global"), "{event}");
+        assert!(event.oom_cgroup.is_none(), "{event}");
+        assert_named(event, &pod, "leak");
+    }
+    block(cri.remove_pod(&pod))?;
+    Ok(())
+}

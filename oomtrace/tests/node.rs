@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         trial!(a_pod_level_limit_names_the_pod_slice_and_the_container, Need::Node),
         trial!(kubepods_at_node_allocatable_is_the_oomimg_memcg, Need::Node),
         trial!(a_container_and_pod_removed_at_once_are_still_attributed, Need::Node),
+        trial!(the_agent_stays_well_inside_its_memory_limit, Need::Node),
         trial!(a_restarted_agent_starts_clean_and_reports_nothing_twice, Need::Node),
         trial!(the_whole_node_out_of_memory_names_a_besteffort_victim, Need::Node),
     ])
@@ -318,6 +319,25 @@ fn a_container_and_pod_removed_at_once_are_still_attributed() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// After the kills above: the agent's resident memory, read from /proc of its
+/// main process, stays far below the manifest's limit. Printed as a figure
+/// for docs/node.md.
+fn the_agent_stays_well_inside_its_memory_limit() -> Result<()> {
+    let agent = agent()?;
+    let pid = block(cri()?.status(&agent.container_id))?.pid;
+    ensure!(pid != 0, "the agent's container has no running process");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name} in status"))?;
+        Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
+    };
+    let (rss_kib, hwm_kib) = (field("VmRSS:")?, field("VmHWM:")?);
+    println!("NODE-FIGURE agent_rss_kib={rss_kib} agent_hwm_kib={hwm_kib}");
+    let limit = spec()?.memory_limit.context("the manifest sets no memory limit")?;
+    assert!(hwm_kib * 1024 < limit / 2, "peak {hwm_kib} KiB is not well inside the {limit} B limit");
     Ok(())
 }
 

@@ -138,7 +138,8 @@ impl CriClient {
                 namespace: spec.namespace.clone(),
                 attempt: 0,
             }),
-            hostname: name.clone(),
+            // kubelet leaves it empty for host-network pods (the node's UTS namespace).
+            hostname: if spec.host_network { String::new() } else { name.clone() },
             log_directory: log_dir.display().to_string(),
             labels: labels.clone(),
             annotations: HashMap::from([("kubernetes.io/config.source".to_owned(), "api".to_owned())]),

@@ -99,6 +99,19 @@ pub struct Workload {
     pub main_process: Option<bool>,
     pub unit: Option<String>,
     pub partial_reason: Option<String>,
+    /// With kind `container_monitor`: the container the monitor watches.
+    pub monitored: Option<Monitored>,
+    /// With kind `nomad_task`.
+    pub alloc_id: Option<String>,
+    pub task: Option<String>,
+}
+
+/// The container a runtime monitor (conmon, ...) watches.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Monitored {
+    pub container_id: Option<String>,
+    pub container: Option<String>,
+    pub sandbox: Option<bool>,
 }
 
 impl Event {

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# The DaemonSet's image, built from deploy/Dockerfile with buildah: no Docker
+# engine, no container registry.
+#
+#   scripts/image.sh build [OUT]   (root) build the image and export it as a
+#                                  docker-archive (default
+#                                  target/node/oomtrace-image.oci.tar) that
+#                                  `ctr -n k8s.io images import` loads
+#   scripts/image.sh bases         (root) only make (or reuse) the two bases
+#
+# The last line of `build` is what callers parse:
+#   image: oomtrace:0.1.0 size_bytes=N archive_bytes=M
+# (the name is the DaemonSet's `image:`; size_bytes is the sum of the image's
+# uncompressed layers, archive_bytes the size of OUT).
+#
+# No registry is reachable here, so the Dockerfile's two public bases are
+# replaced by local equivalents made from Debian packages and passed as
+# --build-arg BUILD_IMAGE / RUNTIME_IMAGE (deploy/README.md, "What the node
+# test verifies and substitutes"):
+#   localhost/oomtrace-build-base   rust:<RUST_VERSION>-bookworm: a bookworm
+#       rootfs (mmdebstrap) plus rustup-init from rustup's dist server installing
+#       the Dockerfile's RUST_VERSION, with the rust image's RUSTUP_HOME,
+#       CARGO_HOME and PATH
+#   localhost/oomtrace-runtime-base gcr.io/distroless/cc-debian12: only the
+#       files of libc6, libgcc-s1, libgomp1, libstdc++6, libssl3, netbase and
+#       tzdata, the CA bundle, os-release, passwd/group with root, nobody and
+#       nonroot; no shell, no package manager
+#
+# Everything is kept under target/node/image (OOMTRACE_IMAGE_DIR): buildah's
+# storage (vfs driver: works on any filesystem, no fuse or overlay needed), its
+# cache mounts (the cargo registry and target directory of the Dockerfile's RUN
+# --mount=type=cache), and scratch space. The bases are made once per key (the
+# Dockerfile's RUST_VERSION, the package lists and BASES_REVISION); the
+# Dockerfile's layers are cached by buildah (--layers).
+#
+# HTTPS inside the build (rustup, crates.io) goes through a proxy whose CA is
+# only in the host's trust store: the host bundle is mounted read-only for the
+# build, never copied into an image.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$REPO/scripts/image.sh"
+DOCKERFILE="$REPO/deploy/Dockerfile"
+DAEMONSET="$REPO/deploy/kubernetes/daemonset.yaml"
+WORK=${OOMTRACE_IMAGE_DIR:-$REPO/target/node/image}
+DEFAULT_OUT="$REPO/target/node/oomtrace-image.oci.tar"
+HOST_CA=/etc/ssl/certs/ca-certificates.crt
+SUITE=bookworm
+RUSTUP_INIT_URL=https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
+# Bump when the way the bases are made changes (part of their cache key).
+BASES_REVISION=1
+# What rust:<v>-bookworm (buildpack-deps:bookworm) offers that a Rust build
+# uses: a C toolchain for build scripts and linking, curl, git, pkg-config.
+BUILD_BASE_PACKAGES=(ca-certificates curl git gcc g++ libc6-dev make pkg-config xz-utils procps)
+# distroless cc-debian12 = base-debian12 (libc6, libssl3, netbase, tzdata, CA
+# bundle) + libgcc-s1, libgomp1, libstdc++6.
+RUNTIME_BASE_PACKAGES=(libc6 libssl3 libgcc-s1 libgomp1 libstdc++6 netbase tzdata)
+HOST_PACKAGES=(buildah mmdebstrap ca-certificates curl python3)
+
+LOG_TAG=image
+LOG_FILE="$WORK/image.log"
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
+
+buildah_() { buildah --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs "$@"; }
+
+# The ARG default of NAME in the Dockerfile.
+dockerfile_arg() { sed -n "s/^ARG $1=//p" "$DOCKERFILE" | head -n1; }
+
+# The image the DaemonSet runs (its one container's `image:`).
+daemonset_image() {
+    local image
+    image=$(sed -nE 's/^ +image: *"?([^" ]+)"?.*$/\1/p' "$DAEMONSET" | head -n1)
+    [[ -n $image ]] || die "no image: in $DAEMONSET"
+    echo "$image"
+}
+
+key_of() { sha256sum | cut -c1-12; }
+
+have_image() { buildah_ inspect --type image "$1" >/dev/null 2>&1; }
+
+# make_build_base NAME RUST_VERSION: a bookworm rootfs with Rust installed by
+# rustup-init exactly as the rust image does it.
+make_build_base() {
+    local name=$1 rust_version=$2 scratch ctr
+    scratch=$(mktemp -d "$WORK/tmp/build-base.XXXXXX")
+    log "build base: downloading rustup-init and its checksum"
+    curl -fsS --retry 3 -o "$scratch/rustup-init" "$RUSTUP_INIT_URL"
+    curl -fsS --retry 3 -o "$scratch/rustup-init.sha256" "$RUSTUP_INIT_URL.sha256"
+    [[ $(sha256sum <"$scratch/rustup-init" | cut -d' ' -f1) == "$(cut -d' ' -f1 "$scratch/rustup-init.sha256")" ]] ||
+        die "rustup-init does not match its published sha256"
+    chmod 0755 "$scratch/rustup-init"
+    log "build base: mmdebstrap $SUITE with ${BUILD_BASE_PACKAGES[*]}, then rustup-init $rust_version"
+    mmdebstrap --quiet --variant=apt --include="$(IFS=,; echo "${BUILD_BASE_PACKAGES[*]}")" \
+        --customize-hook="cp '$scratch/rustup-init' \"\$1/tmp/rustup-init\"" \
+        --customize-hook="'$SELF' _install-rust \"\$1\" '$rust_version'" \
+        --customize-hook='rm -f "$1/tmp/rustup-init"; rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+        "$SUITE" "$scratch/rootfs.tar" >>"$LOG_FILE" 2>&1 || die "mmdebstrap (build base) failed, see $LOG_FILE"
+    ctr=$(buildah_ from scratch)
+    buildah_ add "$ctr" "$scratch/rootfs.tar" / >/dev/null
+    buildah_ config \
+        --env RUSTUP_HOME=/usr/local/rustup --env CARGO_HOME=/usr/local/cargo \
+        --env PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --env RUST_VERSION="$rust_version" --cmd /bin/bash \
+        --label org.opencontainers.image.description="local stand-in for rust:$rust_version-$SUITE (scripts/image.sh)" \
+        "$ctr"
+    buildah_ commit --quiet --rm "$ctr" "$name" >/dev/null
+    rm -rf "$scratch"
+}
+
+# _install-rust ROOTFS RUST_VERSION (an mmdebstrap hook: /proc, /dev and
+# resolv.conf are set up in ROOTFS): the rust image's install step, with the
+# host's CA bundle mounted over the rootfs's one for the download only.
+install_rust_in() {
+    local rootfs=$1 rust_version=$2 bundle rc=0
+    bundle="$rootfs/etc/ssl/certs/ca-certificates.crt"
+    mount --bind "$HOST_CA" "$bundle"
+    mount -o remount,bind,ro "$bundle"
+    chroot "$rootfs" /usr/bin/env -i PATH=/usr/local/cargo/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+        RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \
+        /tmp/rustup-init -y --no-modify-path --profile minimal --default-toolchain "$rust_version" || rc=$?
+    umount "$bundle"
+    ((rc == 0)) || exit "$rc"
+    chmod -R a+w "$rootfs/usr/local/rustup" "$rootfs/usr/local/cargo"
+    chroot "$rootfs" /usr/bin/env -i RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \
+        /usr/local/cargo/bin/rustc --version
+}
+
+# make_runtime_base NAME: distroless cc-debian12's contents, copied file by
+# file out of a bookworm rootfs (dpkg's file lists), nothing else.
+make_runtime_base() {
+    local name=$1 scratch rootfs tree ctr pkg dir forbidden
+    scratch=$(mktemp -d "$WORK/tmp/runtime-base.XXXXXX")
+    rootfs="$scratch/rootfs"
+    tree="$scratch/tree"
+    log "runtime base: mmdebstrap $SUITE, keeping ${RUNTIME_BASE_PACKAGES[*]}, the CA bundle and os-release"
+    mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${RUNTIME_BASE_PACKAGES[*]},ca-certificates")" \
+        "$SUITE" "$rootfs" >>"$LOG_FILE" 2>&1 || die "mmdebstrap (runtime base) failed, see $LOG_FILE"
+    mkdir -p "$tree"
+    # merged /usr: bin, lib, lib64, sbin are symlinks into usr/ (copied as
+    # such); a package's /lib/... file is copied to /usr/lib/...
+    for dir in bin lib lib64 sbin; do
+        [[ -L $rootfs/$dir ]] || die "$SUITE rootfs: /$dir is not a merged-/usr symlink"
+        cp -a "$rootfs/$dir" "$tree/"
+    done
+    for pkg in "${RUNTIME_BASE_PACKAGES[@]}"; do
+        dpkg-query --admindir="$rootfs/var/lib/dpkg" -L "$pkg"
+    done | sed -E 's#^/(bin|sbin|lib|lib64)/#/usr/\1/#' |
+        grep -vE '^/usr/share/(doc|man|lintian|info|gcc|gdb)/' | sort -u |
+        while read -r path; do
+            # directories come along with the files in them
+            if [[ -L $rootfs$path || ! -d $rootfs$path ]]; then echo ".$path"; fi
+        done >"$scratch/files"
+    (cd "$rootfs" && xargs -d '\n' cp -a --parents -t "$tree" <"$scratch/files")
+    mkdir -p "$tree/etc/ssl/certs" "$tree/usr/lib" "$tree/tmp" "$tree/root" "$tree/home/nonroot"
+    cp -L "$rootfs/etc/ssl/certs/ca-certificates.crt" "$tree/etc/ssl/certs/"
+    cp -a "$rootfs/usr/lib/os-release" "$tree/usr/lib/"
+    ln -s ../usr/lib/os-release "$tree/etc/os-release"
+    ln -sf /usr/share/zoneinfo/Etc/UTC "$tree/etc/localtime"
+    chmod 1777 "$tree/tmp"
+    chmod 0700 "$tree/root" "$tree/home/nonroot"
+    chown 65532:65532 "$tree/home/nonroot"
+    printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
+        'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$tree/etc/passwd"
+    printf '%s\n' 'root:x:0:' 'nobody:x:65534:' 'tty:x:5:' 'staff:x:50:' 'nonroot:x:65532:' >"$tree/etc/group"
+    printf '%s\n' 'passwd: files' 'group: files' 'shadow: files' 'hosts: files dns' >"$tree/etc/nsswitch.conf"
+    for forbidden in bin/sh usr/bin/sh usr/bin/bash usr/bin/dpkg usr/bin/apt; do
+        [[ ! -e $tree/$forbidden ]] || die "runtime base would contain /$forbidden"
+    done
+    tar -C "$tree" --numeric-owner -cf "$scratch/tree.tar" .
+    ctr=$(buildah_ from scratch)
+    buildah_ add "$ctr" "$scratch/tree.tar" / >/dev/null
+    buildah_ config --user 0 \
+        --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+        --label org.opencontainers.image.description="local stand-in for gcr.io/distroless/cc-debian12 (scripts/image.sh)" \
+        "$ctr"
+    buildah_ commit --quiet --rm "$ctr" "$name" >/dev/null
+    rm -rf "$scratch"
+}
+
+# Prints "BUILD_IMAGE RUNTIME_IMAGE", making those not in storage yet.
+ensure_bases() {
+    local rust_version build_name runtime_name
+    rust_version=$(dockerfile_arg RUST_VERSION)
+    [[ -n $rust_version ]] || die "no ARG RUST_VERSION= in $DOCKERFILE"
+    build_name="localhost/oomtrace-build-base:$rust_version-$(
+        printf '%s\n' "$BASES_REVISION" "$SUITE" "$rust_version" "${BUILD_BASE_PACKAGES[@]}" | key_of)"
+    runtime_name="localhost/oomtrace-runtime-base:$SUITE-$(
+        printf '%s\n' "$BASES_REVISION" "$SUITE" "${RUNTIME_BASE_PACKAGES[@]}" | key_of)"
+    if have_image "$build_name"; then log "build base: cached ($build_name)"; else
+        make_build_base "$build_name" "$rust_version"; log "build base: made $build_name"; fi
+    if have_image "$runtime_name"; then log "runtime base: cached ($runtime_name)"; else
+        make_runtime_base "$runtime_name"; log "runtime base: made $runtime_name"; fi
+    echo "$build_name $runtime_name"
+}
+
+# Sum of the image's layer sizes in its manifest (buildah stores them uncompressed).
+image_size_bytes() {
+    buildah_ inspect --type image --format '{{.Manifest}}' "$1" |
+        python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))'
+}
+
+prepare() {
+    need_root "buildah, mmdebstrap and mounts"
+    mkdir -p "$WORK/tmp"
+    lock "$WORK"
+    # scratch left by an interrupted run (never mounted over: the hook unmounts)
+    rm -rf "$WORK"/tmp/build-base.* "$WORK"/tmp/runtime-base.*
+    install_debian_packages "$WORK/apt.log" "${HOST_PACKAGES[@]}"
+    [[ -s $HOST_CA ]] || die "no CA bundle at $HOST_CA"
+    # buildah keeps its RUN --mount=type=cache directories and scratch files under TMPDIR
+    export TMPDIR="$WORK/tmp"
+}
+
+cmd_build() {
+    local out=${1:-$DEFAULT_OUT} image bases started size
+    started=$SECONDS
+    prepare
+    image=$(daemonset_image)
+    read -r -a bases <<<"$(ensure_bases)"
+    log "building $image from deploy/Dockerfile (BUILD_IMAGE=${bases[0]}, RUNTIME_IMAGE=${bases[1]}; log $LOG_FILE)"
+    # --pull=never: the bases exist only in this storage; --layers: reuse every
+    # step whose inputs did not change.
+    (cd "$REPO" && buildah_ bud --isolation chroot --layers --pull=never \
+        --ignorefile deploy/Dockerfile.dockerignore -f deploy/Dockerfile \
+        --build-arg BUILD_IMAGE="${bases[0]}" --build-arg RUNTIME_IMAGE="${bases[1]}" \
+        -v "$HOST_CA:$HOST_CA:ro" -t "$image" . >>"$LOG_FILE" 2>&1) ||
+        { tail -n 30 "$LOG_FILE" >&2; die "buildah bud failed, see $LOG_FILE"; }
+    mkdir -p "$(dirname "$out")"
+    rm -f "$out"
+    # docker-archive: its RepoTags name the image as the DaemonSet does; ctr
+    # import normalises that to docker.io/library/<name>, the reference the
+    # CRI resolves the DaemonSet's `image:` to.
+    buildah_ push --quiet "$image" "docker-archive:$out:$image" >>"$LOG_FILE" 2>&1 ||
+        die "buildah push to $out failed, see $LOG_FILE"
+    size=$(image_size_bytes "$image")
+    log "built $image in $((SECONDS - started)) s: $out"
+    echo "image: $image size_bytes=$size archive_bytes=$(stat -c %s "$out")"
+}
+
+case ${1:-} in
+build) shift; cmd_build "$@" ;;
+bases) prepare; ensure_bases ;;
+_install-rust) shift; install_rust_in "$@" ;;
+*) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac

@@ -91,10 +91,13 @@ make_build_base() {
         die "rustup-init does not match its published sha256"
     chmod 0755 "$scratch/rustup-init"
     log "build base: mmdebstrap $SUITE with ${BUILD_BASE_PACKAGES[*]}, then rustup-init $rust_version"
+    # Each hook runs under sh -c with $1 = the rootfs.
+    # shellcheck disable=SC2016
+    local cleanup_hook='rm -f "$1/tmp/rustup-init"; rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*'
     mmdebstrap --quiet --variant=apt --include="$(IFS=,; echo "${BUILD_BASE_PACKAGES[*]}")" \
         --customize-hook="cp '$scratch/rustup-init' \"\$1/tmp/rustup-init\"" \
         --customize-hook="'$SELF' _install-rust \"\$1\" '$rust_version'" \
-        --customize-hook='rm -f "$1/tmp/rustup-init"; rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+        --customize-hook="$cleanup_hook" \
         "$SUITE" "$scratch/rootfs.tar" >>"$LOG_FILE" 2>&1 || die "mmdebstrap (build base) failed, see $LOG_FILE"
     ctr=$(buildah_ from scratch)
     buildah_ add "$ctr" "$scratch/rootfs.tar" / >/dev/null
@@ -195,6 +198,20 @@ ensure_bases() {
     echo "$build_name $runtime_name"
 }
 
+# qualified_reference REF: REF as the CRI (docker's reference rules) names
+# it: docker.io/library/ for a bare name, docker.io/ for a path without a
+# registry host, :latest when there is no tag or digest.
+qualified_reference() {
+    local ref=$1 first=${1%%/*}
+    if [[ $ref != */* ]]; then
+        ref=docker.io/library/$ref
+    elif [[ $first != *.* && $first != *:* && $first != localhost ]]; then
+        ref=docker.io/$ref
+    fi
+    [[ ${ref##*/} == *[:@]* ]] || ref=$ref:latest
+    echo "$ref"
+}
+
 # Sum of the image's layer sizes in its manifest (buildah stores them uncompressed).
 image_size_bytes() {
     buildah_ inspect --type image --format '{{.Manifest}}' "$1" |
@@ -205,8 +222,10 @@ prepare() {
     need_root "buildah, mmdebstrap and mounts"
     mkdir -p "$WORK/tmp"
     lock "$WORK"
-    # scratch left by an interrupted run (never mounted over: the hook unmounts)
-    rm -rf "$WORK"/tmp/build-base.* "$WORK"/tmp/runtime-base.*
+    # What an interrupted run left: the bases' scratch (never mounted over:
+    # the hook unmounts), buildah's working containers and temporary files.
+    rm -rf "$WORK"/tmp/build-base.* "$WORK"/tmp/runtime-base.* "$WORK"/tmp/buildah[0-9]* "$WORK"/tmp/storage[0-9]*
+    buildah_ rm --all >/dev/null
     install_debian_packages "$WORK/apt.log" "${HOST_PACKAGES[@]}"
     [[ -s $HOST_CA ]] || die "no CA bundle at $HOST_CA"
     # buildah keeps its RUN --mount=type=cache directories and scratch files under TMPDIR
@@ -221,18 +240,21 @@ cmd_build() {
     read -r -a bases <<<"$(ensure_bases)"
     log "building $image from deploy/Dockerfile (BUILD_IMAGE=${bases[0]}, RUNTIME_IMAGE=${bases[1]}; log $LOG_FILE)"
     # --pull=never: the bases exist only in this storage; --layers: reuse every
-    # step whose inputs did not change.
-    (cd "$REPO" && buildah_ bud --isolation chroot --layers --pull=never \
+    # step whose inputs did not change; --format docker: the OCI format has no
+    # SHELL, and buildah would run the RUN steps without the Dockerfile's
+    # `bash -o pipefail` (the archive is OCI all the same: buildah push converts).
+    (cd "$REPO" && buildah_ bud --isolation chroot --layers --pull=never --format docker \
         --ignorefile deploy/Dockerfile.dockerignore -f deploy/Dockerfile \
         --build-arg BUILD_IMAGE="${bases[0]}" --build-arg RUNTIME_IMAGE="${bases[1]}" \
         -v "$HOST_CA:$HOST_CA:ro" -t "$image" . >>"$LOG_FILE" 2>&1) ||
         { tail -n 30 "$LOG_FILE" >&2; die "buildah bud failed, see $LOG_FILE"; }
     mkdir -p "$(dirname "$out")"
     rm -f "$out"
-    # docker-archive: its RepoTags name the image as the DaemonSet does; ctr
-    # import normalises that to docker.io/library/<name>, the reference the
-    # CRI resolves the DaemonSet's `image:` to.
-    buildah_ push --quiet "$image" "docker-archive:$out:$image" >>"$LOG_FILE" 2>&1 ||
+    # The archive's org.opencontainers.image.ref.name is the fully qualified
+    # name: `ctr images import` (containerd 1.6 and 1.7) takes that annotation
+    # verbatim as the image's name, and the CRI looks the DaemonSet's
+    # `image: oomtrace:0.1.0` up as docker.io/library/oomtrace:0.1.0.
+    buildah_ push --quiet "$image" "oci-archive:$out:$(qualified_reference "$image")" >>"$LOG_FILE" 2>&1 ||
         die "buildah push to $out failed, see $LOG_FILE"
     size=$(image_size_bytes "$image")
     log "built $image in $((SECONDS - started)) s: $out"

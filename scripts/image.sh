@@ -2,11 +2,16 @@
 # The DaemonSet's image, built from deploy/Dockerfile with buildah: no Docker
 # engine, no container registry.
 #
-#   scripts/image.sh build [OUT]   (root) build the image and export it as a
-#                                  docker-archive (default
+#   scripts/image.sh build [OUT]   (root) build the image and export it as an
+#                                  OCI archive (default
 #                                  target/node/oomtrace-image.oci.tar) that
 #                                  `ctr -n k8s.io images import` loads
 #   scripts/image.sh bases         (root) only make (or reuse) the two bases
+#   scripts/image.sh verify [OUT]  (root) import OUT into scripts/runtime.sh's
+#                                  containerd and check the CRI resolves the
+#                                  DaemonSet's `image:` to it; run the image's
+#                                  `/oomtrace check` under runc with only
+#                                  CAP_BPF and CAP_PERFMON
 #
 # The last line of `build` is what callers parse:
 #   image: oomtrace:0.1.0 size_bytes=N archive_bytes=M
@@ -45,6 +50,8 @@ DAEMONSET="$REPO/deploy/kubernetes/daemonset.yaml"
 WORK=${OOMTRACE_IMAGE_DIR:-$REPO/target/node/image}
 DEFAULT_OUT="$REPO/target/node/oomtrace-image.oci.tar"
 HOST_CA=/etc/ssl/certs/ca-certificates.crt
+# scripts/runtime.sh's containerd, where `verify` imports the image
+TEST_CRI_SOCKET=${OOMTRACE_TEST_RUNTIME_DIR:-/run/oomtrace-test}/containerd/containerd.sock
 SUITE=bookworm
 RUSTUP_INIT_URL=https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
 # Bump when the way the bases are made changes (part of their cache key).
@@ -261,9 +268,75 @@ cmd_build() {
     echo "image: $image size_bytes=$size archive_bytes=$(stat -c %s "$out")"
 }
 
+# cri_image_status REF: the CRI's ImageStatus response for REF (raw protobuf)
+# from the test containerd, over gRPC through curl's HTTP/2 (no crictl needed).
+cri_image_status() {
+    python3 -c '
+import struct, sys
+ref = sys.argv[1].encode()
+spec = b"\x0a" + bytes([len(ref)]) + ref           # ImageSpec{image}
+req = b"\x0a" + bytes([len(spec)]) + spec          # ImageStatusRequest{image}
+sys.stdout.buffer.write(b"\x00" + struct.pack(">I", len(req)) + req)' "$1" |
+        curl --silent --max-time 10 --http2-prior-knowledge --unix-socket "$TEST_CRI_SOCKET" \
+            -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- \
+            http://localhost/runtime.v1.ImageService/ImageStatus
+}
+
+# run_check_least_privilege IMAGE: `/oomtrace check` in IMAGE's root
+# filesystem (read-only) under runc, with the DaemonSet's privileges: uid 0
+# holding only CAP_BPF and CAP_PERFMON, no_new_privs, read-only binds of the
+# host's BTF, tracefs and cgroup tree. Not reproduced: the RuntimeDefault
+# seccomp profile (containerd's, applied by the CRI) and the other hostPaths.
+run_check_least_privilege() {
+    local image=$1 container rootfs bundle rc=0
+    container=$(buildah_ from --pull=never "$image")
+    rootfs=$(buildah_ mount "$container")
+    bundle="$WORK/tmp/check-bundle"
+    rm -rf "$bundle"
+    mkdir -p "$bundle"
+    runc spec --bundle "$bundle"
+    python3 - "$bundle/config.json" "$rootfs" <<'PY'
+import json, sys
+path, rootfs = sys.argv[1:]
+c = json.load(open(path))
+c["root"] = {"path": rootfs, "readonly": True}
+caps = ["CAP_BPF", "CAP_PERFMON"]
+c["process"].update(args=["/oomtrace", "check"], terminal=False, noNewPrivileges=True,
+                    capabilities={"bounding": caps, "effective": caps, "permitted": caps})
+bind = lambda p: {"destination": p, "type": "bind", "source": p, "options": ["rbind", "ro"]}
+c["mounts"] = [m for m in c["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+c["mounts"] += [bind("/sys/kernel/btf"), bind("/sys/kernel/tracing"), bind("/sys/fs/cgroup")]
+json.dump(c, open(path, "w"), indent=1)
+PY
+    log "running /oomtrace check from $image under runc (CAP_BPF, CAP_PERFMON only)"
+    runc --root "$WORK/runc" run --bundle "$bundle" "oomtrace-image-check-$$" || rc=$?
+    buildah_ umount "$container" >/dev/null
+    buildah_ rm "$container" >/dev/null
+    return "$rc"
+}
+
+cmd_verify() {
+    local out=${1:-$DEFAULT_OUT} image qualified
+    prepare
+    [[ -f $out ]] || die "no archive at $out: run scripts/image.sh build first"
+    image=$(daemonset_image)
+    qualified=$(qualified_reference "$image")
+    "$REPO/scripts/runtime.sh" status >/dev/null || die "the test containerd does not answer: scripts/runtime.sh up"
+    ctr --address "$TEST_CRI_SOCKET" --namespace k8s.io images import "$out" >>"$LOG_FILE" 2>&1 ||
+        die "ctr images import $out failed, see $LOG_FILE"
+    ctr --address "$TEST_CRI_SOCKET" --namespace k8s.io images ls -q | grep -qxF "$qualified" ||
+        die "after import, containerd has no image named $qualified"
+    cri_image_status "$image" | grep -qaF "$qualified" ||
+        die "the CRI's ImageStatus for $image does not name $qualified"
+    log "containerd names the imported image $qualified; the CRI resolves $image to it"
+    run_check_least_privilege "$image" || die "/oomtrace check in the image failed"
+    log "verified $image"
+}
+
 case ${1:-} in
 build) shift; cmd_build "$@" ;;
 bases) prepare; ensure_bases ;;
+verify) shift; cmd_verify "$@" ;;
 _install-rust) shift; install_rust_in "$@" ;;
-*) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+*) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -244,7 +244,8 @@ cmd_build() {
     started=$SECONDS
     prepare
     image=$(daemonset_image)
-    read -r -a bases <<<"$(ensure_bases)"
+    bases=$(ensure_bases)
+    read -r -a bases <<<"$bases"
     log "building $image from deploy/Dockerfile (BUILD_IMAGE=${bases[0]}, RUNTIME_IMAGE=${bases[1]}; log $LOG_FILE)"
     # --pull=never: the bases exist only in this storage; --layers: reuse every
     # step whose inputs did not change; --format docker: the OCI format has no

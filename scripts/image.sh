@@ -219,6 +219,23 @@ qualified_reference() {
     echo "$ref"
 }
 
+# prune_stale_layers BUD_LOG: vfs stores every cached step as a full copy of
+# its root filesystem (~2 GB in the build stage), so the cached steps an
+# earlier build used and this one did not (a changed COPY . and everything
+# after it) are removed, newest first; the ones in BUD_LOG ("--> ID") stay,
+# and so do tagged images (the bases, the image itself).
+prune_stale_layers() {
+    local used id name removed=0
+    used=$(sed -nE 's/^--> (Using cache )?([0-9a-f]{11}).*/\2/p' "$1")
+    while read -r id name; do
+        id=${id#sha256:}
+        if [[ $name == "<none>" ]] && ! grep -qxF "${id:0:11}" <<<"$used"; then
+            if buildah_ rmi "$id" >/dev/null 2>&1; then removed=$((removed + 1)); fi
+        fi
+    done < <(buildah_ images -a --no-trunc --format '{{.CreatedAtRaw}}|{{.ID}} {{.Name}}' | sort -r | cut -d'|' -f2)
+    ((removed == 0)) || log "removed $removed cached steps this build no longer uses"
+}
+
 # Sum of the image's layer sizes in its manifest (buildah stores them uncompressed).
 image_size_bytes() {
     buildah_ inspect --type image --format '{{.Manifest}}' "$1" |
@@ -254,8 +271,9 @@ cmd_build() {
     (cd "$REPO" && buildah_ bud --isolation chroot --layers --pull=never --format docker \
         --ignorefile deploy/Dockerfile.dockerignore -f deploy/Dockerfile \
         --build-arg BUILD_IMAGE="${bases[0]}" --build-arg RUNTIME_IMAGE="${bases[1]}" \
-        -v "$HOST_CA:$HOST_CA:ro" -t "$image" . >>"$LOG_FILE" 2>&1) ||
-        { tail -n 30 "$LOG_FILE" >&2; die "buildah bud failed, see $LOG_FILE"; }
+        -v "$HOST_CA:$HOST_CA:ro" -t "$image" . 2>&1 | tee -a "$LOG_FILE" >"$WORK/bud.log") ||
+        { tail -n 30 "$WORK/bud.log" >&2; die "buildah bud failed, see $LOG_FILE"; }
+    prune_stale_layers "$WORK/bud.log"
     mkdir -p "$(dirname "$out")"
     rm -f "$out"
     # The archive's org.opencontainers.image.ref.name is the fully qualified

@@ -233,7 +233,7 @@ prune_stale_layers() {
             if buildah_ rmi "$id" >/dev/null 2>&1; then removed=$((removed + 1)); fi
         fi
     done < <(buildah_ images -a --no-trunc --format '{{.CreatedAtRaw}}|{{.ID}} {{.Name}}' | sort -r | cut -d'|' -f2)
-    ((removed == 0)) || log "removed $removed cached steps this build no longer uses"
+    ((removed == 0)) || log "pruned the cached steps this build no longer uses"
 }
 
 # Sum of the image's layer sizes in its manifest (buildah stores them uncompressed).

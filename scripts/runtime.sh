@@ -8,6 +8,9 @@
 #   scripts/runtime.sh down     remove every pod/container it ran, stop
 #                               containerd, remove the cgroups it made
 #   scripts/runtime.sh status   exit 0 iff containerd answers CRI on the socket
+#   scripts/runtime.sh images   build (or find cached) the test images only, print
+#                               `<image ref> <OCI tarball>` per image (node-test
+#                               imports them into its guest's containerd)
 #
 # Everything lives under /run/oomtrace-test (OOMTRACE_TEST_RUNTIME_DIR):
 #   containerd/            config, root, state, runc root, PID file and
@@ -301,6 +304,16 @@ cmd_down() {
     log "down: done"
 }
 
+cmd_images() {
+    need_root "the image cache lives under $RT"
+    lock "$RT"
+    mkdir -p "$LOGS"
+    install_debian_packages "$LOGS/apt.log" "${PACKAGES[@]}"
+    build_images
+    echo "$PAUSE_IMAGE $IMAGES/pause.tar"
+    echo "$TEST_IMAGE $IMAGES/oomtrace-test.tar"
+}
+
 cmd_status() {
     local pid
     if cri_answers; then
@@ -324,8 +337,9 @@ case ${1:-} in
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
+images) cmd_images ;;
 *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|images" >&2
     exit 2
     ;;
 esac

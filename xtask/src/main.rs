@@ -3,9 +3,14 @@
 //! `cargo xtask bench`: measure oomtrace on real OOM kills and compare it with
 //! bpftrace in the same run, then the daemon's footprint and the cost of pod
 //! attribution (see `bench/`).
+//!
+//! `cargo xtask vm-test`: the integration suite on Debian kernels under qemu;
+//! `cargo xtask node-test`: an AKS-shaped node (systemd, containerd, runc,
+//! cgroup v2) under qemu running the in-guest suite (see `vm/`, `node/`).
 
 mod bench;
 mod ebpf_object;
+mod node;
 mod vm;
 
 use std::process::ExitCode;
@@ -27,6 +32,9 @@ enum Command {
     /// Run the integration suite on real Debian kernels under qemu (needs root)
     /// and write docs/kernels.md.
     VmTest(vm::VmTestArgs),
+    /// Boot an AKS-shaped node (systemd, containerd, runc, cgroup v2) under
+    /// qemu on 6.1 and 6.12, run the in-guest suite, write docs/node.md (needs root).
+    NodeTest(node::NodeTestArgs),
     /// Check (CI) or refresh the prebuilt eBPF object stable-only builds use.
     EbpfObject(ebpf_object::EbpfObjectArgs),
 }
@@ -36,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::VmTest(args) => vm::run(&workspace_root(), &args),
+        Command::NodeTest(args) => node::run(&workspace_root(), &args),
         Command::EbpfObject(args) => ebpf_object::run(&workspace_root(), &args),
     };
     match result {

@@ -1,5 +1,5 @@
 //! Builds the integration tests and oomtrace as static executables the
-//! busybox guests can run.
+//! guests can run (vm-test's busybox guests, node-test's Debian node).
 
 use std::{
     path::{Path, PathBuf},
@@ -15,12 +15,15 @@ pub struct StaticBuild {
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-pub fn build(workspace: &Path) -> Result<StaticBuild> {
-    eprintln!("vm-test: building static test binaries (release)");
+/// Builds oomtrace and its integration tests: every test target, or only
+/// `test_target` (`--test <name>`).
+pub fn build(workspace: &Path, test_target: Option<&str>) -> Result<StaticBuild> {
+    eprintln!("xtask: building static test binaries (release)");
     // Target-specific flags: the nested BPF build of aya-build must not see them.
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
         .current_dir(workspace)
         .args(["test", "--release", "--no-run", "--locked", "-p", "oomtrace", "--target", TARGET])
+        .args(test_target.map(|name| ["--test", name]).into_iter().flatten())
         .args(["--message-format", "json-render-diagnostics"])
         .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
         .stderr(Stdio::inherit())

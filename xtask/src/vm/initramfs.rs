@@ -71,7 +71,8 @@ fn inside(root: &Path, host_path: &Path) -> PathBuf {
     root.join(host_path.strip_prefix("/").unwrap_or(host_path))
 }
 
-fn copy(from: &Path, to: &Path) -> Result<()> {
+/// Copies a file, creating its parent directories.
+pub fn copy(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -81,18 +82,23 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 
 /// Host tools the matrix needs, installed when missing.
 pub fn ensure_host_packages() -> Result<()> {
-    let wanted = [
+    ensure_host_tools(&[
         ("qemu-system-x86_64", "qemu-system-x86"),
         ("busybox", "busybox-static"),
         ("cpio", "cpio"),
         ("file", "file"),
         ("bpftool", "bpftool"),
-    ];
+    ])
+}
+
+/// Installs the Debian package of each `(tool, package)` whose tool is not
+/// on the PATH.
+pub fn ensure_host_tools(wanted: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = wanted.iter().filter(|(tool, _)| which(tool).is_none()).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("vm-test: installing {}", missing.join(" "));
+    eprintln!("xtask: installing {}", missing.join(" "));
     run::status(Command::new("apt-get").args(["update", "-qq"]))?;
     run::status(
         Command::new("apt-get")

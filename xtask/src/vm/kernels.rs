@@ -1,6 +1,9 @@
 //! Debian kernel images for the VM matrix: resolved with apt-cache, fetched
 //! with `apt-get download`, unpacked with `dpkg-deb -x` under
-//! `target/vm/kernels/<release>/` (nothing is installed into the host's /boot).
+//! `target/vm/kernels/<release>/` (nothing is installed into the host's /boot):
+//! `vmlinuz` for every guest, and `modules/` (the package's
+//! `lib/modules/<release>`) for guests that load modules (the node's overlay,
+//! bridge and veth).
 //! Suites the host does not list (bullseye-security, trixie-backports) go
 //! through a private apt state under `target/vm/apt`, leaving the host's apt
 //! configuration alone.
@@ -52,6 +55,8 @@ pub struct Kernel {
     /// e.g. `6.1.0-47-cloud-amd64`.
     pub release: String,
     pub vmlinuz: PathBuf,
+    /// The package's `lib/modules/<release>` tree (without depmod's indexes).
+    pub modules: PathBuf,
 }
 
 pub fn series(label: &str) -> Result<Series> {
@@ -147,6 +152,18 @@ impl Apt {
     }
 }
 
+/// Fetches (or finds in `cache`, `target/vm`) the kernel of each series label.
+pub fn fetch_all(labels: &[&str], cache: &Path) -> Result<Vec<Kernel>> {
+    let mut kernels = Vec::new();
+    for label in labels {
+        let series = series(label)?;
+        let kernel = fetch(series, cache).with_context(|| format!("fetching the {label} kernel"))?;
+        eprintln!("xtask: kernel {} -> {}", kernel.label, kernel.release);
+        kernels.push(kernel);
+    }
+    Ok(kernels)
+}
+
 /// Fetches (or finds in the cache) the kernel of one series.
 pub fn fetch(series: Series, cache: &Path) -> Result<Kernel> {
     let apt = match series.private_source {
@@ -160,10 +177,11 @@ pub fn fetch(series: Series, cache: &Path) -> Result<Kernel> {
     };
     let release = image.trim_start_matches("linux-image-").trim_end_matches("-unsigned").to_owned();
     let dir = cache.join("kernels").join(&release);
-    let vmlinuz = dir.join("vmlinuz");
-    if vmlinuz.exists() {
-        return Ok(Kernel { label: series.label, release, vmlinuz });
+    let kernel = Kernel { label: series.label, vmlinuz: dir.join("vmlinuz"), modules: dir.join("modules"), release };
+    if kernel.vmlinuz.exists() && kernel.modules.is_dir() {
+        return Ok(kernel);
     }
+    let release = &kernel.release;
     // trixie and later split the image into linux-binary-unsigned-* packages.
     let split = format!("linux-binary-unsigned-{release}");
     let packages = if apt.exists(&split) {
@@ -172,38 +190,55 @@ pub fn fetch(series: Series, cache: &Path) -> Result<Kernel> {
     } else {
         vec![image.clone()]
     };
-    let debs = cache.join("debs").join(&release);
-    apt.download(&packages, &debs).with_context(|| format!("downloading {packages:?}"))?;
-    let unpacked = cache.join("unpack").join(&release);
+    let debs = cache.join("debs").join(release);
+    let is_deb = |p: &PathBuf| p.extension().is_some_and(|x| x == "deb");
+    let downloaded = || -> Vec<PathBuf> {
+        let entries = std::fs::read_dir(&debs).into_iter().flatten().flatten();
+        entries.map(|e| e.path()).filter(is_deb).collect()
+    };
+    if downloaded().is_empty() {
+        apt.download(&packages, &debs).with_context(|| format!("downloading {packages:?}"))?;
+    }
+    let unpacked = cache.join("unpack").join(release);
     let _ = std::fs::remove_dir_all(&unpacked);
     std::fs::create_dir_all(&unpacked)?;
-    for deb in
-        std::fs::read_dir(&debs)?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "deb"))
-    {
+    for deb in downloaded() {
         run::status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     }
     let found_vmlinuz =
-        find_file(&unpacked, &|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz")))
+        files_under(&unpacked, &|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz")))
+            .into_iter()
+            .next()
             .with_context(|| format!("no vmlinuz in {packages:?}"))?;
+    let found_modules = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|m| unpacked.join(m).join(release))
+        .find(|m| m.is_dir())
+        .with_context(|| format!("no lib/modules/{release} in {packages:?}"))?;
     std::fs::create_dir_all(&dir)?;
-    std::fs::copy(&found_vmlinuz, &vmlinuz)?;
+    std::fs::copy(&found_vmlinuz, &kernel.vmlinuz)?;
+    let _ = std::fs::remove_dir_all(&kernel.modules);
+    std::fs::rename(&found_modules, &kernel.modules)
+        .with_context(|| format!("moving {} to {}", found_modules.display(), kernel.modules.display()))?;
     let _ = std::fs::remove_dir_all(&unpacked);
-    Ok(Kernel { label: series.label, release, vmlinuz })
+    Ok(kernel)
 }
 
-fn find_file(dir: &Path, wanted: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+/// Every file under `dir` (recursively) that `wanted` accepts.
+pub fn files_under(dir: &Path, wanted: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
             } else if wanted(&path) {
-                return Some(path);
+                found.push(path);
             }
         }
     }
-    None
+    found
 }
 
 /// Fails early with a clear message when a needed host tool is missing.

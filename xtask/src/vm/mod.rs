@@ -1,17 +1,17 @@
 //! `cargo xtask vm-test`: the test suite on real Debian kernels under qemu.
 
-mod build;
-mod initramfs;
-mod kernels;
-mod qemu;
-mod report;
-mod run;
+// Shared with node-test (`crate::node`): the static build, the kernels, the
+// qemu runner, the test-outcome parser and the host command helpers.
+pub(crate) mod build;
+pub(crate) mod initramfs;
+pub(crate) mod kernels;
+pub(crate) mod qemu;
+pub(crate) mod report;
+pub(crate) mod run;
 
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
-
-pub use report::KernelResult;
 
 #[derive(Debug, clap::Args)]
 pub struct VmTestArgs {
@@ -39,19 +39,14 @@ pub fn run(workspace: &Path, args: &VmTestArgs) -> Result<()> {
     }
     kernels::require_host_tools()?;
     initramfs::ensure_host_packages()?;
-    let series = if args.kernels.is_empty() {
-        kernels::SERIES.to_vec()
+    let labels: Vec<&str> = if args.kernels.is_empty() {
+        kernels::SERIES.iter().map(|s| s.label).collect()
     } else {
-        args.kernels.iter().map(|k| kernels::series(k)).collect::<Result<Vec<_>>>()?
+        args.kernels.iter().map(String::as_str).collect()
     };
     let cache = workspace.join("target/vm");
-    let mut kernels = Vec::new();
-    for s in &series {
-        let kernel = kernels::fetch(*s, &cache).with_context(|| format!("fetching the {} kernel", s.label))?;
-        eprintln!("vm-test: {} -> {}", kernel.label, kernel.release);
-        kernels.push(kernel);
-    }
-    let built = build::build(workspace)?;
+    let kernels = kernels::fetch_all(&labels, &cache)?;
+    let built = build::build(workspace, None)?;
     let bpftool = kernels::which("bpftool").context("bpftool not found")?;
     let payload = initramfs::Payload { tests: built.tests, oomtrace: built.oomtrace, dynamic_tools: vec![bpftool] };
     let work = cache.join("work");
@@ -59,35 +54,21 @@ pub fn run(workspace: &Path, args: &VmTestArgs) -> Result<()> {
     let initrd = initramfs::build(&work, &payload)?;
 
     let timeout = Duration::from_secs(args.timeout);
-    let jobs = args.jobs.max(1);
-    let mut results: Vec<KernelResult> = Vec::new();
-    for chunk in kernels.chunks(jobs) {
-        let chunk_results: Vec<Result<KernelResult>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|kernel| {
-                    let dir = work.join(&kernel.release);
-                    let initrd = &initrd;
-                    scope.spawn(move || -> Result<KernelResult> {
-                        std::fs::create_dir_all(&dir)?;
-                        eprintln!("vm-test: booting {} ({})", kernel.label, kernel.release);
-                        let boot = qemu::boot(&kernel.vmlinuz, initrd, &dir, &args.memory, timeout)?;
-                        std::fs::write(dir.join("suite.log"), &boot.output)?;
-                        Ok(report::parse(kernel.label, &kernel.release, &boot))
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("VM thread panicked"))).collect()
-        });
-        for result in chunk_results {
-            let result = result?;
-            println!("{}", result.line());
-            if !result.passed {
-                eprintln!("--- {} suite output (failures) ---\n{}", result.label, result.failure_excerpt);
-            }
-            results.push(result);
+    let results = on_each_kernel(&kernels, args.jobs, |kernel| {
+        let dir = work.join(&kernel.release);
+        std::fs::create_dir_all(&dir)?;
+        eprintln!("vm-test: booting {} ({})", kernel.label, kernel.release);
+        let guest =
+            qemu::Guest { vmlinuz: &kernel.vmlinuz, initrd: &initrd, memory: &args.memory, extra_cmdline: "", timeout };
+        let boot = qemu::boot(&guest, &dir)?;
+        std::fs::write(dir.join("suite.log"), &boot.output)?;
+        let result = report::parse(kernel.label, &kernel.release, &boot);
+        println!("{}", result.line());
+        if !result.passed {
+            eprintln!("--- {} suite output (failures) ---\n{}", result.label, result.failure_excerpt);
         }
-    }
+        Ok(result)
+    })?;
     if args.kernels.is_empty() {
         let path = workspace.join(&args.report);
         std::fs::write(&path, report::markdown(&results)).with_context(|| format!("writing {}", path.display()))?;
@@ -98,4 +79,25 @@ pub fn run(workspace: &Path, args: &VmTestArgs) -> Result<()> {
         bail!("the suite failed on: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// Runs `boot` for every kernel, at most `jobs` at once (each VM is one
+/// single-threaded qemu), and returns the results in the kernels' order.
+pub fn on_each_kernel<T: Send>(
+    kernels: &[kernels::Kernel],
+    jobs: usize,
+    boot: impl Fn(&kernels::Kernel) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let mut results = Vec::with_capacity(kernels.len());
+    for chunk in kernels.chunks(jobs.max(1)) {
+        let chunk_results: Vec<Result<T>> = std::thread::scope(|scope| {
+            let boot = &boot;
+            let handles: Vec<_> = chunk.iter().map(|kernel| scope.spawn(move || boot(kernel))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("VM thread panicked"))).collect()
+        });
+        for result in chunk_results {
+            results.push(result?);
+        }
+    }
+    Ok(results)
 }

@@ -23,7 +23,20 @@ pub struct Boot {
     pub elapsed: Duration,
 }
 
-pub fn boot(vmlinuz: &Path, initrd: &Path, work: &Path, memory: &str, timeout: Duration) -> Result<Boot> {
+/// What to boot and how long to wait for it.
+pub struct Guest<'a> {
+    pub vmlinuz: &'a Path,
+    pub initrd: &'a Path,
+    pub memory: &'a str,
+    /// Appended to the kernel command line.
+    pub extra_cmdline: &'a str,
+    pub timeout: Duration,
+}
+
+/// Boots `guest` with its serial ports in files under `work`: the console
+/// (ttyS0), the suite's output (ttyS1) and `VM_EXIT=<code>` (ttyS2).
+pub fn boot(guest: &Guest, work: &Path) -> Result<Boot> {
+    let Guest { vmlinuz, initrd, memory, extra_cmdline, timeout } = *guest;
     let console = work.join("console.log");
     let output = work.join("out.log");
     let rc = work.join("rc");
@@ -35,7 +48,8 @@ pub fn boot(vmlinuz: &Path, initrd: &Path, work: &Path, memory: &str, timeout: D
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 rdinit=/init panic=-1 oops=panic loglevel=4"])
+        .arg("-append")
+        .arg(format!("console=ttyS0 rdinit=/init panic=-1 oops=panic loglevel=4 {extra_cmdline}"))
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .arg("-serial")

@@ -115,7 +115,7 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
 }
 
 /// `line` without ANSI colour sequences (`ESC [ ... m`).
-fn without_colours(line: &str) -> String {
+pub fn without_colours(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
@@ -130,7 +130,7 @@ fn without_colours(line: &str) -> String {
 
 /// How one test ended, as the harness printed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
     Passed,
     Failed,
     /// Skipped by the testkit's harness, with its reason.
@@ -141,7 +141,7 @@ enum Outcome {
 /// `test <name> ... ` before running a test and the outcome after it, so
 /// what the test printed meanwhile (its output is not captured) may come
 /// between: the outcome then starts a later line.
-fn test_outcomes(lines: &[&str]) -> Vec<(String, Outcome)> {
+pub fn test_outcomes(lines: &[&str]) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
     let mut pending: Option<String> = None;
     for line in lines {
@@ -179,7 +179,7 @@ fn outcome(text: &str) -> Option<Outcome> {
 }
 
 /// `N` of `N <what>` in a `test result: ...` line.
-fn summary_count(line: &str, what: &str) -> Option<usize> {
+pub fn summary_count(line: &str, what: &str) -> Option<usize> {
     let rest = line.strip_prefix("test result: ")?;
     rest.split(';').find_map(|part| {
         part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(what)?.trim().parse().ok()
@@ -251,7 +251,8 @@ pub fn markdown(results: &[KernelResult]) -> String {
         );
     }
     out.push_str(
-        "\nThe host (6.18, cgroup v1) runs the suite natively: `scripts/test.sh`.\n\nSkipped tests per kernel:\n\n",
+        "\nThe host (6.18, cgroup v1) runs the suite natively: `scripts/test.sh`. The AKS-shaped node (systemd, \
+         containerd, the DaemonSet's image) runs on 6.1 and 6.12: [node.md](node.md).\n\nSkipped tests per kernel:\n\n",
     );
     for r in results {
         for s in &r.skipped {

@@ -1,0 +1,170 @@
+//! Reads one node's serial output (guest/run-suite.sh's `== ` markers and the
+//! suite's outcome lines) into a per-kernel result, and renders docs/node.md.
+
+use std::time::Duration;
+
+use crate::vm::{
+    qemu::Boot,
+    report::{Outcome, summary_count, test_outcomes, without_colours},
+};
+
+#[derive(Clone, Debug)]
+pub struct NodeResult {
+    pub label: &'static str,
+    pub release: String,
+    pub passed: bool,
+    pub cgroup_fs: String,
+    pub containerd_state: String,
+    pub containerd_version: String,
+    pub runc_version: String,
+    /// From the kernel's start to containerd.service active.
+    pub containerd_active: Option<Duration>,
+    /// Each test of the suite (one scenario each) and how it ended.
+    pub scenarios: Vec<(String, Outcome)>,
+    /// What stopped the node before or instead of the suite, if anything.
+    pub problem: Option<String>,
+    pub elapsed: Duration,
+    pub failure_excerpt: String,
+}
+
+/// The value of the `== <key> <value>` marker line.
+fn marker<'a>(lines: &[&'a str], key: &str) -> Option<&'a str> {
+    let prefix = format!("== {key} ");
+    lines.iter().find_map(|line| line.strip_prefix(prefix.as_str())).map(str::trim)
+}
+
+pub fn parse(label: &'static str, release: &str, boot: &Boot) -> NodeResult {
+    let cleaned: Vec<String> = boot.output.lines().map(without_colours).collect();
+    let lines: Vec<&str> = cleaned.iter().map(String::as_str).collect();
+    let suite_start = lines.iter().position(|l| *l == "== suite").map_or(lines.len(), |i| i + 1);
+    let suite_lines = &lines[suite_start..];
+    let scenarios = test_outcomes(suite_lines);
+    // The harness' own count, and the outcome lines (either may be cut off).
+    let failed = suite_lines
+        .iter()
+        .filter_map(|l| summary_count(l, "failed"))
+        .sum::<usize>()
+        .max(scenarios.iter().filter(|(_, o)| *o == Outcome::Failed).count());
+    let suite_rc = marker(&lines, "suite-rc").and_then(|rc| rc.parse::<i32>().ok());
+    let problem = ["containerd-missing", "import-failed"]
+        .iter()
+        .find_map(|key| marker(&lines, key).map(|detail| format!("{key}: {detail}")))
+        .or_else(|| {
+            if suite_start == lines.len() {
+                Some("the suite did not start".to_owned())
+            } else if suite_rc.is_none() {
+                Some("the suite did not finish (crash or timeout; see the console)".to_owned())
+            } else if scenarios.is_empty() {
+                Some("the suite reported no tests".to_owned())
+            } else {
+                None
+            }
+        });
+    let passed = problem.is_none() && failed == 0 && suite_rc == Some(0) && boot.exit_code == Some(0);
+    let failure_excerpt = if passed {
+        String::new()
+    } else {
+        let tail: Vec<&str> = lines.iter().rev().take(80).copied().collect();
+        format!("{}\n--- console ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"), boot.console_tail)
+    };
+    let text = |key: &str| marker(&lines, key).unwrap_or("?").to_owned();
+    NodeResult {
+        label,
+        release: release.to_owned(),
+        passed,
+        cgroup_fs: text("cgroup-fs"),
+        containerd_state: text("containerd"),
+        containerd_version: text("containerd-version"),
+        runc_version: text("runc-version"),
+        containerd_active: marker(&lines, "containerd-active-us")
+            .and_then(|us| us.parse::<u64>().ok())
+            .filter(|us| *us > 0)
+            .map(Duration::from_micros),
+        scenarios,
+        problem,
+        elapsed: boot.elapsed,
+        failure_excerpt,
+    }
+}
+
+fn seconds(duration: Option<Duration>) -> String {
+    duration.map_or("?".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
+}
+
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Passed => "passed".to_owned(),
+        Outcome::Failed => "FAILED".to_owned(),
+        Outcome::Ignored(reason) if reason.is_empty() => "ignored".to_owned(),
+        Outcome::Ignored(reason) => format!("ignored: {reason}"),
+    }
+}
+
+impl NodeResult {
+    /// The one-line summary printed per kernel.
+    pub fn line(&self) -> String {
+        let count = |wanted: fn(&Outcome) -> bool| self.scenarios.iter().filter(|(_, o)| wanted(o)).count();
+        format!(
+            "{:<5} {:<28} {}  {} passed, {} failed, {} ignored; containerd active at {}  ({:.0} s){}",
+            self.label,
+            self.release,
+            if self.passed { "PASS" } else { "FAIL" },
+            count(|o| *o == Outcome::Passed),
+            count(|o| *o == Outcome::Failed),
+            count(|o| matches!(o, Outcome::Ignored(_))),
+            seconds(self.containerd_active),
+            self.elapsed.as_secs_f64(),
+            self.problem.as_ref().map(|p| format!("  [{p}]")).unwrap_or_default()
+        )
+    }
+}
+
+/// docs/node.md, generated from one node-test run.
+pub fn markdown(results: &[NodeResult], wall_time: Duration, jobs: usize) -> String {
+    let mut out = String::from(
+        "# The AKS-shaped node\n\n\
+         Generated by `cargo xtask node-test` (do not edit by hand; `.ci/run` runs it after vm-test). Each kernel \
+         boots a Debian bookworm userspace under qemu (single-threaded TCG, 2 GiB): systemd as PID 1, dbus, \
+         containerd and runc from Debian's packages, cgroup v2 only, containerd configured as on AKS (CRI on, runc \
+         with `SystemdCgroup = true`, a CNI bridge for pod networking). A oneshot unit ordered after \
+         containerd.service imports the images (no registry is reachable) and runs the in-guest suite \
+         (`oomtrace/tests/node.rs`); each test is one scenario. Code: `xtask/src/node/`.\n\n",
+    );
+    out.push_str(&format!("Run: {}\n\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now())));
+    out.push_str(&format!(
+        "node-test wall time: {:.0} s ({} kernels, {} VM{} at a time, including the build and the rootfs).\n\n",
+        wall_time.as_secs_f64(),
+        results.len(),
+        jobs,
+        if jobs == 1 { "" } else { "s" }
+    ));
+    out.push_str(
+        "| series | kernel | cgroup fs | containerd | runc | boot to containerd active | VM total | result |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} ({}) | {} | {} | {:.0} s | {} |\n",
+            r.label,
+            r.release,
+            r.cgroup_fs,
+            r.containerd_version,
+            r.containerd_state,
+            r.runc_version,
+            seconds(r.containerd_active),
+            r.elapsed.as_secs_f64(),
+            match (&r.problem, r.passed) {
+                (Some(problem), _) => format!("FAIL: {problem}"),
+                (None, true) => "pass".to_owned(),
+                (None, false) => "FAIL".to_owned(),
+            }
+        ));
+    }
+    for r in results {
+        out.push_str(&format!("\n## {} ({})\n\n| scenario | result |\n|---|---|\n", r.label, r.release));
+        for (name, outcome) in &r.scenarios {
+            out.push_str(&format!("| {name} | {} |\n", outcome_text(outcome)));
+        }
+    }
+    out
+}

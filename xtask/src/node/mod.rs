@@ -56,6 +56,7 @@ pub fn run(workspace: &Path, args: &NodeTestArgs) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("node-test must run as root (it installs packages, builds a rootfs and the images)");
     }
+    payload::preflight(workspace, args.suite.as_deref())?;
     kernels::require_host_tools()?;
     vm::initramfs::ensure_host_tools(&[
         ("qemu-system-x86_64", "qemu-system-x86"),

@@ -57,15 +57,31 @@ impl Payload {
     }
 }
 
+const IMAGE_SCRIPT: &str = "scripts/image.sh";
+
+/// Fails before anything is fetched or built when a piece of the run is
+/// missing: the in-guest suite, or the script that builds the DaemonSet's
+/// image (both optional with `--suite`).
+pub fn preflight(workspace: &Path, suite: Option<&Path>) -> Result<()> {
+    if let Some(suite) = suite {
+        if !suite.is_file() {
+            bail!("--suite {}: no such file", suite.display());
+        }
+        return Ok(());
+    }
+    if !workspace.join("oomtrace/tests/node.rs").exists() {
+        bail!("oomtrace/tests/node.rs (the in-guest suite) is missing; pass --suite to boot another executable");
+    }
+    if !workspace.join(IMAGE_SCRIPT).exists() {
+        bail!("{IMAGE_SCRIPT} is missing: node-test needs it to build the DaemonSet's image (deploy/Dockerfile)");
+    }
+    Ok(())
+}
+
 /// Builds the suite and oomtrace, and the images. `suite` replaces the
 /// `node` integration test (a harness check); the DaemonSet's image is then
 /// optional.
 pub fn prepare(workspace: &Path, cache: &Path, suite: Option<&Path>) -> Result<Payload> {
-    if suite.is_none() && !workspace.join("oomtrace/tests/node.rs").exists() {
-        bail!(
-            "oomtrace/tests/node.rs (the in-guest suite) does not exist yet; pass --suite to boot another executable"
-        );
-    }
     let placeholder = suite.is_some();
     // A placeholder still needs the static oomtrace: cargo builds it with any
     // integration test (check_cmd is the smallest).
@@ -75,14 +91,14 @@ pub fn prepare(workspace: &Path, cache: &Path, suite: Option<&Path>) -> Result<P
         None => built.tests.into_iter().next().context("cargo built no `node` test executable")?,
     };
     let test_images = test_images(workspace)?;
-    let image_script = workspace.join("scripts/image.sh");
+    let image_script = workspace.join(IMAGE_SCRIPT);
     let daemonset_image = if image_script.exists() {
         Some(daemonset_image(workspace, &image_script, cache)?)
     } else if placeholder {
-        eprintln!("node-test: scripts/image.sh is missing: the guest gets no DaemonSet image (--suite run)");
+        eprintln!("node-test: {IMAGE_SCRIPT} is missing: the guest gets no DaemonSet image (--suite run)");
         None
     } else {
-        bail!("scripts/image.sh is missing: node-test needs it to build the DaemonSet's image (deploy/Dockerfile)");
+        bail!("{IMAGE_SCRIPT} is missing: node-test needs it to build the DaemonSet's image (deploy/Dockerfile)");
     };
     let mut manifests: Vec<PathBuf> = std::fs::read_dir(workspace.join("deploy/kubernetes"))
         .context("reading deploy/kubernetes")?

@@ -17,8 +17,14 @@ pub struct NodeResult {
     pub containerd_state: String,
     pub containerd_version: String,
     pub runc_version: String,
+    /// From the kernel's start to systemd's (the kernel and the initramfs).
+    pub systemd_start: Option<Duration>,
     /// From the kernel's start to containerd.service active.
     pub containerd_active: Option<Duration>,
+    /// The suite's own run time.
+    pub suite_time: Option<Duration>,
+    /// MemTotal and MemAvailable when the suite started.
+    pub memory: String,
     /// Each test of the suite (one scenario each) and how it ended.
     pub scenarios: Vec<(String, Outcome)>,
     /// What stopped the node before or instead of the suite, if anything.
@@ -76,15 +82,22 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> NodeResult {
         containerd_state: text("containerd"),
         containerd_version: text("containerd-version"),
         runc_version: text("runc-version"),
-        containerd_active: marker(&lines, "containerd-active-us")
-            .and_then(|us| us.parse::<u64>().ok())
-            .filter(|us| *us > 0)
-            .map(Duration::from_micros),
+        systemd_start: microseconds(marker(&lines, "systemd-start-us")),
+        containerd_active: microseconds(marker(&lines, "containerd-active-us")),
+        suite_time: marker(&lines, "suite-seconds")
+            .and_then(|s| s.parse::<f64>().ok())
+            .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+        memory: text("memory"),
         scenarios,
         problem,
         elapsed: boot.elapsed,
         failure_excerpt,
     }
+}
+
+/// systemd's monotonic timestamps (0: never happened).
+fn microseconds(value: Option<&str>) -> Option<Duration> {
+    value.and_then(|us| us.parse::<u64>().ok()).filter(|us| *us > 0).map(Duration::from_micros)
 }
 
 fn seconds(duration: Option<Duration>) -> String {
@@ -139,20 +152,29 @@ pub fn markdown(results: &[NodeResult], wall_time: Duration, jobs: usize) -> Str
         if jobs == 1 { "" } else { "s" }
     ));
     out.push_str(
-        "| series | kernel | cgroup fs | containerd | runc | boot to containerd active | VM total | result |\n",
+        "Times are seconds after the kernel started: systemd started (the kernel booted and the initramfs \
+         unpacked), containerd.service active; then the suite's own time, and the VM's from qemu's start to its \
+         exit.\n\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    out.push_str(
+        "| series | kernel | cgroup fs | containerd | runc | systemd started | containerd active | suite | VM total \
+         | memory at suite start | result |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         out.push_str(&format!(
-            "| {} | {} | {} | {} ({}) | {} | {} | {:.0} s | {} |\n",
+            "| {} | {} | {} | {} ({}) | {} | {} | {} | {} | {:.0} s | {} | {} |\n",
             r.label,
             r.release,
             r.cgroup_fs,
             r.containerd_version,
             r.containerd_state,
             r.runc_version,
+            seconds(r.systemd_start),
             seconds(r.containerd_active),
+            seconds(r.suite_time),
             r.elapsed.as_secs_f64(),
+            r.memory,
             match (&r.problem, r.passed) {
                 (Some(problem), _) => format!("FAIL: {problem}"),
                 (None, true) => "pass".to_owned(),
@@ -167,4 +189,65 @@ pub fn markdown(results: &[NodeResult], wall_time: Duration, jobs: usize) -> Str
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot(output: &str, exit_code: Option<i32>) -> Boot {
+        Boot { output: output.to_owned(), exit_code, console_tail: String::new(), elapsed: Duration::from_secs(90) }
+    }
+
+    const NODE: &str = "== uname 6.12.117+deb12-cloud-amd64\n== cgroup-fs cgroup2fs\n== containerd active\n\
+        == systemd-start-us 10270000\n== containerd-active-us 24083921\n== containerd-version 1.6.20~ds1\n\
+        == runc-version 1.1.5+ds1\n== imported localhost/pause:oomtrace\n\
+        == memory MemTotal: 2013596 kB MemAvailable: 1500000 kB\n";
+
+    #[test]
+    fn a_node_whose_suite_passed() {
+        let output = format!(
+            "{NODE}== suite\nrunning 2 tests\ntest group_kill ... ok\n\
+             test global_oom ... ignored (TCG)\ntest result: ok. 1 passed; 0 failed; 1 ignored\n\
+             == suite-seconds 42.5\n== suite-rc 0\n"
+        );
+        let result = parse("6.12", "6.12.117+deb12-cloud-amd64", &boot(&output, Some(0)));
+        assert!(result.passed, "{result:?}");
+        assert_eq!(result.problem, None);
+        assert_eq!(result.cgroup_fs, "cgroup2fs");
+        assert_eq!(result.containerd_active, Some(Duration::from_micros(24083921)));
+        assert_eq!(result.suite_time, Some(Duration::from_millis(42500)));
+        assert_eq!(result.scenarios.len(), 2);
+        assert_eq!(result.scenarios[1].1, Outcome::Ignored("TCG".to_owned()));
+        let markdown = markdown(&[result], Duration::from_secs(200), 2);
+        assert!(markdown.contains("| global_oom | ignored: TCG |"), "{markdown}");
+        assert!(markdown.contains("| 24.1 s | 42.5 s | 90 s |"), "{markdown}");
+    }
+
+    #[test]
+    fn a_failed_scenario_fails_the_node() {
+        let output = format!(
+            "{NODE}== suite\ntest group_kill ... FAILED\ntest result: FAILED. 0 passed; 1 failed\n== suite-rc 1\n"
+        );
+        let result = parse("6.1", "6.1.0-56-cloud-amd64", &boot(&output, Some(1)));
+        assert!(!result.passed);
+        assert_eq!(result.scenarios, vec![("group_kill".to_owned(), Outcome::Failed)]);
+    }
+
+    #[test]
+    fn a_suite_that_never_ran_or_never_finished_fails_the_node() {
+        let cut_off = format!("{NODE}== suite\ntest group_kill ... ok\n");
+        let result = parse("6.1", "6.1.0-56-cloud-amd64", &boot(&cut_off, None));
+        assert!(!result.passed);
+        assert!(result.problem.as_deref().is_some_and(|p| p.contains("did not finish")), "{result:?}");
+
+        let import_failed = format!("{NODE}== import-failed oomtrace-image.oci.tar\n");
+        let result = parse("6.1", "6.1.0-56-cloud-amd64", &boot(&import_failed, Some(1)));
+        assert!(!result.passed);
+        assert_eq!(result.problem.as_deref(), Some("import-failed: oomtrace-image.oci.tar"));
+
+        let empty = format!("{NODE}== suite\nrunning 0 tests\n== suite-rc 0\n");
+        let result = parse("6.1", "6.1.0-56-cloud-amd64", &boot(&empty, Some(0)));
+        assert!(!result.passed, "a suite without tests proves nothing");
+    }
 }

@@ -48,14 +48,18 @@ run_node() {
         sleep 0.1
     done
     echo "== containerd $(systemctl is-active containerd.service)"
+    # Microseconds since the kernel started.
+    echo "== systemd-start-us $(systemctl show -P UserspaceTimestampMonotonic)"
     echo "== containerd-active-us $(systemctl show -P ActiveEnterTimestampMonotonic containerd.service)"
-    echo "== containerd-version $(containerd --version)"
-    echo "== runc-version $(runc --version | head -n 1)"
+    echo "== containerd-version $(containerd --version | cut -d' ' -f3)"
+    echo "== runc-version $(runc --version | head -n 1 | cut -d' ' -f3)"
     images || return 1
-    echo "== suite-start-us $(cut -d' ' -f1 /proc/uptime)"
+    echo "== memory $(grep -E '^(MemTotal|MemAvailable):' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"
+    started=$(cut -d' ' -f1 /proc/uptime)
     echo "== suite"
     /node-test/node --test-threads=1 --color never 2>&1
     rc=$?
+    echo "== suite-seconds $(awk -v s="$started" '{ print $1 - s }' /proc/uptime)"
     echo "== suite-rc $rc"
     return $rc
 }

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::vm::{self, kernels, qemu};
+use crate::vm::{self, kernels};
 
 /// The kernel series the node boots by default: bookworm's 6.1 and 6.12.
 const DEFAULT_SERIES: [&str; 2] = ["6.1", "6.12"];
@@ -78,36 +78,20 @@ pub fn run(workspace: &Path, args: &NodeTestArgs) -> Result<()> {
     eprintln!("node-test: packing the node initramfs");
     let initrd = initramfs::build(&work, &rootfs, &kernels, &payload)?;
 
-    let timeout = Duration::from_secs(args.timeout);
-    let results = vm::on_each_kernel(&kernels, args.jobs, |kernel| {
-        let dir = work.join(&kernel.release);
-        std::fs::create_dir_all(&dir)?;
-        eprintln!("node-test: booting the node on {} ({})", kernel.label, kernel.release);
-        let guest = qemu::Guest {
-            vmlinuz: &kernel.vmlinuz,
-            initrd: &initrd,
-            memory: &args.memory,
-            extra_cmdline: CMDLINE,
-            timeout,
-        };
-        let boot = qemu::boot(&guest, &dir)?;
-        std::fs::write(dir.join("suite.log"), &boot.output)?;
-        let result = report::parse(kernel.label, &kernel.release, &boot);
-        println!("{}", result.line());
-        if !result.passed {
-            eprintln!("--- {} node output (failures) ---\n{}", result.label, result.failure_excerpt);
-        }
-        Ok(result)
-    })?;
+    let matrix = vm::Matrix {
+        initrd: &initrd,
+        memory: &args.memory,
+        extra_cmdline: CMDLINE,
+        timeout: Duration::from_secs(args.timeout),
+        jobs: args.jobs,
+        work: &work,
+    };
+    let results = matrix.boot_each(&kernels, |kernel, boot| report::parse(kernel.label, &kernel.release, boot))?;
     if args.kernels.is_empty() {
         let path = workspace.join(&args.report);
         let markdown = report::markdown(&results, started.elapsed(), args.jobs.max(1));
         std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("node-test: wrote {}", path.display());
     }
-    let failed: Vec<_> = results.iter().filter(|r| !r.passed).map(|r| r.label).collect();
-    if !failed.is_empty() {
-        bail!("the node suite failed on: {}", failed.join(", "));
-    }
-    Ok(())
+    vm::fail_on_any(&results, "the node suite")
 }

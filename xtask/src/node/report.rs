@@ -113,9 +113,20 @@ fn outcome_text(outcome: &Outcome) -> String {
     }
 }
 
-impl NodeResult {
-    /// The one-line summary printed per kernel.
-    pub fn line(&self) -> String {
+impl crate::vm::Verdict for NodeResult {
+    fn label(&self) -> &str {
+        self.label
+    }
+
+    fn passed(&self) -> bool {
+        self.passed
+    }
+
+    fn failure_excerpt(&self) -> &str {
+        &self.failure_excerpt
+    }
+
+    fn line(&self) -> String {
         let count = |wanted: fn(&Outcome) -> bool| self.scenarios.iter().filter(|(_, o)| wanted(o)).count();
         format!(
             "{:<5} {:<28} {}  {} passed, {} failed, {} ignored; containerd active at {}  ({:.0} s){}",

@@ -53,51 +53,95 @@ pub fn run(workspace: &Path, args: &VmTestArgs) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let initrd = initramfs::build(&work, &payload)?;
 
-    let timeout = Duration::from_secs(args.timeout);
-    let results = on_each_kernel(&kernels, args.jobs, |kernel| {
-        let dir = work.join(&kernel.release);
-        std::fs::create_dir_all(&dir)?;
-        eprintln!("vm-test: booting {} ({})", kernel.label, kernel.release);
-        let guest =
-            qemu::Guest { vmlinuz: &kernel.vmlinuz, initrd: &initrd, memory: &args.memory, extra_cmdline: "", timeout };
-        let boot = qemu::boot(&guest, &dir)?;
-        std::fs::write(dir.join("suite.log"), &boot.output)?;
-        let result = report::parse(kernel.label, &kernel.release, &boot);
-        println!("{}", result.line());
-        if !result.passed {
-            eprintln!("--- {} suite output (failures) ---\n{}", result.label, result.failure_excerpt);
-        }
-        Ok(result)
-    })?;
+    let matrix = Matrix {
+        initrd: &initrd,
+        memory: &args.memory,
+        extra_cmdline: "",
+        timeout: Duration::from_secs(args.timeout),
+        jobs: args.jobs,
+        work: &work,
+    };
+    let results = matrix.boot_each(&kernels, |kernel, boot| report::parse(kernel.label, &kernel.release, boot))?;
     if args.kernels.is_empty() {
         let path = workspace.join(&args.report);
         std::fs::write(&path, report::markdown(&results)).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("vm-test: wrote {}", path.display());
     }
-    let failed: Vec<_> = results.iter().filter(|r| !r.passed).map(|r| r.label).collect();
+    fail_on_any(&results, "the suite")
+}
+
+/// What one kernel's run came to, as the matrix prints it.
+pub trait Verdict {
+    fn label(&self) -> &str;
+    fn passed(&self) -> bool;
+    /// The one-line summary printed when the kernel's VM is done.
+    fn line(&self) -> String;
+    /// The output to show when it failed.
+    fn failure_excerpt(&self) -> &str;
+}
+
+/// Fails naming every kernel whose run failed.
+pub fn fail_on_any(results: &[impl Verdict], what: &str) -> Result<()> {
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed()).map(|r| r.label()).collect();
     if !failed.is_empty() {
-        bail!("the suite failed on: {}", failed.join(", "));
+        bail!("{what} failed on: {}", failed.join(", "));
     }
     Ok(())
 }
 
-/// Runs `boot` for every kernel, at most `jobs` at once (each VM is one
-/// single-threaded qemu), and returns the results in the kernels' order.
-pub fn on_each_kernel<T: Send>(
-    kernels: &[kernels::Kernel],
-    jobs: usize,
-    boot: impl Fn(&kernels::Kernel) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    let mut results = Vec::with_capacity(kernels.len());
-    for chunk in kernels.chunks(jobs.max(1)) {
-        let chunk_results: Vec<Result<T>> = std::thread::scope(|scope| {
-            let boot = &boot;
-            let handles: Vec<_> = chunk.iter().map(|kernel| scope.spawn(move || boot(kernel))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("VM thread panicked"))).collect()
-        });
-        for result in chunk_results {
-            results.push(result?);
+/// One matrix run: the same initramfs on every kernel.
+pub struct Matrix<'a> {
+    pub initrd: &'a Path,
+    pub memory: &'a str,
+    /// Appended to the kernel command line.
+    pub extra_cmdline: &'a str,
+    pub timeout: Duration,
+    /// VMs at once (each is one single-threaded qemu).
+    pub jobs: usize,
+    /// Each kernel's serial output goes to `<work>/<release>/` (suite.log:
+    /// the suite's).
+    pub work: &'a Path,
+}
+
+impl Matrix<'_> {
+    /// Boots every kernel and reads each boot with `read`, printing each
+    /// verdict as its VM ends; the results come in the kernels' order.
+    pub fn boot_each<T: Verdict + Send>(
+        &self,
+        kernels: &[kernels::Kernel],
+        read: impl Fn(&kernels::Kernel, &qemu::Boot) -> T + Sync,
+    ) -> Result<Vec<T>> {
+        let boot_one = |kernel: &kernels::Kernel| -> Result<T> {
+            let dir = self.work.join(&kernel.release);
+            std::fs::create_dir_all(&dir)?;
+            eprintln!("xtask: booting {} ({})", kernel.label, kernel.release);
+            let guest = qemu::Guest {
+                vmlinuz: &kernel.vmlinuz,
+                initrd: self.initrd,
+                memory: self.memory,
+                extra_cmdline: self.extra_cmdline,
+                timeout: self.timeout,
+            };
+            let boot = qemu::boot(&guest, &dir)?;
+            std::fs::write(dir.join("suite.log"), &boot.output)?;
+            let verdict = read(kernel, &boot);
+            println!("{}", verdict.line());
+            if !verdict.passed() {
+                eprintln!("--- {} output (failures) ---\n{}", verdict.label(), verdict.failure_excerpt());
+            }
+            Ok(verdict)
+        };
+        let mut results = Vec::with_capacity(kernels.len());
+        for chunk in kernels.chunks(self.jobs.max(1)) {
+            let chunk_results: Vec<Result<T>> = std::thread::scope(|scope| {
+                let boot_one = &boot_one;
+                let handles: Vec<_> = chunk.iter().map(|kernel| scope.spawn(move || boot_one(kernel))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("VM thread panicked"))).collect()
+            });
+            for result in chunk_results {
+                results.push(result?);
+            }
         }
+        Ok(results)
     }
-    Ok(results)
 }

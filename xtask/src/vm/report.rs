@@ -190,9 +190,22 @@ impl KernelResult {
     fn attaches(&self, short: &str) -> Option<bool> {
         self.check.iter().find(|(name, _)| name.starts_with(short)).map(|(_, ok)| *ok)
     }
+}
 
-    /// The one-line summary printed per kernel.
-    pub fn line(&self) -> String {
+impl crate::vm::Verdict for KernelResult {
+    fn label(&self) -> &str {
+        self.label
+    }
+
+    fn passed(&self) -> bool {
+        self.passed
+    }
+
+    fn failure_excerpt(&self) -> &str {
+        &self.failure_excerpt
+    }
+
+    fn line(&self) -> String {
         format!(
             "{:<11} {:<30} {}  {} passed, {} failed, {} skipped; attach methods verified: {}  ({:.0} s)",
             self.label,

@@ -93,5 +93,6 @@ pub fn run(workspace: &Path, args: &NodeTestArgs) -> Result<()> {
         std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("node-test: wrote {}", path.display());
     }
+    eprintln!("node-test: done in {:.0} s", started.elapsed().as_secs_f64());
     vm::fail_on_any(&results, "the node suite")
 }

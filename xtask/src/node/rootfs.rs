@@ -44,5 +44,12 @@ pub fn tarball(cache: &Path) -> Result<PathBuf> {
     command.args([SUITE, "--format=tar"]).arg(&partial);
     run::status(&mut command).context("mmdebstrap (apt-get install mmdebstrap)")?;
     std::fs::rename(&partial, &path)?;
+    // Tarballs of earlier package lists.
+    for stale in std::fs::read_dir(cache)?.flatten().map(|e| e.path()) {
+        let name = stale.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if stale != path && name.starts_with("rootfs-") && name.ends_with(".tar") {
+            let _ = std::fs::remove_file(&stale);
+        }
+    }
     Ok(path)
 }

@@ -32,6 +32,8 @@ images() {
             return 1
         fi
         echo "== imported $ref"
+        # The archive's memory is better left to the scenarios.
+        rm -f "/node-test/images/$file"
     done </node-test/images/refs
 }
 

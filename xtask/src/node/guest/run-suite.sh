@@ -66,9 +66,19 @@ run_node() {
     return $rc
 }
 
+# What containerd and the units said, for a failed run.
+journal() {
+    echo "== journal (containerd, last 60 lines)"
+    journalctl --no-pager -o short-monotonic -u containerd.service | tail -n 60
+    echo "== failed units"
+    systemctl --failed --no-pager --no-legend
+}
+
 stty -F /dev/ttyS1 raw -echo
 stty -F /dev/ttyS2 raw -echo
 run_node >/dev/ttyS1 2>&1 </dev/null
-echo "VM_EXIT=$?" >/dev/ttyS2
+rc=$?
+[ $rc -eq 0 ] || journal >/dev/ttyS1 2>&1
+echo "VM_EXIT=$rc" >/dev/ttyS2
 sync
 systemctl poweroff -f

@@ -202,7 +202,22 @@ fn check_in_the_agents_container_attaches_every_probe() -> Result<()> {
     };
     let root_ok = attaching(&as_root);
     ensure!(root_ok.iter().any(|p| p == "tp_btf:mark_victim"), "tp_btf does not attach even as root:\n{as_root}");
-    assert_eq!(attaching(&stdout), root_ok, "every probe root can attach, the agent can too");
+    // Debian's and Ubuntu's kernels restrict perf_event_open(2) further at
+    // kernel.perf_event_paranoid > 2 and then demand CAP_SYS_ADMIN, not
+    // CAP_PERFMON: the tracepoint and kprobe attach methods (perf events)
+    // are refused to the agent; tp_btf, raw_tp and fentry (bpf(2) links) are not.
+    let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")?.trim().parse()?;
+    let expected: Vec<String> = root_ok
+        .iter()
+        .filter(|p| paranoid <= 2 || !(p.starts_with("tracepoint:") || p.starts_with("kprobe:")))
+        .cloned()
+        .collect();
+    println!("kernel.perf_event_paranoid = {paranoid}");
+    assert_eq!(
+        attaching(&stdout),
+        expected,
+        "what root attaches, the agent attaches (but perf events at paranoid > 2)"
+    );
     Ok(())
 }
 
@@ -216,7 +231,8 @@ fn a_container_over_its_limit_dies_in_one_group_kill_and_is_named() -> Result<()
     let id = container(&cri, &pod, "app", &["sh", "-c", "sleep 600 & sleep 600 & hog 256 0.5; wait"], Some(limit))?;
     let (_, reason) = block(cri.wait_exited(&id, EVENT_TIMEOUT))?;
     let events = wait_events(&agent, 3, in_pod(&pod))?;
-    assert_eq!(reason, "OOMKilled", "the runtime's verdict");
+    // Only the agent's outputs are asserted; what the runtime says is shown.
+    println!("the runtime's reason for the container's exit: {reason:?}");
     ensure!(events.len() >= 4, "sh, two sleeps and hog die together: {events:#?}");
     let oom_id = events[0].oom_id;
     for event in &events {
@@ -251,24 +267,22 @@ fn only_the_container_that_hit_its_limit_is_named_beside_a_sidecar() -> Result<(
     Ok(())
 }
 
-/// Scenario 3: the pod's slice hits its limit before either container's.
+/// Scenario 3: the pod's slice hits its limit before the container's: the
+/// container may grow to 128 MiB, the pod only to 96 MiB.
 fn a_pod_level_limit_names_the_pod_slice_and_the_container() -> Result<()> {
     let agent = agent()?;
     let cri = cri()?;
     let pod = run_pod(&cri, "batch", Qos::Burstable)?;
     systemd::set_memory_max(&pod.cgroup_parent, 96 * MIB)?;
-    let first = container(&cri, &pod, "loader", &["hog", "60", "600"], Some(128 * MIB))?;
-    std::thread::sleep(Duration::from_secs(2));
-    let second = container(&cri, &pod, "worker", &["hog", "80", "0.5"], Some(128 * MIB))?;
+    let sidecar = container(&cri, &pod, "sidecar", &["sleep", "600"], Some(32 * MIB))?;
+    container(&cri, &pod, "worker", &["hog", "120", "0.5"], Some(128 * MIB))?;
     let events = wait_events(&agent, 1, in_pod(&pod))?;
     for event in &events {
         assert_eq!(event.oom_cgroup_path(), Some(pod.cgroup_parent.as_str()), "the pod's slice: {event}");
         assert_eq!(event.oom_limit_bytes(), Some(96 * MIB), "{event}");
-        let name = event.workload.as_ref().and_then(|w| w.container.clone()).unwrap_or_default();
-        assert!(name == "loader" || name == "worker", "the victim's container is named: {event}");
-        assert_named(event, &pod, &name);
+        assert_named(event, &pod, "worker");
     }
-    let _ = (first, second);
+    let _ = sidecar;
     block(cri.remove_pod(&pod))?;
     Ok(())
 }
@@ -384,7 +398,17 @@ fn the_whole_node_out_of_memory_names_a_besteffort_victim() -> Result<()> {
     for event in &events {
         assert_eq!(event.scope.as_deref(), Some("global"), "{event}");
         assert!(event.oom_cgroup.is_none(), "{event}");
-        assert_named(event, &pod, "leak");
+        // The runtime may not answer within the agent's CRI timeout while
+        // the node is out of memory: the path's identity is always there,
+        // the names when containerd answered in time (and then right).
+        let workload = event.workload.clone().unwrap_or_default();
+        assert_eq!(workload.kind.as_deref(), Some("container"), "{event}");
+        assert_eq!(workload.qos.as_deref(), Some("besteffort"), "{event}");
+        match workload.attribution.as_deref() {
+            Some("full") => assert_named(event, &pod, "leak"),
+            Some("partial") => println!("names not available in time: {:?}", workload.partial_reason),
+            other => panic!("attribution {other:?}: {event}"),
+        }
     }
     block(cri.remove_pod(&pod))?;
     Ok(())

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         trial!(a_container_over_its_limit_dies_in_one_group_kill_and_is_named, Need::Node),
         trial!(only_the_container_that_hit_its_limit_is_named_beside_a_sidecar, Need::Node),
         trial!(a_pod_level_limit_names_the_pod_slice_and_the_container, Need::Node),
-        trial!(kubepods_at_node_allocatable_is_the_oomimg_memcg, Need::Node),
+        trial!(kubepods_at_node_allocatable_is_the_ooming_memcg, Need::Node),
         trial!(a_container_and_pod_removed_at_once_are_still_attributed, Need::Node),
         trial!(the_agent_stays_well_inside_its_memory_limit, Need::Node),
         trial!(a_restarted_agent_starts_clean_and_reports_nothing_twice, Need::Node),
@@ -288,7 +288,7 @@ fn a_pod_level_limit_names_the_pod_slice_and_the_container() -> Result<()> {
 }
 
 /// Scenario 4: `kubepods.slice` capped like node allocatable; pods together exceed it.
-fn kubepods_at_node_allocatable_is_the_oomimg_memcg() -> Result<()> {
+fn kubepods_at_node_allocatable_is_the_ooming_memcg() -> Result<()> {
     let agent = agent()?;
     let cri = cri()?;
     let kubepods = "/kubepods.slice";

@@ -177,7 +177,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         enrichment,
         bench_seconds: started.elapsed().as_secs(),
     };
-    let markdown = report::render(&report);
+    let mut markdown = report::render(&report);
+    // node-test's figures (image size, the agent's memory on the node) stay.
+    let previous = fs::read_to_string(&output).unwrap_or_default();
+    if let Some(block) = crate::node::report::block_of(&previous) {
+        markdown = crate::node::report::with_block(&markdown, block);
+    }
     print!("{markdown}");
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

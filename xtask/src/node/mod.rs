@@ -9,7 +9,7 @@
 
 mod initramfs;
 mod payload;
-mod report;
+pub(crate) mod report;
 mod rootfs;
 
 use std::{
@@ -92,6 +92,12 @@ pub fn run(workspace: &Path, args: &NodeTestArgs) -> Result<()> {
         let markdown = report::markdown(&results, started.elapsed(), args.jobs.max(1));
         std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("node-test: wrote {}", path.display());
+        let bench = workspace.join("docs/benchmarks.md");
+        let text = std::fs::read_to_string(&bench).unwrap_or_default();
+        let block = report::benchmarks_block(&results, payload.daemonset_image.as_ref());
+        std::fs::write(&bench, report::with_block(&text, &block))
+            .with_context(|| format!("writing {}", bench.display()))?;
+        eprintln!("node-test: wrote its figures into {}", bench.display());
     }
     eprintln!("node-test: done in {:.0} s", started.elapsed().as_secs_f64());
     vm::fail_on_any(&results, "the node suite")

@@ -20,6 +20,9 @@ pub const GUEST_CRI_SOCKET: &str = "/run/containerd/containerd.sock";
 pub struct ImageArchive {
     pub reference: String,
     pub archive: PathBuf,
+    /// The image's size, uncompressed and as the archive (the DaemonSet's image only).
+    pub size_bytes: Option<u64>,
+    pub archive_bytes: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -117,7 +120,12 @@ fn test_images(workspace: &Path) -> Result<Vec<ImageArchive>> {
     let images: Vec<ImageArchive> = listing
         .lines()
         .filter_map(|line| line.split_once(' '))
-        .map(|(reference, archive)| ImageArchive { reference: reference.to_owned(), archive: archive.into() })
+        .map(|(reference, archive)| ImageArchive {
+            reference: reference.to_owned(),
+            archive: archive.into(),
+            size_bytes: None,
+            archive_bytes: None,
+        })
         .collect();
     if images.is_empty() {
         bail!("scripts/runtime.sh images listed no images: {listing}");
@@ -136,5 +144,13 @@ fn daemonset_image(workspace: &Path, script: &Path, cache: &Path) -> Result<Imag
         .strip_prefix("image: ")
         .and_then(|rest| rest.split_whitespace().next())
         .with_context(|| format!("scripts/image.sh did not end with `image: <ref> ...`: {last:?}"))?;
-    Ok(ImageArchive { reference: reference.to_owned(), archive })
+    let value = |key: &str| {
+        last.split_whitespace().find_map(|word| word.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+    };
+    Ok(ImageArchive {
+        reference: reference.to_owned(),
+        archive,
+        size_bytes: value("size_bytes"),
+        archive_bytes: value("archive_bytes"),
+    })
 }

@@ -31,6 +31,8 @@ pub struct NodeResult {
     pub problem: Option<String>,
     pub elapsed: Duration,
     pub failure_excerpt: String,
+    /// `NODE-FIGURE key=value ...` the suite printed (the agent's RSS, ...).
+    pub figures: std::collections::BTreeMap<String, u64>,
 }
 
 /// The value of the `== <key> <value>` marker line.
@@ -92,7 +94,75 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> NodeResult {
         problem,
         elapsed: boot.elapsed,
         failure_excerpt,
+        figures: figures(suite_lines),
     }
+}
+
+/// The `key=value` pairs after `NODE-FIGURE` anywhere in a line (a test's
+/// output follows its name on the same line).
+fn figures(lines: &[&str]) -> std::collections::BTreeMap<String, u64> {
+    lines
+        .iter()
+        .filter_map(|line| line.split_once("NODE-FIGURE ").map(|(_, rest)| rest))
+        .flat_map(str::split_whitespace)
+        .filter_map(|pair| pair.split_once('=').and_then(|(k, v)| Some((k.to_owned(), v.parse().ok()?))))
+        .collect()
+}
+
+/// Where node-test's figures live in docs/benchmarks.md (the bench keeps the block when it rewrites the file).
+pub const BENCH_BLOCK_BEGIN: &str = "<!-- node-test figures: begin -->";
+pub const BENCH_BLOCK_END: &str = "<!-- node-test figures: end -->";
+
+/// The image's size and the agent's memory on each node, for docs/benchmarks.md.
+pub fn benchmarks_block(results: &[NodeResult], image: Option<&crate::node::payload::ImageArchive>) -> String {
+    let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+    let mut out = format!("{BENCH_BLOCK_BEGIN}\n## On the AKS-shaped node (`cargo xtask node-test`)\n\n");
+    out.push_str(&format!("Run: {}. ", humantime::format_rfc3339_seconds(std::time::SystemTime::now())));
+    if let Some(image) = image {
+        out.push_str(&format!(
+            "The DaemonSet's image `{}` built from deploy/Dockerfile by scripts/image.sh: {} uncompressed, {} as \
+             its OCI archive.\n\n",
+            image.reference,
+            image.size_bytes.map_or("?".to_owned(), mib),
+            image.archive_bytes.map_or("?".to_owned(), mib),
+        ));
+    }
+    out.push_str(
+        "The agent's memory read from /proc of its main process in its container (the manifests' 64 MiB limit), \
+         after the container, sidecar, pod-level, kubepods and short-lived-pod kills (docs/node.md):\n\n\
+         | kernel | VmRSS | VmHWM (peak since start, the BTF parse) |\n|---|---|---|\n",
+    );
+    for r in results {
+        let kib = |key: &str| r.figures.get(key).map_or("?".to_owned(), |kib| mib(kib * 1024));
+        out.push_str(&format!(
+            "| {} ({}) | {} | {} |\n",
+            r.label,
+            r.release,
+            kib("agent_rss_kib"),
+            kib("agent_hwm_kib")
+        ));
+    }
+    out.push_str(BENCH_BLOCK_END);
+    out.push('\n');
+    out
+}
+
+/// `text` with its node-test block replaced by `block` (or `block` appended).
+pub fn with_block(text: &str, block: &str) -> String {
+    match (text.find(BENCH_BLOCK_BEGIN), text.find(BENCH_BLOCK_END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            let after = &text[end + BENCH_BLOCK_END.len()..];
+            format!("{}{}{}", &text[..begin], block.trim_end_matches('\n'), after)
+        }
+        _ => format!("{}\n{block}", text.trim_end_matches('\n').to_owned() + "\n"),
+    }
+}
+
+/// The node-test block of `text`, if it has one.
+pub fn block_of(text: &str) -> Option<&str> {
+    let begin = text.find(BENCH_BLOCK_BEGIN)?;
+    let end = text[begin..].find(BENCH_BLOCK_END)? + begin + BENCH_BLOCK_END.len();
+    Some(&text[begin..end])
 }
 
 /// systemd's monotonic timestamps (0: never happened).
@@ -214,6 +284,20 @@ mod tests {
         == systemd-start-us 10270000\n== containerd-active-us 24083921\n== containerd-version 1.6.20~ds1\n\
         == runc-version 1.1.5+ds1\n== imported localhost/pause:oomtrace\n\
         == memory MemTotal: 2013596 kB MemAvailable: 1500000 kB\n";
+
+    #[test]
+    fn figures_are_read_and_the_benchmarks_block_is_replaced_in_place() {
+        let lines = ["test the_agent_stays ... NODE-FIGURE agent_rss_kib=12236 agent_hwm_kib=28804", "ok"];
+        let figures = figures(&lines);
+        assert_eq!(figures.get("agent_rss_kib"), Some(&12236));
+        assert_eq!(figures.get("agent_hwm_kib"), Some(&28804));
+        let block = format!("{BENCH_BLOCK_BEGIN}\nnew\n{BENCH_BLOCK_END}\n");
+        let appended = with_block("# Bench\n\ntext\n", &block);
+        assert_eq!(appended, format!("# Bench\n\ntext\n\n{block}"));
+        let replaced = with_block(&format!("# Bench\n{BENCH_BLOCK_BEGIN}\nold\n{BENCH_BLOCK_END}\nafter\n"), &block);
+        assert_eq!(replaced, format!("# Bench\n{BENCH_BLOCK_BEGIN}\nnew\n{BENCH_BLOCK_END}\nafter\n"));
+        assert_eq!(block_of(&replaced), Some(block.trim_end()));
+    }
 
     #[test]
     fn a_node_whose_suite_passed() {

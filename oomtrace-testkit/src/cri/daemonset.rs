@@ -10,11 +10,7 @@
 //! not announce the feature (containerd < 2.0), which is what kubelet does
 //! then too.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 use k8s_cri::v1::{
@@ -25,9 +21,8 @@ use k8s_cri::v1::{
 };
 
 use super::{
-    CALL_TIMEOUT, CONTAINER_NAME_LABEL, CgroupDriver, CriClient, POD_LOG_ROOT, POD_NAME_LABEL, POD_NAMESPACE_LABEL,
-    POD_UID_LABEL, RESTART_COUNT_ANNOTATION, new_uid,
-    pod::{Pod, Qos, kubelet_unified},
+    CALL_TIMEOUT, CONTAINER_NAME_LABEL, CgroupDriver, CriClient, RESTART_COUNT_ANNOTATION, new_uid,
+    pod::{Pod, Qos, kubelet_unified, pod_log_dir_and_labels},
 };
 use crate::manifest::{DaemonSetSpec, NODE_NAME_FIELD};
 
@@ -64,8 +59,9 @@ pub struct DaemonSetPod {
 impl DaemonSetPod {
     /// The lines the container wrote to stdout, in order (`kubectl logs`).
     pub fn stdout_lines(&self) -> Vec<String> {
-        let path = self.pod.log_dir.join(&self.container_name).join("0.log");
-        std::fs::read_to_string(path).map(|log| stdout_of_cri_log(&log)).unwrap_or_default()
+        std::fs::read_to_string(self.pod.container_log_path(&self.container_name))
+            .map(|log| stdout_of_cri_log(&log))
+            .unwrap_or_default()
     }
 }
 
@@ -110,13 +106,7 @@ impl CriClient {
         // requests below limits: Burstable.
         let qos = Qos::Burstable;
         let cgroup_parent = qos.cgroup_parent_with(self.driver, &uid);
-        let log_dir = PathBuf::from(POD_LOG_ROOT).join(format!("{}_{name}_{uid}", spec.namespace));
-        std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-        let labels = HashMap::from([
-            (POD_NAME_LABEL.to_owned(), name.clone()),
-            (POD_NAMESPACE_LABEL.to_owned(), spec.namespace.clone()),
-            (POD_UID_LABEL.to_owned(), uid.clone()),
-        ]);
+        let (log_dir, labels) = pod_log_dir_and_labels(&name, &spec.namespace, &uid)?;
         let namespaces = NamespaceOption {
             network: if spec.host_network { NamespaceMode::Node } else { NamespaceMode::Pod } as i32,
             pid: NamespaceMode::Container as i32,

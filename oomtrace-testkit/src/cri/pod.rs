@@ -92,9 +92,14 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// Where the runtime writes container `name`'s log (`<log_dir>/<name>/0.log`).
+    pub fn container_log_path(&self, name: &str) -> PathBuf {
+        self.log_dir.join(name).join("0.log")
+    }
+
     /// The CRI log of container `name` (kubelet's `<name>/0.log` format).
     pub fn container_log(&self, name: &str) -> String {
-        let path = self.log_dir.join(name).join("0.log");
+        let path = self.container_log_path(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
     }
 }
@@ -112,6 +117,22 @@ pub struct Status {
     pub cgroups_path: String,
     pub labels: HashMap<String, String>,
     pub annotations: HashMap<String, String>,
+}
+
+/// kubelet's pod log directory (made here) and the pod's identity labels.
+pub(crate) fn pod_log_dir_and_labels(
+    name: &str,
+    namespace: &str,
+    uid: &str,
+) -> Result<(PathBuf, HashMap<String, String>)> {
+    let log_dir = PathBuf::from(POD_LOG_ROOT).join(format!("{namespace}_{name}_{uid}"));
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let labels = HashMap::from([
+        (POD_NAME_LABEL.to_owned(), name.to_owned()),
+        (POD_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
+        (POD_UID_LABEL.to_owned(), uid.to_owned()),
+    ]);
+    Ok((log_dir, labels))
 }
 
 /// What kubelet >= 1.28 puts in every container's unified resources on
@@ -143,13 +164,7 @@ impl CriClient {
     /// Runs a pod sandbox as kubelet would for a host-network pod of `qos`.
     pub async fn run_pod_with_qos(&self, name: &str, namespace: &str, uid: &str, qos: Qos) -> Result<Pod> {
         let cgroup_parent = qos.cgroup_parent_with(self.driver, uid);
-        let log_dir = PathBuf::from(POD_LOG_ROOT).join(format!("{namespace}_{name}_{uid}"));
-        std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-        let labels = HashMap::from([
-            (POD_NAME_LABEL.to_owned(), name.to_owned()),
-            (POD_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
-            (POD_UID_LABEL.to_owned(), uid.to_owned()),
-        ]);
+        let (log_dir, labels) = pod_log_dir_and_labels(name, namespace, uid)?;
         let config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: name.to_owned(),

@@ -154,7 +154,7 @@ pub fn with_block(text: &str, block: &str) -> String {
             let after = &text[end + BENCH_BLOCK_END.len()..];
             format!("{}{}{}", &text[..begin], block.trim_end_matches('\n'), after)
         }
-        _ => format!("{}\n{block}", text.trim_end_matches('\n').to_owned() + "\n"),
+        _ => format!("{}\n\n{block}", text.trim_end_matches('\n')),
     }
 }
 

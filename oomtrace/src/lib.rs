@@ -17,7 +17,6 @@ pub mod event;
 pub mod export;
 pub mod host;
 pub mod kernel;
-pub mod klog;
 pub mod live;
 pub mod output;
 pub mod pipeline;

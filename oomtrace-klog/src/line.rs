@@ -1,10 +1,4 @@
-//! The kernel log: where `history` finds past OOM kills and where live events
-//! get what only the kernel's OOM report has (the memcg's memory.stat, the
-//! task table).
-//!
-//! A source (`/dev/kmsg`, the journal, a saved file) yields [`LogLine`]s: one
-//! kernel message each, with whatever time and sequence number the source
-//! carries. The report parser turns a stream of lines into OOM reports.
+//! One kernel message as a source delivers it.
 
 use std::time::{Duration, SystemTime};
 

@@ -11,6 +11,11 @@ use serde::Deserialize;
 /// One OOM event.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Event {
+    /// `ebpf` or `kernel_log`.
+    pub source: String,
+    pub kernel_log: Option<KernelLog>,
+    /// Absent (0 here) only for a kernel-log event whose log kept no kernel timestamps.
+    #[serde(default)]
     pub ktime_ns: u64,
     pub oom_id: Option<u64>,
     pub killed: Option<bool>,
@@ -28,7 +33,9 @@ pub struct Event {
     pub chosen_points: Option<i64>,
     pub gfp_mask: Option<String>,
     pub order: Option<i64>,
-    pub trigger: Trigger,
+    /// Absent only for a kernel-log event whose report header was not logged.
+    pub trigger: Option<Trigger>,
+    pub kernel_report: Option<KernelReport>,
     pub node: Option<String>,
     pub workload: Option<Workload>,
     #[serde(default)]
@@ -61,8 +68,38 @@ pub struct Trigger {
     pub comm: String,
 }
 
+/// Which kernel log a `kernel_log` event came from.
+#[derive(Clone, Debug, Deserialize)]
+pub struct KernelLog {
+    /// `kmsg`, `journal` or `file`.
+    pub from: String,
+    pub seq: Option<u64>,
+    pub full_report: bool,
+}
+
+/// The kernel OOM report's memory.stat and largest tasks.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct KernelReport {
+    pub memory_stat_cgroup: Option<String>,
+    #[serde(default)]
+    pub memory_stat: std::collections::BTreeMap<String, u64>,
+    #[serde(default)]
+    pub largest_tasks: Vec<ReportTask>,
+    pub tasks_listed: Option<usize>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ReportTask {
+    pub pid: u32,
+    pub comm: String,
+    pub rss_kb: u64,
+    pub oom_score_adj: Option<i64>,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct Cgroup {
+    /// 0 when unknown (kernel-log events name cgroups by path).
+    #[serde(default)]
     pub id: u64,
     pub path: Option<String>,
     /// The kernel captured only the lower part of the path.
@@ -115,6 +152,11 @@ pub struct Monitored {
 }
 
 impl Event {
+    /// The trigger of an event that must have one (every eBPF event has); panics otherwise.
+    pub fn trigger(&self) -> &Trigger {
+        self.trigger.as_ref().unwrap_or_else(|| panic!("the event has no trigger: {}", self.line))
+    }
+
     /// Parses one NDJSON line.
     pub fn parse(line: &str) -> Result<Event> {
         let mut event: Event = serde_json::from_str(line).with_context(|| format!("not an oomtrace event: {line}"))?;
@@ -196,7 +238,7 @@ pub struct Whois {
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"{"time":"t","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
+    const LINE: &str = r#"{"time":"t","source":"ebpf","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
 
     #[test]
     fn an_event_line_reads_as_typed_fields() {

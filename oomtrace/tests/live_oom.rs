@@ -79,7 +79,7 @@ fn single_memcg_kill(test: &str, probes: &[&str], expected_source: &str) -> Resu
     assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
     assert_eq!(event.killed, Some(true), "{event}");
     // The hog allocated its own memory: it is its own trigger.
-    assert_eq!(event.trigger.pid, pid, "{event}");
+    assert_eq!(event.trigger().pid, pid, "{event}");
     assert!(event.has_source(expected_source), "{event}");
     assert!(event.has_source("tracepoint:signal/signal_generate"), "{event}");
     let has_context = event.has_source("fentry:oom_kill_process") || event.has_source("kprobe:oom_kill_process");
@@ -339,7 +339,7 @@ fn global_oom_names_the_victim_and_no_memcg() -> Result<()> {
     assert_matches_dmesg(&event, pid)?;
     assert_eq!(event.scope.as_deref(), Some("global"), "{event}");
     assert!(event.oom_cgroup.is_none(), "a global OOM has no OOMing memcg: {event}");
-    assert_eq!(event.trigger.tgid, pid, "{event}");
+    assert_eq!(event.trigger().tgid, pid, "{event}");
     assert_eq!(event.killed, Some(true), "{event}");
     if event.scope_source.as_deref() == Some("oom_control") {
         // totalpages of a global OOM is RAM plus swap, in pages.
@@ -385,8 +385,8 @@ fn a_victim_other_than_the_allocating_task_is_named() -> Result<()> {
         }
         let _ = holder.wait();
         assert_eq!(event.victim.pid, holder_pid, "{event}");
-        assert_eq!(event.trigger.pid, allocator, "{event}");
-        assert_eq!(event.trigger.comm, "dd");
+        assert_eq!(event.trigger().pid, allocator, "{event}");
+        assert_eq!(event.trigger().comm, "dd");
         let sees_task = event.has_source("tp_btf:mark_victim")
             || event.has_source("fentry:oom_kill_process")
             || event.has_source("kprobe:oom_kill_process");

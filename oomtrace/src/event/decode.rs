@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, flag, path, source};
 
-use super::{CapturedPath, Cgroup, OomCgroup, OomEvent, Scope, ScopeSource, ScopeUnknownReason, Trigger, Victim};
+use super::{
+    CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, Scope, ScopeSource, ScopeUnknownReason, Trigger, Victim,
+};
 use crate::kernel::constraint::ConstraintValues;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -152,7 +154,9 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
     let wall = cx.boot_offset + Duration::from_nanos(raw.ktime_ns);
     Ok(OomEvent {
         time: humantime::format_rfc3339_micros(SystemTime::UNIX_EPOCH + wall).to_string(),
-        ktime_ns: raw.ktime_ns,
+        source: EventSource::Ebpf,
+        kernel_log: None,
+        ktime_ns: Some(raw.ktime_ns),
         oom_id: has_context.then_some(raw.context_ktime_ns),
         killed,
         group_kill: has(field::GROUP_KILL_KNOWN).then_some(raw.flags & flag::GROUP_KILL != 0),
@@ -166,7 +170,8 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         chosen_points: has_context.then_some(raw.chosen_points),
         gfp_mask: has_context.then(|| format!("{:#x}", raw.gfp_mask)),
         order: has_context.then_some(raw.order),
-        trigger: Trigger { pid: raw.trigger_pid, tgid: raw.trigger_tgid, comm: c_string(&raw.trigger_comm) },
+        trigger: Some(Trigger { pid: raw.trigger_pid, tgid: raw.trigger_tgid, comm: c_string(&raw.trigger_comm) }),
+        kernel_report: None,
         node: None,
         workload: None,
         sources: source_names(raw.sources),

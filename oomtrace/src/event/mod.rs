@@ -5,10 +5,12 @@
 //! docs/events.md.
 
 pub mod decode;
+pub mod report;
 pub mod workload;
 
 use serde::Serialize;
 
+pub use self::report::{KernelLog, KernelReport, LogOrigin, ReportTask};
 pub use self::workload::{Attribution, Qos, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind};
 
 /// What the OOM was constrained by.
@@ -63,6 +65,27 @@ pub enum ScopeSource {
     Inferred,
 }
 
+/// Where an event came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// The eBPF probes, as the kill happened (`live`, `daemon`).
+    #[default]
+    Ebpf,
+    /// The kernel's OOM report in its log, read afterwards (`history`, the
+    /// daemon's past kills); `kernel_log` says which log.
+    KernelLog,
+}
+
+impl EventSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ebpf => "ebpf",
+            Self::KernelLog => "kernel_log",
+        }
+    }
+}
+
 /// The killed (or marked) task.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Victim {
@@ -105,7 +128,10 @@ pub struct Trigger {
 /// A memory cgroup as captured at the kill.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Cgroup {
-    /// kernfs id (the inode number of the cgroup directory).
+    /// kernfs id (the inode number of the cgroup directory); 0 (and left out
+    /// of the JSON) when unknown: a kernel-log event names cgroups by path only,
+    /// and gets the id only while the directory still exists.
+    #[serde(skip_serializing_if = "is_zero")]
     pub id: u64,
     /// Path from the hierarchy root, e.g. `/kubepods/burstable/pod…/…`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,8 +180,16 @@ pub struct OomCgroup {
 pub struct OomEvent {
     /// Wall-clock time of the kill (RFC 3339, UTC).
     pub time: String,
-    /// Kernel CLOCK_MONOTONIC timestamp of `mark_victim`.
-    pub ktime_ns: u64,
+    /// Where this event came from.
+    pub source: EventSource,
+    /// The kernel log the event was read from (`source` = `kernel_log`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_log: Option<KernelLog>,
+    /// Kernel CLOCK_MONOTONIC timestamp of `mark_victim` (eBPF), or the
+    /// kernel log's timestamp of the kill line (`kernel_log`; absent when the
+    /// log kept only wall-clock times, e.g. `dmesg -T`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ktime_ns: Option<u64>,
     /// Identifies one OOM-killer invocation (shared by the victims of a group kill).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oom_id: Option<u64>,
@@ -190,7 +224,15 @@ pub struct OomEvent {
     pub gfp_mask: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<i32>,
-    pub trigger: Trigger,
+    /// Absent only for a kernel-log event whose report header was not logged
+    /// (rate-limited, or a grep-filtered excerpt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// What only the kernel's OOM report has: the OOMing memcg's memory.stat
+    /// and its largest tasks (kernel-log events; live events where the log is
+    /// readable and the report came within the join window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_report: Option<KernelReport>,
     /// The node (Kubernetes node name or hostname).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -202,4 +244,8 @@ pub struct OomEvent {
     /// Fields this kernel or these probes could not provide (absent above).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unavailable: Vec<&'static str>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }

@@ -329,7 +329,9 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     text("oom.scope", event.scope.map(|s| s.as_str().to_owned()));
     text("oom.cgroup.path", event.victim_cgroup.as_ref().and_then(|c| c.path.clone()));
     text("oom.memcg.path", event.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.clone()));
-    text("oom.trigger.executable.name", Some(event.trigger.comm.clone()));
+    text("oom.trigger.executable.name", event.trigger.as_ref().map(|t| t.comm.clone()));
+    text("oom.source", Some(event.source.as_str().to_owned()));
+    text("oom.kernel_log", event.kernel_log.as_ref().map(|l| l.from.as_str().to_owned()));
     let mut int = |key: &'static str, value: Option<u64>| {
         if let Some(value) = value {
             out.push(KeyValue::new(key, i64::try_from(value).unwrap_or(i64::MAX)));
@@ -337,7 +339,7 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     };
     int("process.pid", Some(u64::from(event.victim.tgid.unwrap_or(event.victim.pid))));
     int("thread.id", Some(u64::from(event.victim.pid)));
-    int("oom.trigger.pid", Some(u64::from(event.trigger.tgid)));
+    int("oom.trigger.pid", event.trigger.as_ref().map(|t| u64::from(t.tgid)));
     int("oom.memcg.usage_bytes", event.oom_cgroup.as_ref().and_then(|c| c.usage_bytes));
     int("oom.memcg.limit_bytes", event.oom_cgroup.as_ref().and_then(|c| c.limit_bytes));
     int("oom.victim.total_vm_bytes", event.victim.total_vm_kb.map(|kb| kb * 1024));

@@ -221,7 +221,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Attribution, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind};
+    use crate::event::{Attribution, EventSource, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind};
 
     fn event(pod: &str) -> OomEvent {
         let mut workload = WorkloadInfo::new(WorkloadKind::Container, Attribution::Full);
@@ -230,7 +230,9 @@ mod tests {
         workload.identity.container = Some("c".into());
         OomEvent {
             time: String::new(),
-            ktime_ns: 0,
+            source: EventSource::Ebpf,
+            kernel_log: None,
+            ktime_ns: None,
             oom_id: None,
             killed: Some(true),
             group_kill: None,
@@ -244,7 +246,8 @@ mod tests {
             chosen_points: None,
             gfp_mask: None,
             order: None,
-            trigger: Trigger::default(),
+            trigger: Some(Trigger::default()),
+            kernel_report: None,
             node: None,
             workload: Some(workload),
             sources: Vec::new(),

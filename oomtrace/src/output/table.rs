@@ -60,11 +60,10 @@ pub fn row(event: &OomEvent) -> String {
         Some(false) => "no",
         None => "?",
     };
+    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| format!("{} {}", t.pid, t.comm));
     format!(
-        "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {killed:<6} {tpid} {tcomm}",
+        "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {killed:<6} {trigger}",
         pid = event.victim.pid,
-        tpid = event.trigger.pid,
-        tcomm = event.trigger.comm,
     )
 }
 
@@ -85,12 +84,14 @@ pub fn bytes(value: Option<u64>) -> String {
 mod tests {
     use super::*;
 
-    use crate::event::{Attribution, Cgroup, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer};
+    use crate::event::{Attribution, Cgroup, EventSource, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer};
 
     fn event_in(path: &str, workload: WorkloadInfo) -> OomEvent {
         OomEvent {
             time: "2026-11-25T22:41:07.123456Z".to_owned(),
-            ktime_ns: 0,
+            source: EventSource::Ebpf,
+            kernel_log: None,
+            ktime_ns: None,
             oom_id: None,
             killed: Some(true),
             group_kill: None,
@@ -104,7 +105,8 @@ mod tests {
             chosen_points: None,
             gfp_mask: None,
             order: None,
-            trigger: Trigger { pid: 7, tgid: 7, comm: "conmon".to_owned() },
+            trigger: Some(Trigger { pid: 7, tgid: 7, comm: "conmon".to_owned() }),
+            kernel_report: None,
             node: None,
             workload: Some(workload),
             sources: Vec::new(),

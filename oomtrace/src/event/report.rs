@@ -1,0 +1,75 @@
+//! What an event carries from the kernel log: which log it was read from, and
+//! the parts of the kernel's OOM report no probe reads (the OOMing memcg's
+//! memory.stat at the kill, the largest tasks in it).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Which kernel log an event was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogOrigin {
+    /// `/dev/kmsg`: the kernel's ring buffer.
+    Kmsg,
+    /// The systemd journal's kernel messages (`journalctl -k`).
+    Journal,
+    /// A saved log (`--file`: syslog, kern.log, `dmesg` output, …) or stdin.
+    File,
+}
+
+impl LogOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kmsg => "kmsg",
+            Self::Journal => "journal",
+            Self::File => "file",
+        }
+    }
+}
+
+/// The log record an event was read from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KernelLog {
+    pub from: LogOrigin,
+    /// `/dev/kmsg` sequence number of the report's kill line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The report's lines were found (false: only the kill line survived:
+    /// the header and the tables were rate-limited away or filtered out).
+    pub full_report: bool,
+}
+
+/// A task of the kernel's "Tasks state" table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReportTask {
+    pub pid: u32,
+    pub comm: String,
+    /// Resident memory, kB (the table's `rss` pages × page size).
+    pub rss_kb: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+}
+
+/// The parts of the kernel's OOM report that no probe reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KernelReport {
+    /// The memcg whose statistics the kernel printed (the OOMing memcg).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_stat_cgroup: Option<String>,
+    /// Its memory.stat at the kill, bytes, under the kernel's names (cgroup v2:
+    /// `anon`, `file`, `shmem`, `kernel`, `slab`, `sock`, …; v1: `rss`,
+    /// `cache`, `shmem`, …).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub memory_stat: BTreeMap<String, u64>,
+    /// The largest tasks of the report's task table by RSS, largest first
+    /// (at most [`LARGEST_TASKS`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub largest_tasks: Vec<ReportTask>,
+    /// How many tasks the table listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks_listed: Option<usize>,
+}
+
+/// How many of the report's tasks an event lists.
+pub const LARGEST_TASKS: usize = 5;

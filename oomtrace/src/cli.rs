@@ -29,6 +29,49 @@ pub enum Command {
     Whois(WhoisArgs),
     /// Run as a node agent: Prometheus metrics, OpenTelemetry export, NDJSON on stdout.
     Daemon(DaemonArgs),
+    /// Every OOM kill since boot, from the kernel log (or a saved log), as the same events as `live`.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Read a saved log instead of the kernel's: syslog, kern.log, messages, `dmesg` / `dmesg -T` output,
+    /// `journalctl -k` (short, short-iso, short-precise, short-unix), or "-" for stdin.
+    #[arg(long, value_name = "PATH|-", conflicts_with = "journal")]
+    pub file: Option<std::path::PathBuf>,
+    /// Read the systemd journal's kernel messages of this boot (keeps far more than the ring buffer).
+    #[arg(long)]
+    pub journal: bool,
+    /// Only kills after this: a duration ago ("1h", "30m") or a time ("2026-11-29 10:00:00", RFC 3339).
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Output format: a table for people, or NDJSON (docs/events.md).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub cri: CriArgs,
+}
+
+/// Which victims are shown; every filter given must match.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only victims whose cgroup path starts with this (whole components), e.g. /kubepods.
+    #[arg(long, value_name = "PREFIX")]
+    pub cgroup: Option<String>,
+    /// Only victims with this command name.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    /// Only victims in pods of this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only victims in this pod.
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Only victims in containers of this name.
+    #[arg(long)]
+    pub container: Option<String>,
 }
 
 /// Format of the log lines on stderr.
@@ -105,21 +148,8 @@ pub struct LiveArgs {
     /// Exit after this long, e.g. "30s", "5m".
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Only victims whose cgroup path starts with this (whole components), e.g. /kubepods.
-    #[arg(long, value_name = "PREFIX")]
-    pub cgroup: Option<String>,
-    /// Only victims with this command name.
-    #[arg(long, value_name = "NAME")]
-    pub comm: Option<String>,
-    /// Only victims in pods of this namespace.
-    #[arg(long)]
-    pub namespace: Option<String>,
-    /// Only victims in this pod.
-    #[arg(long)]
-    pub pod: Option<String>,
-    /// Only victims in containers of this name.
-    #[arg(long)]
-    pub container: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[command(flatten)]
     pub cri: CriArgs,
     /// Program reporting victims.

@@ -16,6 +16,7 @@ pub mod enrich;
 pub mod event;
 pub mod export;
 pub mod host;
+pub mod join;
 pub mod kernel;
 pub mod live;
 pub mod output;

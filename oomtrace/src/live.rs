@@ -43,8 +43,20 @@ pub struct LiveSummary {
     pub pipeline: PipelineStats,
 }
 
+impl From<crate::cli::FilterArgs> for EventFilter {
+    fn from(args: crate::cli::FilterArgs) -> Self {
+        Self {
+            cgroup_prefix: args.cgroup,
+            comm: args.comm,
+            namespace: args.namespace,
+            pod: args.pod,
+            container: args.container,
+        }
+    }
+}
+
 impl EventFilter {
-    fn matches(&self, event: &OomEvent) -> bool {
+    pub fn matches(&self, event: &OomEvent) -> bool {
         if let Some(comm) = &self.comm
             && event.victim.comm.as_deref() != Some(comm.as_str())
         {

@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             block_on(oomtrace::daemon::run(config))??;
             Ok(ExitCode::SUCCESS)
         }
+        Command::History(_) => anyhow::bail!("history: work in progress"),
         Command::Check => {
             let report = oomtrace::check::run();
             print!("{}", report.render());
@@ -57,13 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output: args.output,
                 count: args.count,
                 duration: args.duration,
-                filter: EventFilter {
-                    cgroup_prefix: args.cgroup,
-                    comm: args.comm,
-                    namespace: args.namespace,
-                    pod: args.pod,
-                    container: args.container,
-                },
+                filter: EventFilter::from(args.filter),
                 pipeline: PipelineOptions {
                     plan: AttachPlan {
                         victim: args.victim_probe,

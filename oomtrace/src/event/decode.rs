@@ -153,7 +153,7 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
     let killed = if raw.flags & flag::KILLED != 0 { Some(true) } else { cx.kill_signal_attached.then_some(false) };
     let wall = cx.boot_offset + Duration::from_nanos(raw.ktime_ns);
     Ok(OomEvent {
-        time: humantime::format_rfc3339_micros(SystemTime::UNIX_EPOCH + wall).to_string(),
+        time: Some(humantime::format_rfc3339_micros(SystemTime::UNIX_EPOCH + wall).to_string()),
         source: EventSource::Ebpf,
         kernel_log: None,
         ktime_ns: Some(raw.ktime_ns),
@@ -367,7 +367,7 @@ mod tests {
             event.sources,
             ["tp_btf:mark_victim", "fentry:oom_kill_process", "tracepoint:signal/signal_generate"]
         );
-        assert_eq!(event.time, "2023-11-14T22:13:25.000000Z");
+        assert_eq!(event.time.as_deref(), Some("2023-11-14T22:13:25.000000Z"));
         assert!(event.unavailable.is_empty(), "{:?}", event.unavailable);
     }
 

@@ -41,6 +41,10 @@ pub enum ScopeUnknownReason {
     /// The victim's memcg or one of its ancestors could not be read (or the
     /// victim's task was not available to the probe).
     MemcgUnreadable,
+    /// A kernel-log event whose report does not say (only the kill line
+    /// "Out of memory: Killed process …" survived, which a global, cpuset and
+    /// mempolicy OOM all print).
+    NotInLog,
 }
 
 impl Scope {
@@ -63,6 +67,9 @@ pub enum ScopeSource {
     OomControl,
     /// Inferred: the nearest memcg at its limit above the victim (or none).
     Inferred,
+    /// Read from the kernel's OOM report in its log (the `oom-kill:` summary's
+    /// constraint, or the kill line's "Memory cgroup out of memory" prefix).
+    KernelLog,
 }
 
 /// Where an event came from.
@@ -178,8 +185,11 @@ pub struct OomCgroup {
 /// One OOM victim.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OomEvent {
-    /// Wall-clock time of the kill (RFC 3339, UTC).
-    pub time: String,
+    /// Wall-clock time of the kill (RFC 3339, UTC). Absent only for a kill
+    /// read from a saved log that carries kernel timestamps but no wall-clock
+    /// time (`dmesg` output without `-T`): the boot it counts from is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
     /// Where this event came from.
     pub source: EventSource,
     /// The kernel log the event was read from (`source` = `kernel_log`).

@@ -12,6 +12,9 @@ use serde::Serialize;
 pub enum LogOrigin {
     /// `/dev/kmsg`: the kernel's ring buffer.
     Kmsg,
+    /// The same ring buffer through syslog(2), what `dmesg` uses: where
+    /// /dev/kmsg cannot be opened (an unprivileged container).
+    Klogctl,
     /// The systemd journal's kernel messages (`journalctl -k`).
     Journal,
     /// A saved log (`--file`: syslog, kern.log, `dmesg` output, …) or stdin.
@@ -22,8 +25,19 @@ impl LogOrigin {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Kmsg => "kmsg",
+            Self::Klogctl => "klogctl",
             Self::Journal => "journal",
             Self::File => "file",
+        }
+    }
+
+    /// The name in an event's `sources`.
+    pub fn source_name(self) -> &'static str {
+        match self {
+            Self::Kmsg => "kernel_log:kmsg",
+            Self::Klogctl => "kernel_log:klogctl",
+            Self::Journal => "kernel_log:journal",
+            Self::File => "kernel_log:file",
         }
     }
 }

@@ -293,7 +293,7 @@ fn service_name() -> String {
 }
 
 fn event_time(event: &OomEvent) -> SystemTime {
-    humantime::parse_rfc3339(&event.time).unwrap_or_else(|_| SystemTime::now())
+    event.time.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok()).unwrap_or_else(SystemTime::now)
 }
 
 fn summary(event: &OomEvent) -> String {

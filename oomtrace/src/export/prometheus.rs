@@ -229,7 +229,7 @@ mod tests {
         workload.identity.pod = Some(pod.into());
         workload.identity.container = Some("c".into());
         OomEvent {
-            time: String::new(),
+            time: None,
             source: EventSource::Ebpf,
             kernel_log: None,
             ktime_ns: None,

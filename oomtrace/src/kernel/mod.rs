@@ -4,7 +4,9 @@
 pub mod btf;
 pub mod constraint;
 pub mod layout;
+pub mod oom_count;
 pub mod privileges;
+pub mod syslog;
 pub mod tracefs;
 
 use std::path::PathBuf;

@@ -23,8 +23,7 @@ impl EventWriter for TableWriter {
 
 /// One table row.
 pub fn row(event: &OomEvent) -> String {
-    // "2026-11-25T22:41:07.123456Z" -> "22:41:07.123"
-    let time = event.time.get(11..23).unwrap_or(&event.time);
+    let time = row_time(event);
     let comm = event.victim.comm.as_deref().unwrap_or("?");
     let cgroup = event
         .victim_cgroup
@@ -67,6 +66,16 @@ pub fn row(event: &OomEvent) -> String {
     )
 }
 
+/// "2026-11-25T22:41:07.123456Z" -> "22:41:07.123"; without a wall-clock
+/// time, the kernel timestamp: "+1234.567s" (seconds since boot).
+fn row_time(event: &OomEvent) -> String {
+    match (&event.time, event.ktime_ns) {
+        (Some(time), _) => time.get(11..23).unwrap_or(time).to_owned(),
+        (None, Some(ns)) => format!("+{}.{:03}s", ns / 1_000_000_000, ns % 1_000_000_000 / 1_000_000),
+        (None, None) => "?".to_owned(),
+    }
+}
+
 /// 1536 -> "1.5K", 67108864 -> "64.0M".
 pub fn bytes(value: Option<u64>) -> String {
     let Some(value) = value else { return "?".to_owned() };
@@ -88,7 +97,7 @@ mod tests {
 
     fn event_in(path: &str, workload: WorkloadInfo) -> OomEvent {
         OomEvent {
-            time: "2026-11-25T22:41:07.123456Z".to_owned(),
+            time: Some("2026-11-25T22:41:07.123456Z".to_owned()),
             source: EventSource::Ebpf,
             kernel_log: None,
             ktime_ns: None,

@@ -1,0 +1,36 @@
+//! `--since`: a duration ago ("1h", "30m") or a time ("2026-11-29 10:00:00",
+//! RFC 3339; without an offset, UTC).
+
+use std::time::SystemTime;
+
+#[derive(Debug, thiserror::Error)]
+#[error("--since {0:?}: not a duration (30m, 2h, 1day) or a time (2026-11-29 10:00:00, 2026-11-29T10:00:00Z; UTC)")]
+pub struct SinceError(String);
+
+pub fn parse(text: &str, now: SystemTime) -> Result<SystemTime, SinceError> {
+    let text = text.trim();
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return now.checked_sub(ago).ok_or_else(|| SinceError(text.to_owned()));
+    }
+    humantime::parse_rfc3339_weak(text)
+        .or_else(|_| humantime::parse_rfc3339(text))
+        .map_err(|_| SinceError(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn durations_count_back_from_now_and_times_are_utc() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(parse("1h", now).ok(), Some(SystemTime::UNIX_EPOCH + Duration::from_secs(6_400)));
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_410_400);
+        assert_eq!(parse("2025-11-29 10:00:00", now).ok(), Some(at));
+        assert_eq!(parse("2025-11-29T10:00:00Z", now).ok(), Some(at));
+        assert!(parse("yesterday-ish", now).is_err());
+        assert!(parse("100000000h", now).is_err());
+    }
+}

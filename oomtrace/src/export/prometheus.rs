@@ -10,7 +10,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{event::OomEvent, pipeline::PipelineStats};
+use crate::{
+    event::{EventSource, OomEvent},
+    pipeline::PipelineStats,
+};
 
 /// Label value used once the series bound is reached.
 const OVERFLOW: &str = "_overflow_";
@@ -56,6 +59,9 @@ pub struct ExporterTotals {
 pub struct Metrics {
     registry: Registry,
     kills: Family<KillLabels, Counter>,
+    log_kills: Family<KillLabels, Counter>,
+    kernel_kills: Gauge,
+    unreported: Gauge,
     last_limit: Family<ContainerLabels, Gauge>,
     last_usage: Family<ContainerLabels, Gauge>,
     lost: Family<ReasonLabels, Counter>,
@@ -76,7 +82,29 @@ impl Metrics {
     pub fn new(max_series: usize) -> Self {
         let mut registry = Registry::with_prefix("oomtrace");
         let kills = Family::<KillLabels, Counter>::default();
-        registry.register("oom_kills", "OOM kills by namespace, pod, container and scope", kills.clone());
+        registry.register(
+            "oom_kills",
+            "OOM kills seen as they happened, by namespace, pod, container and scope",
+            kills.clone(),
+        );
+        let log_kills = Family::<KillLabels, Counter>::default();
+        registry.register(
+            "kernel_log_oom_kills",
+            "OOM kills found only in the kernel log: before the agent started (since boot) or missed by the probes",
+            log_kills.clone(),
+        );
+        let kernel_kills = Gauge::default();
+        registry.register(
+            "kernel_oom_kills",
+            "OOM kills the kernel counted since boot (oom_kill in /proc/vmstat)",
+            kernel_kills.clone(),
+        );
+        let unreported = Gauge::default();
+        registry.register(
+            "kernel_oom_kills_unreported",
+            "OOM kills the kernel counted since boot that no event reported (live or from the kernel log)",
+            unreported.clone(),
+        );
         let last_limit = Family::<ContainerLabels, Gauge>::default();
         registry.register(
             "last_kill_limit_bytes",
@@ -116,6 +144,9 @@ impl Metrics {
         Self {
             registry,
             kills,
+            log_kills,
+            kernel_kills,
+            unreported,
             last_limit,
             last_usage,
             lost,
@@ -161,7 +192,11 @@ impl Metrics {
             }
         }
         let scope = event.scope.map_or("unknown", |s| s.as_str()).to_owned();
-        self.kills
+        let kills = match event.source {
+            EventSource::Ebpf => &self.kills,
+            EventSource::KernelLog => &self.log_kills,
+        };
+        kills
             .get_or_create(&KillLabels {
                 namespace: labels.namespace.clone(),
                 pod: labels.pod.clone(),
@@ -177,6 +212,13 @@ impl Metrics {
                 self.last_usage.get_or_create(&labels).set(i64::try_from(usage).unwrap_or(i64::MAX));
             }
         }
+    }
+
+    /// The kernel's count of kills since boot, and how many of them no event
+    /// reported.
+    pub fn update_kernel_count(&self, counted: u64, unreported: u64) {
+        self.kernel_kills.set(i64::try_from(counted).unwrap_or(i64::MAX));
+        self.unreported.set(i64::try_from(unreported).unwrap_or(i64::MAX));
     }
 
     /// Folds the pipeline's absolute counters into the Prometheus counters.
@@ -221,7 +263,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Attribution, EventSource, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind};
+    use crate::event::{Attribution, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind};
 
     fn event(pod: &str) -> OomEvent {
         let mut workload = WorkloadInfo::new(WorkloadKind::Container, Attribution::Full);

@@ -8,5 +8,7 @@
 //! Everything here is pure parsing of outside input: no I/O, no panics.
 
 pub mod line;
+pub mod report;
 
 pub use line::{Caller, LogLine};
+pub use report::{OomReport, ParseStats, Parsed, ReapedTask, ReportParser};

@@ -1,0 +1,352 @@
+//! Puts report lines together into reports: the order of the parts, where a report ends, and
+//! which lines belong to no report.
+
+use crate::line::{Caller, LogLine};
+
+use super::kill::Aside;
+use super::tasks::TaskColumns;
+use super::{LineMeta, OomReport, ParseStats, Parsed, UNPARSED_EXAMPLES, header, kill, memcg, summary, tasks};
+
+/// Turns kernel log lines into OOM reports. Feed every line in order with [`Self::push`], then
+/// call [`Self::finish`]. Never panics, whatever the input.
+///
+/// A report ends at its kill line. It is cut short when a line of an earlier part of a report
+/// comes after a later part (e.g. a new header, or a second summary line), or when, with
+/// `CONFIG_PRINTK_CALLER`, a report line comes from another task than the report's first line.
+/// Unrelated lines in between are skipped.
+#[derive(Debug, Default)]
+pub struct ReportParser {
+    current: Option<Building>,
+    /// After `Tasks in <memcg> are going to be killed due to memory.oom.group set`.
+    oom_group: Option<(String, Option<Caller>)>,
+    stats: ParseStats,
+}
+
+/// The parts of a report in the order the kernel prints them (3.10 – 7.x). A part earlier than
+/// the last one seen starts a new report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Header,
+    Cpu,
+    TaskIn,
+    Counters,
+    Stats,
+    Tasks,
+    Summary,
+    Selected,
+    Killed,
+}
+
+/// Which multi-line block the report is in, if any.
+#[derive(Debug)]
+enum Block {
+    None,
+    /// After `Memory cgroup stats for <path>:`: `name value` lines.
+    Stats,
+    /// After `Tasks state (memory values in pages):`, before the column header.
+    TasksPending,
+    /// Rows of a task table with these columns.
+    Tasks(TaskColumns),
+}
+
+#[derive(Debug)]
+struct Building {
+    report: OomReport,
+    stage: Stage,
+    block: Block,
+    caller: Option<Caller>,
+}
+
+/// Text that marks a line as the OOM killer's: such a line that does not parse is counted.
+const OOM_MARKERS: [&str; 9] = [
+    "invoked oom-killer",
+    "Killed process",
+    "Kill process",
+    "oom-kill:",
+    "oom_reaper:",
+    "Memory cgroup stats for",
+    "killed as a result of limit of",
+    "Memory cgroup out of memory",
+    "Out of memory",
+];
+
+impl ReportParser {
+    /// A parser with nothing in progress.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads one line; appends to `out` what it completes (usually nothing, a report at its
+    /// kill line, a [`Parsed::Reaped`] at once).
+    pub fn push(&mut self, line: &LogLine, out: &mut Vec<Parsed>) {
+        self.stats.lines += 1;
+        let meta = LineMeta::from(line);
+        // A message printed with embedded newlines (memory.stat before 6.4) is one record.
+        for text in line.message.split('\n') {
+            let text = text.trim();
+            if !text.is_empty() {
+                self.read(text, meta, out);
+            }
+        }
+    }
+
+    /// End of input: yields the report in progress, if it is one.
+    pub fn finish(&mut self, out: &mut Vec<Parsed>) {
+        self.flush(out);
+        self.oom_group = None;
+    }
+
+    /// What the parser saw so far.
+    pub fn stats(&self) -> &ParseStats {
+        &self.stats
+    }
+
+    fn read(&mut self, text: &str, meta: LineMeta, out: &mut Vec<Parsed>) {
+        if self.read_block_line(text, meta) {
+            return;
+        }
+        if !self.read_report_line(text, meta, out) && OOM_MARKERS.iter().any(|marker| text.contains(marker)) {
+            self.not_understood(text);
+        }
+    }
+
+    /// A `name value` line of a stat block or a row of a task table; `true` when it was one.
+    fn read_block_line(&mut self, text: &str, meta: LineMeta) -> bool {
+        let Some(building) = self.current.as_mut() else { return false };
+        if !same_task(building.caller, meta.caller) {
+            return false;
+        }
+        match &building.block {
+            Block::Stats => {
+                let Some((name, value)) = memcg::parse_stat_entry(text) else { return false };
+                if let Some(stat) = building.report.memcg_stat.as_mut() {
+                    stat.values.insert(name.to_owned(), value);
+                    building.report.last = meta;
+                }
+                true
+            }
+            Block::Tasks(columns) => {
+                if !tasks::is_row(text) {
+                    return false;
+                }
+                match tasks::parse_row(text, columns) {
+                    Some(row) => {
+                        building.report.tasks.push(row);
+                        building.report.last = meta;
+                    }
+                    None => self.not_understood(text),
+                }
+                true
+            }
+            Block::None | Block::TasksPending => false,
+        }
+    }
+
+    /// Every other report line; `true` when the line was understood (or deliberately skipped).
+    fn read_report_line(&mut self, text: &str, meta: LineMeta, out: &mut Vec<Parsed>) -> bool {
+        if let Some(parsed) = header::is_header(text).then(|| header::parse_header(text)) {
+            let Some(parsed) = parsed else { return false };
+            self.flush(out);
+            self.oom_group = None;
+            self.attach(Stage::Header, meta, out).report.header = Some(parsed);
+            return true;
+        }
+        if kill::is_reaper(text) {
+            if let Some(mut reaped) = kill::parse_reaped(text) {
+                reaped.line = meta;
+                self.stats.reaped += 1;
+                out.push(Parsed::Reaped(reaped));
+                return true;
+            }
+            return self.read_aside(text);
+        }
+        if self.read_aside(text) {
+            return true;
+        }
+        if kill::is_killed(text) {
+            let Some(killed) = kill::parse_killed(text) else { return false };
+            let group = self.oom_group.take();
+            let building = self.attach(Stage::Killed, meta, out);
+            building.report.killed = Some(killed);
+            let only_kill_line = building.report.header.is_none()
+                && building.report.constraint.is_none()
+                && building.report.selected.is_none();
+            if let Some((memcg, caller)) = group.filter(|(_, caller)| only_kill_line && same_task(*caller, meta.caller))
+            {
+                building.report.oom_group = Some(memcg.clone());
+                self.oom_group = Some((memcg, caller));
+            }
+            self.flush(out);
+            return true;
+        }
+        if kill::is_selected(text) {
+            let Some(selected) = kill::parse_selected(text) else { return false };
+            self.oom_group = None;
+            self.attach(Stage::Selected, meta, out).report.selected = Some(selected);
+            return true;
+        }
+        if summary::is_summary(text) {
+            let Some(constraint) = summary::parse_summary(text) else { return false };
+            self.oom_group = None;
+            self.attach(Stage::Summary, meta, out).report.constraint = Some(constraint);
+            return true;
+        }
+        if let Some(memcg) = memcg::parse_oom_group(text) {
+            self.oom_group = Some((memcg.to_owned(), meta.caller));
+            return true;
+        }
+        if memcg::is_task_in(text) {
+            let Some(task_in) = memcg::parse_task_in(text) else { return false };
+            self.attach(Stage::TaskIn, meta, out).report.task_in = Some(task_in);
+            return true;
+        }
+        if let Some(counter) = memcg::parse_counter(text) {
+            let repeated = self
+                .current
+                .as_ref()
+                .is_some_and(|building| building.report.memcg_counters.iter().any(|seen| seen.kind == counter.kind));
+            if repeated {
+                self.flush(out);
+            }
+            self.attach(Stage::Counters, meta, out).report.memcg_counters.push(counter);
+            return true;
+        }
+        if memcg::is_stat_start(text) {
+            let Some(stat) = memcg::parse_stat_start(text) else { return false };
+            return self.read_stat_start(stat, meta, out);
+        }
+        if tasks::is_tasks_state(text) {
+            let building = self.attach(Stage::Tasks, meta, out);
+            building.block = Block::TasksPending;
+            return true;
+        }
+        if let Some(columns) = tasks::parse_columns(text) {
+            let pending = self.current.as_ref().is_some_and(|building| matches!(building.block, Block::TasksPending));
+            if !pending {
+                self.cut_if_reached(Stage::Tasks, out);
+            }
+            self.attach(Stage::Tasks, meta, out).block = Block::Tasks(columns);
+            return true;
+        }
+        if let Some(cpu) = header::parse_cpu_line(text) {
+            // Any `dump_stack` prints this line; it is the trigger's only right after a header.
+            if let Some(building) = self
+                .current
+                .as_mut()
+                .filter(|building| building.stage == Stage::Header && same_task(building.caller, meta.caller))
+            {
+                building.report.cpu = Some(cpu);
+                building.stage = Stage::Cpu;
+                building.report.last = meta;
+            }
+            return true;
+        }
+        false
+    }
+
+    /// `Memory cgroup stats for <path>:`: the OOMing memcg's, or (inline format before 5.x) one
+    /// of its descendants'.
+    fn read_stat_start(&mut self, stat: memcg::MemcgStat, meta: LineMeta, out: &mut Vec<Parsed>) -> bool {
+        let descendant = self.current.as_ref().is_some_and(|building| {
+            building.stage == Stage::Stats
+                && stat.format == memcg::StatFormat::InlineKb
+                && building.report.memcg_stat.as_ref().is_some_and(|first| first.format == stat.format)
+        });
+        if !descendant {
+            self.cut_if_reached(Stage::Stats, out);
+        }
+        let lines = stat.format == memcg::StatFormat::Lines;
+        let building = self.attach(Stage::Stats, meta, out);
+        if descendant {
+            building.report.memcg_stat_descendants.push(stat);
+        } else {
+            building.report.memcg_stat = Some(stat);
+        }
+        if lines {
+            building.block = Block::Stats;
+        }
+        true
+    }
+
+    /// Lines around a kill that carry no report data; `true` when the line was one.
+    fn read_aside(&mut self, text: &str) -> bool {
+        match kill::parse_aside(text) {
+            Some(Aside::ReaperFailed) => self.stats.reap_failed += 1,
+            Some(Aside::HeadersSuppressed(count)) => {
+                self.stats.headers_suppressed = self.stats.headers_suppressed.saturating_add(count);
+            }
+            Some(Aside::SharedMemory | Aside::NoKillable) => {}
+            None => return false,
+        }
+        true
+    }
+
+    /// Ends the report in progress if it already has the part `stage` (a second one starts the
+    /// next report).
+    fn cut_if_reached(&mut self, stage: Stage, out: &mut Vec<Parsed>) {
+        if self.current.as_ref().is_some_and(|building| building.stage >= stage) {
+            self.flush(out);
+        }
+    }
+
+    /// The report a part at `stage` belongs to: the one in progress, unless the part comes before
+    /// (or, for a one-line part, at) the stage it reached, or from another task; then a new one.
+    fn attach(&mut self, stage: Stage, meta: LineMeta, out: &mut Vec<Parsed>) -> &mut Building {
+        let continues = self.current.as_ref().is_some_and(|building| {
+            let repeatable = matches!(stage, Stage::Counters | Stage::Stats | Stage::Tasks);
+            let in_order = building.stage < stage || (building.stage == stage && repeatable);
+            in_order && same_task(building.caller, meta.caller)
+        });
+        if !continues {
+            self.flush(out);
+        }
+        let building = self.current.get_or_insert_with(|| Building {
+            report: OomReport { first: meta, ..OomReport::default() },
+            stage,
+            block: Block::None,
+            caller: meta.caller,
+        });
+        building.stage = stage;
+        building.block = Block::None;
+        building.report.last = meta;
+        building
+    }
+
+    /// Yields the report in progress, if it is one (a fragment without header, summary,
+    /// selection or kill line is only counted).
+    fn flush(&mut self, out: &mut Vec<Parsed>) {
+        let Some(building) = self.current.take() else { return };
+        let report = building.report;
+        let is_report = report.header.is_some()
+            || report.constraint.is_some()
+            || report.selected.is_some()
+            || report.killed.is_some();
+        if !is_report {
+            self.stats.fragments += 1;
+            return;
+        }
+        self.stats.reports += 1;
+        if report.header.is_none() {
+            self.stats.reports_without_header += 1;
+        }
+        if report.killed.is_none() {
+            self.stats.reports_without_kill += 1;
+        }
+        out.push(Parsed::Report(Box::new(report)));
+    }
+
+    fn not_understood(&mut self, text: &str) {
+        self.stats.unparsed += 1;
+        if self.stats.unparsed_examples.len() < UNPARSED_EXAMPLES {
+            self.stats.unparsed_examples.push(text.chars().take(300).collect());
+        }
+    }
+}
+
+/// Whether two lines may come from the same task: only two different `T<pid>` callers say no.
+fn same_task(a: Option<Caller>, b: Option<Caller>) -> bool {
+    match (a, b) {
+        (Some(Caller::Task(a)), Some(Caller::Task(b))) => a == b,
+        _ => true,
+    }
+}

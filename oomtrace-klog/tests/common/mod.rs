@@ -1,0 +1,70 @@
+//! Shared by the parser's tests: fixture files turned into the lines a source would deliver.
+
+#![allow(dead_code)] // each test file uses part of it
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use oomtrace_klog::{LogLine, Parsed, ReportParser, report::OomReport};
+
+/// The lines of a fixture file: `# ` lines at the top (its source note) dropped; a syslog prefix
+/// (`May 15 23:09:30 host kernel: `) and a `[  12.345678]` stamp stripped, the stamp kept as
+/// `since_boot`. Only as much prefix handling as the fixtures need: the real sources are
+/// oomtrace-klog's `source` modules.
+pub fn fixture(name: &str) -> Vec<LogLine> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    text.lines().skip_while(|line| line.starts_with('#')).map(log_line).collect()
+}
+
+/// One fixture line as a source would deliver it.
+pub fn log_line(raw: &str) -> LogLine {
+    let message = match raw.split_once(" kernel: ") {
+        Some((_, message)) => message,
+        None => raw,
+    };
+    let (since_boot, message) = stamp(message);
+    LogLine { message: message.to_owned(), since_boot, ..LogLine::default() }
+}
+
+/// Splits a `[  12.345678] ` stamp off a message.
+fn stamp(message: &str) -> (Option<Duration>, &str) {
+    let Some(rest) = message.strip_prefix('[') else { return (None, message) };
+    let Some((stamp, rest)) = rest.split_once("] ") else { return (None, message) };
+    match stamp.trim().parse::<f64>() {
+        Ok(seconds) => (Some(Duration::from_secs_f64(seconds)), rest),
+        Err(_) => (None, message),
+    }
+}
+
+/// A bare message line.
+pub fn msg(message: &str) -> LogLine {
+    LogLine { message: message.to_owned(), ..LogLine::default() }
+}
+
+/// Everything the parser yields for `lines`, with its parser (for the stats).
+pub fn parse(lines: &[LogLine]) -> (Vec<Parsed>, ReportParser) {
+    let mut parser = ReportParser::new();
+    let mut out = Vec::new();
+    for line in lines {
+        parser.push(line, &mut out);
+    }
+    parser.finish(&mut out);
+    (out, parser)
+}
+
+/// The reports among `parsed`.
+pub fn reports(parsed: &[Parsed]) -> Vec<&OomReport> {
+    parsed
+        .iter()
+        .filter_map(|item| match item {
+            Parsed::Report(report) => Some(report.as_ref()),
+            Parsed::Reaped(_) => None,
+        })
+        .collect()
+}
+
+/// The victim pids of `parsed`'s reports, in order.
+pub fn victim_pids(parsed: &[Parsed]) -> Vec<u32> {
+    reports(parsed).iter().filter_map(|report| report.victim_pid()).collect()
+}

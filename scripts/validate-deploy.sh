@@ -208,7 +208,7 @@ need(sc.get("privileged") is False, "container must not be privileged")
 need(sc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation must be false")
 need(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem must be true")
 need(sc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities must drop ALL")
-need(sorted(sc.get("capabilities", {}).get("add", [])) == ["BPF", "PERFMON"], "exactly BPF and PERFMON may be added")
+need(sorted(sc.get("capabilities", {}).get("add", [])) == ["BPF", "PERFMON", "SYSLOG"], "exactly BPF, PERFMON and SYSLOG may be added")
 need((sc.get("seccompProfile") or psc.get("seccompProfile", {})).get("type") == "RuntimeDefault", "seccomp must be RuntimeDefault")
 for host_ns in ("hostPID", "hostIPC", "hostNetwork"):
     need(not spec.get(host_ns), f"{host_ns} must be off")
@@ -221,13 +221,18 @@ need(all(k in res["requests"] for k in ("cpu", "memory")) and "memory" in res["l
 volumes = {v["name"]: v for v in spec["volumes"]}
 mounts = {m["name"]: m for m in c["volumeMounts"]}
 need(set(volumes) == set(mounts), f"volumes {sorted(volumes)} and mounts {sorted(mounts)} differ")
-expected_host = {"/sys/kernel/btf": "Directory", "/sys/kernel/tracing": "Directory", "/sys/fs/cgroup": "Directory", "/run/containerd": "Directory"}
+expected_host = {"/sys/kernel/btf": "Directory", "/sys/kernel/tracing": "Directory", "/sys/fs/cgroup": "Directory", "/run/containerd": "Directory", "/run/oomtrace": "DirectoryOrCreate"}
+# The one writable host path: the daemon's state (its position in the kernel log).
+writable_host = {"/run/oomtrace"}
 host = {v["hostPath"]["path"]: v for v in volumes.values() if "hostPath" in v}
 need(set(host) == set(expected_host), f"hostPaths {sorted(host)} differ from {sorted(expected_host)}")
 for path, v in host.items():
     need(v["hostPath"].get("type") == expected_host.get(path), f"hostPath {path} should have type {expected_host.get(path)}")
     m = mounts.get(v["name"], {})
-    need(m.get("readOnly") is True, f"hostPath {path} must be mounted read-only")
+    if path in writable_host:
+        need(not m.get("readOnly"), f"hostPath {path} holds the daemon's state: it must be writable")
+    else:
+        need(m.get("readOnly") is True, f"hostPath {path} must be mounted read-only")
     need(m.get("mountPath") == path, f"hostPath {path} must be mounted at the same path (oomtrace reads the fixed path)")
     need(m.get("mountPropagation") in (None, "None", "HostToContainer"), f"{path}: Bidirectional propagation needs a privileged container")
 
@@ -241,9 +246,12 @@ try:
     cfg = tomllib.loads(cm["data"]["config.toml"])
 except Exception as e:  # noqa: BLE001
     problems.append(f"config.toml does not parse: {e}"); cfg = {}
-known = {"metrics_address", "log_format", "log", "events_stdout", "cri_socket", "cri_timeout", "node_name", "max_label_series", "otlp_queue"}
+known = {"metrics_address", "log_format", "log", "events_stdout", "cri_socket", "cri_timeout", "node_name", "max_label_series", "otlp_queue", "kernel_log", "state_dir"}
 need(set(cfg) <= known, f"unknown config.toml keys: {sorted(set(cfg) - known)}")
 need(cfg.get("log_format", "text") in ("text", "json"), "log_format must be text or json")
+need(isinstance(cfg.get("kernel_log", True), bool), "kernel_log must be a boolean")
+state_mount = next((m.get("mountPath") for n, m in mounts.items() if volumes.get(n, {}).get("hostPath", {}).get("path") == "/run/oomtrace"), None)
+need(cfg.get("state_dir", "/run/oomtrace") == state_mount, f"state_dir {cfg.get('state_dir')} is not the mounted state directory {state_mount}")
 need(isinstance(cfg.get("events_stdout", True), bool), "events_stdout must be a boolean")
 addr = cfg.get("metrics_address", "0.0.0.0:9101")
 need(int(addr.rsplit(":", 1)[1]) == ports.get("metrics"), f"metrics_address {addr} differs from the container port")

@@ -17,6 +17,9 @@ pub struct HostMount {
     pub recursive_read_only: bool,
     /// `mountPropagation: HostToContainer`.
     pub host_to_container: bool,
+    /// The volume's `type: DirectoryOrCreate`: the kubelet creates the host
+    /// directory (0755, root) when it is missing.
+    pub create_directory: bool,
 }
 
 /// A configMap volume: its files and where they are mounted.
@@ -176,6 +179,7 @@ impl DaemonSetSpec {
                     read_only,
                     recursive_read_only: matches!(mount["recursiveReadOnly"].as_str(), Some("IfPossible" | "Enabled")),
                     host_to_container: mount["mountPropagation"].as_str() == Some("HostToContainer"),
+                    create_directory: volume["hostPath"]["type"].as_str() == Some("DirectoryOrCreate"),
                 });
             } else if let Some(config_map) = volume["configMap"]["name"].as_str() {
                 let map = documents
@@ -248,7 +252,7 @@ mod tests {
         let spec = DaemonSetSpec::read(&dir).expect("reads deploy/kubernetes");
         assert_eq!(spec.namespace, "oomtrace");
         assert_eq!(spec.capabilities_drop, ["ALL"]);
-        assert_eq!(spec.capabilities_add, ["BPF", "PERFMON"]);
+        assert_eq!(spec.capabilities_add, ["BPF", "PERFMON", "SYSLOG"]);
         assert!(!spec.privileged && !spec.allow_privilege_escalation && spec.read_only_root_filesystem);
         assert_eq!(spec.run_as_user, Some(0));
         assert_eq!(spec.seccomp.as_deref(), Some("RuntimeDefault"));

@@ -112,6 +112,13 @@ pub struct DaemonArgs {
     /// OTLP queue bound, in events [default: 2048].
     #[arg(long, value_name = "N", env = "OOMTRACE_OTLP_QUEUE")]
     pub otlp_queue: Option<usize>,
+    /// Read the kernel log (needs CAP_SYSLOG where kernel.dmesg_restrict=1): each event gets the kernel's
+    /// report (memory.stat, largest tasks), and kills since boot not reported before are reported once [default: true].
+    #[arg(long, value_name = "BOOL", env = "OOMTRACE_KERNEL_LOG")]
+    pub kernel_log: Option<bool>,
+    /// Directory for the position in the kernel log, kept across restarts (a hostPath under /run) [default: /run/oomtrace].
+    #[arg(long, value_name = "DIR", env = "OOMTRACE_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Where pod names come from.
@@ -165,6 +172,9 @@ pub struct LiveArgs {
     /// Do not attach signal/signal_generate (events then cannot say whether the kernel killed).
     #[arg(long)]
     pub no_kill_confirmation: bool,
+    /// Do not read the kernel log (events then carry no `kernel_report`: memory.stat, largest tasks).
+    #[arg(long)]
+    pub no_kernel_log: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

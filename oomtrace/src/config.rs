@@ -11,6 +11,8 @@ pub const DEFAULT_METRICS_ADDRESS: &str = "0.0.0.0:9101";
 pub const DEFAULT_MAX_LABEL_SERIES: usize = 2000;
 pub const DEFAULT_OTLP_QUEUE: usize = 2048;
 pub const DEFAULT_CRI_TIMEOUT: Duration = Duration::from_millis(250);
+/// Where the daemon keeps its position in the kernel log (a tmpfs: a reboot clears it).
+pub const DEFAULT_STATE_DIR: &str = "/run/oomtrace";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -35,6 +37,8 @@ pub struct FileConfig {
     pub node_name: Option<String>,
     pub max_label_series: Option<usize>,
     pub otlp_queue: Option<usize>,
+    pub kernel_log: Option<bool>,
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -49,6 +53,10 @@ pub struct DaemonConfig {
     pub node_name: Option<String>,
     pub max_label_series: usize,
     pub otlp_queue: usize,
+    /// Read the kernel log: reports joined to events, past kills reported once.
+    pub kernel_log: bool,
+    /// Where the position in the kernel log is kept across restarts.
+    pub state_dir: PathBuf,
 }
 
 pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
@@ -103,6 +111,8 @@ pub fn resolve(args: &DaemonArgs, log: Option<&str>) -> Result<DaemonConfig, Con
         node_name: args.node_name.clone().or(file.node_name),
         max_label_series,
         otlp_queue,
+        kernel_log: args.kernel_log.or(file.kernel_log).unwrap_or(true),
+        state_dir: args.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
     })
 }
 

@@ -3,7 +3,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use oomtrace::{
     cli::{Cli, Command, LogFormat},
+    history::{HistoryOptions, LogSource},
+    join::side::KernelLogMode,
     live::{self, EventFilter, LiveOptions},
+    output::OutputFormat,
     pipeline::PipelineOptions,
     probe::AttachPlan,
 };
@@ -40,7 +43,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             block_on(oomtrace::daemon::run(config))??;
             Ok(ExitCode::SUCCESS)
         }
-        Command::History(_) => anyhow::bail!("history: work in progress"),
+        Command::History(args) => {
+            let source = match (args.file, args.journal) {
+                (Some(path), _) => LogSource::File(path),
+                (None, true) => LogSource::Journal,
+                (None, false) => LogSource::Kernel,
+            };
+            let since = args
+                .since
+                .as_deref()
+                .map(|text| oomtrace::history::since::parse(text, std::time::SystemTime::now()))
+                .transpose()?;
+            let output = args.output;
+            let options = HistoryOptions {
+                source,
+                since,
+                output,
+                filter: EventFilter::from(args.filter),
+                cri_socket: args.cri.cri_socket,
+                cri_timeout: args.cri.cri_timeout,
+            };
+            let summary = block_on(oomtrace::history::run(options))??;
+            let closing = oomtrace::history::reconciliation(&summary);
+            // After a table, for the person reading it; after NDJSON, on stderr,
+            // so that stdout stays one event per line.
+            match output {
+                OutputFormat::Table => println!("{closing}"),
+                OutputFormat::Json => eprintln!("{closing}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check => {
             let report = oomtrace::check::run();
             print!("{}", report.render());
@@ -69,6 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cri_socket: args.cri.cri_socket,
                     cri_timeout: args.cri.cri_timeout,
                     node_name: None,
+                    kernel_log: if args.no_kernel_log { KernelLogMode::Off } else { KernelLogMode::Join },
                 },
             };
             block_on(live::run(options))??;

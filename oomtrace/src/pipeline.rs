@@ -16,8 +16,13 @@ use crate::{
         pod::PodResolver,
     },
     event::{
-        OomEvent,
+        EventSource, OomEvent,
         decode::{DecodeContext, DecodeError, decode},
+    },
+    history::live_cgroup_id,
+    join::{
+        LogPosition,
+        side::{KernelLogMode, LogSide},
     },
     host::node_name,
     kernel::{self, privileges::Privileges},
@@ -39,6 +44,8 @@ pub struct PipelineOptions {
     pub cri_timeout: Duration,
     /// Node name for events (None: NODE_NAME or the hostname).
     pub node_name: Option<String>,
+    /// Whether the kernel log is read: joined to live events, and past kills.
+    pub kernel_log: KernelLogMode,
 }
 
 /// Counters of everything that did not become a complete event.
@@ -51,6 +58,10 @@ pub struct PipelineStats {
     pub context_missing: u64,
     pub partially_attributed: u64,
     pub cri_failures: u64,
+    /// Events read from the kernel log alone (past kills, or kills the probes missed).
+    pub kernel_log_events: u64,
+    /// Where the kernel log is accounted for (None: not read).
+    pub log_position: Option<LogPosition>,
 }
 
 /// Whether [`Pipeline::run`] goes on after an event.
@@ -102,6 +113,9 @@ pub struct Pipeline {
     reported_lost: u64,
     /// Decoded records waiting to be attributed.
     pending: VecDeque<Result<OomEvent, DecodeError>>,
+    /// The kernel log, where readable.
+    log: Option<LogSide>,
+    kernel_log_events: u64,
 }
 
 impl Pipeline {
@@ -137,6 +151,7 @@ impl Pipeline {
         release_startup_memory();
         let kill_confirmed = tracer.attached.method(Role::KillConfirmation).is_some();
         let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, kill_confirmed);
+        let log = LogSide::open(options.kernel_log);
         tracing::info!(
             attached = %tracer.attached.summary(),
             cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),
@@ -156,6 +171,8 @@ impl Pipeline {
             events: 0,
             reported_lost: 0,
             pending: VecDeque::new(),
+            log,
+            kernel_log_events: 0,
         })
     }
 
@@ -173,18 +190,6 @@ impl Pipeline {
             self.reported_lost = lost;
         }
         stats
-    }
-
-    /// Waits for records and decodes them into the pending list. Cancellation
-    /// safe: the only await comes before anything is read.
-    async fn read_records(&mut self) -> anyhow::Result<()> {
-        let decode_cx = self.decode_cx;
-        let pending = &mut self.pending;
-        self.reader
-            .read_batch(|bytes| pending.push_back(decode(bytes, &decode_cx)))
-            .await
-            .context("reading the ring buffer")?;
-        Ok(())
     }
 
     /// Resolves and attributes every pending record, appending the complete
@@ -218,8 +223,39 @@ impl Pipeline {
             event.workload = Some(self.pods.attribute(path.as_deref(), tgid).await);
             event.node = Some(self.node.clone());
             self.events += 1;
+            match self.log.as_mut() {
+                Some(log) => log.live(event),
+                None => out.push(event),
+            }
+        }
+    }
+
+    /// The events the kernel-log side has ready; those read from the log alone
+    /// are attributed here (their cgroups may be gone: the CRI still lists an
+    /// exited container until it is removed).
+    async fn take_log_ready(&mut self, out: &mut Vec<OomEvent>) {
+        let Some(log) = self.log.as_mut() else { return };
+        for mut event in log.ready() {
+            if event.source == EventSource::KernelLog {
+                self.kernel_log_events += 1;
+                if let Some(root) = self.cgroups.hierarchy().map(|h| h.root().to_path_buf()) {
+                    for cgroup in event.victim_cgroup.iter_mut().chain(event.oom_cgroup.iter_mut().map(|o| &mut o.cgroup)) {
+                        cgroup.id = cgroup.path.as_deref().and_then(|p| live_cgroup_id(&root, p)).unwrap_or(0);
+                    }
+                }
+                let path = event.victim_cgroup.as_ref().and_then(|c| c.path.clone());
+                if path.is_some() {
+                    event.workload = Some(self.pods.attribute(path.as_deref(), None).await);
+                }
+                event.node = Some(self.node.clone());
+            }
             out.push(event);
         }
+    }
+
+    /// Where the kernel log has been accounted for (the daemon's state).
+    pub fn log_position(&self) -> Option<LogPosition> {
+        self.log.as_ref().map(LogSide::position)
     }
 
     /// Hands every event to `handler` until SIGTERM or SIGINT, until
@@ -236,23 +272,39 @@ impl Pipeline {
         stats_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut events = Vec::new();
         loop {
+            let log_deadline = self.log.as_ref().and_then(LogSide::until_deadline).unwrap_or(Duration::MAX);
+            let has_log = self.log.is_some();
             tokio::select! {
-                read = self.read_records() => read?,
+                read = read_records(&mut self.reader, &mut self.pending, self.decode_cx) => read?,
+                () = read_log(self.log.as_mut()), if has_log => {}
+                () = tokio::time::sleep(log_deadline), if log_deadline != Duration::MAX => {}
                 _ = stats_tick.tick() => {
                     handler.stats(self.poll_stats());
                     continue;
                 }
-                _ = &mut deadline => return Ok(()),
-                _ = sigterm.recv() => return Ok(()),
-                _ = sigint.recv() => return Ok(()),
+                _ = &mut deadline => break,
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
             }
             self.attribute_pending(&mut events).await;
+            self.take_log_ready(&mut events).await;
             for event in events.drain(..) {
                 if handler.event(event)? == Flow::Stop {
                     return Ok(());
                 }
             }
         }
+        // Stopping: what waits for a report or for a live event goes out now.
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
+        }
+        self.take_log_ready(&mut events).await;
+        for event in events.drain(..) {
+            if handler.event(event)? == Flow::Stop {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -264,7 +316,30 @@ impl Pipeline {
             context_missing: self.context_missing,
             partially_attributed: self.pods.stats.partial,
             cri_failures: self.pods.stats.cri_failures,
+            kernel_log_events: self.kernel_log_events,
+            log_position: self.log_position(),
         }
+    }
+}
+
+/// Waits for records and decodes them into the pending list. Cancellation
+/// safe: the only await comes before anything is read.
+async fn read_records(
+    reader: &mut EventReader,
+    pending: &mut VecDeque<Result<OomEvent, DecodeError>>,
+    decode_cx: DecodeContext,
+) -> anyhow::Result<()> {
+    reader
+        .read_batch(|bytes| pending.push_back(decode(bytes, &decode_cx)))
+        .await
+        .context("reading the ring buffer")
+}
+
+/// Reads the next lines of the kernel log (the `select!` branch; only
+/// enabled when there is a log).
+async fn read_log(log: Option<&mut LogSide>) {
+    if let Some(log) = log {
+        log.read().await;
     }
 }
 

@@ -245,6 +245,9 @@ impl CriClient {
     /// The hostPath mounts as they are, and each ConfigMap's files in a
     /// directory of their own, mounted where the manifest says.
     fn daemonset_mounts(&self, spec: &DaemonSetSpec, uid: &str) -> Result<Vec<Mount>> {
+        for mount in spec.host_mounts.iter().filter(|m| m.create_directory) {
+            std::fs::create_dir_all(&mount.host_path).with_context(|| format!("creating {}", mount.host_path))?;
+        }
         let mut mounts: Vec<Mount> = spec
             .host_mounts
             .iter()

@@ -49,6 +49,12 @@ impl Collector {
         self.drain(out);
     }
 
+    /// A boundary no report continues across (a new boot in a saved log).
+    pub fn boundary(&mut self, out: &mut Vec<OomEvent>) {
+        self.parser.finish(&mut self.parsed);
+        self.drain(out);
+    }
+
     /// End of input: the report in progress, if any.
     pub fn finish(&mut self, out: &mut Vec<OomEvent>) -> CollectStats {
         self.parser.finish(&mut self.parsed);

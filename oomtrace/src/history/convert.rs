@@ -2,9 +2,9 @@
 //! victim, with every field the log did not carry listed in `unavailable`.
 //! Nothing is guessed: a field is filled only from a line that says it.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use oomtrace_klog::report::{Killed, LineMeta, OomReport};
+use oomtrace_klog::report::{CounterKind, Killed, OomReport};
 
 use crate::event::{
     Cgroup, EventSource, KernelLog, KernelReport, LogOrigin, OomCgroup, OomEvent, ReportTask, Scope, ScopeSource,
@@ -25,10 +25,10 @@ pub struct LogClock {
 /// at the kill (the probes' `oom_control` and page counters).
 const NEVER_IN_LOG: [&str; 5] = ["oom_id", "killed", "oom_totalpages", "chosen_points", "victim.tgid"];
 
-/// One event per victim of `report` (a `memory.oom.group` kill has several).
+/// The event of `report`'s victim (none when the report has no kill line).
+/// The members of a `memory.oom.group` kill each have a report of their own.
 pub fn events(report: &OomReport, origin: LogOrigin, clock: &LogClock) -> Vec<OomEvent> {
-    let Some(killed) = report.killed.as_ref() else { return Vec::new() };
-    std::iter::once(killed).chain(report.group_members.iter()).map(|k| event(report, k, origin, clock)).collect()
+    report.killed.iter().map(|killed| event(report, killed, origin, clock)).collect()
 }
 
 fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogClock) -> OomEvent {
@@ -38,7 +38,7 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
     let victim_cgroup = task_memcg.map(cgroup_at);
     let oom_cgroup = match scope {
         Some(Scope::Memcg) => oom_memcg.map(|path| {
-            let memory = report.memcg_counters.iter().find(|c| c.kind.is_memory());
+            let memory = report.memcg_counters.iter().find(|c| c.kind == CounterKind::Memory);
             OomCgroup {
                 cgroup: cgroup_at(path),
                 usage_bytes: memory.map(|c| c.usage_kb.saturating_mul(1024)),
@@ -53,8 +53,10 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
         tgid: report.cpu.as_ref().map_or(0, |c| c.pid),
         comm: h.trigger_comm.clone(),
     });
-    let ktime_ns = killed.line.since_boot.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let time = killed.line.wall.or_else(|| Some(clock.boot_wall? + killed.line.since_boot?)).map(rfc3339);
+    // The report ends with its kill line.
+    let line = &report.last;
+    let ktime_ns = line.since_boot.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let time = line.wall.or_else(|| Some(clock.boot_wall? + line.since_boot?)).map(rfc3339);
     for (missing, name) in [
         (time.is_none(), "time"),
         (ktime_ns.is_none(), "ktime_ns"),
@@ -79,11 +81,12 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
     OomEvent {
         time,
         source: EventSource::KernelLog,
-        kernel_log: Some(KernelLog { from: origin, seq: killed.line.seq, full_report: report.header.is_some() }),
+        kernel_log: Some(KernelLog { from: origin, seq: line.seq, full_report: report.header.is_some() }),
         ktime_ns,
         oom_id: None,
         killed: None,
-        group_kill: report.group_kill_memcg.as_ref().map(|_| true),
+        // Only the members after the first victim are marked in the log.
+        group_kill: report.oom_group.as_ref().map(|_| true),
         scope,
         scope_source: scope.map(|_| ScopeSource::KernelLog),
         scope_unknown_reason,
@@ -178,9 +181,4 @@ pub fn kernel_report(report: &OomReport, page_size: u64) -> KernelReport {
 
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_micros(time).to_string()
-}
-
-/// `since_boot` of a line, for ordering and the daemon's state.
-pub fn since_boot(line: &LineMeta) -> Option<Duration> {
-    line.since_boot
 }

@@ -126,7 +126,7 @@ async fn attribute(events: &mut [OomEvent], options: &HistoryOptions) {
 }
 
 /// The kernfs id (inode) of a cgroup that still exists.
-fn live_cgroup_id(root: &Path, path: &str) -> Option<u64> {
+pub fn live_cgroup_id(root: &Path, path: &str) -> Option<u64> {
     std::fs::metadata(root.join(path.trim_start_matches('/'))).ok().map(|m| m.ino())
 }
 

@@ -14,6 +14,9 @@
 //! The log position of the last kill accounted for is what the daemon keeps
 //! in its state file, so that a restart reports each kill once.
 
+pub mod side;
+pub mod tail;
+
 use std::{collections::VecDeque, time::Duration};
 
 use crate::event::{KernelReport, OomEvent};
@@ -131,6 +134,13 @@ impl Joiner {
         while self.sent_without_report.front().is_some_and(|&(_, _, sent)| sent < keep_after) {
             self.sent_without_report.pop_front();
         }
+    }
+
+    /// Stopping: live events go out without their report, and log kills no
+    /// live event claimed go out as they are (a live event still in flight is
+    /// not read any more).
+    pub fn flush(&mut self) {
+        self.expire(Duration::MAX);
     }
 
     /// The events ready to go out, oldest first.

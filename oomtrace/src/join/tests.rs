@@ -126,3 +126,15 @@ fn the_next_deadline_is_the_earliest() {
     j.live(live(7, 100), 10 * MS);
     assert_eq!(j.next_deadline(), Some(110 * MS));
 }
+
+#[test]
+fn stopping_sends_everything_that_waits() {
+    let mut j = joiner();
+    j.live(live(7, 100), Duration::ZERO);
+    j.logged(logged(9, 50, 12), Duration::ZERO);
+    j.flush();
+    let mut pids: Vec<u32> = j.take_ready().iter().map(|e| e.victim.pid).collect();
+    pids.sort_unstable();
+    assert_eq!(pids, vec![7, 9]);
+    assert_eq!(j.position().seq, Some(12));
+}

@@ -2,6 +2,8 @@
 //! one listener, exports OTLP when configured, writes NDJSON events on
 //! stdout, and on SIGTERM flushes what it holds before exiting.
 
+mod account;
+
 use std::{
     io::Write as _,
     sync::{
@@ -22,9 +24,12 @@ use crate::{
         prometheus::{ExporterTotals, Metrics},
     },
     output::{EventWriter as _, json::JsonWriter},
+    join::side::KernelLogMode,
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
     probe::{AttachPlan, DEFAULT_RING_BYTES},
 };
+
+use self::account::Account;
 
 /// How long SIGTERM may spend delivering queued OTLP records.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
@@ -59,6 +64,7 @@ struct Deliver<'a> {
     metrics: &'a Metrics,
     otlp: Option<&'a OtlpExporter>,
     events_stdout: bool,
+    account: Option<Account>,
 }
 
 impl EventHandler for Deliver<'_> {
@@ -78,6 +84,9 @@ impl EventHandler for Deliver<'_> {
 
     fn stats(&mut self, stats: PipelineStats) {
         self.metrics.update_pipeline(stats);
+        if let Some(account) = self.account.as_mut() {
+            account.update(&stats, self.metrics);
+        }
         if let Some(otlp) = self.otlp {
             let s = otlp.stats();
             self.metrics.update_exporter("otlp", ExporterTotals { failures: s.failures, dropped: s.dropped });
@@ -105,12 +114,19 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     });
     tracing::info!(address = %config.metrics_address, "serving /metrics, /healthz, /readyz");
 
+    let account = Account::load(&config.state_dir);
+    let kernel_log = match (&account, config.kernel_log) {
+        (_, false) => KernelLogMode::Off,
+        (Some(account), true) => KernelLogMode::JoinAndReport { from: account.position() },
+        (None, true) => KernelLogMode::Join,
+    };
     let options = PipelineOptions {
         plan: AttachPlan { confirm_kills: true, ..AttachPlan::default() },
         ring_bytes: DEFAULT_RING_BYTES,
         cri_socket: config.cri_socket.clone(),
         cri_timeout: config.cri_timeout,
         node_name: config.node_name.clone(),
+        kernel_log,
     };
     let mut pipeline = Pipeline::start(&options).await?;
     for method in &pipeline.attached().methods {
@@ -126,12 +142,15 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     };
     shared.ready.store(true, Ordering::Relaxed);
 
-    let mut deliver = Deliver { metrics: &shared.metrics, otlp: otlp.as_ref(), events_stdout: config.events_stdout };
+    let mut deliver =
+        Deliver { metrics: &shared.metrics, otlp: otlp.as_ref(), events_stdout: config.events_stdout, account };
     pipeline.run(None, &mut deliver).await?;
     tracing::info!("shutting down: flushing exporters");
     shared.ready.store(false, Ordering::Relaxed);
     let stats = pipeline.stats();
     drop(pipeline);
+    // The last position, so a restart does not report this run's kills again.
+    Deliver::stats(&mut deliver, stats);
     if let Some(otlp) = otlp {
         let s = otlp.shutdown(FLUSH_DEADLINE).await;
         tracing::info!(

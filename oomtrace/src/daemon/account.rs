@@ -1,0 +1,160 @@
+//! The daemon's account of this boot's OOM kills, kept across restarts: where
+//! in the kernel log it has reported up to (so a restart reports each past
+//! kill once), how many kills it reported, and the kernel's own count beside
+//! it (a kill no source reported is warned about and exported).
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    export::prometheus::Metrics,
+    join::LogPosition,
+    kernel::oom_count,
+    klog::{
+        boot,
+        state::{DaemonState, StateFile},
+    },
+    pipeline::PipelineStats,
+};
+
+/// How long a count of unreported kills must stay before it is believed.
+const SETTLE: Duration = Duration::from_secs(5);
+
+pub struct Account {
+    file: StateFile,
+    boot_id: String,
+    /// Kills reported by earlier runs in this boot.
+    reported_before: u64,
+    /// What was last saved.
+    saved: DaemonState,
+    /// The unreported count last warned about.
+    warned_unreported: u64,
+    /// An unreported count and since when it has been seen: a kill is counted
+    /// by the kernel a moment before its event goes out (up to the joiner's
+    /// grace for a kill read from the log), so only a count that stays
+    /// [`SETTLE`] is exported and warned about.
+    unsettled: Option<(u64, Instant)>,
+    /// Saving failed (said once).
+    save_failed: bool,
+}
+
+impl Account {
+    /// Loads the state of this boot from `dir`; `None` (said once) without a
+    /// boot id, when nothing can be kept.
+    pub fn load(dir: &Path) -> Option<Self> {
+        let boot_id = match boot::boot_id() {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::warn!(%error, "no boot id: past kills may be reported again after a restart");
+                return None;
+            }
+        };
+        let file = StateFile::in_dir(dir);
+        let saved = match file.load() {
+            Ok(Some(state)) if state.boot_id == boot_id => state,
+            Ok(Some(_)) | Ok(None) => DaemonState::new(boot_id.clone()),
+            Err(error) => {
+                tracing::warn!(%error, "ignoring the state file: this boot's kernel log is reported from its start");
+                DaemonState::new(boot_id.clone())
+            }
+        };
+        tracing::info!(
+            state = %file.path().display(),
+            reported_before = saved.reported,
+            since_boot_us = saved.since_boot_us,
+            "kernel log position of earlier runs in this boot"
+        );
+        Some(Self {
+            file,
+            boot_id,
+            reported_before: saved.reported,
+            saved,
+            warned_unreported: 0,
+            unsettled: None,
+            save_failed: false,
+        })
+    }
+
+    /// Where earlier runs stopped reporting.
+    pub fn position(&self) -> LogPosition {
+        LogPosition { since_boot_us: self.saved.since_boot_us, seq: self.saved.last_seq }
+    }
+
+    /// Every second: saves a new position, exports the kernel's count.
+    pub fn update(&mut self, stats: &PipelineStats, metrics: &Metrics) {
+        let reported = self.reported_before + stats.events + stats.kernel_log_events;
+        let position = stats.log_position.unwrap_or_else(|| self.position());
+        let state = DaemonState {
+            boot_id: self.boot_id.clone(),
+            last_seq: position.seq,
+            since_boot_us: position.since_boot_us,
+            reported,
+        };
+        if state != self.saved {
+            match self.file.save(&state) {
+                Ok(()) => self.saved = state,
+                Err(error) if !self.save_failed => {
+                    self.save_failed = true;
+                    tracing::warn!(%error, "cannot keep the kernel log position: a restart may report past kills again");
+                }
+                Err(_) => {}
+            }
+        }
+        match oom_count::oom_kills_since_boot() {
+            Ok(counted) => {
+                let now = unreported_now(counted, reported, Instant::now(), &mut self.unsettled);
+                let Some(unreported) = now else { return };
+                metrics.update_kernel_count(counted, unreported);
+                if unreported > self.warned_unreported {
+                    tracing::warn!(
+                        kernel_counted = counted,
+                        reported,
+                        unreported,
+                        "the kernel counted OOM kills that no event reported (before this boot's log was kept, \
+                         rotated out of the ring buffer, or the kernel log is not readable)"
+                    );
+                }
+                self.warned_unreported = unreported;
+            }
+            Err(error) => tracing::debug!(%error, "the kernel's kill count"),
+        }
+    }
+}
+
+/// The settled number of unreported kills: `Some` once the same (or a
+/// smaller, positive) count has been seen for [`SETTLE`], or at once when 0.
+fn unreported_now(counted: u64, reported: u64, now: Instant, unsettled: &mut Option<(u64, Instant)>) -> Option<u64> {
+    let unreported = counted.saturating_sub(reported);
+    if unreported == 0 {
+        *unsettled = None;
+        return Some(0);
+    }
+    match *unsettled {
+        Some((value, since)) if value <= unreported => {
+            (now.duration_since(since) >= SETTLE).then_some(value)
+        }
+        _ => {
+            *unsettled = Some((unreported, now));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_is_believed_only_once_it_stays() {
+        let start = Instant::now();
+        let mut unsettled = None;
+        assert_eq!(unreported_now(3, 3, start, &mut unsettled), Some(0));
+        assert_eq!(unreported_now(4, 3, start, &mut unsettled), None, "the kill's event may be on its way");
+        assert_eq!(unreported_now(4, 4, start + Duration::from_secs(1), &mut unsettled), Some(0), "it came");
+        assert_eq!(unreported_now(5, 4, start + Duration::from_secs(2), &mut unsettled), None);
+        assert_eq!(unreported_now(5, 4, start + Duration::from_secs(6), &mut unsettled), None);
+        assert_eq!(unreported_now(5, 4, start + Duration::from_secs(7), &mut unsettled), Some(1));
+    }
+}

@@ -1,0 +1,144 @@
+//! The kernel-log side of the pipeline: the tail of the log, the report
+//! parser, and the joiner that pairs reports with live events.
+
+use std::time::{Duration, Instant};
+
+use oomtrace_klog::LogLine;
+
+use super::{
+    Joiner, LogKill, LogPosition,
+    tail::{LogTail, SYSLOG_POLL_FAST, SYSLOG_POLL_IDLE},
+};
+use crate::{
+    event::OomEvent,
+    history::{
+        collect::Collector,
+        convert::LogClock,
+    },
+    kernel,
+    klog::boot::BootClock,
+};
+
+/// How long a live event waits for its report.
+pub const LIVE_WAIT: Duration = Duration::from_millis(100);
+/// How long a kill read from the log waits for a live event to claim it.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// What the pipeline does with the kernel log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelLogMode {
+    /// Not read (`live` without permission to read it, tests).
+    Off,
+    /// Joined to live events; kills already in the log at start are not
+    /// reported (`live`).
+    Join,
+    /// Joined, and every kill in the log after `from` that no live event
+    /// claims is reported as a `kernel_log` event (the daemon: past kills).
+    JoinAndReport { from: LogPosition },
+}
+
+pub struct LogSide {
+    tail: LogTail,
+    collector: Collector,
+    joiner: Joiner,
+    epoch: Instant,
+    parsed: Vec<OomEvent>,
+}
+
+impl LogSide {
+    /// Opens the log; `None` (said once, at warn level) where it cannot be read.
+    pub fn open(mode: KernelLogMode) -> Option<Self> {
+        if mode == KernelLogMode::Off {
+            return None;
+        }
+        let (tail, snapshot) = match LogTail::open() {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::warn!(%error);
+                return None;
+            }
+        };
+        let clock = LogClock { boot_wall: Some(BootClock::now().boot_time()), page_size: kernel::page_size() };
+        let collector = Collector::new(tail.origin(), clock);
+        let mut side = Self {
+            tail,
+            collector,
+            joiner: Joiner::new(LIVE_WAIT, GRACE, LogPosition::default()),
+            epoch: Instant::now(),
+            parsed: Vec::new(),
+        };
+        let existing = side.parse(&snapshot);
+        match mode {
+            KernelLogMode::JoinAndReport { from } => {
+                side.joiner = Joiner::new(LIVE_WAIT, GRACE, from);
+                let now = side.now();
+                for kill in existing {
+                    side.joiner.logged(kill, now);
+                }
+            }
+            _ => {
+                let last = existing.iter().map(|k| k.position).max().unwrap_or_default();
+                side.joiner = Joiner::new(LIVE_WAIT, GRACE, last);
+            }
+        }
+        tracing::info!(origin = side.tail.origin().as_str(), "reading the kernel log for the kernel's OOM reports");
+        Some(side)
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn parse(&mut self, lines: &[LogLine]) -> Vec<LogKill> {
+        for line in lines {
+            self.collector.line(line, &mut self.parsed);
+        }
+        self.parsed
+            .drain(..)
+            .map(|event| {
+                let position = LogPosition {
+                    since_boot_us: event.ktime_ns.map_or(0, |ns| ns / 1_000),
+                    seq: event.kernel_log.as_ref().and_then(|l| l.seq),
+                };
+                LogKill { event, position }
+            })
+            .collect()
+    }
+
+    /// Waits for the next lines of the log and hands their kills to the joiner.
+    pub async fn read(&mut self) {
+        let poll = if self.joiner.next_deadline().is_some() { SYSLOG_POLL_FAST } else { SYSLOG_POLL_IDLE };
+        let lines = self.tail.next_lines(poll).await;
+        let now = self.now();
+        for kill in self.parse(&lines) {
+            self.joiner.logged(kill, now);
+        }
+    }
+
+    /// A live event, to be joined with its report.
+    pub fn live(&mut self, event: OomEvent) {
+        let now = self.now();
+        self.joiner.live(event, now);
+    }
+
+    /// The time until the joiner's next deadline.
+    pub fn until_deadline(&self) -> Option<Duration> {
+        self.joiner.next_deadline().map(|d| d.saturating_sub(self.now()))
+    }
+
+    /// Events ready to go out (past their deadline or joined).
+    pub fn ready(&mut self) -> Vec<OomEvent> {
+        let now = self.now();
+        self.joiner.expire(now);
+        self.joiner.take_ready()
+    }
+
+    /// Stopping: everything waiting becomes ready (see [`Joiner::flush`]).
+    pub fn flush(&mut self) {
+        self.joiner.flush();
+    }
+
+    pub fn position(&self) -> LogPosition {
+        self.joiner.position()
+    }
+}

@@ -1,0 +1,138 @@
+//! The kernel log while tracing: first everything in the ring buffer (the
+//! daemon's past kills), then each line as it is printed. Through /dev/kmsg
+//! where it opens (root on a host: records with sequence numbers, woken by the
+//! kernel), else through syslog(2) (an unprivileged container with
+//! CAP_SYSLOG), which is read again whenever asked, keeping only the lines
+//! newer than those already returned.
+
+use std::time::Duration;
+
+use oomtrace_klog::{
+    LogLine,
+    source::file::{FileContext, FileEvent, FileParser},
+};
+
+use crate::{
+    event::LogOrigin,
+    kernel::syslog,
+    klog::kmsg::{KmsgError, KmsgFollower, KmsgReader},
+};
+
+/// How often syslog(2) is read while a live event waits for its report.
+pub const SYSLOG_POLL_FAST: Duration = Duration::from_millis(20);
+/// How often otherwise (kills the probes missed still show up).
+pub const SYSLOG_POLL_IDLE: Duration = Duration::from_secs(2);
+
+pub enum LogTail {
+    Kmsg(KmsgFollower),
+    Syslog(SyslogTail),
+}
+
+/// syslog(2) has no sequence numbers: the kernel timestamp of the newest line
+/// returned, and how many lines carried exactly that timestamp.
+pub struct SyslogTail {
+    newest_us: u64,
+    at_newest: usize,
+}
+
+/// Why the kernel log cannot be read while tracing.
+#[derive(Debug, thiserror::Error)]
+#[error("the kernel log is not readable ({kmsg}; {syslog}): events carry no kernel report and past kills are not reported")]
+pub struct TailError {
+    kmsg: KmsgError,
+    syslog: syslog::SyslogError,
+}
+
+impl LogTail {
+    /// Opens the log and returns what the ring buffer holds now, oldest first.
+    pub fn open() -> Result<(Self, Vec<LogLine>), TailError> {
+        match KmsgReader::open() {
+            Ok(mut reader) => {
+                let mut lines = Vec::new();
+                loop {
+                    match reader.next_record() {
+                        Ok(Some(record)) if record.is_kernel() => lines.extend(record.lines),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, "reading /dev/kmsg");
+                            break;
+                        }
+                    }
+                }
+                match reader.follow() {
+                    Ok(follower) => Ok((Self::Kmsg(follower), lines)),
+                    Err(kmsg) => Self::open_syslog(kmsg),
+                }
+            }
+            Err(kmsg) => Self::open_syslog(kmsg),
+        }
+    }
+
+    fn open_syslog(kmsg: KmsgError) -> Result<(Self, Vec<LogLine>), TailError> {
+        let mut tail = SyslogTail { newest_us: 0, at_newest: 0 };
+        let lines = tail.read_new().map_err(|syslog| TailError { kmsg, syslog })?;
+        Ok((Self::Syslog(tail), lines))
+    }
+
+    pub fn origin(&self) -> LogOrigin {
+        match self {
+            Self::Kmsg(_) => LogOrigin::Kmsg,
+            Self::Syslog(_) => LogOrigin::Klogctl,
+        }
+    }
+
+    /// The next lines: waits for the kernel (kmsg), or `poll` and reads
+    /// syslog(2) again. Cancellation safe (a kmsg record is read whole in one
+    /// non-blocking read after the wait).
+    pub async fn next_lines(&mut self, poll: Duration) -> Vec<LogLine> {
+        match self {
+            Self::Kmsg(follower) => match follower.next_record().await {
+                Ok(record) if record.is_kernel() => record.lines,
+                Ok(_) => Vec::new(),
+                Err(error) => {
+                    tracing::warn!(%error, "reading /dev/kmsg");
+                    tokio::time::sleep(SYSLOG_POLL_IDLE).await;
+                    Vec::new()
+                }
+            },
+            Self::Syslog(tail) => {
+                tokio::time::sleep(poll).await;
+                tail.read_new().unwrap_or_else(|error| {
+                    tracing::warn!(%error, "reading the kernel log");
+                    Vec::new()
+                })
+            }
+        }
+    }
+}
+
+impl SyslogTail {
+    /// The lines newer than those returned before.
+    fn read_new(&mut self) -> Result<Vec<LogLine>, syslog::SyslogError> {
+        let text = syslog::read_all()?;
+        let mut parser = FileParser::new(FileContext::for_year(i16::MAX));
+        let mut new = Vec::new();
+        let mut at_newest_seen = 0;
+        for raw in text.lines() {
+            let FileEvent::Line(line) = parser.parse_line(syslog::strip_level(raw)) else { continue };
+            let us = line.since_boot.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+            if us < self.newest_us {
+                continue;
+            }
+            if us == self.newest_us {
+                at_newest_seen += 1;
+                if at_newest_seen <= self.at_newest {
+                    continue;
+                }
+            }
+            new.push((us, line));
+        }
+        if let Some(&(newest, _)) = new.last() {
+            let at_newest = new.iter().rev().take_while(|(us, _)| *us == newest).count();
+            self.at_newest = if newest == self.newest_us { self.at_newest + at_newest } else { at_newest };
+            self.newest_us = newest;
+        }
+        Ok(new.into_iter().map(|(_, line)| line).collect())
+    }
+}

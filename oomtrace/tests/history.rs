@@ -1,0 +1,174 @@
+//! `oomtrace history` and the kernel log joined to live events, on real
+//! kills: every kill made here is found in this boot's log (/dev/kmsg), in a
+//! saved `dmesg` / `dmesg -T` file and on stdin, as an event whose victim,
+//! cgroups and limit equal what the kernel and the cgroup say; the closing
+//! line reconciles with /proc/vmstat; live events carry the kernel's report
+//! and the report is never a second event.
+
+mod support;
+
+use std::{
+    io::Write as _,
+    process::{Command, ExitCode, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, ensure};
+use oomtrace_testkit::{
+    cgroup::MemCgroup,
+    dmesg,
+    event::Event,
+    harness::{self, Need},
+    trial,
+};
+use support::{live, oomtrace, unique};
+
+const MIB: u64 = 1024 * 1024;
+const LIMIT: u64 = 64 * MIB;
+const HOG: u64 = 256 * MIB;
+const KILLS: usize = 3;
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    harness::main(vec![
+        trial!(history_finds_this_boots_kills_with_the_kernels_count, Need::Root),
+        trial!(a_saved_log_and_stdin_give_the_same_victims, Need::Root),
+        trial!(live_events_carry_the_kernel_report_and_it_is_no_second_event, Need::Root),
+    ])
+}
+
+/// `KILLS` kills in `<parent (limit)>/web`; returns the parent, the child and the pids.
+fn kill_some(test: &str) -> Result<(MemCgroup, MemCgroup, Vec<u32>)> {
+    let parent = MemCgroup::create(&unique(test), Some(LIMIT))?;
+    let web = parent.child("web", None)?;
+    let pids = (0..KILLS).map(|_| web.oom_kill_hog(HOG)).collect::<Result<Vec<_>>>()?;
+    ensure!(web.oom_kills()? == KILLS as u64, "the kernel counted {} kills, not {KILLS}", web.oom_kills()?);
+    for &pid in &pids {
+        dmesg::killed(pid)?; // printed before history reads
+    }
+    Ok((parent, web, pids))
+}
+
+/// Runs `oomtrace history <args> -o json` (stdin from `input`); the events and stderr.
+fn history(args: &[&str], input: Option<&[u8]>) -> Result<(Vec<Event>, String)> {
+    let mut child = Command::new(oomtrace())
+        .arg("history")
+        .args(args)
+        .args(["-o", "json"])
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running oomtrace history")?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input).context("writing history's stdin")?;
+    }
+    let out = child.wait_with_output().context("waiting for oomtrace history")?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(out.status.success(), "oomtrace history {args:?} failed: {stderr}");
+    let events = String::from_utf8_lossy(&out.stdout).lines().map(Event::parse).collect::<Result<Vec<_>>>()?;
+    Ok((events, stderr))
+}
+
+/// The event of `pid`: exactly one.
+fn only_event(events: &[Event], pid: u32) -> &Event {
+    let found: Vec<&Event> = events.iter().filter(|e| e.victim.pid == pid).collect();
+    assert_eq!(found.len(), 1, "one event for pid {pid}: {found:#?}");
+    found[0]
+}
+
+/// Victim and cgroups as the kernel logged them and as they were made here.
+fn assert_kill(event: &Event, pid: u32, parent: &MemCgroup, web: &MemCgroup, from: &str) -> Result<()> {
+    let line = dmesg::killed(pid)?;
+    let victim = &event.victim;
+    assert_eq!(event.source, "kernel_log", "{event}");
+    assert_eq!(event.kernel_log.as_ref().map(|l| l.from.as_str()), Some(from), "{event}");
+    assert_eq!(victim.comm.as_deref(), Some(line.comm.as_str()), "{event}");
+    assert_eq!(
+        (victim.total_vm_kb, victim.anon_rss_kb, victim.file_rss_kb, victim.shmem_rss_kb),
+        (Some(line.total_vm_kb), Some(line.anon_rss_kb), Some(line.file_rss_kb), Some(line.shmem_rss_kb)),
+        "{event}"
+    );
+    assert_eq!(victim.uid.map(u64::from), Some(line.uid), "{event}");
+    assert_eq!(victim.oom_score_adj, Some(line.oom_score_adj), "{event}");
+    assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
+    assert_eq!(event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()), Some(web.path.as_str()), "{event}");
+    let oom = event.oom_cgroup.as_ref().expect("oom_cgroup");
+    assert_eq!(oom.cgroup.path.as_deref(), Some(parent.path.as_str()), "{event}");
+    assert_eq!(oom.limit_bytes, Some(LIMIT), "{event}");
+    assert!(event.unavailable.iter().any(|f| f == "killed"), "no log line says SIGKILL: {event}");
+    Ok(())
+}
+
+fn history_finds_this_boots_kills_with_the_kernels_count() -> Result<()> {
+    let (parent, web, pids) = kill_some("history-kmsg")?;
+    let (events, stderr) = history(&["--cgroup", &parent.path], None)?;
+    let counted = std::fs::read_to_string("/proc/vmstat")?
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ").map(|v| v.trim().to_owned()))
+        .context("oom_kill in /proc/vmstat")?;
+    assert_eq!(events.len(), KILLS, "only this test's kills pass --cgroup: {events:#?}");
+    for &pid in &pids {
+        let event = only_event(&events, pid);
+        assert_kill(event, pid, &parent, &web, "kmsg")?;
+        assert!(event.kernel_log.as_ref().and_then(|l| l.seq).is_some(), "kmsg records have sequence numbers");
+        assert!(event.time.is_some() && event.ktime_ns > 0, "{event}");
+        let report = event.kernel_report.as_ref().expect("the first kills' reports are not rate-limited");
+        assert_eq!(report.memory_stat_cgroup.as_deref(), Some(parent.path.as_str()), "{event}");
+        assert!(!report.memory_stat.is_empty(), "{event}");
+        assert!(report.largest_tasks.iter().any(|t| t.pid == pid), "the victim is among the largest tasks: {event}");
+    }
+    // The closing line: the kernel's count as /proc/vmstat has it (no kill
+    // elsewhere on this machine runs outside a test's cgroup).
+    let closing = stderr.lines().last().unwrap_or_default();
+    assert!(closing.starts_with(&format!("kernel counted {counted} OOM kills since boot; ")), "{stderr}");
+    assert!(closing.contains(" found in the log"), "{stderr}");
+    Ok(())
+}
+
+fn a_saved_log_and_stdin_give_the_same_victims() -> Result<()> {
+    let (parent, web, pids) = kill_some("history-file")?;
+    let dir = std::env::temp_dir().join(unique("history-file"));
+    std::fs::create_dir_all(&dir)?;
+    for (name, dmesg_args) in [("dmesg.txt", &[][..]), ("dmesg-T.txt", &["-T"][..])] {
+        let out = Command::new("dmesg").args(dmesg_args).output().context("dmesg")?;
+        ensure!(out.status.success(), "dmesg {dmesg_args:?} failed");
+        let path = dir.join(name);
+        std::fs::write(&path, &out.stdout)?;
+        let file_arg = path.display().to_string();
+        let (from_file, _) = history(&["--file", &file_arg, "--cgroup", &parent.path], None)?;
+        let (from_stdin, _) = history(&["--file", "-", "--cgroup", &parent.path], Some(&out.stdout))?;
+        for events in [&from_file, &from_stdin] {
+            assert_eq!(events.len(), KILLS, "{name}: {events:#?}");
+            for &pid in &pids {
+                let event = only_event(events, pid);
+                assert_kill(event, pid, &parent, &web, "file")?;
+                // `dmesg` has kernel timestamps only: no wall-clock time is
+                // made up; `dmesg -T` has wall-clock times only.
+                match name {
+                    "dmesg.txt" => assert!(event.time.is_none() && event.ktime_ns > 0, "{event}"),
+                    _ => assert!(event.time.is_some(), "{event}"),
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+fn live_events_carry_the_kernel_report_and_it_is_no_second_event() -> Result<()> {
+    let parent = MemCgroup::create(&unique("history-join"), Some(LIMIT))?;
+    let web = parent.child("web", None)?;
+    let tracer = live(&["-o", "json", "--cgroup", &parent.path])?;
+    let pid = web.oom_kill_hog(HOG)?;
+    let event = tracer.expect_event(EVENT_TIMEOUT)?;
+    assert_eq!(event.victim.pid, pid, "{event}");
+    assert_eq!(event.source, "ebpf", "{event}");
+    let report = event.kernel_report.as_ref().with_context(|| format!("no kernel_report: {event}"))?;
+    assert_eq!(report.memory_stat_cgroup.as_deref(), Some(parent.path.as_str()), "{event}");
+    assert!(report.largest_tasks.iter().any(|t| t.pid == pid), "{event}");
+    // The log's report is joined, not reported again once the grace is over.
+    let later = tracer.drain(Duration::from_secs(4))?;
+    assert!(later.is_empty(), "no second event for the same kill: {later:#?}");
+    Ok(())
+}

@@ -8,5 +8,6 @@
 //! Everything here is pure parsing of outside input: no I/O, no panics.
 
 pub mod line;
+pub mod source;
 
 pub use line::{Caller, LogLine};

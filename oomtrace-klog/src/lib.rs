@@ -9,6 +9,7 @@
 
 pub mod line;
 pub mod report;
+pub mod source;
 
 pub use line::{Caller, LogLine};
 pub use report::{OomReport, ParseStats, Parsed, ReapedTask, ReportParser};

@@ -1,0 +1,263 @@
+use std::time::{Duration, SystemTime};
+
+use jiff::civil::date;
+use jiff::tz::{TimeZone, offset};
+
+use super::*;
+use crate::source::kmsg::parse_record;
+
+/// One memcg OOM report from this machine (6.18, cgroup v1; the zone is UTC), read in one go
+/// as /dev/kmsg records and as `dmesg`, `dmesg -T`, `dmesg -x` and `dmesg --time-format iso`
+/// printed them: the same 102 records in each.
+const KMSG: &str = include_str!("../testdata/host-6.18-memcg.kmsg");
+const DMESG: &str = include_str!("../testdata/host-6.18-memcg.dmesg");
+const DMESG_T: &str = include_str!("../testdata/host-6.18-memcg.dmesg-T");
+const DMESG_X: &str = include_str!("../testdata/host-6.18-memcg.dmesg-x");
+const DMESG_ISO: &str = include_str!("../testdata/host-6.18-memcg.dmesg-iso");
+
+/// The boot time of this machine when the fixtures were read: `dmesg -T` is boot time + stamp.
+fn host_boot_time() -> SystemTime {
+    utc("2026-11-29T10:58:17.692634Z") - Duration::from_micros(20_291_692_634)
+}
+
+fn utc(text: &str) -> SystemTime {
+    SystemTime::try_from(text.parse::<jiff::Timestamp>().unwrap()).unwrap()
+}
+
+fn parser() -> FileParser {
+    FileParser::new(FileContext { written_on: date(2026, 11, 29), time_zone: TimeZone::UTC })
+}
+
+fn kernel_line(parser: &mut FileParser, text: &str) -> LogLine {
+    match parser.parse_line(text) {
+        FileEvent::Line(line) => line,
+        other => panic!("{text:?} gave {other:?}"),
+    }
+}
+
+fn kmsg_lines() -> Vec<LogLine> {
+    KMSG.lines().flat_map(|record| parse_record(record.as_bytes()).unwrap().lines).collect()
+}
+
+fn file_lines(text: &str) -> Vec<LogLine> {
+    let mut parser = parser();
+    let lines: Vec<LogLine> = text.lines().map(|line| kernel_line(&mut parser, line)).collect();
+    assert_eq!(parser.counts().kernel_lines, 102);
+    assert_eq!(parser.counts().bare_lines, 0);
+    lines
+}
+
+#[test]
+fn dmesg_and_dmesg_x_give_the_kmsg_messages_and_stamps() {
+    let kmsg = kmsg_lines();
+    for text in [DMESG, DMESG_X] {
+        let lines = file_lines(text);
+        assert_eq!(lines.len(), kmsg.len());
+        for (line, record) in lines.iter().zip(&kmsg) {
+            assert_eq!(line.message, record.message);
+            assert_eq!(line.since_boot, record.since_boot);
+            assert_eq!((line.wall, line.seq, line.caller), (None, None, None));
+        }
+    }
+}
+
+#[test]
+fn dmesg_t_and_iso_give_the_kmsg_messages_at_wall_times() {
+    let kmsg = kmsg_lines();
+    for (text, precision) in [(DMESG_T, Duration::from_secs(1)), (DMESG_ISO, Duration::from_micros(1))] {
+        for (line, record) in file_lines(text).iter().zip(&kmsg) {
+            assert_eq!(line.message, record.message);
+            assert_eq!(line.since_boot, None);
+            let expected = host_boot_time() + record.since_boot.unwrap();
+            let wall = line.wall.unwrap();
+            // dmesg computes the wall time from the boot time it reads once; allow its rounding.
+            let error = wall.duration_since(expected).or_else(|e| Ok::<_, ()>(e.duration())).unwrap();
+            assert!(error < precision, "{:?}: {wall:?} vs {expected:?}", line.message);
+        }
+    }
+}
+
+#[test]
+fn syslog_forms_with_and_without_the_kernels_stamp() {
+    let mut parser = parser();
+    let line = kernel_line(
+        &mut parser,
+        "Nov 29 10:58:17 node-1 kernel: [20291.692735] Memory cgroup out of memory: Killed process 13567 (dd)",
+    );
+    assert_eq!(line.message, "Memory cgroup out of memory: Killed process 13567 (dd)");
+    assert_eq!(line.since_boot, Some(Duration::from_micros(20_291_692_735)));
+    assert_eq!(line.wall, Some(utc("2026-11-29T10:58:17Z")));
+
+    // journalctl -k (short): no bracket; short-precise: µs.
+    let short =
+        kernel_line(&mut parser, "Nov 29 10:58:17 node-1 kernel: dd invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL)");
+    assert_eq!((short.message.as_str(), short.since_boot), ("dd invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL)", None));
+    let precise = kernel_line(&mut parser, "Nov  1 10:58:17.748109 node-1 kernel:  oom_kill_process.cold+0x8/0x8a");
+    assert_eq!(precise.message, " oom_kill_process.cold+0x8/0x8a", "a call trace line keeps its own space");
+    assert_eq!(precise.wall, Some(utc("2026-11-01T10:58:17.748109Z")));
+
+    // The task table keeps its brackets; they are no time stamps.
+    let row = kernel_line(&mut parser, "Nov 29 10:58:17 node-1 kernel: [  13567]     0 13567    66280    16704");
+    assert_eq!((row.message.as_str(), row.since_boot), ("[  13567]     0 13567    66280    16704", None));
+    let header =
+        kernel_line(&mut parser, "Nov 29 10:58:17 node-1 kernel: [20291.748395] [  pid  ]   uid  tgid total_vm");
+    assert_eq!(header.message, "[  pid  ]   uid  tgid total_vm");
+
+    // Other programs' lines are not kernel messages.
+    for other in [
+        "Nov 29 10:58:18 node-1 sshd[12]: Accepted publickey for root",
+        "Nov 29 10:58:18 node-1 kubelet[812]: E1129 10:58:18 kuberuntime_manager.go:1 \"container OOMKilled\"",
+        "2026-11-29T10:58:18.000001+00:00 node-1 containerd[700]: task oom event",
+        "1795949898.000001 node-1 systemd[1]: cri-containerd-abc.scope: A process of this unit has been killed by the OOM killer.",
+    ] {
+        assert_eq!(parser.parse_line(other), FileEvent::Skipped(SkipReason::NotKernel), "{other}");
+    }
+    assert_eq!(parser.counts().not_kernel, 4);
+}
+
+#[test]
+fn rfc3339_and_unix_forms() {
+    let mut parser = parser();
+    let rsyslog =
+        kernel_line(&mut parser, "2026-11-29T10:58:17.692735+00:00 node-1 kernel: Memory cgroup out of memory: x");
+    assert_eq!(
+        (rsyslog.message.as_str(), rsyslog.wall),
+        ("Memory cgroup out of memory: x", Some(utc("2026-11-29T10:58:17.692735Z")))
+    );
+    let short_iso =
+        kernel_line(&mut parser, "2026-11-29T11:58:17+0100 node-1 kernel: oom_reaper: reaped process 13567 (dd)");
+    assert_eq!(
+        (short_iso.message.as_str(), short_iso.wall),
+        ("oom_reaper: reaped process 13567 (dd)", Some(utc("2026-11-29T10:58:17Z")))
+    );
+    let unix = kernel_line(&mut parser, "1795949897.692735 node-1 kernel: Tasks state (memory values in pages):");
+    assert_eq!(
+        (unix.message.as_str(), unix.wall),
+        ("Tasks state (memory values in pages):", Some(utc("2026-11-29T10:58:17.692735Z")))
+    );
+    let monotonic = kernel_line(&mut parser, "[20291.692735] node-1 kernel: Memory cgroup out of memory: x");
+    assert_eq!(
+        (monotonic.message.as_str(), monotonic.since_boot),
+        ("Memory cgroup out of memory: x", Some(Duration::from_micros(20_291_692_735)))
+    );
+    // dmesg --time-format iso has no host: "Call Trace:" is its message, not host "Call".
+    let iso = kernel_line(&mut parser, "2026-11-29T10:58:17,748127+00:00 Call Trace:");
+    assert_eq!(iso.message, "Call Trace:");
+}
+
+#[test]
+fn printk_caller_prefixes() {
+    let mut parser = parser();
+    for (text, caller) in [
+        ("[  123.456789] [ T1234] Memory cgroup out of memory: x", Caller::Task(1234)),
+        ("[  123.456789][ T1234] Memory cgroup out of memory: x", Caller::Task(1234)),
+        ("[  123.456789][T1234] Memory cgroup out of memory: x", Caller::Task(1234)),
+        ("[  123.456789] [    C1] Memory cgroup out of memory: x", Caller::Cpu(1)),
+        ("[Sun Nov 29 10:58:17 2026] [ T1234] Memory cgroup out of memory: x", Caller::Task(1234)),
+        ("Nov 29 10:58:17 node-1 kernel: [  123.456789][ T1234] Memory cgroup out of memory: x", Caller::Task(1234)),
+    ] {
+        let line = kernel_line(&mut parser, text);
+        assert_eq!((line.message.as_str(), line.caller), ("Memory cgroup out of memory: x", Some(caller)), "{text}");
+    }
+}
+
+#[test]
+fn year_less_stamps_get_the_year_that_is_not_after_the_files_day() {
+    // Written on 3 January 2027: December lines are from 2026, January lines from 2027.
+    let mut parser = FileParser::new(FileContext { written_on: date(2027, 1, 3), time_zone: TimeZone::UTC });
+    let december = kernel_line(&mut parser, "Dec 31 23:59:59 node-1 kernel: Out of memory: Killed process 1 (a)");
+    let january = kernel_line(&mut parser, "Jan  1 00:00:01 node-1 kernel: Out of memory: Killed process 2 (b)");
+    assert_eq!(december.wall, Some(utc("2026-12-31T23:59:59Z")));
+    assert_eq!(january.wall, Some(utc("2027-01-01T00:00:01Z")));
+    // One day of slack for a file whose mtime is read in another zone than its stamps.
+    let tomorrow = kernel_line(&mut parser, "Jan  4 00:00:01 node-1 kernel: m");
+    assert_eq!(tomorrow.wall, Some(utc("2027-01-04T00:00:01Z")));
+    // 29 February goes to the last leap year.
+    let leap = kernel_line(&mut parser, "Feb 29 12:00:00 node-1 kernel: m");
+    assert_eq!((leap.message.as_str(), leap.wall), ("m", None), "2027 and 2026 have none, 2028's is after the file");
+    let mut in_2028 = FileParser::new(FileContext::for_year(2028));
+    assert_eq!(kernel_line(&mut in_2028, "Feb 29 12:00:00 node-1 kernel: m").wall, Some(utc("2028-02-29T12:00:00Z")));
+}
+
+#[test]
+fn local_time_stamps_use_the_contexts_zone() {
+    let zone = TimeZone::fixed(offset(-5));
+    let mut parser = FileParser::new(FileContext { written_on: date(2026, 11, 29), time_zone: zone });
+    assert_eq!(kernel_line(&mut parser, "Nov 29 06:00:00 node-1 kernel: m").wall, Some(utc("2026-11-29T11:00:00Z")));
+    assert_eq!(kernel_line(&mut parser, "[Sun Nov 29 06:00:00 2026] m").wall, Some(utc("2026-11-29T11:00:00Z")));
+    // A stamp with its own offset ignores the zone.
+    assert_eq!(
+        kernel_line(&mut parser, "2026-11-29T06:00:00+00:00 node-1 kernel: m").wall,
+        Some(utc("2026-11-29T06:00:00Z"))
+    );
+}
+
+#[test]
+fn journal_markers() {
+    let mut parser = parser();
+    assert_eq!(
+        parser.parse_line("-- Boot 2f5630380a4c44f86ef49659a83bef18 --"),
+        FileEvent::Boot { boot_id: Some("2f5630380a4c44f86ef49659a83bef18".to_owned()) }
+    );
+    assert_eq!(parser.parse_line("-- Reboot --"), FileEvent::Boot { boot_id: None });
+    for marker in [
+        "-- No entries --",
+        "-- Logs begin at Sun 2026-11-01 00:00:01 UTC, end at Sun 2026-11-29 11:14:00 UTC. --",
+        "-- Journal begins at Sun 2026-11-01 00:00:01 UTC, ends at Sun 2026-11-29 11:14:00 UTC. --",
+        "-- cursor: s=a15a24921c11194d35493d43c4ee0663;i=1f345",
+    ] {
+        assert_eq!(parser.parse_line(marker), FileEvent::Marker, "{marker}");
+    }
+    assert_eq!((parser.counts().boots, parser.counts().markers), (2, 4));
+}
+
+#[test]
+fn bare_messages_and_grep_output() {
+    let mut parser = parser();
+    for bare in [
+        "Memory cgroup out of memory: Killed process 13567 (dd) total-vm:265120kB, anon-rss:65280kB",
+        "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=dd,pid=1,uid=0",
+        "oom_reaper: reaped process 13567 (dd), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB",
+        "[  13567]     0 13567    66280    16704    16320      384         0   180224        0             0 dd",
+        "65536 pages RAM",
+        "Call Trace:",
+    ] {
+        let line = kernel_line(&mut parser, bare);
+        assert_eq!((line.message.as_str(), line.since_boot, line.wall), (bare, None, None));
+    }
+    assert_eq!(parser.counts().bare_lines, 6);
+
+    let grepped =
+        kernel_line(&mut parser, "/var/log/syslog.1:Nov 29 10:58:17 node-1 kernel: Memory cgroup out of memory: x");
+    assert_eq!(
+        (grepped.message.as_str(), grepped.wall),
+        ("Memory cgroup out of memory: x", Some(utc("2026-11-29T10:58:17Z")))
+    );
+    let numbered = kernel_line(&mut parser, "kern.log:1234:[20291.692735] Memory cgroup out of memory: x");
+    assert_eq!(numbered.since_boot, Some(Duration::from_micros(20_291_692_735)));
+    let line_number_only = kernel_line(&mut parser, "77:[20291.692735] Memory cgroup out of memory: x");
+    assert_eq!(line_number_only.message, "Memory cgroup out of memory: x");
+}
+
+#[test]
+fn unusable_lines_are_skipped_and_counted() {
+    let mut parser = parser();
+    assert_eq!(parser.parse_line(""), FileEvent::Skipped(SkipReason::Blank));
+    assert_eq!(parser.parse_line("  \r\n"), FileEvent::Skipped(SkipReason::Blank));
+    for unknown in ["2026/11/29 11:14:00 something happened", "11:14:00.123 worker started", "bell\u{7} in a line"] {
+        assert_eq!(parser.parse_line(unknown), FileEvent::Skipped(SkipReason::Unrecognised), "{unknown}");
+    }
+    assert_eq!(
+        parser.parse_line("user  :notice: [  12.300000] hello from logger"),
+        FileEvent::Skipped(SkipReason::NotKernel)
+    );
+    let counts = parser.counts();
+    assert_eq!((counts.blank, counts.unrecognised, counts.not_kernel, counts.kernel_lines), (2, 3, 1, 0));
+}
+
+#[test]
+fn line_endings_are_not_part_of_the_message() {
+    let mut parser = parser();
+    assert_eq!(kernel_line(&mut parser, "[ 1.000000] msg\r\n").message, "msg");
+    assert_eq!(kernel_line(&mut parser, "kern  :err   : [ 1.000000] msg\n").message, "msg");
+}

@@ -17,6 +17,7 @@ pub mod event;
 pub mod export;
 pub mod host;
 pub mod kernel;
+pub mod klog;
 pub mod live;
 pub mod output;
 pub mod pipeline;

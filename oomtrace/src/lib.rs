@@ -18,6 +18,7 @@ pub mod export;
 pub mod host;
 pub mod join;
 pub mod kernel;
+pub mod klog;
 pub mod live;
 pub mod output;
 pub mod pipeline;

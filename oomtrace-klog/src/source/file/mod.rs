@@ -171,7 +171,7 @@ impl FileParser {
 
     /// The line with a recognised prefix, or None.
     fn prefixed(&self, line: &str) -> Option<Prefixed> {
-        if let Some((is_kern, rest)) = dmesg_level_prefix(line) {
+        if let Some((is_kern, rest)) = dmesg_level_prefix(line).or_else(|| raw_priority_prefix(line)) {
             return if is_kern {
                 self.prefixed(rest).or_else(|| Some(kernel(rest, None, None)))
             } else {
@@ -180,17 +180,7 @@ impl FileParser {
         }
         if let Some(inside_and_rest) = line.strip_prefix('[') {
             let (inside, rest) = inside_and_rest.split_once(']')?;
-            if let Some(since_boot) = stamp::since_boot(inside) {
-                // journalctl's short-monotonic names the kernel; anything else is dmesg's message.
-                if let SyslogTail::Kernel(message) = syslog_tail(rest) {
-                    return Some(kernel(message, Some(since_boot), None));
-                }
-                let (caller, message) = caller_prefix(rest);
-                return Some(kernel_message(message, Some(since_boot), None, caller));
-            }
-            let wall = stamp::ctime(inside, &self.context.time_zone)?;
-            let (caller, message) = caller_prefix(rest);
-            return Some(kernel_message(message, None, Some(wall), caller));
+            return self.bracketed(inside, rest);
         }
         let (first, rest) = token(line)?;
         if let Some(wall) = stamp::rfc3339(first) {
@@ -207,12 +197,49 @@ impl FileParser {
         if let Some(wall) = first.contains('.').then(|| stamp::unix(first)).flatten() {
             return syslog_line(rest, Some(wall));
         }
+        if stamp::is_weekday(first) {
+            return self.short_full(rest);
+        }
         let (day, rest) = token(rest)?;
         let (month, day) = stamp::month_day(first, day)?;
         let (time, rest) = token(rest)?;
         let time = stamp::time_of_day(time)?;
         // A day that fits no year near the file's (29 February) leaves the line without a time.
         syslog_line(rest, self.year_less(month, day, time))
+    }
+
+    /// A line opened by `[…]`: dmesg's stamps (since boot, `-T`, `-H`'s `Nov29 11:34` and
+    /// `+0.000117`, `--time-format delta`'s `<   0.000117>`), or journalctl's short-monotonic.
+    fn bracketed(&self, inside: &str, rest: &str) -> Option<Prefixed> {
+        let (since_boot, wall) = if let Some(since_boot) = stamp::since_boot(inside) {
+            // journalctl's short-monotonic names the kernel; anything else is dmesg's message.
+            if let SyslogTail::Kernel(message) = syslog_tail(rest) {
+                return Some(kernel(message, Some(since_boot), None));
+            }
+            (Some(since_boot), None)
+        } else if let Some(wall) = stamp::ctime(inside, &self.context.time_zone) {
+            (None, Some(wall))
+        } else if let Some((month, day, time)) = stamp::month_day_minute(inside) {
+            (None, self.year_less(month, day, time))
+        } else if stamp::is_delta(inside) {
+            (None, None)
+        } else {
+            return None;
+        };
+        let (caller, message) = caller_prefix(rest);
+        Some(kernel_message(message, since_boot, wall, caller))
+    }
+
+    /// journalctl's `short-full` after its weekday: `2026-11-29 11:14:00 UTC host kernel: msg`.
+    /// The zone is named by its abbreviation: UTC, or else taken to be the context's zone.
+    fn short_full(&self, rest: &str) -> Option<Prefixed> {
+        let (date, rest) = token(rest)?;
+        let (time, rest) = token(rest)?;
+        let (zone, rest) = token(rest)?;
+        let date: Date = date.parse().ok()?;
+        let datetime = date.to_datetime(stamp::time_of_day(time)?);
+        let zone = if matches!(zone, "UTC" | "GMT") { &TimeZone::UTC } else { &self.context.time_zone };
+        syslog_line(rest, stamp::local(datetime, zone))
     }
 
     /// A syslog `Mon DD HH:MM:SS[.frac]` in the year the context puts it.
@@ -322,6 +349,17 @@ fn dmesg_level_prefix(line: &str) -> Option<(bool, &str)> {
         return None;
     }
     Some((facility == "kern", strip_one_space(rest)))
+}
+
+/// `dmesg -r`'s `<6>` (the syslog priority, `facility << 3 | level`): whether the facility is
+/// the kernel's, and the rest of the line.
+fn raw_priority_prefix(line: &str) -> Option<(bool, &str)> {
+    let (priority, rest) = line.strip_prefix('<')?.split_once('>')?;
+    if priority.is_empty() || priority.len() > 4 || !priority.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let priority: u32 = priority.parse().ok()?;
+    Some((priority >> 3 == 0, rest))
 }
 
 fn journal_marker(line: &str) -> Option<FileEvent> {

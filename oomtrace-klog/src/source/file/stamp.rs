@@ -48,6 +48,27 @@ pub(super) fn ctime(text: &str, zone: &TimeZone) -> Option<SystemTime> {
     local(date.to_datetime(time_of_day(time)?), zone)
 }
 
+/// `dmesg -H`'s first stamp of a minute, `Nov29 11:34`: month, day and time.
+pub(super) fn month_day_minute(text: &str) -> Option<(i8, i8, Time)> {
+    let (month_day, clock) = text.split_once(' ')?;
+    let (month, day) = month_day.split_at_checked(3)?;
+    let (hour, minute) = clock.split_once(':')?;
+    let number = |text: &str| -> Option<i8> { digits(text).filter(|t| t.len() == 2)?.parse().ok() };
+    Some((month_number(month)?, day_number(day)?, Time::new(number(hour)?, number(minute)?, 0, 0).ok()?))
+}
+
+/// `dmesg -H`'s `  +0.000117` and `--time-format delta`'s `<   0.000117>`: time since the
+/// previous line, which dates nothing.
+pub(super) fn is_delta(text: &str) -> bool {
+    let text = text.trim();
+    let seconds = text.strip_prefix('+').or_else(|| text.strip_prefix('<').and_then(|t| t.strip_suffix('>')));
+    seconds.is_some_and(|seconds| since_boot(seconds).is_some())
+}
+
+pub(super) fn is_weekday(text: &str) -> bool {
+    WEEKDAYS.contains(&text)
+}
+
 /// A syslog date without its year: `Nov 29` (or `Nov  1`), as month and day.
 pub(super) fn month_day(month: &str, day: &str) -> Option<(i8, i8)> {
     Some((month_number(month)?, day_number(day)?))

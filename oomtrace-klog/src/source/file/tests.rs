@@ -261,3 +261,47 @@ fn line_endings_are_not_part_of_the_message() {
     assert_eq!(kernel_line(&mut parser, "[ 1.000000] msg\r\n").message, "msg");
     assert_eq!(kernel_line(&mut parser, "kern  :err   : [ 1.000000] msg\n").message, "msg");
 }
+
+#[test]
+fn dmesg_raw_human_and_delta_forms() {
+    let mut parser = parser();
+    // Lines as this machine's `dmesg -r`, `dmesg -H` and `dmesg --time-format delta` print them.
+    let raw = kernel_line(&mut parser, "<3>[22404.126623] Memory cgroup out of memory: Killed process 3007 (dd)");
+    assert_eq!(
+        (raw.message.as_str(), raw.since_boot),
+        ("Memory cgroup out of memory: Killed process 3007 (dd)", Some(Duration::from_micros(22_404_126_623)))
+    );
+    assert_eq!(parser.parse_line("<14>[22464.886014] written by a process"), FileEvent::Skipped(SkipReason::NotKernel));
+    let minute = kernel_line(&mut parser, "[Nov29 11:34] Memory cgroup out of memory: Killed process 3007 (dd)");
+    assert_eq!(
+        (minute.message.as_str(), minute.wall),
+        ("Memory cgroup out of memory: Killed process 3007 (dd)", Some(utc("2026-11-29T11:34:00Z")))
+    );
+    for delta in
+        ["[  +0.000117] oom_reaper: reaped process 3007 (dd)", "[<   60.759391>] oom_reaper: reaped process 3007 (dd)"]
+    {
+        let line = kernel_line(&mut parser, delta);
+        assert_eq!(
+            (line.message.as_str(), line.since_boot, line.wall),
+            ("oom_reaper: reaped process 3007 (dd)", None, None)
+        );
+    }
+}
+
+#[test]
+fn journalctl_short_full() {
+    let mut parser =
+        FileParser::new(FileContext { written_on: date(2026, 11, 29), time_zone: TimeZone::fixed(offset(1)) });
+    let utc_line =
+        kernel_line(&mut parser, "Sun 2026-11-29 10:58:17 UTC node-1 kernel: Memory cgroup out of memory: x");
+    assert_eq!(
+        (utc_line.message.as_str(), utc_line.wall),
+        ("Memory cgroup out of memory: x", Some(utc("2026-11-29T10:58:17Z")))
+    );
+    let local = kernel_line(&mut parser, "Sun 2026-11-29 11:58:17 CET node-1 kernel: m");
+    assert_eq!(local.wall, Some(utc("2026-11-29T10:58:17Z")));
+    assert_eq!(
+        parser.parse_line("Sun 2026-11-29 11:58:17 CET node-1 sshd[1]: m"),
+        FileEvent::Skipped(SkipReason::NotKernel)
+    );
+}

@@ -1,0 +1,28 @@
+//! Arbitrary bytes through the three log source parsers: a kmsg record, a journal JSON line,
+//! and a saved log's lines (UTF-8 decoded lossily, as the file reader does). None may panic,
+//! and each line they yield keeps the invariants the report parser relies on.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use oomtrace_klog::source::file::{FileContext, FileEvent, FileParser};
+use oomtrace_klog::source::{journal, kmsg};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(record) = kmsg::parse_record(data) {
+        assert!(!record.lines.is_empty(), "a record yields at least one line");
+        assert!(record.lines.iter().all(|line| line.seq == Some(record.seq) && !line.message.contains('\n')));
+    }
+    if let Ok(entry) = journal::parse_entry(data) {
+        assert!(entry.lines.iter().all(|line| !line.message.contains('\n')));
+    }
+    let text = String::from_utf8_lossy(data);
+    let mut parser = FileParser::new(FileContext::for_year(2026));
+    let mut kernel_lines = 0;
+    for line in text.split('\n') {
+        if let FileEvent::Line(line) = parser.parse_line(line) {
+            kernel_lines += 1;
+            assert!(!line.message.contains('\n'));
+        }
+    }
+    assert_eq!(parser.counts().kernel_lines, kernel_lines);
+});

@@ -1,0 +1,201 @@
+//! The daemon's position in the kernel log: the boot id and the last /dev/kmsg sequence number
+//! it reported, so that a restart reports past kills exactly once.
+//!
+//! Kept in a directory under /run (a tmpfs, empty after a reboot: journald keeps its kernel
+//! sequence number in /run/systemd/journal/kernel-seqnum the same way). A boot id is stored
+//! anyway, since a hostPath under /run outlives the pod but a directory someone points
+//! elsewhere may outlive the boot: sequence numbers restart at 0 each boot.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+/// The directory the daemon keeps its state in by default.
+pub const DEFAULT_STATE_DIR: &str = "/run/oomtrace";
+const STATE_FILE_NAME: &str = "kmsg-position.json";
+
+/// Where the daemon stands in the kernel log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsgPosition {
+    /// The boot the sequence number belongs to ([`super::boot::boot_id`]'s spelling).
+    pub boot_id: String,
+    /// The last record reported (records up to and including it are done).
+    pub last_seq: u64,
+}
+
+/// Where to start reading /dev/kmsg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeFrom {
+    /// After this sequence number: everything up to it was reported before.
+    AfterSeq(u64),
+    /// The oldest record of this boot still in the ring buffer, because:
+    StartOfBoot(StartReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartReason {
+    /// No state file: a first start in this boot (or /run was cleared).
+    NoState,
+    /// The file says another boot: this boot's log has not been reported yet.
+    OtherBoot,
+    /// The file could not be read or parsed: treated as missing (a warning says why).
+    Corrupt,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("could not read the state file {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("state file {path} is not a valid position ({reason}); it will be rewritten")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "could not write the state file {path}: {source} (is {dir} a writable directory, e.g. a hostPath under /run?)"
+    )]
+    Write { path: PathBuf, dir: PathBuf, source: io::Error },
+}
+
+/// The state file in its directory.
+#[derive(Clone, Debug)]
+pub struct StateFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        let path = dir.join(STATE_FILE_NAME);
+        Self { dir, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved position: `Ok(None)` when there is no file.
+    pub fn load(&self) -> Result<Option<KmsgPosition>, StateError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                return Err(StateError::Corrupt { path: self.path.clone(), reason: error.to_string() });
+            }
+            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
+        };
+        let corrupt = |reason: String| StateError::Corrupt { path: self.path.clone(), reason };
+        let position: KmsgPosition = serde_json::from_str(&text).map_err(|error| corrupt(error.to_string()))?;
+        if position.boot_id.is_empty() {
+            return Err(corrupt("empty boot_id".to_owned()));
+        }
+        Ok(Some(position))
+    }
+
+    /// Where to start in the boot `boot_id`. Never fails: a state that cannot be used is
+    /// reported (a warning, and the reason in the result) and the whole boot is read.
+    pub fn resume_from(&self, boot_id: &str) -> ResumeFrom {
+        match self.load() {
+            Ok(Some(position)) if position.boot_id == boot_id => ResumeFrom::AfterSeq(position.last_seq),
+            Ok(Some(_)) => ResumeFrom::StartOfBoot(StartReason::OtherBoot),
+            Ok(None) => ResumeFrom::StartOfBoot(StartReason::NoState),
+            Err(error) => {
+                warn!(%error, "ignoring the kernel log state; reading this boot's log from its start");
+                ResumeFrom::StartOfBoot(StartReason::Corrupt)
+            }
+        }
+    }
+
+    /// Saves `position` atomically: a temporary file in the same directory, flushed to disk,
+    /// renamed over the old one, and the directory synced, so a crash leaves either the old
+    /// or the new position, never a torn file.
+    pub fn save(&self, position: &KmsgPosition) -> Result<(), StateError> {
+        let write_error = |source| StateError::Write { path: self.path.clone(), dir: self.dir.clone(), source };
+        fs::create_dir_all(&self.dir).map_err(write_error)?;
+        let temporary = self.dir.join(format!(".{STATE_FILE_NAME}.{}.tmp", std::process::id()));
+        let written = write_synced(&temporary, position).and_then(|()| fs::rename(&temporary, &self.path));
+        if let Err(error) = written {
+            // Best effort: the write already failed, a leftover temporary file is harmless.
+            let _ = fs::remove_file(&temporary);
+            return Err(write_error(error));
+        }
+        File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(write_error)
+    }
+}
+
+fn write_synced(path: &Path, position: &KmsgPosition) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    serde_json::to_writer(&mut file, position)?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOOT: &str = "2f5630380a4c44f86ef49659a83bef18";
+
+    /// A fresh directory per test (removed first, in case an earlier run left it).
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("oomtrace-klog-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_saved_position_round_trips_and_resumes_after_its_seq() {
+        let dir = scratch("round-trip");
+        let state = StateFile::in_dir(dir.join("nested"));
+        assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::NoState));
+        let position = KmsgPosition { boot_id: BOOT.to_owned(), last_seq: 110_942 };
+        state.save(&position).unwrap();
+        assert_eq!(state.load().unwrap(), Some(position.clone()));
+        assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(110_942));
+        // A second save replaces the first and leaves no temporary file behind.
+        state.save(&KmsgPosition { last_seq: 110_943, ..position }).unwrap();
+        assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(110_943));
+        let names: Vec<_> = fs::read_dir(dir.join("nested")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [STATE_FILE_NAME]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn another_boots_position_means_this_boot_from_its_start() {
+        let dir = scratch("other-boot");
+        let state = StateFile::in_dir(&dir);
+        state.save(&KmsgPosition { boot_id: "0123456789abcdef0123456789abcdef".to_owned(), last_seq: 5 }).unwrap();
+        assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::OtherBoot));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_treated_as_missing_and_then_rewritten() {
+        let dir = scratch("corrupt");
+        let state = StateFile::in_dir(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for garbage in
+            ["", "{\"boot_id\":\"", "{\"boot_id\":\"\",\"last_seq\":1}", "{\"boot_id\":\"x\",\"last_seq\":-1}", "\u{0}"]
+        {
+            fs::write(state.path(), garbage).unwrap();
+            assert!(matches!(state.load(), Err(StateError::Corrupt { .. })), "{garbage:?}");
+            assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::Corrupt), "{garbage:?}");
+        }
+        fs::write(state.path(), [0xff, 0xfe, b'{']).unwrap();
+        assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::Corrupt), "not UTF-8");
+        state.save(&KmsgPosition { boot_id: BOOT.to_owned(), last_seq: 7 }).unwrap();
+        assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(7));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_an_error_naming_it() {
+        let dir = scratch("unwritable");
+        fs::write(&dir, "a file where the directory should be").unwrap();
+        let error = StateFile::in_dir(&dir).save(&KmsgPosition { boot_id: BOOT.to_owned(), last_seq: 1 }).unwrap_err();
+        assert!(matches!(error, StateError::Write { .. }));
+        assert!(error.to_string().contains(&dir.display().to_string()), "{error}");
+        fs::remove_file(dir).unwrap();
+    }
+}

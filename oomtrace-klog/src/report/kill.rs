@@ -83,6 +83,10 @@ pub struct Killed {
 
 const KILLED: &str = "Killed process ";
 
+/// The `message` argument of `oom_kill_process` (mm/oom_kill.c `out_of_memory`,
+/// mm/memcontrol.c `mem_cgroup_out_of_memory`).
+const OOM_MESSAGES: [&str; 3] = ["Out of memory", MEMCG_PREFIX, "Out of memory (oom_kill_allocating_task)"];
+
 /// Whether the line is a kill line (parsable or not).
 pub(crate) fn is_killed(line: &str) -> bool {
     line.contains(KILLED)
@@ -91,11 +95,12 @@ pub(crate) fn is_killed(line: &str) -> bool {
 /// Parses a kill line; `None` when it is not one (or lacks the pid or comm).
 pub(crate) fn parse_killed(line: &str) -> Option<Killed> {
     let (prefix, rest) = line.split_once(KILLED)?;
-    // No prefix before 5.1; since then `Out of memory`, `Memory cgroup out of memory` or
-    // `Out of memory (oom_kill_allocating_task)`. Anything else (`systemd[1]: Killed process …`)
-    // is not the kernel's OOM killer.
+    // No prefix before 5.1; since then `oom_kill_process`'s message: `Out of memory`, `Memory
+    // cgroup out of memory`, or `Out of memory (oom_kill_allocating_task)`. Any other text before
+    // it (`systemd[1]: Killed process …`, node-problem-detector quoting a kill line) is not the
+    // kernel's OOM killer.
     let prefix = prefix.trim_end().strip_suffix(':').map(str::trim).filter(|prefix| !prefix.is_empty());
-    let is_oom_prefix = prefix.is_some_and(|prefix| prefix.contains("ut of memory"));
+    let is_oom_prefix = prefix.is_some_and(|prefix| OOM_MESSAGES.contains(&prefix));
     if !is_oom_prefix && !line.starts_with(KILLED) {
         return None;
     }

@@ -37,7 +37,7 @@ for target in "${targets[@]}"; do
     fi
     log "fuzzing $target for ${seconds}s"
     rc=0
-    cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$seconds" -max_len=65536 \
+    cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$seconds" -max_len=8192 \
         >"$root/fuzz/$target.log" 2>&1 || rc=$?
     grep -E '^(Done [0-9]+ runs|==[0-9]+==|thread .* panicked|SUMMARY)' "$root/fuzz/$target.log" >&2 || true
     if [ "$rc" -ne 0 ]; then

@@ -14,7 +14,8 @@ use super::{LineMeta, OomReport, ParseStats, Parsed, UNPARSED_EXAMPLES, header, 
 /// comes after a later part (e.g. a new header, or a second summary line), or when, with
 /// `CONFIG_PRINTK_CALLER`, a report line comes from another task than the report's first line.
 /// Unrelated lines in between are skipped.
-#[derive(Debug, Default)]
+/// Cloning it copies the report in progress (a caller can try what-ifs on a copy).
+#[derive(Clone, Debug, Default)]
 pub struct ReportParser {
     current: Option<Building>,
     /// After `Tasks in <memcg> are going to be killed due to memory.oom.group set`.
@@ -38,7 +39,7 @@ enum Stage {
 }
 
 /// Which multi-line block the report is in, if any.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Block {
     None,
     /// After `Memory cgroup stats for <path>:`: `name value` lines.
@@ -49,7 +50,7 @@ enum Block {
     Tasks(TaskColumns),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Building {
     report: OomReport,
     stage: Stage,

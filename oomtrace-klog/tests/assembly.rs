@@ -4,6 +4,7 @@
 mod common;
 
 use common::{fixture, log_line, msg, parse, reports, victim_pids};
+use oomtrace_klog::report::NoKill;
 use oomtrace_klog::{Caller, LogLine, Parsed, ReportParser};
 
 /// A whole 6.x memcg report (this host's kernel), as bare messages.
@@ -306,4 +307,99 @@ fn unstripped_prefixes_do_not_make_wrong_kills() {
     assert!(parsed.is_empty());
     assert_eq!(parser.stats().unparsed, 1);
     assert_eq!(log_line("[  1.5] x").since_boot.map(|t| t.as_millis()), Some(1500), "the test loader itself");
+}
+
+/// Reports that end without a kill: the victim was already exiting (5.x+), no killable process
+/// (the first line below from https://github.com/systemd/systemd/issues/40208, 6.17), or
+/// panic_on_oom.
+#[test]
+fn reports_that_kill_nothing() {
+    let mut stream = lines(&REPORT_6X[..15]);
+    stream.push(msg("Memory cgroup out of memory: OOM victim 12589 (dd) is already exiting. Skip killing the task"));
+    stream.extend(lines(&[
+        "systemd invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=100",
+        "CPU: 10 UID: 1000 PID: 20957 Comm: systemd Not tainted 6.17.3-arch2-1-lily #1 PREEMPT(full)  5546952e0558be8ad192ae6bf444bb1ecb351d96",
+        "Out of memory and no killable processes...",
+        "Kernel panic - not syncing: Out of memory and no killable processes...",
+    ]));
+    stream.push(msg("Memory cgroup out of memory: OOM victim 7 (x) is already exiting. Skip killing the task"));
+    let (parsed, parser) = parse(&stream);
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 3, "the panic line after a finished report adds nothing");
+    assert_eq!(reports[0].no_kill, Some(NoKill::VictimExiting { pid: 12589, comm: "dd".into() }));
+    assert_eq!(reports[0].tasks.len(), 1);
+    assert_eq!(reports[1].no_kill, Some(NoKill::NoKillableProcesses));
+    assert_eq!(reports[1].cpu.as_ref().and_then(|cpu| cpu.uid), Some(1000));
+    assert!(reports[2].header.is_none() && reports[2].no_kill.is_some(), "a rate-limited report's last line");
+    assert!(reports.iter().all(|report| report.killed.is_none()));
+    assert_eq!((parser.stats().reports_without_kill, parser.stats().unparsed), (3, 0));
+}
+
+/// 6.19+ print the memcg protection inside the report; a page allocation failure prints it too.
+#[test]
+fn memory_protection_line() {
+    let mut stream = lines(&["Memory cgroup min protection 0kB -- low protection 0kB"]);
+    let mut report = lines(REPORT_6X);
+    report.insert(9, msg("Memory cgroup min protection 2048kB -- low protection 1024kB"));
+    stream.extend(report);
+    let (parsed, parser) = parse(&stream);
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].protection.map(|p| (p.min_kb, p.low_kb)), Some((2048, 1024)));
+    assert_eq!(parser.stats().fragments, 0);
+}
+
+/// Real lines with unusual comms: a QEMU vCPU thread (https://github.com/shakenfist/shakenfist/issues/177,
+/// 4.15, with the 4.x `cpuset=` line) and runc's child (https://github.com/nestybox/sysbox/issues/30, 5.3).
+#[test]
+fn real_unusual_comms() {
+    let (parsed, _) = parse(&[
+        log_line(
+            "Jul 16 11:53:24 sau-3f41e-or kernel: [1310061.327439] CPU 0/KVM invoked oom-killer: gfp_mask=0x15000c0(GFP_KERNEL_ACCOUNT), nodemask=(null), order=0, oom_score_adj=0",
+        ),
+        log_line("Jul 16 11:53:25 sau-3f41e-or kernel: [1310061.327442] CPU 0/KVM cpuset=vcpu0 mems_allowed=0-1"),
+        log_line(
+            "Jul 16 11:53:25 sau-3f41e-or kernel: [1310061.327447] CPU: 44 PID: 24430 Comm: CPU 0/KVM Not tainted 4.15.0-108-generic #109-Ubuntu",
+        ),
+        log_line(
+            "Aug 13 07:00:11 gcp-ubuntu-bionic kernel: runc:[1:CHILD] invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=-999",
+        ),
+        log_line(
+            "Aug 13 07:00:11 gcp-ubuntu-bionic kernel: CPU: 0 PID: 7148 Comm: runc:[1:CHILD] Not tainted 5.3.0-1032-gcp #34~18.04.1-Ubuntu",
+        ),
+    ]);
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 2);
+    let kvm = reports[0];
+    assert_eq!(
+        kvm.header.as_ref().map(|h| (h.trigger_comm.as_str(), h.nodemask.as_deref())),
+        Some(("CPU 0/KVM", Some("(null)")))
+    );
+    assert_eq!(kvm.cpu.as_ref().map(|c| (c.cpu, c.pid, c.comm.as_str())), Some((Some(44), 24430, "CPU 0/KVM")));
+    assert_eq!(reports[1].cpu.as_ref().map(|c| c.comm.as_str()), Some("runc:[1:CHILD]"));
+    assert_eq!(reports[1].header.as_ref().and_then(|h| h.oom_score_adj), Some(-999));
+}
+
+/// RHEL 7 picked a child of the selected task (https://github.com/kubernetes/kubernetes/issues/56891,
+/// 3.10.0-327.4.5.el7, `dmesg -T`): one report, two pids.
+#[test]
+fn rhel7_selected_and_killed_differ() {
+    let (parsed, _) = parse(&[
+        log_line(
+            "[Thu Dec  7 00:05:15 2017] [ pid ]   uid  tgid total_vm      rss nr_ptes swapents oom_score_adj name",
+        ),
+        log_line(
+            "[Thu Dec  7 00:05:15 2017] [28438]     0 28438  5063909   119961    1661   136409          -998 java",
+        ),
+        log_line(
+            "[Thu Dec  7 00:05:15 2017] Memory cgroup out of memory: Kill process 24572 (java) score 0 or sacrifice child",
+        ),
+        log_line(
+            "[Thu Dec  7 00:05:15 2017] Killed process 28438 (java) total-vm:20255636kB, anon-rss:466160kB, file-rss:13684kB",
+        ),
+    ]);
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 1);
+    assert_eq!((reports[0].selected.as_ref().map(|s| s.pid), reports[0].victim_pid()), (Some(24572), Some(28438)));
+    assert_eq!(reports[0].tasks.first().map(|t| (t.pid, t.swapents)), Some((28438, Some(136409))));
 }

@@ -180,6 +180,18 @@ impl ReportParser {
             self.flush(out);
             return true;
         }
+        if let Some(no_kill) = kill::parse_no_kill(text) {
+            // The victim line names a victim: a report even alone. The other two only end the
+            // report in progress.
+            if let kill::NoKill::VictimExiting { .. } = no_kill {
+                self.attach(Stage::Killed, meta, out).report.no_kill = Some(no_kill);
+            } else if let Some(building) = self.current.as_mut().filter(|b| same_task(b.caller, meta.caller)) {
+                building.report.no_kill = Some(no_kill);
+                building.report.last = meta;
+            }
+            self.flush(out);
+            return true;
+        }
         if kill::is_selected(text) {
             let Some(selected) = kill::parse_selected(text) else { return false };
             self.oom_group = None;
@@ -229,6 +241,16 @@ impl ReportParser {
             self.attach(Stage::Tasks, meta, out).block = Block::Tasks(columns);
             return true;
         }
+        if let Some(protection) = memcg::parse_protection(text) {
+            // Also printed with a page allocation failure (`warn_alloc`): only taken inside a report.
+            if let Some(building) =
+                self.current.as_mut().filter(|b| b.stage < Stage::Tasks && same_task(b.caller, meta.caller))
+            {
+                building.report.protection = Some(protection);
+                building.report.last = meta;
+            }
+            return true;
+        }
         if let Some(cpu) = header::parse_cpu_line(text) {
             // Any `dump_stack` prints this line; it is the trigger's only right after a header.
             if let Some(building) = self
@@ -276,7 +298,7 @@ impl ReportParser {
             Some(Aside::HeadersSuppressed(count)) => {
                 self.stats.headers_suppressed = self.stats.headers_suppressed.saturating_add(count);
             }
-            Some(Aside::SharedMemory | Aside::NoKillable) => {}
+            Some(Aside::SharedMemory) => {}
             None => return false,
         }
         true
@@ -314,14 +336,15 @@ impl ReportParser {
     }
 
     /// Yields the report in progress, if it is one (a fragment without header, summary,
-    /// selection or kill line is only counted).
+    /// selection, kill or no-kill line is only counted).
     fn flush(&mut self, out: &mut Vec<Parsed>) {
         let Some(building) = self.current.take() else { return };
         let report = building.report;
         let is_report = report.header.is_some()
             || report.constraint.is_some()
             || report.selected.is_some()
-            || report.killed.is_some();
+            || report.killed.is_some()
+            || report.no_kill.is_some();
         if !is_report {
             self.stats.fragments += 1;
             return;

@@ -183,6 +183,43 @@ pub(crate) fn parse_reaped(line: &str) -> Option<ReapedTask> {
     (seen > 0).then_some(reaped)
 }
 
+/// Why a report ended without a kill line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum NoKill {
+    /// `"%s: OOM victim %d (%s) is already exiting. Skip killing the task\n"` (5.x+,
+    /// `__oom_kill_process`): the chosen victim was already exiting; nothing was killed.
+    VictimExiting {
+        /// The victim's pid.
+        pid: u32,
+        /// Its comm.
+        comm: String,
+    },
+    /// `Out of memory and no killable processes...` (`out_of_memory`; a global OOM then panics,
+    /// a memcg OOM fails the charge).
+    NoKillableProcesses,
+    /// `Out of memory: system-wide panic_on_oom is enabled` / `compulsory` (`check_panic_on_oom`):
+    /// the kernel panicked instead of killing.
+    PanicOnOom,
+}
+
+/// Parses the line that ends a report without a kill; `None` when it is not one.
+pub(crate) fn parse_no_kill(line: &str) -> Option<NoKill> {
+    if line.contains("Out of memory and no killable processes") {
+        return Some(NoKill::NoKillableProcesses);
+    }
+    if line.contains("panic_on_oom is enabled") {
+        return Some(NoKill::PanicOnOom);
+    }
+    let (prefix, rest) = line.split_once(": OOM victim ")?;
+    if !OOM_MESSAGES.contains(&prefix.trim()) {
+        return None;
+    }
+    let (pid, rest) = text::leading_u32(rest)?;
+    let (comm, _) = text::parenthesized_comm(rest.strip_prefix(' ')?, &[") is already exiting"])?;
+    Some(NoKill::VictimExiting { pid, comm: comm.to_owned() })
+}
+
 /// OOM-killer lines that carry nothing a report keeps, recognised so that they are not counted
 /// as not understood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,8 +231,6 @@ pub(crate) enum Aside {
     /// `Kill process %d (%s) sharing same memory` (3.x – 4.x), `oom killer %d (%s) has mm pinned
     /// by %d (%s)` (4.x): other users of the victim's mm.
     SharedMemory,
-    /// `Out of memory and no killable processes...` (the kernel panics next).
-    NoKillable,
 }
 
 /// Recognises an [`Aside`] line.
@@ -209,9 +244,6 @@ pub(crate) fn parse_aside(line: &str) -> Option<Aside> {
     }
     if line.ends_with(" sharing same memory") || line.contains(") has mm pinned by ") {
         return Some(Aside::SharedMemory);
-    }
-    if line.starts_with("Out of memory and no killable processes") {
-        return Some(Aside::NoKillable);
     }
     None
 }
@@ -306,11 +338,32 @@ mod tests {
     }
 
     #[test]
+    fn reports_that_kill_nothing() {
+        assert_eq!(
+            parse_no_kill(
+                "Memory cgroup out of memory: OOM victim 42 (a (b)) is already exiting. Skip killing the task"
+            ),
+            Some(NoKill::VictimExiting { pid: 42, comm: "a (b)".into() })
+        );
+        assert_eq!(parse_no_kill("Out of memory and no killable processes..."), Some(NoKill::NoKillableProcesses));
+        assert_eq!(
+            parse_no_kill("Kernel panic - not syncing: Out of memory and no killable processes..."),
+            Some(NoKill::NoKillableProcesses)
+        );
+        assert_eq!(
+            parse_no_kill("Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled"),
+            Some(NoKill::PanicOnOom)
+        );
+        assert_eq!(parse_no_kill("foo: OOM victim 42 (x) is already exiting. Skip killing the task"), None);
+        assert_eq!(parse_no_kill("Out of memory: OOM victim x (y) is already exiting"), None);
+    }
+
+    #[test]
     fn asides() {
         assert_eq!(parse_aside("oom_kill_process: 19 callbacks suppressed"), Some(Aside::HeadersSuppressed(19)));
         assert_eq!(parse_aside("net_ratelimit: 19 callbacks suppressed"), None);
         assert_eq!(parse_aside("Kill process 124 (java) sharing same memory"), Some(Aside::SharedMemory));
         assert_eq!(parse_aside("oom killer 1 (a) has mm pinned by 2 (b)"), Some(Aside::SharedMemory));
-        assert_eq!(parse_aside("Out of memory and no killable processes..."), Some(Aside::NoKillable));
+        assert_eq!(parse_aside("Out of memory and no killable processes..."), None);
     }
 }

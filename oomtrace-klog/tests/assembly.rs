@@ -97,19 +97,41 @@ fn another_tasks_lines_are_kept_out_of_the_report() {
     assert_eq!(report.tasks.len(), 1);
 }
 
-/// A kill line from another task than the report's header: the report in progress lost its kill
-/// line (or is another OOM): two reports, not one report with a stranger's kill.
+/// A kill line from another task than the report's header: not that report's kill (it is another
+/// OOM's, whose header was rate-limited away). Two reports; the first still waits for its own.
 #[test]
-fn a_kill_line_from_another_task_starts_another_report() {
+fn a_kill_line_from_another_task_is_another_report() {
     let mut stream: Vec<LogLine> = REPORT_6X[..REPORT_6X.len() - 1].iter().map(|m| with_caller(m, 12589)).collect();
     stream.push(with_caller(
         "Memory cgroup out of memory: Killed process 999 (other) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB",
         999,
     ));
     let (parsed, parser) = parse(&stream);
-    assert_eq!(reports(&parsed).len(), 2);
-    assert_eq!(victim_pids(&parsed), [12589, 999], "the first from its summary line");
+    assert_eq!(victim_pids(&parsed), [999, 12589], "the second from its summary line, at the end of input");
+    assert!(reports(&parsed)[0].header.is_none() && reports(&parsed)[1].killed.is_none());
     assert_eq!(parser.stats().reports_without_kill, 1);
+}
+
+/// With CONFIG_PRINTK_CALLER, two reports printed at the same time, line by line interleaved, come
+/// apart whole.
+#[test]
+fn concurrent_reports_come_apart_by_caller() {
+    let other: Vec<String> = REPORT_6X.iter().map(|line| line.replace("12589", "4242").replace("/c1", "/c2")).collect();
+    let mut stream = Vec::new();
+    for (mine, theirs) in REPORT_6X.iter().zip(&other) {
+        stream.push(with_caller(mine, 12589));
+        stream.push(with_caller(theirs, 4242));
+    }
+    let (parsed, parser) = parse(&stream);
+    assert_eq!(victim_pids(&parsed), [12589, 4242]);
+    for report in reports(&parsed) {
+        assert_eq!((report.memcg_counters.len(), report.tasks.len()), (3, 1));
+        assert_eq!(report.memcg_stat.as_ref().map(|stat| stat.values.len()), Some(2));
+        assert_eq!(report.cpu.as_ref().map(|cpu| cpu.pid), report.victim_pid());
+        assert_eq!(report.tasks[0].pid, report.victim_pid().unwrap_or_default());
+    }
+    assert_eq!(reports(&parsed)[1].oom_memcg(), Some("/oomtrace-test-series-12557/c2"));
+    assert_eq!((parser.stats().reports_without_kill, parser.stats().unparsed), (0, 0));
 }
 
 #[test]
@@ -402,4 +424,19 @@ fn rhel7_selected_and_killed_differ() {
     assert_eq!(reports.len(), 1);
     assert_eq!((reports[0].selected.as_ref().map(|s| s.pid), reports[0].victim_pid()), (Some(24572), Some(28438)));
     assert_eq!(reports[0].tasks.first().map(|t| (t.pid, t.swapents)), Some((28438, Some(136409))));
+}
+
+/// Reports in progress are bounded: a ninth printing task's header gives up the oldest as it is.
+#[test]
+fn reports_in_progress_are_bounded() {
+    let stream: Vec<LogLine> = (1..=9).map(|pid| with_caller(REPORT_6X[0], pid)).collect();
+    let mut parser = ReportParser::new();
+    let mut out = Vec::new();
+    for line in &stream {
+        parser.push(line, &mut out);
+    }
+    assert_eq!(out.len(), 1, "the oldest, given up");
+    assert_eq!(reports(&out)[0].first.caller, Some(Caller::Task(1)));
+    parser.finish(&mut out);
+    assert_eq!(out.len(), 9);
 }

@@ -67,7 +67,7 @@ struct Building {
 const MAX_OPEN: usize = 8;
 
 /// Text that marks a line as the OOM killer's: such a line that does not parse is counted.
-const OOM_MARKERS: [&str; 9] = [
+const OOM_MARKERS: [&str; 8] = [
     "invoked oom-killer",
     "Killed process",
     "Kill process",
@@ -76,8 +76,13 @@ const OOM_MARKERS: [&str; 9] = [
     "Memory cgroup stats for",
     "killed as a result of limit of",
     "Memory cgroup out of memory",
-    "Out of memory",
 ];
+
+/// Whether a line looks like the OOM killer's (drivers also say "Out of memory" inside their
+/// messages: only a line starting with it counts).
+fn looks_like_oom(text: &str) -> bool {
+    text.starts_with("Out of memory") || OOM_MARKERS.iter().any(|marker| text.contains(marker))
+}
 
 impl ReportParser {
     /// A parser with nothing in progress.
@@ -116,7 +121,7 @@ impl ReportParser {
         if self.read_block_line(text, meta) {
             return;
         }
-        if !self.read_report_line(text, meta, out) && OOM_MARKERS.iter().any(|marker| text.contains(marker)) {
+        if !self.read_report_line(text, meta, out) && looks_like_oom(text) {
             self.not_understood(text);
         }
     }

@@ -120,7 +120,16 @@ pub(crate) fn parse_killed(line: &str) -> Option<Killed> {
         }
         None => rest,
     };
-    let (comm, rest) = text::parenthesized_comm(rest.strip_prefix(' ')?, &[") total-vm:", "),"])?;
+    let rest = rest.strip_prefix(' ')?;
+    let (comm, rest) = match text::parenthesized_comm(rest, &[") total-vm:", "),"]) {
+        Some(split) => split,
+        // 2.6.x ended the line with the comm (`Killed process 1234 (java).`), and a line cut
+        // short by the log may too: a kill without sizes.
+        None => {
+            let inner = rest.strip_prefix('(')?;
+            (inner.strip_suffix(").").or_else(|| inner.strip_suffix(')'))?, "")
+        }
+    };
     killed.comm = comm.to_owned();
     for (key, value) in text::fields(rest) {
         match key {
@@ -307,6 +316,9 @@ mod tests {
         assert_eq!(parse_killed("Killed process 1"), None);
         assert_eq!(parse_killed("Killed process 1 x total-vm:1kB"), None);
         assert_eq!(parse_killed("Killed process 1 (x total-vm:1kB"), None);
+        let bare = parse_killed("Out of memory: Killed process 8765 (httpd).").expect("2.6 form");
+        assert_eq!((bare.pid, bare.comm.as_str(), bare.total_vm_kb), (8765, "httpd", None));
+        assert_eq!(parse_killed("Killed process 1 (a b)").map(|k| k.comm), Some("a b".to_owned()));
         assert_eq!(parse_killed("systemd[1]: Killed process 1 (x) total-vm:1kB"), None);
         assert_eq!(parse_killed("sshd: Killed process group"), None);
     }

@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{fixture, parse, reports};
+use common::{fixture, parse, reports, victim_pids};
+use oomtrace_klog::Caller;
+use oomtrace_klog::Parsed;
+use oomtrace_klog::report::CounterKind;
 
 #[test]
 fn host_dmesg_6_18_cgroup_v1() {
@@ -96,4 +99,191 @@ fn vm_consoles_kill_lines_only() {
         assert_eq!(global, global_kills, "{name}: `Out of memory:` kill lines (the VM test's machine-wide OOM)");
         assert_eq!(reports.len() - global, kills - global_kills, "{name}: the rest are memcg kills");
     }
+}
+
+/// 3.13: `Task in`, inline KB stats, the 3.10 task table, `Kill process … or sacrifice child`, and a
+/// global OOM with Mem-Info and a 28-row table.
+#[test]
+fn cadvisor_3_13_memcg_and_global() {
+    let (parsed, parser) = parse(&fixture("cadvisor-3.13-ubuntu.txt"));
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 2);
+    assert_eq!(parser.stats().unparsed, 0, "{:?}", parser.stats().unparsed_examples);
+
+    let memcg = reports[0];
+    assert_eq!(
+        memcg.header.as_ref().map(|h| (h.trigger_comm.as_str(), h.gfp_mask, h.gfp_flags.as_deref())),
+        Some(("memorymonster", Some(0xd0), None))
+    );
+    assert_eq!(memcg.cpu.as_ref().and_then(|cpu| cpu.kernel_release.as_deref()), Some("3.13.0-43-generic"));
+    assert_eq!((memcg.task_memcg(), memcg.oom_memcg()), (Some("/mem2"), Some("/mem2")));
+    assert_eq!(memcg.memcg_counters.len(), 3);
+    let stat = memcg.memcg_stat.as_ref().expect("inline stats");
+    assert_eq!(
+        (stat.memcg.as_str(), stat.get("rss"), stat.get("writeback")),
+        ("/mem2", Some(980 * 1024), Some(20 * 1024))
+    );
+    assert_eq!(memcg.tasks.len(), 1);
+    assert_eq!(
+        (memcg.tasks[0].uid, memcg.tasks[0].nr_ptes, memcg.tasks[0].swapents),
+        (Some(275858), Some(16267), Some(8324326))
+    );
+    let selected = memcg.selected.as_ref().expect("selection line");
+    assert_eq!((selected.pid, selected.score, selected.memcg_prefix), (13536, Some(996), true));
+    let killed = memcg.killed.as_ref().expect("kill line");
+    assert_eq!(
+        (killed.pid, killed.anon_rss_kb, killed.shmem_rss_kb, killed.prefix.as_deref()),
+        (13536, Some(920), None, None)
+    );
+    assert_eq!(memcg.is_memcg_oom(), Some(true));
+
+    let global = reports[1];
+    assert_eq!(global.tasks.len(), 28);
+    assert_eq!(global.tasks[1].oom_score_adj, Some(-1000));
+    assert_eq!(global.tasks[6].name, "upstart-socket-", "a comm cut at 15 bytes");
+    assert_eq!(global.victim_pid(), Some(1532));
+    assert_eq!((global.oom_memcg(), global.is_memcg_oom()), (None, Some(false)));
+    assert!(global.memcg_stat.is_none());
+}
+
+/// 4.8 with Docker: unrelated network lines around two reports, `nr_pmds` in the table, the reaper.
+#[test]
+fn cadvisor_4_8_docker_with_reaper() {
+    let (parsed, parser) = parse(&fixture("cadvisor-4.8-gentoo-docker.txt"));
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 2);
+    assert_eq!(parser.stats().reaped, 2);
+    assert_eq!(parser.stats().unparsed, 0);
+    for (report, pid) in reports.iter().zip([1381, 1667]) {
+        assert_eq!(report.victim_pid(), Some(pid));
+        assert_eq!(report.trigger_pid(), Some(pid));
+        assert!(report.task_memcg().is_some_and(|path| path.starts_with("/docker/")));
+        assert_eq!(report.tasks.len(), 1);
+        assert_eq!(report.header.as_ref().and_then(|h| h.gfp_flags.as_deref()), Some("GFP_KERNEL"));
+        assert_eq!(report.killed.as_ref().and_then(|k| k.shmem_rss_kb), Some(0));
+    }
+    assert_eq!(reports[1].memcg_stat.as_ref().and_then(|s| s.get("swap")), Some(307288 * 1024));
+    let order: Vec<&str> = parsed
+        .iter()
+        .map(|item| match item {
+            Parsed::Report(_) => "report",
+            Parsed::Reaped(_) => "reaped",
+        })
+        .collect();
+    assert_eq!(order, ["report", "reaped", "report", "reaped"]);
+    let Parsed::Reaped(reaped) = &parsed[1] else { panic!("reaper") };
+    assert_eq!((reaped.pid, reaped.comm.as_str(), reaped.anon_rss_kb), (1381, "gunpowder-memho", 0));
+}
+
+/// 5.3 with CONFIG_PRINTK_CALLER: memory.stat as one record, no cpuset, no task table.
+#[test]
+fn lore_5_3_printk_caller() {
+    let lines = fixture("lore-5.3-printk-caller.txt");
+    assert_eq!(lines[0].caller, Some(Caller::Task(6736)), "the fixture loader read the caller");
+    let (parsed, parser) = parse(&lines);
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(parser.stats().reaped, 1);
+    let report = reports[0];
+    let cpu = report.cpu.as_ref().expect("cpu");
+    assert_eq!((cpu.pid, cpu.kernel_release.as_deref()), (6736, Some("5.3.0-rc3+")));
+    let stat = report.memcg_stat.as_ref().expect("stat");
+    assert_eq!((stat.get("anon"), stat.get("slab"), stat.values.len()), (Some(534147072), Some(933888), 25));
+    let constraint = report.constraint.as_ref().expect("summary");
+    assert_eq!((constraint.cpuset.as_deref(), constraint.oom_memcg.as_deref()), (None, Some("/leaker")));
+    assert!(report.tasks.is_empty());
+    assert_eq!(report.first.caller, Some(Caller::Task(6736)));
+}
+
+/// AKS (5.15, cgroup v2, systemd driver) from syslog, with a node-problem-detector line quoting the
+/// kill line (not a kernel line: not a second kill) and the file ending inside the next report.
+#[test]
+fn aks_5_15_syslog() {
+    let (parsed, parser) = parse(&fixture("aks-5.15-syslog.txt"));
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 2, "the kill, then the cut-off next header");
+    let stats = parser.stats();
+    assert_eq!((stats.reports_without_kill, stats.unparsed), (1, 1));
+    assert!(stats.unparsed_examples[0].contains("node-problem-detector"));
+    let report = reports[0];
+    assert_eq!(
+        report.oom_memcg(),
+        Some(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5931aa75_4603_4e65_b552_7c71cf55cfb5.slice"
+        )
+    );
+    assert!(report.task_memcg().is_some_and(|path| {
+        path.ends_with("/cri-containerd-25a38b5b8d556d7983d975577f5ac75ebbcfb4b269e6deaa0a0440c1ffc969ca.scope")
+    }));
+    assert_eq!(
+        report.memcg_counters.iter().map(|c| c.kind).collect::<Vec<_>>(),
+        [CounterKind::Memory, CounterKind::Swap]
+    );
+    let stat = report.memcg_stat.as_ref().expect("stat");
+    assert_eq!(
+        (stat.get("anon"), stat.get("file"), stat.get("shmem"), stat.get("sock")),
+        (Some(98742272), Some(2469888), Some(2297856), Some(0))
+    );
+    assert_eq!(report.tasks.len(), 9);
+    let largest = report.tasks.iter().max_by_key(|task| task.rss_pages).expect("tasks");
+    assert_eq!((largest.pid, largest.rss_pages, largest.pgtables_bytes), (183960, Some(23376), Some(487424)));
+    let killed = report.killed.as_ref().expect("kill");
+    assert_eq!(
+        (killed.pid, killed.shmem_rss_kb, killed.pgtables_kb, killed.oom_score_adj),
+        (183960, Some(12), Some(476), Some(1000))
+    );
+    assert!(reports[1].killed.is_none() && reports[1].header.is_some());
+}
+
+/// Ubuntu 6.8 (`dmesg -T`): a global OOM with Mem-Info and no task table.
+#[test]
+fn ubuntu_6_8_global() {
+    let (parsed, parser) = parse(&fixture("ubuntu-6.8-aws-global-dmesg-T.txt"));
+    let reports = reports(&parsed);
+    assert_eq!((reports.len(), parser.stats().unparsed), (1, 0));
+    let report = reports[0];
+    assert_eq!(report.header.as_ref().and_then(|h| h.gfp_flags.as_deref()), Some("GFP_HIGHUSER_MOVABLE|__GFP_COMP"));
+    let constraint = report.constraint.as_ref().expect("summary");
+    assert!(constraint.global_oom);
+    assert_eq!((constraint.constraint.as_str(), constraint.cpuset.as_deref()), ("CONSTRAINT_NONE", Some("user.slice")));
+    assert_eq!(report.is_memcg_oom(), Some(false));
+    assert_eq!(report.oom_memcg(), None);
+    assert!(report.task_memcg().is_some_and(|path| path.starts_with("/system.slice/docker-")));
+    let killed = report.killed.as_ref().expect("kill");
+    assert_eq!((killed.comm.as_str(), killed.uid, killed.anon_rss_kb), ("redis-server", Some(999), Some(14230956)));
+    assert_eq!((report.trigger_pid(), report.victim_pid()), (Some(4282), Some(60540)));
+}
+
+/// CentOS 7, `dmesg | grep -i kill`: four reports of header + selection + RHEL 7 kill line.
+#[test]
+fn centos7_grep_excerpt() {
+    let (parsed, parser) = parse(&fixture("centos7-3.10-dmesg-grep-kill.txt"));
+    let reports = reports(&parsed);
+    assert_eq!(victim_pids(&parsed), [1705, 1727, 6691, 16512]);
+    assert_eq!((parser.stats().unparsed, parser.stats().reports_without_header), (0, 0));
+    for report in &reports {
+        assert_eq!(report.header.as_ref().map(|h| h.gfp_mask), Some(Some(0x201da)));
+        let (selected, killed) = (report.selected.as_ref().expect("sel"), report.killed.as_ref().expect("kill"));
+        assert_eq!(selected.pid, killed.pid);
+        assert_eq!((killed.uid, killed.comm.as_str(), killed.shmem_rss_kb), (Some(0), "freeswitch", Some(0)));
+    }
+    assert_eq!(reports[0].header.as_ref().map(|h| h.trigger_comm.as_str()), Some("in:imjournal"));
+}
+
+/// Kill lines from bug reports: RHEL 6 and 7 wordings, a selection whose kill hit another pid,
+/// reaper lines, `((resolved))`, and a stats fragment with neither header nor kill.
+#[test]
+fn published_kill_lines() {
+    let (parsed, parser) = parse(&fixture("published-kill-lines.txt"));
+    assert_eq!(victim_pids(&parsed), [11726, 18177, 27438, 15784, 15925, 15783, 15934]);
+    let reports = reports(&parsed);
+    let doris = reports[1];
+    assert_eq!(
+        (doris.selected.as_ref().map(|s| s.pid), doris.killed.as_ref().map(|k| k.pid)),
+        (Some(24984), Some(18177))
+    );
+    assert_eq!(reports[0].killed.as_ref().and_then(|k| k.uid), Some(498));
+    assert_eq!(reports[4].victim_comm(), Some("(resolved)"));
+    let stats = parser.stats();
+    assert_eq!((stats.reaped, stats.fragments, stats.unparsed, stats.reports_without_header), (3, 1, 0, 7));
 }

@@ -11,12 +11,17 @@ use super::{LineMeta, OomReport, ParseStats, Parsed, UNPARSED_EXAMPLES, header, 
 /// call [`Self::finish`]. Never panics, whatever the input.
 ///
 /// A report ends at its kill line. It is cut short when a line of an earlier part of a report
-/// comes after a later part (e.g. a new header, or a second summary line), or when, with
-/// `CONFIG_PRINTK_CALLER`, a report line comes from another task than the report's first line.
-/// Unrelated lines in between are skipped.
-#[derive(Debug, Default)]
+/// comes after a later part (e.g. a new header, or a second summary line). Unrelated lines in
+/// between are skipped. With `CONFIG_PRINTK_CALLER`, each printing task has its own report in
+/// progress, so that reports printed at the same time (memcg OOMs in different hierarchies before
+/// 4.x serialised them) are told apart and another task's lines never end up in a report.
+///
+/// Cloning it copies the reports in progress (a caller can try what-ifs on a copy).
+#[derive(Clone, Debug, Default)]
 pub struct ReportParser {
-    current: Option<Building>,
+    /// Reports in progress, oldest first: one without `CONFIG_PRINTK_CALLER`, else one per task
+    /// (at most [`MAX_OPEN`]).
+    open: Vec<Building>,
     /// After `Tasks in <memcg> are going to be killed due to memory.oom.group set`.
     oom_group: Option<(String, Option<Caller>)>,
     stats: ParseStats,
@@ -38,7 +43,7 @@ enum Stage {
 }
 
 /// Which multi-line block the report is in, if any.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Block {
     None,
     /// After `Memory cgroup stats for <path>:`: `name value` lines.
@@ -49,7 +54,7 @@ enum Block {
     Tasks(TaskColumns),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Building {
     report: OomReport,
     stage: Stage,
@@ -57,8 +62,12 @@ struct Building {
     caller: Option<Caller>,
 }
 
+/// How many reports may be in progress at once (one per printing task); past that the oldest is
+/// yielded as it is.
+const MAX_OPEN: usize = 8;
+
 /// Text that marks a line as the OOM killer's: such a line that does not parse is counted.
-const OOM_MARKERS: [&str; 9] = [
+const OOM_MARKERS: [&str; 8] = [
     "invoked oom-killer",
     "Killed process",
     "Kill process",
@@ -67,8 +76,13 @@ const OOM_MARKERS: [&str; 9] = [
     "Memory cgroup stats for",
     "killed as a result of limit of",
     "Memory cgroup out of memory",
-    "Out of memory",
 ];
+
+/// Whether a line looks like the OOM killer's (drivers also say "Out of memory" inside their
+/// messages: only a line starting with it counts).
+fn looks_like_oom(text: &str) -> bool {
+    text.starts_with("Out of memory") || OOM_MARKERS.iter().any(|marker| text.contains(marker))
+}
 
 impl ReportParser {
     /// A parser with nothing in progress.
@@ -90,9 +104,11 @@ impl ReportParser {
         }
     }
 
-    /// End of input: yields the report in progress, if it is one.
+    /// End of input: yields the reports in progress, if they are reports.
     pub fn finish(&mut self, out: &mut Vec<Parsed>) {
-        self.flush(out);
+        while !self.open.is_empty() {
+            self.flush_at(0, out);
+        }
         self.oom_group = None;
     }
 
@@ -105,17 +121,15 @@ impl ReportParser {
         if self.read_block_line(text, meta) {
             return;
         }
-        if !self.read_report_line(text, meta, out) && OOM_MARKERS.iter().any(|marker| text.contains(marker)) {
+        if !self.read_report_line(text, meta, out) && looks_like_oom(text) {
             self.not_understood(text);
         }
     }
 
     /// A `name value` line of a stat block or a row of a task table; `true` when it was one.
     fn read_block_line(&mut self, text: &str, meta: LineMeta) -> bool {
-        let Some(building) = self.current.as_mut() else { return false };
-        if !same_task(building.caller, meta.caller) {
-            return false;
-        }
+        let Some(index) = self.slot(meta.caller) else { return false };
+        let Some(building) = self.open.get_mut(index) else { return false };
         match &building.block {
             Block::Stats => {
                 let Some((name, value)) = memcg::parse_stat_entry(text) else { return false };
@@ -146,9 +160,11 @@ impl ReportParser {
     fn read_report_line(&mut self, text: &str, meta: LineMeta, out: &mut Vec<Parsed>) -> bool {
         if let Some(parsed) = header::is_header(text).then(|| header::parse_header(text)) {
             let Some(parsed) = parsed else { return false };
-            self.flush(out);
+            self.flush(meta.caller, out);
             self.oom_group = None;
-            self.attach(Stage::Header, meta, out).report.header = Some(parsed);
+            if let Some(building) = self.attach(Stage::Header, meta, out) {
+                building.report.header = Some(parsed);
+            }
             return true;
         }
         if kill::is_reaper(text) {
@@ -166,7 +182,7 @@ impl ReportParser {
         if kill::is_killed(text) {
             let Some(killed) = kill::parse_killed(text) else { return false };
             let group = self.oom_group.take();
-            let building = self.attach(Stage::Killed, meta, out);
+            let Some(building) = self.attach(Stage::Killed, meta, out) else { return true };
             building.report.killed = Some(killed);
             let only_kill_line = building.report.header.is_none()
                 && building.report.constraint.is_none()
@@ -176,19 +192,37 @@ impl ReportParser {
                 building.report.oom_group = Some(memcg.clone());
                 self.oom_group = Some((memcg, caller));
             }
-            self.flush(out);
+            self.flush(meta.caller, out);
+            return true;
+        }
+        if let Some(no_kill) = kill::parse_no_kill(text) {
+            // The victim line names a victim: a report even alone. The other two only end the
+            // report in progress.
+            if let kill::NoKill::VictimExiting { .. } = no_kill {
+                if let Some(building) = self.attach(Stage::Killed, meta, out) {
+                    building.report.no_kill = Some(no_kill);
+                }
+            } else if let Some(building) = self.current_mut(meta.caller) {
+                building.report.no_kill = Some(no_kill);
+                building.report.last = meta;
+            }
+            self.flush(meta.caller, out);
             return true;
         }
         if kill::is_selected(text) {
             let Some(selected) = kill::parse_selected(text) else { return false };
             self.oom_group = None;
-            self.attach(Stage::Selected, meta, out).report.selected = Some(selected);
+            if let Some(building) = self.attach(Stage::Selected, meta, out) {
+                building.report.selected = Some(selected);
+            }
             return true;
         }
         if summary::is_summary(text) {
             let Some(constraint) = summary::parse_summary(text) else { return false };
             self.oom_group = None;
-            self.attach(Stage::Summary, meta, out).report.constraint = Some(constraint);
+            if let Some(building) = self.attach(Stage::Summary, meta, out) {
+                building.report.constraint = Some(constraint);
+            }
             return true;
         }
         if let Some(memcg) = memcg::parse_oom_group(text) {
@@ -197,18 +231,21 @@ impl ReportParser {
         }
         if memcg::is_task_in(text) {
             let Some(task_in) = memcg::parse_task_in(text) else { return false };
-            self.attach(Stage::TaskIn, meta, out).report.task_in = Some(task_in);
+            if let Some(building) = self.attach(Stage::TaskIn, meta, out) {
+                building.report.task_in = Some(task_in);
+            }
             return true;
         }
         if let Some(counter) = memcg::parse_counter(text) {
             let repeated = self
-                .current
-                .as_ref()
+                .current(meta.caller)
                 .is_some_and(|building| building.report.memcg_counters.iter().any(|seen| seen.kind == counter.kind));
             if repeated {
-                self.flush(out);
+                self.flush(meta.caller, out);
             }
-            self.attach(Stage::Counters, meta, out).report.memcg_counters.push(counter);
+            if let Some(building) = self.attach(Stage::Counters, meta, out) {
+                building.report.memcg_counters.push(counter);
+            }
             return true;
         }
         if memcg::is_stat_start(text) {
@@ -216,25 +253,32 @@ impl ReportParser {
             return self.read_stat_start(stat, meta, out);
         }
         if tasks::is_tasks_state(text) {
-            let building = self.attach(Stage::Tasks, meta, out);
+            let Some(building) = self.attach(Stage::Tasks, meta, out) else { return true };
             building.block = Block::TasksPending;
             return true;
         }
         if let Some(columns) = tasks::parse_columns(text) {
-            let pending = self.current.as_ref().is_some_and(|building| matches!(building.block, Block::TasksPending));
+            let pending =
+                self.current(meta.caller).is_some_and(|building| matches!(building.block, Block::TasksPending));
             if !pending {
-                self.cut_if_reached(Stage::Tasks, out);
+                self.cut_if_reached(Stage::Tasks, meta.caller, out);
             }
-            self.attach(Stage::Tasks, meta, out).block = Block::Tasks(columns);
+            if let Some(building) = self.attach(Stage::Tasks, meta, out) {
+                building.block = Block::Tasks(columns);
+            }
+            return true;
+        }
+        if let Some(protection) = memcg::parse_protection(text) {
+            // Also printed with a page allocation failure (`warn_alloc`): only taken inside a report.
+            if let Some(building) = self.current_mut(meta.caller).filter(|building| building.stage < Stage::Tasks) {
+                building.report.protection = Some(protection);
+                building.report.last = meta;
+            }
             return true;
         }
         if let Some(cpu) = header::parse_cpu_line(text) {
             // Any `dump_stack` prints this line; it is the trigger's only right after a header.
-            if let Some(building) = self
-                .current
-                .as_mut()
-                .filter(|building| building.stage == Stage::Header && same_task(building.caller, meta.caller))
-            {
+            if let Some(building) = self.current_mut(meta.caller).filter(|building| building.stage == Stage::Header) {
                 building.report.cpu = Some(cpu);
                 building.stage = Stage::Cpu;
                 building.report.last = meta;
@@ -247,16 +291,16 @@ impl ReportParser {
     /// `Memory cgroup stats for <path>:`: the OOMing memcg's, or (inline format before 5.x) one
     /// of its descendants'.
     fn read_stat_start(&mut self, stat: memcg::MemcgStat, meta: LineMeta, out: &mut Vec<Parsed>) -> bool {
-        let descendant = self.current.as_ref().is_some_and(|building| {
+        let descendant = self.current(meta.caller).is_some_and(|building| {
             building.stage == Stage::Stats
                 && stat.format == memcg::StatFormat::InlineKb
                 && building.report.memcg_stat.as_ref().is_some_and(|first| first.format == stat.format)
         });
         if !descendant {
-            self.cut_if_reached(Stage::Stats, out);
+            self.cut_if_reached(Stage::Stats, meta.caller, out);
         }
         let lines = stat.format == memcg::StatFormat::Lines;
-        let building = self.attach(Stage::Stats, meta, out);
+        let Some(building) = self.attach(Stage::Stats, meta, out) else { return true };
         if descendant {
             building.report.memcg_stat_descendants.push(stat);
         } else {
@@ -275,7 +319,7 @@ impl ReportParser {
             Some(Aside::HeadersSuppressed(count)) => {
                 self.stats.headers_suppressed = self.stats.headers_suppressed.saturating_add(count);
             }
-            Some(Aside::SharedMemory | Aside::NoKillable) => {}
+            Some(Aside::SharedMemory) => {}
             None => return false,
         }
         true
@@ -283,44 +327,79 @@ impl ReportParser {
 
     /// Ends the report in progress if it already has the part `stage` (a second one starts the
     /// next report).
-    fn cut_if_reached(&mut self, stage: Stage, out: &mut Vec<Parsed>) {
-        if self.current.as_ref().is_some_and(|building| building.stage >= stage) {
-            self.flush(out);
+    fn cut_if_reached(&mut self, stage: Stage, caller: Option<Caller>, out: &mut Vec<Parsed>) {
+        if self.current(caller).is_some_and(|building| building.stage >= stage) {
+            self.flush(caller, out);
         }
     }
 
-    /// The report a part at `stage` belongs to: the one in progress, unless the part comes before
-    /// (or, for a one-line part, at) the stage it reached, or from another task; then a new one.
-    fn attach(&mut self, stage: Stage, meta: LineMeta, out: &mut Vec<Parsed>) -> &mut Building {
-        let continues = self.current.as_ref().is_some_and(|building| {
-            let repeatable = matches!(stage, Stage::Counters | Stage::Stats | Stage::Tasks);
-            let in_order = building.stage < stage || (building.stage == stage && repeatable);
-            in_order && same_task(building.caller, meta.caller)
+    /// The report a part at `stage` belongs to: the one in progress (of the printing task),
+    /// unless the part comes before (or, for a one-line part, at) the stage it reached; then a
+    /// new one.
+    fn attach(&mut self, stage: Stage, meta: LineMeta, out: &mut Vec<Parsed>) -> Option<&mut Building> {
+        let repeatable = matches!(stage, Stage::Counters | Stage::Stats | Stage::Tasks);
+        let continuing = self.slot(meta.caller).filter(|&index| {
+            self.open
+                .get(index)
+                .is_some_and(|building| building.stage < stage || (building.stage == stage && repeatable))
         });
-        if !continues {
-            self.flush(out);
-        }
-        let building = self.current.get_or_insert_with(|| Building {
-            report: OomReport { first: meta, ..OomReport::default() },
-            stage,
-            block: Block::None,
-            caller: meta.caller,
-        });
+        // The report being added to goes last: the oldest, first, is the one given up past MAX_OPEN.
+        let building = match continuing {
+            Some(index) => self.open.remove(index),
+            None => {
+                self.flush(meta.caller, out);
+                if self.open.len() >= MAX_OPEN {
+                    self.flush_at(0, out);
+                }
+                Building {
+                    report: OomReport { first: meta, ..OomReport::default() },
+                    stage,
+                    block: Block::None,
+                    caller: meta.caller,
+                }
+            }
+        };
+        self.open.push(building);
+        let building = self.open.last_mut()?;
         building.stage = stage;
         building.block = Block::None;
         building.report.last = meta;
-        building
+        Some(building)
     }
 
-    /// Yields the report in progress, if it is one (a fragment without header, summary,
-    /// selection or kill line is only counted).
-    fn flush(&mut self, out: &mut Vec<Parsed>) {
-        let Some(building) = self.current.take() else { return };
-        let report = building.report;
+    /// Where the report in progress of a line's task is: the newest whose task may have printed
+    /// the line.
+    fn slot(&self, caller: Option<Caller>) -> Option<usize> {
+        self.open.iter().rposition(|building| same_task(building.caller, caller))
+    }
+
+    fn current(&self, caller: Option<Caller>) -> Option<&Building> {
+        self.slot(caller).and_then(|index| self.open.get(index))
+    }
+
+    fn current_mut(&mut self, caller: Option<Caller>) -> Option<&mut Building> {
+        self.slot(caller).and_then(|index| self.open.get_mut(index))
+    }
+
+    /// Yields the report in progress of a line's task, if any.
+    fn flush(&mut self, caller: Option<Caller>, out: &mut Vec<Parsed>) {
+        if let Some(index) = self.slot(caller) {
+            self.flush_at(index, out);
+        }
+    }
+
+    /// Yields a report in progress, if it is one (a fragment without header, summary,
+    /// selection, kill or no-kill line is only counted).
+    fn flush_at(&mut self, index: usize, out: &mut Vec<Parsed>) {
+        if index >= self.open.len() {
+            return;
+        }
+        let report = self.open.remove(index).report;
         let is_report = report.header.is_some()
             || report.constraint.is_some()
             || report.selected.is_some()
-            || report.killed.is_some();
+            || report.killed.is_some()
+            || report.no_kill.is_some();
         if !is_report {
             self.stats.fragments += 1;
             return;

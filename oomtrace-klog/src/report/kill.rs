@@ -83,6 +83,10 @@ pub struct Killed {
 
 const KILLED: &str = "Killed process ";
 
+/// The `message` argument of `oom_kill_process` (mm/oom_kill.c `out_of_memory`,
+/// mm/memcontrol.c `mem_cgroup_out_of_memory`).
+const OOM_MESSAGES: [&str; 3] = ["Out of memory", MEMCG_PREFIX, "Out of memory (oom_kill_allocating_task)"];
+
 /// Whether the line is a kill line (parsable or not).
 pub(crate) fn is_killed(line: &str) -> bool {
     line.contains(KILLED)
@@ -91,11 +95,12 @@ pub(crate) fn is_killed(line: &str) -> bool {
 /// Parses a kill line; `None` when it is not one (or lacks the pid or comm).
 pub(crate) fn parse_killed(line: &str) -> Option<Killed> {
     let (prefix, rest) = line.split_once(KILLED)?;
-    // No prefix before 5.1; since then `Out of memory`, `Memory cgroup out of memory` or
-    // `Out of memory (oom_kill_allocating_task)`. Anything else (`systemd[1]: Killed process …`)
-    // is not the kernel's OOM killer.
+    // No prefix before 5.1; since then `oom_kill_process`'s message: `Out of memory`, `Memory
+    // cgroup out of memory`, or `Out of memory (oom_kill_allocating_task)`. Any other text before
+    // it (`systemd[1]: Killed process …`, node-problem-detector quoting a kill line) is not the
+    // kernel's OOM killer.
     let prefix = prefix.trim_end().strip_suffix(':').map(str::trim).filter(|prefix| !prefix.is_empty());
-    let is_oom_prefix = prefix.is_some_and(|prefix| prefix.contains("ut of memory"));
+    let is_oom_prefix = prefix.is_some_and(|prefix| OOM_MESSAGES.contains(&prefix));
     if !is_oom_prefix && !line.starts_with(KILLED) {
         return None;
     }
@@ -115,7 +120,16 @@ pub(crate) fn parse_killed(line: &str) -> Option<Killed> {
         }
         None => rest,
     };
-    let (comm, rest) = text::parenthesized_comm(rest.strip_prefix(' ')?, &[") total-vm:", "),"])?;
+    let rest = rest.strip_prefix(' ')?;
+    let (comm, rest) = match text::parenthesized_comm(rest, &[") total-vm:", "),"]) {
+        Some(split) => split,
+        // 2.6.x ended the line with the comm (`Killed process 1234 (java).`), and a line cut
+        // short by the log may too: a kill without sizes.
+        None => {
+            let inner = rest.strip_prefix('(')?;
+            (inner.strip_suffix(").").or_else(|| inner.strip_suffix(')'))?, "")
+        }
+    };
     killed.comm = comm.to_owned();
     for (key, value) in text::fields(rest) {
         match key {
@@ -178,6 +192,43 @@ pub(crate) fn parse_reaped(line: &str) -> Option<ReapedTask> {
     (seen > 0).then_some(reaped)
 }
 
+/// Why a report ended without a kill line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum NoKill {
+    /// `"%s: OOM victim %d (%s) is already exiting. Skip killing the task\n"` (5.x+,
+    /// `__oom_kill_process`): the chosen victim was already exiting; nothing was killed.
+    VictimExiting {
+        /// The victim's pid.
+        pid: u32,
+        /// Its comm.
+        comm: String,
+    },
+    /// `Out of memory and no killable processes...` (`out_of_memory`; a global OOM then panics,
+    /// a memcg OOM fails the charge).
+    NoKillableProcesses,
+    /// `Out of memory: system-wide panic_on_oom is enabled` / `compulsory` (`check_panic_on_oom`):
+    /// the kernel panicked instead of killing.
+    PanicOnOom,
+}
+
+/// Parses the line that ends a report without a kill; `None` when it is not one.
+pub(crate) fn parse_no_kill(line: &str) -> Option<NoKill> {
+    if line.contains("Out of memory and no killable processes") {
+        return Some(NoKill::NoKillableProcesses);
+    }
+    if line.contains("panic_on_oom is enabled") {
+        return Some(NoKill::PanicOnOom);
+    }
+    let (prefix, rest) = line.split_once(": OOM victim ")?;
+    if !OOM_MESSAGES.contains(&prefix.trim()) {
+        return None;
+    }
+    let (pid, rest) = text::leading_u32(rest)?;
+    let (comm, _) = text::parenthesized_comm(rest.strip_prefix(' ')?, &[") is already exiting"])?;
+    Some(NoKill::VictimExiting { pid, comm: comm.to_owned() })
+}
+
 /// OOM-killer lines that carry nothing a report keeps, recognised so that they are not counted
 /// as not understood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,8 +240,6 @@ pub(crate) enum Aside {
     /// `Kill process %d (%s) sharing same memory` (3.x – 4.x), `oom killer %d (%s) has mm pinned
     /// by %d (%s)` (4.x): other users of the victim's mm.
     SharedMemory,
-    /// `Out of memory and no killable processes...` (the kernel panics next).
-    NoKillable,
 }
 
 /// Recognises an [`Aside`] line.
@@ -204,9 +253,6 @@ pub(crate) fn parse_aside(line: &str) -> Option<Aside> {
     }
     if line.ends_with(" sharing same memory") || line.contains(") has mm pinned by ") {
         return Some(Aside::SharedMemory);
-    }
-    if line.starts_with("Out of memory and no killable processes") {
-        return Some(Aside::NoKillable);
     }
     None
 }
@@ -270,6 +316,9 @@ mod tests {
         assert_eq!(parse_killed("Killed process 1"), None);
         assert_eq!(parse_killed("Killed process 1 x total-vm:1kB"), None);
         assert_eq!(parse_killed("Killed process 1 (x total-vm:1kB"), None);
+        let bare = parse_killed("Out of memory: Killed process 8765 (httpd).").expect("2.6 form");
+        assert_eq!((bare.pid, bare.comm.as_str(), bare.total_vm_kb), (8765, "httpd", None));
+        assert_eq!(parse_killed("Killed process 1 (a b)").map(|k| k.comm), Some("a b".to_owned()));
         assert_eq!(parse_killed("systemd[1]: Killed process 1 (x) total-vm:1kB"), None);
         assert_eq!(parse_killed("sshd: Killed process group"), None);
     }
@@ -301,11 +350,32 @@ mod tests {
     }
 
     #[test]
+    fn reports_that_kill_nothing() {
+        assert_eq!(
+            parse_no_kill(
+                "Memory cgroup out of memory: OOM victim 42 (a (b)) is already exiting. Skip killing the task"
+            ),
+            Some(NoKill::VictimExiting { pid: 42, comm: "a (b)".into() })
+        );
+        assert_eq!(parse_no_kill("Out of memory and no killable processes..."), Some(NoKill::NoKillableProcesses));
+        assert_eq!(
+            parse_no_kill("Kernel panic - not syncing: Out of memory and no killable processes..."),
+            Some(NoKill::NoKillableProcesses)
+        );
+        assert_eq!(
+            parse_no_kill("Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled"),
+            Some(NoKill::PanicOnOom)
+        );
+        assert_eq!(parse_no_kill("foo: OOM victim 42 (x) is already exiting. Skip killing the task"), None);
+        assert_eq!(parse_no_kill("Out of memory: OOM victim x (y) is already exiting"), None);
+    }
+
+    #[test]
     fn asides() {
         assert_eq!(parse_aside("oom_kill_process: 19 callbacks suppressed"), Some(Aside::HeadersSuppressed(19)));
         assert_eq!(parse_aside("net_ratelimit: 19 callbacks suppressed"), None);
         assert_eq!(parse_aside("Kill process 124 (java) sharing same memory"), Some(Aside::SharedMemory));
         assert_eq!(parse_aside("oom killer 1 (a) has mm pinned by 2 (b)"), Some(Aside::SharedMemory));
-        assert_eq!(parse_aside("Out of memory and no killable processes..."), Some(Aside::NoKillable));
+        assert_eq!(parse_aside("Out of memory and no killable processes..."), None);
     }
 }

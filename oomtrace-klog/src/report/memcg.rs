@@ -157,6 +157,24 @@ pub(crate) fn parse_task_in(line: &str) -> Option<TaskIn> {
     Some(TaskIn { task_memcg: task_memcg.to_owned(), oom_memcg: oom_memcg.trim_end().to_owned() })
 }
 
+/// `"Memory cgroup min protection %lukB -- low protection %lukB"` (6.19+,
+/// `mem_cgroup_show_protected_memory`, printed by `dump_header` on cgroup v2): how much memory the
+/// OOMing memcg's children (the root's, for a global OOM) protect with memory.min and memory.low.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Protection {
+    /// Sum of the children's effective memory.min, kB.
+    pub min_kb: u64,
+    /// Sum of the children's effective memory.low, kB.
+    pub low_kb: u64,
+}
+
+/// Parses the protection line; `None` when it is not one.
+pub(crate) fn parse_protection(line: &str) -> Option<Protection> {
+    let rest = line.strip_prefix("Memory cgroup min protection ")?;
+    let (min, low) = rest.split_once(" -- low protection ")?;
+    Some(Protection { min_kb: text::kilobytes(min)?, low_kb: text::kilobytes(low)? })
+}
+
 /// `Tasks in <memcg> are going to be killed due to memory.oom.group set` (4.19+,
 /// `mem_cgroup_print_oom_group`): the kill lines that follow are the group's other members.
 pub(crate) fn parse_oom_group(line: &str) -> Option<&str> {
@@ -225,5 +243,10 @@ mod tests {
         assert!(is_task_in("Task in /a killed"));
         assert_eq!(parse_task_in("Task in /a killed"), None);
         assert_eq!(parse_oom_group("Tasks in /a/b are going to be killed due to memory.oom.group set"), Some("/a/b"));
+        assert_eq!(
+            parse_protection("Memory cgroup min protection 1024kB -- low protection 0kB"),
+            Some(Protection { min_kb: 1024, low_kb: 0 })
+        );
+        assert_eq!(parse_protection("Memory cgroup min protection xkB -- low protection 0kB"), None);
     }
 }

@@ -22,8 +22,8 @@ use crate::line::{Caller, LogLine};
 
 pub use assembler::ReportParser;
 pub use header::{CpuLine, Header};
-pub use kill::{Killed, ReapedTask, Selected};
-pub use memcg::{CounterKind, MemcgCounter, MemcgStat, StatFormat, TaskIn};
+pub use kill::{Killed, NoKill, ReapedTask, Selected};
+pub use memcg::{CounterKind, MemcgCounter, MemcgStat, Protection, StatFormat, TaskIn};
 pub use summary::Constraint;
 pub use tasks::TaskRow;
 
@@ -73,6 +73,12 @@ pub struct OomReport {
     /// `… Killed process N (c) total-vm:…`: the victim.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub killed: Option<Killed>,
+    /// Why the report ended without a kill line, when the kernel said why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_kill: Option<NoKill>,
+    /// `Memory cgroup min protection …kB -- low protection …kB` (6.19+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protection: Option<Protection>,
     /// Set when this kill is one of a `memory.oom.group` kill's other members (the line
     /// `Tasks in <memcg> are going to be killed due to memory.oom.group set` came before it and
     /// no other report began since): that memcg. The group's first victim's report does not
@@ -177,7 +183,8 @@ pub struct ParseStats {
     /// Reports without their `invoked oom-killer` header (rate-limited away, filtered out, or
     /// overwritten in the ring buffer).
     pub reports_without_header: u64,
-    /// Reports without a kill line (cut by the next header or the end of input).
+    /// Reports without a kill line (the kernel killed nothing, see [`OomReport::no_kill`], or the
+    /// report was cut by the next one or the end of input).
     pub reports_without_kill: u64,
     /// `oom_reaper: reaped process` lines yielded.
     pub reaped: u64,

@@ -5,16 +5,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use oomtrace_klog::{LogLine, Parsed, ReportParser, report::OomReport};
+use oomtrace_klog::{Caller, LogLine, Parsed, ReportParser, report::OomReport};
 
-/// The lines of a fixture file: `# ` lines at the top (its source note) dropped; a syslog prefix
-/// (`May 15 23:09:30 host kernel: `) and a `[  12.345678]` stamp stripped, the stamp kept as
-/// `since_boot`. Only as much prefix handling as the fixtures need: the real sources are
-/// oomtrace-klog's `source` modules.
+/// The lines of a fixture file: `# ` lines (source notes) dropped; a syslog prefix
+/// (`May 15 23:09:30 host kernel: `), a `[  12.345678]` stamp (kept as `since_boot`), a
+/// `dmesg -T` stamp and a `CONFIG_PRINTK_CALLER` `[ T123]` (kept as `caller`) stripped. Only as
+/// much prefix handling as the fixtures need: the real sources are oomtrace-klog's `source`
+/// modules.
 pub fn fixture(name: &str) -> Vec<LogLine> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    text.lines().skip_while(|line| line.starts_with('#')).map(log_line).collect()
+    text.lines().filter(|line| !line.starts_with("# ")).map(log_line).collect()
 }
 
 /// One fixture line as a source would deliver it.
@@ -24,15 +25,45 @@ pub fn log_line(raw: &str) -> LogLine {
         None => raw,
     };
     let (since_boot, message) = stamp(message);
-    LogLine { message: message.to_owned(), since_boot, ..LogLine::default() }
+    let message = wall_stamp(message);
+    let (caller, message) = caller(message);
+    LogLine { message: message.to_owned(), since_boot, caller, ..LogLine::default() }
+}
+
+/// Strips a `dmesg -T` stamp (`[Sun Jun 29 15:57:11 2025] `).
+fn wall_stamp(message: &str) -> &str {
+    match message.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+        Some((stamp, rest)) if stamp.contains(':') && stamp.chars().any(|c| c.is_ascii_alphabetic()) => rest,
+        _ => message,
+    }
+}
+
+/// Splits a `CONFIG_PRINTK_CALLER` prefix (`[ T6736] `, `[   T55]`, `[  C1]`) off a message.
+fn caller(message: &str) -> (Option<Caller>, &str) {
+    let Some((inside, rest)) = message.strip_prefix('[').and_then(|rest| rest.split_once(']')) else {
+        return (None, message);
+    };
+    let inside = inside.trim_start();
+    let parsed = match inside.split_at_checked(1) {
+        Some(("T", pid)) => pid.parse().ok().map(Caller::Task),
+        Some(("C", cpu)) => cpu.parse().ok().map(Caller::Cpu),
+        _ => None,
+    };
+    match parsed {
+        Some(caller) => (Some(caller), rest.strip_prefix(' ').unwrap_or(rest)),
+        None => (None, message),
+    }
 }
 
 /// Splits a `[  12.345678] ` stamp off a message.
 fn stamp(message: &str) -> (Option<Duration>, &str) {
     let Some(rest) = message.strip_prefix('[') else { return (None, message) };
-    let Some((stamp, rest)) = rest.split_once("] ") else { return (None, message) };
+    let Some((stamp, rest)) = rest.split_once(']') else { return (None, message) };
+    if !stamp.contains('.') {
+        return (None, message); // a task-table row (`[ 1234]`), not a time stamp
+    }
     match stamp.trim().parse::<f64>() {
-        Ok(seconds) => (Some(Duration::from_secs_f64(seconds)), rest),
+        Ok(seconds) => (Some(Duration::from_secs_f64(seconds)), rest.strip_prefix(' ').unwrap_or(rest)),
         Err(_) => (None, message),
     }
 }

@@ -11,6 +11,8 @@ use serde::Deserialize;
 /// One OOM event.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Event {
+    /// RFC 3339; absent only for a kernel-log event from a log without wall-clock times.
+    pub time: Option<String>,
     /// `ebpf` or `kernel_log`.
     pub source: String,
     pub kernel_log: Option<KernelLog>,

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod enrich;
 pub mod event;
 pub mod export;
+pub mod history;
 pub mod host;
 pub mod join;
 pub mod kernel;

@@ -20,11 +20,11 @@ use crate::{
         decode::{DecodeContext, DecodeError, decode},
     },
     history::live_cgroup_id,
+    host::node_name,
     join::{
         LogPosition,
         side::{KernelLogMode, LogSide},
     },
-    host::node_name,
     kernel::{self, privileges::Privileges},
     probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
 };
@@ -239,7 +239,9 @@ impl Pipeline {
             if event.source == EventSource::KernelLog {
                 self.kernel_log_events += 1;
                 if let Some(root) = self.cgroups.hierarchy().map(|h| h.root().to_path_buf()) {
-                    for cgroup in event.victim_cgroup.iter_mut().chain(event.oom_cgroup.iter_mut().map(|o| &mut o.cgroup)) {
+                    for cgroup in
+                        event.victim_cgroup.iter_mut().chain(event.oom_cgroup.iter_mut().map(|o| &mut o.cgroup))
+                    {
                         cgroup.id = cgroup.path.as_deref().and_then(|p| live_cgroup_id(&root, p)).unwrap_or(0);
                     }
                 }
@@ -329,10 +331,8 @@ async fn read_records(
     pending: &mut VecDeque<Result<OomEvent, DecodeError>>,
     decode_cx: DecodeContext,
 ) -> anyhow::Result<()> {
-    reader
-        .read_batch(|bytes| pending.push_back(decode(bytes, &decode_cx)))
-        .await
-        .context("reading the ring buffer")
+    reader.read_batch(|bytes| pending.push_back(decode(bytes, &decode_cx))).await.context("reading the ring buffer")?;
+    Ok(())
 }
 
 /// Reads the next lines of the kernel log (the `select!` branch; only

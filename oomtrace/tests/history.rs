@@ -159,7 +159,7 @@ fn a_saved_log_and_stdin_give_the_same_victims() -> Result<()> {
 fn live_events_carry_the_kernel_report_and_it_is_no_second_event() -> Result<()> {
     let parent = MemCgroup::create(&unique("history-join"), Some(LIMIT))?;
     let web = parent.child("web", None)?;
-    let tracer = live(&["-o", "json", "--cgroup", &parent.path])?;
+    let tracer = live(&["--cgroup", &parent.path])?;
     let pid = web.oom_kill_hog(HOG)?;
     let event = tracer.expect_event(EVENT_TIMEOUT)?;
     assert_eq!(event.victim.pid, pid, "{event}");

@@ -132,9 +132,7 @@ fn unreported_now(counted: u64, reported: u64, now: Instant, unsettled: &mut Opt
         return Some(0);
     }
     match *unsettled {
-        Some((value, since)) if value <= unreported => {
-            (now.duration_since(since) >= SETTLE).then_some(value)
-        }
+        Some((value, since)) if value <= unreported => (now.duration_since(since) >= SETTLE).then_some(value),
         _ => {
             *unsettled = Some((unreported, now));
             None

@@ -23,8 +23,8 @@ use crate::{
         otlp::{self, OtlpExporter},
         prometheus::{ExporterTotals, Metrics},
     },
-    output::{EventWriter as _, json::JsonWriter},
     join::side::KernelLogMode,
+    output::{EventWriter as _, json::JsonWriter},
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
     probe::{AttachPlan, DEFAULT_RING_BYTES},
 };

@@ -31,6 +31,6 @@ mod tests {
         assert_eq!(parse("2025-11-29 10:00:00", now).ok(), Some(at));
         assert_eq!(parse("2025-11-29T10:00:00Z", now).ok(), Some(at));
         assert!(parse("yesterday-ish", now).is_err());
-        assert!(parse("100000000h", now).is_err());
+        assert!(parse("18446744073709551615s", now).is_err(), "before any representable time");
     }
 }

@@ -11,6 +11,7 @@
 //! - a report no live event claims within `grace` is a kill the probes did not
 //!   see (before they attached: a past kill; or lost) and goes out as an event
 //!   of its own, `source: kernel_log`.
+//!
 //! The log position of the last kill accounted for is what the daemon keeps
 //! in its state file, so that a restart reports each kill once.
 

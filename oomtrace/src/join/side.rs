@@ -11,10 +11,7 @@ use super::{
 };
 use crate::{
     event::OomEvent,
-    history::{
-        collect::Collector,
-        convert::LogClock,
-    },
+    history::{collect::Collector, convert::LogClock},
     kernel,
     klog::boot::BootClock,
 };

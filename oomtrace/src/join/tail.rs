@@ -21,7 +21,7 @@ use crate::{
 /// How often syslog(2) is read while a live event waits for its report.
 pub const SYSLOG_POLL_FAST: Duration = Duration::from_millis(20);
 /// How often otherwise (kills the probes missed still show up).
-pub const SYSLOG_POLL_IDLE: Duration = Duration::from_secs(2);
+pub const SYSLOG_POLL_IDLE: Duration = Duration::from_secs(5);
 
 pub enum LogTail {
     Kmsg(KmsgFollower),
@@ -37,7 +37,9 @@ pub struct SyslogTail {
 
 /// Why the kernel log cannot be read while tracing.
 #[derive(Debug, thiserror::Error)]
-#[error("the kernel log is not readable ({kmsg}; {syslog}): events carry no kernel report and past kills are not reported")]
+#[error(
+    "the kernel log is not readable ({kmsg}; {syslog}): events carry no kernel report and past kills are not reported"
+)]
 pub struct TailError {
     kmsg: KmsgError,
     syslog: syslog::SyslogError,

@@ -17,13 +17,28 @@ use tracing::warn;
 pub const DEFAULT_STATE_DIR: &str = "/run/oomtrace";
 const STATE_FILE_NAME: &str = "kmsg-position.json";
 
-/// Where the daemon stands in the kernel log.
+/// Where the daemon stands in the kernel log, and how many kills of this boot it reported.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KmsgPosition {
-    /// The boot the sequence number belongs to ([`super::boot::boot_id`]'s spelling).
+pub struct DaemonState {
+    /// The boot the position belongs to ([`super::boot::boot_id`]'s spelling).
     pub boot_id: String,
-    /// The last record reported (records up to and including it are done).
-    pub last_seq: u64,
+    /// The /dev/kmsg sequence number of the last kill line accounted for (read through
+    /// syslog(2), the log has none).
+    #[serde(default)]
+    pub last_seq: Option<u64>,
+    /// Its kernel timestamp, µs since boot (kill lines up to it are done).
+    #[serde(default)]
+    pub since_boot_us: u64,
+    /// OOM kills of this boot reported by the daemon's runs so far (live or from the log).
+    #[serde(default)]
+    pub reported: u64,
+}
+
+impl DaemonState {
+    /// Nothing reported yet in this boot.
+    pub fn new(boot_id: String) -> Self {
+        Self { boot_id, last_seq: None, since_boot_us: 0, reported: 0 }
+    }
 }
 
 /// Where to start reading /dev/kmsg.
@@ -76,7 +91,7 @@ impl StateFile {
     }
 
     /// The saved position: `Ok(None)` when there is no file.
-    pub fn load(&self) -> Result<Option<KmsgPosition>, StateError> {
+    pub fn load(&self) -> Result<Option<DaemonState>, StateError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -86,7 +101,7 @@ impl StateFile {
             Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
         };
         let corrupt = |reason: String| StateError::Corrupt { path: self.path.clone(), reason };
-        let position: KmsgPosition = serde_json::from_str(&text).map_err(|error| corrupt(error.to_string()))?;
+        let position: DaemonState = serde_json::from_str(&text).map_err(|error| corrupt(error.to_string()))?;
         if position.boot_id.is_empty() {
             return Err(corrupt("empty boot_id".to_owned()));
         }
@@ -97,7 +112,10 @@ impl StateFile {
     /// reported (a warning, and the reason in the result) and the whole boot is read.
     pub fn resume_from(&self, boot_id: &str) -> ResumeFrom {
         match self.load() {
-            Ok(Some(position)) if position.boot_id == boot_id => ResumeFrom::AfterSeq(position.last_seq),
+            Ok(Some(DaemonState { boot_id: saved, last_seq: Some(seq), .. })) if saved == boot_id => {
+                ResumeFrom::AfterSeq(seq)
+            }
+            Ok(Some(position)) if position.boot_id == boot_id => ResumeFrom::StartOfBoot(StartReason::NoState),
             Ok(Some(_)) => ResumeFrom::StartOfBoot(StartReason::OtherBoot),
             Ok(None) => ResumeFrom::StartOfBoot(StartReason::NoState),
             Err(error) => {
@@ -110,7 +128,7 @@ impl StateFile {
     /// Saves `position` atomically: a temporary file in the same directory, flushed to disk,
     /// renamed over the old one, and the directory synced, so a crash leaves either the old
     /// or the new position, never a torn file.
-    pub fn save(&self, position: &KmsgPosition) -> Result<(), StateError> {
+    pub fn save(&self, position: &DaemonState) -> Result<(), StateError> {
         let write_error = |source| StateError::Write { path: self.path.clone(), dir: self.dir.clone(), source };
         fs::create_dir_all(&self.dir).map_err(write_error)?;
         let temporary = self.dir.join(format!(".{STATE_FILE_NAME}.{}.tmp", std::process::id()));
@@ -124,7 +142,7 @@ impl StateFile {
     }
 }
 
-fn write_synced(path: &Path, position: &KmsgPosition) -> io::Result<()> {
+fn write_synced(path: &Path, position: &DaemonState) -> io::Result<()> {
     let mut file = File::create(path)?;
     serde_json::to_writer(&mut file, position)?;
     file.write_all(b"\n")?;
@@ -149,12 +167,12 @@ mod tests {
         let dir = scratch("round-trip");
         let state = StateFile::in_dir(dir.join("nested"));
         assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::NoState));
-        let position = KmsgPosition { boot_id: BOOT.to_owned(), last_seq: 110_942 };
+        let position = DaemonState { last_seq: Some(110_942), ..DaemonState::new(BOOT.to_owned()) };
         state.save(&position).unwrap();
         assert_eq!(state.load().unwrap(), Some(position.clone()));
         assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(110_942));
         // A second save replaces the first and leaves no temporary file behind.
-        state.save(&KmsgPosition { last_seq: 110_943, ..position }).unwrap();
+        state.save(&DaemonState { last_seq: Some(110_943), ..position }).unwrap();
         assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(110_943));
         let names: Vec<_> = fs::read_dir(dir.join("nested")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, [STATE_FILE_NAME]);
@@ -165,7 +183,9 @@ mod tests {
     fn another_boots_position_means_this_boot_from_its_start() {
         let dir = scratch("other-boot");
         let state = StateFile::in_dir(&dir);
-        state.save(&KmsgPosition { boot_id: "0123456789abcdef0123456789abcdef".to_owned(), last_seq: 5 }).unwrap();
+        state
+            .save(&DaemonState { last_seq: Some(5), ..DaemonState::new("0123456789abcdef0123456789abcdef".to_owned()) })
+            .unwrap();
         assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::OtherBoot));
         fs::remove_dir_all(dir).unwrap();
     }
@@ -184,7 +204,7 @@ mod tests {
         }
         fs::write(state.path(), [0xff, 0xfe, b'{']).unwrap();
         assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::Corrupt), "not UTF-8");
-        state.save(&KmsgPosition { boot_id: BOOT.to_owned(), last_seq: 7 }).unwrap();
+        state.save(&DaemonState { last_seq: Some(7), ..DaemonState::new(BOOT.to_owned()) }).unwrap();
         assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(7));
         fs::remove_dir_all(dir).unwrap();
     }
@@ -193,7 +213,9 @@ mod tests {
     fn an_unwritable_directory_is_an_error_naming_it() {
         let dir = scratch("unwritable");
         fs::write(&dir, "a file where the directory should be").unwrap();
-        let error = StateFile::in_dir(&dir).save(&KmsgPosition { boot_id: BOOT.to_owned(), last_seq: 1 }).unwrap_err();
+        let error = StateFile::in_dir(&dir)
+            .save(&DaemonState { last_seq: Some(1), ..DaemonState::new(BOOT.to_owned()) })
+            .unwrap_err();
         assert!(matches!(error, StateError::Write { .. }));
         assert!(error.to_string().contains(&dir.display().to_string()), "{error}");
         fs::remove_file(dir).unwrap();

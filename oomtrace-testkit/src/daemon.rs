@@ -63,6 +63,11 @@ impl Daemon {
         live::expect_event(&self.tracer, timeout)
     }
 
+    /// Every event the daemon prints until none came for `quiet`.
+    pub fn drain(&self, quiet: Duration) -> Vec<Event> {
+        std::iter::from_fn(|| self.expect_event(quiet).ok()).collect()
+    }
+
     /// The sum of the samples of metric `name` on /metrics (those with
     /// `label` when given).
     pub fn metric(&self, name: &str, label: Option<(&str, &str)>) -> Result<f64> {

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         trial!(a_collector_outage_is_survived_counted_and_caught_up, Need::Observability),
         trial!(sigterm_flushes_what_is_queued, Need::Observability),
         trial!(a_malformed_config_is_a_clear_error),
+        trial!(a_kill_while_the_daemon_was_down_is_reported_once_at_restart, Need::Root),
     ])
 }
 
@@ -236,5 +237,47 @@ fn a_malformed_config_is_a_clear_error() -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("metrics_adress") && stderr.contains(&*path.to_string_lossy()), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}
+
+/// Past kills from the kernel log, exactly once across restarts: the daemon
+/// keeps its position in the log (and the kills it reported) in --state-dir.
+/// A kill made while it is down comes at the next start as a `kernel_log`
+/// event, is counted apart from live kills, and comes at no later start; no
+/// kill the first run reported is reported again.
+fn a_kill_while_the_daemon_was_down_is_reported_once_at_restart() -> Result<()> {
+    let state = std::env::temp_dir().join(unique("daemon-state"));
+    let state_arg = state.display().to_string();
+    let args = ["--state-dir", state_arg.as_str()];
+    // Past kills of this boot come ~2 s after start (no live event claims
+    // them); the state is saved every second and on SIGTERM.
+    let quiet = Duration::from_secs(4);
+    let first = Daemon::start(oomtrace(), Vec::new(), &args)?;
+    let first_pids: Vec<u32> = first.drain(quiet).iter().map(|e| e.victim.pid).collect();
+    first.terminate()?;
+
+    let cgroup = MemCgroup::create(&unique("while-down"), Some(LIMIT))?;
+    let pid = cgroup.oom_kill_hog(256 * MIB)?;
+
+    let second = Daemon::start(oomtrace(), Vec::new(), &args)?;
+    let events = second.drain(quiet);
+    let ours: Vec<_> = events.iter().filter(|e| e.victim.pid == pid).collect();
+    assert_eq!(ours.len(), 1, "the kill while down, once: {events:#?}");
+    let event = ours[0];
+    assert_eq!(event.source, "kernel_log", "{event}");
+    assert_eq!(event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()), Some(cgroup.path.as_str()), "{event}");
+    assert_eq!(event.oom_cgroup.as_ref().and_then(|c| c.limit_bytes), Some(LIMIT), "{event}");
+    let again: Vec<_> =
+        events.iter().filter(|e| e.source == "kernel_log" && first_pids.contains(&e.victim.pid)).collect();
+    assert!(again.is_empty(), "kills the first run reported, reported again: {again:#?}");
+    assert!(second.metric("oomtrace_kernel_log_oom_kills_total", None)? >= 1.0);
+    assert!(second.metric("oomtrace_kernel_oom_kills", None)? >= 1.0);
+    second.terminate()?;
+
+    let third = Daemon::start(oomtrace(), Vec::new(), &args)?;
+    let events = third.drain(quiet);
+    assert!(events.iter().all(|e| e.victim.pid != pid), "reported twice: {events:#?}");
+    third.terminate()?;
+    std::fs::remove_dir_all(&state)?;
     Ok(())
 }

@@ -104,9 +104,10 @@ impl Account {
         }
         match oom_count::oom_kills_since_boot() {
             Ok(counted) => {
+                metrics.update_kernel_count(counted);
                 let now = unreported_now(counted, reported, Instant::now(), &mut self.unsettled);
                 let Some(unreported) = now else { return };
-                metrics.update_kernel_count(counted, unreported);
+                metrics.update_unreported(unreported);
                 if unreported > self.warned_unreported {
                     tracing::warn!(
                         kernel_counted = counted,

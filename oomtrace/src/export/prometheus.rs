@@ -214,10 +214,13 @@ impl Metrics {
         }
     }
 
-    /// The kernel's count of kills since boot, and how many of them no event
-    /// reported.
-    pub fn update_kernel_count(&self, counted: u64, unreported: u64) {
+    /// The kernel's count of kills since boot.
+    pub fn update_kernel_count(&self, counted: u64) {
         self.kernel_kills.set(i64::try_from(counted).unwrap_or(i64::MAX));
+    }
+
+    /// How many of the kernel's kills since boot no event reported.
+    pub fn update_unreported(&self, unreported: u64) {
         self.unreported.set(i64::try_from(unreported).unwrap_or(i64::MAX));
     }
 

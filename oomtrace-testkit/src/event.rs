@@ -66,7 +66,8 @@ pub struct Victim {
 #[derive(Clone, Debug, Deserialize)]
 pub struct Trigger {
     pub pid: u32,
-    pub tgid: u32,
+    /// Absent for a kernel-log event.
+    pub tgid: Option<u32>,
     pub comm: String,
 }
 

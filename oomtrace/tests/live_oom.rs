@@ -352,7 +352,7 @@ fn global_oom_names_the_victim_and_no_memcg() -> Result<()> {
     assert_matches_dmesg(&event, pid)?;
     assert_eq!(event.scope.as_deref(), Some("global"), "{event}");
     assert!(event.oom_cgroup.is_none(), "a global OOM has no OOMing memcg: {event}");
-    assert_eq!(event.trigger().tgid, pid, "{event}");
+    assert_eq!(event.trigger().tgid, Some(pid), "{event}");
     assert_eq!(event.killed, Some(true), "{event}");
     if event.scope_source.as_deref() == Some("oom_control") {
         // totalpages of a global OOM is RAM plus swap, in pages.

@@ -170,7 +170,11 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         chosen_points: has_context.then_some(raw.chosen_points),
         gfp_mask: has_context.then(|| format!("{:#x}", raw.gfp_mask)),
         order: has_context.then_some(raw.order),
-        trigger: Some(Trigger { pid: raw.trigger_pid, tgid: raw.trigger_tgid, comm: c_string(&raw.trigger_comm) }),
+        trigger: Some(Trigger {
+            pid: raw.trigger_pid,
+            tgid: Some(raw.trigger_tgid),
+            comm: c_string(&raw.trigger_comm),
+        }),
         kernel_report: None,
         node: None,
         workload: None,

@@ -128,7 +128,9 @@ impl Victim {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Trigger {
     pub pid: u32,
-    pub tgid: u32,
+    /// Absent for a kernel-log event: the report prints the thread's pid only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tgid: Option<u32>,
     pub comm: String,
 }
 

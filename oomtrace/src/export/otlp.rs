@@ -176,7 +176,10 @@ impl OtlpExporter {
         let metric_attributes: Vec<KeyValue> = attributes
             .iter()
             .filter(|kv| {
-                matches!(kv.key.as_str(), "k8s.namespace.name" | "k8s.pod.name" | "k8s.container.name" | "oom.scope")
+                matches!(
+                    kv.key.as_str(),
+                    "k8s.namespace.name" | "k8s.pod.name" | "k8s.container.name" | "oom.scope" | "oom.source"
+                )
             })
             .cloned()
             .collect();
@@ -339,7 +342,7 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     };
     int("process.pid", Some(u64::from(event.victim.tgid.unwrap_or(event.victim.pid))));
     int("thread.id", Some(u64::from(event.victim.pid)));
-    int("oom.trigger.pid", event.trigger.as_ref().map(|t| u64::from(t.tgid)));
+    int("oom.trigger.pid", event.trigger.as_ref().map(|t| u64::from(t.tgid.unwrap_or(t.pid))));
     int("oom.memcg.usage_bytes", event.oom_cgroup.as_ref().and_then(|c| c.usage_bytes));
     int("oom.memcg.limit_bytes", event.oom_cgroup.as_ref().and_then(|c| c.limit_bytes));
     int("oom.victim.total_vm_bytes", event.victim.total_vm_kb.map(|kb| kb * 1024));

@@ -48,10 +48,12 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
         _ => None,
     };
     let header = report.header.as_ref();
-    let trigger = header.map(|h| Trigger {
-        pid: report.cpu.as_ref().map_or(0, |c| c.pid),
-        tgid: report.cpu.as_ref().map_or(0, |c| c.pid),
-        comm: h.trigger_comm.clone(),
+    // The `CPU: … PID: … Comm: …` line gives the trigger's pid (the thread's);
+    // without it the trigger is not known.
+    let trigger = report.cpu.as_ref().map(|cpu| Trigger {
+        pid: cpu.pid,
+        tgid: None,
+        comm: header.map_or_else(|| cpu.comm.clone(), |h| h.trigger_comm.clone()),
     });
     // The report ends with its kill line.
     let line = &report.last;
@@ -181,4 +183,110 @@ pub fn kernel_report(report: &OomReport, page_size: u64) -> KernelReport {
 
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_micros(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use oomtrace_klog::{LogLine, report::Parsed, report::ReportParser};
+
+    use super::*;
+
+    const PAGE: u64 = 4096;
+
+    /// Parses `dmesg`-style lines (`[seconds] message`) into reports.
+    fn reports(text: &str) -> Vec<OomReport> {
+        let mut parser = ReportParser::new();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let (stamp, message) = line.trim_start_matches('[').split_once("] ").expect("[stamp] message");
+            let since_boot = Duration::from_secs_f64(stamp.trim().parse().expect("stamp"));
+            let line = LogLine { message: message.to_owned(), since_boot: Some(since_boot), ..LogLine::default() };
+            parser.push(&line, &mut out);
+        }
+        parser.finish(&mut out);
+        out.into_iter()
+            .filter_map(|p| match p {
+                Parsed::Report(r) => Some(*r),
+                Parsed::Reaped(_) => None,
+            })
+            .collect()
+    }
+
+    fn clock() -> LogClock {
+        LogClock { boot_wall: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_410_400)), page_size: PAGE }
+    }
+
+    // This host's kernel (6.18, cgroup v1), trimmed: a memcg kill with its whole report.
+    const FULL: &str = "\
+[  100.000001] dd invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+[  100.000002] CPU: 1 UID: 0 PID: 20689 Comm: dd Not tainted 6.18.0 #1 PREEMPT(voluntary)
+[  100.000003] memory: usage 65536kB, limit 65536kB, failcnt 17
+[  100.000004] Memory cgroup stats for /shop:
+[  100.000005] rss 66895872
+[  100.000006] shmem 0
+[  100.000007] Tasks state (memory values in pages):
+[  100.000008] [  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name
+[  100.000009] [  20680]     0 20680     1000      100      90       10         0    45056        0             0 sh
+[  100.000010] [  20689]     0 20689    66280    16730    16320      410         0   180224        0             0 dd
+[  100.000011] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/shop,task_memcg=/shop/api,task=dd,pid=20689,uid=0
+[  100.000012] Memory cgroup out of memory: Killed process 20689 (dd) total-vm:265120kB, anon-rss:65280kB, file-rss:1620kB, shmem-rss:0kB, UID:0 pgtables:176kB oom_score_adj:0";
+
+    #[test]
+    fn a_full_report_gives_every_field_the_log_has_and_lists_the_rest() {
+        let reports = reports(FULL);
+        assert_eq!(reports.len(), 1);
+        let events = events(&reports[0], LogOrigin::File, &clock());
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(event.source, EventSource::KernelLog);
+        assert_eq!((event.victim.pid, event.victim.comm.as_deref()), (20689, Some("dd")));
+        assert_eq!((event.victim.anon_rss_kb, event.victim.file_rss_kb), (Some(65280), Some(1620)));
+        assert_eq!(event.scope, Some(Scope::Memcg));
+        assert_eq!(event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()), Some("/shop/api"));
+        let oom = event.oom_cgroup.as_ref().expect("oom_cgroup");
+        assert_eq!(oom.cgroup.path.as_deref(), Some("/shop"));
+        assert_eq!((oom.usage_bytes, oom.limit_bytes), (Some(64 << 20), Some(64 << 20)));
+        let trigger = event.trigger.as_ref().expect("trigger");
+        assert_eq!((trigger.pid, trigger.tgid, trigger.comm.as_str()), (20689, None, "dd"));
+        assert_eq!(event.gfp_mask.as_deref(), Some("0xcc0"));
+        assert_eq!(event.ktime_ns, Some(100_000_012_000));
+        assert_eq!(event.time.as_deref(), Some("2025-11-29T10:01:40.000012Z"));
+        let report = event.kernel_report.as_ref().expect("kernel_report");
+        assert_eq!(report.memory_stat.get("rss"), Some(&66_895_872));
+        assert_eq!(report.largest_tasks.first().map(|t| (t.pid, t.rss_kb)), Some((20689, 16730 * 4)));
+        assert_eq!(report.tasks_listed, Some(2));
+        for never in NEVER_IN_LOG {
+            assert!(event.unavailable.contains(&never), "{never}");
+        }
+        assert!(!event.unavailable.contains(&"trigger") && !event.unavailable.contains(&"time"));
+    }
+
+    #[test]
+    fn a_kill_line_alone_says_only_what_it_says() {
+        let line = "[  5.5] Out of memory: Killed process 7 (java) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, \
+                    shmem-rss:0kB, UID:1000 pgtables:12kB oom_score_adj:0";
+        let reports = reports(line);
+        let events = events(&reports[0], LogOrigin::Kmsg, &LogClock { boot_wall: None, page_size: PAGE });
+        let event = &events[0];
+        // "Out of memory:" is global, cpuset and mempolicy alike: not guessed.
+        assert_eq!(event.scope, Some(Scope::Unknown));
+        assert_eq!(event.scope_unknown_reason, Some(ScopeUnknownReason::NotInLog));
+        assert!(event.trigger.is_none() && event.victim_cgroup.is_none() && event.time.is_none());
+        assert_eq!(event.kernel_log.as_ref().map(|l| l.full_report), Some(false));
+        for missing in ["trigger", "victim_cgroup", "time", "gfp_mask", "kernel_report.memory_stat"] {
+            assert!(event.unavailable.contains(&missing), "{missing}: {:?}", event.unavailable);
+        }
+    }
+
+    #[test]
+    fn a_memcg_kill_line_alone_is_a_memcg_oom() {
+        let line = "[  5.5] Memory cgroup out of memory: Killed process 7 (java) total-vm:1000kB, anon-rss:900kB, \
+                    file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:12kB oom_score_adj:0";
+        let event = &events(&reports(line)[0], LogOrigin::Kmsg, &clock())[0];
+        assert_eq!(event.scope, Some(Scope::Memcg));
+        assert!(event.oom_cgroup.is_none(), "no line names the memcg");
+        assert!(event.unavailable.contains(&"oom_cgroup"));
+    }
 }

@@ -114,7 +114,7 @@ mod tests {
             chosen_points: None,
             gfp_mask: None,
             order: None,
-            trigger: Some(Trigger { pid: 7, tgid: 7, comm: "conmon".to_owned() }),
+            trigger: Some(Trigger { pid: 7, tgid: Some(7), comm: "conmon".to_owned() }),
             kernel_report: None,
             node: None,
             workload: Some(workload),

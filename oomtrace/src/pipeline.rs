@@ -62,6 +62,8 @@ pub struct PipelineStats {
     pub kernel_log_events: u64,
     /// Where the kernel log is accounted for (None: not read).
     pub log_position: Option<LogPosition>,
+    /// Kernel log lines that looked like part of an OOM report but were not understood.
+    pub kernel_log_unparsed: u64,
 }
 
 /// Whether [`Pipeline::run`] goes on after an event.
@@ -93,6 +95,8 @@ macro_rules! log_stats {
             context_missing = stats.context_missing,
             partially_attributed = stats.partially_attributed,
             cri_failures = stats.cri_failures,
+            kernel_log_events = stats.kernel_log_events,
+            kernel_log_unparsed = stats.kernel_log_unparsed,
             $message
         )
     }};
@@ -320,6 +324,7 @@ impl Pipeline {
             cri_failures: self.pods.stats.cri_failures,
             kernel_log_events: self.kernel_log_events,
             log_position: self.log_position(),
+            kernel_log_unparsed: self.log.as_ref().map_or(0, LogSide::unparsed),
         }
     }
 }

@@ -132,6 +132,11 @@ fn a_saved_log_and_stdin_give_the_same_victims() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     for (name, dmesg_args) in [("dmesg.txt", &[][..]), ("dmesg-T.txt", &["-T"][..])] {
         let out = Command::new("dmesg").args(dmesg_args).output().context("dmesg")?;
+        if !out.status.success() && !dmesg_args.is_empty() {
+            // busybox's dmesg (the VM guests') has no -T.
+            println!("dmesg {dmesg_args:?} is not supported here: {name} not checked");
+            continue;
+        }
         ensure!(out.status.success(), "dmesg {dmesg_args:?} failed");
         let path = dir.join(name);
         std::fs::write(&path, &out.stdout)?;

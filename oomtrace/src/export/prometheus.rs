@@ -66,6 +66,7 @@ pub struct Metrics {
     last_usage: Family<ContainerLabels, Gauge>,
     lost: Family<ReasonLabels, Counter>,
     unattributed: Counter,
+    log_unparsed: Counter,
     exporter_failures: Family<ExporterLabels, Counter>,
     exporter_dropped: Family<ExporterLabels, Counter>,
     probes: Family<ProbeLabels, Gauge>,
@@ -125,6 +126,12 @@ impl Metrics {
             "OOM events attributed from the cgroup path only (container runtime unreachable or unaware)",
             unattributed.clone(),
         );
+        let log_unparsed = Counter::default();
+        registry.register(
+            "kernel_log_unparsed",
+            "Kernel log lines that looked like part of an OOM report but were not understood",
+            log_unparsed.clone(),
+        );
         let exporter_failures = Family::<ExporterLabels, Counter>::default();
         registry.register("exporter_failures", "Failed export attempts, by exporter", exporter_failures.clone());
         let exporter_dropped = Family::<ExporterLabels, Counter>::default();
@@ -151,6 +158,7 @@ impl Metrics {
             last_usage,
             lost,
             unattributed,
+            log_unparsed,
             exporter_failures,
             exporter_dropped,
             probes,
@@ -235,6 +243,7 @@ impl Metrics {
             .get_or_create(&ReasonLabels { reason: "undecodable".to_owned() })
             .inc_by(delta(now.undecodable, seen.undecodable));
         self.unattributed.inc_by(delta(now.partially_attributed, seen.partially_attributed));
+        self.log_unparsed.inc_by(delta(now.kernel_log_unparsed, seen.kernel_log_unparsed));
         *seen = now;
     }
 

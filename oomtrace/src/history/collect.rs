@@ -49,6 +49,11 @@ impl Collector {
         self.drain(out);
     }
 
+    /// Lines that looked like part of an OOM report but were not understood, so far.
+    pub fn unparsed(&self) -> u64 {
+        self.parser.stats().unparsed
+    }
+
     /// A boundary no report continues across (a new boot in a saved log).
     pub fn boundary(&mut self, out: &mut Vec<OomEvent>) {
         self.parser.finish(&mut self.parsed);

@@ -135,6 +135,11 @@ impl LogSide {
         self.joiner.flush();
     }
 
+    /// Kernel log lines that looked like part of an OOM report but were not understood.
+    pub fn unparsed(&self) -> u64 {
+        self.collector.unparsed()
+    }
+
     pub fn position(&self) -> LogPosition {
         self.joiner.position()
     }

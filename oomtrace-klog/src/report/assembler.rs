@@ -80,8 +80,16 @@ const OOM_MARKERS: [&str; 8] = [
 
 /// Whether a line looks like the OOM killer's (drivers also say "Out of memory" inside their
 /// messages: only a line starting with it counts).
-fn looks_like_oom(text: &str) -> bool {
-    text.starts_with("Out of memory") || OOM_MARKERS.iter().any(|marker| text.contains(marker))
+fn looks_like_oom(text: &str, anchored: bool) -> bool {
+    text.starts_with("Out of memory") || (anchored && OOM_MARKERS.iter().any(|marker| text.contains(marker)))
+}
+
+/// Whether the line has one of the three-byte pieces that every OOM-killer line found by searching
+/// (not by its start) contains: `oom`, `OOM`, `ill` (kill lines, `Task in … killed`), `emo`
+/// (`Memory cgroup …`). One pass over the bytes instead of a dozen substring searches on each of
+/// the many unrelated lines.
+fn has_anchor(text: &str) -> bool {
+    text.as_bytes().windows(3).any(|piece| matches!(piece, b"oom" | b"OOM" | b"ill" | b"emo"))
 }
 
 impl ReportParser {
@@ -118,10 +126,11 @@ impl ReportParser {
     }
 
     fn read(&mut self, text: &str, meta: LineMeta, out: &mut Vec<Parsed>) {
+        let anchored = has_anchor(text);
         if self.read_block_line(text, meta) {
             return;
         }
-        if !self.read_report_line(text, meta, out) && looks_like_oom(text) {
+        if !self.read_report_line(text, anchored, meta, out) && looks_like_oom(text, anchored) {
             self.not_understood(text);
         }
     }
@@ -157,8 +166,10 @@ impl ReportParser {
     }
 
     /// Every other report line; `true` when the line was understood (or deliberately skipped).
-    fn read_report_line(&mut self, text: &str, meta: LineMeta, out: &mut Vec<Parsed>) -> bool {
-        if let Some(parsed) = header::is_header(text).then(|| header::parse_header(text)) {
+    ///
+    /// Lines without an anchor ([`has_anchor`]) skip the checks that search the whole line.
+    fn read_report_line(&mut self, text: &str, anchored: bool, meta: LineMeta, out: &mut Vec<Parsed>) -> bool {
+        if let Some(parsed) = (anchored && header::is_header(text)).then(|| header::parse_header(text)) {
             let Some(parsed) = parsed else { return false };
             self.flush(meta.caller, out);
             self.oom_group = None;
@@ -176,10 +187,10 @@ impl ReportParser {
             }
             return self.read_aside(text);
         }
-        if self.read_aside(text) {
+        if anchored && self.read_aside(text) {
             return true;
         }
-        if kill::is_killed(text) {
+        if anchored && kill::is_killed(text) {
             let Some(killed) = kill::parse_killed(text) else { return false };
             let group = self.oom_group.take();
             let Some(building) = self.attach(Stage::Killed, meta, out) else { return true };
@@ -195,7 +206,7 @@ impl ReportParser {
             self.flush(meta.caller, out);
             return true;
         }
-        if let Some(no_kill) = kill::parse_no_kill(text) {
+        if let Some(no_kill) = anchored.then(|| kill::parse_no_kill(text)).flatten() {
             // The victim line names a victim: a report even alone. The other two only end the
             // report in progress.
             if let kill::NoKill::VictimExiting { .. } = no_kill {
@@ -209,7 +220,7 @@ impl ReportParser {
             self.flush(meta.caller, out);
             return true;
         }
-        if kill::is_selected(text) {
+        if anchored && kill::is_selected(text) {
             let Some(selected) = kill::parse_selected(text) else { return false };
             self.oom_group = None;
             if let Some(building) = self.attach(Stage::Selected, meta, out) {
@@ -229,7 +240,7 @@ impl ReportParser {
             self.oom_group = Some((memcg.to_owned(), meta.caller));
             return true;
         }
-        if memcg::is_task_in(text) {
+        if anchored && memcg::is_task_in(text) {
             let Some(task_in) = memcg::parse_task_in(text) else { return false };
             if let Some(building) = self.attach(Stage::TaskIn, meta, out) {
                 building.report.task_in = Some(task_in);
@@ -345,21 +356,24 @@ impl ReportParser {
         });
         // The report being added to goes last: the oldest, first, is the one given up past MAX_OPEN.
         let building = match continuing {
-            Some(index) => self.open.remove(index),
+            Some(index) if index + 1 == self.open.len() => None,
+            Some(index) => Some(self.open.remove(index)),
             None => {
                 self.flush(meta.caller, out);
                 if self.open.len() >= MAX_OPEN {
                     self.flush_at(0, out);
                 }
-                Building {
+                Some(Building {
                     report: OomReport { first: meta, ..OomReport::default() },
                     stage,
                     block: Block::None,
                     caller: meta.caller,
-                }
+                })
             }
         };
-        self.open.push(building);
+        if let Some(building) = building {
+            self.open.push(building);
+        }
         let building = self.open.last_mut()?;
         building.stage = stage;
         building.block = Block::None;

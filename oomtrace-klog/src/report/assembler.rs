@@ -13,14 +13,15 @@ use super::{LineMeta, OomReport, ParseStats, Parsed, UNPARSED_EXAMPLES, header, 
 /// A report ends at its kill line. It is cut short when a line of an earlier part of a report
 /// comes after a later part (e.g. a new header, or a second summary line). Unrelated lines in
 /// between are skipped. With `CONFIG_PRINTK_CALLER`, each printing task has its own report in
-/// progress, so that reports printed at the same time (memcg OOMs in different hierarchies before
-/// 4.x serialised them) are told apart and another task's lines never end up in a report.
+/// progress, so that reports printed at the same time (before 4.2's global `oom_lock`, OOMs of
+/// different memcgs could print at once) come apart and another task's lines never end up in a
+/// report.
 ///
 /// Cloning it copies the reports in progress (a caller can try what-ifs on a copy).
 #[derive(Clone, Debug, Default)]
 pub struct ReportParser {
-    /// Reports in progress, oldest first: one without `CONFIG_PRINTK_CALLER`, else one per task
-    /// (at most [`MAX_OPEN`]).
+    /// Reports in progress, the one added to last at the end: one without `CONFIG_PRINTK_CALLER`,
+    /// else one per printing task (at most [`MAX_OPEN`]; past that the first is given up).
     open: Vec<Building>,
     /// After `Tasks in <memcg> are going to be killed due to memory.oom.group set`.
     oom_group: Option<(String, Option<Caller>)>,

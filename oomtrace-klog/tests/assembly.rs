@@ -294,6 +294,8 @@ fn every_line_split_anywhere() {
         "centos7-3.10-dmesg-grep-kill.txt",
         "published-kill-lines.txt",
         "ubuntu-6.8-aws-global-dmesg-T.txt",
+        "host-6.18-trigger-not-victim.txt",
+        "host-6.18-cgroup-v1-dmesg.txt",
     ] {
         let stream = fixture(name);
         let mut before = ReportParser::new();

@@ -63,6 +63,13 @@ struct Building {
     caller: Option<Caller>,
 }
 
+/// Bounds on one report, far above what kernels print (a global OOM's task table lists every
+/// process; memory.stat has about a hundred entries): past them lines are counted in
+/// [`ParseStats::dropped_lines`], not kept.
+const MAX_TASK_ROWS: usize = 100_000;
+const MAX_STAT_VALUES: usize = 1_024;
+const MAX_DESCENDANT_STATS: usize = 4_096;
+
 /// How many reports may be in progress at once (one per printing task); past that the oldest is
 /// yielded as it is.
 const MAX_OPEN: usize = 8;
@@ -144,7 +151,11 @@ impl ReportParser {
             Block::Stats => {
                 let Some((name, value)) = memcg::parse_stat_entry(text) else { return false };
                 if let Some(stat) = building.report.memcg_stat.as_mut() {
-                    stat.values.insert(name.to_owned(), value);
+                    if stat.values.len() < MAX_STAT_VALUES || stat.values.contains_key(name) {
+                        stat.values.insert(name.to_owned(), value);
+                    } else {
+                        self.stats.dropped_lines += 1;
+                    }
                     building.report.last = meta;
                 }
                 true
@@ -154,10 +165,11 @@ impl ReportParser {
                     return false;
                 }
                 match tasks::parse_row(text, columns) {
-                    Some(row) => {
+                    Some(row) if building.report.tasks.len() < MAX_TASK_ROWS => {
                         building.report.tasks.push(row);
                         building.report.last = meta;
                     }
+                    Some(_) => self.stats.dropped_lines += 1,
                     None => self.not_understood(text),
                 }
                 true
@@ -313,14 +325,18 @@ impl ReportParser {
         }
         let lines = stat.format == memcg::StatFormat::Lines;
         let Some(building) = self.attach(Stage::Stats, meta, out) else { return true };
-        if descendant {
+        let mut dropped = false;
+        if !descendant {
+            building.report.memcg_stat = Some(stat);
+        } else if building.report.memcg_stat_descendants.len() < MAX_DESCENDANT_STATS {
             building.report.memcg_stat_descendants.push(stat);
         } else {
-            building.report.memcg_stat = Some(stat);
+            dropped = true;
         }
         if lines {
             building.block = Block::Stats;
         }
+        self.stats.dropped_lines += u64::from(dropped);
         true
     }
 

@@ -215,6 +215,9 @@ pub struct ParseStats {
     /// Pieces of a report that had neither header nor summary nor kill line (e.g. the ring
     /// buffer starting mid-report): dropped.
     pub fragments: u64,
+    /// Report lines past the bounds on one report (100 000 task rows, 1 024 memory.stat entries,
+    /// 4 096 descendant memcgs' stats), not kept.
+    pub dropped_lines: u64,
     /// OOM-killer lines (`invoked oom-killer`, `Killed process`, `oom-kill:`, `oom_reaper:`, …)
     /// that did not parse.
     pub unparsed: u64,

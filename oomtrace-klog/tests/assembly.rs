@@ -294,6 +294,8 @@ fn every_line_split_anywhere() {
         "centos7-3.10-dmesg-grep-kill.txt",
         "published-kill-lines.txt",
         "ubuntu-6.8-aws-global-dmesg-T.txt",
+        "host-6.18-trigger-not-victim.txt",
+        "host-6.18-cgroup-v1-dmesg.txt",
     ] {
         let stream = fixture(name);
         let mut before = ReportParser::new();
@@ -439,4 +441,19 @@ fn reports_in_progress_are_bounded() {
     assert_eq!(reports(&out)[0].first.caller, Some(Caller::Task(1)));
     parser.finish(&mut out);
     assert_eq!(out.len(), 9);
+}
+
+/// One report cannot grow without bound: rows past the limit are counted, not kept.
+#[test]
+fn a_report_is_bounded() {
+    let mut stream = lines(&REPORT_6X[..14]);
+    for pid in 0..100_005u32 {
+        stream.push(msg(&format!(
+            "[{pid:7}]     0 {pid:5}    66280    20840    20416      424         0   212992        0             0 dd"
+        )));
+    }
+    stream.push(msg(REPORT_6X[16]));
+    let (parsed, parser) = parse(&stream);
+    assert_eq!(reports(&parsed)[0].tasks.len(), 100_000);
+    assert_eq!(parser.stats().dropped_lines, 5);
 }

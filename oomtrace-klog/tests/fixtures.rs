@@ -287,3 +287,19 @@ fn published_kill_lines() {
     let stats = parser.stats();
     assert_eq!((stats.reaped, stats.fragments, stats.unparsed, stats.reports_without_header), (3, 1, 0, 7));
 }
+
+/// A report made on this host for the fixture: the task that allocates (the trigger) is not the one
+/// killed (the largest in the memcg).
+#[test]
+fn host_trigger_is_not_the_victim() {
+    let (parsed, parser) = parse(&fixture("host-6.18-trigger-not-victim.txt"));
+    let reports = reports(&parsed);
+    assert_eq!((reports.len(), parser.stats().unparsed), (1, 0));
+    let report = reports[0];
+    assert_eq!((report.trigger_pid(), report.victim_pid()), (Some(18690), Some(18648)));
+    assert_eq!(report.tasks.iter().map(|task| task.pid).collect::<Vec<_>>(), [18648, 18690]);
+    let victim_row = report.tasks.iter().find(|task| Some(task.pid) == report.victim_pid()).expect("victim row");
+    assert_eq!((victim_row.rss_pages, victim_row.rss_anon_pages), (Some(15682), Some(13984)));
+    assert_eq!(report.memcg_stat.as_ref().and_then(|stat| stat.get("hierarchical_memory_limit")), Some(64 << 20));
+    assert_eq!(report.memcg_counters[0].limit_kb, 65536);
+}

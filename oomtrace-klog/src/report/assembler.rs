@@ -13,14 +13,15 @@ use super::{LineMeta, OomReport, ParseStats, Parsed, UNPARSED_EXAMPLES, header, 
 /// A report ends at its kill line. It is cut short when a line of an earlier part of a report
 /// comes after a later part (e.g. a new header, or a second summary line). Unrelated lines in
 /// between are skipped. With `CONFIG_PRINTK_CALLER`, each printing task has its own report in
-/// progress, so that reports printed at the same time (memcg OOMs in different hierarchies before
-/// 4.x serialised them) are told apart and another task's lines never end up in a report.
+/// progress, so that reports printed at the same time (before 4.2's global `oom_lock`, OOMs of
+/// different memcgs could print at once) come apart and another task's lines never end up in a
+/// report.
 ///
 /// Cloning it copies the reports in progress (a caller can try what-ifs on a copy).
 #[derive(Clone, Debug, Default)]
 pub struct ReportParser {
-    /// Reports in progress, oldest first: one without `CONFIG_PRINTK_CALLER`, else one per task
-    /// (at most [`MAX_OPEN`]).
+    /// Reports in progress, the one added to last at the end: one without `CONFIG_PRINTK_CALLER`,
+    /// else one per printing task (at most [`MAX_OPEN`]; past that the first is given up).
     open: Vec<Building>,
     /// After `Tasks in <memcg> are going to be killed due to memory.oom.group set`.
     oom_group: Option<(String, Option<Caller>)>,
@@ -62,6 +63,13 @@ struct Building {
     caller: Option<Caller>,
 }
 
+/// Bounds on one report, far above what kernels print (a global OOM's task table lists every
+/// process; memory.stat has about a hundred entries): past them lines are counted in
+/// [`ParseStats::dropped_lines`], not kept.
+const MAX_TASK_ROWS: usize = 100_000;
+const MAX_STAT_VALUES: usize = 1_024;
+const MAX_DESCENDANT_STATS: usize = 4_096;
+
 /// How many reports may be in progress at once (one per printing task); past that the oldest is
 /// yielded as it is.
 const MAX_OPEN: usize = 8;
@@ -80,8 +88,16 @@ const OOM_MARKERS: [&str; 8] = [
 
 /// Whether a line looks like the OOM killer's (drivers also say "Out of memory" inside their
 /// messages: only a line starting with it counts).
-fn looks_like_oom(text: &str) -> bool {
-    text.starts_with("Out of memory") || OOM_MARKERS.iter().any(|marker| text.contains(marker))
+fn looks_like_oom(text: &str, anchored: bool) -> bool {
+    text.starts_with("Out of memory") || (anchored && OOM_MARKERS.iter().any(|marker| text.contains(marker)))
+}
+
+/// Whether the line has one of the three-byte pieces that every OOM-killer line found by searching
+/// (not by its start) contains: `oom`, `OOM`, `ill` (kill lines, `Task in … killed`), `emo`
+/// (`Memory cgroup …`). One pass over the bytes instead of a dozen substring searches on each of
+/// the many unrelated lines.
+fn has_anchor(text: &str) -> bool {
+    text.as_bytes().windows(3).any(|piece| matches!(piece, b"oom" | b"OOM" | b"ill" | b"emo"))
 }
 
 impl ReportParser {
@@ -118,10 +134,11 @@ impl ReportParser {
     }
 
     fn read(&mut self, text: &str, meta: LineMeta, out: &mut Vec<Parsed>) {
+        let anchored = has_anchor(text);
         if self.read_block_line(text, meta) {
             return;
         }
-        if !self.read_report_line(text, meta, out) && looks_like_oom(text) {
+        if !self.read_report_line(text, anchored, meta, out) && looks_like_oom(text, anchored) {
             self.not_understood(text);
         }
     }
@@ -134,7 +151,11 @@ impl ReportParser {
             Block::Stats => {
                 let Some((name, value)) = memcg::parse_stat_entry(text) else { return false };
                 if let Some(stat) = building.report.memcg_stat.as_mut() {
-                    stat.values.insert(name.to_owned(), value);
+                    if stat.values.len() < MAX_STAT_VALUES || stat.values.contains_key(name) {
+                        stat.values.insert(name.to_owned(), value);
+                    } else {
+                        self.stats.dropped_lines += 1;
+                    }
                     building.report.last = meta;
                 }
                 true
@@ -144,10 +165,11 @@ impl ReportParser {
                     return false;
                 }
                 match tasks::parse_row(text, columns) {
-                    Some(row) => {
+                    Some(row) if building.report.tasks.len() < MAX_TASK_ROWS => {
                         building.report.tasks.push(row);
                         building.report.last = meta;
                     }
+                    Some(_) => self.stats.dropped_lines += 1,
                     None => self.not_understood(text),
                 }
                 true
@@ -157,8 +179,10 @@ impl ReportParser {
     }
 
     /// Every other report line; `true` when the line was understood (or deliberately skipped).
-    fn read_report_line(&mut self, text: &str, meta: LineMeta, out: &mut Vec<Parsed>) -> bool {
-        if let Some(parsed) = header::is_header(text).then(|| header::parse_header(text)) {
+    ///
+    /// Lines without an anchor ([`has_anchor`]) skip the checks that search the whole line.
+    fn read_report_line(&mut self, text: &str, anchored: bool, meta: LineMeta, out: &mut Vec<Parsed>) -> bool {
+        if let Some(parsed) = (anchored && header::is_header(text)).then(|| header::parse_header(text)) {
             let Some(parsed) = parsed else { return false };
             self.flush(meta.caller, out);
             self.oom_group = None;
@@ -176,10 +200,10 @@ impl ReportParser {
             }
             return self.read_aside(text);
         }
-        if self.read_aside(text) {
+        if anchored && self.read_aside(text) {
             return true;
         }
-        if kill::is_killed(text) {
+        if anchored && kill::is_killed(text) {
             let Some(killed) = kill::parse_killed(text) else { return false };
             let group = self.oom_group.take();
             let Some(building) = self.attach(Stage::Killed, meta, out) else { return true };
@@ -195,7 +219,7 @@ impl ReportParser {
             self.flush(meta.caller, out);
             return true;
         }
-        if let Some(no_kill) = kill::parse_no_kill(text) {
+        if let Some(no_kill) = anchored.then(|| kill::parse_no_kill(text)).flatten() {
             // The victim line names a victim: a report even alone. The other two only end the
             // report in progress.
             if let kill::NoKill::VictimExiting { .. } = no_kill {
@@ -209,7 +233,7 @@ impl ReportParser {
             self.flush(meta.caller, out);
             return true;
         }
-        if kill::is_selected(text) {
+        if anchored && kill::is_selected(text) {
             let Some(selected) = kill::parse_selected(text) else { return false };
             self.oom_group = None;
             if let Some(building) = self.attach(Stage::Selected, meta, out) {
@@ -229,7 +253,7 @@ impl ReportParser {
             self.oom_group = Some((memcg.to_owned(), meta.caller));
             return true;
         }
-        if memcg::is_task_in(text) {
+        if anchored && memcg::is_task_in(text) {
             let Some(task_in) = memcg::parse_task_in(text) else { return false };
             if let Some(building) = self.attach(Stage::TaskIn, meta, out) {
                 building.report.task_in = Some(task_in);
@@ -301,14 +325,18 @@ impl ReportParser {
         }
         let lines = stat.format == memcg::StatFormat::Lines;
         let Some(building) = self.attach(Stage::Stats, meta, out) else { return true };
-        if descendant {
+        let mut dropped = false;
+        if !descendant {
+            building.report.memcg_stat = Some(stat);
+        } else if building.report.memcg_stat_descendants.len() < MAX_DESCENDANT_STATS {
             building.report.memcg_stat_descendants.push(stat);
         } else {
-            building.report.memcg_stat = Some(stat);
+            dropped = true;
         }
         if lines {
             building.block = Block::Stats;
         }
+        self.stats.dropped_lines += u64::from(dropped);
         true
     }
 
@@ -345,21 +373,24 @@ impl ReportParser {
         });
         // The report being added to goes last: the oldest, first, is the one given up past MAX_OPEN.
         let building = match continuing {
-            Some(index) => self.open.remove(index),
+            Some(index) if index + 1 == self.open.len() => None,
+            Some(index) => Some(self.open.remove(index)),
             None => {
                 self.flush(meta.caller, out);
                 if self.open.len() >= MAX_OPEN {
                     self.flush_at(0, out);
                 }
-                Building {
+                Some(Building {
                     report: OomReport { first: meta, ..OomReport::default() },
                     stage,
                     block: Block::None,
                     caller: meta.caller,
-                }
+                })
             }
         };
-        self.open.push(building);
+        if let Some(building) = building {
+            self.open.push(building);
+        }
         let building = self.open.last_mut()?;
         building.stage = stage;
         building.block = Block::None;

@@ -38,7 +38,8 @@ pub struct MemcgCounter {
 
 /// Parses a counter line; `None` when it is not one.
 pub(crate) fn parse_counter(line: &str) -> Option<MemcgCounter> {
-    let (name, rest) = line.split_once(": usage ")?;
+    let (name, rest) = line.split_once(':')?;
+    let rest = rest.strip_prefix(" usage ")?;
     let kind = match name {
         "memory" => CounterKind::Memory,
         "memory+swap" => CounterKind::MemoryAndSwap,

@@ -5,6 +5,25 @@
 //! reaper may later report the victim's memory freed. [`ReportParser`] reads these lines one at a
 //! time, skipping unrelated lines printed in between, and yields one [`OomReport`] per kill.
 //! Every line family has its own module with the kernel's format strings by version.
+//!
+//! ```
+//! use oomtrace_klog::{LogLine, Parsed, ReportParser};
+//!
+//! let mut parser = ReportParser::new();
+//! let mut out = Vec::new();
+//! for message in [
+//!     "dd invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+//!     "eth0: link up", // unrelated lines are skipped
+//!     "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=dd,pid=42,uid=0",
+//!     "Memory cgroup out of memory: Killed process 42 (dd) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:40kB oom_score_adj:0",
+//! ] {
+//!     parser.push(&LogLine { message: message.into(), ..LogLine::default() }, &mut out);
+//! }
+//! parser.finish(&mut out);
+//! let [Parsed::Report(report)] = out.as_slice() else { panic!("one report") };
+//! assert_eq!((report.victim_pid(), report.task_memcg()), (Some(42), Some("/a/b")));
+//! assert_eq!(parser.stats().reports, 1);
+//! ```
 
 mod assembler;
 mod header;
@@ -196,6 +215,9 @@ pub struct ParseStats {
     /// Pieces of a report that had neither header nor summary nor kill line (e.g. the ring
     /// buffer starting mid-report): dropped.
     pub fragments: u64,
+    /// Report lines past the bounds on one report (100 000 task rows, 1 024 memory.stat entries,
+    /// 4 096 descendant memcgs' stats), not kept.
+    pub dropped_lines: u64,
     /// OOM-killer lines (`invoked oom-killer`, `Killed process`, `oom-kill:`, `oom_reaper:`, …)
     /// that did not parse.
     pub unparsed: u64,

@@ -65,6 +65,7 @@ impl KernelLogSource {
         Self::new(Reader::Kmsg(reader), boot_id)
     }
 
+    /// The journal's kernel messages (without the records user space wrote to /dev/kmsg).
     pub fn journal(reader: JournalReader) -> Self {
         Self::new(Reader::Journal(reader), None)
     }
@@ -96,6 +97,8 @@ impl KernelLogSource {
                     None => return Ok(None),
                 },
                 Reader::Journal(reader) => match reader.next_entry()? {
+                    // A record a process wrote to /dev/kmsg is filed as kernel transport too.
+                    Some(entry) if !entry.is_kernel() => continue,
                     Some(entry) => {
                         let boot_id = entry.boot_id.as_deref();
                         if boot_id.is_some() && boot_id != self.boot_id.as_deref() {

@@ -26,17 +26,23 @@ pub struct JournalEntry {
     pub transport: Option<String>,
     /// `PRIORITY` (syslog severity 0…7).
     pub priority: Option<u8>,
+    /// `SYSLOG_FACILITY`: 0 for the kernel; a process writing to /dev/kmsg gets its own (user, 1)
+    /// though journald still files it under `_TRANSPORT=kernel`.
+    pub facility: Option<u32>,
     /// `__REALTIME_TIMESTAMP`: when journald stored the entry.
     pub stored_at: Option<SystemTime>,
     /// The message split at its newlines, each line with `since_boot` (the kernel's stamp when
     /// the entry has `_SOURCE_MONOTONIC_TIMESTAMP`, else journald's `__MONOTONIC_TIMESTAMP`) and
-    /// `wall` (`__REALTIME_TIMESTAMP`).
+    /// `wall`: `__REALTIME_TIMESTAMP` less the time between the kernel's stamp and journald's
+    /// (`__MONOTONIC_TIMESTAMP` − `_SOURCE_MONOTONIC_TIMESTAMP`), so that messages journald read
+    /// late (at its start) keep their own time.
     pub lines: Vec<LogLine>,
 }
 
 impl JournalEntry {
+    /// A message of the kernel itself: read from /dev/kmsg, with the kernel's facility.
     pub fn is_kernel(&self) -> bool {
-        self.transport.as_deref() == Some("kernel")
+        self.transport.as_deref() == Some("kernel") && self.facility.is_none_or(|facility| facility == 0)
     }
 }
 
@@ -60,6 +66,8 @@ struct RawEntry {
     transport: Option<Value>,
     #[serde(rename = "PRIORITY")]
     priority: Option<Value>,
+    #[serde(rename = "SYSLOG_FACILITY")]
+    facility: Option<Value>,
     #[serde(rename = "__REALTIME_TIMESTAMP")]
     realtime_us: Option<Value>,
     #[serde(rename = "__MONOTONIC_TIMESTAMP")]
@@ -74,14 +82,22 @@ pub fn parse_entry(line: &[u8]) -> Result<JournalEntry, JournalParseError> {
     let message = raw.message.as_ref().and_then(text).ok_or(JournalParseError::NoMessage)?;
     let stored_at =
         number(raw.realtime_us.as_ref()).and_then(|us| SystemTime::UNIX_EPOCH.checked_add(Duration::from_micros(us)));
-    let since_boot = number(raw.source_monotonic_us.as_ref())
-        .or_else(|| number(raw.monotonic_us.as_ref()))
-        .map(Duration::from_micros);
-    let template = LogLine { since_boot, wall: stored_at, ..LogLine::default() };
+    let stored_since_boot = number(raw.monotonic_us.as_ref()).map(Duration::from_micros);
+    let source_since_boot = number(raw.source_monotonic_us.as_ref()).map(Duration::from_micros);
+    // journald takes both of its stamps at once: the kernel's stamp, on the same monotonic clock,
+    // dates the message that much earlier (for messages imported at journald's start, minutes).
+    let wall = match (stored_at, stored_since_boot, source_since_boot) {
+        (Some(stored_at), Some(stored), Some(source)) => {
+            stored.checked_sub(source).and_then(|delay| stored_at.checked_sub(delay)).or(Some(stored_at))
+        }
+        _ => stored_at,
+    };
+    let template = LogLine { since_boot: source_since_boot.or(stored_since_boot), wall, ..LogLine::default() };
     Ok(JournalEntry {
         boot_id: raw.boot_id.as_ref().and_then(text),
         transport: raw.transport.as_ref().and_then(text),
         priority: number(raw.priority.as_ref()).and_then(|p| u8::try_from(p).ok()),
+        facility: number(raw.facility.as_ref()).and_then(|f| u32::try_from(f).ok()),
         stored_at,
         lines: split_message(&message, &template),
     })
@@ -128,8 +144,35 @@ mod tests {
         let line = &entry.lines[0];
         assert!(line.message.starts_with("Memory cgroup out of memory: Killed process 13567 (dd)"));
         assert_eq!(line.since_boot, Some(Duration::from_micros(20_291_692_735)), "_SOURCE_MONOTONIC, not journald's");
-        assert_eq!(line.wall, Some(SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_949_897_692_990)));
+        // Stored 306 µs after the kernel stamped it: the wall time is the kernel's.
+        assert_eq!(line.wall, Some(SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_949_897_692_684)));
+        assert_eq!(entry.stored_at, Some(SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_949_897_692_990)));
         assert_eq!(line.seq, None);
+    }
+
+    /// Real output: systemd-journald 252 started on this machine (in a private mount namespace)
+    /// imported its ring buffer; `journalctl -k -b -o json --all` around one memcg OOM kill.
+    const JOURNALD_REPORT: &str = include_str!("testdata/journald-252-host-6.18-memcg.json");
+
+    #[test]
+    fn journalds_real_entries_parse_with_the_kernels_times() {
+        let entries: Vec<JournalEntry> = JOURNALD_REPORT.lines().map(|l| parse_entry(l.as_bytes()).unwrap()).collect();
+        assert_eq!(entries.len(), 107);
+        assert!(entries.iter().all(|e| e.boot_id.as_deref() == Some("b6b1cdd3f9ba40e79902714dfdf4f8d1")));
+        // One record a test process wrote to /dev/kmsg: journald files it as kernel transport.
+        let written: Vec<&JournalEntry> = entries.iter().filter(|e| !e.is_kernel()).collect();
+        assert_eq!(written.len(), 1);
+        assert_eq!((written[0].transport.as_deref(), written[0].facility), (Some("kernel"), Some(1)));
+        assert!(written[0].lines[0].message.starts_with("oomtrace klog follow test"));
+        let kill = entries.iter().flat_map(|e| &e.lines).find(|l| l.message.contains("Killed process 18743")).unwrap();
+        assert_eq!(kill.since_boot, Some(Duration::from_micros(22_828_096_374)));
+        // journald read these records at its start, minutes after the kernel printed them:
+        // realtime − (monotonic − source monotonic) is when the kernel did.
+        let entry = entries.iter().find(|e| e.lines[0].message.contains("Killed process 18743")).unwrap();
+        let delay = entry.stored_at.unwrap().duration_since(kill.wall.unwrap()).unwrap();
+        assert!(delay > Duration::from_millis(10) && delay < Duration::from_secs(3600), "{delay:?}");
+        let since_boots: Vec<Duration> = entries.iter().filter_map(|e| e.lines[0].since_boot).collect();
+        assert!(since_boots.windows(2).all(|pair| pair[0] <= pair[1]), "in kernel order");
     }
 
     #[test]

@@ -342,8 +342,13 @@ fn dmesg_level_prefix(line: &str) -> Option<(bool, &str)> {
         "local1", "local2", "local3", "local4", "local5", "local6", "local7",
     ];
     const LEVELS: [&str; 8] = ["emerg", "alert", "crit", "err", "warn", "notice", "info", "debug"];
-    let (facility, rest) = line.split_once(':')?;
-    let (level, rest) = rest.split_once(':')?;
+    // Both names are padded to 6 columns ("authpriv" is longer): look no further than 9 bytes,
+    // so the common line that is no such prefix costs nothing.
+    let field = |text: &str| text.bytes().take(9).position(|b| b == b':');
+    let colon = field(line)?;
+    let (facility, rest) = (&line[..colon], &line[colon + 1..]);
+    let colon = field(rest)?;
+    let (level, rest) = (&rest[..colon], &rest[colon + 1..]);
     let facility = facility.trim_end();
     if !FACILITIES.contains(&facility) || !LEVELS.contains(&level.trim()) {
         return None;

@@ -305,3 +305,89 @@ fn journalctl_short_full() {
         FileEvent::Skipped(SkipReason::NotKernel)
     );
 }
+
+/// The benchmark figure of the issue (a 100 MB syslog in ≤ 2 s), not a timed test: run with
+/// `cargo test -p oomtrace-klog --release -- --ignored --nocapture syslog_throughput`.
+#[test]
+#[ignore]
+fn syslog_throughput() {
+    let lines: Vec<String> = KMSG
+        .lines()
+        .flat_map(|record| parse_record(record.as_bytes()).unwrap().lines)
+        .map(|line| format!("Nov 29 10:58:17 node-1 kernel: [20291.692735] {}\n", line.message))
+        .chain(["Nov 29 10:58:18 node-1 sshd[12]: Accepted publickey for root from 10.0.0.1\n".to_owned()])
+        .collect();
+    let mut text = String::new();
+    while text.len() < 100 * 1024 * 1024 {
+        lines.iter().for_each(|line| text.push_str(line));
+    }
+    let started = std::time::Instant::now();
+    let mut parser = parser();
+    for line in text.lines() {
+        std::hint::black_box(parser.parse_line(line));
+    }
+    let elapsed = started.elapsed();
+    let megabytes = text.len() as f64 / 1e6;
+    eprintln!(
+        "{megabytes:.0} MB of syslog ({:?}) in {elapsed:?}: {:.0} MB/s",
+        parser.counts(),
+        megabytes / elapsed.as_secs_f64()
+    );
+    assert_eq!(parser.counts().kernel_lines + parser.counts().not_kernel, text.lines().count() as u64);
+}
+
+/// The same entries as journalctl prints them in its short formats (journald 252, this host,
+/// see journal.rs's fixture), against the JSON: the same messages, and the times each prints.
+#[test]
+fn journalctl_short_formats_of_real_entries() {
+    use crate::source::journal::parse_entry;
+    let entries: Vec<_> = include_str!("../testdata/journald-252-host-6.18-memcg.json")
+        .lines()
+        .map(|line| parse_entry(line.as_bytes()).unwrap())
+        .collect();
+    let formats = [
+        ("short", include_str!("../testdata/journald-252-host-6.18-memcg.short"), Duration::from_secs(1)),
+        ("short-full", include_str!("../testdata/journald-252-host-6.18-memcg.short-full"), Duration::from_secs(1)),
+        ("short-iso", include_str!("../testdata/journald-252-host-6.18-memcg.short-iso"), Duration::from_secs(1)),
+        (
+            "short-iso-precise",
+            include_str!("../testdata/journald-252-host-6.18-memcg.short-iso-precise"),
+            Duration::from_micros(1),
+        ),
+        (
+            "short-precise",
+            include_str!("../testdata/journald-252-host-6.18-memcg.short-precise"),
+            Duration::from_micros(1),
+        ),
+        ("short-unix", include_str!("../testdata/journald-252-host-6.18-memcg.short-unix"), Duration::from_micros(1)),
+    ];
+    for (format, text, precision) in formats {
+        let mut parser = parser();
+        let events: Vec<FileEvent> = text.lines().map(|line| parser.parse_line(line)).collect();
+        assert_eq!(events.len(), entries.len());
+        for (event, entry) in events.iter().zip(&entries) {
+            let line = match event {
+                FileEvent::Line(line) if entry.is_kernel() => line,
+                // journalctl names a record a process wrote to /dev/kmsg by its own tag.
+                FileEvent::Skipped(SkipReason::NotKernel) if !entry.is_kernel() => continue,
+                other => panic!("{format}: {other:?} for {entry:?}"),
+            };
+            assert_eq!(line.message, entry.lines[0].message, "{format}");
+            // journalctl prints when journald stored the entry, to its format's precision.
+            let stored_at = entry.stored_at.unwrap();
+            let printed = line.wall.unwrap_or_else(|| panic!("{format}: {line:?}"));
+            assert!(
+                printed <= stored_at && stored_at.duration_since(printed).unwrap() < precision,
+                "{format}: {line:?}"
+            );
+        }
+    }
+    // short-monotonic: the kernel's stamp. Its user-space record is taken for dmesg's
+    // `[stamp] message` (only the kernel's own tag is told apart there).
+    let text = include_str!("../testdata/journald-252-host-6.18-memcg.short-monotonic");
+    let mut parser = parser();
+    for (line, entry) in text.lines().zip(&entries).filter(|(_, entry)| entry.is_kernel()) {
+        let line = kernel_line(&mut parser, line);
+        assert_eq!((&line.message, line.since_boot), (&entry.lines[0].message, entry.lines[0].since_boot));
+    }
+}

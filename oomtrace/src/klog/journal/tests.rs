@@ -101,3 +101,20 @@ fn this_machines_journalctl_gives_entries_or_a_clear_error() {
         }
     }
 }
+
+/// journald 252's real output on this machine (oomtrace-klog's fixture) through a stand-in
+/// journalctl and the kernel line stream: every kernel message, the one a process wrote to
+/// /dev/kmsg left out, all of one boot.
+#[test]
+fn real_journal_output_becomes_kernel_lines_of_one_boot() {
+    use crate::klog::source::KernelLogSource;
+    let fixture = include_str!("../../../../oomtrace-klog/src/source/testdata/journald-252-host-6.18-memcg.json");
+    let program = fake_journalctl("real", fixture, "", 0);
+    let source = KernelLogSource::journal(JournalReader::spawn(&query(&program)).unwrap());
+    let lines: Vec<_> = source.map(|line| line.unwrap()).collect();
+    assert_eq!(lines.len(), 106);
+    assert!(lines.iter().all(|l| l.boot == 0 && l.boot_id.as_deref() == Some("b6b1cdd3f9ba40e79902714dfdf4f8d1")));
+    let kills = lines.iter().filter(|l| l.line.message.contains("Memory cgroup out of memory: Killed process"));
+    assert_eq!(kills.count(), 2);
+    assert!(!lines.iter().any(|l| l.line.message.starts_with("oomtrace klog follow test")));
+}

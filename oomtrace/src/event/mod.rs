@@ -258,6 +258,38 @@ pub struct OomEvent {
     pub unavailable: Vec<&'static str>,
 }
 
+#[cfg(test)]
+impl OomEvent {
+    /// An eBPF event of `victim` with nothing else known: what tests fill in.
+    pub fn of_victim(victim: Victim) -> Self {
+        Self {
+            time: None,
+            source: EventSource::Ebpf,
+            kernel_log: None,
+            ktime_ns: None,
+            oom_id: None,
+            killed: None,
+            group_kill: None,
+            scope: None,
+            scope_source: None,
+            scope_unknown_reason: None,
+            victim,
+            victim_cgroup: None,
+            oom_cgroup: None,
+            oom_totalpages: None,
+            chosen_points: None,
+            gfp_mask: None,
+            order: None,
+            trigger: None,
+            kernel_report: None,
+            node: None,
+            workload: None,
+            sources: Vec::new(),
+            unavailable: Vec::new(),
+        }
+    }
+}
+
 fn is_zero(value: &u64) -> bool {
     *value == 0
 }

@@ -283,29 +283,12 @@ mod tests {
         workload.identity.pod = Some(pod.into());
         workload.identity.container = Some("c".into());
         OomEvent {
-            time: None,
-            source: EventSource::Ebpf,
-            kernel_log: None,
-            ktime_ns: None,
-            oom_id: None,
             killed: Some(true),
-            group_kill: None,
             scope: Some(Scope::Memcg),
-            scope_source: None,
-            scope_unknown_reason: None,
-            victim: Victim::default(),
-            victim_cgroup: None,
             oom_cgroup: Some(OomCgroup { usage_bytes: Some(10), limit_bytes: Some(64 << 20), ..OomCgroup::default() }),
-            oom_totalpages: None,
-            chosen_points: None,
-            gfp_mask: None,
-            order: None,
             trigger: Some(Trigger::default()),
-            kernel_report: None,
-            node: None,
             workload: Some(workload),
-            sources: Vec::new(),
-            unavailable: Vec::new(),
+            ..OomEvent::of_victim(Victim::default())
         }
     }
 

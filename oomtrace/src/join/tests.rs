@@ -5,29 +5,9 @@ const MS: Duration = Duration::from_millis(1);
 
 fn live(pid: u32, ktime_s: u64) -> OomEvent {
     OomEvent {
-        time: None,
-        source: EventSource::Ebpf,
-        kernel_log: None,
         ktime_ns: Some(ktime_s * 1_000_000_000),
-        oom_id: None,
         killed: Some(true),
-        group_kill: None,
-        scope: None,
-        scope_source: None,
-        scope_unknown_reason: None,
-        victim: Victim { pid, ..Victim::default() },
-        victim_cgroup: None,
-        oom_cgroup: None,
-        oom_totalpages: None,
-        chosen_points: None,
-        gfp_mask: None,
-        order: None,
-        trigger: None,
-        kernel_report: None,
-        node: None,
-        workload: None,
-        sources: Vec::new(),
-        unavailable: Vec::new(),
+        ..OomEvent::of_victim(Victim { pid, ..Victim::default() })
     }
 }
 

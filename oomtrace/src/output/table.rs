@@ -93,33 +93,16 @@ pub fn bytes(value: Option<u64>) -> String {
 mod tests {
     use super::*;
 
-    use crate::event::{Attribution, Cgroup, EventSource, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer};
+    use crate::event::{Attribution, Cgroup, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer};
 
     fn event_in(path: &str, workload: WorkloadInfo) -> OomEvent {
         OomEvent {
             time: Some("2026-11-25T22:41:07.123456Z".to_owned()),
-            source: EventSource::Ebpf,
-            kernel_log: None,
-            ktime_ns: None,
-            oom_id: None,
             killed: Some(true),
-            group_kill: None,
-            scope: None,
-            scope_source: None,
-            scope_unknown_reason: None,
-            victim: Victim { pid: 7, comm: Some("conmon".to_owned()), ..Victim::default() },
             victim_cgroup: Some(Cgroup { id: 9, path: Some(path.to_owned()), ..Cgroup::default() }),
-            oom_cgroup: None,
-            oom_totalpages: None,
-            chosen_points: None,
-            gfp_mask: None,
-            order: None,
             trigger: Some(Trigger { pid: 7, tgid: Some(7), comm: "conmon".to_owned() }),
-            kernel_report: None,
-            node: None,
             workload: Some(workload),
-            sources: Vec::new(),
-            unavailable: Vec::new(),
+            ..OomEvent::of_victim(Victim { pid: 7, comm: Some("conmon".to_owned()), ..Victim::default() })
         }
     }
 

@@ -12,6 +12,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(!record.lines.is_empty(), "a record yields at least one line");
         assert!(record.lines.iter().all(|line| line.seq == Some(record.seq) && !line.message.contains('\n')));
     }
+    // The same bytes as a run of records, one a line, through the fragment joiner.
+    let mut joiner = kmsg::FragmentJoiner::default();
+    for record in data.split(|&b| b == b'\n').filter_map(|line| kmsg::parse_record(line).ok()) {
+        assert!(joiner.push(record).iter().all(|record| !record.lines.is_empty()));
+    }
+    joiner.flush();
     if let Ok(entry) = journal::parse_entry(data) {
         assert!(entry.lines.iter().all(|line| !line.message.contains('\n')));
     }

@@ -144,6 +144,48 @@ fn hex_digit(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|digit| digit as u8)
 }
 
+/// Joins the fragments kernels before 5.10 put in records of their own when a line was
+/// printed in pieces (`pr_cont`: 4.x's `Task in /a killed as a result of limit of /b` is five
+/// of them): a `c` record opens a line, the `+` records after it continue it. `dmesg` joins
+/// them the same way. A fragment that lost its opening record is passed on as it is.
+#[derive(Debug, Default)]
+pub struct FragmentJoiner {
+    open: Option<KmsgRecord>,
+}
+
+impl FragmentJoiner {
+    /// Takes the next record; returns the records now complete, oldest first (at most two).
+    pub fn push(&mut self, record: KmsgRecord) -> Vec<KmsgRecord> {
+        match (record.continuation, &mut self.open) {
+            (Continuation::Continues, Some(open)) => {
+                append(open, record);
+                Vec::new()
+            }
+            (Continuation::Begins, _) => self.open.replace(record).into_iter().collect(),
+            (Continuation::Whole | Continuation::Continues, _) => {
+                self.open.take().into_iter().chain([record]).collect()
+            }
+        }
+    }
+
+    /// The open line, if any, as it stands (at the end of the buffer: its last fragment may
+    /// never come).
+    pub fn flush(&mut self) -> Option<KmsgRecord> {
+        self.open.take()
+    }
+}
+
+/// Appends a fragment's text to the open line; lines after the fragment's first (a fragment
+/// with embedded newlines) follow with the open record's stamps.
+fn append(open: &mut KmsgRecord, fragment: KmsgRecord) {
+    let template = open.lines.first().cloned().unwrap_or_default();
+    let mut lines = fragment.lines.into_iter();
+    if let (Some(last), Some(first)) = (open.lines.last_mut(), lines.next()) {
+        last.message.push_str(&first.message);
+    }
+    open.lines.extend(lines.map(|line| LogLine { message: line.message, ..template.clone() }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +271,43 @@ mod tests {
             Err(KmsgParseError::BadField { field: "timestamp" })
         );
         assert!(parse_record(b"6,1,2;").unwrap().lines[0].message.is_empty());
+    }
+
+    #[test]
+    fn fragments_of_a_line_are_joined() {
+        // 4.x memcg OOM: mem_cgroup_print_oom_info prints this line in five pr_cont pieces.
+        let mut joiner = FragmentJoiner::default();
+        let records = [
+            "6,100,10,c;Task in ",
+            "6,101,11,+;/kubepods/pod1/ctr",
+            "6,102,12,+; killed as a result of limit of ",
+            "6,103,13,+;/kubepods/pod1",
+            "6,104,14,-;memory: usage 65536kB, limit 65536kB, failcnt 42",
+        ];
+        let mut complete = Vec::new();
+        for record in records {
+            complete.extend(joiner.push(parse_record(record.as_bytes()).unwrap()));
+        }
+        assert!(joiner.flush().is_none());
+        let lines: Vec<(&str, Option<u64>)> =
+            complete.iter().flat_map(|r| &r.lines).map(|l| (l.message.as_str(), l.seq)).collect();
+        assert_eq!(
+            lines,
+            [
+                ("Task in /kubepods/pod1/ctr killed as a result of limit of /kubepods/pod1", Some(100)),
+                ("memory: usage 65536kB, limit 65536kB, failcnt 42", Some(104)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fragment_without_its_opening_and_an_unfinished_line_are_kept() {
+        let mut joiner = FragmentJoiner::default();
+        let orphan = joiner.push(parse_record(b"6,1,1,+;orphan").unwrap());
+        assert_eq!(orphan.len(), 1);
+        assert!(joiner.push(parse_record(b"6,2,2,c;first ").unwrap()).is_empty());
+        let replaced = joiner.push(parse_record(b"6,3,3,c;second").unwrap());
+        assert_eq!(replaced[0].lines[0].message, "first ");
+        assert_eq!(joiner.flush().unwrap().lines[0].message, "second");
     }
 }

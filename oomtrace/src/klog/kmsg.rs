@@ -6,12 +6,13 @@
 //! (the following read returns the oldest record still there). Sequence numbers count every
 //! record since boot from 0, so gaps say exactly how many were lost.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use oomtrace_klog::source::kmsg::{KmsgRecord, parse_record};
+use oomtrace_klog::source::kmsg::{FragmentJoiner, KmsgRecord, parse_record};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, warn};
@@ -69,6 +70,9 @@ struct Records {
     /// Started at the end of the buffer: nothing before the first record is missing.
     from_end: bool,
     summary: KmsgSummary,
+    /// Joins the fragments of a line (kernels before 5.10); complete records wait in `ready`.
+    joiner: FragmentJoiner,
+    ready: VecDeque<KmsgRecord>,
 }
 
 enum ReadOutcome {
@@ -87,7 +91,26 @@ impl Records {
             expected_seq: None,
             from_end: false,
             summary: KmsgSummary::default(),
+            joiner: FragmentJoiner::default(),
+            ready: VecDeque::new(),
         }
+    }
+
+    /// The next complete record (fragments joined): a record, Skipped to try again at once, or
+    /// Drained when the buffer has no more for now.
+    fn next_complete(&mut self, file: &File) -> Result<ReadOutcome, KmsgError> {
+        if let Some(record) = self.ready.pop_front() {
+            return Ok(ReadOutcome::Record(record));
+        }
+        Ok(match self.read_one(file)? {
+            ReadOutcome::Record(record) => {
+                self.ready.extend(self.joiner.push(record));
+                ReadOutcome::Skipped
+            }
+            ReadOutcome::Skipped => ReadOutcome::Skipped,
+            // An open line's last fragment would have come with it: hand the line out as it is.
+            ReadOutcome::Drained => self.joiner.flush().map_or(ReadOutcome::Drained, ReadOutcome::Record),
+        })
     }
 
     /// One read(2).
@@ -173,7 +196,7 @@ impl KmsgReader {
     /// The next record, or None once the buffer is drained.
     pub fn next_record(&mut self) -> Result<Option<KmsgRecord>, KmsgError> {
         loop {
-            match self.records.read_one(&self.file)? {
+            match self.records.next_complete(&self.file)? {
                 ReadOutcome::Record(record) => return Ok(Some(record)),
                 ReadOutcome::Skipped => continue,
                 ReadOutcome::Drained => return Ok(None),
@@ -232,7 +255,7 @@ impl KmsgFollower {
                 .readable()
                 .await
                 .map_err(|source| KmsgError::Read { path: self.records.path.clone(), source })?;
-            match self.records.read_one(guard.get_inner())? {
+            match self.records.next_complete(guard.get_inner())? {
                 ReadOutcome::Record(record) => return Ok(record),
                 ReadOutcome::Skipped => continue,
                 ReadOutcome::Drained => guard.clear_ready(),

@@ -153,6 +153,12 @@ pub fn reconciliation(summary: &HistorySummary) -> String {
     if summary.collected.kill_line_only > 0 {
         notes.push(format!("{} reports with only the kill line (rate-limited)", summary.collected.kill_line_only));
     }
+    if summary.read.boots > 1 {
+        notes.push(format!("{} boots", summary.read.boots));
+    }
+    if summary.read.skipped > 0 {
+        notes.push(format!("{} lines of no known format skipped", summary.read.skipped));
+    }
     if summary.collected.unparsed > 0 {
         notes.push(format!("{} OOM lines not understood", summary.collected.unparsed));
     }

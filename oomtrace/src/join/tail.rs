@@ -7,10 +7,7 @@
 
 use std::time::Duration;
 
-use oomtrace_klog::{
-    LogLine,
-    source::file::{FileContext, FileEvent, FileParser},
-};
+use oomtrace_klog::LogLine;
 
 use crate::{
     event::LogOrigin,
@@ -113,11 +110,9 @@ impl SyslogTail {
     /// The lines newer than those returned before.
     fn read_new(&mut self) -> Result<Vec<LogLine>, syslog::SyslogError> {
         let text = syslog::read_all()?;
-        let mut parser = FileParser::new(FileContext::for_year(i16::MAX));
         let mut new = Vec::new();
         let mut at_newest_seen = 0;
-        for raw in text.lines() {
-            let FileEvent::Line(line) = parser.parse_line(syslog::strip_level(raw)) else { continue };
+        for line in syslog::log_lines(&text) {
             let us = line.since_boot.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
             if us < self.newest_us {
                 continue;

@@ -52,6 +52,17 @@ pub fn read_all() -> Result<String, SyslogError> {
     Ok(String::from_utf8_lossy(&buffer).into_owned())
 }
 
+/// The kernel messages of what [`read_all`] returned, oldest first.
+pub fn log_lines(text: &str) -> impl Iterator<Item = oomtrace_klog::LogLine> + '_ {
+    use oomtrace_klog::source::file::{FileContext, FileEvent, FileParser};
+    // `[seconds] message` has no year to guess: any context does.
+    let mut parser = FileParser::new(FileContext::for_year(i16::MAX));
+    text.lines().filter_map(move |line| match parser.parse_line(strip_level(line)) {
+        FileEvent::Line(line) => Some(line),
+        _ => None,
+    })
+}
+
 /// Strips the `<level>` prefix syslog(2) puts on each line.
 pub fn strip_level(line: &str) -> &str {
     line.strip_prefix('<')

@@ -25,13 +25,13 @@ else
 fi
 [ ${#targets[@]} -gt 0 ] || die "no fuzz targets in $root/fuzz"
 
-# Seed each target's corpus with the real logs (oomtrace-klog/fixtures) the first time.
+# Seed each target's corpus with the real logs (oomtrace-klog/fixtures and the sources' testdata) the first time.
 status=0
 for target in "${targets[@]}"; do
     corpus="$root/fuzz/corpus/$target"
     if [ ! -d "$corpus" ]; then
         mkdir -p "$corpus"
-        for fixture in "$root"/oomtrace-klog/fixtures/*; do
+        for fixture in "$root"/oomtrace-klog/fixtures/* "$root"/oomtrace-klog/src/source/testdata/*; do
             [ -f "$fixture" ] && cp "$fixture" "$corpus/"
         done
     fi

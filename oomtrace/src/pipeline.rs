@@ -64,6 +64,9 @@ pub struct PipelineStats {
     pub log_position: Option<LogPosition>,
     /// Kernel log lines that looked like part of an OOM report but were not understood.
     pub kernel_log_unparsed: u64,
+    /// Kill lines that repeated a `memory.oom.group` kill's first victim: the
+    /// kernel kills (and counts) it twice; one event.
+    pub kernel_log_repeated: u64,
 }
 
 /// Whether [`Pipeline::run`] goes on after an event.
@@ -325,6 +328,7 @@ impl Pipeline {
             kernel_log_events: self.kernel_log_events,
             log_position: self.log_position(),
             kernel_log_unparsed: self.log.as_ref().map_or(0, LogSide::unparsed),
+            kernel_log_repeated: self.log.as_ref().map_or(0, LogSide::repeated),
         }
     }
 }

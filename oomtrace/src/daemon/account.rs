@@ -84,7 +84,9 @@ impl Account {
 
     /// Every second: saves a new position, exports the kernel's count.
     pub fn update(&mut self, stats: &PipelineStats, metrics: &Metrics) {
-        let reported = self.reported_before + stats.events + stats.kernel_log_events;
+        // The kernel counts a group kill's first victim twice (it kills it
+        // again with the group); so does this count, from the log's lines.
+        let reported = self.reported_before + stats.events + stats.kernel_log_events + stats.kernel_log_repeated;
         let position = stats.log_position.unwrap_or_else(|| self.position());
         let state = DaemonState {
             boot_id: self.boot_id.clone(),

@@ -26,6 +26,11 @@ pub struct CollectStats {
     pub unparsed: u64,
     /// `oom_reaper:` lines (the reaper freed a victim's memory).
     pub reaped: u64,
+    /// Kill lines that repeat the victim of the kill just before: a
+    /// `memory.oom.group` kill kills its first victim a second time while
+    /// killing the group, and the kernel prints (and counts in `oom_kill`)
+    /// both. Counted in `kills`, no second event.
+    pub repeated: u64,
 }
 
 /// Feeds lines through the parser and turns every report into events.
@@ -35,11 +40,21 @@ pub struct Collector {
     clock: LogClock,
     parsed: Vec<Parsed>,
     stats: CollectStats,
+    /// The victim of the last report that was not a group member: a group
+    /// member with the same pid is that victim killed again.
+    first_victim: Option<u32>,
 }
 
 impl Collector {
     pub fn new(origin: LogOrigin, clock: LogClock) -> Self {
-        Self { parser: ReportParser::new(), origin, clock, parsed: Vec::new(), stats: CollectStats::default() }
+        Self {
+            parser: ReportParser::new(),
+            origin,
+            clock,
+            parsed: Vec::new(),
+            stats: CollectStats::default(),
+            first_victim: None,
+        }
     }
 
     /// One line; the events of any report it completed go to `out`.
@@ -47,6 +62,11 @@ impl Collector {
         self.stats.lines += 1;
         self.parser.push(line, &mut self.parsed);
         self.drain(out);
+    }
+
+    /// Kill lines so far that repeated the group's first victim (see [`CollectStats::repeated`]).
+    pub fn repeated(&self) -> u64 {
+        self.stats.repeated
     }
 
     /// Lines that looked like part of an OOM report but were not understood, so far.
@@ -72,10 +92,18 @@ impl Collector {
         for parsed in self.parsed.drain(..) {
             match parsed {
                 Parsed::Report(report) => {
+                    let pid = report.killed.as_ref().map(|k| k.pid);
+                    if report.oom_group.is_none() {
+                        self.first_victim = pid;
+                    } else if pid.is_some() && pid == self.first_victim {
+                        self.stats.kills += 1;
+                        self.stats.repeated += 1;
+                        continue;
+                    }
                     let events = convert::events(&report, self.origin, &self.clock);
                     if events.is_empty() {
                         self.stats.without_kill += 1;
-                    } else if report.header.is_none() {
+                    } else if report.header.is_none() && report.oom_group.is_none() {
                         self.stats.kill_line_only += 1;
                     }
                     self.stats.kills += events.len() as u64;
@@ -84,5 +112,57 @@ impl Collector {
                 Parsed::Reaped(_) => self.stats.reaped += 1,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn line(seconds: f64, message: &str) -> LogLine {
+        LogLine {
+            message: message.to_owned(),
+            since_boot: Some(Duration::from_secs_f64(seconds)),
+            ..LogLine::default()
+        }
+    }
+
+    fn kill(pid: u32) -> String {
+        format!(
+            "Memory cgroup out of memory: Killed process {pid} (hog) total-vm:33792kB, anon-rss:32512kB, \
+             file-rss:0kB, shmem-rss:572kB, UID:0 pgtables:108kB oom_score_adj:984"
+        )
+    }
+
+    /// Seen on the node VM (6.1 and 6.12): with memory.oom.group the kernel
+    /// kills the chosen victim, then every task of the group, the victim
+    /// again among them: two kill lines (and two `oom_kill` counts), one task.
+    #[test]
+    fn a_group_kill_repeating_its_first_victim_gives_one_event_per_task() {
+        let mut collector = Collector::new(LogOrigin::Kmsg, LogClock { boot_wall: None, page_size: 4096 });
+        let mut events = Vec::new();
+        let group = "/kubepods.slice/pod.slice/cri-containerd-1.scope";
+        for (t, message) in [
+            (1.0, "hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=984".to_owned()),
+            (
+                1.1,
+                format!(
+                    "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={group},task_memcg={group},task=hog,pid=10,uid=0"
+                ),
+            ),
+            (1.2, kill(10)),
+            (1.3, format!("Tasks in {group} are going to be killed due to memory.oom.group set")),
+            (1.4, kill(10)),
+            (1.5, kill(11)),
+        ] {
+            collector.line(&line(t, &message), &mut events);
+        }
+        let stats = collector.finish(&mut events);
+        let pids: Vec<u32> = events.iter().map(|e| e.victim.pid).collect();
+        assert_eq!(pids, vec![10, 11]);
+        assert_eq!((stats.kills, stats.repeated, stats.kill_line_only), (3, 1, 0));
+        assert_eq!(events[1].group_kill, Some(true));
     }
 }

@@ -153,6 +153,12 @@ pub fn reconciliation(summary: &HistorySummary) -> String {
     if summary.collected.kill_line_only > 0 {
         notes.push(format!("{} reports with only the kill line (rate-limited)", summary.collected.kill_line_only));
     }
+    if summary.collected.repeated > 0 {
+        notes.push(format!(
+            "{} of them a memory.oom.group kill's first victim killed again (one event each)",
+            summary.collected.repeated
+        ));
+    }
     if summary.read.boots > 1 {
         notes.push(format!("{} boots", summary.read.boots));
     }

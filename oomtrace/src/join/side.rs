@@ -135,6 +135,11 @@ impl LogSide {
         self.joiner.flush();
     }
 
+    /// Kill lines that repeated a group kill's first victim (the kernel counts them).
+    pub fn repeated(&self) -> u64 {
+        self.collector.repeated()
+    }
+
     /// Kernel log lines that looked like part of an OOM report but were not understood.
     pub fn unparsed(&self) -> u64 {
         self.collector.unparsed()

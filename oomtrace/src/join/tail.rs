@@ -21,7 +21,7 @@ pub const SYSLOG_POLL_FAST: Duration = Duration::from_millis(20);
 pub const SYSLOG_POLL_IDLE: Duration = Duration::from_secs(5);
 
 pub enum LogTail {
-    Kmsg(KmsgFollower),
+    Kmsg(Box<KmsgFollower>),
     Syslog(SyslogTail),
 }
 
@@ -60,7 +60,7 @@ impl LogTail {
                     }
                 }
                 match reader.follow() {
-                    Ok(follower) => Ok((Self::Kmsg(follower), lines)),
+                    Ok(follower) => Ok((Self::Kmsg(Box::new(follower)), lines)),
                     Err(kmsg) => Self::open_syslog(kmsg),
                 }
             }

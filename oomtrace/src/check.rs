@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use crate::{
     enrich::cgroup::{MemoryHierarchy, detect_hierarchy},
-    kernel::{self, privileges::Privileges},
+    kernel::{self, privileges::Privileges, syslog},
+    klog::kmsg::KmsgReader,
     probe::{
         AttachError, EBPF_OBJECT, Method, Role,
         attach::{kernel_btf, try_method},
@@ -121,6 +122,7 @@ pub fn run() -> Report {
             Err(error) => error.to_string(),
         },
     });
+    checks.push(kernel_log_check());
     for warning in &facts.warnings {
         checks.push(Check { name: "warning", ok: false, detail: warning.clone() });
     }
@@ -141,6 +143,23 @@ pub fn run() -> Report {
         checks.push(Check { name: method.target(), ok, detail });
     }
     Report { checks, working }
+}
+
+/// Whether the kernel log can be read, and how: /dev/kmsg, else syslog(2).
+/// Without it events carry no `kernel_report` and past kills are not found;
+/// tracing works all the same, so this never fails the verdict.
+fn kernel_log_check() -> Check {
+    let (ok, detail) = match KmsgReader::open() {
+        Ok(_) => (true, "/dev/kmsg (kernel reports joined to events; history and past kills)".to_owned()),
+        Err(kmsg) => match syslog::read_all() {
+            Ok(_) => (true, format!("syslog(2), as dmesg reads it (/dev/kmsg: {kmsg})")),
+            Err(error) => (
+                false,
+                format!("{kmsg}; {error}: events will carry no kernel_report and past kills will not be reported"),
+            ),
+        },
+    };
+    Check { name: "kernel log", ok, detail }
 }
 
 /// The error, and what to do about it.

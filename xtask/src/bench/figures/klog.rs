@@ -13,13 +13,15 @@ pub struct Timed {
     pub command: String,
     /// Spawn to exit, one per run.
     pub wall: Vec<Duration>,
-    /// user + system time of the run (the command and the children it waited for).
+    /// user + system time of each run.
     pub cpu: Vec<Duration>,
+    /// The largest resident set of any run.
+    pub max_rss_kb: u64,
 }
 
 impl Timed {
     pub fn new(command: impl Into<String>) -> Self {
-        Self { command: command.into(), wall: Vec::new(), cpu: Vec::new() }
+        Self { command: command.into(), wall: Vec::new(), cpu: Vec::new(), max_rss_kb: 0 }
     }
 
     pub fn best_s(&self) -> Option<f64> {
@@ -90,6 +92,9 @@ pub struct RingFigures {
     /// `dmesg`'s output: bytes and "Killed process" lines.
     pub dmesg_bytes: u64,
     pub dmesg_kill_lines: u64,
+    /// "Killed process" lines of `dmesg --kernel`: without what programs
+    /// wrote to /dev/kmsg (the kernel files those under the user facility).
+    pub kernel_kill_lines: u64,
     pub oomtrace: Timed,
     pub dmesg: Timed,
     pub found: Result<Found, String>,
@@ -112,7 +117,12 @@ mod tests {
     #[test]
     fn best_median_and_throughput() {
         let ms = Duration::from_millis;
-        let timed = Timed { command: "x".to_owned(), wall: vec![ms(500), ms(400), ms(800)], cpu: vec![ms(300); 3] };
+        let timed = Timed {
+            command: "x".to_owned(),
+            wall: vec![ms(500), ms(400), ms(800)],
+            cpu: vec![ms(300); 3],
+            max_rss_kb: 9_000,
+        };
         assert_eq!(timed.best_s(), Some(0.4));
         assert_eq!(timed.median_s(), Some(0.5));
         assert_eq!(timed.median_cpu_s(), Some(0.3));

@@ -162,11 +162,13 @@ pub fn klog_rows(out: &mut String, klog: &Section<KlogFigures>) {
         Ok(r) => {
             let median = r.oomtrace.median_s();
             let size = r.capacity_bytes.map_or_else(String::new, |bytes| format!(" of a {} KiB buffer", bytes / 1024));
+            let events = r.found.as_ref().map_or_else(|_| "?".to_owned(), |f| f.events.to_string());
             writeln!(
                 out,
-                "| {ring_target} | {} for {} records{size} | {} |",
+                "| {ring_target} | {} for {} records{size}; {events} events, {} kernel kill lines | {} |",
                 cell(median, "s", 3),
                 r.records,
+                r.kernel_kill_lines,
                 pass(within(median))
             )
         }

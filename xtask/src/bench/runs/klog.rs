@@ -8,13 +8,16 @@ use std::{
     io::{BufWriter, Read as _},
     os::unix::fs::OpenOptionsExt as _,
     path::Path,
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    process::Command,
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
-use super::syslog_file::{self, Layout};
+use super::{
+    child::{self, Ran},
+    syslog_file::{self, Layout},
+};
 use crate::bench::{
     figures::{Found, KlogFigures, RingFigures, SyslogFigures, Timed},
     host::progress,
@@ -78,18 +81,23 @@ fn time_syslog(oomtrace: &Path, path: &Path, root: &Path) -> Result<SyslogTimes>
     let shown = path.strip_prefix(root).unwrap_or(path).display().to_string();
     let file = path.to_string_lossy().into_owned();
     // Into the page cache first, for every command alike.
-    run(null_out(Command::new("cat").arg(&file))).context("cat (warming the page cache)")?;
-    let found = count_events(Command::new(oomtrace).args(["history", "--file", &file, "-o", "json"]));
+    child::run(Command::new("cat").arg(&file), false).context("cat (warming the page cache)")?;
+    let history = || {
+        let mut command = Command::new(oomtrace);
+        command.args(["history", "--file", &file, "-o", "json"]);
+        command
+    };
+    let found = count_events(&mut history());
     let mut oomtrace_runs = Timed::new(format!("oomtrace history --file {shown} -o json >/dev/null"));
     let mut grep = Timed::new(format!("grep -c \"{KILL_LINE}\" {shown}"));
     let mut cat = Timed::new(format!("cat {shown} >/dev/null"));
     let mut grep_count = None;
     for round in 1..=KLOG_RUNS {
         progress(&format!("kernel log: syslog file, round {round} of {KLOG_RUNS}"));
-        timed(&mut oomtrace_runs, null_out(Command::new(oomtrace).args(["history", "--file", &file, "-o", "json"])))?;
-        let output = timed(&mut grep, Command::new("grep").args(["-c", KILL_LINE, &file]))?;
-        grep_count = String::from_utf8_lossy(&output.stdout).trim().parse().ok();
-        timed(&mut cat, null_out(Command::new("cat").arg(&file)))?;
+        timed(&mut oomtrace_runs, &mut history(), false)?;
+        let counted = timed(&mut grep, Command::new("grep").args(["-c", KILL_LINE, &file]), true)?;
+        grep_count = String::from_utf8_lossy(&counted.stdout).trim().parse().ok();
+        timed(&mut cat, Command::new("cat").arg(&file), false)?;
     }
     Ok((oomtrace_runs, grep, cat, grep_count, found))
 }
@@ -98,15 +106,17 @@ fn time_syslog(oomtrace: &Path, path: &Path, root: &Path) -> Result<SyslogTimes>
 fn ring(oomtrace: &Path) -> Result<RingFigures> {
     let capacity_bytes = ring_capacity();
     let held = kmsg_records().context("reading /dev/kmsg")?;
-    let dmesg = run(&mut Command::new("dmesg")).context("dmesg")?;
-    let dmesg_kill_lines = String::from_utf8_lossy(&dmesg.stdout).lines().filter(|l| l.contains(KILL_LINE)).count();
+    let dmesg = child::run(&mut Command::new("dmesg"), true).context("dmesg")?;
+    let kernel_only = child::run(Command::new("dmesg").arg("--kernel"), true).context("dmesg --kernel")?;
+    let kill_lines =
+        |ran: &Ran| String::from_utf8_lossy(&ran.stdout).lines().filter(|l| l.contains(KILL_LINE)).count() as u64;
     let found = count_events(Command::new(oomtrace).args(["history", "-o", "json"]));
     let mut oomtrace_runs = Timed::new("oomtrace history -o json >/dev/null");
     let mut dmesg_runs = Timed::new("dmesg >/dev/null");
     for round in 1..=KLOG_RUNS {
         progress(&format!("kernel log: ring buffer, round {round} of {KLOG_RUNS}"));
-        timed(&mut oomtrace_runs, null_out(Command::new(oomtrace).args(["history", "-o", "json"])))?;
-        timed(&mut dmesg_runs, null_out(&mut Command::new("dmesg")))?;
+        timed(&mut oomtrace_runs, Command::new(oomtrace).args(["history", "-o", "json"]), false)?;
+        timed(&mut dmesg_runs, &mut Command::new("dmesg"), false)?;
     }
     Ok(RingFigures {
         capacity_bytes,
@@ -114,64 +124,31 @@ fn ring(oomtrace: &Path) -> Result<RingFigures> {
         record_bytes: held.bytes,
         rotated: held.first_seq.unwrap_or(0),
         dmesg_bytes: dmesg.stdout.len() as u64,
-        dmesg_kill_lines: dmesg_kill_lines as u64,
+        dmesg_kill_lines: kill_lines(&dmesg),
+        kernel_kill_lines: kill_lines(&kernel_only),
         oomtrace: oomtrace_runs,
         dmesg: dmesg_runs,
         found,
     })
 }
 
-/// Runs `command` and adds its wall and CPU time to `timed`; what it
-/// prints is kept unless its stdout was set elsewhere (/dev/null).
-fn timed(timed: &mut Timed, command: &mut Command) -> Result<Output> {
-    let cpu_before = children_cpu();
-    let started = Instant::now();
-    let output = run(command).with_context(|| timed.command.clone())?;
-    timed.wall.push(started.elapsed());
-    timed.cpu.push(children_cpu().saturating_sub(cpu_before));
-    Ok(output)
-}
-
-/// `>/dev/null`.
-fn null_out(command: &mut Command) -> &mut Command {
-    command.stdout(Stdio::null())
-}
-
-/// The command's output; an error (with its stderr's end) when it failed.
-fn run(command: &mut Command) -> Result<Output> {
-    let output = command.stdin(Stdio::null()).output().context("could not start it")?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-        bail!("failed ({}): {}", output.status, last.trim());
-    }
-    Ok(output)
+/// Runs `command` and adds what it used to `timed`.
+fn timed(timed: &mut Timed, command: &mut Command, keep_stdout: bool) -> Result<Ran> {
+    let ran = child::run(command, keep_stdout).with_context(|| timed.command.clone())?;
+    timed.wall.push(ran.wall);
+    timed.cpu.push(ran.cpu);
+    timed.max_rss_kb = timed.max_rss_kb.max(ran.max_rss_kb);
+    Ok(ran)
 }
 
 /// One untimed run of `oomtrace history -o json`: its events (NDJSON lines)
 /// and its closing line.
 fn count_events(command: &mut Command) -> Result<Found, String> {
-    let output = run(command).map_err(|error| format!("{error:#}"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let ran = child::run(command, true).map_err(|error| format!("{error:#}"))?;
     Ok(Found {
-        events: output.stdout.iter().filter(|&&b| b == b'\n').count() as u64,
-        closing: stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned(),
+        events: ran.stdout.iter().filter(|&&b| b == b'\n').count() as u64,
+        closing: ran.last_stderr_line().to_owned(),
     })
-}
-
-/// user + system time of the children this process has waited for.
-fn children_cpu() -> Duration {
-    // SAFETY: rusage is plain integers, for which all zeroes is a value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes one rusage into the struct it is given.
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
-        return Duration::ZERO;
-    }
-    let time = |t: libc::timeval| {
-        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// The ring buffer's size from syslog(2) (SYSLOG_ACTION_SIZE_BUFFER), what
@@ -241,14 +218,5 @@ mod tests {
         let repetitions = (SYSLOG_BYTES / 133_000 + 1) as i64;
         assert!(layout.start_unix_s + repetitions * REPETITION_GAP_S as i64 <= now - 86_400);
         assert_eq!(layout.target_bytes, SYSLOG_BYTES);
-    }
-
-    #[test]
-    fn a_failed_command_is_an_error_with_its_reason() {
-        let error = run(Command::new("sh").args(["-c", "echo why >&2; exit 3"])).unwrap_err();
-        assert!(format!("{error:#}").contains("why"), "{error:#}");
-        let mut timed_runs = Timed::new("true");
-        timed(&mut timed_runs, &mut Command::new("true")).unwrap();
-        assert_eq!(timed_runs.wall.len(), 1);
     }
 }

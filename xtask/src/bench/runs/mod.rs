@@ -3,6 +3,7 @@
 //! attribution, and kernel log parsing. They read the settings and return
 //! figures; none renders.
 
+mod child;
 pub mod daemon;
 pub mod enrichment;
 pub mod kernel_cost;

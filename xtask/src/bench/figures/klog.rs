@@ -15,13 +15,11 @@ pub struct Timed {
     pub wall: Vec<Duration>,
     /// user + system time of each run.
     pub cpu: Vec<Duration>,
-    /// The largest resident set of any run.
-    pub max_rss_kb: u64,
 }
 
 impl Timed {
     pub fn new(command: impl Into<String>) -> Self {
-        Self { command: command.into(), wall: Vec::new(), cpu: Vec::new(), max_rss_kb: 0 }
+        Self { command: command.into(), wall: Vec::new(), cpu: Vec::new() }
     }
 
     pub fn best_s(&self) -> Option<f64> {
@@ -49,6 +47,8 @@ pub struct Found {
     pub events: u64,
     /// Its closing line on stderr ("… N found in the log …").
     pub closing: String,
+    /// Its peak RSS (GNU time's `%M`), where GNU time could be had.
+    pub peak_rss_kb: Option<u64>,
 }
 
 /// The generated syslog file: what was written, by construction.
@@ -117,12 +117,7 @@ mod tests {
     #[test]
     fn best_median_and_throughput() {
         let ms = Duration::from_millis;
-        let timed = Timed {
-            command: "x".to_owned(),
-            wall: vec![ms(500), ms(400), ms(800)],
-            cpu: vec![ms(300); 3],
-            max_rss_kb: 9_000,
-        };
+        let timed = Timed { command: "x".to_owned(), wall: vec![ms(500), ms(400), ms(800)], cpu: vec![ms(300); 3] };
         assert_eq!(timed.best_s(), Some(0.4));
         assert_eq!(timed.median_s(), Some(0.5));
         assert_eq!(timed.median_cpu_s(), Some(0.3));

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::bench::{
     figures::{Found, KlogFigures, RingFigures, SyslogFigures, Timed},
-    host::progress,
+    host::{self, progress},
     settings::{KLOG_RUNS, REPETITION_GAP_S, SYSLOG_BYTES, SYSLOG_FIXTURE, SYSLOG_PATH, UNRELATED_EVERY},
 };
 
@@ -87,7 +87,7 @@ fn time_syslog(oomtrace: &Path, path: &Path, root: &Path) -> Result<SyslogTimes>
         command.args(["history", "--file", &file, "-o", "json"]);
         command
     };
-    let found = count_events(&mut history());
+    let found = count_events(&history());
     let mut oomtrace_runs = Timed::new(format!("oomtrace history --file {shown} -o json >/dev/null"));
     let mut grep = Timed::new(format!("grep -c \"{KILL_LINE}\" {shown}"));
     let mut cat = Timed::new(format!("cat {shown} >/dev/null"));
@@ -137,17 +137,36 @@ fn timed(timed: &mut Timed, command: &mut Command, keep_stdout: bool) -> Result<
     let ran = child::run(command, keep_stdout).with_context(|| timed.command.clone())?;
     timed.wall.push(ran.wall);
     timed.cpu.push(ran.cpu);
-    timed.max_rss_kb = timed.max_rss_kb.max(ran.max_rss_kb);
     Ok(ran)
 }
 
-/// One untimed run of `oomtrace history -o json`: its events (NDJSON lines)
-/// and its closing line.
-fn count_events(command: &mut Command) -> Result<Found, String> {
-    let ran = child::run(command, true).map_err(|error| format!("{error:#}"))?;
+/// One untimed run of `oomtrace history -o json`, under GNU time where it
+/// can be had: its events (NDJSON lines), its closing line, its peak RSS.
+fn count_events(command: &Command) -> Result<Found, String> {
+    let gnu_time = host::ensure_installed("time", "time")
+        .map_err(|reason| progress(&format!("kernel log: no peak RSS, GNU time is missing: {reason}")))
+        .ok();
+    let mut wrapped = match &gnu_time {
+        Some(time) => {
+            let mut wrapped = Command::new(time);
+            wrapped.args(["--format", "%M"]).arg(command.get_program());
+            wrapped
+        }
+        None => Command::new(command.get_program()),
+    };
+    wrapped.args(command.get_args());
+    let mut ran = child::run(&mut wrapped, true).map_err(|error| format!("{error:#}"))?;
+    // GNU time's line comes last, after the command's own.
+    let peak_rss_kb = gnu_time.and_then(|_| {
+        let kb = ran.last_stderr_line().parse().ok();
+        let end = ran.stderr.trim_end().rfind('\n').unwrap_or(0);
+        ran.stderr.truncate(end);
+        kb
+    });
     Ok(Found {
         events: ran.stdout.iter().filter(|&&b| b == b'\n').count() as u64,
         closing: ran.last_stderr_line().to_owned(),
+        peak_rss_kb,
     })
 }
 

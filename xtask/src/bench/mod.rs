@@ -8,7 +8,10 @@
 //! object's programs against the verifier's limits). Then `oomtrace daemon` with
 //! both exporters on and the cost of pod attribution, against the real
 //! containerd, Prometheus and OTLP receiver the tests use (started when not
-//! running). The report goes to stdout and to docs/benchmarks.md.
+//! running). Last, `oomtrace history` on a 100 MB syslog file and on the
+//! kernel's ring buffer, beside grep, cat and dmesg. The report goes to stdout
+//! and to docs/benchmarks.md; `--only klog` measures the kernel log section
+//! alone and rewrites only its part of the file (`splice`).
 //!
 //! The modules depend one way: `settings` <- `runs` -> `figures` -> `report`
 //! (the report reads the settings it quotes too); `host` serves the runs and
@@ -19,6 +22,7 @@ mod host;
 mod report;
 mod runs;
 mod settings;
+mod splice;
 
 use std::{
     fs,
@@ -67,12 +71,29 @@ pub struct BenchArgs {
     /// not running: their sections then say they are unavailable.
     #[arg(long)]
     pub no_start: bool,
+    /// Leave out the kernel log parsing (`oomtrace history` on a 100 MB syslog file and the ring buffer).
+    #[arg(long, conflicts_with = "only")]
+    pub no_klog: bool,
+    /// Measure one section alone and rewrite only its part of the report (its
+    /// block and its rows of the Targets table); the rest stays as it is.
+    #[arg(long, value_enum, value_name = "SECTION")]
+    pub only: Option<OnlySection>,
     /// Where to write the markdown report [default: <workspace>/docs/benchmarks.md].
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 }
 
+/// A section `--only` measures alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnlySection {
+    /// Kernel log parsing: `oomtrace history` on a 100 MB syslog file and on the ring buffer.
+    Klog,
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.only == Some(OnlySection::Klog) {
+        return run_klog_only(args);
+    }
     let started = Instant::now();
     let euid = procfs::euid();
     if euid != 0 {
@@ -81,18 +102,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     let root = host::workspace_root()?;
-    let output = args.output.clone().unwrap_or_else(|| root.join("docs/benchmarks.md"));
-    let oomtrace = root.join("target/release/oomtrace");
-    if args.no_build {
-        if !oomtrace.exists() {
-            bail!(
-                "--no-build given but {} does not exist; build it with `cargo build --release -p oomtrace`",
-                oomtrace.display()
-            );
-        }
-    } else {
-        host::cargo_build_release(&root, &["-p", "oomtrace"])?;
-    }
+    let output = report_path(&root, args);
+    let oomtrace = release_binary(&root, args)?;
     let hierarchy = Hierarchy::detect()?;
     host::ensure_tracefs()?;
     let machine = procfs::machine()?;
@@ -137,6 +148,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             progress("enrichment: PodResolver::attribute on a real pod");
             runs::enrichment::measure(&root, &cri_socket, !args.no_build)
         });
+    let klog = if args.no_klog {
+        Section::Skipped("--no-klog")
+    } else {
+        Section::Measured(Box::new(measure_klog(&root, &oomtrace)))
+    };
     let mut component_rows = Vec::new();
     if let Some(state) = &runtime_state {
         component_rows.push(("containerd (`scripts/runtime.sh`)", format!("{cri_socket}: {}", state.describe())));
@@ -175,6 +191,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         burst: args.burst as usize,
         daemon,
         enrichment,
+        klog,
         bench_seconds: started.elapsed().as_secs(),
     };
     let mut markdown = report::render(&report);
@@ -184,12 +201,65 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         markdown = crate::node::report::with_block(&markdown, block);
     }
     print!("{markdown}");
+    write_report(&output, &markdown)?;
+    progress(&format!("report written to {} ({} s)", output.display(), started.elapsed().as_secs()));
+    Ok(())
+}
+
+/// `--only klog`: the kernel log section measured alone, written into the
+/// existing report in place of its previous figures.
+fn run_klog_only(args: &BenchArgs) -> Result<()> {
+    let started = Instant::now();
+    let root = host::workspace_root()?;
+    let output = report_path(&root, args);
+    let oomtrace = release_binary(&root, args)?;
+    let figures = Section::Measured(Box::new(measure_klog(&root, &oomtrace)));
+    let mut section = String::new();
+    report::klog::section(&mut section, &figures);
+    print!("{section}");
+    let previous = match fs::read_to_string(&output) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", output.display())),
+    };
+    write_report(&output, &splice::klog_into(&previous, &figures))?;
+    progress(&format!("kernel log section written into {} ({} s)", output.display(), started.elapsed().as_secs()));
+    Ok(())
+}
+
+/// The kernel log section's figures, dated and placed at a commit of their own
+/// (the section can be measured alone).
+fn measure_klog(root: &Path, oomtrace: &Path) -> figures::KlogFigures {
+    progress("kernel log: oomtrace history on a 100 MB syslog file and on the ring buffer");
+    let generated = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    runs::klog::measure(root, oomtrace, generated, host::git_commit(root))
+}
+
+fn report_path(root: &Path, args: &BenchArgs) -> PathBuf {
+    args.output.clone().unwrap_or_else(|| root.join("docs/benchmarks.md"))
+}
+
+fn write_report(output: &Path, markdown: &str) -> Result<()> {
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    fs::write(&output, &markdown).with_context(|| format!("writing the report to {}", output.display()))?;
-    progress(&format!("report written to {} ({} s)", output.display(), started.elapsed().as_secs()));
-    Ok(())
+    fs::write(output, markdown).with_context(|| format!("writing the report to {}", output.display()))
+}
+
+/// target/release/oomtrace, built unless `--no-build`.
+fn release_binary(root: &Path, args: &BenchArgs) -> Result<PathBuf> {
+    let oomtrace = root.join("target/release/oomtrace");
+    if args.no_build {
+        if !oomtrace.exists() {
+            bail!(
+                "--no-build given but {} does not exist; build it with `cargo build --release -p oomtrace`",
+                oomtrace.display()
+            );
+        }
+    } else {
+        host::cargo_build_release(root, &["-p", "oomtrace"])?;
+    }
+    Ok(oomtrace)
 }
 
 /// A section that is skipped with `skipped` (its flag), unavailable when the

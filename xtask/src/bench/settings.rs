@@ -85,3 +85,23 @@ pub const STACK_LIMIT_BYTES: u32 = 512;
 /// Each ring-buffer record carries this header and is padded to 8 bytes
 /// (BPF_RINGBUF_HDR_SZ).
 pub const RINGBUF_HEADER_BYTES: usize = 8;
+
+// --- Kernel log parsing (`oomtrace history`) ---
+
+/// The saved log the parser is timed on: issue 11's "100 MB syslog file".
+pub const SYSLOG_BYTES: u64 = 100_000_000;
+/// Where the bench writes it, under the workspace.
+pub const SYSLOG_PATH: &str = "target/bench/syslog-100MB";
+/// The real kernel log its kernel lines repeat: this host's own dmesg, 49
+/// memcg kills (25 full reports, the rest rate-limited to the kill line).
+pub const SYSLOG_FIXTURE: &str = "oomtrace-klog/fixtures/host-6.18-cgroup-v1-dmesg.txt";
+/// One unrelated (non-kernel) line after every this many kernel lines, as
+/// systemd, containerd, kubelet and cron write between them on a node.
+pub const UNRELATED_EVERY: usize = 4;
+/// Each repetition of the fixture (18 s of kernel time) starts this much
+/// after the previous one, in both its wall-clock and its kernel timestamps.
+pub const REPETITION_GAP_S: u64 = 60;
+/// Timed runs of each command, interleaved; best and median are reported.
+pub const KLOG_RUNS: usize = 5;
+/// Issue 11: "the whole 1 MiB kmsg buffer or a 100 MB syslog file parses in ≤ 2 s".
+pub const TARGET_KLOG_SECONDS: f64 = 2.0;

@@ -4,6 +4,7 @@
 mod daemon;
 mod enrichment;
 mod kernel;
+mod klog;
 mod stats;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 pub use daemon::{CpuUse, DaemonFigures, IdleWindow};
 pub use enrichment::EnrichmentFigures;
 pub use kernel::{EventRecord, Hook, KernelCost, ObjectProgram, ProgramCost, Verifier};
+pub use klog::{Found, KlogFigures, RingFigures, SyslogFigures, SyslogShape, Timed};
 pub use stats::{Latency, duration_stats, median_ms};
 
 use oomtrace_testkit::procfs::{Clock, Machine, Memory};
@@ -35,6 +37,8 @@ pub struct Report {
     pub burst: usize,
     pub daemon: Section<DaemonFigures>,
     pub enrichment: Section<EnrichmentFigures>,
+    /// `oomtrace history` on a big syslog file and on the ring buffer.
+    pub klog: Section<KlogFigures>,
     pub bench_seconds: u64,
 }
 

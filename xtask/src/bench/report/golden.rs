@@ -7,8 +7,9 @@ use std::{path::PathBuf, time::Duration};
 
 use super::render;
 use crate::bench::figures::{
-    ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, EventRecord, IdleWindow, KernelCost, KillRun, ObjectProgram,
-    Peer, ProgramCost, Report, Section, ToolFigures, Verifier,
+    ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, EventRecord, Found, IdleWindow, KernelCost, KillRun,
+    KlogFigures, ObjectProgram, Peer, ProgramCost, Report, RingFigures, Section, SyslogFigures, SyslogShape, Timed,
+    ToolFigures, Verifier,
 };
 use oomtrace_testkit::{
     observability::OtlpCounts,
@@ -195,6 +196,64 @@ fn components() -> Vec<(&'static str, String)> {
     ]
 }
 
+fn timed(command: &str, wall_ms: [u64; 5]) -> Timed {
+    let cpu = wall_ms.map(|v| ms(v * 9 / 10)).to_vec();
+    Timed { command: command.to_owned(), wall: wall_ms.map(ms).to_vec(), cpu }
+}
+
+fn syslog(events: u64, grep_count: Option<u64>) -> SyslogFigures {
+    let path = "target/bench/syslog-100MB";
+    SyslogFigures {
+        path: path.to_owned(),
+        shape: SyslogShape {
+            bytes: 100_093_517,
+            kernel_lines: 1_098_255,
+            unrelated_lines: 274_275,
+            repetitions: 451,
+            kill_lines: 22_099,
+            written_in: ms(1_270),
+        },
+        oomtrace: timed(
+            &format!("oomtrace history --file {path} -o json >/dev/null"),
+            [1_310, 1_250, 1_290, 1_400, 1_262],
+        ),
+        grep: timed(&format!("grep -c \"Killed process\" {path}"), [61, 58, 60, 75, 59]),
+        cat: timed(&format!("cat {path} >/dev/null"), [12, 11, 13, 11, 12]),
+        grep_count,
+        found: Ok(Found {
+            events,
+            closing: format!(
+                "{events} OOM kills found in the log (11275 reports with only the kill line (rate-limited))"
+            ),
+            peak_rss_kb: grep_count.map(|_| 56_012),
+        }),
+    }
+}
+
+fn ring(found: Result<Found, String>) -> RingFigures {
+    RingFigures {
+        capacity_bytes: Some(131_072),
+        records: 1_402,
+        record_bytes: 140_118,
+        rotated: 96_311,
+        dmesg_bytes: 133_517,
+        dmesg_kill_lines: 36,
+        kernel_kill_lines: 33,
+        oomtrace: timed("oomtrace history -o json >/dev/null", [21, 19, 20, 25, 20]),
+        dmesg: timed("dmesg >/dev/null", [4, 3, 3, 5, 4]),
+        found,
+    }
+}
+
+fn klog(syslog: Result<SyslogFigures, String>, ring: Result<RingFigures, String>) -> Section<KlogFigures> {
+    Section::Measured(Box::new(KlogFigures {
+        generated: "2026-11-29T12:40:00Z".to_owned(),
+        commit: "454ee2e".to_owned(),
+        syslog,
+        ring,
+    }))
+}
+
 /// Everything measured, with every kind of trouble a note reports.
 fn troubled() -> Report {
     let burst = KillRun { missing: vec![777], duplicates: 1, not_killed: 1, ..clean_run(30, 2_700_000) };
@@ -225,6 +284,10 @@ fn troubled() -> Report {
             (1..=20).map(|i| us(40 + i * 9)).collect(),
             (1..=20).map(|i| us(300 + i)).collect(),
         ))),
+        klog: klog(
+            Ok(syslog(22_050, None)),
+            Err("reading /dev/kmsg: opening it: Operation not permitted (os error 1)".to_owned()),
+        ),
         bench_seconds: 79,
     };
     if let Ok(cost) = &mut report.oomtrace.kernel {
@@ -267,6 +330,16 @@ fn clean() -> Report {
             (1..=20).map(|i| us(222 + i * 12)).collect(),
             (1..=20).map(|i| Duration::from_nanos(400 + i * 19_000)).collect(),
         ))),
+        klog: klog(
+            Ok(syslog(22_099, Some(22_099))),
+            Ok(ring(Ok(Found {
+                events: 33,
+                closing: "kernel counted 40 OOM kills since boot; 33 found in the log (96311 \
+                earlier records rotated out of the ring buffer); 7 not in this log: try --journal, which keeps more"
+                    .to_owned(),
+                peak_rss_kb: Some(13_900),
+            }))),
+        ),
         bench_seconds: 612,
     }
 }
@@ -290,6 +363,7 @@ fn alone() -> Report {
         burst: 30,
         daemon: Section::Skipped("--no-daemon"),
         enrichment: Section::Unavailable("containerd is not running (scripts/runtime.sh up)".to_owned()),
+        klog: Section::Skipped("--no-klog"),
         bench_seconds: 40,
     }
 }
@@ -303,6 +377,13 @@ fn empty() -> Report {
     report.oomtrace.kernel = Ok(KernelCost::default());
     report.daemon = Section::Unavailable("Prometheus is not running".to_owned());
     report.enrichment = Section::Measured(Box::new(enrichment(Vec::new(), Vec::new(), Vec::new())));
+    let mut silent_ring = ring(Err("failed (exit status: 1): /dev/kmsg: no such device".to_owned()));
+    (silent_ring.oomtrace, silent_ring.dmesg, silent_ring.capacity_bytes) =
+        (Timed::new("oomtrace history -o json >/dev/null"), Timed::new("dmesg >/dev/null"), None);
+    report.klog = klog(
+        Err("reading oomtrace-klog/fixtures/host-6.18-cgroup-v1-dmesg.txt: No such file".to_owned()),
+        Ok(silent_ring),
+    );
     if let Section::Measured(e) = &mut report.enrichment {
         e.cached.clear();
         e.optimized = false;
@@ -376,6 +457,7 @@ fn every_section_is_found_in_the_golden_reports() {
         "Kernel cost",
         "Daemon footprint",
         "Enrichment cost",
+        "Kernel log parsing",
         "Method",
         "Notes",
     ];

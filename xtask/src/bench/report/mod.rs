@@ -9,11 +9,12 @@ mod format;
 mod golden;
 mod header;
 mod kernel;
+pub mod klog;
 mod method;
 mod notes;
 mod peers;
 mod results;
-mod targets;
+pub mod targets;
 
 use crate::bench::figures::Report;
 
@@ -30,6 +31,7 @@ const SECTIONS: &[RenderSection] = &[
     kernel::kernel,
     daemon::daemon,
     enrichment::enrichment,
+    klog::klog,
     method::method,
     notes::notes,
 ];

@@ -3,12 +3,12 @@
 use std::fmt::Write as _;
 
 use crate::bench::{
-    figures::{Report, Section, duration_stats},
+    figures::{KlogFigures, Report, Section, duration_stats},
     report::format::{cell, mib, pass, short_duration, short_why},
     settings::{
-        ATTACH_RUNS, CACHED_CALLS, DAEMON_IDLE_WINDOW, OTLP_METRIC_INTERVAL_MS, TARGET_ATTACH_MS,
-        TARGET_CACHED_ENRICHMENT_US, TARGET_DAEMON_IDLE_CPU_PERCENT, TARGET_DAEMON_RSS_MIB, TARGET_P99_MS,
-        TARGET_RSS_MIB, TIMEOUT_SLACK,
+        ATTACH_RUNS, CACHED_CALLS, DAEMON_IDLE_WINDOW, KLOG_RUNS, OTLP_METRIC_INTERVAL_MS, TARGET_ATTACH_MS,
+        TARGET_CACHED_ENRICHMENT_US, TARGET_DAEMON_IDLE_CPU_PERCENT, TARGET_DAEMON_RSS_MIB, TARGET_KLOG_SECONDS,
+        TARGET_P99_MS, TARGET_RSS_MIB, TIMEOUT_SLACK,
     },
 };
 
@@ -20,6 +20,7 @@ pub fn targets(out: &mut String, report: &Report) {
     tracer_rows(out, report);
     daemon_rows(out, report);
     enrichment_rows(out, report);
+    klog_rows(out, &report.klog);
     writeln!(out).ok();
     writeln!(out, "The latency target also requires every sequential kill to have produced its event.").ok();
     writeln!(out).ok();
@@ -118,6 +119,61 @@ fn enrichment_rows(out: &mut String, report: &Report) {
         e.timeout.as_millis(),
         pass(slowest.is_some_and(|s| s.as_secs_f64() <= bound))
     )
+    .ok();
+}
+
+/// How the kernel log targets begin: `cargo xtask bench --only klog`
+/// replaces the rows of the Targets table that begin so.
+pub const KLOG_TARGET: &str = "kernel log:";
+
+/// Issue 11's parsing speed, on the syslog file (where every kill must be
+/// found too) and on the ring buffer.
+pub fn klog_rows(out: &mut String, klog: &Section<KlogFigures>) {
+    let file_target = format!(
+        "{KLOG_TARGET} a 100 MB syslog file parsed in ≤ {TARGET_KLOG_SECONDS} s, every kill found (`oomtrace \
+         history --file`, median of {KLOG_RUNS} runs)"
+    );
+    let ring_target = format!(
+        "{KLOG_TARGET} the whole ring buffer parsed in ≤ {TARGET_KLOG_SECONDS} s (`oomtrace history`, /dev/kmsg; \
+         median of {KLOG_RUNS} runs)"
+    );
+    let Some(k) = klog.measured() else {
+        return not_measured_rows(out, klog, "Kernel log parsing", &[&file_target, &ring_target]);
+    };
+    let within = |median: Option<f64>| median.is_some_and(|s| s <= TARGET_KLOG_SECONDS);
+    match &k.syslog {
+        Ok(s) => {
+            let median = s.oomtrace.median_s();
+            let events = s.found.as_ref().ok().map(|f| f.events);
+            writeln!(
+                out,
+                "| {file_target} | {} ({} MB/s); {} of {} kills | {} |",
+                cell(median, "s", 2),
+                cell(s.oomtrace.mb_per_s(s.shape.bytes), "", 0),
+                events.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                s.shape.kill_lines,
+                pass(within(median) && events == Some(s.shape.kill_lines))
+            )
+        }
+        Err(_) => writeln!(out, "| {file_target} | not measured (see Kernel log parsing) | n/a |"),
+    }
+    .ok();
+    match &k.ring {
+        Ok(r) => {
+            let median = r.oomtrace.median_s();
+            let size = r.capacity_bytes.map_or_else(String::new, |bytes| format!(" of a {} KiB buffer", bytes / 1024));
+            let events = r.found.as_ref().map_or_else(|_| "?".to_owned(), |f| f.events.to_string());
+            writeln!(
+                out,
+                "| {ring_target} | {} for {} records{size}; {events} events, {} kernel kill lines | {} |",
+                cell(median, "s", 3),
+                r.records,
+                r.kernel_kill_lines,
+                pass(within(median))
+            )
+        }
+        Err(_) => writeln!(out, "| {ring_target} | not measured (see Kernel log parsing) | n/a |"),
+    }
     .ok();
 }
 

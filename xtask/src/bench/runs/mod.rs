@@ -1,11 +1,15 @@
 //! The measurements, each against the real kernel or component: the tracers
-//! on their own and their peers, the daemon with both exporters, and pod
-//! attribution. They read the settings and return figures; none renders.
+//! on their own and their peers, the daemon with both exporters, pod
+//! attribution, and kernel log parsing. They read the settings and return
+//! figures; none renders.
 
+mod child;
 pub mod daemon;
 pub mod enrichment;
 pub mod kernel_cost;
 mod kills;
+pub mod klog;
 pub mod object;
 pub mod peers;
+mod syslog_file;
 pub mod tracers;

@@ -297,10 +297,16 @@ impl Pipeline {
             }
             self.attribute_pending(&mut events).await;
             self.take_log_ready(&mut events).await;
+            let delivered = !events.is_empty();
             for event in events.drain(..) {
                 if handler.event(event)? == Flow::Stop {
                     return Ok(());
                 }
+            }
+            if delivered {
+                // At once, not at the next tick: the daemon keeps its position
+                // in the kernel log, which a SIGKILL must not set back.
+                handler.stats(self.stats());
             }
         }
         // Stopping: what waits for a report or for a live event goes out now.

@@ -151,7 +151,7 @@ pub fn reconciliation(summary: &HistorySummary) -> String {
         notes.push(format!("{} records overwritten while reading", summary.read.overwritten));
     }
     if summary.collected.kill_line_only > 0 {
-        notes.push(format!("{} reports with only the kill line (rate-limited)", summary.collected.kill_line_only));
+        notes.push(plural(summary.collected.kill_line_only, "report", "with only the kill line (rate-limited)"));
     }
     if summary.collected.repeated > 0 {
         notes.push(format!(
@@ -184,4 +184,9 @@ pub fn reconciliation(summary: &HistorySummary) -> String {
         line.push_str(&format!("; {} shown, {} filtered out", summary.shown, summary.filtered_out));
     }
     line
+}
+
+/// "1 report with …", "2 reports with …".
+fn plural(count: u64, noun: &str, rest: &str) -> String {
+    format!("{count} {noun}{} {rest}", if count == 1 { "" } else { "s" })
 }

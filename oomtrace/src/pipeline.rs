@@ -280,6 +280,7 @@ impl Pipeline {
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         stats_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut events = Vec::new();
+        let mut last_position = self.log_position();
         loop {
             let log_deadline = self.log.as_ref().and_then(LogSide::until_deadline).unwrap_or(Duration::MAX);
             let has_log = self.log.is_some();
@@ -303,9 +304,11 @@ impl Pipeline {
                     return Ok(());
                 }
             }
-            if delivered {
+            let position = self.log_position();
+            if delivered || position != last_position {
                 // At once, not at the next tick: the daemon keeps its position
                 // in the kernel log, which a SIGKILL must not set back.
+                last_position = position;
                 handler.stats(self.stats());
             }
         }

@@ -13,6 +13,8 @@ mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t bpf bpf /sys/fs/bpf
 ln -s /proc/self/fd /dev/fd 2>/dev/null
+# Loopback up: the daemon tests talk to the daemon's /readyz on 127.0.0.1.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 stty -F /dev/ttyS1 raw -echo; stty -F /dev/ttyS2 raw -echo
 sh /run-suite.sh > /dev/ttyS1 2>&1 < /dev/null
 echo "VM_EXIT=$?" > /dev/ttyS2

@@ -10,6 +10,7 @@
 
 mod bench;
 mod ebpf_object;
+mod marked;
 mod node;
 mod vm;
 

@@ -37,9 +37,7 @@ fn with_block(text: &str, section: &str, before: [&str; 2]) -> String {
 
 /// Where the block between the markers (both included) is.
 fn marked(text: &str) -> Option<(usize, usize)> {
-    let start = text.find(BLOCK_BEGIN)?;
-    let stop = text[start..].find(BLOCK_END)? + start + BLOCK_END.len();
-    Some((start, stop))
+    crate::marked::find(text, BLOCK_BEGIN, BLOCK_END)
 }
 
 /// The offset of the first line that begins with `prefix`.

@@ -149,20 +149,15 @@ pub fn benchmarks_block(results: &[NodeResult], image: Option<&crate::node::payl
 
 /// `text` with its node-test block replaced by `block` (or `block` appended).
 pub fn with_block(text: &str, block: &str) -> String {
-    match (text.find(BENCH_BLOCK_BEGIN), text.find(BENCH_BLOCK_END)) {
-        (Some(begin), Some(end)) if begin < end => {
-            let after = &text[end + BENCH_BLOCK_END.len()..];
-            format!("{}{}{}", &text[..begin], block.trim_end_matches('\n'), after)
-        }
-        _ => format!("{}\n\n{block}", text.trim_end_matches('\n')),
+    match crate::marked::find(text, BENCH_BLOCK_BEGIN, BENCH_BLOCK_END) {
+        Some((begin, end)) => format!("{}{}{}", &text[..begin], block.trim_end_matches('\n'), &text[end..]),
+        None => format!("{}\n\n{block}", text.trim_end_matches('\n')),
     }
 }
 
 /// The node-test block of `text`, if it has one.
 pub fn block_of(text: &str) -> Option<&str> {
-    let begin = text.find(BENCH_BLOCK_BEGIN)?;
-    let end = text[begin..].find(BENCH_BLOCK_END)? + begin + BENCH_BLOCK_END.len();
-    Some(&text[begin..end])
+    crate::marked::find(text, BENCH_BLOCK_BEGIN, BENCH_BLOCK_END).map(|(begin, end)| &text[begin..end])
 }
 
 /// systemd's monotonic timestamps (0: never happened).

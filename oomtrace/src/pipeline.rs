@@ -158,7 +158,7 @@ impl Pipeline {
         release_startup_memory();
         let kill_confirmed = tracer.attached.method(Role::KillConfirmation).is_some();
         let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, kill_confirmed);
-        let log = LogSide::open(options.kernel_log);
+        let log = LogSide::open(&options.kernel_log);
         tracing::info!(
             attached = %tracer.attached.summary(),
             cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),

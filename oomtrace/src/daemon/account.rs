@@ -38,7 +38,14 @@ pub struct Account {
     unsettled: Option<(u64, Instant)>,
     /// Saving failed (said once).
     save_failed: bool,
+    /// See [`DaemonState::sent_unjoined`].
+    sent_unjoined: Vec<(u32, u64)>,
 }
+
+/// The live events without their report that are remembered (the newest).
+const MAX_SENT_UNJOINED: usize = 32;
+/// Such an event is forgotten once the log has been read this far past it.
+const SENT_UNJOINED_HORIZON_NS: u64 = 60_000_000_000;
 
 impl Account {
     /// Loads the state of this boot from `dir`; `None` (said once) without a
@@ -66,6 +73,7 @@ impl Account {
             since_boot_us = saved.since_boot_us,
             "kernel log position of earlier runs in this boot"
         );
+        let sent_unjoined = saved.sent_unjoined.clone();
         Some(Self {
             file,
             boot_id,
@@ -74,7 +82,22 @@ impl Account {
             warned_unreported: 0,
             unsettled: None,
             save_failed: false,
+            sent_unjoined,
         })
+    }
+
+    /// Live events earlier runs sent before their kill line was read.
+    pub fn sent_unjoined(&self) -> Vec<(u32, u64)> {
+        self.saved.sent_unjoined.clone()
+    }
+
+    /// A live event that went out without the kernel's report: its kill line,
+    /// when read later (by this run or the next), is no kill of its own.
+    pub fn sent(&mut self, pid: u32, ktime_ns: u64) {
+        self.sent_unjoined.push((pid, ktime_ns));
+        if self.sent_unjoined.len() > MAX_SENT_UNJOINED {
+            self.sent_unjoined.remove(0);
+        }
     }
 
     /// Where earlier runs stopped reporting.
@@ -88,11 +111,14 @@ impl Account {
         // again with the group); so does this count, from the log's lines.
         let reported = self.reported_before + stats.events + stats.kernel_log_events + stats.kernel_log_repeated;
         let position = stats.log_position.unwrap_or_else(|| self.position());
+        let read_up_to_ns = position.since_boot_us.saturating_mul(1_000);
+        self.sent_unjoined.retain(|&(_, ktime)| ktime.saturating_add(SENT_UNJOINED_HORIZON_NS) >= read_up_to_ns);
         let state = DaemonState {
             boot_id: self.boot_id.clone(),
             last_seq: position.seq,
             since_boot_us: position.since_boot_us,
             reported,
+            sent_unjoined: self.sent_unjoined.clone(),
         };
         if state != self.saved {
             match self.file.save(&state) {

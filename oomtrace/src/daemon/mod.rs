@@ -18,7 +18,7 @@ use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, rou
 
 use crate::{
     config::DaemonConfig,
-    event::OomEvent,
+    event::{EventSource, OomEvent},
     export::{
         otlp::{self, OtlpExporter},
         prometheus::{ExporterTotals, Metrics},
@@ -70,6 +70,12 @@ struct Deliver<'a> {
 impl EventHandler for Deliver<'_> {
     fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow> {
         self.metrics.record(&event);
+        if let (Some(account), Some(ktime)) = (self.account.as_mut(), event.ktime_ns)
+            && event.source == EventSource::Ebpf
+            && event.unavailable.contains(&"kernel_report")
+        {
+            account.sent(event.victim.pid, ktime);
+        }
         if let Some(otlp) = self.otlp {
             otlp.emit(&event);
         }
@@ -117,7 +123,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let account = Account::load(&config.state_dir);
     let kernel_log = match (&account, config.kernel_log) {
         (_, false) => KernelLogMode::Off,
-        (Some(account), true) => KernelLogMode::JoinAndReport { from: account.position() },
+        (Some(account), true) => {
+            KernelLogMode::JoinAndReport { from: account.position(), sent: account.sent_unjoined() }
+        }
         (None, true) => KernelLogMode::Join,
     };
     let options = PipelineOptions {

@@ -75,6 +75,12 @@ impl Joiner {
         }
     }
 
+    /// Kills an earlier run sent as live events before their report was read
+    /// (victim pid, kernel ns): their reports, when read now, are no events.
+    pub fn sent_earlier(&mut self, sent: &[(u32, u64)], now: Duration) {
+        self.sent_without_report.extend(sent.iter().map(|&(pid, ktime)| (pid, ktime, now)));
+    }
+
     /// A live event: joined at once if its report was read already, else it
     /// waits for it (at most `live_wait`).
     pub fn live(&mut self, mut event: OomEvent, now: Duration) {

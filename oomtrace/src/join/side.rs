@@ -22,7 +22,7 @@ pub const LIVE_WAIT: Duration = Duration::from_millis(100);
 pub const GRACE: Duration = Duration::from_secs(2);
 
 /// What the pipeline does with the kernel log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelLogMode {
     /// Not read (`live` without permission to read it, tests).
     Off,
@@ -31,7 +31,12 @@ pub enum KernelLogMode {
     Join,
     /// Joined, and every kill in the log after `from` that no live event
     /// claims is reported as a `kernel_log` event (the daemon: past kills).
-    JoinAndReport { from: LogPosition },
+    JoinAndReport {
+        from: LogPosition,
+        /// Live events an earlier run sent before their report was read
+        /// (pid, kernel ns): their reports are not kills of their own.
+        sent: Vec<(u32, u64)>,
+    },
 }
 
 pub struct LogSide {
@@ -44,8 +49,8 @@ pub struct LogSide {
 
 impl LogSide {
     /// Opens the log; `None` (said once, at warn level) where it cannot be read.
-    pub fn open(mode: KernelLogMode) -> Option<Self> {
-        if mode == KernelLogMode::Off {
+    pub fn open(mode: &KernelLogMode) -> Option<Self> {
+        if *mode == KernelLogMode::Off {
             return None;
         }
         let (tail, snapshot) = match LogTail::open() {
@@ -66,9 +71,10 @@ impl LogSide {
         };
         let existing = side.parse(&snapshot);
         match mode {
-            KernelLogMode::JoinAndReport { from } => {
-                side.joiner = Joiner::new(LIVE_WAIT, GRACE, from);
+            KernelLogMode::JoinAndReport { from, sent } => {
+                side.joiner = Joiner::new(LIVE_WAIT, GRACE, *from);
                 let now = side.now();
+                side.joiner.sent_earlier(sent, now);
                 for kill in existing {
                     side.joiner.logged(kill, now);
                 }

@@ -30,6 +30,10 @@ pub enum LogTail {
 pub struct SyslogTail {
     newest_us: u64,
     at_newest: usize,
+    /// When to read next. Kept here, not in the wait: the pipeline's select
+    /// drops and recreates the wait on every other wake-up (every second at
+    /// least), which would otherwise restart an idle wait forever.
+    next_read: tokio::time::Instant,
 }
 
 /// Why the kernel log cannot be read while tracing.
@@ -69,7 +73,7 @@ impl LogTail {
     }
 
     fn open_syslog(kmsg: KmsgError) -> Result<(Self, Vec<LogLine>), TailError> {
-        let mut tail = SyslogTail { newest_us: 0, at_newest: 0 };
+        let mut tail = SyslogTail { newest_us: 0, at_newest: 0, next_read: tokio::time::Instant::now() };
         let lines = tail.read_new().map_err(|syslog| TailError { kmsg, syslog })?;
         Ok((Self::Syslog(tail), lines))
     }
@@ -81,8 +85,8 @@ impl LogTail {
         }
     }
 
-    /// The next lines: waits for the kernel (kmsg), or `poll` and reads
-    /// syslog(2) again. Cancellation safe (a kmsg record is read whole in one
+    /// The next lines: waits for the kernel (kmsg), or reads syslog(2) again
+    /// at its next read time, `poll` from now at the latest. Cancellation safe (a kmsg record is read whole in one
     /// non-blocking read after the wait).
     pub async fn next_lines(&mut self, poll: Duration) -> Vec<LogLine> {
         match self {
@@ -96,7 +100,9 @@ impl LogTail {
                 }
             },
             Self::Syslog(tail) => {
-                tokio::time::sleep(poll).await;
+                tail.next_read = tail.next_read.min(tokio::time::Instant::now() + poll);
+                tokio::time::sleep_until(tail.next_read).await;
+                tail.next_read = tokio::time::Instant::now() + SYSLOG_POLL_IDLE;
                 tail.read_new().unwrap_or_else(|error| {
                     tracing::warn!(%error, "reading the kernel log");
                     Vec::new()

@@ -32,12 +32,16 @@ pub struct DaemonState {
     /// OOM kills of this boot reported by the daemon's runs so far (live or from the log).
     #[serde(default)]
     pub reported: u64,
+    /// Live events sent before their kill line was read (victim pid, kernel ns): a later run
+    /// that reads those lines must not report them again.
+    #[serde(default)]
+    pub sent_unjoined: Vec<(u32, u64)>,
 }
 
 impl DaemonState {
     /// Nothing reported yet in this boot.
     pub fn new(boot_id: String) -> Self {
-        Self { boot_id, last_seq: None, since_boot_us: 0, reported: 0 }
+        Self { boot_id, last_seq: None, since_boot_us: 0, reported: 0, sent_unjoined: Vec::new() }
     }
 }
 

@@ -59,14 +59,7 @@ impl Account {
             }
         };
         let file = StateFile::in_dir(dir);
-        let saved = match file.load() {
-            Ok(Some(state)) if state.boot_id == boot_id => state,
-            Ok(Some(_)) | Ok(None) => DaemonState::new(boot_id.clone()),
-            Err(error) => {
-                tracing::warn!(%error, "ignoring the state file: this boot's kernel log is reported from its start");
-                DaemonState::new(boot_id.clone())
-            }
-        };
+        let saved = file.load_for_boot(&boot_id);
         tracing::info!(
             state = %file.path().display(),
             reported_before = saved.reported,

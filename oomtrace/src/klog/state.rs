@@ -45,25 +45,6 @@ impl DaemonState {
     }
 }
 
-/// Where to start reading /dev/kmsg.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResumeFrom {
-    /// After this sequence number: everything up to it was reported before.
-    AfterSeq(u64),
-    /// The oldest record of this boot still in the ring buffer, because:
-    StartOfBoot(StartReason),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StartReason {
-    /// No state file: a first start in this boot (or /run was cleared).
-    NoState,
-    /// The file says another boot: this boot's log has not been reported yet.
-    OtherBoot,
-    /// The file could not be read or parsed: treated as missing (a warning says why).
-    Corrupt,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("could not read the state file {path}: {source}")]
@@ -112,19 +93,15 @@ impl StateFile {
         Ok(Some(position))
     }
 
-    /// Where to start in the boot `boot_id`. Never fails: a state that cannot be used is
-    /// reported (a warning, and the reason in the result) and the whole boot is read.
-    pub fn resume_from(&self, boot_id: &str) -> ResumeFrom {
+    /// The state of the boot `boot_id`. Never fails: no file, a file of another boot or one
+    /// that cannot be used (a warning says why) all mean nothing of this boot was reported yet.
+    pub fn load_for_boot(&self, boot_id: &str) -> DaemonState {
         match self.load() {
-            Ok(Some(DaemonState { boot_id: saved, last_seq: Some(seq), .. })) if saved == boot_id => {
-                ResumeFrom::AfterSeq(seq)
-            }
-            Ok(Some(position)) if position.boot_id == boot_id => ResumeFrom::StartOfBoot(StartReason::NoState),
-            Ok(Some(_)) => ResumeFrom::StartOfBoot(StartReason::OtherBoot),
-            Ok(None) => ResumeFrom::StartOfBoot(StartReason::NoState),
+            Ok(Some(state)) if state.boot_id == boot_id => state,
+            Ok(_) => DaemonState::new(boot_id.to_owned()),
             Err(error) => {
                 warn!(%error, "ignoring the kernel log state; reading this boot's log from its start");
-                ResumeFrom::StartOfBoot(StartReason::Corrupt)
+                DaemonState::new(boot_id.to_owned())
             }
         }
     }
@@ -170,14 +147,14 @@ mod tests {
     fn a_saved_position_round_trips_and_resumes_after_its_seq() {
         let dir = scratch("round-trip");
         let state = StateFile::in_dir(dir.join("nested"));
-        assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::NoState));
+        assert_eq!(state.load_for_boot(BOOT), DaemonState::new(BOOT.to_owned()));
         let position = DaemonState { last_seq: Some(110_942), ..DaemonState::new(BOOT.to_owned()) };
         state.save(&position).unwrap();
         assert_eq!(state.load().unwrap(), Some(position.clone()));
-        assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(110_942));
+        assert_eq!(state.load_for_boot(BOOT).last_seq, Some(110_942));
         // A second save replaces the first and leaves no temporary file behind.
         state.save(&DaemonState { last_seq: Some(110_943), ..position }).unwrap();
-        assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(110_943));
+        assert_eq!(state.load_for_boot(BOOT).last_seq, Some(110_943));
         let names: Vec<_> = fs::read_dir(dir.join("nested")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, [STATE_FILE_NAME]);
         fs::remove_dir_all(dir).unwrap();
@@ -190,7 +167,7 @@ mod tests {
         state
             .save(&DaemonState { last_seq: Some(5), ..DaemonState::new("0123456789abcdef0123456789abcdef".to_owned()) })
             .unwrap();
-        assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::OtherBoot));
+        assert_eq!(state.load_for_boot(BOOT), DaemonState::new(BOOT.to_owned()));
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -204,12 +181,12 @@ mod tests {
         {
             fs::write(state.path(), garbage).unwrap();
             assert!(matches!(state.load(), Err(StateError::Corrupt { .. })), "{garbage:?}");
-            assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::Corrupt), "{garbage:?}");
+            assert_eq!(state.load_for_boot(BOOT), DaemonState::new(BOOT.to_owned()), "{garbage:?}");
         }
         fs::write(state.path(), [0xff, 0xfe, b'{']).unwrap();
-        assert_eq!(state.resume_from(BOOT), ResumeFrom::StartOfBoot(StartReason::Corrupt), "not UTF-8");
+        assert_eq!(state.load_for_boot(BOOT), DaemonState::new(BOOT.to_owned()), "not UTF-8");
         state.save(&DaemonState { last_seq: Some(7), ..DaemonState::new(BOOT.to_owned()) }).unwrap();
-        assert_eq!(state.resume_from(BOOT), ResumeFrom::AfterSeq(7));
+        assert_eq!(state.load_for_boot(BOOT).last_seq, Some(7));
         fs::remove_dir_all(dir).unwrap();
     }
 

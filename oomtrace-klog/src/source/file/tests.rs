@@ -306,36 +306,6 @@ fn journalctl_short_full() {
     );
 }
 
-/// The benchmark figure of the issue (a 100 MB syslog in ≤ 2 s), not a timed test: run with
-/// `cargo test -p oomtrace-klog --release -- --ignored --nocapture syslog_throughput`.
-#[test]
-#[ignore]
-fn syslog_throughput() {
-    let lines: Vec<String> = KMSG
-        .lines()
-        .flat_map(|record| parse_record(record.as_bytes()).unwrap().lines)
-        .map(|line| format!("Nov 29 10:58:17 node-1 kernel: [20291.692735] {}\n", line.message))
-        .chain(["Nov 29 10:58:18 node-1 sshd[12]: Accepted publickey for root from 10.0.0.1\n".to_owned()])
-        .collect();
-    let mut text = String::new();
-    while text.len() < 100 * 1024 * 1024 {
-        lines.iter().for_each(|line| text.push_str(line));
-    }
-    let started = std::time::Instant::now();
-    let mut parser = parser();
-    for line in text.lines() {
-        std::hint::black_box(parser.parse_line(line));
-    }
-    let elapsed = started.elapsed();
-    let megabytes = text.len() as f64 / 1e6;
-    eprintln!(
-        "{megabytes:.0} MB of syslog ({:?}) in {elapsed:?}: {:.0} MB/s",
-        parser.counts(),
-        megabytes / elapsed.as_secs_f64()
-    );
-    assert_eq!(parser.counts().kernel_lines + parser.counts().not_kernel, text.lines().count() as u64);
-}
-
 /// The same entries as journalctl prints them in its short formats (journald 252, this host,
 /// see journal.rs's fixture), against the JSON: the same messages, and the times each prints.
 #[test]

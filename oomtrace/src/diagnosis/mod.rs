@@ -2,3 +2,4 @@
 //! the event's facts; findings, summary and advice are still to come.
 
 pub mod cause;
+pub mod findings;

@@ -38,6 +38,7 @@ pub struct Event {
     /// Absent only for a kernel-log event whose report header was not logged.
     pub trigger: Option<Trigger>,
     pub kernel_report: Option<KernelReport>,
+    pub diagnosis: Option<Diagnosis>,
     pub node: Option<String>,
     pub workload: Option<Workload>,
     #[serde(default)]
@@ -69,6 +70,17 @@ pub struct Trigger {
     /// Absent for a kernel-log event.
     pub tgid: Option<u32>,
     pub comm: String,
+}
+
+/// Why the kill happened.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Diagnosis {
+    pub cause: String,
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// Each finding: `kind` and its evidence.
+    #[serde(default)]
+    pub findings: Vec<serde_json::Value>,
 }
 
 /// Which kernel log a `kernel_log` event came from.
@@ -158,6 +170,16 @@ impl Event {
     /// The trigger of an event that must have one (every eBPF event has); panics otherwise.
     pub fn trigger(&self) -> &Trigger {
         self.trigger.as_ref().unwrap_or_else(|| panic!("the event has no trigger: {}", self.line))
+    }
+
+    /// The diagnosis' cause.
+    pub fn cause(&self) -> Option<&str> {
+        self.diagnosis.as_ref().map(|d| d.cause.as_str())
+    }
+
+    /// Whether the diagnosis has a finding of `kind`.
+    pub fn has_finding(&self, kind: &str) -> bool {
+        self.diagnosis.as_ref().is_some_and(|d| d.findings.iter().any(|f| f["kind"] == kind))
     }
 
     /// Parses one NDJSON line.

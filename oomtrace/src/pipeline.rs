@@ -11,6 +11,7 @@ use tokio::{
 };
 
 use crate::{
+    diagnosis::diagnose,
     enrich::{
         cgroup::{CgroupResolver, detect_hierarchy},
         pod::PodResolver,
@@ -299,7 +300,8 @@ impl Pipeline {
             self.attribute_pending(&mut events).await;
             self.take_log_ready(&mut events).await;
             let delivered = !events.is_empty();
-            for event in events.drain(..) {
+            for mut event in events.drain(..) {
+                event.diagnosis = Some(diagnose(&event));
                 if handler.event(event)? == Flow::Stop {
                     return Ok(());
                 }
@@ -317,7 +319,8 @@ impl Pipeline {
             log.flush();
         }
         self.take_log_ready(&mut events).await;
-        for event in events.drain(..) {
+        for mut event in events.drain(..) {
+            event.diagnosis = Some(diagnose(&event));
             if handler.event(event)? == Flow::Stop {
                 break;
             }

@@ -97,6 +97,7 @@ fn assert_kill(event: &Event, pid: u32, parent: &MemCgroup, web: &MemCgroup, fro
     assert_eq!(oom.cgroup.path.as_deref(), Some(parent.path.as_str()), "{event}");
     assert_eq!(oom.limit_bytes, Some(LIMIT), "{event}");
     assert!(event.unavailable.iter().any(|f| f == "killed"), "no log line says SIGKILL: {event}");
+    assert_eq!(event.cause(), Some("cgroup_limit"), "a limit outside Kubernetes: {event}");
     Ok(())
 }
 
@@ -169,6 +170,7 @@ fn live_events_carry_the_kernel_report_and_it_is_no_second_event() -> Result<()>
     let event = tracer.expect_event(EVENT_TIMEOUT)?;
     assert_eq!(event.victim.pid, pid, "{event}");
     assert_eq!(event.source, "ebpf", "{event}");
+    assert_eq!(event.cause(), Some("cgroup_limit"), "{event}");
     let report = event.kernel_report.as_ref().with_context(|| format!("no kernel_report: {event}"))?;
     assert_eq!(report.memory_stat_cgroup.as_deref(), Some(parent.path.as_str()), "{event}");
     assert!(report.largest_tasks.iter().any(|t| t.pid == pid), "{event}");

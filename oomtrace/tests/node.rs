@@ -266,6 +266,8 @@ fn a_container_over_its_limit_dies_in_one_group_kill_and_is_named() -> Result<()
         let usage = event.oom_usage_bytes().with_context(|| format!("no usage: {event}"))?;
         assert!(usage + 4 * MIB >= limit && usage <= limit, "usage {usage} at the limit: {event}");
         assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
+        assert_eq!(event.cause(), Some("container_limit"), "{event}");
+        assert!(event.has_finding("group_kill"), "{event}");
     }
     block(cri.remove_pod(&pod))?;
     Ok(())
@@ -304,6 +306,7 @@ fn a_pod_level_limit_names_the_pod_slice_and_the_container() -> Result<()> {
         assert_eq!(event.oom_cgroup_path(), Some(pod.cgroup_parent.as_str()), "the pod's slice: {event}");
         assert_eq!(event.oom_limit_bytes(), Some(96 * MIB), "{event}");
         assert_named(event, &pod, "worker");
+        assert_eq!(event.cause(), Some("pod_limit"), "{event}");
     }
     let _ = sidecar;
     block(cri.remove_pod(&pod))?;
@@ -328,6 +331,8 @@ fn kubepods_at_node_allocatable_is_the_ooming_memcg() -> Result<()> {
         assert_eq!(event.oom_cgroup_path(), Some(kubepods), "{event}");
         assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
         assert_named(event, &pod, "eater");
+        assert_eq!(event.cause(), Some("node_allocatable"), "{event}");
+        assert!(event.has_finding("no_limit"), "BestEffort: {event}");
     }
     block(cri.remove_pod(&pod))?;
     Ok(())
@@ -468,6 +473,7 @@ fn the_whole_node_out_of_memory_names_a_besteffort_victim() -> Result<()> {
     let events = wait_events(&agent, 1, in_pod(&pod))?;
     for event in &events {
         assert_eq!(event.scope.as_deref(), Some("global"), "{event}");
+        assert_eq!(event.cause(), Some("node_memory"), "{event}");
         assert!(event.oom_cgroup.is_none(), "{event}");
         // The runtime may not answer within the agent's CRI timeout while
         // the node is out of memory: the path's identity is always there,

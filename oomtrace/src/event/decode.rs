@@ -176,6 +176,7 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
             comm: c_string(&raw.trigger_comm),
         }),
         kernel_report: None,
+        diagnosis: None,
         node: None,
         workload: None,
         sources: source_names(raw.sources),

@@ -245,6 +245,9 @@ pub struct OomEvent {
     /// readable and the report came within the join window).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_report: Option<KernelReport>,
+    /// Why the kill happened (cause and findings; docs/events.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<crate::diagnosis::Diagnosis>,
     /// The node (Kubernetes node name or hostname).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -282,6 +285,7 @@ impl OomEvent {
             order: None,
             trigger: None,
             kernel_report: None,
+            diagnosis: None,
             node: None,
             workload: None,
             sources: Vec::new(),

@@ -101,6 +101,7 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
         order: header.and_then(|h| h.order),
         trigger,
         kernel_report: Some(kernel_report).filter(|r| r != &KernelReport::default()),
+        diagnosis: None,
         node: None,
         workload: None,
         sources: vec![origin.source_name()],

@@ -122,6 +122,7 @@ async fn attribute(events: &mut [OomEvent], options: &HistoryOptions) {
         if options.source.is_this_boot() {
             event.node = Some(node.clone());
         }
+        event.diagnosis = Some(crate::diagnosis::diagnose(event));
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use crate::{
-    diagnosis::diagnose,
+    diagnosis::Diagnoser,
     enrich::{
         cgroup::{CgroupResolver, detect_hierarchy},
         pod::PodResolver,
@@ -124,6 +124,8 @@ pub struct Pipeline {
     /// The kernel log, where readable.
     log: Option<LogSide>,
     kernel_log_events: u64,
+    /// Remembers each workload's kills (the `repeated` finding).
+    diagnoser: Diagnoser,
 }
 
 impl Pipeline {
@@ -181,6 +183,7 @@ impl Pipeline {
             pending: VecDeque::new(),
             log,
             kernel_log_events: 0,
+            diagnoser: Diagnoser::default(),
         })
     }
 
@@ -301,7 +304,7 @@ impl Pipeline {
             self.take_log_ready(&mut events).await;
             let delivered = !events.is_empty();
             for mut event in events.drain(..) {
-                event.diagnosis = Some(diagnose(&event));
+                event.diagnosis = Some(self.diagnoser.diagnose(&event));
                 if handler.event(event)? == Flow::Stop {
                     return Ok(());
                 }
@@ -320,7 +323,7 @@ impl Pipeline {
         }
         self.take_log_ready(&mut events).await;
         for mut event in events.drain(..) {
-            event.diagnosis = Some(diagnose(&event));
+            event.diagnosis = Some(self.diagnoser.diagnose(&event));
             if handler.event(event)? == Flow::Stop {
                 break;
             }

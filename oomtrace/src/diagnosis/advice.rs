@@ -2,6 +2,11 @@
 //! set after this kill, and the workload that owns the pod, so the advice can
 //! name the exact `kubectl set resources` command.
 
+use serde::Serialize;
+
+use super::{Cause, Finding};
+use crate::event::{OomEvent, Owner};
+
 const MIB: u64 = 1024 * 1024;
 
 /// VPA's rule after an OOM kill (kubernetes/autoscaler, vertical-pod-autoscaler
@@ -17,14 +22,21 @@ pub fn recommended_limit_mib(limit_bytes: Option<u64>, peak_usage_bytes: Option<
     Some(bumped.div_ceil(MIB))
 }
 
-/// The controller a pod belongs to, as far as the node can tell.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner {
-    /// `deployment`, `statefulset`, `daemonset`, `job`, or `pod` (bare).
-    pub kind: &'static str,
-    pub name: String,
-    /// Derived from the name's shape alone (no label said so).
-    pub guessed: bool,
+/// One step of the advice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Advice {
+    /// Stable name of the step (`raise_limit`, ...; docs/diagnosis.md).
+    pub action: &'static str,
+    /// What to do and why, for a person.
+    pub text: String,
+    /// The exact command, filled in; absent when the step is not one command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+/// What to change after this kill, following the AKS guide.
+pub fn advise(_event: &OomEvent, _cause: Cause, _findings: &[Finding]) -> Vec<Advice> {
+    Vec::new()
 }
 
 /// The owner from the pod's labels (kubelet passes them to the runtime, the

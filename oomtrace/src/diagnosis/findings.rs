@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::repeat::Repeat;
 use crate::event::{OomEvent, Qos};
 
 /// shmem (tmpfs, emptyDir medium Memory, /dev/shm) at or above this share of
@@ -17,6 +18,9 @@ pub const PAGE_CACHE_SHARE_PERCENT: u64 = 50;
 /// Kernel memory (slab, stacks, page tables) plus socket buffers at or above
 /// this share.
 pub const KERNEL_SHARE_PERCENT: u64 = 30;
+/// Killed within this long of the container's start: it needs more than its
+/// limit just to start.
+pub const EARLY_SECONDS: u64 = 60;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -36,15 +40,50 @@ pub enum Finding {
     PageCache { file_bytes: u64, share_percent: u64 },
     /// Kernel and socket memory does.
     KernelMemory { kernel_bytes: u64, share_percent: u64 },
+    /// The same workload was killed before within the repeat window
+    /// (`repeat::REPEAT_WINDOW`); `restart_count` is the runtime's count at
+    /// this kill.
+    Repeated {
+        #[serde(flatten)]
+        repeat: Repeat,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        restart_count: Option<u32>,
+    },
+    /// Killed within `EARLY_SECONDS` of the container's start.
+    Early { running_seconds: u64 },
 }
 
-/// The findings of one event, in a stable order.
-pub fn findings(event: &OomEvent) -> Vec<Finding> {
+impl Finding {
+    /// The stable name (`kind` in the JSON, docs/events.md).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::GroupKill => "group_kill",
+            Self::NotMainProcess => "not_main_process",
+            Self::NoLimit => "no_limit",
+            Self::SystemPod { .. } => "system_pod",
+            Self::Tmpfs { .. } => "tmpfs",
+            Self::PageCache { .. } => "page_cache",
+            Self::KernelMemory { .. } => "kernel_memory",
+            Self::Repeated { .. } => "repeated",
+            Self::Early { .. } => "early",
+        }
+    }
+}
+
+/// The findings of one event, in a stable order; `repeat` is what the kill
+/// memory says of its workload.
+pub fn findings(event: &OomEvent, repeat: Option<Repeat>) -> Vec<Finding> {
     let mut out = Vec::new();
+    let workload = event.workload.as_ref();
+    if let Some(repeat) = repeat {
+        out.push(Finding::Repeated { repeat, restart_count: workload.and_then(|w| w.restart_count) });
+    }
+    if let Some(running_seconds) = running_seconds(event).filter(|s| *s < EARLY_SECONDS) {
+        out.push(Finding::Early { running_seconds });
+    }
     if event.group_kill == Some(true) {
         out.push(Finding::GroupKill);
     }
-    let workload = event.workload.as_ref();
     if workload.and_then(|w| w.main_process) == Some(false) {
         out.push(Finding::NotMainProcess);
     }
@@ -58,6 +97,15 @@ pub fn findings(event: &OomEvent) -> Vec<Finding> {
         out.extend(memory_findings(&Breakdown::of(stat)));
     }
     out
+}
+
+/// How long the container had been running at the kill; `None` when either
+/// time is unknown or the start is after the kill (a later instance's).
+pub fn running_seconds(event: &OomEvent) -> Option<u64> {
+    let parse = |t: &str| humantime::parse_rfc3339_weak(t).ok();
+    let started = parse(event.workload.as_ref()?.started_at.as_deref()?)?;
+    let killed = parse(event.time.as_deref()?)?;
+    killed.duration_since(started).ok().map(|d| d.as_secs())
 }
 
 /// The charged memory by kind, bytes, from cgroup v2's memory.stat names or
@@ -170,7 +218,7 @@ mod tests {
             ..OomEvent::of_victim(Victim::default())
         };
         assert_eq!(
-            findings(&event),
+            findings(&event, None),
             vec![
                 Finding::GroupKill,
                 Finding::NotMainProcess,

@@ -1,17 +1,22 @@
-//! The diagnosis of each kill (issue 12, work in progress): its cause and
-//! findings from the event's facts; summary and advice are still to come.
+//! The diagnosis of each kill (issue 12): its cause, the findings with their
+//! evidence, one sentence for a person and the advice with exact commands,
+//! following the AKS guide "Troubleshoot OOMkilled in AKS clusters"
+//! (docs/diagnosis.md).
 
 pub mod advice;
 pub mod cause;
 pub mod findings;
+pub mod repeat;
+pub mod summary;
 
 use serde::Serialize;
 
 use crate::event::OomEvent;
 
-pub use self::{cause::Cause, findings::Finding};
+pub use self::{advice::Advice, cause::Cause, findings::Finding, repeat::KillMemory};
 
-/// Why the kill happened, on every event (`diagnosis` in docs/events.md).
+/// Why the kill happened and what to change, on every event (`diagnosis` in
+/// docs/events.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Diagnosis {
     pub cause: Cause,
@@ -20,10 +25,31 @@ pub struct Diagnosis {
     pub missing: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,
+    /// One sentence for a person.
+    pub summary: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub advice: Vec<Advice>,
 }
 
-/// The diagnosis of a complete (attributed) event.
+/// Diagnoses events in the order they happened, remembering each workload's
+/// kills (the `repeated` finding).
+#[derive(Default)]
+pub struct Diagnoser {
+    kills: KillMemory,
+}
+
+impl Diagnoser {
+    /// The diagnosis of a complete (attributed) event.
+    pub fn diagnose(&mut self, event: &OomEvent) -> Diagnosis {
+        let (cause, missing) = cause::cause(event);
+        let findings = findings::findings(event, self.kills.note(event));
+        let summary = summary::summary(event, cause, &findings);
+        let advice = advice::advise(event, cause, &findings);
+        Diagnosis { cause, missing, findings, summary, advice }
+    }
+}
+
+/// The diagnosis of one event on its own (no earlier kills known).
 pub fn diagnose(event: &OomEvent) -> Diagnosis {
-    let (cause, missing) = cause::cause(event);
-    Diagnosis { cause, missing, findings: findings::findings(event) }
+    Diagnoser::default().diagnose(event)
 }

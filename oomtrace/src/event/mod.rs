@@ -11,7 +11,7 @@ pub mod workload;
 use serde::Serialize;
 
 pub use self::report::{KernelLog, KernelReport, LogOrigin, ReportTask};
-pub use self::workload::{Attribution, Qos, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind};
+pub use self::workload::{Attribution, Owner, Qos, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind};
 
 /// What the OOM was constrained by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

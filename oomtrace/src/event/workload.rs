@@ -178,6 +178,19 @@ impl WorkloadIdentity {
     }
 }
 
+/// The controller a pod belongs to, as far as the node can tell (from the
+/// pod's labels that kubelet hands the runtime, and the pod name's shape).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    /// `deployment`, `statefulset`, `daemonset`, `job`, `cronjob`, or `pod`
+    /// (a bare pod).
+    pub kind: &'static str,
+    pub name: String,
+    /// Derived from the name's shape alone: no label said so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub guessed: bool,
+}
+
 /// The victim's workload, as it appears in events and `oomtrace whois`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WorkloadInfo {
@@ -189,6 +202,13 @@ pub struct WorkloadInfo {
     pub image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_count: Option<u32>,
+    /// When the container (this instance of it) started: RFC 3339, UTC,
+    /// from the runtime over CRI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// The controller that owns the pod, as far as the node can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
     /// The pod is in kube-system.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kube_system: Option<bool>,
@@ -225,6 +245,8 @@ impl WorkloadInfo {
             identity: WorkloadIdentity::default(),
             image: None,
             restart_count: None,
+            started_at: None,
+            owner: None,
             kube_system: None,
             sandbox: None,
             main_process: None,

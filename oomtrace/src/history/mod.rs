@@ -109,6 +109,7 @@ async fn attribute(events: &mut [OomEvent], options: &HistoryOptions) {
     let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
     pods.warm().await;
     let node = node_name();
+    let mut diagnoser = crate::diagnosis::Diagnoser::default();
     for event in events.iter_mut() {
         for cgroup in event.victim_cgroup.iter_mut().chain(event.oom_cgroup.iter_mut().map(|o| &mut o.cgroup)) {
             if let (Some(root), Some(path)) = (&root, &cgroup.path) {
@@ -122,7 +123,7 @@ async fn attribute(events: &mut [OomEvent], options: &HistoryOptions) {
         if options.source.is_this_boot() {
             event.node = Some(node.clone());
         }
-        event.diagnosis = Some(crate::diagnosis::diagnose(event));
+        event.diagnosis = Some(diagnoser.diagnose(event));
     }
 }
 

@@ -81,6 +81,27 @@ pub struct Diagnosis {
     /// Each finding: `kind` and its evidence.
     #[serde(default)]
     pub findings: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default)]
+    pub advice: Vec<Advice>,
+}
+
+/// One step of a diagnosis' advice.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Advice {
+    pub action: String,
+    pub text: String,
+    pub command: Option<String>,
+}
+
+/// The controller owning a pod, as the event names it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub guessed: bool,
 }
 
 /// Which kernel log a `kernel_log` event came from.
@@ -146,6 +167,8 @@ pub struct Workload {
     pub container: Option<String>,
     pub image: Option<String>,
     pub restart_count: Option<u32>,
+    pub started_at: Option<String>,
+    pub owner: Option<Owner>,
     pub kube_system: Option<bool>,
     pub sandbox: Option<bool>,
     pub main_process: Option<bool>,
@@ -179,7 +202,17 @@ impl Event {
 
     /// Whether the diagnosis has a finding of `kind`.
     pub fn has_finding(&self, kind: &str) -> bool {
-        self.diagnosis.as_ref().is_some_and(|d| d.findings.iter().any(|f| f["kind"] == kind))
+        self.finding(kind).is_some()
+    }
+
+    /// The diagnosis' finding of `kind`, with its evidence.
+    pub fn finding(&self, kind: &str) -> Option<&serde_json::Value> {
+        self.diagnosis.as_ref()?.findings.iter().find(|f| f["kind"] == kind)
+    }
+
+    /// The diagnosis' advice step `action`.
+    pub fn advice(&self, action: &str) -> Option<&Advice> {
+        self.diagnosis.as_ref()?.advice.iter().find(|a| a.action == action)
     }
 
     /// Parses one NDJSON line.

@@ -44,6 +44,19 @@ impl Cri {
         Ok(PodHandle { pod, cri: self.clone(), removed: false })
     }
 
+    /// Runs a pod sandbox of `qos` with the pod's own labels.
+    pub fn run_labelled_pod(
+        &self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        qos: Qos,
+        pod_labels: &[(&str, &str)],
+    ) -> Result<PodHandle> {
+        let pod = self.runtime.block_on(self.client.run_labelled_pod(name, namespace, uid, qos, pod_labels))?;
+        Ok(PodHandle { pod, cri: self.clone(), removed: false })
+    }
+
     /// Creates and starts a container of the test image in `pod`.
     pub fn run_container(
         &self,

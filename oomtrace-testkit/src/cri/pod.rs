@@ -115,6 +115,8 @@ pub struct Status {
     pub pid: u32,
     /// The OCI spec's cgroupsPath, e.g. /kubepods/burstable/pod<uid>/<id>.
     pub cgroups_path: String,
+    /// When the container started, unix nanoseconds (0: not started).
+    pub started_at_ns: i64,
     pub labels: HashMap<String, String>,
     pub annotations: HashMap<String, String>,
 }
@@ -163,8 +165,22 @@ impl CriClient {
 
     /// Runs a pod sandbox as kubelet would for a host-network pod of `qos`.
     pub async fn run_pod_with_qos(&self, name: &str, namespace: &str, uid: &str, qos: Qos) -> Result<Pod> {
+        self.run_labelled_pod(name, namespace, uid, qos, &[]).await
+    }
+
+    /// The same with the pod's own labels (kubelet passes the pod's
+    /// metadata.labels to the sandbox, e.g. `pod-template-hash`).
+    pub async fn run_labelled_pod(
+        &self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        qos: Qos,
+        pod_labels: &[(&str, &str)],
+    ) -> Result<Pod> {
         let cgroup_parent = qos.cgroup_parent_with(self.driver, uid);
-        let (log_dir, labels) = pod_log_dir_and_labels(name, namespace, uid)?;
+        let (log_dir, mut labels) = pod_log_dir_and_labels(name, namespace, uid)?;
+        labels.extend(pod_labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: name.to_owned(),
@@ -224,7 +240,15 @@ impl CriClient {
         command: &[&str],
         memory_limit_bytes: Option<u64>,
     ) -> Result<String> {
-        let mut labels = pod.config.labels.clone();
+        // kubelet's container labels are its own (newContainerLabels): the
+        // pod's identity and the container's name, never the pod's labels.
+        let mut labels: HashMap<String, String> = pod
+            .config
+            .labels
+            .iter()
+            .filter(|(k, _)| k.starts_with("io.kubernetes."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         labels.insert(CONTAINER_NAME_LABEL.to_owned(), name.to_owned());
         let annotations = HashMap::from([
             (RESTART_COUNT_ANNOTATION.to_owned(), "0".to_owned()),
@@ -287,6 +311,7 @@ impl CriClient {
             reason: status.reason,
             pid: info["pid"].as_u64().and_then(|pid| u32::try_from(pid).ok()).unwrap_or(0),
             cgroups_path: info["runtimeSpec"]["linux"]["cgroupsPath"].as_str().unwrap_or_default().to_owned(),
+            started_at_ns: status.started_at,
             labels: status.labels,
             annotations: status.annotations,
         })

@@ -1,7 +1,8 @@
 //! OpenTelemetry export (official `opentelemetry` / `opentelemetry-otlp`
 //! crates), configured by the standard `OTEL_EXPORTER_OTLP_*` variables: each
 //! kill is a log record with `k8s.*`, `container.*` and `process.*` attributes
-//! plus the memory fields, and the kill counter is an OTLP metric.
+//! plus the memory fields and the diagnosis (`oomtrace.diagnosis.*`, its
+//! summary first in the body), and the kill counter is an OTLP metric.
 //!
 //! A collector that is down or slow must not stop tracing or lose events
 //! silently: records wait in a bounded queue (oldest dropped and counted when
@@ -17,7 +18,7 @@ use std::{
 };
 
 use opentelemetry::{
-    InstrumentationScope, KeyValue,
+    Array, InstrumentationScope, KeyValue, StringValue,
     logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity},
     metrics::{Counter, MeterProvider as _},
 };
@@ -31,7 +32,20 @@ use opentelemetry_sdk::{
 };
 use tokio::sync::Notify;
 
+use super::labels;
 use crate::event::OomEvent;
+
+/// The log attributes the kill counter carries too: bounded (the pod names
+/// are bounded by the SDK's cardinality limit, the others are enums or units).
+const METRIC_ATTRIBUTES: [&str; 7] = [
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.container.name",
+    "oom.systemd.unit",
+    "oom.scope",
+    "oom.source",
+    "oomtrace.diagnosis.cause",
+];
 
 /// Records exported per request.
 const BATCH: usize = 256;
@@ -164,7 +178,7 @@ impl OtlpExporter {
         let kills = meter_provider
             .meter("oomtrace")
             .u64_counter("oomtrace.oom_kills")
-            .with_description("OOM kills by namespace, pod, container and scope")
+            .with_description("OOM kills by namespace, pod, container (or systemd unit), scope, source and cause")
             .build();
         let task = tokio::spawn(export_loop(Arc::clone(&queue), Arc::clone(&exporter)));
         Ok(Self { logger, logger_provider, meter_provider, kills, queue, exporter, task })
@@ -173,16 +187,8 @@ impl OtlpExporter {
     /// Queues one kill as a log record and counts it in the metric.
     pub fn emit(&self, event: &OomEvent) {
         let attributes = attributes(event);
-        let metric_attributes: Vec<KeyValue> = attributes
-            .iter()
-            .filter(|kv| {
-                matches!(
-                    kv.key.as_str(),
-                    "k8s.namespace.name" | "k8s.pod.name" | "k8s.container.name" | "oom.scope" | "oom.source"
-                )
-            })
-            .cloned()
-            .collect();
+        let metric_attributes: Vec<KeyValue> =
+            attributes.iter().filter(|kv| METRIC_ATTRIBUTES.contains(&kv.key.as_str())).cloned().collect();
         self.kills.add(1, &metric_attributes);
         let mut record = self.logger.create_log_record();
         record.set_event_name("oomtrace.oom_kill");
@@ -190,7 +196,7 @@ impl OtlpExporter {
         record.set_severity_text("WARN");
         record.set_timestamp(event_time(event));
         record.set_observed_timestamp(SystemTime::now());
-        record.set_body(AnyValue::from(summary(event)));
+        record.set_body(AnyValue::from(body(event)));
         for kv in attributes {
             record.add_attribute(kv.key, any_value(kv.value));
         }
@@ -287,6 +293,7 @@ fn any_value(value: opentelemetry::Value) -> AnyValue {
         opentelemetry::Value::Bool(b) => AnyValue::Boolean(b),
         opentelemetry::Value::I64(i) => AnyValue::Int(i),
         opentelemetry::Value::F64(f) => AnyValue::Double(f),
+        opentelemetry::Value::Array(Array::String(strings)) => strings.into_iter().collect(),
         other => AnyValue::String(other.as_str().into_owned().into()),
     }
 }
@@ -299,7 +306,9 @@ fn event_time(event: &OomEvent) -> SystemTime {
     event.time.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok()).unwrap_or_else(SystemTime::now)
 }
 
-fn summary(event: &OomEvent) -> String {
+/// The log body: the diagnosis' summary first (what a person reads in a log
+/// view), then the facts line, on one line so line-based pipelines keep both.
+fn body(event: &OomEvent) -> String {
     let who = event.victim.comm.as_deref().unwrap_or("?");
     let place = event
         .workload
@@ -307,7 +316,11 @@ fn summary(event: &OomEvent) -> String {
         .and_then(|w| w.kubernetes_name())
         .or_else(|| event.victim_cgroup.as_ref().and_then(|c| c.path.clone()))
         .unwrap_or_else(|| "?".to_owned());
-    format!("OOM kill: {who} (pid {}) in {place}", event.victim.pid)
+    let facts = format!("OOM kill: {who} (pid {}) in {place}", event.victim.pid);
+    match &event.diagnosis {
+        Some(diagnosis) => format!("{} — {facts}", diagnosis.summary),
+        None => facts,
+    }
 }
 
 /// Semantic-convention attributes (k8s.*, container.*, process.*) plus the
@@ -335,6 +348,8 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     text("oom.trigger.executable.name", event.trigger.as_ref().map(|t| t.comm.clone()));
     text("oom.source", Some(event.source.as_str().to_owned()));
     text("oom.kernel_log", event.kernel_log.as_ref().map(|l| l.from.as_str().to_owned()));
+    text("oom.systemd.unit", Some(labels::unit(event)).filter(|u| !u.is_empty()));
+    text("oomtrace.diagnosis.cause", Some(labels::cause(event).to_owned()));
     let mut int = |key: &'static str, value: Option<u64>| {
         if let Some(value) = value {
             out.push(KeyValue::new(key, i64::try_from(value).unwrap_or(i64::MAX)));
@@ -357,5 +372,69 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     if let Some(main) = w.and_then(|w| w.main_process) {
         out.push(KeyValue::new("oom.main_process", main));
     }
+    if let Some(diagnosis) = &event.diagnosis {
+        let kinds: Vec<StringValue> = diagnosis.findings.iter().map(|f| f.kind().into()).collect();
+        out.push(KeyValue::new("oomtrace.diagnosis.findings", opentelemetry::Value::Array(Array::String(kinds))));
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        diagnosis,
+        event::{Attribution, Cgroup, OomCgroup, Scope, Victim, WorkloadInfo, WorkloadKind},
+    };
+
+    /// A group kill of kubelet at its unit's limit, diagnosed.
+    fn kubelet_kill() -> OomEvent {
+        let mut workload = WorkloadInfo::new(WorkloadKind::SystemService, Attribution::Host);
+        workload.unit = Some("kubelet.service".to_owned());
+        let cgroup = Cgroup { path: Some("/system.slice/kubelet.service".to_owned()), ..Cgroup::default() };
+        let mut event = OomEvent {
+            scope: Some(Scope::Memcg),
+            group_kill: Some(true),
+            victim_cgroup: Some(cgroup.clone()),
+            oom_cgroup: Some(OomCgroup { cgroup, ..OomCgroup::default() }),
+            workload: Some(workload),
+            ..OomEvent::of_victim(Victim { pid: 42, comm: Some("kubelet".to_owned()), ..Victim::default() })
+        };
+        event.diagnosis = Some(diagnosis::diagnose(&event));
+        event
+    }
+
+    fn attribute(attributes: &[KeyValue], key: &str) -> Option<opentelemetry::Value> {
+        attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.clone())
+    }
+
+    #[test]
+    fn the_diagnosis_is_in_the_attributes_and_the_body() {
+        let event = kubelet_kill();
+        let attributes = attributes(&event);
+        assert_eq!(attribute(&attributes, "oomtrace.diagnosis.cause"), Some("cgroup_limit".into()));
+        assert_eq!(attribute(&attributes, "oom.systemd.unit"), Some("kubelet.service".into()));
+        let diagnosis = event.diagnosis.as_ref().expect("diagnosed");
+        let kinds: Vec<&str> = diagnosis.findings.iter().map(|f| f.kind()).collect();
+        assert!(kinds.contains(&"group_kill"), "{kinds:?}");
+        let findings = attribute(&attributes, "oomtrace.diagnosis.findings").expect("findings");
+        let expected = kinds.iter().map(|k| StringValue::from(*k)).collect();
+        assert_eq!(findings, opentelemetry::Value::Array(Array::String(expected)));
+        let expected = AnyValue::ListAny(Box::new(kinds.iter().map(|k| AnyValue::from(*k)).collect()));
+        assert_eq!(any_value(findings), expected);
+        let summary = &diagnosis.summary;
+        let body = body(&event);
+        assert!(body.starts_with(summary.as_str()), "{body}");
+        assert!(body.ends_with("OOM kill: kubelet (pid 42) in /system.slice/kubelet.service"), "{body}");
+    }
+
+    #[test]
+    fn without_a_diagnosis_the_cause_is_unknown_and_the_body_the_facts() {
+        let mut event = kubelet_kill();
+        event.diagnosis = None;
+        let attributes = attributes(&event);
+        assert_eq!(attribute(&attributes, "oomtrace.diagnosis.cause"), Some("unknown".into()));
+        assert_eq!(attribute(&attributes, "oomtrace.diagnosis.findings"), None);
+        assert_eq!(body(&event), "OOM kill: kubelet (pid 42) in /system.slice/kubelet.service");
+    }
 }

@@ -1,6 +1,11 @@
-//! Prometheus metrics (prometheus-client): kills per container with bounded
-//! label cardinality, the limit and usage at each container's last kill, and
-//! self-metrics (lost, unattributed, exporter failures, attached probes).
+//! Prometheus metrics (prometheus-client): kills per container (or systemd
+//! unit) with bounded label cardinality, the limit and usage at each one's last
+//! kill, and self-metrics (lost, unattributed, exporter failures, attached
+//! probes).
+//!
+//! Cardinality: the workload labels (namespace, pod, container, unit) take at
+//! most `max_series` distinct sets, counted past that under `_overflow_` (and
+//! in `oomtrace_label_overflow_total`); `scope` and `cause` are enums.
 
 use std::{collections::HashSet, sync::Mutex};
 
@@ -10,6 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use super::labels;
 use crate::{
     event::{EventSource, OomEvent},
     pipeline::PipelineStats,
@@ -20,17 +26,39 @@ const OVERFLOW: &str = "_overflow_";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KillLabels {
-    namespace: String,
-    pod: String,
-    container: String,
+    #[prometheus(flatten)]
+    workload: WorkloadLabels,
+    /// `Scope::as_str`, `unknown` when not known.
     scope: String,
+    /// `Cause::as_str`.
+    cause: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ContainerLabels {
+struct WorkloadLabels {
     namespace: String,
     pod: String,
     container: String,
+    /// The systemd unit of a kill outside pods (`export::labels::unit`).
+    unit: String,
+}
+
+impl WorkloadLabels {
+    fn of(event: &OomEvent) -> Self {
+        let identity = event.workload.as_ref().map(|w| &w.identity);
+        let name = |v: Option<&String>| v.cloned().unwrap_or_default();
+        Self {
+            namespace: name(identity.and_then(|i| i.namespace.as_ref())),
+            pod: name(identity.and_then(|i| i.pod.as_ref())),
+            container: name(identity.and_then(|i| i.container.as_ref())),
+            unit: labels::unit(event),
+        }
+    }
+
+    fn overflow() -> Self {
+        let overflow = || OVERFLOW.to_owned();
+        Self { namespace: overflow(), pod: overflow(), container: overflow(), unit: overflow() }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,8 +90,8 @@ pub struct Metrics {
     log_kills: Family<KillLabels, Counter>,
     kernel_kills: Gauge,
     unreported: Gauge,
-    last_limit: Family<ContainerLabels, Gauge>,
-    last_usage: Family<ContainerLabels, Gauge>,
+    last_limit: Family<WorkloadLabels, Gauge>,
+    last_usage: Family<WorkloadLabels, Gauge>,
     lost: Family<ReasonLabels, Counter>,
     unattributed: Counter,
     log_unparsed: Counter,
@@ -72,7 +100,7 @@ pub struct Metrics {
     probes: Family<ProbeLabels, Gauge>,
     label_overflow: Counter,
     /// Label sets in use, bounded by `max_series`.
-    series: Mutex<HashSet<ContainerLabels>>,
+    series: Mutex<HashSet<WorkloadLabels>>,
     max_series: usize,
     /// Last absolute values folded into the counters above.
     seen: Mutex<PipelineStats>,
@@ -85,7 +113,7 @@ impl Metrics {
         let kills = Family::<KillLabels, Counter>::default();
         registry.register(
             "oom_kills",
-            "OOM kills seen as they happened, by namespace, pod, container and scope",
+            "OOM kills seen as they happened, by namespace, pod, container (or systemd unit), scope and cause",
             kills.clone(),
         );
         let log_kills = Family::<KillLabels, Counter>::default();
@@ -106,16 +134,16 @@ impl Metrics {
             "OOM kills the kernel counted since boot that no event reported (live or from the kernel log)",
             unreported.clone(),
         );
-        let last_limit = Family::<ContainerLabels, Gauge>::default();
+        let last_limit = Family::<WorkloadLabels, Gauge>::default();
         registry.register(
             "last_kill_limit_bytes",
-            "Memory limit of the OOMing memcg at the container's last OOM kill",
+            "Memory limit of the OOMing memcg at the container's (or unit's) last OOM kill",
             last_limit.clone(),
         );
-        let last_usage = Family::<ContainerLabels, Gauge>::default();
+        let last_usage = Family::<WorkloadLabels, Gauge>::default();
         registry.register(
             "last_kill_usage_bytes",
-            "Memory usage of the OOMing memcg at the container's last OOM kill",
+            "Memory usage of the OOMing memcg at the container's (or unit's) last OOM kill",
             last_usage.clone(),
         );
         let lost = Family::<ReasonLabels, Counter>::default();
@@ -177,39 +205,16 @@ impl Metrics {
 
     /// Counts one kill.
     pub fn record(&self, event: &OomEvent) {
-        let workload = event.workload.as_ref();
-        let name = |v: Option<&String>| v.cloned().unwrap_or_default();
-        let mut labels = ContainerLabels {
-            namespace: name(workload.and_then(|w| w.identity.namespace.as_ref())),
-            pod: name(workload.and_then(|w| w.identity.pod.as_ref())),
-            container: name(workload.and_then(|w| w.identity.container.as_ref())),
-        };
-        {
-            let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-            if !series.contains(&labels) {
-                if series.len() >= self.max_series {
-                    self.label_overflow.inc();
-                    labels = ContainerLabels {
-                        namespace: OVERFLOW.to_owned(),
-                        pod: OVERFLOW.to_owned(),
-                        container: OVERFLOW.to_owned(),
-                    };
-                } else {
-                    series.insert(labels.clone());
-                }
-            }
-        }
-        let scope = event.scope.map_or("unknown", |s| s.as_str()).to_owned();
+        let labels = self.bounded(WorkloadLabels::of(event));
         let kills = match event.source {
             EventSource::Ebpf => &self.kills,
             EventSource::KernelLog => &self.log_kills,
         };
         kills
             .get_or_create(&KillLabels {
-                namespace: labels.namespace.clone(),
-                pod: labels.pod.clone(),
-                container: labels.container.clone(),
-                scope,
+                workload: labels.clone(),
+                scope: event.scope.map_or("unknown", |s| s.as_str()).to_owned(),
+                cause: labels::cause(event).to_owned(),
             })
             .inc();
         if let Some(oom) = &event.oom_cgroup {
@@ -220,6 +225,21 @@ impl Metrics {
                 self.last_usage.get_or_create(&labels).set(i64::try_from(usage).unwrap_or(i64::MAX));
             }
         }
+    }
+
+    /// `labels` if it is in use or the bound leaves room for it, else the
+    /// `_overflow_` set (counted).
+    fn bounded(&self, labels: WorkloadLabels) -> WorkloadLabels {
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        if series.contains(&labels) {
+            return labels;
+        }
+        if series.len() >= self.max_series {
+            self.label_overflow.inc();
+            return WorkloadLabels::overflow();
+        }
+        series.insert(labels.clone());
+        labels
     }
 
     /// The kernel's count of kills since boot.
@@ -275,21 +295,47 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Attribution, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind};
+    use crate::{
+        diagnosis,
+        event::{Attribution, Cgroup, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind},
+    };
 
+    /// A container kill at its own limit, diagnosed.
     fn event(pod: &str) -> OomEvent {
+        let path = format!("/kubepods/burstable/pod4eef3118-9623-43e2-a006-c34d3a41d2fc/{:064x}", pod.len());
         let mut workload = WorkloadInfo::new(WorkloadKind::Container, Attribution::Full);
         workload.identity.namespace = Some("ns".into());
         workload.identity.pod = Some(pod.into());
         workload.identity.container = Some("c".into());
-        OomEvent {
+        let cgroup = Cgroup { path: Some(path), ..Cgroup::default() };
+        diagnosed(OomEvent {
             killed: Some(true),
             scope: Some(Scope::Memcg),
-            oom_cgroup: Some(OomCgroup { usage_bytes: Some(10), limit_bytes: Some(64 << 20), ..OomCgroup::default() }),
+            victim_cgroup: Some(cgroup.clone()),
+            oom_cgroup: Some(OomCgroup { cgroup, usage_bytes: Some(10), limit_bytes: Some(64 << 20) }),
             trigger: Some(Trigger::default()),
             workload: Some(workload),
             ..OomEvent::of_victim(Victim::default())
-        }
+        })
+    }
+
+    /// A kill of a system service at its unit's limit.
+    fn service_event(unit: &str) -> OomEvent {
+        let mut workload = WorkloadInfo::new(WorkloadKind::SystemService, Attribution::Host);
+        workload.unit = Some(unit.to_owned());
+        let cgroup = Cgroup { path: Some(format!("/system.slice/{unit}")), ..Cgroup::default() };
+        diagnosed(OomEvent {
+            scope: Some(Scope::Memcg),
+            victim_cgroup: Some(cgroup.clone()),
+            oom_cgroup: Some(OomCgroup { cgroup, usage_bytes: Some(10), limit_bytes: Some(1 << 30) }),
+            workload: Some(workload),
+            ..OomEvent::of_victim(Victim::default())
+        })
+    }
+
+    fn diagnosed(mut event: OomEvent) -> OomEvent {
+        event.diagnosis = Some(diagnosis::diagnose(&event));
+        event
     }
 
     #[test]
@@ -301,17 +347,52 @@ mod tests {
         metrics.record(&event("c"));
         let text = metrics.encode().expect("encode");
         assert!(
-            text.contains(r#"oomtrace_oom_kills_total{namespace="ns",pod="a",container="c",scope="memcg"} 2"#),
+            text.contains(
+                r#"oomtrace_oom_kills_total{namespace="ns",pod="a",container="c",unit="",scope="memcg",cause="container_limit"} 2"#
+            ),
             "{text}"
         );
         assert!(text.contains(r#"pod="b""#));
         assert!(!text.contains(r#"pod="c""#), "third series must overflow: {text}");
-        assert!(text.contains(r#"pod="_overflow_""#));
+        assert!(text.contains(r#"pod="_overflow_",container="_overflow_",unit="_overflow_""#), "{text}");
         assert!(text.contains("oomtrace_label_overflow_total 1"));
         assert!(
-            text.contains(r#"oomtrace_last_kill_limit_bytes{namespace="ns",pod="a",container="c"} 67108864"#),
+            text.contains(r#"oomtrace_last_kill_limit_bytes{namespace="ns",pod="a",container="c",unit=""} 67108864"#),
             "{text}"
         );
+    }
+
+    /// Host kills are told apart by unit, and units share the pods' bound.
+    #[test]
+    fn host_kills_are_counted_per_unit_within_the_same_bound() {
+        let metrics = Metrics::new(2);
+        metrics.record(&service_event("kubelet.service"));
+        metrics.record(&service_event("containerd.service"));
+        metrics.record(&service_event("containerd.service"));
+        metrics.record(&event("a"));
+        let text = metrics.encode().expect("encode");
+        let series = |unit: &str| {
+            format!(
+                r#"oomtrace_oom_kills_total{{namespace="",pod="",container="",unit="{unit}",scope="memcg",cause="cgroup_limit"}}"#
+            )
+        };
+        assert!(text.contains(&format!("{} 1", series("kubelet.service"))), "{text}");
+        assert!(text.contains(&format!("{} 2", series("containerd.service"))), "{text}");
+        assert!(!text.contains(r#"pod="a""#), "the pod is past the bound of 2: {text}");
+        assert!(text.contains("oomtrace_label_overflow_total 1"), "{text}");
+    }
+
+    /// An event without a diagnosis (or without a scope) still counts, as
+    /// `unknown`.
+    #[test]
+    fn missing_facts_are_labelled_unknown() {
+        let metrics = Metrics::new(10);
+        let mut event = event("a");
+        event.diagnosis = None;
+        event.scope = None;
+        metrics.record(&event);
+        let text = metrics.encode().expect("encode");
+        assert!(text.contains(r#"scope="unknown",cause="unknown"} 1"#), "{text}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::event::{OomEvent, ScopeSource, WorkloadKind};
 
 pub struct TableWriter;
 
-const HEADER: &str = "TIME (UTC)    PID      COMM             WORKLOAD (NAMESPACE/POD/CONTAINER or CGROUP)             USAGE/LIMIT      RSS      SCOPE      KILLED TRIGGER";
+const HEADER: &str = "TIME (UTC)    PID      COMM             WORKLOAD (NAMESPACE/POD/CONTAINER or CGROUP)             USAGE/LIMIT      RSS      SCOPE      CAUSE            KILLED TRIGGER";
 
 impl EventWriter for TableWriter {
     fn start(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
@@ -59,9 +59,11 @@ pub fn row(event: &OomEvent) -> String {
         Some(false) => "no",
         None => "?",
     };
+    // The longest cause name, node_allocatable, fills the column.
+    let cause = event.diagnosis.as_ref().map_or("?", |d| d.cause.as_str());
     let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| format!("{} {}", t.pid, t.comm));
     format!(
-        "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {killed:<6} {trigger}",
+        "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {cause:<16} {killed:<6} {trigger}",
         pid = event.victim.pid,
     )
 }
@@ -93,7 +95,10 @@ pub fn bytes(value: Option<u64>) -> String {
 mod tests {
     use super::*;
 
-    use crate::event::{Attribution, Cgroup, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer};
+    use crate::{
+        diagnosis,
+        event::{Attribution, Cgroup, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer},
+    };
 
     fn event_in(path: &str, workload: WorkloadInfo) -> OomEvent {
         OomEvent {
@@ -120,6 +125,29 @@ mod tests {
         bare.monitored = Some(MonitoredContainer::default());
         let row = super::row(&event_in(path, bare));
         assert!(row.contains(&format!(" {path} (monitor) ")), "{row}");
+    }
+
+    /// The CAUSE column holds every cause name within its width, and `?` for
+    /// an event without a diagnosis; the columns after it stay aligned.
+    #[test]
+    fn the_cause_column() {
+        let path = "/system.slice/kubelet.service";
+        let mut event = event_in(path, WorkloadInfo::new(WorkloadKind::SystemService, Attribution::Host));
+        event.scope = Some(Scope::Memcg);
+        event.oom_cgroup = Some(OomCgroup {
+            cgroup: Cgroup { path: Some(path.to_owned()), ..Cgroup::default() },
+            ..OomCgroup::default()
+        });
+        let cause_at = HEADER.find("CAUSE").expect("CAUSE column");
+        let killed_at = HEADER.find("KILLED").expect("KILLED column");
+        let undiagnosed = row(&event);
+        assert_eq!(undiagnosed.get(cause_at..killed_at), Some(format!("{:<17}", "?").as_str()), "{undiagnosed}");
+        event.diagnosis = Some(diagnosis::diagnose(&event));
+        let diagnosed = row(&event);
+        assert_eq!(diagnosed.get(cause_at..killed_at), Some("cgroup_limit     "), "{diagnosed}");
+        assert_eq!(diagnosed.get(killed_at..), Some("yes    7 conmon"), "{diagnosed}");
+        let widest = ["container_limit", "pod_limit", "node_allocatable", "node_memory", "constrained", "unknown"];
+        assert!(widest.iter().all(|c| c.len() < killed_at - cause_at), "a cause name overflows CAUSE");
     }
 
     #[test]

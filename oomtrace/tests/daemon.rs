@@ -15,9 +15,10 @@ use oomtrace_testkit::{
     cgroup::MemCgroup,
     cri::{Qos, blocking::Cri, new_uid},
     daemon::Daemon,
+    event::Event,
     harness::{self, Need},
     http,
-    observability::{self, OtlpReceived, Transport, otlp_mark},
+    observability::{self, LogRecord, OtlpReceived, Transport, otlp_mark},
     trial,
 };
 use support::{oomtrace, unique};
@@ -91,6 +92,9 @@ fn a_container_kill_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
     assert_eq!(series.len(), 1, "{series:?}");
     assert_eq!(observability::sample_value(&series[0]), Some(1.0), "{series:?}");
     assert_eq!(observability::series_label(&series[0], "scope"), Some("memcg"));
+    // The kill was at the container's own limit; a pod's container has no unit.
+    assert_eq!(observability::series_label(&series[0], "cause"), Some("container_limit"), "{series:?}");
+    assert_eq!(observability::series_label(&series[0], "unit"), None, "{series:?}");
 
     // The receiver has the log record with the k8s/process attributes and the memory fields.
     let received = OtlpReceived::wait_until_since(
@@ -117,15 +121,18 @@ fn a_container_kill_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
     );
     assert_eq!(record.attr_bool("oom.killed"), Some(true));
     assert_eq!(record.event_name.as_deref(), Some("oomtrace.oom_kill"));
+    assert_eq!(record.attr_str("oomtrace.diagnosis.cause"), Some("container_limit"));
+    let record = record.clone();
 
-    // ... and the kill counter as an OTLP metric.
+    // ... and the kill counter as an OTLP metric, with its cause.
     let received = OtlpReceived::wait_until_since(
         mark,
         |r| {
-            r.for_service(&service)
-                .metric_points("oomtrace.oom_kills")
-                .iter()
-                .any(|p| p.attr_str("k8s.pod.name") == Some(pod_name.as_str()) && p.value == Some(1.0))
+            r.for_service(&service).metric_points("oomtrace.oom_kills").iter().any(|p| {
+                p.attr_str("k8s.pod.name") == Some(pod_name.as_str())
+                    && p.value == Some(1.0)
+                    && p.attr_str("oomtrace.diagnosis.cause") == Some("container_limit")
+            })
         },
         DELIVERY_TIMEOUT,
     );
@@ -137,6 +144,9 @@ fn a_container_kill_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
         .find(|e| e.workload().pod.as_deref() == Some(pod_name.as_str()))
         .context("no event on stdout names the pod")?;
     assert_eq!(event.source, "ebpf", "{event}");
+    // What Prometheus and the receiver were told is the event's diagnosis.
+    assert_eq!(event.cause(), Some("container_limit"), "{event}");
+    assert_the_record_carries_the_diagnosis(&record, &event);
 
     let (status, took) = daemon.terminate()?;
     assert!(status.success(), "{status}");
@@ -144,12 +154,32 @@ fn a_container_kill_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
     client.remove_pod(pod).context("remove pod")
 }
 
+/// `event`'s diagnosis in an OTLP log record: the cause and the finding kinds
+/// as attributes (the kinds as a string array), the summary first in the body.
+fn assert_the_record_carries_the_diagnosis(record: &LogRecord, event: &Event) {
+    let diagnosis = event.diagnosis.as_ref().expect("the event has a diagnosis");
+    assert_eq!(record.attr_str("oomtrace.diagnosis.cause"), Some(diagnosis.cause.as_str()), "{:?}", record.attributes);
+    let kinds: Vec<&serde_json::Value> = diagnosis.findings.iter().map(|f| &f["kind"]).collect();
+    let findings = record.attributes.get("oomtrace.diagnosis.findings").and_then(|f| f.as_array());
+    assert_eq!(findings.map(|f| f.iter().collect::<Vec<_>>()), Some(kinds), "{:?}", record.attributes);
+    let body = record.body.as_str().unwrap_or_default();
+    assert!(!diagnosis.summary.is_empty() && body.starts_with(&diagnosis.summary), "{body:?} vs {diagnosis:?}");
+    assert!(body.contains(&format!("(pid {})", event.victim.pid)), "the facts line stays in the body: {body:?}");
+}
+
+/// A host kill in a cgroup laid out as systemd lays out a service (systemd is
+/// not PID 1 on the test hosts, so the test makes the cgroups itself): over
+/// OTLP/HTTP and in Prometheus it is that unit's, diagnosed `cgroup_limit`.
 fn otlp_over_http_delivers_the_kill() -> Result<()> {
     let _components = components();
     let service = unique("svc-http");
     let mark = otlp_mark();
-    let cgroup = MemCgroup::create(&unique("daemon-http"), Some(LIMIT))?;
+    let name = unique("daemon-http");
+    let unit = format!("{name}.service");
+    let cgroup = MemCgroup::create(&format!("{name}.slice/{unit}"), Some(LIMIT))?;
     let daemon = daemon(&service, Transport::HttpProtobuf, Duration::from_secs(1), &[])?;
+    observability::set_scrape_target(&daemon.address).context("scrape target")?;
+    observability::wait_for_scrape(&daemon.address, Duration::from_secs(30)).context("first scrape")?;
     let pid = cgroup.oom_kill_hog(256 * MIB)?;
     let received = OtlpReceived::wait_until_since(
         mark,
@@ -162,6 +192,21 @@ fn otlp_over_http_delivers_the_kill() -> Result<()> {
     assert_eq!(record.transport, "http");
     assert_eq!(record.attr_str("oom.cgroup.path"), Some(cgroup.path.as_str()));
     assert_eq!(record.attr_str("oom.scope"), Some("memcg"));
+    assert_eq!(record.attr_str("oom.systemd.unit"), Some(unit.as_str()));
+    let event = std::iter::from_fn(|| daemon.expect_event(Duration::from_secs(5)).ok())
+        .find(|e| e.victim.pid == pid)
+        .context("no event on stdout for the victim")?;
+    assert_eq!(event.cause(), Some("cgroup_limit"), "{event}");
+    assert_the_record_carries_the_diagnosis(record, &event);
+
+    // Prometheus: the kill is the unit's, not one of the empty-pod host kills.
+    let query = format!(r#"oomtrace_oom_kills_total{{unit="{unit}"}}"#);
+    let series =
+        observability::wait_for_series(&query, |s| !s.is_empty(), DELIVERY_TIMEOUT).context("series in Prometheus")?;
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(observability::sample_value(&series[0]), Some(1.0), "{series:?}");
+    assert_eq!(observability::series_label(&series[0], "cause"), Some("cgroup_limit"), "{series:?}");
+    assert_eq!(observability::series_label(&series[0], "pod"), None, "{series:?}");
     let (status, _) = daemon.terminate()?;
     assert!(status.success());
     Ok(())

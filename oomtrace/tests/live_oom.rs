@@ -16,9 +16,11 @@ use oomtrace_testkit::{
     cgroup::MemCgroup,
     event::Event,
     harness::{self, Need},
-    procfs, trial,
+    procfs,
+    tracer::{Spec, Tracer},
+    trial,
 };
-use support::{assert_matches_dmesg, attach_method_works, live, unique};
+use support::{assert_matches_dmesg, attach_method_works, live, oomtrace, unique};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 64 * MIB;
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         trial!(a_full_ring_buffer_loses_records_visibly, Need::Root),
         trial!(global_oom_names_the_victim_and_no_memcg, Need::Root, Need::GlobalOomVm),
         trial!(a_victim_other_than_the_allocating_task_is_named, Need::Root),
+        trial!(the_table_row_names_the_cause, Need::Root),
     ])
 }
 
@@ -412,5 +415,30 @@ fn a_victim_other_than_the_allocating_task_is_named() -> Result<()> {
         assert_matches_dmesg(&event, holder_pid)?;
         drop(tracer);
     }
+    Ok(())
+}
+
+/// A table row's victim pid (its second column); None for the header.
+fn table_row_pid(line: &str) -> Option<(u32, u64)> {
+    let pid = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((pid, 0))
+}
+
+/// `oomtrace live` without `-o`: the row of a kill at a cgroup's own limit
+/// says `cgroup_limit` under CAUSE.
+fn the_table_row_names_the_cause() -> Result<()> {
+    let _kills = shared_kills();
+    let cgroup = MemCgroup::create(&unique("table"), Some(LIMIT))?;
+    let spec = oomtrace_testkit::live::spec(oomtrace(), &["live", "--cgroup", &cgroup.path], Vec::new());
+    let mut tracer = Tracer::spawn(&Spec { parse: table_row_pid, ..spec })?;
+    tracer.wait_marker(0, Duration::from_secs(20)).context("oomtrace live did not attach")?;
+    let pid = cgroup.oom_kill_hog(HOG)?;
+    let row = tracer.next_event_line(EVENT_TIMEOUT).context("no table row")?;
+    assert_eq!(row.observed.victim_pid, pid, "{}", row.line);
+    let log = tracer.log_lines();
+    let header = log.iter().find(|l| l.starts_with("TIME (UTC)")).context("no table header")?;
+    let (cause_at, killed_at) = (header.find("CAUSE").context("CAUSE")?, header.find("KILLED").context("KILLED")?);
+    assert_eq!(row.line.get(cause_at..killed_at).map(str::trim), Some("cgroup_limit"), "{header}\n{}", row.line);
+    assert!(tracer.stop()?.success(), "{}", tracer.log_text());
     Ok(())
 }

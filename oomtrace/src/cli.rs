@@ -106,7 +106,7 @@ pub struct DaemonArgs {
     /// Node name on events [default: the hostname].
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
-    /// Bound on Prometheus (namespace, pod, container) label sets [default: 2000].
+    /// Bound on Prometheus (namespace, pod, container, unit) label sets [default: 2000].
     #[arg(long, value_name = "N", env = "OOMTRACE_MAX_LABEL_SERIES")]
     pub max_label_series: Option<usize>,
     /// OTLP queue bound, in events [default: 2048].

@@ -24,6 +24,8 @@ pub const NOTE: &str = "No kernel OOM kill in this window. A pod reported `Evict
 /// evicted successfully"; before structured logging, lower case):
 /// kubernetes `pkg/kubelet/eviction/eviction_manager.go`.
 const EVICTION_MANAGER: &str = "eviction manager:";
+/// What journalctl says (on stderr) where the journal holds no files.
+const NO_JOURNAL_FILES: &str = "No journal files were found";
 /// The newest eviction manager lines kept for the report.
 const KEPT_LINES: usize = 20;
 
@@ -116,13 +118,16 @@ fn kubelet_journal(since: Option<SystemTime>) -> KubeletLog {
     let scan = child.stdout.take().map(|out| scan(BufReader::new(out))).unwrap_or_default();
     let stderr = child.stderr.take().map(|err| std::io::read_to_string(err).unwrap_or_default()).unwrap_or_default();
     let status = child.wait();
-    if scan.journal_lines == 0 && !status.as_ref().is_ok_and(|s| s.success()) {
+    let failed = !status.as_ref().is_ok_and(|s| s.success());
+    // journalctl exits 0 with "No journal files were found." where journald
+    // keeps nothing: there is no journal to ask, not an empty one.
+    if scan.journal_lines == 0 && (failed || stderr.contains(NO_JOURNAL_FILES)) {
         let why = stderr.lines().next().map_or_else(|| format!("{status:?}"), str::to_owned);
         return unavailable(why);
     }
     if scan.lines.is_empty() {
         let detail = if scan.journal_lines == 0 || scan.no_entries {
-            format!("{asked}: the journal has no kubelet entries{}", stderr_note(&stderr))
+            format!("{asked}: the journal has no kubelet entries")
         } else {
             format!("{asked}: no eviction manager lines among {} kubelet lines", scan.journal_lines)
         };
@@ -134,11 +139,6 @@ fn kubelet_journal(since: Option<SystemTime>) -> KubeletLog {
         evicted_pods: scan.evicted_pods,
         lines: scan.lines.into(),
     }
-}
-
-/// " (No journal files were found.)" when journalctl said why.
-fn stderr_note(stderr: &str) -> String {
-    stderr.lines().next().map(str::trim).filter(|l| !l.is_empty()).map_or_else(String::new, |l| format!(" ({l})"))
 }
 
 /// What the kubelet's journal held.

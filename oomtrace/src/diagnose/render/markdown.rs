@@ -64,7 +64,7 @@ fn details(out: &mut String, number: usize, group: &KillGroup) {
     if let Some(unit) = &group.unit {
         let _ = writeln!(out, "- **Unit:** {}", code(unit));
     }
-    if let Some(cgroup) = &group.cgroup {
+    if let Some(cgroup) = group.cgroup.as_ref().filter(|c| **c != group.key) {
         let _ = writeln!(out, "- **Cgroup:** {}", code(cgroup));
     }
     let _ = writeln!(out, "- **Victims:** {}", victims(group));

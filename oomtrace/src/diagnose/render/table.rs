@@ -67,14 +67,15 @@ fn overview(out: &mut String, groups: &[KillGroup]) {
 }
 
 fn details(out: &mut String, number: usize, group: &KillGroup) {
-    line(out, &clip_start(&format!("[{number}] {}", group.key), WIDTH));
+    let number = format!("[{number}] ");
+    line(out, &format!("{number}{}", clip_start(&group.key, WIDTH - number.len())));
     detail(out, "kills", &format!("{}, {}", group.kills, kill_span(group)));
     detail(out, "cause", &causes(group));
     if let Some(unit) = &group.unit {
         detail(out, "unit", unit);
     }
-    if group.namespace.is_some() {
-        detail(out, "cgroup", group.cgroup.as_deref().unwrap_or("?"));
+    if let Some(cgroup) = group.cgroup.as_ref().filter(|c| **c != group.key) {
+        detail(out, "cgroup", cgroup);
     }
     detail(out, "victims", &victims(group));
     if let Some(limit) = limit(group) {

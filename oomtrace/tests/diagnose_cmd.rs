@@ -41,6 +41,8 @@ fn main() -> ExitCode {
         trial!(an_empty_saved_log_gives_the_eviction_answer),
         trial!(the_eviction_commands_parse_with_kubectl, Need::Probe(kubectl_present)),
         trial!(an_unreadable_log_is_an_error_that_says_so),
+        trial!(without_cap_syslog_the_error_says_what_to_do, Need::Root, Need::Probe(dmesg_restricted)),
+        trial!(the_kubelets_eviction_lines_are_found_in_its_journal, Need::Root),
     ])
 }
 
@@ -54,6 +56,11 @@ fn diagnose(args: &[&str]) -> Result<String> {
 fn run_diagnose(args: &[&str]) -> Result<Output> {
     Command::new(oomtrace()).arg("diagnose").args(args).output().context("running oomtrace diagnose")
 }
+
+/// A window no kill is in.
+const FUTURE: [&str; 2] = ["--since", "2099-01-01 00:00:00"];
+/// 2099-01-01T00:00:00Z in seconds since the epoch.
+const FUTURE_EPOCH: u64 = 4_070_908_800;
 
 fn diagnose_json(args: &[&str]) -> Result<Value> {
     let mut all = args.to_vec();
@@ -238,7 +245,7 @@ fn assert_eviction_answer(report: &Value) -> Result<()> {
 }
 
 fn a_window_without_kills_gives_the_eviction_answer() -> Result<()> {
-    let future = ["--since", "2099-01-01 00:00:00"];
+    let future = FUTURE;
     let report = diagnose_json(&future)?;
     assert_eviction_answer(&report)?;
     let kubelet = &report["no_kill"]["kubelet_log"];
@@ -322,5 +329,87 @@ fn an_unreadable_log_is_an_error_that_says_so() -> Result<()> {
     assert!(!out.status.success(), "{stderr}");
     assert!(out.stdout.is_empty(), "no report without a log");
     assert!(stderr.contains("oomtrace: error:") && stderr.contains(&missing.display().to_string()), "{stderr}");
+    Ok(())
+}
+
+fn dmesg_restricted() -> Result<(), String> {
+    let restrict = std::fs::read_to_string("/proc/sys/kernel/dmesg_restrict").map_err(|e| e.to_string())?;
+    if restrict.trim() != "1" {
+        return Err(format!("kernel.dmesg_restrict is {} here: anyone may read the log", restrict.trim()));
+    }
+    Command::new("setpriv").arg("--version").output().map(drop).map_err(|e| format!("no setpriv here ({e})"))
+}
+
+/// An unprivileged user where kernel.dmesg_restrict=1: no report, and the
+/// error names the capability and the alternatives.
+fn without_cap_syslog_the_error_says_what_to_do() -> Result<()> {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(oomtrace())
+        .arg("diagnose")
+        .output()
+        .context("running oomtrace diagnose as nobody")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "no report without a log: {}", String::from_utf8_lossy(&out.stdout));
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("oomtrace: error: "))
+        .with_context(|| format!("no error line: {stderr}"))?;
+    assert!(error.contains("CAP_SYSLOG") && error.contains("--journal / --file"), "{error}");
+    Ok(())
+}
+
+/// The kubelet's lines as its eviction manager writes them (kubernetes
+/// pkg/kubelet/eviction/eviction_manager.go, structured logging), one
+/// unrelated line, and journalctl's output format (`-o short-iso`).
+const KUBELET_JOURNAL: &str = "\
+2026-11-29T10:00:00+0000 node kubelet[812]: I1129 10:00:00.100000     812 kubelet.go:2400] \"SyncLoop ADD\" source=\"api\"
+2026-11-29T10:00:01+0000 node kubelet[812]: I1129 10:00:01.100000     812 eviction_manager.go:366] \"Eviction manager: attempting to reclaim\" resourceName=\"memory\"
+2026-11-29T10:00:01+0000 node kubelet[812]: I1129 10:00:01.200000     812 eviction_manager.go:377] \"Eviction manager: must evict pod(s) to reclaim\" resourceName=\"memory\"
+2026-11-29T10:00:02+0000 node kubelet[812]: I1129 10:00:02.300000     812 eviction_manager.go:616] \"Eviction manager: pod is evicted successfully\" pod=\"shop/api-7d9f8c6b5d-x2x4q\"
+";
+
+/// A `journalctl` first on PATH that records its arguments and prints
+/// `output`: what the kubelet's journal would hold on a node.
+fn fake_journalctl(dir: &std::path::Path, output: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("journal.txt"), output)?;
+    let script = dir.join("journalctl");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$@\" > {0}/args\ncat {0}/journal.txt\n", dir.display()))?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+fn diagnose_with_path(dir: &std::path::Path, args: &[&str]) -> Result<Value> {
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(oomtrace()).arg("diagnose").args(args).args(["-o", "json"]).env("PATH", path).output()?;
+    ensure!(out.status.success(), "oomtrace diagnose failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn the_kubelets_eviction_lines_are_found_in_its_journal() -> Result<()> {
+    let dir = std::env::temp_dir().join(unique("diagnose-journal"));
+    fake_journalctl(&dir, KUBELET_JOURNAL)?;
+    let report = diagnose_with_path(&dir, &FUTURE)?;
+    let args = std::fs::read_to_string(dir.join("args"))?;
+    assert_eq!(args.trim(), format!("-u kubelet --no-pager -o short-iso --since @{FUTURE_EPOCH}"));
+    let kubelet = &report["no_kill"]["kubelet_log"];
+    assert_eq!(kubelet["status"], "found", "{kubelet:#}");
+    assert_eq!(kubelet["evicted_pods"], serde_json::json!(["shop/api-7d9f8c6b5d-x2x4q"]), "{kubelet:#}");
+    let lines: Vec<&str> = kubelet["lines"].as_array().into_iter().flatten().filter_map(|l| l.as_str()).collect();
+    assert_eq!(lines, KUBELET_JOURNAL.lines().skip(1).collect::<Vec<_>>(), "{kubelet:#}");
+
+    // A kubelet that evicted nothing.
+    fake_journalctl(&dir, &KUBELET_JOURNAL.lines().take(1).map(|l| format!("{l}\n")).collect::<String>())?;
+    let quiet = diagnose_with_path(&dir, &FUTURE)?;
+    let kubelet = &quiet["no_kill"]["kubelet_log"];
+    assert_eq!(kubelet["status"], "none", "{kubelet:#}");
+    assert!(
+        kubelet["detail"].as_str().is_some_and(|d| d.ends_with("no eviction manager line among 1 kubelet line")),
+        "{kubelet:#}"
+    );
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -129,7 +129,8 @@ fn kubelet_journal(since: Option<SystemTime>) -> KubeletLog {
         let detail = if scan.journal_lines == 0 || scan.no_entries {
             format!("{asked}: the journal has no kubelet entries")
         } else {
-            format!("{asked}: no eviction manager lines among {} kubelet lines", scan.journal_lines)
+            let lines = scan.journal_lines;
+            format!("{asked}: no eviction manager line among {lines} kubelet line{}", if lines == 1 { "" } else { "s" })
         };
         return KubeletLog { status: "none", detail, evicted_pods: Vec::new(), lines: Vec::new() };
     }

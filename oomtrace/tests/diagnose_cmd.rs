@@ -17,6 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 use oomtrace_testkit::{
     cgroup::MemCgroup,
+    cri::{Qos, blocking::Cri, new_uid},
     dmesg,
     harness::{self, Need},
     trial,
@@ -36,6 +37,7 @@ const TABLE_WIDTH: usize = 100;
 fn main() -> ExitCode {
     harness::main(vec![
         trial!(kills_are_grouped_by_workload_in_every_format, Need::Root),
+        trial!(a_pods_container_is_grouped_by_namespace_pod_container, Need::Cri),
         trial!(the_memory_picture_is_procs),
         trial!(a_window_without_kills_gives_the_eviction_answer, Need::Root),
         trial!(an_empty_saved_log_gives_the_eviction_answer),
@@ -156,6 +158,36 @@ fn kills_are_grouped_by_workload_in_every_format() -> Result<()> {
     assert!(table.contains("    findings      repeated: kills 3, over "), "{table}");
     assert!(table.contains("\nNODE MEMORY NOW\n"), "{table}");
     Ok(())
+}
+
+/// A container made the way kubelet makes it (CRI, `io.kubernetes.*`
+/// labels), killed at its limit: its group is `namespace/pod/container`.
+fn a_pods_container_is_grouped_by_namespace_pod_container() -> Result<()> {
+    const NAMESPACE: &str = "oomtrace-test";
+    let client = Cri::connect_test_runtime()?;
+    let pod_name = unique("diagnose-pod");
+    let pod = client.run_pod(&pod_name, NAMESPACE, &new_uid(), Qos::Burstable).context("run pod")?;
+    let id = client.run_container(&pod, "app", &["hog", "256", "1"], Some(LIMIT)).context("run hog")?;
+    let (exit_code, reason) = client.wait_exited(&id, Duration::from_secs(30)).context("hog exits")?;
+    assert_eq!((exit_code, reason.as_str()), (137, "OOMKilled"));
+    let key = format!("{NAMESPACE}/{pod_name}/app");
+    let report = diagnose_json(&["--since", "10m", "--cri-socket", client.socket()])?;
+    let group = group(&report, &key);
+    assert_eq!(group["kind"], "container", "{group:#}");
+    assert_eq!(
+        (group["namespace"].as_str(), group["pod"].as_str(), group["container"].as_str()),
+        (Some(NAMESPACE), Some(pod_name.as_str()), Some("app")),
+        "{group:#}"
+    );
+    assert_eq!(group["cgroup"], format!("{}/{id}", pod.cgroup_parent), "{group:#}");
+    assert_eq!(group["causes"], serde_json::json!(["container_limit"]), "{group:#}");
+    assert_eq!(group["kills"], 1, "{group:#}");
+    let pid = group["victims"][0]["pid"].as_u64().context("victim pid")?;
+    assert_eq!(group["victims"][0]["comm"].as_str(), Some(dmesg::killed(u32::try_from(pid)?)?.comm.as_str()));
+    let markdown = diagnose(&["--since", "10m", "--cri-socket", client.socket(), "-o", "markdown"])?;
+    assert!(markdown.contains(&format!("| `{key}` | 1 | ")), "{markdown}");
+    assert!(markdown.contains(&format!("- **Cgroup:** `{}/{id}`", pod.cgroup_parent)), "{markdown}");
+    client.remove_pod(pod).context("remove pod")
 }
 
 /// `Name:  N kB` of /proc/meminfo, in bytes.

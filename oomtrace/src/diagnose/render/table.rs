@@ -96,7 +96,8 @@ fn details(out: &mut String, number: usize, group: &KillGroup) {
         [] => detail(out, "advice", "none for this kill"),
         advice => {
             for (index, step) in advice.iter().enumerate() {
-                detail(out, if index == 0 { "advice" } else { "" }, &format!("{}. {}", index + 1, step.text));
+                let label = if index == 0 { "advice" } else { "" };
+                numbered(out, label, index + 1, &step.text);
                 if let Some(command) = &step.command {
                     // Never wrapped: it is copied and pasted.
                     line(out, &format!("{}   $ {command}", " ".repeat(LABEL_WIDTH)));
@@ -132,6 +133,19 @@ fn detail(out: &mut String, label: &str, value: &str) {
     for (index, text) in lines.iter().enumerate() {
         let lead = if index == 0 { first.clone() } else { " ".repeat(LABEL_WIDTH) };
         line(out, &format!("{lead}{text}"));
+    }
+}
+
+/// "    advice        1. text", the text wrapped under itself (after the number).
+fn numbered(out: &mut String, label: &str, number: usize, text: &str) {
+    let number = format!("{number}. ");
+    let lines = wrap(text, WIDTH - LABEL_WIDTH - number.len());
+    for (index, wrapped) in lines.iter().enumerate() {
+        let lead = match index {
+            0 => format!("    {label:<width$} {number}", width = LABEL_WIDTH - 5),
+            _ => " ".repeat(LABEL_WIDTH + number.len()),
+        };
+        line(out, &format!("{lead}{wrapped}"));
     }
 }
 
@@ -223,6 +237,16 @@ mod tests {
         assert!(text.contains("\n    advice        none for this kill\n"), "{text}");
         assert!(text.contains("\n    MemAvailable  12.0G (50% of MemTotal)\n"), "{text}");
         assert!(!text.contains("NO KERNEL OOM KILL"));
+    }
+
+    #[test]
+    fn advice_wraps_under_its_text_not_its_number() {
+        let mut report = sample::with_kills();
+        report.groups[0].advice[0].text = "word ".repeat(40);
+        let text = render(&report);
+        assert_fits(&text);
+        let first = format!("\n    advice        1. {}", "word ".repeat(16).trim_end());
+        assert!(text.contains(&format!("{first}\n                     word word")), "{text}");
     }
 
     #[test]

@@ -31,6 +31,46 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Every OOM kill since boot, from the kernel log (or a saved log), as the same events as `live`.
     History(HistoryArgs),
+    /// The node's OOM report: kills by workload with cause, findings and advice; memory now (docs/diagnose.md).
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[command(flatten)]
+    pub log: KernelLogArgs,
+    /// Only kills after this: a duration ago ("24h", "30m") or a time ("2026-11-29 10:00:00", RFC 3339)
+    /// [default: the whole log, i.e. since boot].
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Output format: a table for a terminal, JSON for a pipeline, Markdown for an incident ticket.
+    #[arg(short, long, value_enum, default_value_t = crate::diagnose::ReportFormat::Table)]
+    pub output: crate::diagnose::ReportFormat,
+    #[command(flatten)]
+    pub cri: CriArgs,
+}
+
+/// Which kernel log to read (as `history` does).
+#[derive(Debug, Args)]
+pub struct KernelLogArgs {
+    /// Read a saved log instead of the kernel's: syslog, kern.log, messages, `dmesg` / `dmesg -T` output,
+    /// `journalctl -k` (short, short-iso, short-precise, short-unix), or "-" for stdin.
+    #[arg(long, value_name = "PATH|-", conflicts_with = "journal")]
+    pub file: Option<std::path::PathBuf>,
+    /// Read the systemd journal's kernel messages of this boot (keeps far more than the ring buffer).
+    #[arg(long)]
+    pub journal: bool,
+}
+
+impl KernelLogArgs {
+    pub fn source(self) -> crate::history::LogSource {
+        use crate::history::LogSource;
+        match (self.file, self.journal) {
+            (Some(path), _) => LogSource::File(path),
+            (None, true) => LogSource::Journal,
+            (None, false) => LogSource::Kernel,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod diagnose;
 pub mod diagnosis;
 pub mod enrich;
 pub mod event;

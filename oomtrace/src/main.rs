@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser as _;
 use oomtrace::{
     cli::{Cli, Command, LogFormat},
@@ -70,6 +71,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match output {
                 OutputFormat::Table => println!("{closing}"),
                 OutputFormat::Json => eprintln!("{closing}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diagnose(args) => {
+            let since = args
+                .since
+                .as_deref()
+                .map(|text| oomtrace::history::since::parse(text, std::time::SystemTime::now()))
+                .transpose()?;
+            let options = oomtrace::diagnose::DiagnoseOptions {
+                source: args.log.source(),
+                since,
+                cri_socket: args.cri.cri_socket,
+                cri_timeout: args.cri.cri_timeout,
+            };
+            let report = block_on(oomtrace::diagnose::run(&options))??;
+            let text = oomtrace::diagnose::render::render(&report, args.output);
+            let mut out = std::io::stdout().lock();
+            match std::io::Write::write_all(&mut out, text.as_bytes()).and_then(|()| std::io::Write::flush(&mut out)) {
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(error).context("writing the report to stdout");
+                }
+                _ => {}
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,81 @@
+//! `oomtrace diagnose`: the node's OOM report in one command, for the
+//! operator who just logged in — the kills of the kernel log grouped by
+//! workload with their diagnosis (cause, findings, summary, advice), the
+//! node's memory now, and, when there was no kill, the guide's other answer
+//! (evictions). docs/diagnose.md.
+
+pub mod evictions;
+pub mod group;
+pub mod kills;
+pub mod node_memory;
+pub mod render;
+pub mod report;
+
+use std::{
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+use self::{
+    kills::LogKills,
+    node_memory::NodeMemory,
+    report::{KernelLogSummary, REPORT_VERSION, Report},
+};
+use crate::{
+    event::OomEvent,
+    history::{HistorySummary, LogSource, reconciliation},
+    host::node_name,
+};
+
+pub use self::render::ReportFormat;
+
+#[derive(Clone, Debug)]
+pub struct DiagnoseOptions {
+    pub source: LogSource,
+    /// Only kills at or after this; `None`: the whole log.
+    pub since: Option<SystemTime>,
+    pub cri_socket: Option<PathBuf>,
+    pub cri_timeout: Duration,
+}
+
+/// Reads the node's memory and the kernel log, and makes the report. Fails
+/// only when the log cannot be read at all (the error says what to do).
+pub async fn run(options: &DiagnoseOptions) -> anyhow::Result<Report> {
+    // The kernel's count before the log is read: a kill between the two is
+    // found but not counted, never counted but missing.
+    let node_memory = node_memory::read(&node_memory::Sources::this_node());
+    let log = kills::collect(&options.source, options.cri_socket.clone(), options.cri_timeout).await?;
+    Ok(build(&options.source, options.since, &log, node_memory, SystemTime::now()))
+}
+
+/// The report of `log`'s kills at or after `since`.
+pub fn build(
+    source: &LogSource,
+    since: Option<SystemTime>,
+    log: &LogKills,
+    node_memory: NodeMemory,
+    now: SystemTime,
+) -> Report {
+    let this_boot = !matches!(source, LogSource::File(_));
+    let in_window: Vec<&OomEvent> = log.events.iter().filter(|e| kills::in_window(e, since)).collect();
+    let kernel_count = node_memory.kernel_oom_kills.filter(|_| this_boot);
+    let summary =
+        HistorySummary { collected: log.collected, read: log.read, kernel_count, ..HistorySummary::default() };
+    let no_kill = in_window.is_empty().then(|| evictions::note(since, this_boot));
+    Report {
+        version: REPORT_VERSION,
+        generated_at: humantime::format_rfc3339_seconds(now).to_string(),
+        node: node_name(),
+        since: since.map(|s| humantime::format_rfc3339_seconds(s).to_string()),
+        kernel_log: KernelLogSummary {
+            source: log.read.origin.map_or("unknown", |o| o.as_str()),
+            kills_in_log: log.collected.kills,
+            kernel_count,
+            reconciliation: reconciliation(&summary),
+        },
+        kills: in_window.len() as u64,
+        groups: group::group(&in_window),
+        node_memory,
+        no_kill,
+    }
+}

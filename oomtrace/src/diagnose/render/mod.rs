@@ -1,0 +1,250 @@
+//! The report for a person (`table`: a terminal at 3 a.m., 100 columns), an
+//! incident ticket (`markdown`) or a pipeline (`json`), and the phrases the
+//! first two share.
+
+pub mod json;
+pub mod markdown;
+pub mod table;
+
+use std::time::Duration;
+
+use super::{
+    group::{GroupFinding, KillGroup},
+    node_memory::NodeMemory,
+    report::Report,
+};
+use crate::output::table::bytes;
+
+/// An output format of `oomtrace diagnose`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Readable in a 100-column terminal.
+    #[default]
+    Table,
+    /// One JSON document (docs/diagnose.md).
+    Json,
+    /// For an incident ticket: headings, a table of workloads, commands in code blocks.
+    Markdown,
+}
+
+/// The whole report in `format`, ending with a newline.
+pub fn render(report: &Report, format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Table => table::render(report),
+        ReportFormat::Json => json::render(report),
+        ReportFormat::Markdown => markdown::render(report),
+    }
+}
+
+/// "2026-11-29T10:00:00.123456Z" -> "2026-11-29 10:00:00" (UTC).
+pub fn short_time(time: &str) -> String {
+    match (time.get(..10), time.get(11..19)) {
+        (Some(day), Some(clock)) => format!("{day} {clock}"),
+        _ => time.to_owned(),
+    }
+}
+
+/// "since boot" or "since 2026-11-29 10:00:00 UTC".
+pub fn window(report: &Report) -> String {
+    match &report.since {
+        Some(since) => format!("since {} UTC", short_time(since)),
+        None => "since boot (the whole log)".to_owned(),
+    }
+}
+
+/// "cgroup_limit", or "container_limit, pod_limit".
+pub fn causes(group: &KillGroup) -> String {
+    match group.causes.as_slice() {
+        [] => "unknown".to_owned(),
+        causes => causes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// "first … last" of a group's kills.
+pub fn kill_span(group: &KillGroup) -> String {
+    match (&group.first_kill, &group.last_kill) {
+        (Some(first), Some(last)) if first == last => format!("at {} UTC", short_time(first)),
+        (Some(first), Some(last)) => format!("{} .. {} UTC", short_time(first), short_time(last)),
+        _ => "time unknown (the log has no wall-clock times)".to_owned(),
+    }
+}
+
+/// The victims, the newest last: "dd (pid 10), dd (pid 11)"; at most
+/// `SHOWN_VICTIMS`, with the count of those left out.
+pub fn victims(group: &KillGroup) -> String {
+    const SHOWN_VICTIMS: usize = 6;
+    let name = |v: &super::group::VictimKill| format!("{} (pid {})", v.comm.as_deref().unwrap_or("?"), v.pid);
+    let all = &group.victims;
+    if all.len() <= SHOWN_VICTIMS {
+        return all.iter().map(name).collect::<Vec<_>>().join(", ");
+    }
+    let skipped = all.len() - SHOWN_VICTIMS;
+    let head = all[..3].iter().map(name);
+    let tail = all[all.len() - 3..].iter().map(name);
+    head.chain(std::iter::once(format!("… {skipped} more …"))).chain(tail).collect::<Vec<_>>().join(", ")
+}
+
+/// "64.0M at /a (usage 64.0M …)" at the latest kill, without the path when
+/// the limit is the victim's own cgroup's; `None` without a limit.
+pub fn limit(group: &KillGroup) -> Option<String> {
+    let latest = group.victims.last()?;
+    let limit = latest.limit_bytes?;
+    let at = latest
+        .oom_cgroup
+        .as_deref()
+        .filter(|c| Some(*c) != group.cgroup.as_deref())
+        .map_or_else(String::new, |c| format!(" at {c}"));
+    Some(format!("{}{at} (usage {} at the latest kill)", bytes(Some(limit)), bytes(latest.usage_bytes)))
+}
+
+/// A finding with its evidence, from its JSON (so that a new finding's
+/// numbers show without a change here): "repeated: kills 3, over 1m 30s,
+/// mean interval 45s (in 2 of 3 kills)". `_bytes` values print as sizes,
+/// `_seconds` as durations, `_percent` with a `%`.
+pub fn finding(found: &GroupFinding, kills: u32) -> String {
+    let fields = serde_json::to_string(&found.finding)
+        .ok()
+        .and_then(|json| serde_json::from_str::<Fields>(&json).ok())
+        .map(|f| f.0)
+        .unwrap_or_default();
+    let kind = fields.iter().find(|(key, _)| key == "kind").and_then(|(_, v)| v.as_str()).unwrap_or("?");
+    let evidence: Vec<String> =
+        fields.iter().filter(|(key, _)| key != "kind").map(|(key, value)| evidence(key, value)).collect();
+    let mut text = kind.to_owned();
+    if !evidence.is_empty() {
+        text.push_str(": ");
+        text.push_str(&evidence.join(", "));
+    }
+    if kills > 1 {
+        text.push_str(&format!(" (in {} of {kills} kills)", found.in_kills));
+    }
+    text
+}
+
+/// A JSON object's fields in their written order (`serde_json::Value`'s map
+/// sorts them): the finding's evidence reads in the order its type declares.
+#[derive(Default)]
+struct Fields(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+fn evidence(key: &str, value: &serde_json::Value) -> String {
+    let number = value.as_u64();
+    let (name, shown) = if let (Some(name), Some(n)) = (key.strip_suffix("_bytes"), number) {
+        (name, bytes(Some(n)))
+    } else if let (Some(name), Some(n)) = (key.strip_suffix("_seconds"), number) {
+        (name, humantime::format_duration(Duration::from_secs(n)).to_string())
+    } else if let (Some(name), Some(n)) = (key.strip_suffix("_percent"), number) {
+        (name, format!("{n}%"))
+    } else {
+        (key, value.as_str().map_or_else(|| value.to_string(), str::to_owned))
+    };
+    format!("{} {shown}", name.replace('_', " "))
+}
+
+/// The node's memory as (label, value) rows.
+pub fn memory_rows(memory: &NodeMemory) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    if let Some(total) = memory.mem_total_bytes {
+        rows.push(("MemTotal", bytes(Some(total))));
+    }
+    if let Some(available) = memory.mem_available_bytes {
+        let share = memory
+            .mem_total_bytes
+            .filter(|t| *t > 0)
+            .map_or_else(String::new, |total| format!(" ({}% of MemTotal)", available.saturating_mul(100) / total));
+        rows.push(("MemAvailable", format!("{}{share}", bytes(Some(available)))));
+    }
+    if let Some(kubepods) = &memory.kubepods {
+        let limit = kubepods.limit_bytes.map_or_else(|| "no limit".to_owned(), |l| format!("limit {}", bytes(Some(l))));
+        rows.push((
+            "kubepods",
+            format!(
+                "{} used, {limit} ({}, cgroup v{})",
+                bytes(kubepods.usage_bytes),
+                kubepods.cgroup,
+                kubepods.cgroup_version
+            ),
+        ));
+    }
+    if let Some(psi) = &memory.psi {
+        let line = |l: &super::node_memory::PsiLine| format!("{:.2}/{:.2}/{:.2}", l.avg10, l.avg60, l.avg300);
+        let full = psi.full.as_ref().map_or_else(String::new, |f| format!(", full {}", line(f)));
+        rows.push(("PSI memory", format!("some {}{full} (% of time stalled, avg10/avg60/avg300)", line(&psi.some))));
+    }
+    if let Some(count) = memory.kernel_oom_kills {
+        rows.push(("OOM kills", format!("{count} since boot (/proc/vmstat oom_kill)")));
+    }
+    rows.extend(memory.notes.iter().map(|note| ("note", note.clone())));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::report::sample;
+
+    #[test]
+    fn findings_show_their_evidence_numbers() {
+        let report = sample::with_kills();
+        let [a, api] = &report.groups[..] else { panic!("two groups") };
+        assert_eq!(
+            finding(&a.findings[0], a.kills),
+            "repeated: kills 3, over 1m 30s, mean interval 45s (in 2 of 3 kills)"
+        );
+        assert_eq!(finding(&api.findings[0], api.kills), "tmpfs: shmem 40.0M, share 62%");
+    }
+
+    #[test]
+    fn memory_rows_say_what_is_there_and_what_is_not() {
+        let rows = memory_rows(&sample::with_kills().node_memory);
+        let row = |label: &str| rows.iter().find(|(l, _)| *l == label).map(|(_, v)| v.clone());
+        assert_eq!(row("MemTotal").as_deref(), Some("24.0G"));
+        assert_eq!(row("MemAvailable").as_deref(), Some("12.0G (50% of MemTotal)"));
+        assert_eq!(row("kubepods").as_deref(), Some("512.0M used, no limit (/kubepods, cgroup v1)"));
+        assert!(row("PSI memory").is_some_and(|v| v.starts_with("some 1.25/0.50/0.00, full 0.75/0.50/0.00")));
+        let bare = memory_rows(&sample::without_kills().node_memory);
+        assert!(bare.iter().all(|(l, _)| *l != "kubepods" && *l != "PSI memory"));
+        assert_eq!(bare.iter().filter(|(l, _)| *l == "note").count(), 2);
+    }
+
+    #[test]
+    fn spans_times_and_victims() {
+        let report = sample::with_kills();
+        assert_eq!(kill_span(&report.groups[0]), "2026-11-29 10:00:00 .. 2026-11-29 10:01:30 UTC");
+        assert_eq!(kill_span(&report.groups[1]), "at 2026-11-29 10:00:10 UTC");
+        assert_eq!(victims(&report.groups[0]), "dd (pid 10), dd (pid 11), dd (pid 12)");
+        let mut many = report.groups[0].clone();
+        many.victims = (0..10).map(|i| sample_victim(&report, i)).collect();
+        assert_eq!(
+            victims(&many),
+            "dd (pid 0), dd (pid 1), dd (pid 2), … 4 more …, dd (pid 7), dd (pid 8), dd (pid 9)"
+        );
+        assert_eq!(limit(&report.groups[0]).as_deref(), Some("64.0M (usage 64.0M at the latest kill)"));
+        assert_eq!(limit(&report.groups[1]).as_deref(), Some("64.0M at /test/a (usage 64.0M at the latest kill)"));
+    }
+
+    fn sample_victim(report: &Report, pid: u32) -> crate::diagnose::group::VictimKill {
+        let mut victim = report.groups[0].victims[0].clone();
+        victim.pid = pid;
+        victim
+    }
+}

@@ -57,7 +57,7 @@ pub fn build(
     now: SystemTime,
 ) -> Report {
     let this_boot = !matches!(source, LogSource::File(_));
-    let in_window: Vec<&OomEvent> = log.events.iter().filter(|e| kills::in_window(e, since)).collect();
+    let in_window: Vec<&OomEvent> = log.events.iter().filter(|e| crate::history::since::in_window(e, since)).collect();
     let kernel_count = node_memory.kernel_oom_kills.filter(|_| this_boot);
     let summary =
         HistorySummary { collected: log.collected, read: log.read, kernel_count, ..HistorySummary::default() };

@@ -78,13 +78,13 @@ pub async fn run(options: HistoryOptions) -> anyhow::Result<HistorySummary> {
         None
     };
     let (mut events, read, collected) = read::collect(&options.source).await?;
-    attribute(&mut events, &options).await;
+    attribute(&mut events, &options.source, options.cri_socket.clone(), options.cri_timeout).await;
     let mut summary = HistorySummary { collected, read, kernel_count, ..HistorySummary::default() };
     let mut writer = output::for_format(options.output);
     let mut out = std::io::stdout().lock();
     writer.start(&mut out).context("writing to stdout")?;
     for event in &events {
-        if !since_matches(event, options.since) || !options.filter.matches(event) {
+        if !since::in_window(event, options.since) || !options.filter.matches(event) {
             summary.filtered_out += 1;
             continue;
         }
@@ -100,13 +100,19 @@ pub async fn run(options: HistoryOptions) -> anyhow::Result<HistorySummary> {
 
 /// Names the pods (the CRI still lists a container that exited, until it is
 /// removed) and the cgroups' ids where the directories still exist. Not the
-/// main process: the container's pid then is not the one at the kill.
-async fn attribute(events: &mut [OomEvent], options: &HistoryOptions) {
+/// main process: the container's pid then is not the one at the kill. Each
+/// event is diagnosed in log order, so `repeated` counts earlier kills.
+pub async fn attribute(
+    events: &mut [OomEvent],
+    source: &LogSource,
+    cri_socket: Option<PathBuf>,
+    cri_timeout: Duration,
+) {
     if events.is_empty() {
         return;
     }
     let root = detect_hierarchy().ok().map(|h| h.root().to_path_buf());
-    let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
+    let mut pods = PodResolver::new(cri_socket, cri_timeout);
     pods.warm().await;
     let node = node_name();
     let mut diagnoser = crate::diagnosis::Diagnoser::default();
@@ -120,7 +126,7 @@ async fn attribute(events: &mut [OomEvent], options: &HistoryOptions) {
         if path.is_some() {
             event.workload = Some(pods.attribute(path.as_deref(), None).await);
         }
-        if options.source.is_this_boot() {
+        if source.is_this_boot() {
             event.node = Some(node.clone());
         }
         event.diagnosis = Some(diagnoser.diagnose(event));
@@ -130,12 +136,6 @@ async fn attribute(events: &mut [OomEvent], options: &HistoryOptions) {
 /// The kernfs id (inode) of a cgroup that still exists.
 pub fn live_cgroup_id(root: &Path, path: &str) -> Option<u64> {
     std::fs::metadata(root.join(path.trim_start_matches('/'))).ok().map(|m| m.ino())
-}
-
-/// An event without a wall-clock time is kept: whether it is recent is unknown.
-fn since_matches(event: &OomEvent, since: Option<SystemTime>) -> bool {
-    let Some(since) = since else { return true };
-    event.time.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok()).is_none_or(|time| time >= since)
 }
 
 /// The closing line: what was found against what the kernel counted.

@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use crate::event::OomEvent;
+
 #[derive(Debug, thiserror::Error)]
 #[error("--since {0:?}: not a duration (30m, 2h, 1day) or a time (2026-11-29 10:00:00, 2026-11-29T10:00:00Z; UTC)")]
 pub struct SinceError(String);
@@ -15,6 +17,13 @@ pub fn parse(text: &str, now: SystemTime) -> Result<SystemTime, SinceError> {
     humantime::parse_rfc3339_weak(text)
         .or_else(|_| humantime::parse_rfc3339(text))
         .map_err(|_| SinceError(text.to_owned()))
+}
+
+/// Whether `event` happened at or after `since`. An event without a
+/// wall-clock time is kept: whether it is recent is unknown.
+pub fn in_window(event: &OomEvent, since: Option<SystemTime>) -> bool {
+    let Some(since) = since else { return true };
+    event.time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()).is_none_or(|time| time >= since)
 }
 
 #[cfg(test)]
@@ -32,5 +41,17 @@ mod tests {
         assert_eq!(parse("2025-11-29T10:00:00Z", now).ok(), Some(at));
         assert!(parse("yesterday-ish", now).is_err());
         assert!(parse("18446744073709551615s", now).is_err(), "before any representable time");
+    }
+
+    #[test]
+    fn the_window_keeps_later_and_untimed_kills() {
+        use crate::event::Victim;
+        let at =
+            |time: Option<&str>| OomEvent { time: time.map(str::to_owned), ..OomEvent::of_victim(Victim::default()) };
+        let since = humantime::parse_rfc3339("2026-11-29T10:00:00Z").ok();
+        assert!(in_window(&at(Some("2026-11-29T10:00:01.5Z")), since));
+        assert!(!in_window(&at(Some("2026-11-29T09:59:59Z")), since));
+        assert!(in_window(&at(None), since));
+        assert!(in_window(&at(Some("2000-01-01T00:00:00Z")), None));
     }
 }

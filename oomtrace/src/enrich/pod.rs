@@ -11,9 +11,12 @@ use std::{
 
 use super::{
     cgroup_path::{self, Workload},
-    cri::{ContainerInfo, CriClient},
+    cri::{ContainerInfo, CriClient, PodLabels},
 };
-use crate::event::{Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer};
+use crate::{
+    diagnosis::advice::owner,
+    event::{Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer},
+};
 
 /// Containers remembered (each a few hundred bytes).
 const CACHE_CAPACITY: usize = 4096;
@@ -68,6 +71,15 @@ impl BoundedCache {
 
     fn pod(&self, uid: &str) -> Option<&ContainerInfo> {
         self.entries.values().map(|(info, _)| info).find(|c| c.pod_uid.as_deref() == Some(uid))
+    }
+
+    /// The labels of pod `uid`, remembered with any of its containers.
+    fn pod_labels(&self, uid: &str) -> Option<&PodLabels> {
+        self.entries
+            .values()
+            .map(|(info, _)| info)
+            .filter(|c| c.pod_uid.as_deref() == Some(uid))
+            .find_map(|c| c.pod_labels.as_ref())
     }
 }
 
@@ -128,16 +140,34 @@ impl PodResolver {
                 return;
             }
         }
-        let Ok(cri) = &self.cri else { return };
+        let Ok(cri) = self.cri.clone() else { return };
         match cri.list().await {
             Ok(containers) => {
-                tracing::debug!(containers = containers.len(), "CRI cache warmed");
-                for info in containers {
+                let labels = cri.all_pod_labels().await.unwrap_or_else(|error| {
+                    self.note_failure(&error.to_string());
+                    HashMap::new()
+                });
+                tracing::debug!(containers = containers.len(), pods = labels.len(), "CRI cache warmed");
+                for mut info in containers {
+                    info.pod_labels = info.pod_uid.as_ref().and_then(|uid| labels.get(uid)).cloned();
                     self.cache.insert(info, false);
                 }
             }
             Err(error) => self.note_failure(&error.to_string()),
         }
+    }
+
+    /// The labels of pod `pod_uid`: remembered with another of its
+    /// containers, else from its sandbox (one bounded CRI call).
+    async fn pod_labels(&mut self, cri: &CriClient, pod_uid: Option<&str>) -> Option<PodLabels> {
+        let uid = pod_uid?;
+        if let Some(labels) = self.cache.pod_labels(uid) {
+            return Some(labels.clone());
+        }
+        cri.pod_labels(uid).await.unwrap_or_else(|error| {
+            self.note_failure(&error.to_string());
+            None
+        })
     }
 
     fn note_failure(&mut self, reason: &str) {
@@ -170,9 +200,12 @@ impl PodResolver {
             };
         }
         match cri.lookup(id).await {
-            Ok(Some(info)) => {
+            Ok(Some(mut info)) => {
                 self.retry_at = None;
                 self.retry_pause = RETRY_MIN;
+                if info.pod_labels.is_none() {
+                    info.pod_labels = self.pod_labels(&cri, info.pod_uid.as_deref()).await;
+                }
                 self.cache.entries.remove(id);
                 self.cache.order.retain(|k| k != id);
                 self.cache.insert(info.clone(), true);
@@ -248,6 +281,7 @@ impl PodResolver {
                 pod.main_pid = None;
                 pod.image = None;
                 pod.restart_count = None;
+                pod.started_at = None;
                 pod
             })),
             _ => Ok(None),
@@ -302,6 +336,12 @@ fn fill_from_runtime(out: &mut WorkloadInfo, info: &ContainerInfo, victim_tgid: 
     id.pod_uid = id.pod_uid.clone().or_else(|| info.pod_uid.clone());
     out.image = info.image.clone();
     out.restart_count = info.restart_count;
+    out.started_at = info.started_at.clone();
+    out.owner = info.pod_name.as_deref().map(|pod| {
+        let labels: Vec<(&str, &str)> =
+            info.pod_labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        owner(pod, &labels)
+    });
     out.sandbox = Some(info.sandbox);
     out.main_process = match (info.main_pid, victim_tgid) {
         (Some(main), Some(victim)) => Some(main == victim),
@@ -321,7 +361,7 @@ fn runtime_from_name(name: &str) -> Option<Runtime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Qos;
+    use crate::event::{Owner, Qos};
 
     fn info(id: &str) -> ContainerInfo {
         ContainerInfo { id: id.to_owned(), ..ContainerInfo::default() }
@@ -385,6 +425,8 @@ mod tests {
                 image: Some("app:1".to_owned()),
                 restart_count: Some(3),
                 main_pid: Some(4242),
+                started_at: Some("2026-11-29T14:44:04.500000Z".to_owned()),
+                pod_labels: Some(vec![("pod-template-hash".to_owned(), "7d9f8c6b5d".to_owned())]),
                 sandbox: false,
             },
             true,
@@ -410,6 +452,42 @@ mod tests {
             "{json}"
         );
         assert_eq!(resolver.stats.partial, 0);
+    }
+
+    /// The start time and the owner come with the container; the owner is
+    /// certain from the sandbox's labels, guessed from the name without them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_container_carries_its_start_and_its_pods_owner() {
+        let mut resolver = offline();
+        let id = "e".repeat(64);
+        let labels = vec![
+            ("io.kubernetes.pod.uid".to_owned(), UID.to_owned()),
+            ("pod-template-hash".to_owned(), "7d9f8c6b5d".to_owned()),
+        ];
+        let container = ContainerInfo {
+            id: id.clone(),
+            name: Some("api".to_owned()),
+            pod_name: Some("api-7d9f8c6b5d-x2x4q".to_owned()),
+            namespace: Some("shop".to_owned()),
+            pod_uid: Some(UID.to_owned()),
+            started_at: Some("2026-11-29T14:44:04.500000Z".to_owned()),
+            pod_labels: Some(labels),
+            ..ContainerInfo::default()
+        };
+        resolver.cache.insert(container.clone(), true);
+        let path = format!("/kubepods/burstable/pod{UID}/{id}");
+        let out = resolver.attribute(Some(&path), Some(1)).await;
+        assert_eq!(out.started_at.as_deref(), Some("2026-11-29T14:44:04.500000Z"));
+        let expected = Owner { kind: "deployment", name: "api".to_owned(), guessed: false };
+        assert_eq!(out.owner.as_ref(), Some(&expected));
+        // The pod's own cgroup: the owner, not a container's start.
+        let pod = resolver.attribute(Some(&format!("/kubepods/burstable/pod{UID}")), None).await;
+        assert_eq!((pod.started_at.as_deref(), pod.owner.as_ref()), (None, Some(&expected)));
+        // Without the sandbox's labels the owner is guessed from the name.
+        let mut unlabelled = offline();
+        unlabelled.cache.insert(ContainerInfo { pod_labels: None, ..container }, true);
+        let out = unlabelled.attribute(Some(&path), Some(1)).await;
+        assert_eq!(out.owner, Some(Owner { guessed: true, ..expected }));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -243,3 +243,16 @@ fn findings_add_their_notes_and_unknown_causes_name_what_is_missing() {
     assert_eq!(actions(&advice), ["find_missing_facts"]);
     assert!(advice[0].text.contains("scope is missing"), "{}", advice[0].text);
 }
+
+#[test]
+fn an_unnamed_container_still_gets_its_new_limit() {
+    let mut event = container_kill("shop", "p", "c", None, 512);
+    if let Some(w) = event.workload.as_mut() {
+        w.identity = Default::default();
+        w.identity.container_id = Some("6ff7483e10cd".to_owned());
+    }
+    let advice = advise(&event, Cause::ContainerLimit, &[]);
+    assert_eq!(actions(&advice), ["raise_limit", "investigate_spike"]);
+    assert!(advice[0].text.contains("615 MiB") && advice[0].text.contains("crictl inspect 6ff7483e10cd"));
+    assert_eq!(advice[0].command, None);
+}

@@ -73,8 +73,11 @@ fn owner_note(owner: &Owner, namespace: &str, pod: &str) -> String {
 /// `raise_limit`: the container's new limit (guide, "Handling OOMKilled for
 /// User pods", Cause 2 and Cause 3: increase the memory limit).
 pub fn raise_limit(facts: &Facts, cause: Cause) -> Option<Advice> {
-    let (namespace, pod, container) = (facts.namespace?, facts.pod?, facts.container?);
-    let owner = facts.owner.as_ref()?;
+    let (Some(namespace), Some(pod), Some(container), Some(owner)) =
+        (facts.namespace, facts.pod, facts.container, facts.owner.as_ref())
+    else {
+        return unnamed_raise_limit(facts);
+    };
     let Some(n) = facts.recommended_mib() else {
         let text = format!(
             "Raise the memory limit of container `{container}` (the limit at the kill is not known, so no value is \
@@ -96,6 +99,21 @@ pub fn raise_limit(facts: &Facts, cause: Cause) -> Option<Advice> {
         owner_note(owner, namespace, pod)
     );
     Some(Advice::new("raise_limit", text, Some(set_resources_command(owner, namespace, container, n))))
+}
+
+/// `raise_limit` for a container the runtime did not name (CRI unreachable):
+/// the new limit, and how to find the container on the node.
+fn unnamed_raise_limit(facts: &Facts) -> Option<Advice> {
+    let n = facts.recommended_mib()?;
+    let identity = &facts.event.workload.as_ref()?.identity;
+    let id = identity.container_id.as_deref()?;
+    let text = format!(
+        "Raise the memory limit and request of the container to {n} MiB, what VPA sets after an OOM kill. The \
+         container runtime did not name it: `crictl inspect {}` on the node gives its pod and name{}.",
+        shell_word(id),
+        identity.pod_uid.as_deref().map(|uid| format!(" (pod uid {uid})")).unwrap_or_default()
+    );
+    Some(Advice::new("raise_limit", text, None))
 }
 
 /// `set_limit`: a container without a limit (`no_limit`) in a node-level OOM

@@ -3,7 +3,10 @@
 //! `kubectl` (offline: `--local` on a manifest this test writes, with the
 //! event's container and a sidecar), and the result has the container's
 //! memory limit and request at the limit VPA would set, the sidecar
-//! untouched. The kube-system advice's manifests go through kubectl too.
+//! untouched. The kube-system advice's manifests go through kubectl too, and
+//! the commands that need a cluster are checked as far as kubectl goes
+//! without one: their flags parse (kubectl then fails to reach 127.0.0.1:9)
+//! and their columns read a pod manifest.
 
 use std::{
     io::Write as _,
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     harness::main(vec![
         trial!(raise_limit_commands_set_the_vpa_limit_for_every_owner_kind, Need::Probe(kubectl_runs)),
         trial!(kube_system_advice_gives_kubectl_commands_of_the_guides_shape, Need::Probe(kubectl_runs)),
+        trial!(node_level_commands_parse_and_their_columns_read_a_pod, Need::Probe(kubectl_runs)),
     ])
 }
 
@@ -298,7 +302,9 @@ fn kube_system_advice_gives_kubectl_commands_of_the_guides_shape() -> Result<()>
     assert_eq!(actions, ["metrics_server_resources"]);
     let command = advice[0].command.as_deref().context("metrics-server command")?;
     assert!(command.starts_with("kubectl apply -f - <<'EOF'\n"), "{command}");
-    assert!(command.ends_with("\nEOF\nkubectl -n kube-system delete pod -l k8s-app=metrics-server"), "{command}");
+    let (_, restart) = command.rsplit_once("\nEOF\n").context("the restart after the heredoc")?;
+    assert_eq!(restart, "kubectl -n kube-system delete pod -l k8s-app=metrics-server");
+    flags_parse(restart)?;
     let config_map = heredoc(command).context("the ConfigMap")?;
     // kubectl parses it offline (label --local needs no cluster).
     let object: Value = serde_json::from_str(&kubectl(
@@ -322,6 +328,7 @@ fn kube_system_advice_gives_kubectl_commands_of_the_guides_shape() -> Result<()>
     let advice = advice_of(&event);
     assert_eq!(advice.iter().map(|a| a.action).collect::<Vec<_>>(), ["coredns_autoscaling"]);
     assert_eq!(advice[0].command.as_deref(), Some("kubectl -n kube-system get configmap coredns-autoscaler -o yaml"));
+    flags_parse(advice[0].command.as_deref().unwrap_or(""))?;
 
     // Another kube-system pod: the guide's system node pool, placeholders marked.
     let owner = Owner { kind: "daemonset", name: "kube-proxy".to_owned(), guessed: false };
@@ -330,5 +337,82 @@ fn kube_system_advice_gives_kubectl_commands_of_the_guides_shape() -> Result<()>
     let command = advice[0].command.as_deref().context("az command")?;
     assert!(command.starts_with("az aks nodepool add --resource-group <resource-group> --cluster-name <cluster> "));
     assert!(command.ends_with(" --node-count 3 --node-taints CriticalAddonsOnly=true:NoSchedule --mode System"));
+    Ok(())
+}
+
+/// `command` (a kubectl command needing a cluster) parses: pointed at a
+/// closed loopback port, kubectl gets as far as connecting.
+fn flags_parse(command: &str) -> Result<()> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    ensure!(words.first() == Some(&"kubectl"), "{command}");
+    let out = Command::new("kubectl")
+        .args(["--server=http://127.0.0.1:9", "--request-timeout=2s"])
+        .args(&words[1..])
+        .stdin(Stdio::null())
+        .output()
+        .context("run kubectl")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(stderr.contains("connection to the server 127.0.0.1:9 was refused"), "{command}: {stderr}");
+    Ok(())
+}
+
+/// A BestEffort container of a Deployment killed when the node's pods
+/// together reached their 14 GiB (`kubepods`) limit.
+fn node_allocatable_kill() -> OomEvent {
+    let mut event = container_limit_kill(
+        "shop",
+        "batch-7d9f8c6b5d-x2x4q",
+        "app",
+        Owner { kind: "deployment", name: "batch".to_owned(), guessed: false },
+    );
+    if let Some(workload) = event.workload.as_mut() {
+        workload.identity.qos = Some(Qos::BestEffort);
+    }
+    if let Some(oom) = event.oom_cgroup.as_mut() {
+        oom.cgroup = Cgroup { path: Some("/kubepods.slice".to_owned()), ..Cgroup::default() };
+        oom.limit_bytes = Some(14 * 1024 * MIB);
+        oom.usage_bytes = Some(14 * 1024 * MIB - 4096);
+    }
+    event
+}
+
+fn node_level_commands_parse_and_their_columns_read_a_pod() -> Result<()> {
+    let diagnosis = diagnosis::diagnose(&node_allocatable_kill());
+    assert_eq!(diagnosis.cause, diagnosis::Cause::NodeAllocatable);
+    let command = |action: &str| {
+        diagnosis
+            .advice
+            .iter()
+            .find(|a| a.action == action)
+            .and_then(|a| a.command.clone())
+            .with_context(|| format!("no {action} command in {:?}", diagnosis.advice))
+    };
+    // The limit for the container that had none: VPA's rule on its process's
+    // RSS (384 MiB - 2 MiB -> 482 MiB), through kubectl like raise_limit's.
+    let dir = std::env::temp_dir().join(format!("oomtrace-advice-node-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("deployment.yaml");
+    std::fs::write(&file, manifest("deployment", "batch"))?;
+    let set_limit = command("set_limit")?;
+    let object = run_offline(&set_limit, "deployment", "batch", &file)?;
+    let app = &containers(&object, "deployment")[0];
+    assert_eq!((memory(app, "limits"), memory(app, "requests")), (Some("482Mi".into()), Some("482Mi".into())));
+
+    let list = command("list_pods_without_limits")?;
+    flags_parse(&list)?;
+    assert!(list.contains(" --field-selector spec.nodeName=aks-nodepool1-12345678-vmss000000 "), "{list}");
+    // Its columns, as one JSONPath template, on a Burstable pod with a sidecar.
+    let spec = list.split_once("custom-columns=").map(|(_, spec)| spec).context("custom-columns")?;
+    let paths: Vec<&str> = spec.split(',').filter_map(|column| column.split_once(':').map(|(_, path)| path)).collect();
+    let template = paths.iter().map(|path| format!("{{{path}}}")).collect::<Vec<_>>().join("|");
+    let pod = format!("{}status:\n  qosClass: Burstable\n", manifest("pod", "web"));
+    let columns = kubectl(
+        &["label", "--local", "-f", "-", "oomtrace.test/parsed=true", "-o", &format!("jsonpath={template}")],
+        Some(&pod),
+    )?;
+    assert_eq!(columns, "shop|web|Burstable|256Mi 32Mi|384Mi 64Mi", "{spec}");
+
+    flags_parse(&command("match_requests_to_usage")?)?;
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -116,6 +116,13 @@ fn a_guessed_owner_is_said_to_be_guessed_and_how_to_check() {
 #[test]
 fn the_kill_pattern_tells_too_small_a_leak_or_a_spike() {
     let event = container_kill("shop", "api-7d9f8c6b5d-x2x4q", "api", deployment("api"), 512);
+    let mut restarted = event.clone();
+    if let Some(w) = restarted.workload.as_mut() {
+        w.restart_count = Some(2);
+    }
+    let spike = advise(&restarted, Cause::ContainerLimit, &[]);
+    assert_eq!(actions(&spike), ["raise_limit", "investigate_spike"]);
+    assert!(spike[1].text.starts_with("No earlier kill of it is known (the runtime counts 2 earlier restarts"));
     let early = advise(&event, Cause::ContainerLimit, &[Finding::Early { running_seconds: 12 }]);
     assert_eq!(actions(&early), ["raise_limit", "limit_below_startup"]);
     assert!(early[1].text.contains("12 s after it started"), "{}", early[1].text);

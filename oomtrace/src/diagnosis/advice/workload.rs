@@ -159,10 +159,15 @@ pub fn kill_pattern(facts: &Facts) -> Option<Advice> {
     });
     let running = running_seconds(facts.event).map(|s| format!(" after running {}", duration(s))).unwrap_or_default();
     let Some(repeat) = repeat else {
+        let restarts = match facts.event.workload.as_ref().and_then(|w| w.restart_count) {
+            Some(n) if n > 0 => format!(" (the runtime counts {n} earlier restarts, for reasons it does not keep)"),
+            _ => String::new(),
+        };
         let text = format!(
-            "A single kill{running}: memory rose past {limit} under a load peak (a spike) rather than growing \
-             steadily. Check what the app served at that time; raise the limit to cover the peak, or spread the load \
-             (more replicas, smaller batches). If it repeats at a steady pace, it is a leak."
+            "No earlier kill of it is known{restarts}; this one came{running} when memory rose past {limit}: a \
+             spike under load rather than steady growth. Check what the app served at that time; raise the limit \
+             to cover the peak, or spread the load (more replicas, smaller batches). If kills repeat at a steady \
+             pace, it is a leak."
         );
         return Some(Advice::new("investigate_spike", text, None));
     };

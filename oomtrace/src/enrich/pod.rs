@@ -157,19 +157,6 @@ impl PodResolver {
         }
     }
 
-    /// The labels of pod `pod_uid`: remembered with another of its
-    /// containers, else from its sandbox (one bounded CRI call).
-    async fn pod_labels(&mut self, cri: &CriClient, pod_uid: Option<&str>) -> Option<PodLabels> {
-        let uid = pod_uid?;
-        if let Some(labels) = self.cache.pod_labels(uid) {
-            return Some(labels.clone());
-        }
-        cri.pod_labels(uid).await.unwrap_or_else(|error| {
-            self.note_failure(&error.to_string());
-            None
-        })
-    }
-
     fn note_failure(&mut self, reason: &str) {
         self.stats.cri_failures += 1;
         self.retry_at = Some(Instant::now() + self.retry_pause);
@@ -184,7 +171,11 @@ impl PodResolver {
         }
     }
 
-    async fn container(&mut self, id: &str) -> Result<Option<ContainerInfo>, String> {
+    /// Container `id` (of pod `pod_uid`, when its cgroup path says), with
+    /// its pod's labels: remembered with another of its containers, else
+    /// asked for alongside its status, so a slow runtime delays an event by
+    /// one timeout at most.
+    async fn container(&mut self, id: &str, pod_uid: Option<&str>) -> Result<Option<ContainerInfo>, String> {
         if let Some(info) = self.cache.checked(id) {
             return Ok(Some(info.clone()));
         }
@@ -199,13 +190,27 @@ impl PodResolver {
                 None => Err(format!("the CRI runtime failed recently; next attempt in {wait:?}")),
             };
         }
-        match cri.lookup(id).await {
+        let known_labels = pod_uid.and_then(|uid| self.cache.pod_labels(uid)).cloned();
+        let ask_labels = pod_uid.filter(|_| known_labels.is_none());
+        let (status, asked_labels) = tokio::join!(cri.lookup(id), async {
+            match ask_labels {
+                Some(uid) => Some(cri.pod_labels(uid).await),
+                None => None,
+            }
+        });
+        let labels = match asked_labels {
+            Some(Ok(labels)) => labels,
+            Some(Err(error)) => {
+                self.note_failure(&error.to_string());
+                None
+            }
+            None => known_labels,
+        };
+        match status {
             Ok(Some(mut info)) => {
                 self.retry_at = None;
                 self.retry_pause = RETRY_MIN;
-                if info.pod_labels.is_none() {
-                    info.pod_labels = self.pod_labels(&cri, info.pod_uid.as_deref()).await;
-                }
+                info.pod_labels = info.pod_labels.or(labels);
                 self.cache.entries.remove(id);
                 self.cache.order.retain(|k| k != id);
                 self.cache.insert(info.clone(), true);
@@ -271,7 +276,9 @@ impl PodResolver {
                 Err(format!("{} containers are named from the cgroup path only", runtime.as_str()))
             }
             Workload::Container { container_id, .. }
-            | Workload::ContainerMonitor { container_id: Some(container_id), .. } => self.container(container_id).await,
+            | Workload::ContainerMonitor { container_id: Some(container_id), .. } => {
+                self.container(container_id, workload.pod_uid()).await
+            }
             Workload::ContainerMonitor { container_id: None, .. } => {
                 Err("the cgroup path does not name the monitored container".to_owned())
             }

@@ -8,7 +8,8 @@
 //! - `raise_limit`: a user workload hit its container's (or pod's) limit:
 //!   `kubectl set resources` on its owner, limit and request at the limit VPA
 //!   would set ([`recommended_limit_mib`]); a bare pod is recreated, a Job's
-//!   new manifest is written (their templates cannot change in place).
+//!   new manifest is written (their templates cannot change in place), a
+//!   static pod's manifest is edited on the node (no command).
 //! - `set_limit`: the victim's container had no limit (`no_limit`) in a node
 //!   level OOM: give it one, from what its process held.
 //! - `limit_below_startup` (`early`): killed soon after it started: the limit

@@ -263,3 +263,21 @@ fn an_unnamed_container_still_gets_its_new_limit() {
     assert!(advice[0].text.contains("615 MiB") && advice[0].text.contains("crictl inspect 6ff7483e10cd"));
     assert_eq!(advice[0].command, None);
 }
+
+#[test]
+fn a_static_pod_is_changed_in_its_manifest_on_the_node() {
+    let owner = Some(Owner { kind: "pod", name: "etcd-cp-1".to_owned(), guessed: false });
+    let mut event = container_kill("infra", "etcd-cp-1", "etcd", owner, 512);
+    event.node = Some("cp-1".to_owned());
+    let advice = advise(&event, Cause::ContainerLimit, &[]);
+    assert_eq!(actions(&advice), ["raise_limit", "investigate_spike"]);
+    assert_eq!(advice[0].command, None);
+    assert!(advice[0].text.contains("static pod") && advice[0].text.contains("`metadata.name: etcd`"));
+    assert!(advice[0].text.contains("615 MiB"), "{}", advice[0].text);
+    // Without labels the name looks like a StatefulSet's pod; the node's name says otherwise.
+    if let Some(w) = event.workload.as_mut() {
+        w.owner = None;
+    }
+    let advice = advise(&event, Cause::ContainerLimit, &[]);
+    assert!(advice[0].command.is_none() && advice[0].text.contains("static pod"), "{}", advice[0].text);
+}

@@ -85,6 +85,15 @@ pub fn raise_limit(facts: &Facts, cause: Cause) -> Option<Advice> {
         );
         return Some(Advice::new("raise_limit", text, None));
     };
+    if let Some(manifest) = static_pod_manifest(owner, pod, facts.node()) {
+        let text = format!(
+            "Raise the memory limit and request of container `{container}` to {n} MiB, what VPA sets after an OOM \
+             kill. `{pod}` is a static pod (its name is `{manifest}-` and the node's name): kubectl cannot change \
+             it. Edit `resources` of container `{container}` in its manifest (`metadata.name: {manifest}`) in the \
+             kubelet's staticPodPath (/etc/kubernetes/manifests on kubeadm nodes); the kubelet restarts it."
+        );
+        return Some(Advice::new("raise_limit", text, None));
+    }
     let used = facts.limit_bytes.max(facts.usage_bytes).map(size).unwrap_or_default();
     let whose = match cause {
         Cause::PodLimit => format!(
@@ -99,6 +108,16 @@ pub fn raise_limit(facts: &Facts, cause: Cause) -> Option<Advice> {
         owner_note(owner, namespace, pod)
     );
     Some(Advice::new("raise_limit", text, Some(set_resources_command(owner, namespace, container, n))))
+}
+
+/// The manifest name of a static pod: kubelet names the pods of its
+/// manifests `<metadata.name>-<node name>` (pkg/kubelet/config/common.go,
+/// `generatePodName`), and they have no controller (kubelet's mirror pods).
+fn static_pod_manifest<'a>(owner: &Owner, pod: &'a str, node: Option<&str>) -> Option<&'a str> {
+    let node = node.filter(|n| !n.is_empty())?.to_ascii_lowercase();
+    let manifest = pod.strip_suffix(node.as_str())?.strip_suffix('-')?;
+    // A guessed owner (no labels) yields to the name: `etcd-cp-1` is no StatefulSet's pod on node `cp-1`.
+    ((owner.kind == "pod" || owner.guessed) && !manifest.is_empty()).then_some(manifest)
 }
 
 /// `raise_limit` for a container the runtime did not name (CRI unreachable):

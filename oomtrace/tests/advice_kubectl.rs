@@ -299,7 +299,7 @@ fn kube_system_advice_gives_kubectl_commands_of_the_guides_shape() -> Result<()>
     );
     let advice = advice_of(&event);
     let actions: Vec<_> = advice.iter().map(|a| a.action).collect();
-    assert_eq!(actions, ["metrics_server_resources"]);
+    assert_eq!(actions, ["metrics_server_vpa"]);
     let command = advice[0].command.as_deref().context("metrics-server command")?;
     assert!(command.starts_with("kubectl apply -f - <<'EOF'\n"), "{command}");
     let (_, restart) = command.rsplit_once("\nEOF\n").context("the restart after the heredoc")?;

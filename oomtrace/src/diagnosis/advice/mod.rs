@@ -18,7 +18,7 @@
 //!   while: a leak, or a working set above the limit; the app's vendor and its
 //!   runtime's version (Java/.NET after the cgroup v2 switch).
 //! - `investigate_spike`: one kill after running a while: a spike under load.
-//! - `metrics_server_resources`: metrics-server in kube-system: its AKS
+//! - `metrics_server_vpa`: metrics-server in kube-system: its AKS
 //!   addon-resizer ConfigMap (`metrics-server-config`).
 //! - `coredns_autoscaling`: CoreDNS in kube-system: its `coredns-autoscaler`
 //!   ConfigMap.

@@ -66,7 +66,7 @@ pub fn system_pod(facts: &Facts) -> Vec<Advice> {
              Where you run metrics-server yourself, raise its Deployment's limit instead.",
             n.map(|n| format!("{n} MiB, what VPA sets after an OOM kill,")).unwrap_or_else(|| "a higher value".into())
         );
-        return vec![Advice::new("metrics_server_resources", text, n.map(metrics_server_command))];
+        return vec![Advice::new("metrics_server_vpa", text, n.map(metrics_server_command))];
     }
     if is("coredns") {
         let text = "CoreDNS is killed by traffic spikes (guide, \"CoreDNS\"). AKS scales its replicas from the \

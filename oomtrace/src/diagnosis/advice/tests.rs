@@ -150,8 +150,8 @@ fn kube_system_pods_follow_the_guides_system_section() {
         200,
     );
     let advice = advise(&metrics, Cause::ContainerLimit, &[]);
-    assert_eq!(actions(&advice), ["metrics_server_resources"]);
-    assert!(command(&advice, "metrics_server_resources").contains("    baseMemory: 300Mi\n"));
+    assert_eq!(actions(&advice), ["metrics_server_vpa"]);
+    assert!(command(&advice, "metrics_server_vpa").contains("    baseMemory: 300Mi\n"));
     let coredns = container_kill("kube-system", "coredns-5d78c9869d-q2x7w", "coredns", deployment("coredns"), 500);
     let advice = advise(&coredns, Cause::ContainerLimit, &[]);
     assert_eq!(actions(&advice), ["coredns_autoscaling"]);

@@ -16,10 +16,15 @@ pub fn summary(event: &OomEvent, cause: Cause, findings: &[Finding]) -> String {
     let limit = event.oom_cgroup.as_ref().and_then(|c| c.limit_bytes).map(size);
     let oom_path = event.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.as_deref());
     let mut sentence = match cause {
-        Cause::ContainerLimit => match limit {
-            Some(limit) => format!("{who} was killed at its {limit} limit"),
-            None => format!("{who} was killed at its memory limit"),
-        },
+        Cause::ContainerLimit => {
+            // A child process is killed at its container's limit, not its own.
+            let whose = if event.workload.as_ref().and_then(|w| w.main_process) == Some(false) {
+                "the container's"
+            } else {
+                "its"
+            };
+            format!("{who} was killed at {whose} {} limit", limit.unwrap_or_else(|| "memory".to_owned()))
+        }
         Cause::PodLimit => format!(
             "{who} was killed at the pod's {} limit{}",
             limit.unwrap_or_else(|| "memory".to_owned()),
@@ -158,6 +163,21 @@ mod tests {
             "container `api` of pod `shop/api-7d9f8c6b5d-x2x4q` was killed at its 512 MiB limit for the 4th time in \
              1 h; it had been running 40 s"
         );
+    }
+
+    #[test]
+    fn a_child_process_dies_at_its_containers_limit() {
+        let mut event = pod_event("/kubepods/burstable/podx/abc", 256);
+        if let Some(w) = event.workload.as_mut() {
+            w.main_process = Some(false);
+        }
+        assert_eq!(
+            summary(&event, Cause::ContainerLimit, &[Finding::NotMainProcess]),
+            "`node` (pid 4242) in container `api` of pod `shop/api-7d9f8c6b5d-x2x4q` was killed at the container's \
+             256 MiB limit; the container runs on without it"
+        );
+        event.oom_cgroup = None;
+        assert!(summary(&event, Cause::ContainerLimit, &[]).ends_with("at the container's memory limit"));
     }
 
     #[test]

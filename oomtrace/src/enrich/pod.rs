@@ -200,8 +200,11 @@ impl PodResolver {
         });
         let labels = match asked_labels {
             Some(Ok(labels)) => labels,
+            // Counted with the status when that failed too.
             Some(Err(error)) => {
-                self.note_failure(&error.to_string());
+                if status.is_ok() {
+                    self.note_failure(&error.to_string());
+                }
                 None
             }
             None => known_labels,

@@ -4,22 +4,23 @@
 //! learned is left out and the attribution says so.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
+mod cache;
+
+use self::cache::BoundedCache;
 use super::{
     cgroup_path::{self, Workload},
-    cri::{ContainerInfo, CriClient, PodLabels},
+    cri::{ContainerInfo, CriClient},
 };
 use crate::{
     diagnosis::advice::owner,
     event::{Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer},
 };
 
-/// Containers remembered (each a few hundred bytes).
-const CACHE_CAPACITY: usize = 4096;
 /// Minimum time between two warnings about CRI failures.
 const WARN_INTERVAL: Duration = Duration::from_secs(30);
 /// After a failed CRI call, calls are skipped (events get partial
@@ -35,52 +36,6 @@ pub struct AttributionStats {
     pub partial: u64,
     /// CRI calls that failed or timed out.
     pub cri_failures: u64,
-}
-
-/// A small insertion-ordered cache with a hard bound. An entry is `checked`
-/// once ContainerStatus described it (ListContainers gives no main pid).
-struct BoundedCache {
-    entries: HashMap<String, (ContainerInfo, bool)>,
-    order: VecDeque<String>,
-}
-
-impl BoundedCache {
-    fn new() -> Self {
-        Self { entries: HashMap::new(), order: VecDeque::new() }
-    }
-
-    fn get(&self, id: &str) -> Option<&ContainerInfo> {
-        self.entries.get(id).map(|(info, _)| info)
-    }
-
-    /// An entry ContainerStatus has described.
-    fn checked(&self, id: &str) -> Option<&ContainerInfo> {
-        self.entries.get(id).filter(|(_, checked)| *checked).map(|(info, _)| info)
-    }
-
-    fn insert(&mut self, info: ContainerInfo, checked: bool) {
-        if self.entries.insert(info.id.clone(), (info.clone(), checked)).is_none() {
-            self.order.push_back(info.id);
-            while self.order.len() > CACHE_CAPACITY {
-                if let Some(oldest) = self.order.pop_front() {
-                    self.entries.remove(&oldest);
-                }
-            }
-        }
-    }
-
-    fn pod(&self, uid: &str) -> Option<&ContainerInfo> {
-        self.entries.values().map(|(info, _)| info).find(|c| c.pod_uid.as_deref() == Some(uid))
-    }
-
-    /// The labels of pod `uid`, remembered with any of its containers.
-    fn pod_labels(&self, uid: &str) -> Option<&PodLabels> {
-        self.entries
-            .values()
-            .map(|(info, _)| info)
-            .filter(|c| c.pod_uid.as_deref() == Some(uid))
-            .find_map(|c| c.pod_labels.as_ref())
-    }
 }
 
 pub struct PodResolver {
@@ -214,9 +169,7 @@ impl PodResolver {
                 self.retry_at = None;
                 self.retry_pause = RETRY_MIN;
                 info.pod_labels = info.pod_labels.or(labels);
-                self.cache.entries.remove(id);
-                self.cache.order.retain(|k| k != id);
-                self.cache.insert(info.clone(), true);
+                self.cache.replace_checked(info.clone());
                 Ok(Some(info))
             }
             // Gone from the runtime: fall back to what the cache remembers.
@@ -372,21 +325,6 @@ fn runtime_from_name(name: &str) -> Option<Runtime> {
 mod tests {
     use super::*;
     use crate::event::{Owner, Qos};
-
-    fn info(id: &str) -> ContainerInfo {
-        ContainerInfo { id: id.to_owned(), ..ContainerInfo::default() }
-    }
-
-    #[test]
-    fn the_cache_is_bounded() {
-        let mut cache = BoundedCache::new();
-        for i in 0..CACHE_CAPACITY + 10 {
-            cache.insert(info(&format!("c{i}")), false);
-        }
-        assert_eq!(cache.entries.len(), CACHE_CAPACITY);
-        assert!(cache.get("c0").is_none());
-        assert!(cache.get(&format!("c{}", CACHE_CAPACITY + 9)).is_some());
-    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn without_a_runtime_containers_are_partially_attributed() {

@@ -1,6 +1,8 @@
 //! Container metadata from the container runtime over CRI (containerd,
 //! CRI-O): pod name, namespace and uid, container name, image, restart count,
-//! and the container's main process. Every call is bounded by a timeout.
+//! start time, the container's main process, and the pod's labels (from its
+//! sandbox: kubelet hands the runtime every pod label there). Every call is
+//! bounded by a timeout.
 
 use std::{
     collections::HashMap,
@@ -10,8 +12,8 @@ use std::{
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
-    ContainerStatusRequest, ListContainersRequest, PodSandboxStatusRequest, VersionRequest,
-    runtime_service_client::RuntimeServiceClient,
+    ContainerStatusRequest, ListContainersRequest, ListPodSandboxRequest, PodSandbox, PodSandboxFilter,
+    PodSandboxStatusRequest, VersionRequest, runtime_service_client::RuntimeServiceClient,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -51,8 +53,29 @@ pub struct ContainerInfo {
     pub restart_count: Option<u32>,
     /// Host pid of the container's main process, when the runtime says.
     pub main_pid: Option<u32>,
+    /// When this instance of the container started (RFC 3339, UTC); `None`
+    /// before it started or when the runtime does not say.
+    pub started_at: Option<String>,
+    /// The pod's labels, from its sandbox; `None` when not looked up or not found.
+    pub pod_labels: Option<PodLabels>,
     /// The pod sandbox ("pause") container rather than a workload container.
     pub sandbox: bool,
+}
+
+/// A pod's labels as its sandbox carries them (kubelet's `io.kubernetes.*`
+/// and the pod's own, e.g. `pod-template-hash`), sorted by key.
+pub type PodLabels = Vec<(String, String)>;
+
+/// A CRI timestamp (nanoseconds since the epoch; 0 = not set) as RFC 3339, UTC.
+pub fn timestamp(unix_ns: i64) -> Option<String> {
+    let ns = u64::try_from(unix_ns).ok().filter(|ns| *ns > 0)?;
+    Some(humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + Duration::from_nanos(ns)).to_string())
+}
+
+fn sorted_labels(labels: HashMap<String, String>) -> PodLabels {
+    let mut labels: PodLabels = labels.into_iter().collect();
+    labels.sort();
+    labels
 }
 
 /// A CRI client on a unix socket.
@@ -121,7 +144,16 @@ impl CriClient {
                     .and_then(|info| info["pid"].as_u64())
                     .filter(|pid| *pid > 0)
                     .map(|pid| pid as u32);
-                from_labels(id, &status.labels, &status.annotations, status.image.map(|i| i.image), main_pid, false)
+                let mut info = from_labels(
+                    id,
+                    &status.labels,
+                    &status.annotations,
+                    status.image.map(|i| i.image),
+                    main_pid,
+                    false,
+                );
+                info.started_at = timestamp(status.started_at);
+                info
             })),
             Err(CriError::Call { status, .. }) if status.code() == tonic::Code::NotFound => {
                 self.lookup_sandbox(id).await
@@ -136,6 +168,7 @@ impl CriClient {
         match self.bounded("PodSandboxStatus", client.pod_sandbox_status(request)).await {
             Ok(response) => Ok(response.status.map(|status| {
                 let mut info = from_labels(id, &status.labels, &status.annotations, None, None, true);
+                info.pod_labels = Some(sorted_labels(status.labels.clone()));
                 if let Some(meta) = status.metadata {
                     info.pod_name = info.pod_name.or(Some(meta.name));
                     info.namespace = info.namespace.or(Some(meta.namespace));
@@ -146,6 +179,39 @@ impl CriClient {
             Err(CriError::Call { status, .. }) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// The labels of the pod with uid `pod_uid`, from its newest sandbox (one
+    /// ListPodSandbox call filtered on kubelet's `io.kubernetes.pod.uid`
+    /// label). `Ok(None)`: the runtime has no sandbox of that pod.
+    pub async fn pod_labels(&self, pod_uid: &str) -> Result<Option<PodLabels>, CriError> {
+        let filter = PodSandboxFilter {
+            label_selector: HashMap::from([(POD_UID.to_owned(), pod_uid.to_owned())]),
+            ..PodSandboxFilter::default()
+        };
+        let sandboxes = self.sandboxes(Some(filter)).await?;
+        Ok(sandboxes.into_iter().max_by_key(|s| s.created_at).map(|s| sorted_labels(s.labels)))
+    }
+
+    /// Every pod's labels by pod uid (its newest sandbox's), to warm a cache.
+    pub async fn all_pod_labels(&self) -> Result<HashMap<String, PodLabels>, CriError> {
+        let mut newest: HashMap<String, PodSandbox> = HashMap::new();
+        for sandbox in self.sandboxes(None).await? {
+            let Some(uid) = sandbox.labels.get(POD_UID).or(sandbox.metadata.as_ref().map(|m| &m.uid)).cloned() else {
+                continue;
+            };
+            if newest.get(&uid).is_none_or(|known| known.created_at < sandbox.created_at) {
+                newest.insert(uid, sandbox);
+            }
+        }
+        Ok(newest.into_iter().map(|(uid, sandbox)| (uid, sorted_labels(sandbox.labels))).collect())
+    }
+
+    async fn sandboxes(&self, filter: Option<PodSandboxFilter>) -> Result<Vec<PodSandbox>, CriError> {
+        let mut client = self.client.clone();
+        let response =
+            self.bounded("ListPodSandbox", client.list_pod_sandbox(ListPodSandboxRequest { filter })).await?;
+        Ok(response.items)
     }
 
     /// The runtime's name as it reports it ("containerd", "cri-o").
@@ -186,6 +252,21 @@ fn from_labels(
         image: image.filter(|i| !i.is_empty()),
         restart_count: get(RESTART_COUNT).and_then(|v| v.parse().ok()),
         main_pid,
+        started_at: None,
+        pod_labels: None,
         sandbox,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_timestamps_become_rfc3339_and_zero_is_absent() {
+        // ContainerStatus.started_at of a container started 2026-11-29 14:44:04.5 UTC.
+        assert_eq!(timestamp(1_795_963_444_500_000_000).as_deref(), Some("2026-11-29T14:44:04.500000Z"));
+        assert_eq!(timestamp(0), None);
+        assert_eq!(timestamp(-1), None);
     }
 }

@@ -4,19 +4,23 @@
 //! learned is left out and the attribution says so.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
+mod cache;
+
+use self::cache::BoundedCache;
 use super::{
     cgroup_path::{self, Workload},
     cri::{ContainerInfo, CriClient},
 };
-use crate::event::{Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer};
+use crate::{
+    diagnosis::advice::owner,
+    event::{Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer},
+};
 
-/// Containers remembered (each a few hundred bytes).
-const CACHE_CAPACITY: usize = 4096;
 /// Minimum time between two warnings about CRI failures.
 const WARN_INTERVAL: Duration = Duration::from_secs(30);
 /// After a failed CRI call, calls are skipped (events get partial
@@ -32,43 +36,6 @@ pub struct AttributionStats {
     pub partial: u64,
     /// CRI calls that failed or timed out.
     pub cri_failures: u64,
-}
-
-/// A small insertion-ordered cache with a hard bound. An entry is `checked`
-/// once ContainerStatus described it (ListContainers gives no main pid).
-struct BoundedCache {
-    entries: HashMap<String, (ContainerInfo, bool)>,
-    order: VecDeque<String>,
-}
-
-impl BoundedCache {
-    fn new() -> Self {
-        Self { entries: HashMap::new(), order: VecDeque::new() }
-    }
-
-    fn get(&self, id: &str) -> Option<&ContainerInfo> {
-        self.entries.get(id).map(|(info, _)| info)
-    }
-
-    /// An entry ContainerStatus has described.
-    fn checked(&self, id: &str) -> Option<&ContainerInfo> {
-        self.entries.get(id).filter(|(_, checked)| *checked).map(|(info, _)| info)
-    }
-
-    fn insert(&mut self, info: ContainerInfo, checked: bool) {
-        if self.entries.insert(info.id.clone(), (info.clone(), checked)).is_none() {
-            self.order.push_back(info.id);
-            while self.order.len() > CACHE_CAPACITY {
-                if let Some(oldest) = self.order.pop_front() {
-                    self.entries.remove(&oldest);
-                }
-            }
-        }
-    }
-
-    fn pod(&self, uid: &str) -> Option<&ContainerInfo> {
-        self.entries.values().map(|(info, _)| info).find(|c| c.pod_uid.as_deref() == Some(uid))
-    }
 }
 
 pub struct PodResolver {
@@ -128,11 +95,16 @@ impl PodResolver {
                 return;
             }
         }
-        let Ok(cri) = &self.cri else { return };
+        let Ok(cri) = self.cri.clone() else { return };
         match cri.list().await {
             Ok(containers) => {
-                tracing::debug!(containers = containers.len(), "CRI cache warmed");
-                for info in containers {
+                let labels = cri.all_pod_labels().await.unwrap_or_else(|error| {
+                    self.note_failure(&error.to_string());
+                    HashMap::new()
+                });
+                tracing::debug!(containers = containers.len(), pods = labels.len(), "CRI cache warmed");
+                for mut info in containers {
+                    info.pod_labels = info.pod_uid.as_ref().and_then(|uid| labels.get(uid)).cloned();
                     self.cache.insert(info, false);
                 }
             }
@@ -154,7 +126,11 @@ impl PodResolver {
         }
     }
 
-    async fn container(&mut self, id: &str) -> Result<Option<ContainerInfo>, String> {
+    /// Container `id` (of pod `pod_uid`, when its cgroup path says), with
+    /// its pod's labels: remembered with another of its containers, else
+    /// asked for alongside its status, so a slow runtime delays an event by
+    /// one timeout at most.
+    async fn container(&mut self, id: &str, pod_uid: Option<&str>) -> Result<Option<ContainerInfo>, String> {
         if let Some(info) = self.cache.checked(id) {
             return Ok(Some(info.clone()));
         }
@@ -169,13 +145,31 @@ impl PodResolver {
                 None => Err(format!("the CRI runtime failed recently; next attempt in {wait:?}")),
             };
         }
-        match cri.lookup(id).await {
-            Ok(Some(info)) => {
+        let known_labels = pod_uid.and_then(|uid| self.cache.pod_labels(uid)).cloned();
+        let ask_labels = pod_uid.filter(|_| known_labels.is_none());
+        let (status, asked_labels) = tokio::join!(cri.lookup(id), async {
+            match ask_labels {
+                Some(uid) => Some(cri.pod_labels(uid).await),
+                None => None,
+            }
+        });
+        let labels = match asked_labels {
+            Some(Ok(labels)) => labels,
+            // Counted with the status when that failed too.
+            Some(Err(error)) => {
+                if status.is_ok() {
+                    self.note_failure(&error.to_string());
+                }
+                None
+            }
+            None => known_labels,
+        };
+        match status {
+            Ok(Some(mut info)) => {
                 self.retry_at = None;
                 self.retry_pause = RETRY_MIN;
-                self.cache.entries.remove(id);
-                self.cache.order.retain(|k| k != id);
-                self.cache.insert(info.clone(), true);
+                info.pod_labels = info.pod_labels.or(labels);
+                self.cache.replace_checked(info.clone());
                 Ok(Some(info))
             }
             // Gone from the runtime: fall back to what the cache remembers.
@@ -238,7 +232,9 @@ impl PodResolver {
                 Err(format!("{} containers are named from the cgroup path only", runtime.as_str()))
             }
             Workload::Container { container_id, .. }
-            | Workload::ContainerMonitor { container_id: Some(container_id), .. } => self.container(container_id).await,
+            | Workload::ContainerMonitor { container_id: Some(container_id), .. } => {
+                self.container(container_id, workload.pod_uid()).await
+            }
             Workload::ContainerMonitor { container_id: None, .. } => {
                 Err("the cgroup path does not name the monitored container".to_owned())
             }
@@ -248,6 +244,7 @@ impl PodResolver {
                 pod.main_pid = None;
                 pod.image = None;
                 pod.restart_count = None;
+                pod.started_at = None;
                 pod
             })),
             _ => Ok(None),
@@ -302,6 +299,12 @@ fn fill_from_runtime(out: &mut WorkloadInfo, info: &ContainerInfo, victim_tgid: 
     id.pod_uid = id.pod_uid.clone().or_else(|| info.pod_uid.clone());
     out.image = info.image.clone();
     out.restart_count = info.restart_count;
+    out.started_at = info.started_at.clone();
+    out.owner = info.pod_name.as_deref().map(|pod| {
+        let labels: Vec<(&str, &str)> =
+            info.pod_labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        owner(pod, &labels)
+    });
     out.sandbox = Some(info.sandbox);
     out.main_process = match (info.main_pid, victim_tgid) {
         (Some(main), Some(victim)) => Some(main == victim),
@@ -321,22 +324,7 @@ fn runtime_from_name(name: &str) -> Option<Runtime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Qos;
-
-    fn info(id: &str) -> ContainerInfo {
-        ContainerInfo { id: id.to_owned(), ..ContainerInfo::default() }
-    }
-
-    #[test]
-    fn the_cache_is_bounded() {
-        let mut cache = BoundedCache::new();
-        for i in 0..CACHE_CAPACITY + 10 {
-            cache.insert(info(&format!("c{i}")), false);
-        }
-        assert_eq!(cache.entries.len(), CACHE_CAPACITY);
-        assert!(cache.get("c0").is_none());
-        assert!(cache.get(&format!("c{}", CACHE_CAPACITY + 9)).is_some());
-    }
+    use crate::event::{Owner, Qos};
 
     #[tokio::test(flavor = "current_thread")]
     async fn without_a_runtime_containers_are_partially_attributed() {
@@ -385,6 +373,8 @@ mod tests {
                 image: Some("app:1".to_owned()),
                 restart_count: Some(3),
                 main_pid: Some(4242),
+                started_at: Some("2026-11-29T14:44:04.500000Z".to_owned()),
+                pod_labels: Some(vec![("pod-template-hash".to_owned(), "7d9f8c6b5d".to_owned())]),
                 sandbox: false,
             },
             true,
@@ -410,6 +400,42 @@ mod tests {
             "{json}"
         );
         assert_eq!(resolver.stats.partial, 0);
+    }
+
+    /// The start time and the owner come with the container; the owner is
+    /// certain from the sandbox's labels, guessed from the name without them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_container_carries_its_start_and_its_pods_owner() {
+        let mut resolver = offline();
+        let id = "e".repeat(64);
+        let labels = vec![
+            ("io.kubernetes.pod.uid".to_owned(), UID.to_owned()),
+            ("pod-template-hash".to_owned(), "7d9f8c6b5d".to_owned()),
+        ];
+        let container = ContainerInfo {
+            id: id.clone(),
+            name: Some("api".to_owned()),
+            pod_name: Some("api-7d9f8c6b5d-x2x4q".to_owned()),
+            namespace: Some("shop".to_owned()),
+            pod_uid: Some(UID.to_owned()),
+            started_at: Some("2026-11-29T14:44:04.500000Z".to_owned()),
+            pod_labels: Some(labels),
+            ..ContainerInfo::default()
+        };
+        resolver.cache.insert(container.clone(), true);
+        let path = format!("/kubepods/burstable/pod{UID}/{id}");
+        let out = resolver.attribute(Some(&path), Some(1)).await;
+        assert_eq!(out.started_at.as_deref(), Some("2026-11-29T14:44:04.500000Z"));
+        let expected = Owner { kind: "deployment", name: "api".to_owned(), guessed: false };
+        assert_eq!(out.owner.as_ref(), Some(&expected));
+        // The pod's own cgroup: the owner, not a container's start.
+        let pod = resolver.attribute(Some(&format!("/kubepods/burstable/pod{UID}")), None).await;
+        assert_eq!((pod.started_at.as_deref(), pod.owner.as_ref()), (None, Some(&expected)));
+        // Without the sandbox's labels the owner is guessed from the name.
+        let mut unlabelled = offline();
+        unlabelled.cache.insert(ContainerInfo { pod_labels: None, ..container }, true);
+        let out = unlabelled.attribute(Some(&path), Some(1)).await;
+        assert_eq!(out.owner, Some(Owner { guessed: true, ..expected }));
     }
 
     #[tokio::test(flavor = "current_thread")]

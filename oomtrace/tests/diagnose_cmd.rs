@@ -146,7 +146,8 @@ fn kills_are_grouped_by_workload_in_every_format() -> Result<()> {
     assert!(markdown.contains("\n## Node memory now\n"), "{markdown}");
 
     let table = diagnose(&["--since", "10m"])?;
-    for line in table.lines() {
+    // Advice commands are never wrapped (they are copied as they are).
+    for line in table.lines().filter(|l| !l.trim_start().starts_with("$ ")) {
         assert!(line.chars().count() <= TABLE_WIDTH, "wider than {TABLE_WIDTH}: {line}");
     }
     let overview = table.lines().find(|l| l.ends_with(&format!("  {}", thrice.path))).context("overview row")?;

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         trial!(the_agent_stays_well_inside_its_memory_limit, Need::Node),
         trial!(a_restarted_agent_starts_clean_and_reports_nothing_twice, Need::Node),
         trial!(history_from_the_journal_names_the_suites_kills, Need::Node),
+        trial!(diagnose_reports_the_suites_kills_by_container_with_their_causes, Need::Node),
         trial!(the_whole_node_out_of_memory_names_a_besteffort_victim, Need::Node),
     ])
 }
@@ -193,6 +194,20 @@ fn assert_named(event: &Event, pod: &Pod, container: &str) {
     assert_eq!(workload.attribution.as_deref(), Some("full"), "{event}");
 }
 
+/// The advice of a container killed at its own limit: the exact
+/// `kubectl set resources` for the container at the limit VPA sets after an
+/// OOM kill, max(limit + 100 MiB, limit × 1.2).
+fn assert_advice_raises_the_limit(event: &Event, container: &str, limit: u64) -> Result<()> {
+    let advice = event.advice("raise_limit").with_context(|| format!("no raise_limit: {event}"))?;
+    let used = event.oom_usage_bytes().unwrap_or(0).max(limit);
+    let n = (used + 100 * MIB).max(used * 6 / 5).div_ceil(MIB);
+    let command = advice.command.as_deref().unwrap_or_default();
+    let set =
+        format!("kubectl set resources --local -f - -c {container} --limits=memory={n}Mi --requests=memory={n}Mi");
+    ensure!(command.contains(&set), "a bare pod is recreated with {set:?}: {event}");
+    Ok(())
+}
+
 /// Scenario 0: the agent starts from the image under the manifests'
 /// security context and becomes ready; its events carry the node's name.
 fn the_agent_runs_ready_under_the_manifests_least_privilege() -> Result<()> {
@@ -268,6 +283,10 @@ fn a_container_over_its_limit_dies_in_one_group_kill_and_is_named() -> Result<()
         assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
         assert_eq!(event.cause(), Some("container_limit"), "{event}");
         assert!(event.has_finding("group_kill"), "{event}");
+        assert_advice_raises_the_limit(event, "app", limit)?;
+        let summary = event.diagnosis.as_ref().map(|d| d.summary.as_str()).unwrap_or_default();
+        let container_of_pod = format!("container `app` of pod `{NAMESPACE}/{}`", pod.name);
+        assert!(summary.contains(&container_of_pod) && summary.contains("64 MiB limit"), "{event}");
     }
     block(cri.remove_pod(&pod))?;
     Ok(())
@@ -307,6 +326,9 @@ fn a_pod_level_limit_names_the_pod_slice_and_the_container() -> Result<()> {
         assert_eq!(event.oom_limit_bytes(), Some(96 * MIB), "{event}");
         assert_named(event, &pod, "worker");
         assert_eq!(event.cause(), Some("pod_limit"), "{event}");
+        let summary = event.diagnosis.as_ref().map(|d| d.summary.as_str()).unwrap_or_default();
+        assert!(summary.contains("the pod's 96 MiB limit"), "{event}");
+        assert!(event.advice("raise_limit").is_some(), "{event}");
     }
     let _ = sidecar;
     block(cri.remove_pod(&pod))?;
@@ -333,6 +355,9 @@ fn kubepods_at_node_allocatable_is_the_ooming_memcg() -> Result<()> {
         assert_named(event, &pod, "eater");
         assert_eq!(event.cause(), Some("node_allocatable"), "{event}");
         assert!(event.has_finding("no_limit"), "BestEffort: {event}");
+        for action in ["set_limit", "list_pods_without_limits", "match_requests_to_usage"] {
+            assert!(event.advice(action).is_some(), "{action}: {event}");
+        }
     }
     block(cri.remove_pod(&pod))?;
     Ok(())
@@ -460,6 +485,48 @@ fn history_from_the_journal_names_the_suites_kills() -> Result<()> {
     Ok(())
 }
 
+/// Scenario 10: `oomtrace diagnose` on the node groups the suite's kills by
+/// container, with the causes the scenarios made (container, pod and
+/// node-allocatable limits) and the advice's commands; its table is what the
+/// README shows.
+fn diagnose_reports_the_suites_kills_by_container_with_their_causes() -> Result<()> {
+    let binary = env("OOMTRACE_BIN")?;
+    let socket = env("OOMTRACE_CRI_SOCKET")?;
+    let run = |format: &str| -> Result<String> {
+        let out = std::process::Command::new(&binary)
+            .args(["diagnose", "--journal", "-o", format, "--cri-socket", &socket])
+            .output()
+            .context("running oomtrace diagnose --journal")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.success(), "diagnose -o {format} failed: {stderr}");
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let report: serde_json::Value = serde_json::from_str(&run("json")?).context("diagnose -o json")?;
+    let groups = report["groups"].as_array().context("no groups")?;
+    let in_suite: Vec<&serde_json::Value> = groups.iter().filter(|g| g["namespace"] == NAMESPACE).collect();
+    let causes: Vec<&str> =
+        in_suite.iter().flat_map(|g| g["causes"].as_array().into_iter().flatten()).filter_map(|c| c.as_str()).collect();
+    for cause in ["container_limit", "pod_limit", "node_allocatable"] {
+        ensure!(causes.contains(&cause), "no {cause} among the suite's groups: {causes:?}");
+    }
+    for group in &in_suite {
+        let key = format!(
+            "{}/{}/{}",
+            NAMESPACE,
+            group["pod"].as_str().unwrap_or("?"),
+            group["container"].as_str().unwrap_or("?")
+        );
+        assert_eq!(group["key"], key.as_str(), "{group:#}");
+        ensure!(group["advice"].as_array().is_some_and(|a| !a.is_empty()), "no advice: {group:#}");
+    }
+    ensure!(report["node_memory"]["kubepods"]["cgroup"] == "/kubepods.slice", "{:#}", report["node_memory"]);
+    let markdown = run("markdown")?;
+    ensure!(markdown.starts_with("# OOM report: node `"), "{markdown}");
+    let table = run("table")?;
+    println!("NODE-DIAGNOSE-TABLE-BEGIN\n{table}NODE-DIAGNOSE-TABLE-END");
+    Ok(())
+}
+
 /// Scenario 5 (last: it exhausts the guest): a BestEffort pod with no limit
 /// takes the node's memory; the kernel's global OOM killer picks it
 /// (oom_score_adj 1000) and the agent names it.
@@ -474,6 +541,9 @@ fn the_whole_node_out_of_memory_names_a_besteffort_victim() -> Result<()> {
     for event in &events {
         assert_eq!(event.scope.as_deref(), Some("global"), "{event}");
         assert_eq!(event.cause(), Some("node_memory"), "{event}");
+        for action in ["list_pods_without_limits", "system_node_pool"] {
+            assert!(event.advice(action).is_some(), "{action}: {event}");
+        }
         assert!(event.oom_cgroup.is_none(), "{event}");
         // The runtime may not answer within the agent's CRI timeout while
         // the node is out of memory: the path's identity is always there,

@@ -159,6 +159,8 @@ fn a_killed_child_process_is_attributed_and_flagged_as_not_main() -> Result<()> 
     assert_eq!(event.workload().main_process, Some(false), "{event}");
     assert_eq!(event.cause(), Some("container_limit"), "{event}");
     assert!(event.has_finding("not_main_process"), "{event}");
+    let lost_worker = event.diagnosis.as_ref().and_then(|d| d.advice.iter().find(|a| a.action == "lost_worker"));
+    assert!(lost_worker.is_some(), "{event}");
     // Kubernetes does not see this kill: the container is still running.
     let status = client.container_status(&id).context("status after the kill")?;
     assert_eq!(status.state, ContainerState::ContainerRunning, "{status:?}");

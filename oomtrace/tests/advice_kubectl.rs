@@ -18,8 +18,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use oomtrace::{
     diagnosis::{self, Advice},
     event::{
-        Attribution, Cgroup, EventSource, OomCgroup, OomEvent, Owner, Qos, Scope, ScopeSource, Victim, WorkloadInfo,
-        WorkloadKind,
+        Attribution, Cgroup, OomCgroup, OomEvent, Owner, Qos, Scope, ScopeSource, Victim, WorkloadInfo, WorkloadKind,
     },
 };
 use oomtrace_testkit::{
@@ -72,24 +71,12 @@ fn container_limit_kill(namespace: &str, pod: &str, container: &str, owner: Owne
     workload.owner = Some(owner);
     OomEvent {
         time: Some("2026-11-29T14:44:04.123456Z".to_owned()),
-        source: EventSource::Ebpf,
-        kernel_log: None,
         ktime_ns: Some(1_234_567_890),
         oom_id: Some(7),
         killed: Some(true),
         group_kill: Some(true),
         scope: Some(Scope::Memcg),
         scope_source: Some(ScopeSource::OomControl),
-        scope_unknown_reason: None,
-        victim: Victim {
-            pid: 4242,
-            tgid: Some(4242),
-            comm: Some("app".to_owned()),
-            anon_rss_kb: Some(LIMIT_MIB * 1024 - 2048),
-            file_rss_kb: Some(0),
-            shmem_rss_kb: Some(0),
-            ..Victim::default()
-        },
         victim_cgroup: Some(cgroup.clone()),
         oom_cgroup: Some(OomCgroup {
             cgroup,
@@ -97,16 +84,18 @@ fn container_limit_kill(namespace: &str, pod: &str, container: &str, owner: Owne
             limit_bytes: Some(LIMIT_MIB * MIB),
         }),
         oom_totalpages: Some(LIMIT_MIB * MIB / 4096),
-        chosen_points: None,
-        gfp_mask: None,
-        order: None,
-        trigger: None,
-        kernel_report: None,
-        diagnosis: None,
         node: Some("aks-nodepool1-12345678-vmss000000".to_owned()),
         workload: Some(workload),
         sources: vec!["tracepoint:oom/mark_victim"],
-        unavailable: Vec::new(),
+        ..OomEvent::of_victim(Victim {
+            pid: 4242,
+            tgid: Some(4242),
+            comm: Some("app".to_owned()),
+            anon_rss_kb: Some(LIMIT_MIB * 1024 - 2048),
+            file_rss_kb: Some(0),
+            shmem_rss_kb: Some(0),
+            ..Victim::default()
+        })
     }
 }
 

@@ -40,8 +40,7 @@ impl Cri {
 
     /// Runs a pod sandbox of `qos`; it is removed when the handle drops.
     pub fn run_pod(&self, name: &str, namespace: &str, uid: &str, qos: Qos) -> Result<PodHandle> {
-        let pod = self.runtime.block_on(self.client.run_pod_with_qos(name, namespace, uid, qos))?;
-        Ok(PodHandle { pod, cri: self.clone(), removed: false })
+        self.run_labelled_pod(name, namespace, uid, qos, &[])
     }
 
     /// Runs a pod sandbox of `qos` with the pod's own labels.

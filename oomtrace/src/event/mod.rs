@@ -261,9 +261,9 @@ pub struct OomEvent {
     pub unavailable: Vec<&'static str>,
 }
 
-#[cfg(test)]
 impl OomEvent {
-    /// An eBPF event of `victim` with nothing else known: what tests fill in.
+    /// An eBPF event of `victim` with nothing else known: what tests (and
+    /// examples) fill in.
     pub fn of_victim(victim: Victim) -> Self {
         Self {
             time: None,

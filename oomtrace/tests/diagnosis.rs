@@ -16,9 +16,14 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use oomtrace_testkit::{
     cgroup::{MemCgroup, wait_hog},
-    cri::{Qos, blocking::Cri, new_uid},
+    cri::{
+        Qos,
+        blocking::{Cri, PodHandle},
+        new_uid,
+    },
     event::Event,
     harness::{self, Need},
+    live::Live,
     trial,
 };
 use support::{assert_matches_dmesg, live, unique};
@@ -37,7 +42,7 @@ fn main() -> ExitCode {
     harness::main(vec![
         trial!(the_third_kill_of_a_cgroup_is_a_repeat_with_its_intervals, Need::Root),
         trial!(a_tmpfs_heavy_cgroup_is_found_holding_its_shmem, Need::Root),
-        trial!(a_deployment_container_killed_after_start_gets_the_exact_command, Need::Cri),
+        trial!(a_deployment_container_killed_three_times_after_start_gets_the_exact_command, Need::Cri),
         trial!(a_kube_system_pod_gets_the_system_pod_advice, Need::Cri),
     ])
 }
@@ -155,55 +160,81 @@ fn deployment_pod(
         .context("run pod")
 }
 
-/// `oomtrace live` on `pod`'s cgroup; the event of container `name` running
-/// the hog (it outgrows its limit a second after it starts).
-fn kill_container(client: &Cri, pod: &oomtrace_testkit::cri::blocking::PodHandle, name: &str) -> Result<(Event, i64)> {
-    let tracer = live(&["--cgroup", &pod.cgroup_parent, "--cri-socket", client.socket()])?;
-    let id = client.run_container(pod, name, &["hog", "256", "1"], Some(LIMIT)).context("run hog")?;
+/// `oomtrace live` on `pod`'s cgroup.
+fn tracer_for(client: &Cri, pod: &PodHandle) -> Result<Live> {
+    live(&["--cgroup", &pod.cgroup_parent, "--cri-socket", client.socket()])
+}
+
+/// Runs the `attempt`-th start of container `name` with the hog (it
+/// outgrows its limit a second after it starts) until the kernel kills it:
+/// the event `tracer` reports, and the start CRI reports (unix ns).
+fn kill_container(client: &Cri, tracer: &Live, pod: &PodHandle, name: &str, attempt: u32) -> Result<(Event, i64)> {
+    let id = client.run_container_attempt(pod, name, &["hog", "256", "1"], Some(LIMIT), attempt).context("run hog")?;
     let status = client.container_status(&id)?;
     let (exit_code, reason) = client.wait_exited(&id, EXIT_TIMEOUT).context("hog exits")?;
     assert_eq!(exit_code, 137, "{name} ({reason})");
     Ok((tracer.expect_event(EVENT_TIMEOUT)?, status.started_at_ns))
 }
 
-fn a_deployment_container_killed_after_start_gets_the_exact_command() -> Result<()> {
+/// A container of a Deployment's pod killed at its limit three times, each
+/// time a second after kubelet (re)started it.
+fn a_deployment_container_killed_three_times_after_start_gets_the_exact_command() -> Result<()> {
     let client = Cri::connect_test_runtime()?;
     let deployment = format!("diag-api-{}", std::process::id());
     let pod = deployment_pod(&client, &deployment, "oomtrace-test")?;
-    let (event, started_at_ns) = kill_container(&client, &pod, "api")?;
-    assert_eq!(event.cause(), Some("container_limit"), "{event}");
+    let tracer = tracer_for(&client, &pod)?;
+    let mut kills = Vec::new();
+    for attempt in 0..3 {
+        kills.push(kill_container(&client, &tracer, &pod, "api", attempt)?);
+    }
+    for (attempt, (event, started_at_ns)) in kills.iter().enumerate() {
+        assert_eq!(event.cause(), Some("container_limit"), "{event}");
+        let workload = event.workload();
+        assert_eq!(workload.restart_count, Some(attempt as u32), "{event}");
+        let owner = workload.owner.as_ref().with_context(|| format!("no owner: {event}"))?;
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.guessed),
+            ("deployment", deployment.as_str(), false)
+        );
+        let started = workload.started_at.as_deref().with_context(|| format!("no started_at: {event}"))?;
+        let started = humantime::parse_rfc3339_weak(started)?;
+        let cri_started = SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(*started_at_ns)?);
+        let off = started.duration_since(cri_started).unwrap_or_else(|e| e.duration());
+        assert!(off < Duration::from_millis(1), "{event}");
+        let running = wall_clock(event).duration_since(cri_started)?.as_secs();
+        let early = event.finding("early").with_context(|| format!("no early finding: {event}"))?;
+        assert_eq!(early["running_seconds"], running, "{event}");
+        assert!(event.advice("limit_below_startup").is_some(), "{event}");
 
-    let workload = event.workload();
-    let owner = workload.owner.as_ref().with_context(|| format!("no owner: {event}"))?;
-    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.guessed), ("deployment", deployment.as_str(), false));
-    let started = workload.started_at.as_deref().with_context(|| format!("no started_at: {event}"))?;
-    let started = humantime::parse_rfc3339_weak(started)?;
-    let cri_started = SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(started_at_ns)?);
-    assert!(started.duration_since(cri_started).unwrap_or_else(|e| e.duration()) < Duration::from_millis(1), "{event}");
-    let running = wall_clock(&event).duration_since(cri_started)?.as_secs();
-    let early = event.finding("early").with_context(|| format!("no early finding: {event}"))?;
-    assert_eq!(early["running_seconds"], running, "{event}");
-
-    let used = event.oom_limit_bytes().max(event.oom_usage_bytes()).context("no limit")?;
-    let n = vpa_bump_mib(used);
-    let advice = event.advice("raise_limit").with_context(|| format!("no raise_limit advice: {event}"))?;
-    assert_eq!(
-        advice.command.as_deref(),
-        Some(
-            format!(
-                "kubectl set resources deployment/{deployment} -n oomtrace-test -c api --limits=memory={n}Mi --requests=memory={n}Mi"
-            )
-            .as_str()
-        ),
-        "{event}"
-    );
+        let used = event.oom_limit_bytes().max(event.oom_usage_bytes()).context("no limit")?;
+        let n = vpa_bump_mib(used);
+        let advice = event.advice("raise_limit").with_context(|| format!("no raise_limit advice: {event}"))?;
+        let expected = format!(
+            "kubectl set resources deployment/{deployment} -n oomtrace-test -c api --limits=memory={n}Mi --requests=memory={n}Mi"
+        );
+        assert_eq!(advice.command.as_deref(), Some(expected.as_str()), "{event}");
+    }
+    // The third kill is the container's third: each restart has a new
+    // container id; the workload is the pod's container by name.
+    let (first, last) = (&kills[0].0, &kills[2].0);
+    let repeated = last.finding("repeated").with_context(|| format!("not repeated: {last}"))?;
+    let over = wall_clock(last).duration_since(wall_clock(first))?.as_secs();
+    assert_eq!(repeated["kills"], 3, "{last}");
+    assert_eq!(repeated["over_seconds"], over, "{last}");
+    assert_eq!(repeated["restart_count"], 2, "{last}");
+    // Killed again and again within seconds of each start: the limit is too
+    // low to start (the guide's "limit set too low"), not a leak.
+    assert!(last.advice("investigate_leak").is_none(), "{last}");
+    assert!(!first.has_finding("repeated"), "{first}");
+    drop(tracer);
     client.remove_pod(pod)
 }
 
 fn a_kube_system_pod_gets_the_system_pod_advice() -> Result<()> {
     let client = Cri::connect_test_runtime()?;
     let pod = deployment_pod(&client, "metrics-server", "kube-system")?;
-    let (event, _) = kill_container(&client, &pod, "metrics-server")?;
+    let tracer = tracer_for(&client, &pod)?;
+    let (event, _) = kill_container(&client, &tracer, &pod, "metrics-server", 0)?;
     assert_eq!(event.cause(), Some("container_limit"), "{event}");
     let system = event.finding("system_pod").with_context(|| format!("no system_pod finding: {event}"))?;
     assert_eq!(system["namespace"], "kube-system", "{event}");

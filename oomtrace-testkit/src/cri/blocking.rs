@@ -67,6 +67,19 @@ impl Cri {
         self.runtime.block_on(self.client.run_limited_container(pod, name, command, memory_limit_bytes))
     }
 
+    /// The `attempt`-th restart of container `name` (kubelet's attempt number
+    /// and restart count).
+    pub fn run_container_attempt(
+        &self,
+        pod: &Pod,
+        name: &str,
+        command: &[&str],
+        memory_limit_bytes: Option<u64>,
+        attempt: u32,
+    ) -> Result<String> {
+        self.runtime.block_on(self.client.run_container_attempt(pod, name, command, memory_limit_bytes, attempt))
+    }
+
     pub fn container_status(&self, id: &str) -> Result<Status> {
         self.runtime.block_on(self.client.status(id))
     }

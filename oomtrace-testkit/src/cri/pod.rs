@@ -240,6 +240,20 @@ impl CriClient {
         command: &[&str],
         memory_limit_bytes: Option<u64>,
     ) -> Result<String> {
+        self.run_container_attempt(pod, name, command, memory_limit_bytes, 0).await
+    }
+
+    /// The same as the `attempt`-th restart of container `name`, as kubelet
+    /// restarts one: a new container with the next attempt number and the
+    /// restart count in its annotations.
+    pub async fn run_container_attempt(
+        &self,
+        pod: &Pod,
+        name: &str,
+        command: &[&str],
+        memory_limit_bytes: Option<u64>,
+        attempt: u32,
+    ) -> Result<String> {
         // kubelet's container labels are its own (newContainerLabels): the
         // pod's identity and the container's name, never the pod's labels.
         let mut labels: HashMap<String, String> = pod
@@ -251,17 +265,17 @@ impl CriClient {
             .collect();
         labels.insert(CONTAINER_NAME_LABEL.to_owned(), name.to_owned());
         let annotations = HashMap::from([
-            (RESTART_COUNT_ANNOTATION.to_owned(), "0".to_owned()),
+            (RESTART_COUNT_ANNOTATION.to_owned(), attempt.to_string()),
             ("io.kubernetes.container.terminationMessagePath".to_owned(), "/dev/termination-log".to_owned()),
         ]);
         let limit = memory_limit_bytes.map_or(0, |b| b as i64);
         let config = ContainerConfig {
-            metadata: Some(ContainerMetadata { name: name.to_owned(), attempt: 0 }),
+            metadata: Some(ContainerMetadata { name: name.to_owned(), attempt }),
             image: Some(ImageSpec { image: TEST_IMAGE.to_owned(), ..Default::default() }),
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             labels,
             annotations,
-            log_path: format!("{name}/0.log"),
+            log_path: format!("{name}/{attempt}.log"),
             linux: Some(LinuxContainerConfig {
                 resources: Some(LinuxContainerResources {
                     memory_limit_in_bytes: limit,

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         trial!(the_agent_stays_well_inside_its_memory_limit, Need::Node),
         trial!(a_restarted_agent_starts_clean_and_reports_nothing_twice, Need::Node),
         trial!(history_from_the_journal_names_the_suites_kills, Need::Node),
+        trial!(a_systemd_unit_at_its_memory_max_is_named_by_its_unit, Need::Node),
         trial!(diagnose_reports_the_suites_kills_by_container_with_their_causes, Need::Node),
         trial!(the_whole_node_out_of_memory_names_a_besteffort_victim, Need::Node),
     ])
@@ -482,6 +483,37 @@ fn history_from_the_journal_names_the_suites_kills() -> Result<()> {
     let closing = stderr.lines().last().unwrap_or_default();
     assert!(closing.starts_with("kernel counted "), "{stderr}");
     println!("NODE-HISTORY events={} {closing}", events.len());
+    Ok(())
+}
+
+/// Scenario 11: a systemd service at its MemoryMax (as kubelet.service or
+/// containerd.service would be): the agent names the unit, the cause is
+/// `cgroup_limit`, the advice is the unit's `systemctl` command, and the
+/// kill counter has its own series with the `unit` label.
+fn a_systemd_unit_at_its_memory_max_is_named_by_its_unit() -> Result<()> {
+    let agent = agent()?;
+    let unit = format!("oomtrace-hog-{}", &new_uid()[..5]);
+    let service = format!("{unit}.service");
+    let status = std::process::Command::new("systemd-run")
+        .args(["--unit", &unit, "--wait", "--quiet", "-p", "MemoryMax=64M", "-p", "MemorySwapMax=0"])
+        .args(["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"])
+        .status()
+        .context("running systemd-run")?;
+    ensure!(!status.success(), "dd of 256 MiB survived MemoryMax=64M: {status}");
+    let of_unit = |e: &Event| e.workload.as_ref().and_then(|w| w.unit.as_deref()) == Some(service.as_str());
+    let events = wait_events(&agent, 1, of_unit)?;
+    for event in &events {
+        assert_eq!(event.victim.comm.as_deref(), Some("dd"), "{event}");
+        assert_eq!(event.oom_cgroup_path(), Some(format!("/system.slice/{service}").as_str()), "{event}");
+        assert_eq!(event.cause(), Some("cgroup_limit"), "{event}");
+        let advice = event.advice("systemd_memory_limit").with_context(|| format!("no unit advice: {event}"))?;
+        let command = format!(
+            "systemctl show -p MemoryMax -p MemoryHigh -p MemoryCurrent {service} && systemctl set-property {service} MemoryMax=164M"
+        );
+        assert_eq!(advice.command.as_deref(), Some(command.as_str()), "{event}");
+    }
+    let kills = metric(&agent, "oomtrace_oom_kills_total", ("unit", &service))?;
+    ensure!(kills >= 1.0, "no oomtrace_oom_kills_total series with unit={service}");
     Ok(())
 }
 

@@ -43,6 +43,9 @@ pub struct Collector {
     /// The victim of the last report that was not a group member: a group
     /// member with the same pid is that victim killed again.
     first_victim: Option<u32>,
+    /// That report's event: a group member's kill line alone says nothing of
+    /// the OOM it died in, which is this one's.
+    leader: Option<OomEvent>,
 }
 
 impl Collector {
@@ -54,6 +57,7 @@ impl Collector {
             parsed: Vec::new(),
             stats: CollectStats::default(),
             first_victim: None,
+            leader: None,
         }
     }
 
@@ -100,7 +104,14 @@ impl Collector {
                         self.stats.repeated += 1;
                         continue;
                     }
-                    let events = convert::events(&report, self.origin, &self.clock);
+                    let mut events = convert::events(&report, self.origin, &self.clock);
+                    match (&report.oom_group, &self.leader) {
+                        (None, _) => self.leader = events.first().cloned(),
+                        (Some(group), Some(leader)) => {
+                            events.iter_mut().for_each(|member| convert::join_group(member, leader, group));
+                        }
+                        (Some(_), None) => {}
+                    }
                     if events.is_empty() {
                         self.stats.without_kill += 1;
                     } else if report.header.is_none() && report.oom_group.is_none() {
@@ -164,5 +175,16 @@ mod tests {
         assert_eq!(pids, vec![10, 11]);
         assert_eq!((stats.kills, stats.repeated, stats.kill_line_only), (3, 1, 0));
         assert_eq!(events[1].group_kill, Some(true));
+        // The member died in the leader's OOM: its scope, OOMing memcg and
+        // trigger are the leader's, its cgroup the group's.
+        let member = &events[1];
+        assert_eq!(member.scope, Some(crate::event::Scope::Memcg));
+        assert_eq!(member.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.as_deref()), Some(group));
+        assert_eq!(member.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()), Some(group));
+        assert_eq!(member.trigger, events[0].trigger);
+        for field in ["scope", "victim_cgroup", "oom_cgroup", "trigger", "gfp_mask", "order"] {
+            let known = !events[0].unavailable.contains(&field) || field == "victim_cgroup";
+            assert_eq!(!member.unavailable.contains(&field), known, "{field}: {:?}", member.unavailable);
+        }
     }
 }

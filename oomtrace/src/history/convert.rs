@@ -109,6 +109,37 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
     }
 }
 
+/// A member of a `memory.oom.group` kill, whose report is its kill line
+/// alone: it died in the same OOM-killer invocation as `leader` (the kernel
+/// prints "Tasks in <group> are going to be killed due to memory.oom.group
+/// set" right after the leader's kill line, then the members' kill lines), so
+/// the scope, the OOMing memcg, the trigger and the report are the leader's.
+/// Its cgroup is the group's memcg: the kernel names no member's own (for
+/// kubelet's containers the group is the container's cgroup).
+pub fn join_group(member: &mut OomEvent, leader: &OomEvent, group_memcg: &str) {
+    member.scope = leader.scope;
+    member.scope_source = leader.scope_source;
+    member.scope_unknown_reason = leader.scope_unknown_reason;
+    member.oom_cgroup.clone_from(&leader.oom_cgroup);
+    member.victim_cgroup.get_or_insert_with(|| cgroup_at(group_memcg));
+    member.trigger.clone_from(&leader.trigger);
+    member.gfp_mask.clone_from(&leader.gfp_mask);
+    member.order = leader.order;
+    member.kernel_report.clone_from(&leader.kernel_report);
+    let inherited = [
+        "scope",
+        "oom_cgroup",
+        "trigger",
+        "gfp_mask",
+        "order",
+        "kernel_report.memory_stat",
+        "kernel_report.largest_tasks",
+    ];
+    member
+        .unavailable
+        .retain(|name| *name != "victim_cgroup" && (!inherited.contains(name) || leader.unavailable.contains(name)));
+}
+
 /// The scope the report states: the `oom-kill:` summary's constraint (5.0+),
 /// else what the kill line's prefix and the pre-5.0 "Task in … killed as a
 /// result of limit of …" line say. "Out of memory:" alone does not tell a

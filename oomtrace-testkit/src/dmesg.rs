@@ -12,6 +12,18 @@ use anyhow::{Context as _, Result, bail};
 /// How long the kernel may take to print the line after the kill.
 const DEADLINE: Duration = Duration::from_secs(5);
 
+/// The kernel prints at most 10 whole OOM reports per 5 s (mm/oom_kill.c:
+/// `oom_rs` is `DEFAULT_RATELIMIT_INTERVAL`, `DEFAULT_RATELIMIT_BURST`);
+/// beyond that only the kill line. A window this long after the last kill
+/// starts afresh.
+pub const REPORT_RATE_WINDOW: Duration = Duration::from_millis(5500);
+
+/// Waits out the report rate limit, so the next kills (up to 10) get whole
+/// reports however many kills the tests before this one made.
+pub fn wait_for_whole_reports() {
+    thread::sleep(REPORT_RATE_WINDOW);
+}
+
 /// The kernel's "Killed process" line for one pid, as numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KilledLine {

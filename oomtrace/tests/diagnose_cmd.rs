@@ -91,6 +91,9 @@ fn kill(cgroup: &MemCgroup, count: usize) -> Result<Vec<u32>> {
 fn kills_are_grouped_by_workload_in_every_format() -> Result<()> {
     let thrice = MemCgroup::create(&unique("diagnose-thrice"), Some(LIMIT))?;
     let once = MemCgroup::create(&unique("diagnose-once"), Some(LIMIT))?;
+    // Groups are keyed by the cgroup paths of the kernel's whole reports,
+    // which it rate-limits: a fresh window after the earlier tests' kills.
+    dmesg::wait_for_whole_reports();
     let thrice_pids = kill(&thrice, 3)?;
     let once_pids = kill(&once, 1)?;
     for &pid in thrice_pids.iter().chain(&once_pids) {
@@ -168,6 +171,7 @@ fn a_pods_container_is_grouped_by_namespace_pod_container() -> Result<()> {
     let client = Cri::connect_test_runtime()?;
     let pod_name = unique("diagnose-pod");
     let pod = client.run_pod(&pod_name, NAMESPACE, &new_uid(), Qos::Burstable).context("run pod")?;
+    dmesg::wait_for_whole_reports(); // the cgroup path is in the whole report
     let id = client.run_container(&pod, "app", &["hog", "256", "1"], Some(LIMIT)).context("run hog")?;
     let (exit_code, reason) = client.wait_exited(&id, Duration::from_secs(30)).context("hog exits")?;
     assert_eq!((exit_code, reason.as_str()), (137, "OOMKilled"));

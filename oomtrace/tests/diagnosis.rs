@@ -21,6 +21,7 @@ use oomtrace_testkit::{
         blocking::{Cri, PodHandle},
         new_uid,
     },
+    dmesg,
     event::Event,
     harness::{self, Need},
     live::Live,
@@ -115,6 +116,9 @@ fn a_tmpfs_heavy_cgroup_is_found_holding_its_shmem() -> Result<()> {
     let cgroup = MemCgroup::create(&unique("tmpfs"), Some(LIMIT))?;
     let tmpfs = Tmpfs::mount(&unique("tmpfs-mount"))?;
     let tracer = live(&["--cgroup", cgroup.path.as_str()])?;
+    // The finding is read from the kernel's report, which the kernel
+    // rate-limits: start a fresh window after the earlier tests' kills.
+    dmesg::wait_for_whole_reports();
     // Files in tmpfs are shmem charged to the writer's cgroup; the hog that
     // follows (the same process, exec'd) is killed and frees none of it.
     let fill = format!(

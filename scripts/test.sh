@@ -13,5 +13,8 @@ if [ "$(id -u)" = 0 ]; then
     scripts/observability.sh up
     # With the components up, a test that cannot reach them fails instead of skipping.
     export OOMTRACE_TEST_REQUIRE_CRI=1 OOMTRACE_TEST_REQUIRE_OBSERVABILITY=1
+    # kubectl comes with machines of this kind (no reachable repository has
+    # it): the advice's commands are checked with it, so it must be there.
+    export OOMTRACE_TEST_REQUIRE_KUBECTL=1
 fi
 cargo test --locked "$@"

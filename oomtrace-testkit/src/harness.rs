@@ -22,6 +22,9 @@ use crate::{cgroup::Hierarchy, cri, observability, procfs};
 pub const REQUIRE_CRI_ENV: &str = "OOMTRACE_TEST_REQUIRE_CRI";
 /// Set where Prometheus and the OTLP receiver must be up.
 pub const REQUIRE_OBSERVABILITY_ENV: &str = "OOMTRACE_TEST_REQUIRE_OBSERVABILITY";
+/// Set where kubectl must be there (`scripts/test.sh`: every machine of this
+/// kind has it): a test of the advice's commands fails instead of skipping.
+pub const REQUIRE_KUBECTL_ENV: &str = "OOMTRACE_TEST_REQUIRE_KUBECTL";
 /// Set by the VM matrix, whose throw-away guests may run out of memory.
 pub const GLOBAL_OOM_ENV: &str = "OOMTRACE_TEST_GLOBAL_OOM";
 /// Set in the node VM of `cargo xtask node-test`: the node scenarios run.
@@ -47,6 +50,8 @@ pub enum Need {
     /// The AKS-shaped node of `cargo xtask node-test` (systemd, containerd
     /// with the systemd cgroup driver, cgroup v2, the DaemonSet's image).
     Node,
+    /// The real `kubectl` (its client alone: the commands run offline).
+    Kubectl,
     /// A condition only the test crate can check: `Err` says why it fails.
     Probe(fn() -> Result<(), String>),
 }
@@ -98,6 +103,16 @@ impl Need {
                     "runs only on the AKS-shaped node VM of `cargo xtask node-test` ({NODE_ENV}=1)"
                 ))),
             },
+            Need::Kubectl => required(REQUIRE_KUBECTL_ENV, || {
+                match std::process::Command::new("kubectl").args(["version", "--client"]).output() {
+                    Ok(out) if out.status.success() => Ok(()),
+                    Ok(out) => Err(Unmet::Skip(format!(
+                        "kubectl version --client failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ))),
+                    Err(error) => Err(Unmet::Skip(format!("needs kubectl to check the advice's commands ({error})"))),
+                }
+            }),
             Need::Probe(probe) => probe().map_err(Unmet::Skip),
         }
     }

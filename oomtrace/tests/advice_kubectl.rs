@@ -37,19 +37,10 @@ const CONTAINER_ID: &str = "6ff7483e10cdc490cbd3ff5a3389ca2424e1b6840871b27b9c74
 
 fn main() -> ExitCode {
     harness::main(vec![
-        trial!(raise_limit_commands_set_the_vpa_limit_for_every_owner_kind, Need::Probe(kubectl_runs)),
-        trial!(kube_system_advice_gives_kubectl_commands_of_the_guides_shape, Need::Probe(kubectl_runs)),
-        trial!(node_level_commands_parse_and_their_columns_read_a_pod, Need::Probe(kubectl_runs)),
+        trial!(raise_limit_commands_set_the_vpa_limit_for_every_owner_kind, Need::Kubectl),
+        trial!(kube_system_advice_gives_kubectl_commands_of_the_guides_shape, Need::Kubectl),
+        trial!(node_level_commands_parse_and_their_columns_read_a_pod, Need::Kubectl),
     ])
-}
-
-/// `kubectl` is on this machine and runs (`kubectl version --client`).
-fn kubectl_runs() -> Result<(), String> {
-    match Command::new("kubectl").args(["version", "--client"]).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!("kubectl version --client failed: {}", String::from_utf8_lossy(&out.stderr))),
-        Err(error) => Err(format!("needs kubectl to check the advice's commands ({error})")),
-    }
 }
 
 /// A kill of container `container` of pod `namespace/pod` (owned by `owner`)

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         trial!(the_memory_picture_is_procs),
         trial!(a_window_without_kills_gives_the_eviction_answer, Need::Root),
         trial!(an_empty_saved_log_gives_the_eviction_answer),
-        trial!(the_eviction_commands_parse_with_kubectl, Need::Probe(kubectl_present)),
+        trial!(the_eviction_commands_parse_with_kubectl, Need::Kubectl),
         trial!(an_unreadable_log_is_an_error_that_says_so),
         trial!(without_cap_syslog_the_error_says_what_to_do, Need::Root, Need::Probe(dmesg_restricted)),
         trial!(the_kubelets_eviction_lines_are_found_in_its_journal, Need::Root),
@@ -320,14 +320,6 @@ fn an_empty_saved_log_gives_the_eviction_answer() -> Result<()> {
     assert_eq!(report["kernel_log"]["source"], "file", "{report:#}");
     assert_eq!(report["no_kill"]["kubelet_log"]["status"], "not_checked", "a saved log is not this node's: {report:#}");
     Ok(())
-}
-
-fn kubectl_present() -> Result<(), String> {
-    Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .map_err(|e| format!("no kubectl here ({e})"))
-        .and_then(|o| if o.status.success() { Ok(()) } else { Err("kubectl version --client failed".to_owned()) })
 }
 
 /// kubectl checks its flags before it connects: each command gets as far as

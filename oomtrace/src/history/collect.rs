@@ -97,12 +97,18 @@ impl Collector {
             match parsed {
                 Parsed::Report(report) => {
                     let pid = report.killed.as_ref().map(|k| k.pid);
-                    if report.oom_group.is_none() {
-                        self.first_victim = pid;
-                    } else if pid.is_some() && pid == self.first_victim {
+                    let kill_line_only =
+                        report.header.is_none() && report.constraint.is_none() && report.selected.is_none();
+                    // A task dies once: the same pid on a kill line alone right
+                    // after is the group kill killing it again, whether or not
+                    // the parser saw the group's line before it.
+                    if pid.is_some() && pid == self.first_victim && (report.oom_group.is_some() || kill_line_only) {
                         self.stats.kills += 1;
                         self.stats.repeated += 1;
                         continue;
+                    }
+                    if report.oom_group.is_none() {
+                        self.first_victim = pid;
                     }
                     let mut events = convert::events(&report, self.origin, &self.clock);
                     match (&report.oom_group, &self.leader) {
@@ -145,6 +151,47 @@ mod tests {
             "Memory cgroup out of memory: Killed process {pid} (hog) total-vm:33792kB, anon-rss:32512kB, \
              file-rss:0kB, shmem-rss:572kB, UID:0 pgtables:108kB oom_score_adj:984"
         )
+    }
+
+    /// The order seen on the node VM's 6.12 journal: the group's other task
+    /// first, the first victim again last.
+    #[test]
+    fn the_first_victim_killed_again_after_another_member_is_one_event() {
+        let mut collector = Collector::new(LogOrigin::Kmsg, LogClock { boot_wall: None, page_size: 4096 });
+        let mut events = Vec::new();
+        let group = "/kubepods.slice/pod.slice/cri-containerd-1.scope";
+        for (t, message) in [
+            (1.0, "hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=984".to_owned()),
+            (
+                1.1,
+                format!(
+                    "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={group},task_memcg={group},task=hog,pid=10,uid=0"
+                ),
+            ),
+            (1.2, kill(10)),
+            (1.3, format!("Tasks in {group} are going to be killed due to memory.oom.group set")),
+            (1.4, kill(11)),
+            (1.5, kill(10)),
+        ] {
+            collector.line(&line(t, &message), &mut events);
+        }
+        let stats = collector.finish(&mut events);
+        let pids: Vec<u32> = events.iter().map(|e| e.victim.pid).collect();
+        assert_eq!(pids, vec![10, 11]);
+        assert_eq!((stats.kills, stats.repeated, stats.kill_line_only), (3, 1, 0));
+        // The same without the group's line (seen in a node VM's journal: the
+        // first victim again, not marked as a member): still one event.
+        let mut collector = Collector::new(LogOrigin::Kmsg, LogClock { boot_wall: None, page_size: 4096 });
+        let mut events = Vec::new();
+        for (t, message) in [
+            (1.0, "hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=984".to_owned()),
+            (1.2, kill(10)),
+            (1.5, kill(10)),
+        ] {
+            collector.line(&line(t, &message), &mut events);
+        }
+        let stats = collector.finish(&mut events);
+        assert_eq!((events.len(), stats.kills, stats.repeated), (1, 2, 1));
     }
 
     /// Seen on the node VM (6.1 and 6.12): with memory.oom.group the kernel

@@ -153,44 +153,46 @@ mod tests {
         )
     }
 
+    const GROUP: &str = "/kubepods.slice/pod.slice/cri-containerd-1.scope";
+
+    /// A group kill's log: pid 10's whole report (when `whole`), then the
+    /// kill lines of `then`, after the group's line when `marked`.
+    fn group_kill(whole: bool, marked: bool, then: &[u32]) -> (Vec<OomEvent>, CollectStats) {
+        let mut collector = Collector::new(LogOrigin::Kmsg, LogClock { boot_wall: None, page_size: 4096 });
+        let mut events = Vec::new();
+        let mut lines =
+            vec!["hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=984".to_owned()];
+        if whole {
+            lines.push(format!(
+                "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={GROUP},task_memcg={GROUP},task=hog,pid=10,uid=0"
+            ));
+        }
+        lines.push(kill(10));
+        if marked {
+            lines.push(format!("Tasks in {GROUP} are going to be killed due to memory.oom.group set"));
+        }
+        lines.extend(then.iter().map(|&pid| kill(pid)));
+        for (n, message) in lines.iter().enumerate() {
+            collector.line(&line(1.0 + n as f64 / 10.0, message), &mut events);
+        }
+        let stats = collector.finish(&mut events);
+        (events, stats)
+    }
+
+    fn pids(events: &[OomEvent]) -> Vec<u32> {
+        events.iter().map(|e| e.victim.pid).collect()
+    }
+
     /// The order seen on the node VM's 6.12 journal: the group's other task
     /// first, the first victim again last.
     #[test]
     fn the_first_victim_killed_again_after_another_member_is_one_event() {
-        let mut collector = Collector::new(LogOrigin::Kmsg, LogClock { boot_wall: None, page_size: 4096 });
-        let mut events = Vec::new();
-        let group = "/kubepods.slice/pod.slice/cri-containerd-1.scope";
-        for (t, message) in [
-            (1.0, "hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=984".to_owned()),
-            (
-                1.1,
-                format!(
-                    "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={group},task_memcg={group},task=hog,pid=10,uid=0"
-                ),
-            ),
-            (1.2, kill(10)),
-            (1.3, format!("Tasks in {group} are going to be killed due to memory.oom.group set")),
-            (1.4, kill(11)),
-            (1.5, kill(10)),
-        ] {
-            collector.line(&line(t, &message), &mut events);
-        }
-        let stats = collector.finish(&mut events);
-        let pids: Vec<u32> = events.iter().map(|e| e.victim.pid).collect();
-        assert_eq!(pids, vec![10, 11]);
+        let (events, stats) = group_kill(true, true, &[11, 10]);
+        assert_eq!(pids(&events), vec![10, 11]);
         assert_eq!((stats.kills, stats.repeated, stats.kill_line_only), (3, 1, 0));
         // The same without the group's line (seen in a node VM's journal: the
         // first victim again, not marked as a member): still one event.
-        let mut collector = Collector::new(LogOrigin::Kmsg, LogClock { boot_wall: None, page_size: 4096 });
-        let mut events = Vec::new();
-        for (t, message) in [
-            (1.0, "hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=984".to_owned()),
-            (1.2, kill(10)),
-            (1.5, kill(10)),
-        ] {
-            collector.line(&line(t, &message), &mut events);
-        }
-        let stats = collector.finish(&mut events);
+        let (events, stats) = group_kill(false, false, &[10]);
         assert_eq!((events.len(), stats.kills, stats.repeated), (1, 2, 1));
     }
 
@@ -199,35 +201,16 @@ mod tests {
     /// again among them: two kill lines (and two `oom_kill` counts), one task.
     #[test]
     fn a_group_kill_repeating_its_first_victim_gives_one_event_per_task() {
-        let mut collector = Collector::new(LogOrigin::Kmsg, LogClock { boot_wall: None, page_size: 4096 });
-        let mut events = Vec::new();
-        let group = "/kubepods.slice/pod.slice/cri-containerd-1.scope";
-        for (t, message) in [
-            (1.0, "hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=984".to_owned()),
-            (
-                1.1,
-                format!(
-                    "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={group},task_memcg={group},task=hog,pid=10,uid=0"
-                ),
-            ),
-            (1.2, kill(10)),
-            (1.3, format!("Tasks in {group} are going to be killed due to memory.oom.group set")),
-            (1.4, kill(10)),
-            (1.5, kill(11)),
-        ] {
-            collector.line(&line(t, &message), &mut events);
-        }
-        let stats = collector.finish(&mut events);
-        let pids: Vec<u32> = events.iter().map(|e| e.victim.pid).collect();
-        assert_eq!(pids, vec![10, 11]);
+        let (events, stats) = group_kill(true, true, &[10, 11]);
+        assert_eq!(pids(&events), vec![10, 11]);
         assert_eq!((stats.kills, stats.repeated, stats.kill_line_only), (3, 1, 0));
         assert_eq!(events[1].group_kill, Some(true));
         // The member died in the leader's OOM: its scope, OOMing memcg and
         // trigger are the leader's, its cgroup the group's.
         let member = &events[1];
         assert_eq!(member.scope, Some(crate::event::Scope::Memcg));
-        assert_eq!(member.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.as_deref()), Some(group));
-        assert_eq!(member.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()), Some(group));
+        assert_eq!(member.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.as_deref()), Some(GROUP));
+        assert_eq!(member.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()), Some(GROUP));
         assert_eq!(member.trigger, events[0].trigger);
         for field in ["scope", "victim_cgroup", "oom_cgroup", "trigger", "gfp_mask", "order"] {
             let known = !events[0].unavailable.contains(&field) || field == "victim_cgroup";

@@ -524,6 +524,11 @@ fn the_whole_node_out_of_memory_names_a_besteffort_victim() -> Result<()> {
             other => panic!("attribution {other:?}: {event}"),
         }
     }
-    block(cri.remove_pod(&pod))?;
+    // The node ran out of memory: the kernel may have killed the pod's shim
+    // too (containerd then cannot stop the container: "ttrpc: closed"). The
+    // guest is thrown away after this last scenario; the failure is shown.
+    if let Err(error) = block(cri.remove_pod(&pod)) {
+        println!("the pod could not be removed after the node's OOM (the guest is discarded): {error:#}");
+    }
     Ok(())
 }

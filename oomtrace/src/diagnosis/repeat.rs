@@ -52,7 +52,7 @@ impl KillMemory {
     /// workload to name is not remembered.
     pub fn note(&mut self, event: &OomEvent) -> Option<Repeat> {
         let key = workload_key(event)?;
-        let at = event.time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok())?;
+        let at = event.wall_time()?;
         let kill = Kill { at, oom_id: event.oom_id };
         self.tick += 1;
         self.order.insert(key.clone(), self.tick);

@@ -262,6 +262,11 @@ pub struct OomEvent {
 }
 
 impl OomEvent {
+    /// `time` as a point in time (None without one).
+    pub fn wall_time(&self) -> Option<std::time::SystemTime> {
+        humantime::parse_rfc3339_weak(self.time.as_deref()?).ok()
+    }
+
     /// An eBPF event of `victim` with nothing else known: what tests (and
     /// examples) fill in.
     pub fn of_victim(victim: Victim) -> Self {

@@ -303,7 +303,7 @@ fn service_name() -> String {
 }
 
 fn event_time(event: &OomEvent) -> SystemTime {
-    event.time.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok()).unwrap_or_else(SystemTime::now)
+    event.wall_time().unwrap_or_else(SystemTime::now)
 }
 
 /// The log body: the diagnosis' summary first (what a person reads in a log

@@ -23,7 +23,7 @@ pub fn parse(text: &str, now: SystemTime) -> Result<SystemTime, SinceError> {
 /// wall-clock time is kept: whether it is recent is unknown.
 pub fn in_window(event: &OomEvent, since: Option<SystemTime>) -> bool {
     let Some(since) = since else { return true };
-    event.time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()).is_none_or(|time| time >= since)
+    event.wall_time().is_none_or(|time| time >= since)
 }
 
 #[cfg(test)]

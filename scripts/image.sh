@@ -266,8 +266,10 @@ prepare() {
     # What an interrupted run left: the bases' scratch (never mounted over:
     # the hook unmounts), buildah's working containers and temporary files.
     rm -rf "$WORK"/tmp/build-base.* "$WORK"/tmp/runtime-base.* "$WORK"/tmp/buildah[0-9]* "$WORK"/tmp/storage[0-9]*
-    buildah_ rm --all >/dev/null
+    # Installed before the first buildah, mmdebstrap or python3 below (a fresh
+    # machine has none of them; scripts/fresh-path.sh checks the order).
     install_debian_packages "$WORK/apt.log" "${HOST_PACKAGES[@]}"
+    buildah_ rm --all >/dev/null
     [[ -s $HOST_CA ]] || die "no CA bundle at $HOST_CA"
     # buildah keeps its RUN --mount=type=cache directories and scratch files under TMPDIR
     export TMPDIR="$WORK/tmp"

@@ -43,6 +43,8 @@ check() {
 
 # ---------------------------------------------------------------- 1. tools
 log "tools"
+# python3's venv module, from Debian where missing (before the first python3).
+(LOG_TAG=validate-deploy && source scripts/lib.sh && install_debian_packages target/deploy-apt.log python3 python3-venv)
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi

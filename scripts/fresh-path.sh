@@ -56,8 +56,10 @@ check_listed() {
     is_hidden "$pkg" || is_essential "$pkg" || echo "$pkg" >>"$FRESH_PATH_STATE/unlisted"
 }
 
-# Refreshes the scratch PATH directory: every command of the system
-# directories, except the hidden packages' not installed yet in this run.
+# Adds to the scratch PATH directory every command of the system directories
+# that is not there yet, except the hidden packages' not installed yet in this
+# run. Only ever adds (what is hidden only shrinks), so the tools this uses
+# stay on PATH meanwhile.
 sync_bin() {
     local bin=$FRESH_PATH_STATE/bin dir path name pkg
     local -A masked=()
@@ -67,7 +69,6 @@ sync_bin() {
             /usr/bin/dpkg-query -L "$pkg" 2>/dev/null | grep -E '^/(usr/)?s?bin/[^/]+$')
     done <"$FRESH_PATH_STATE/hidden"
     printf '%s\n' "${!masked[@]}" | grep . >"$FRESH_PATH_STATE/masked" || true
-    find "$bin" -maxdepth 1 -type l -delete
     for dir in "${SYSTEM_DIRS[@]}"; do
         for path in "$dir"/*; do
             name=${path##*/}
@@ -95,7 +96,8 @@ install_targets() {
 
 wrap_apt_get() {
     local rc=0 pkg
-    /usr/bin/apt-get "$@" || rc=$?
+    # apt, dpkg and the maintainer scripts see the real PATH
+    PATH=$FRESH_PATH_ORIGINAL /usr/bin/apt-get "$@" || rc=$?
     if [[ -z ${APT_CONFIG:-} ]] && ((rc == 0)); then
         for pkg in $(install_targets "$@"); do
             check_listed "$pkg"
@@ -136,7 +138,9 @@ esac
 # --- the run ---
 self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 FRESH_PATH_STATE=$(mktemp -d "${TMPDIR:-/tmp}/oomtrace-fresh-path.XXXXXX")
-export FRESH_PATH_STATE
+# apt's methods run as the _apt user: they must reach the directory's tools
+chmod 0755 "$FRESH_PATH_STATE"
+export FRESH_PATH_STATE FRESH_PATH_ORIGINAL=$PATH
 trap 'rm -rf "$FRESH_PATH_STATE"' EXIT
 mkdir -p "$FRESH_PATH_STATE/bin"
 printf '%s\n' "${HIDDEN[@]}" >"$FRESH_PATH_STATE/hidden"

@@ -27,11 +27,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
-use oomtrace::{
-    config::DEFAULT_CRI_TIMEOUT,
-    enrich::pod::PodResolver,
-    event::{Attribution, WorkloadInfo},
-};
+use oomtrace::{config::DEFAULT_CRI_TIMEOUT, enrich::pod::PodResolver};
+use oomtrace_event::{Attribution, WorkloadInfo};
 
 #[derive(Debug, Parser)]
 #[command(about = "Time oomtrace's pod attribution against running containers; print the figures as JSON")]

@@ -15,7 +15,6 @@ pub mod daemon;
 pub mod diagnose;
 pub mod diagnosis;
 pub mod enrich;
-pub mod event;
 pub mod export;
 pub mod history;
 pub mod host;

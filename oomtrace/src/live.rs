@@ -8,10 +8,10 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    event::OomEvent,
     output::{self, EventWriter, OutputFormat},
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
 };
+use oomtrace_event::OomEvent;
 
 #[derive(Clone, Debug)]
 pub struct LiveOptions {

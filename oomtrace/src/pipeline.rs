@@ -16,10 +16,6 @@ use crate::{
         cgroup::{CgroupResolver, detect_hierarchy},
         pod::PodResolver,
     },
-    event::{
-        EventSource, OomEvent,
-        decode::{DecodeContext, DecodeError, decode},
-    },
     history::live_cgroup_id,
     host::node_name,
     join::{
@@ -29,6 +25,9 @@ use crate::{
     kernel::{self, privileges::Privileges},
     probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
 };
+use oomtrace_event::{EventSource, OomEvent};
+
+use crate::probe::decode::{DecodeContext, DecodeError, decode};
 
 /// How often the counters are polled: ring-buffer losses are warned about,
 /// the daemon's metrics refreshed.

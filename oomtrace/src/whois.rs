@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::{
     enrich::{cgroup_path::parse_proc_cgroup, pod::PodResolver},
-    event::{WorkloadIdentity, WorkloadInfo, workload::NullUnknown},
     output::OutputFormat,
 };
+use oomtrace_event::{WorkloadIdentity, WorkloadInfo, workload::NullUnknown};
 
 /// Prefixes stripped from a cgroup path given as a filesystem path.
 const CGROUP_MOUNTS: [&str; 3] = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
@@ -143,7 +143,7 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Attribution, Qos, Runtime, WorkloadKind};
+    use oomtrace_event::{Attribution, Qos, Runtime, WorkloadKind};
 
     #[test]
     fn filesystem_paths_lose_their_mount_prefix() {

@@ -15,11 +15,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use oomtrace::{
-    diagnosis::{self, Advice},
-    event::{
-        Attribution, Cgroup, OomCgroup, OomEvent, Owner, Qos, Scope, ScopeSource, Victim, WorkloadInfo, WorkloadKind,
-    },
+use oomtrace::diagnosis;
+use oomtrace_event::{Advice, Cause};
+use oomtrace_event::{
+    Attribution, Cgroup, OomCgroup, OomEvent, Owner, Qos, Scope, ScopeSource, Victim, WorkloadInfo, WorkloadKind,
 };
 use oomtrace_testkit::{
     harness::{self, Need},
@@ -168,7 +167,7 @@ fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<String> {
 /// The `raise_limit` command for `event`.
 fn raise_limit(event: &OomEvent) -> Result<String> {
     let diagnosis = diagnosis::diagnose(event);
-    ensure!(diagnosis.cause == diagnosis::Cause::ContainerLimit, "cause {:?}", diagnosis.cause);
+    ensure!(diagnosis.cause == Cause::ContainerLimit, "cause {:?}", diagnosis.cause);
     diagnosis
         .advice
         .iter()
@@ -358,7 +357,7 @@ fn node_allocatable_kill() -> OomEvent {
 
 fn node_level_commands_parse_and_their_columns_read_a_pod() -> Result<()> {
     let diagnosis = diagnosis::diagnose(&node_allocatable_kill());
-    assert_eq!(diagnosis.cause, diagnosis::Cause::NodeAllocatable);
+    assert_eq!(diagnosis.cause, Cause::NodeAllocatable);
     let command = |action: &str| {
         diagnosis
             .advice

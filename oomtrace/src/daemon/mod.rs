@@ -18,7 +18,6 @@ use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, rou
 
 use crate::{
     config::DaemonConfig,
-    event::{EventSource, OomEvent},
     export::{
         otlp::{self, OtlpExporter},
         prometheus::{ExporterTotals, Metrics},
@@ -28,6 +27,7 @@ use crate::{
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
     probe::{AttachPlan, DEFAULT_RING_BYTES},
 };
+use oomtrace_event::{EventSource, OomEvent};
 
 use self::account::Account;
 

@@ -13,7 +13,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::diagnosis::Advice;
+use oomtrace_event::Advice;
 
 /// What the report says when the window has no kernel OOM kill.
 pub const NOTE: &str = "No kernel OOM kill in this window. A pod reported `Evicted` was removed by the kubelet \

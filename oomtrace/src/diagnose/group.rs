@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::{
-    diagnosis::{Advice, Cause, Finding, repeat::workload_key},
-    event::OomEvent,
-};
+use oomtrace_event::{Advice, Cause, Finding};
+
+use crate::diagnosis::repeat::workload_key;
+use oomtrace_event::OomEvent;
 
 /// The key of kills whose workload is unknown (no cgroup path in the log).
 pub const UNKNOWN_KEY: &str = "(unknown cgroup)";
@@ -162,10 +162,8 @@ fn add(group: &mut KillGroup, event: &OomEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        diagnosis::Diagnoser,
-        event::{Attribution, Cgroup, OomCgroup, Scope, Victim, WorkloadInfo, WorkloadKind},
-    };
+    use crate::diagnosis::Diagnoser;
+    use oomtrace_event::{Attribution, Cgroup, OomCgroup, Scope, Victim, WorkloadInfo, WorkloadKind};
 
     fn kill(pid: u32, path: &str, time: &str) -> OomEvent {
         OomEvent {

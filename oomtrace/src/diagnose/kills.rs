@@ -5,10 +5,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{
-    event::OomEvent,
-    history::{self, LogSource, collect::CollectStats, read, read::ReadSummary},
-};
+use crate::history::{self, LogSource, collect::CollectStats, read, read::ReadSummary};
+use oomtrace_event::OomEvent;
 
 /// Every kill of the log, and what reading it saw.
 #[derive(Clone, Debug, Default)]

@@ -22,10 +22,10 @@ use self::{
     report::{KernelLogSummary, REPORT_VERSION, Report},
 };
 use crate::{
-    event::OomEvent,
     history::{HistorySummary, LogSource, reconciliation},
     host::node_name,
 };
+use oomtrace_event::OomEvent;
 
 pub use self::render::ReportFormat;
 

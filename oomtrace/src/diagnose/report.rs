@@ -48,14 +48,12 @@ pub mod sample {
     //! Reports the renderers' tests share.
 
     use super::*;
-    use crate::{
-        diagnose::{
-            evictions,
-            group::{GroupFinding, VictimKill},
-            node_memory::{Kubepods, Psi, PsiLine},
-        },
-        diagnosis::{Advice, Cause, Finding, repeat::Repeat},
+    use crate::diagnose::{
+        evictions,
+        group::{GroupFinding, VictimKill},
+        node_memory::{Kubepods, Psi, PsiLine},
     };
+    use oomtrace_event::{Advice, Cause, Finding, Repeat};
 
     fn victim(pid: u32, time: &str) -> VictimKill {
         VictimKill {

@@ -2,47 +2,8 @@
 //! the OOMing memory cgroup is, relative to the victim's container and pod.
 //! Work in progress: the cause only; findings, summary and advice follow.
 
-use serde::Serialize;
-
-use crate::{
-    enrich::cgroup_path::{self, Workload},
-    event::{OomEvent, Scope},
-};
-
-/// Stable names: Prometheus label values and docs/events.md.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cause {
-    /// The OOMing memcg is the victim's container.
-    ContainerLimit,
-    /// The OOMing memcg is the victim's pod (the pod-level limit).
-    PodLimit,
-    /// `kubepods` or a QoS-class cgroup: the pods together exceeded what the
-    /// kubelet reserved for them (node allocatable).
-    NodeAllocatable,
-    /// Scope global: the node itself ran out of memory.
-    NodeMemory,
-    /// A cpuset or mempolicy OOM.
-    Constrained,
-    /// A memory cgroup outside Kubernetes (a system service, a user slice).
-    CgroupLimit,
-    /// Not enough facts; `missing` says which.
-    Unknown,
-}
-
-impl Cause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ContainerLimit => "container_limit",
-            Self::PodLimit => "pod_limit",
-            Self::NodeAllocatable => "node_allocatable",
-            Self::NodeMemory => "node_memory",
-            Self::Constrained => "constrained",
-            Self::CgroupLimit => "cgroup_limit",
-            Self::Unknown => "unknown",
-        }
-    }
-}
+use crate::enrich::cgroup_path::{self, Workload};
+use oomtrace_event::{Cause, OomEvent, Scope};
 
 /// The cause, and the facts that were missing when it is `Unknown`.
 pub fn cause(event: &OomEvent) -> (Cause, Vec<&'static str>) {
@@ -92,7 +53,7 @@ pub fn is_node_allocatable(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Cgroup, OomCgroup, Victim};
+    use oomtrace_event::{Cgroup, OomCgroup, Victim};
 
     const POD_SLICE: &str =
         "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod4eef3118_9623_43e2_a006_c34d3a41d2fc.slice";

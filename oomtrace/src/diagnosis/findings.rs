@@ -4,10 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use super::repeat::Repeat;
-use crate::event::{OomEvent, Qos};
+use oomtrace_event::{Finding, Repeat};
+use oomtrace_event::{OomEvent, Qos};
 
 /// shmem (tmpfs, emptyDir medium Memory, /dev/shm) at or above this share of
 /// the charged memory: killing a process does not free it.
@@ -21,54 +19,6 @@ pub const KERNEL_SHARE_PERCENT: u64 = 30;
 /// Killed within this long of the container's start: it needs more than its
 /// limit just to start.
 pub const EARLY_SECONDS: u64 = 60;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Finding {
-    /// memory.oom.group: every process of the container died with it.
-    GroupKill,
-    /// A child process was killed; the container lives on (Kubernetes shows
-    /// no OOMKilled now).
-    NotMainProcess,
-    /// The container had no memory limit (BestEffort).
-    NoLimit,
-    /// The pod is in kube-system.
-    SystemPod { namespace: String },
-    /// shmem holds a large share of the charged memory.
-    Tmpfs { shmem_bytes: u64, share_percent: u64 },
-    /// The page cache does.
-    PageCache { file_bytes: u64, share_percent: u64 },
-    /// Kernel and socket memory does.
-    KernelMemory { kernel_bytes: u64, share_percent: u64 },
-    /// The same workload was killed before within the repeat window
-    /// (`repeat::REPEAT_WINDOW`); `restart_count` is the runtime's count at
-    /// this kill.
-    Repeated {
-        #[serde(flatten)]
-        repeat: Repeat,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        restart_count: Option<u32>,
-    },
-    /// Killed within `EARLY_SECONDS` of the container's start.
-    Early { running_seconds: u64 },
-}
-
-impl Finding {
-    /// The stable name (`kind` in the JSON, docs/events.md).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::GroupKill => "group_kill",
-            Self::NotMainProcess => "not_main_process",
-            Self::NoLimit => "no_limit",
-            Self::SystemPod { .. } => "system_pod",
-            Self::Tmpfs { .. } => "tmpfs",
-            Self::PageCache { .. } => "page_cache",
-            Self::KernelMemory { .. } => "kernel_memory",
-            Self::Repeated { .. } => "repeated",
-            Self::Early { .. } => "early",
-        }
-    }
-}
 
 /// The findings of one event, in a stable order; `repeat` is what the kill
 /// memory says of its workload.
@@ -172,7 +122,7 @@ fn memory_findings(breakdown: &Breakdown) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Attribution, KernelReport, Victim, WorkloadInfo, WorkloadKind};
+    use oomtrace_event::{Attribution, KernelReport, Victim, WorkloadInfo, WorkloadKind};
 
     fn stat(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()

@@ -9,27 +9,9 @@ pub mod findings;
 pub mod repeat;
 pub mod summary;
 
-use serde::Serialize;
+use oomtrace_event::{Diagnosis, OomEvent};
 
-use crate::event::OomEvent;
-
-pub use self::{advice::Advice, cause::Cause, findings::Finding, repeat::KillMemory};
-
-/// Why the kill happened and what to change, on every event (`diagnosis` in
-/// docs/events.md).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Diagnosis {
-    pub cause: Cause,
-    /// With `cause` = `unknown`: the facts that were missing.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<&'static str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub findings: Vec<Finding>,
-    /// One sentence for a person.
-    pub summary: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub advice: Vec<Advice>,
-}
+pub use self::repeat::KillMemory;
 
 /// Diagnoses events in the order they happened, remembering each workload's
 /// kills (the `repeated` finding).

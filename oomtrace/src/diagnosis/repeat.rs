@@ -6,9 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use serde::Serialize;
-
-use crate::event::OomEvent;
+use oomtrace_event::{OomEvent, Repeat};
 
 /// Kills further back than this are forgotten.
 pub const REPEAT_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -19,17 +17,6 @@ const KEPT_WORKLOADS: usize = 4096;
 /// Two victims of one OOM-killer invocation (a group kill) without an
 /// `oom_id` (kernel-log events) are this close in time.
 const SAME_INVOCATION: Duration = Duration::from_millis(100);
-
-/// The evidence of a repeated kill.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Repeat {
-    /// Kills of this workload within `REPEAT_WINDOW`, this one included.
-    pub kills: u32,
-    /// From the first of them to this one.
-    pub over_seconds: u64,
-    /// Mean time between them.
-    pub mean_interval_seconds: u64,
-}
 
 #[derive(Clone, Copy)]
 struct Kill {
@@ -120,7 +107,7 @@ pub fn workload_key(event: &OomEvent) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Cgroup, Victim};
+    use oomtrace_event::{Cgroup, Victim};
 
     fn kill(path: &str, time: &str, oom_id: Option<u64>) -> OomEvent {
         OomEvent {

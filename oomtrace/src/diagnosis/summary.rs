@@ -3,12 +3,13 @@
 //! `shop/api-7d9f8c6b5d-x2x4q` was killed at its 512 MiB limit for the 4th
 //! time in 1 h; it had been running 40 s".
 
+use oomtrace_event::{Cause, Finding};
+
 use super::{
-    Cause, Finding,
     advice::words::{duration, ordinal, process, size},
     cause,
 };
-use crate::event::{OomEvent, Scope, WorkloadKind};
+use oomtrace_event::{OomEvent, Scope, WorkloadKind};
 
 /// One sentence: who was killed, at which limit, how often, how soon.
 pub fn summary(event: &OomEvent, cause: Cause, findings: &[Finding]) -> String {
@@ -118,10 +119,8 @@ fn largest_task(event: &OomEvent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        diagnosis::repeat::Repeat,
-        event::{Attribution, Cgroup, KernelReport, OomCgroup, ReportTask, Victim, WorkloadInfo},
-    };
+    use oomtrace_event::Repeat;
+    use oomtrace_event::{Attribution, Cgroup, KernelReport, OomCgroup, ReportTask, Victim, WorkloadInfo};
 
     const MIB: u64 = 1024 * 1024;
 

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::event::{CapturedPath, Cgroup};
+use oomtrace_event::{CapturedPath, Cgroup};
 
 /// Minimum time between two rescans of the hierarchy.
 const RESCAN_INTERVAL: Duration = Duration::from_millis(200);

@@ -4,4 +4,5 @@
 pub mod cgroup;
 pub mod cgroup_path;
 pub mod cri;
+pub mod owner;
 pub mod pod;

@@ -16,9 +16,9 @@ use super::{
     cgroup_path::{self, Workload},
     cri::{ContainerInfo, CriClient},
 };
-use crate::{
-    diagnosis::advice::owner,
-    event::{Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer},
+use crate::enrich::owner::owner;
+use oomtrace_event::{
+    Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer,
 };
 
 /// Minimum time between two warnings about CRI failures.
@@ -324,7 +324,7 @@ fn runtime_from_name(name: &str) -> Option<Runtime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Owner, Qos};
+    use oomtrace_event::{Owner, Qos};
 
     #[tokio::test(flavor = "current_thread")]
     async fn without_a_runtime_containers_are_partially_attributed() {

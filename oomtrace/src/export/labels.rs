@@ -1,7 +1,8 @@
 //! The bounded values both exporters label a kill with beyond the pod names:
 //! the diagnosis' cause and, for kills outside pods, the systemd unit.
 
-use crate::{diagnosis::Cause, event::OomEvent};
+use oomtrace_event::Cause;
+use oomtrace_event::OomEvent;
 
 /// The diagnosis' cause name (docs/events.md); `unknown` for an event without
 /// a diagnosis. One of the seven [`Cause`] names.
@@ -50,8 +51,8 @@ mod tests {
     use crate::{
         diagnosis,
         enrich::cgroup_path::{self, Workload},
-        event::{Attribution, Cgroup, OomCgroup, Scope, Victim, WorkloadInfo, WorkloadKind},
     };
+    use oomtrace_event::{Attribution, Cgroup, OomCgroup, Scope, Victim, WorkloadInfo, WorkloadKind};
 
     /// An event in `path` with the unit the cgroup-path parser gives it.
     fn event_in(path: &str) -> OomEvent {

@@ -33,7 +33,7 @@ use opentelemetry_sdk::{
 use tokio::sync::Notify;
 
 use super::labels;
-use crate::event::OomEvent;
+use oomtrace_event::OomEvent;
 
 /// The log attributes the kill counter carries too: bounded (the pod names
 /// are bounded by the SDK's cardinality limit, the others are enums or units).
@@ -382,10 +382,8 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        diagnosis,
-        event::{Attribution, Cgroup, OomCgroup, Scope, Victim, WorkloadInfo, WorkloadKind},
-    };
+    use crate::diagnosis;
+    use oomtrace_event::{Attribution, Cgroup, OomCgroup, Scope, Victim, WorkloadInfo, WorkloadKind};
 
     /// A group kill of kubelet at its unit's limit, diagnosed.
     fn kubelet_kill() -> OomEvent {

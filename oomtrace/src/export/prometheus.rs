@@ -16,10 +16,8 @@ use prometheus_client::{
 };
 
 use super::labels;
-use crate::{
-    event::{EventSource, OomEvent},
-    pipeline::PipelineStats,
-};
+use crate::pipeline::PipelineStats;
+use oomtrace_event::{EventSource, OomEvent};
 
 /// Label value used once the series bound is reached.
 const OVERFLOW: &str = "_overflow_";
@@ -295,10 +293,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        diagnosis,
-        event::{Attribution, Cgroup, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind},
-    };
+    use crate::diagnosis;
+    use oomtrace_event::{Attribution, Cgroup, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind};
 
     /// A container kill at its own limit, diagnosed.
     fn event(pod: &str) -> OomEvent {

@@ -7,7 +7,7 @@ use oomtrace_klog::{
 };
 
 use super::convert::{self, LogClock};
-use crate::event::{LogOrigin, OomEvent};
+use oomtrace_event::{LogOrigin, OomEvent};
 
 /// What reading one log found, besides the events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -208,7 +208,7 @@ mod tests {
         // The member died in the leader's OOM: its scope, OOMing memcg and
         // trigger are the leader's, its cgroup the group's.
         let member = &events[1];
-        assert_eq!(member.scope, Some(crate::event::Scope::Memcg));
+        assert_eq!(member.scope, Some(oomtrace_event::Scope::Memcg));
         assert_eq!(member.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.as_deref()), Some(GROUP));
         assert_eq!(member.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()), Some(GROUP));
         assert_eq!(member.trigger, events[0].trigger);

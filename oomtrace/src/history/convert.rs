@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use oomtrace_klog::report::{CounterKind, Killed, OomReport};
 
-use crate::event::{
+use oomtrace_event::{
     Cgroup, EventSource, KernelLog, KernelReport, LogOrigin, OomCgroup, OomEvent, ReportTask, Scope, ScopeSource,
     ScopeUnknownReason, Trigger, Victim, report::LARGEST_TASKS,
 };

@@ -19,12 +19,12 @@ use anyhow::Context as _;
 use self::{collect::CollectStats, read::ReadSummary};
 use crate::{
     enrich::{cgroup::detect_hierarchy, pod::PodResolver},
-    event::OomEvent,
     host::node_name,
     kernel::oom_count,
     live::EventFilter,
     output::{self, OutputFormat},
 };
+use oomtrace_event::OomEvent;
 
 /// Which log `history` reads.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,6 @@ use super::{
     convert::LogClock,
 };
 use crate::{
-    event::{LogOrigin, OomEvent},
     kernel::{self, syslog},
     klog::{
         boot::{self, BootClock},
@@ -16,6 +15,7 @@ use crate::{
         source::{KernelLogSource, SourceSummary},
     },
 };
+use oomtrace_event::{LogOrigin, OomEvent};
 
 /// What reading the log saw, besides its lines.
 #[derive(Clone, Copy, Debug, Default)]

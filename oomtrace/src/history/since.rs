@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use crate::event::OomEvent;
+use oomtrace_event::OomEvent;
 
 #[derive(Debug, thiserror::Error)]
 #[error("--since {0:?}: not a duration (30m, 2h, 1day) or a time (2026-11-29 10:00:00, 2026-11-29T10:00:00Z; UTC)")]
@@ -45,7 +45,7 @@ mod tests {
 
     #[test]
     fn the_window_keeps_later_and_untimed_kills() {
-        use crate::event::Victim;
+        use oomtrace_event::Victim;
         let at =
             |time: Option<&str>| OomEvent { time: time.map(str::to_owned), ..OomEvent::of_victim(Victim::default()) };
         let since = humantime::parse_rfc3339("2026-11-29T10:00:00Z").ok();

@@ -20,7 +20,7 @@ pub mod tail;
 
 use std::{collections::VecDeque, time::Duration};
 
-use crate::event::{KernelReport, OomEvent};
+use oomtrace_event::{KernelReport, OomEvent};
 
 /// How far apart the eBPF timestamp (CLOCK_MONOTONIC) and the log's
 /// (`local_clock`, the scheduler clock) of one kill may be. They drift apart

@@ -10,11 +10,11 @@ use super::{
     tail::{LogTail, SYSLOG_POLL_FAST, SYSLOG_POLL_IDLE},
 };
 use crate::{
-    event::OomEvent,
     history::{collect::Collector, convert::LogClock},
     kernel,
     klog::boot::BootClock,
 };
+use oomtrace_event::OomEvent;
 
 /// How long a live event waits for its report.
 pub const LIVE_WAIT: Duration = Duration::from_millis(100);

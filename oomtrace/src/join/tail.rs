@@ -10,10 +10,10 @@ use std::time::Duration;
 use oomtrace_klog::LogLine;
 
 use crate::{
-    event::LogOrigin,
     kernel::syslog,
     klog::kmsg::{KmsgError, KmsgFollower, KmsgReader},
 };
+use oomtrace_event::LogOrigin;
 
 /// How often syslog(2) is read while a live event waits for its report.
 pub const SYSLOG_POLL_FAST: Duration = Duration::from_millis(20);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::event::{EventSource, Victim};
+use oomtrace_event::{EventSource, Victim};
 
 const MS: Duration = Duration::from_millis(1);
 

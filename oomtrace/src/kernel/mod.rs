@@ -2,6 +2,7 @@
 //! layout table for the eBPF programs, and the caller's privileges.
 
 pub mod btf;
+pub mod clock;
 pub mod constraint;
 pub mod layout;
 pub mod oom_count;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::event::decode::monotonic_now;
+use crate::kernel::clock::monotonic_now;
 
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 

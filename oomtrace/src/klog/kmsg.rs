@@ -295,4 +295,4 @@ fn open_kmsg(path: &Path) -> Result<File, KmsgError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -220,12 +220,14 @@ mod tests {
         if unsafe { libc::geteuid() } != 0 {
             return eprintln!("skipped: reading /dev/kmsg needs root (CAP_SYSLOG) here");
         }
+        let victim = super::super::kmsg::tests::oom_kill_for_the_log("source");
         let marker = format!("oomtrace klog source test {} Killed process 1 (fake)", std::process::id());
         std::fs::write(super::super::kmsg::KMSG_PATH, format!("<3>{marker}\n")).unwrap();
         let boot_id = super::super::boot::boot_id().unwrap();
         let source = KernelLogSource::kmsg(KmsgReader::open().unwrap(), Some(boot_id.clone()));
         let lines: Vec<KernelLine> = source.map(|line| line.unwrap()).collect();
-        assert!(lines.iter().any(|l| l.line.message.contains("out of memory: Killed process")));
+        let ours = format!("out of memory: Killed process {victim} ");
+        assert!(lines.iter().any(|l| l.line.message.contains(&ours)), "the kill of pid {victim} is in the log");
         assert!(lines.iter().all(|l| l.boot == 0 && l.boot_id.as_deref() == Some(boot_id.as_str())));
         assert!(!lines.iter().any(|l| l.line.message == marker), "a user-space record passed for the kernel's");
         let raw = KmsgReader::open().unwrap().map(|record| record.unwrap());

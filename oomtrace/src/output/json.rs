@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::EventWriter;
-use crate::event::OomEvent;
+use oomtrace_event::OomEvent;
 
 pub struct JsonWriter;
 

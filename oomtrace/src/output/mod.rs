@@ -7,7 +7,7 @@ pub mod table;
 
 use std::io::Write;
 
-use crate::event::OomEvent;
+use oomtrace_event::OomEvent;
 
 /// An output format of `oomtrace live`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::EventWriter;
-use crate::event::{OomEvent, ScopeSource, WorkloadKind};
+use oomtrace_event::{OomEvent, ScopeSource, WorkloadKind};
 
 pub struct TableWriter;
 
@@ -95,9 +95,9 @@ pub fn bytes(value: Option<u64>) -> String {
 mod tests {
     use super::*;
 
-    use crate::{
-        diagnosis,
-        event::{Attribution, Cgroup, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer},
+    use crate::diagnosis;
+    use oomtrace_event::{
+        Attribution, Cgroup, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, workload::MonitoredContainer,
     };
 
     fn event_in(path: &str, workload: WorkloadInfo) -> OomEvent {

@@ -3,6 +3,7 @@
 //! absence of every victim program is fatal.
 
 pub mod attach;
+pub mod decode;
 pub mod method;
 pub mod ring;
 

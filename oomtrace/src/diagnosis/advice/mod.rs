@@ -38,18 +38,16 @@
 //!   (`kernel_memory`), `lost_worker` (`not_main_process`): what the finding
 //!   means for the fix.
 
-mod owner;
 mod system;
 #[cfg(test)]
 mod tests;
 pub mod words;
 mod workload;
 
-use serde::Serialize;
+use oomtrace_event::{Advice, Cause, Finding};
 
-pub use self::owner::owner;
-use super::{Cause, Finding};
-use crate::event::{OomEvent, Owner};
+use crate::enrich::owner::owner;
+use oomtrace_event::{OomEvent, Owner};
 use words::MIB;
 
 /// VPA's rule after an OOM kill (kubernetes/autoscaler, vertical-pod-autoscaler
@@ -63,24 +61,6 @@ pub fn recommended_limit_mib(limit_bytes: Option<u64>, peak_usage_bytes: Option<
     let used = limit_bytes.max(peak_usage_bytes)?;
     let bumped = used.saturating_add(100 * MIB).max(used.saturating_mul(6) / 5);
     Some(bumped.div_ceil(MIB))
-}
-
-/// One step of the advice.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Advice {
-    /// Stable name of the step (the list in this module's doc; docs/diagnosis.md).
-    pub action: &'static str,
-    /// What to do and why, for a person.
-    pub text: String,
-    /// The exact command, filled in; absent when the step is not one command.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-}
-
-impl Advice {
-    fn new(action: &'static str, text: String, command: Option<String>) -> Self {
-        Self { action, text, command }
-    }
 }
 
 /// What the advice is made from: the event's facts, read once.

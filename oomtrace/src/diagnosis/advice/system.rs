@@ -3,13 +3,13 @@
 //! cgroups outside Kubernetes, and what to do when the cause is unknown.
 
 use super::{
-    Advice, Facts,
+    Facts,
     words::{process, shell_word, size},
 };
-use crate::{
-    diagnosis::{Cause, cause},
-    event::WorkloadKind,
-};
+use oomtrace_event::{Advice, Cause};
+
+use crate::diagnosis::cause;
+use oomtrace_event::WorkloadKind;
 
 /// The guide's system node pool ("Other pods in the kube-system namespace",
 /// "Setting up system and user node pools"); the command is AKS's "Add a

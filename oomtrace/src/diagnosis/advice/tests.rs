@@ -1,10 +1,8 @@
 //! The advice for each cause and finding, with its exact commands.
 
 use super::*;
-use crate::{
-    diagnosis::repeat::Repeat,
-    event::{Attribution, Cgroup, OomCgroup, Qos, Scope, Victim, WorkloadInfo, WorkloadKind},
-};
+use oomtrace_event::Repeat;
+use oomtrace_event::{Attribution, Cgroup, OomCgroup, Qos, Scope, Victim, WorkloadInfo, WorkloadKind};
 
 #[test]
 fn vpa_bumps_by_100_mib_or_20_percent() {

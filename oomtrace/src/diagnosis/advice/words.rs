@@ -1,7 +1,7 @@
 //! How the summary and the advice write sizes, durations, counts and names:
 //! one copy, so the sentence and the command say the same numbers.
 
-use crate::event::OomEvent;
+use oomtrace_event::OomEvent;
 
 pub const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;

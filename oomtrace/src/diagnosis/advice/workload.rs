@@ -3,13 +3,13 @@
 //! what each memory finding means for the fix.
 
 use super::{
-    Advice, Facts,
+    Facts,
     words::{duration, shell_word, size},
 };
-use crate::{
-    diagnosis::{Cause, Finding, findings::running_seconds},
-    event::Owner,
-};
+use oomtrace_event::{Advice, Cause, Finding};
+
+use crate::diagnosis::findings::running_seconds;
+use oomtrace_event::Owner;
 
 /// `kubectl` resource names of the owners whose pod template
 /// `kubectl set resources` changes in place.

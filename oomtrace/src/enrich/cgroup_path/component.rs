@@ -2,7 +2,7 @@
 //! container, a runtime's monitor of a container, a Nomad task, or nothing.
 //! Each layout's source is cited in `fixtures.rs`.
 
-use crate::event::{Qos, Runtime};
+use oomtrace_event::{Qos, Runtime};
 
 /// What one path component names.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use super::{
     Workload, parse, parse_proc_cgroup,
     tests::{ID, UID, alone, check, in_pod, monitor, pod, unit},
 };
-use crate::event::{Qos::*, Runtime as R};
+use oomtrace_event::{Qos::*, Runtime as R};
 
 /// A container of `runtime` named `id` outside pods.
 fn named(runtime: R, id: &str) -> Workload {

@@ -27,7 +27,7 @@ mod tests;
 use std::borrow::Cow;
 
 use self::component::{Step, classify, is_unit_name, qos_level};
-use crate::event::{Qos, Runtime};
+use oomtrace_event::{Qos, Runtime};
 
 /// What a cgroup path belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

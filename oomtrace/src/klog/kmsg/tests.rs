@@ -67,25 +67,37 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Reads this machine's ring buffer, which holds OOM kill reports from earlier test runs, and
-/// checks the bookkeeping adds up to the sequence numbers.
+/// A real OOM kill in a memory cgroup of the test's own (64 MiB limit): its pid, once the
+/// kernel has reported it. On a machine just booted the ring buffer holds no kill otherwise.
+pub(crate) fn oom_kill_for_the_log(name: &str) -> u32 {
+    let name = format!("oomtrace-unit-{name}-{}", std::process::id());
+    let cgroup = oomtrace_testkit::cgroup::MemCgroup::create(&name, Some(64 << 20)).unwrap();
+    cgroup.oom_kill_hog(256 << 20).unwrap()
+}
+
+/// Reads this machine's ring buffer after a kill of the test's own and checks that kill is
+/// there and the bookkeeping adds up to the sequence numbers.
 #[test]
 fn reads_this_machines_ring_buffer_with_its_oom_kills() {
     if !is_root() {
         eprintln!("skipped: reading /dev/kmsg needs root (CAP_SYSLOG) here");
         return;
     }
+    let victim = oom_kill_for_the_log("kmsg");
+    let ours = format!("out of memory: Killed process {victim} ");
     let mut reader = KmsgReader::open().unwrap();
+    let mut our_kill = false;
     let mut kill_lines = 0;
     let mut kernel_records = 0;
     for record in reader.by_ref() {
         let record = record.unwrap();
         kernel_records += u64::from(record.is_kernel());
         kill_lines += record.lines.iter().filter(|line| line.message.contains("out of memory: Killed process")).count();
+        our_kill |= record.lines.iter().any(|line| line.message.contains(&ours));
     }
     let summary = reader.summary();
     eprintln!("{summary:?}, {kill_lines} kill lines");
-    assert!(kill_lines > 0, "this machine's tests leave OOM kills in the ring buffer");
+    assert!(our_kill, "the kill of pid {victim} is in the ring buffer ({kill_lines} kill lines)");
     assert!(kernel_records > 0 && summary.records >= kernel_records);
     let (first, last) = (summary.first_seq.unwrap(), summary.last_seq.unwrap());
     assert_eq!(summary.rotated_out, first, "sequence numbers start at 0 each boot");

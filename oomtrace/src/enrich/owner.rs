@@ -22,7 +22,7 @@
 //! - CronJob: its Jobs are `<cronjob>-<scheduled minute since the epoch>`
 //!   (`pkg/controller/cronjob/utils.go`: `getJobName`, `getTimeHashInMinutes`).
 
-use crate::event::Owner;
+use oomtrace_event::Owner;
 
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";

@@ -4,12 +4,14 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::kernel::clock::monotonic_now;
+
 use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, flag, path, source};
 
-use super::{
+use crate::kernel::constraint::ConstraintValues;
+use oomtrace_event::{
     CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, Scope, ScopeSource, ScopeUnknownReason, Trigger, Victim,
 };
-use crate::kernel::constraint::ConstraintValues;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -38,14 +40,6 @@ impl DecodeContext {
         let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         Self { constraints, page_size, boot_offset: wall.saturating_sub(monotonic), kill_signal_attached }
     }
-}
-
-/// CLOCK_MONOTONIC now (the clock `bpf_ktime_get_ns` uses).
-pub fn monotonic_now() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid, writable timespec; clock_gettime only writes it.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn c_string(bytes: &[u8]) -> String {

@@ -1,17 +1,11 @@
-//! The owned, documented OOM event (what users see). `decode` builds it from
-//! the raw ring-buffer record with a length-checked copy; `enrich` fills in
-//! the cgroup paths and the [`WorkloadInfo`] this module defines. A field the
-//! kernel could not provide is `None` and left out of the JSON; see
-//! docs/events.md.
-
-pub mod decode;
-pub mod report;
-pub mod workload;
+//! One OOM victim, as users see it. The eBPF decoder builds it from the raw
+//! ring-buffer record, the kernel log from the OOM report; enrichment fills in
+//! the cgroup paths and the [`WorkloadInfo`]. A field the kernel could not
+//! provide is `None` and left out of the JSON; see docs/events.md.
 
 use serde::Serialize;
 
-pub use self::report::{KernelLog, KernelReport, LogOrigin, ReportTask};
-pub use self::workload::{Attribution, Owner, Qos, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind};
+use crate::{Diagnosis, KernelLog, KernelReport, WorkloadInfo};
 
 /// What the OOM was constrained by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -247,7 +241,7 @@ pub struct OomEvent {
     pub kernel_report: Option<KernelReport>,
     /// Why the kill happened (cause and findings; docs/events.md).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub diagnosis: Option<crate::diagnosis::Diagnosis>,
+    pub diagnosis: Option<Diagnosis>,
     /// The node (Kubernetes node name or hostname).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,

@@ -12,6 +12,11 @@ log() {
     if [[ -n ${LOG_FILE:-} && -d $(dirname "$LOG_FILE") ]]; then echo "$line" >>"$LOG_FILE"; fi
 }
 
+# The PATH a long-lived service started here gets (containerd execs runc and
+# its shims through it): the system's, never the caller's, which may be a
+# scratch directory that is gone once the caller exits (scripts/fresh-path.sh).
+SERVICE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
 die() {
     log "error: $*"
     exit 1

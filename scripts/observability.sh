@@ -174,7 +174,7 @@ start_prometheus() {
         port_free_or_die "$PROM_PORT" prometheus
         mkdir -p "$PROM_DATA"
         # Its own session: it outlives this script; it must not inherit the lock.
-        setsid prometheus \
+        PATH=$SERVICE_PATH setsid prometheus \
             --config.file="$PROM_CONFIG" \
             --storage.tsdb.path="$PROM_DATA" \
             --storage.tsdb.retention.time=6h \
@@ -197,7 +197,7 @@ start_sink() {
         port_free_or_die "$OTLP_GRPC_PORT" "OTLP gRPC"
         port_free_or_die "$OTLP_HTTP_PORT" "OTLP HTTP"
         touch "$RECEIVED"
-        setsid "$VENV/bin/python" -u "$SINK_PY" \
+        PATH=$SERVICE_PATH setsid "$VENV/bin/python" -u "$SINK_PY" \
             --grpc "127.0.0.1:$OTLP_GRPC_PORT" --http "127.0.0.1:$OTLP_HTTP_PORT" --out "$RECEIVED" \
             </dev/null >>"$LOGS/otlp-sink.log" 2>&1 9>&- &
         pid=$!

@@ -154,7 +154,7 @@ start_containerd() {
         # Its own session: it outlives this script and the caller's terminal.
         # Without job control the background job is no group leader, so setsid
         # does not fork and $! is containerd itself. It must not inherit the lock.
-        setsid containerd --config "$C/config.toml" </dev/null >>"$LOGS/containerd.log" 2>&1 9>&- &
+        PATH=$SERVICE_PATH setsid containerd --config "$C/config.toml" </dev/null >>"$LOGS/containerd.log" 2>&1 9>&- &
         pid=$!
         echo "$pid" >"$PIDFILE"
         log "containerd: started (pid $pid, log $LOGS/containerd.log)"

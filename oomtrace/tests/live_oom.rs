@@ -20,7 +20,7 @@ use oomtrace_testkit::{
     tracer::{Spec, Tracer},
     trial,
 };
-use support::{assert_matches_dmesg, attach_method_works, live, oomtrace, unique};
+use support::{assert_matches_dmesg, attach_method_works, docs, live, oomtrace, unique};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 64 * MIB;
@@ -50,6 +50,8 @@ fn main() -> ExitCode {
         trial!(global_oom_names_the_victim_and_no_memcg, Need::Root, Need::GlobalOomVm),
         trial!(a_victim_other_than_the_allocating_task_is_named, Need::Root),
         trial!(the_table_row_names_the_cause, Need::Root),
+        trial!(docs_show_a_real_kill, Need::Root),
+        trial!(the_docs_example_has_every_field_documented),
     ])
 }
 
@@ -440,5 +442,37 @@ fn the_table_row_names_the_cause() -> Result<()> {
     let (cause_at, killed_at) = (header.find("CAUSE").context("CAUSE")?, header.find("KILLED").context("KILLED")?);
     assert_eq!(row.line.get(cause_at..killed_at).map(str::trim), Some("cgroup_limit"), "{header}\n{}", row.line);
     assert!(tracer.stop()?.success(), "{}", tracer.log_text());
+    Ok(())
+}
+
+/// The JSON example of README.md and docs/events.md has the shape of a real
+/// kill's event, and docs/events.md documents every field of it (the docs
+/// cannot drift: `OOMTRACE_BLESS_DOCS=1` rewrites the example from this kill).
+/// The kill of docs/events.md: a 64 MiB limit on the parent, the victim in a
+/// child, with the kernel's report joined.
+fn docs_show_a_real_kill() -> Result<()> {
+    let _kills = shared_kills();
+    let parent = MemCgroup::create(&unique("docs"), Some(LIMIT))?;
+    let child = parent.child("web", None)?;
+    let tracer = live(&["--cgroup", &parent.path])?;
+    let pid = child.oom_kill_hog(HOG)?;
+    let event = tracer.expect_event(EVENT_TIMEOUT)?;
+    assert_matches_dmesg(&event, pid)?;
+    assert!(event.kernel_report.is_some(), "the kernel's report did not arrive within 100 ms: {event}");
+    let json: serde_json::Value = serde_json::from_str(&event.line).context("the event line")?;
+    docs::check_fields_documented(&json)?;
+    docs::check_examples(&event.line)?;
+    drop(child);
+    drop(tracer);
+    Ok(())
+}
+
+/// Without root: the committed example's fields are all in docs/events.md's table.
+fn the_docs_example_has_every_field_documented() -> Result<()> {
+    docs::check_formatting()?;
+    for (file, _) in docs::EXAMPLE_FILES {
+        docs::check_fields_documented(&docs::committed_example(file)?)
+            .with_context(|| format!("the example in {file}"))?;
+    }
     Ok(())
 }

@@ -13,7 +13,23 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
+    process::ExitCode,
 };
+
+use anyhow::{Result, ensure};
+use oomtrace_testkit::{
+    harness::{self, Need},
+    trial,
+};
+
+fn main() -> ExitCode {
+    harness::main(vec![
+        trial!(every_file_imports_only_its_own_layer_or_lower_ones, Need::SourceTree),
+        trial!(no_files_import_each_other_in_a_circle, Need::SourceTree),
+        trial!(the_reader_resolves_use_trees),
+        trial!(the_reader_finds_real_imports, Need::SourceTree),
+    ])
+}
 
 /// The one table of layers, bottom (0) to top; mirrored in the README's
 /// "Structure" section. Keyed by the first module under `src/` (a file
@@ -329,8 +345,7 @@ fn edges(sources: &[Source]) -> Vec<Edge> {
     out
 }
 
-#[test]
-fn every_file_imports_only_its_own_layer_or_lower_ones() {
+fn every_file_imports_only_its_own_layer_or_lower_ones() -> Result<()> {
     let sources = read_sources();
     let mut problems = Vec::new();
     for source in &sources {
@@ -359,17 +374,17 @@ fn every_file_imports_only_its_own_layer_or_lower_ones() {
             ));
         }
     }
-    assert!(
+    ensure!(
         problems.is_empty(),
         "{} import(s) against the layers (a file imports only from its own layer or a lower one; move the \
          shared code down, or the importing code up):\n{}",
         problems.len(),
         problems.join("\n")
     );
+    Ok(())
 }
 
-#[test]
-fn no_files_import_each_other_in_a_circle() {
+fn no_files_import_each_other_in_a_circle() -> Result<()> {
     let sources = read_sources();
     let mut graph: BTreeMap<usize, BTreeMap<usize, (usize, String)>> = BTreeMap::new();
     for edge in edges(&sources).into_iter().filter(|e| !e.reexport) {
@@ -391,13 +406,14 @@ fn no_files_import_each_other_in_a_circle() {
             text
         })
         .collect();
-    assert!(
+    ensure!(
         circles.is_empty(),
         "{} circle(s) of imports between files (a file cannot be read before the ones it imports; move what \
          both need into one of them or below both):\n{}",
         circles.len(),
         described.join("\n")
     );
+    Ok(())
 }
 
 /// One circle (first file repeated at the end) per strongly connected
@@ -495,8 +511,7 @@ fn circles(n: usize, graph: &BTreeMap<usize, BTreeMap<usize, (usize, String)>>) 
         .collect()
 }
 
-#[test]
-fn the_reader_resolves_use_trees() {
+fn the_reader_resolves_use_trees() -> Result<()> {
     let leaves = use_leaves("super::{self, a::{b, c as d}, e::*}");
     let paths: Vec<(String, String)> = leaves.into_iter().map(|(p, n)| (p.join("::"), n)).collect();
     assert_eq!(
@@ -508,10 +523,10 @@ fn the_reader_resolves_use_trees() {
             ("super::e::*".to_owned(), "*".to_owned()),
         ]
     );
+    Ok(())
 }
 
-#[test]
-fn the_reader_finds_real_imports() {
+fn the_reader_finds_real_imports() -> Result<()> {
     let sources = read_sources();
     let file = |rel: &str| sources.iter().position(|s| s.rel == rel).unwrap_or_else(|| panic!("no src/{rel}"));
     let edges = edges(&sources);
@@ -523,4 +538,5 @@ fn the_reader_finds_real_imports() {
     assert!(!has("probe/attach.rs", "probe/mod.rs"));
     // `oomtrace::` paths in the binary.
     assert!(has("main.rs", "cli.rs"));
+    Ok(())
 }

@@ -51,8 +51,8 @@ fn main() -> ExitCode {
         trial!(global_oom_names_the_victim_and_no_memcg, Need::Root, Need::GlobalOomVm),
         trial!(a_victim_other_than_the_allocating_task_is_named, Need::Root),
         trial!(the_table_row_names_the_cause, Need::Root),
-        trial!(docs_show_a_real_kill, Need::Root),
-        trial!(the_docs_example_has_every_field_documented),
+        trial!(docs_show_a_real_kill, Need::Root, Need::SourceTree),
+        trial!(the_docs_example_has_every_field_documented, Need::SourceTree),
     ])
 }
 

@@ -52,6 +52,9 @@ pub enum Need {
     Node,
     /// The real `kubectl` (its client alone: the commands run offline).
     Kubectl,
+    /// The repository's files beside the test binary (README.md, docs/,
+    /// oomtrace/src): tests that read the docs or the source.
+    SourceTree,
     /// A condition only the test crate can check: `Err` says why it fails.
     Probe(fn() -> Result<(), String>),
 }
@@ -96,6 +99,14 @@ impl Need {
             Need::KernelBtf => match Path::new(VMLINUX_BTF).exists() {
                 true => Ok(()),
                 false => Err(Unmet::Skip(format!("this kernel has no {VMLINUX_BTF}"))),
+            },
+            Need::SourceTree => match Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md").exists() {
+                true => Ok(()),
+                false => Err(Unmet::Skip(
+                    "reads the repository's files (README.md, docs/, oomtrace/src), which the VM guests do not \
+                     have; it runs on the host"
+                        .to_owned(),
+                )),
             },
             Need::Node => match std::env::var_os(NODE_ENV) {
                 Some(_) => Ok(()),

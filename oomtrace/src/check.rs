@@ -100,7 +100,7 @@ pub fn run() -> Report {
         ok: facts.tracefs.is_ok(),
         detail: match &facts.tracefs {
             Ok(dir) => dir.display().to_string(),
-            Err(why) => why.clone(),
+            Err(why) => why.to_string(),
         },
     });
     checks.push(Check {

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::config::{DaemonArgs, LogFormat};
 use crate::{
+    config::parse_duration,
     output::OutputFormat,
     probe::{ContextProbe, VictimProbe},
 };
@@ -114,53 +116,6 @@ pub struct FilterArgs {
     pub container: Option<String>,
 }
 
-/// Format of the log lines on stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Flags of `oomtrace daemon`; each can also come from the environment and
-/// from the config file (docs/daemon.md). Defaults apply last.
-#[derive(Debug, Args)]
-pub struct DaemonArgs {
-    /// TOML config file.
-    #[arg(long, value_name = "PATH", env = "OOMTRACE_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
-    /// Where /metrics, /healthz and /readyz listen [default: 0.0.0.0:9101].
-    #[arg(long, value_name = "HOST:PORT", env = "OOMTRACE_METRICS_ADDRESS")]
-    pub metrics_address: Option<std::net::SocketAddr>,
-    /// Log line format on stderr [default: text].
-    #[arg(long, value_enum, env = "OOMTRACE_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// NDJSON events on stdout (for `kubectl logs`) [default: true].
-    #[arg(long, value_name = "BOOL", env = "OOMTRACE_EVENTS_STDOUT")]
-    pub events_stdout: Option<bool>,
-    /// CRI socket of the container runtime [default: containerd's, then CRI-O's].
-    #[arg(long, value_name = "PATH", env = "OOMTRACE_CRI_SOCKET")]
-    pub cri_socket: Option<std::path::PathBuf>,
-    /// Longest wait for one CRI call [default: 250ms].
-    #[arg(long, value_parser = parse_duration, env = "OOMTRACE_CRI_TIMEOUT")]
-    pub cri_timeout: Option<Duration>,
-    /// Node name on events [default: the hostname].
-    #[arg(long, env = "NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Bound on Prometheus (namespace, pod, container, unit) label sets [default: 2000].
-    #[arg(long, value_name = "N", env = "OOMTRACE_MAX_LABEL_SERIES")]
-    pub max_label_series: Option<usize>,
-    /// OTLP queue bound, in events [default: 2048].
-    #[arg(long, value_name = "N", env = "OOMTRACE_OTLP_QUEUE")]
-    pub otlp_queue: Option<usize>,
-    /// Read the kernel log (needs CAP_SYSLOG where kernel.dmesg_restrict=1): each event gets the kernel's
-    /// report (memory.stat, largest tasks), and kills since boot not reported before are reported once [default: true].
-    #[arg(long, value_name = "BOOL", env = "OOMTRACE_KERNEL_LOG")]
-    pub kernel_log: Option<bool>,
-    /// Directory for the position in the kernel log, kept across restarts (a hostPath under /run) [default: /run/oomtrace].
-    #[arg(long, value_name = "DIR", env = "OOMTRACE_STATE_DIR")]
-    pub state_dir: Option<std::path::PathBuf>,
-}
-
 /// Where pod names come from.
 #[derive(Debug, Args)]
 pub struct CriArgs {
@@ -215,8 +170,4 @@ pub struct LiveArgs {
     /// Do not read the kernel log (events then carry no `kernel_report`: memory.stat, largest tasks).
     #[arg(long)]
     pub no_kernel_log: bool,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
 }

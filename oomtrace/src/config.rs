@@ -3,9 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use clap::Args;
 use serde::Deserialize;
-
-use crate::cli::{DaemonArgs, LogFormat};
 
 pub const DEFAULT_METRICS_ADDRESS: &str = "0.0.0.0:9101";
 pub const DEFAULT_MAX_LABEL_SERIES: usize = 2000;
@@ -22,6 +21,58 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("invalid value for {key} in {path}: {message}")]
     Value { path: String, key: &'static str, message: String },
+}
+
+/// Format of the log lines on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `oomtrace daemon`; each can also come from the environment and
+/// from the config file (docs/daemon.md). Defaults apply last.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "PATH", env = "OOMTRACE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Where /metrics, /healthz and /readyz listen [default: 0.0.0.0:9101].
+    #[arg(long, value_name = "HOST:PORT", env = "OOMTRACE_METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Log line format on stderr [default: text].
+    #[arg(long, value_enum, env = "OOMTRACE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// NDJSON events on stdout (for `kubectl logs`) [default: true].
+    #[arg(long, value_name = "BOOL", env = "OOMTRACE_EVENTS_STDOUT")]
+    pub events_stdout: Option<bool>,
+    /// CRI socket of the container runtime [default: containerd's, then CRI-O's].
+    #[arg(long, value_name = "PATH", env = "OOMTRACE_CRI_SOCKET")]
+    pub cri_socket: Option<std::path::PathBuf>,
+    /// Longest wait for one CRI call [default: 250ms].
+    #[arg(long, value_parser = parse_duration, env = "OOMTRACE_CRI_TIMEOUT")]
+    pub cri_timeout: Option<Duration>,
+    /// Node name on events [default: the hostname].
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Bound on Prometheus (namespace, pod, container, unit) label sets [default: 2000].
+    #[arg(long, value_name = "N", env = "OOMTRACE_MAX_LABEL_SERIES")]
+    pub max_label_series: Option<usize>,
+    /// OTLP queue bound, in events [default: 2048].
+    #[arg(long, value_name = "N", env = "OOMTRACE_OTLP_QUEUE")]
+    pub otlp_queue: Option<usize>,
+    /// Read the kernel log (needs CAP_SYSLOG where kernel.dmesg_restrict=1): each event gets the kernel's
+    /// report (memory.stat, largest tasks), and kills since boot not reported before are reported once [default: true].
+    #[arg(long, value_name = "BOOL", env = "OOMTRACE_KERNEL_LOG")]
+    pub kernel_log: Option<bool>,
+    /// Directory for the position in the kernel log, kept across restarts (a hostPath under /run) [default: /run/oomtrace].
+    #[arg(long, value_name = "DIR", env = "OOMTRACE_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// A duration flag, e.g. "250ms", "30s", "5m".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
 }
 
 /// The TOML file; unknown keys are errors (a typo must not be ignored).
@@ -119,15 +170,19 @@ pub fn resolve(args: &DaemonArgs, log: Option<&str>) -> Result<DaemonConfig, Con
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
+    use clap::Parser;
+
+    /// `oomtrace daemon`'s flags alone (the whole command line is cli.rs').
+    #[derive(Parser)]
+    struct Daemon {
+        #[command(flatten)]
+        args: DaemonArgs,
+    }
 
     fn args(extra: &[&str]) -> DaemonArgs {
-        let mut argv = vec!["oomtrace", "daemon"];
+        let mut argv = vec!["oomtrace-daemon"];
         argv.extend_from_slice(extra);
-        match crate::cli::Cli::parse_from(argv).command {
-            crate::cli::Command::Daemon(args) => args,
-            other => panic!("not daemon: {other:?}"),
-        }
+        Daemon::parse_from(argv).args
     }
 
     fn file(text: &str) -> PathBuf {

@@ -1,12 +1,12 @@
 //! oomtrace: explains kernel OOM kills from eBPF.
 //!
-//! The modules follow the path an OOM event takes:
-//! `kernel` (what the kernel offers) -> `probe` (load, attach, read the ring
-//! buffer) -> `event` (the owned event, decoded from the raw record) ->
-//! `enrich` (cgroup paths, containers, pods) -> `output` (table, JSON: what a
-//! person or a pipe reads) and `export` (Prometheus, OTLP: what a system
-//! scrapes or receives). `pipeline` runs that path for `live` and `daemon`;
-//! `live`, `check`, `whois` and `daemon` are the commands.
+//! The modules are layers, read bottom to top (README, "Structure"; checked
+//! by tests/layers.rs): `kernel`, `host`, `config` (what the kernel offers,
+//! the node, the daemon's settings) -> `probe` (load, attach, raw record ->
+//! event) and `enrich` (cgroup paths, containers, pods) -> `diagnosis` ->
+//! `klog` (the kernel log) -> `pipeline` (that path for `live` and
+//! `daemon`) -> `output` and `export` -> the commands -> `cli`. The event
+//! itself is the `oomtrace_event` crate.
 
 pub mod check;
 pub mod cli;

@@ -16,11 +16,12 @@ use oomtrace_testkit::{
     cgroup::MemCgroup,
     event::Event,
     harness::{self, Need},
+    live::Live,
     procfs,
     tracer::{Spec, Tracer},
     trial,
 };
-use support::{assert_matches_dmesg, attach_method_works, live, oomtrace, unique};
+use support::{assert_matches_dmesg, attach_method_works, docs, live, oomtrace, unique};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 64 * MIB;
@@ -50,6 +51,8 @@ fn main() -> ExitCode {
         trial!(global_oom_names_the_victim_and_no_memcg, Need::Root, Need::GlobalOomVm),
         trial!(a_victim_other_than_the_allocating_task_is_named, Need::Root),
         trial!(the_table_row_names_the_cause, Need::Root),
+        trial!(docs_show_a_real_kill, Need::Root, Need::SourceTree),
+        trial!(the_docs_example_has_every_field_documented, Need::SourceTree),
     ])
 }
 
@@ -167,15 +170,22 @@ fn memcg_kill_with_the_kprobe_context() -> Result<()> {
     memcg_kill_with_context("kprobe", "kprobe", "kprobe:oom_kill_process")
 }
 
-fn nested_limit_names_the_oom_memcg_and_the_victim_cgroup() -> Result<()> {
-    let _kills = shared_kills();
-    let parent = MemCgroup::create(&unique("nested"), Some(LIMIT))?;
+/// A kill in a child cgroup (`job`) of a cgroup with a 64 MiB limit, seen by
+/// `oomtrace live --cgroup <parent> <args>`: (parent, child, tracer, the event).
+fn nested_kill(test: &str, args: &[&str]) -> Result<(MemCgroup, MemCgroup, Live, Event)> {
+    let parent = MemCgroup::create(&unique(test), Some(LIMIT))?;
     let child = parent.child("job", None)?;
-    let tracer = live(&["--cgroup", &parent.path])?;
+    let tracer = live(&[&["--cgroup", parent.path.as_str()][..], args].concat())?;
     let pid = child.oom_kill_hog(HOG)?;
     let event = tracer.expect_event(EVENT_TIMEOUT)?;
-
     assert_matches_dmesg(&event, pid)?;
+    Ok((parent, child, tracer, event))
+}
+
+fn nested_limit_names_the_oom_memcg_and_the_victim_cgroup() -> Result<()> {
+    let _kills = shared_kills();
+    let (parent, child, tracer, event) = nested_kill("nested", &[])?;
+
     assert_eq!(event.victim_cgroup_path(), Some(child.path.as_str()), "{event}");
     assert_eq!(event.victim_cgroup_id(), Some(child.id()?), "{event}");
     assert_eq!(event.oom_cgroup_path(), Some(parent.path.as_str()), "{event}");
@@ -440,5 +450,31 @@ fn the_table_row_names_the_cause() -> Result<()> {
     let (cause_at, killed_at) = (header.find("CAUSE").context("CAUSE")?, header.find("KILLED").context("KILLED")?);
     assert_eq!(row.line.get(cause_at..killed_at).map(str::trim), Some("cgroup_limit"), "{header}\n{}", row.line);
     assert!(tracer.stop()?.success(), "{}", tracer.log_text());
+    Ok(())
+}
+
+/// The JSON example of README.md and docs/events.md has the shape of a real
+/// kill's event, and docs/events.md documents every field of it (the docs
+/// cannot drift: `OOMTRACE_BLESS_DOCS=1` rewrites the example from this kill).
+/// The kill of docs/events.md: a 64 MiB limit on the parent, the victim in a
+/// child, with the kernel's report joined, no `oom_kill_process` probe.
+fn docs_show_a_real_kill() -> Result<()> {
+    let _kills = shared_kills();
+    // Without the oom_kill_process context the event has the same fields on
+    // every kernel of the VM matrix and on the host (whose fentry is refused).
+    let (_parent, _child, _tracer, event) = nested_kill("docs", &["--context-probe", "none"])?;
+    assert!(event.kernel_report.is_some(), "the kernel's report did not arrive within 100 ms: {event}");
+    let json: serde_json::Value = serde_json::from_str(&event.line).context("the event line")?;
+    docs::check_fields_documented(&json)?;
+    docs::check_examples(&event.line)
+}
+
+/// Without root: the committed example's fields are all in docs/events.md's table.
+fn the_docs_example_has_every_field_documented() -> Result<()> {
+    docs::check_formatting()?;
+    for (file, _) in docs::EXAMPLE_FILES {
+        docs::check_fields_documented(&docs::committed_example(file)?)
+            .with_context(|| format!("the example in {file}"))?;
+    }
     Ok(())
 }

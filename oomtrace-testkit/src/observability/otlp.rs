@@ -12,7 +12,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
-use super::{POLL, received_file, records::attributes, run_script};
+use super::{
+    POLL, received_file,
+    records::{self, LogRecord, MetricPoint, attributes},
+    run_script,
+};
 
 /// Stops the OTLP receiver (`scripts/observability.sh otlp-stop`): its ports
 /// refuse connections until [`otlp_start`].
@@ -100,6 +104,18 @@ impl OtlpReceived {
     /// The requests of one signal (`logs`, `metrics`, `traces`).
     pub fn requests_of<'a>(&'a self, signal: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.requests.iter().filter(move |r| r["signal"] == signal)
+    }
+
+    /// Every log record of every logs request, in arrival order.
+    pub fn log_records(&self) -> Vec<LogRecord> {
+        records::log_records(self.requests_of("logs"))
+    }
+
+    /// Every data point of the metric `name` (e.g. `oomtrace.oom_kills`), in
+    /// arrival order: with cumulative temporality the last point of a given
+    /// attribute set holds its current total.
+    pub fn metric_points(&self, name: &str) -> Vec<MetricPoint> {
+        records::metric_points(self.requests_of("metrics"), name)
     }
 
     /// Only what a given `service.name` sent (resource-level filter).

@@ -1,11 +1,10 @@
 //! The OTLP receiver's requests flattened into log records and metric data
-//! points, with OTLP's `AnyValue`s as plain JSON.
+//! points, with OTLP's `AnyValue`s as plain JSON. Pure: the receiver's file
+//! is read in otlp.rs, which hands its requests here.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-
-use super::otlp::OtlpReceived;
 
 /// One log record, flattened.
 #[derive(Clone, Debug, Default)]
@@ -72,90 +71,88 @@ impl MetricPoint {
     }
 }
 
-impl OtlpReceived {
-    /// Every log record of every logs request, in arrival order.
-    pub fn log_records(&self) -> Vec<LogRecord> {
-        let mut out = Vec::new();
-        for request in self.requests_of("logs") {
-            let transport = request["transport"].as_str().unwrap_or_default();
-            let encoding = request["encoding"].as_str().unwrap_or_default();
-            for rl in array(&request["request"]["resource_logs"]) {
-                let resource = attributes(&rl["resource"]["attributes"]);
-                for sl in array(&rl["scope_logs"]) {
-                    let scope_name = sl["scope"]["name"].as_str().unwrap_or_default();
-                    for record in array(&sl["log_records"]) {
-                        out.push(LogRecord {
-                            transport: transport.to_owned(),
-                            encoding: encoding.to_owned(),
+/// Every log record of the logs `requests`, in arrival order.
+pub fn log_records<'a>(requests: impl IntoIterator<Item = &'a Value>) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    for request in requests {
+        let transport = request["transport"].as_str().unwrap_or_default();
+        let encoding = request["encoding"].as_str().unwrap_or_default();
+        for rl in array(&request["request"]["resource_logs"]) {
+            let resource = attributes(&rl["resource"]["attributes"]);
+            for sl in array(&rl["scope_logs"]) {
+                let scope_name = sl["scope"]["name"].as_str().unwrap_or_default();
+                for record in array(&sl["log_records"]) {
+                    out.push(LogRecord {
+                        transport: transport.to_owned(),
+                        encoding: encoding.to_owned(),
+                        resource: resource.clone(),
+                        scope_name: scope_name.to_owned(),
+                        event_name: record["event_name"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+                        severity_number: severity_number(&record["severity_number"]),
+                        severity_text: record["severity_text"].as_str().map(str::to_owned),
+                        body: any_value(&record["body"]),
+                        attributes: attributes(&record["attributes"]),
+                        time_unix_nano: as_u64(&record["time_unix_nano"]),
+                        observed_time_unix_nano: as_u64(&record["observed_time_unix_nano"]),
+                        raw: record.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every data point of the metric `name` (e.g. `oomtrace.oom_kills`) in the
+/// metrics `requests`, in arrival order: with cumulative temporality the last
+/// point of a given attribute set holds its current total.
+pub fn metric_points<'a>(requests: impl IntoIterator<Item = &'a Value>, name: &str) -> Vec<MetricPoint> {
+    let mut out = Vec::new();
+    for request in requests {
+        let transport = request["transport"].as_str().unwrap_or_default();
+        for rm in array(&request["request"]["resource_metrics"]) {
+            let resource = attributes(&rm["resource"]["attributes"]);
+            for sm in array(&rm["scope_metrics"]) {
+                let scope_name = sm["scope"]["name"].as_str().unwrap_or_default();
+                for metric in array(&sm["metrics"]).iter().filter(|m| m["name"] == name) {
+                    let Some((kind, data)) = ["sum", "gauge", "histogram", "exponential_histogram", "summary"]
+                        .iter()
+                        .find_map(|k| metric.get(*k).map(|d| (*k, d)))
+                    else {
+                        continue;
+                    };
+                    for point in array(&data["data_points"]) {
+                        let value = match kind {
+                            "sum" | "gauge" => as_f64(&point["as_int"]).or_else(|| as_f64(&point["as_double"])),
+                            _ => as_f64(&point["sum"]),
+                        };
+                        out.push(MetricPoint {
+                            name: name.to_owned(),
+                            description: metric["description"].as_str().unwrap_or_default().to_owned(),
+                            unit: metric["unit"].as_str().unwrap_or_default().to_owned(),
+                            kind: kind.to_owned(),
+                            monotonic: data["is_monotonic"].as_bool().or(if kind == "sum" {
+                                Some(false)
+                            } else {
+                                None
+                            }),
+                            temporality: data["aggregation_temporality"].as_str().map(str::to_owned),
+                            value,
+                            count: as_u64(&point["count"]),
+                            attributes: attributes(&point["attributes"]),
                             resource: resource.clone(),
                             scope_name: scope_name.to_owned(),
-                            event_name: record["event_name"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
-                            severity_number: severity_number(&record["severity_number"]),
-                            severity_text: record["severity_text"].as_str().map(str::to_owned),
-                            body: any_value(&record["body"]),
-                            attributes: attributes(&record["attributes"]),
-                            time_unix_nano: as_u64(&record["time_unix_nano"]),
-                            observed_time_unix_nano: as_u64(&record["observed_time_unix_nano"]),
-                            raw: record.clone(),
+                            start_time_unix_nano: as_u64(&point["start_time_unix_nano"]),
+                            time_unix_nano: as_u64(&point["time_unix_nano"]),
+                            transport: transport.to_owned(),
+                            raw: point.clone(),
                         });
                     }
                 }
             }
         }
-        out
     }
-
-    /// Every data point of the metric `name` (e.g. `oomtrace.oom_kills`), in
-    /// arrival order: with cumulative temporality the last point of a given
-    /// attribute set holds its current total.
-    pub fn metric_points(&self, name: &str) -> Vec<MetricPoint> {
-        let mut out = Vec::new();
-        for request in self.requests_of("metrics") {
-            let transport = request["transport"].as_str().unwrap_or_default();
-            for rm in array(&request["request"]["resource_metrics"]) {
-                let resource = attributes(&rm["resource"]["attributes"]);
-                for sm in array(&rm["scope_metrics"]) {
-                    let scope_name = sm["scope"]["name"].as_str().unwrap_or_default();
-                    for metric in array(&sm["metrics"]).iter().filter(|m| m["name"] == name) {
-                        let Some((kind, data)) = ["sum", "gauge", "histogram", "exponential_histogram", "summary"]
-                            .iter()
-                            .find_map(|k| metric.get(*k).map(|d| (*k, d)))
-                        else {
-                            continue;
-                        };
-                        for point in array(&data["data_points"]) {
-                            let value = match kind {
-                                "sum" | "gauge" => as_f64(&point["as_int"]).or_else(|| as_f64(&point["as_double"])),
-                                _ => as_f64(&point["sum"]),
-                            };
-                            out.push(MetricPoint {
-                                name: name.to_owned(),
-                                description: metric["description"].as_str().unwrap_or_default().to_owned(),
-                                unit: metric["unit"].as_str().unwrap_or_default().to_owned(),
-                                kind: kind.to_owned(),
-                                monotonic: data["is_monotonic"].as_bool().or(if kind == "sum" {
-                                    Some(false)
-                                } else {
-                                    None
-                                }),
-                                temporality: data["aggregation_temporality"].as_str().map(str::to_owned),
-                                value,
-                                count: as_u64(&point["count"]),
-                                attributes: attributes(&point["attributes"]),
-                                resource: resource.clone(),
-                                scope_name: scope_name.to_owned(),
-                                start_time_unix_nano: as_u64(&point["start_time_unix_nano"]),
-                                time_unix_nano: as_u64(&point["time_unix_nano"]),
-                                transport: transport.to_owned(),
-                                raw: point.clone(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
+    out
 }
 
 fn array(v: &Value) -> &[Value] {

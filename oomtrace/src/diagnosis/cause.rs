@@ -1,6 +1,6 @@
-//! Why a kill happened, from the event's facts alone (issue 12): which limit
-//! the OOMing memory cgroup is, relative to the victim's container and pod.
-//! Work in progress: the cause only; findings, summary and advice follow.
+//! Why a kill happened, from the event's facts alone: which limit the OOMing
+//! memory cgroup is, relative to the victim's container and pod (the causes
+//! of docs/diagnosis.md; their names are `oomtrace_event::Cause`).
 
 use crate::enrich::cgroup_path::{self, Workload};
 use oomtrace_event::{Cause, OomEvent, Scope};

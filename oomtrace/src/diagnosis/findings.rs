@@ -1,6 +1,6 @@
-//! What else the facts of one kill say (issue 12, work in progress): each
-//! finding with its evidence numbers. Thresholds are named constants so the
-//! docs can cite them.
+//! What else the facts of one kill say: each finding with its evidence
+//! numbers. Thresholds are named constants so the docs (docs/diagnosis.md)
+//! can cite them.
 
 use std::collections::BTreeMap;
 

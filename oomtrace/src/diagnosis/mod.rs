@@ -1,4 +1,4 @@
-//! The diagnosis of each kill (issue 12): its cause, the findings with their
+//! The diagnosis of each kill: its cause, the findings with their
 //! evidence, one sentence for a person and the advice with exact commands,
 //! following the AKS guide "Troubleshoot OOMkilled in AKS clusters"
 //! (docs/diagnosis.md).

@@ -32,6 +32,8 @@ use oomtrace_common::kubelet::{
 pub enum CriError {
     #[error("no CRI socket at {0} (is containerd or CRI-O running? set --cri-socket)")]
     NoSocket(String),
+    #[error("no CRI socket found (looked for containerd and CRI-O); set --cri-socket")]
+    NoDefaultSocket,
     #[error("CRI call {call} timed out after {timeout:?}")]
     Timeout { call: &'static str, timeout: Duration },
     #[error("CRI call {call} failed: {status}")]

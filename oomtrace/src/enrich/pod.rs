@@ -6,6 +6,7 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -14,7 +15,7 @@ mod cache;
 use self::cache::BoundedCache;
 use super::{
     cgroup_path::{self, Workload},
-    cri::{ContainerInfo, CriClient},
+    cri::{ContainerInfo, CriClient, CriError},
 };
 use crate::enrich::owner::owner;
 use oomtrace_event::{
@@ -38,8 +39,24 @@ pub struct AttributionStats {
     pub cri_failures: u64,
 }
 
+/// Why a container's pod could not be asked for; the event's
+/// `partial_reason` is its message.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LookupError {
+    /// No runtime to ask, or the call failed (shared: every lookup reports it).
+    #[error(transparent)]
+    Cri(Arc<CriError>),
+    #[error("the CRI runtime failed recently; next attempt in {wait:?}")]
+    Backoff { wait: Duration },
+    /// lxc, nspawn: no CRI to ask.
+    #[error("{} containers are named from the cgroup path only", .0.as_str())]
+    NotCri(Runtime),
+    #[error("the cgroup path does not name the monitored container")]
+    MonitoredUnnamed,
+}
+
 pub struct PodResolver {
-    cri: Result<CriClient, String>,
+    cri: Result<CriClient, Arc<CriError>>,
     /// Which runtime answers on the CRI socket (cgroupfs paths do not say).
     runtime: Option<Runtime>,
     cache: BoundedCache,
@@ -55,8 +72,8 @@ impl PodResolver {
     pub fn new(socket: Option<PathBuf>, timeout: Duration) -> Self {
         let explicit = socket.is_some();
         let cri = match socket.or_else(CriClient::default_socket) {
-            Some(socket) => CriClient::new(&socket, timeout).map_err(|e| e.to_string()),
-            None => Err("no CRI socket found (looked for containerd and CRI-O); set --cri-socket".to_owned()),
+            Some(socket) => CriClient::new(&socket, timeout).map_err(Arc::new),
+            None => Err(Arc::new(CriError::NoDefaultSocket)),
         };
         match &cri {
             // Asked for and not there: worth a warning.
@@ -79,7 +96,7 @@ impl PodResolver {
     }
 
     /// The CRI socket in use, or why there is none.
-    pub fn cri_status(&self) -> Result<String, String> {
+    pub fn cri_status(&self) -> Result<String, Arc<CriError>> {
         self.cri.as_ref().map(|c| c.socket().display().to_string()).map_err(Clone::clone)
     }
 
@@ -130,19 +147,19 @@ impl PodResolver {
     /// its pod's labels: remembered with another of its containers, else
     /// asked for alongside its status, so a slow runtime delays an event by
     /// one timeout at most.
-    async fn container(&mut self, id: &str, pod_uid: Option<&str>) -> Result<Option<ContainerInfo>, String> {
+    async fn container(&mut self, id: &str, pod_uid: Option<&str>) -> Result<Option<ContainerInfo>, LookupError> {
         if let Some(info) = self.cache.checked(id) {
             return Ok(Some(info.clone()));
         }
         let cri = match &self.cri {
             Ok(cri) => cri.clone(),
-            Err(reason) => return Err(reason.clone()),
+            Err(reason) => return Err(LookupError::Cri(Arc::clone(reason))),
         };
         if let Some(at) = self.retry_at.filter(|at| Instant::now() < *at) {
             let wait = at.saturating_duration_since(Instant::now());
             return match self.cache.get(id) {
                 Some(info) => Ok(Some(info.clone())),
-                None => Err(format!("the CRI runtime failed recently; next attempt in {wait:?}")),
+                None => Err(LookupError::Backoff { wait }),
             };
         }
         let known_labels = pod_uid.and_then(|uid| self.cache.pod_labels(uid)).cloned();
@@ -175,11 +192,10 @@ impl PodResolver {
             // Gone from the runtime: fall back to what the cache remembers.
             Ok(None) => Ok(self.cache.get(id).cloned()),
             Err(error) => {
-                let reason = error.to_string();
-                self.note_failure(&reason);
+                self.note_failure(&error.to_string());
                 match self.cache.get(id) {
                     Some(info) => Ok(Some(info.clone())),
-                    None => Err(reason),
+                    None => Err(LookupError::Cri(Arc::new(error))),
                 }
             }
         }
@@ -229,15 +245,13 @@ impl PodResolver {
             Workload::Container { runtime, .. } | Workload::ContainerMonitor { runtime, .. }
                 if !speaks_cri(*runtime) =>
             {
-                Err(format!("{} containers are named from the cgroup path only", runtime.as_str()))
+                Err(LookupError::NotCri(*runtime))
             }
             Workload::Container { container_id, .. }
             | Workload::ContainerMonitor { container_id: Some(container_id), .. } => {
                 self.container(container_id, workload.pod_uid()).await
             }
-            Workload::ContainerMonitor { container_id: None, .. } => {
-                Err("the cgroup path does not name the monitored container".to_owned())
-            }
+            Workload::ContainerMonitor { container_id: None, .. } => Err(LookupError::MonitoredUnnamed),
             Workload::Pod { pod_uid, .. } => Ok(self.cache.pod(pod_uid).cloned().map(|mut pod| {
                 // A pod-level cgroup: no container of its own.
                 pod.name = None;
@@ -265,7 +279,7 @@ impl PodResolver {
             }
             Err(reason) => {
                 out.attribution = Attribution::Partial;
-                out.partial_reason = Some(reason);
+                out.partial_reason = Some(reason.to_string());
                 self.stats.partial += 1;
             }
         }

@@ -10,20 +10,25 @@ pub mod privileges;
 pub mod syslog;
 pub mod tracefs;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use oomtrace_common::KernelLayout;
 
-use self::{btf::Btf, constraint::ConstraintValues};
+use self::{
+    btf::{Btf, BtfError},
+    constraint::ConstraintValues,
+    tracefs::TracefsError,
+};
 
 /// Everything discovered about the kernel at startup.
 #[derive(Debug)]
 pub struct KernelFacts {
     pub layout: KernelLayout,
-    /// `Err` says why BTF could not be read.
-    pub btf: Result<BtfFacts, String>,
+    /// `Err` says why BTF could not be read (shared: each attach that needs
+    /// BTF reports it).
+    pub btf: Result<BtfFacts, Arc<BtfError>>,
     /// `Err` says why tracefs is unusable.
-    pub tracefs: Result<PathBuf, String>,
+    pub tracefs: Result<PathBuf, TracefsError>,
     /// Fields of `oom/mark_victim` (empty when the format could not be read).
     pub mark_victim_fields: Vec<String>,
     pub signal_generate_available: bool,
@@ -70,7 +75,7 @@ pub fn discover() -> KernelFacts {
                 "no kernel BTF ({error}): the victim's cgroup, tgid, the OOM context and the memcg \
                  usage/limit cannot be read; only the mark_victim tracepoint fields remain"
             ));
-            (Err(error.to_string()), ConstraintValues::historical())
+            (Err(Arc::new(error)), ConstraintValues::historical())
         }
     };
 
@@ -106,7 +111,7 @@ pub fn discover() -> KernelFacts {
         }
         Err(error) => {
             warnings.push(error.to_string());
-            Err(error.to_string())
+            Err(error)
         }
     };
 

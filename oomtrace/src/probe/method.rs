@@ -1,7 +1,7 @@
 //! The attach methods, what each is for (its [`Role`]), what the user asked
 //! for ([`AttachPlan`]) and what ended up attached ([`Attached`]).
 
-use super::AttachError;
+use super::error::AttachError;
 
 /// Which program reports victims.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -4,11 +4,12 @@
 
 pub mod attach;
 pub mod decode;
+pub mod error;
 pub mod method;
 pub mod ring;
 
 pub use self::{
-    attach::AttachError,
+    error::{AttachError, KernelBtfError},
     method::{AttachFailure, AttachPlan, Attached, ContextProbe, Method, Role, VictimProbe},
 };
 
@@ -53,14 +54,20 @@ fn list(failures: &[AttachFailure]) -> String {
 /// cgroup path (a record is 600 bytes plus its path's names, ~200 bytes).
 pub const DEFAULT_RING_BYTES: u32 = 512 * 1024;
 
+/// A ring buffer size the kernel would refuse.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RingSizeError {
+    #[error("{kib} KiB is too large; the ring buffer size must fit in 4 GiB")]
+    TooLarge { kib: u32 },
+    #[error("the ring buffer size must be a power of two of at least one page ({page_kib} KiB), got {kib} KiB")]
+    NotPowerOfTwoPages { kib: u32, page_kib: u64 },
+}
+
 /// A valid ring buffer size (a power of two, at least one page) for `kib` KiB.
-pub fn ring_bytes(kib: u32, page_size: u64) -> Result<u32, String> {
-    let bytes = kib.checked_mul(1024).ok_or_else(|| format!("{kib} KiB is too large"))?;
+pub fn ring_bytes(kib: u32, page_size: u64) -> Result<u32, RingSizeError> {
+    let bytes = kib.checked_mul(1024).ok_or(RingSizeError::TooLarge { kib })?;
     if !bytes.is_power_of_two() || (bytes as u64) < page_size {
-        return Err(format!(
-            "the ring buffer size must be a power of two of at least one page ({} KiB), got {kib} KiB",
-            page_size / 1024
-        ));
+        return Err(RingSizeError::NotPowerOfTwoPages { kib, page_kib: page_size / 1024 });
     }
     Ok(bytes)
 }
@@ -127,7 +134,7 @@ fn load_advice(error: &aya::EbpfError) -> String {
     if !privileges.can_trace() {
         return privileges.advice();
     }
-    if attach::refused_by_kernel(error) {
+    if error::refused_by_kernel(error) {
         "the kernel refused the BPF maps or programs (EPERM); check lockdown and \
          kernel.unprivileged_bpf_disabled, and run as root"
             .to_owned()
@@ -151,13 +158,20 @@ mod tests {
 
     #[test]
     fn a_missing_victim_source_lists_every_attempt() {
+        let unreadable = crate::kernel::btf::BtfError::Read {
+            path: "/sys/kernel/btf/vmlinux".to_owned(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        let no_btf = KernelBtfError::Unreadable(std::sync::Arc::new(unreadable));
         let failures = vec![
-            AttachFailure { method: Method::TpBtf, error: AttachError::NoBtf("no /sys/kernel/btf/vmlinux".to_owned()) },
+            AttachFailure { method: Method::TpBtf, error: AttachError::NoBtf(no_btf) },
             AttachFailure { method: Method::Tracepoint, error: AttachError::NoTracepointFormat("oom/mark_victim") },
         ];
         assert_eq!(
             ProbeError::NoVictimSource { failures }.to_string(),
-            "no OOM victim source could be attached (tried: tp_btf:mark_victim: needs BTF: no /sys/kernel/btf/vmlinux; \
+            "no OOM victim source could be attached (tried: tp_btf:mark_victim: needs BTF: cannot read \
+             /sys/kernel/btf/vmlinux: No such file or directory (os error 2) (is CONFIG_DEBUG_INFO_BTF enabled in \
+             this kernel?); \
              tracepoint:oom/mark_victim: the oom/mark_victim format could not be read); run `oomtrace check` to see \
              what this kernel allows"
         );

@@ -39,8 +39,8 @@ pub fn a_systemd_unit_at_its_memory_max_is_named_by_its_unit() -> Result<()> {
 
 /// Scenario 10: `oomtrace diagnose` on the node groups the suite's kills by
 /// container, with the causes the scenarios made (container, pod and
-/// node-allocatable limits) and the advice's commands; its table is what the
-/// README shows.
+/// node-allocatable limits) and the advice's commands; its table is what
+/// docs/diagnose.md shows ("On the AKS-shaped node").
 pub fn diagnose_reports_the_suites_kills_by_container_with_their_causes() -> Result<()> {
     let binary = env("OOMTRACE_BIN")?;
     let socket = env("OOMTRACE_CRI_SOCKET")?;

@@ -4,6 +4,8 @@
 //! through oomtrace's discovery.
 #![allow(dead_code)]
 
+pub mod docs;
+
 use std::{path::Path, process::Command};
 
 use anyhow::Result;

@@ -16,8 +16,8 @@ pub struct KernelResult {
     pub cgroup: String,
     pub tests_passed: usize,
     pub tests_failed: usize,
-    /// Tests the harness reported as ignored, with their reason.
-    pub skipped: Vec<String>,
+    /// Tests the harness reported as ignored: (test, reason).
+    pub skipped: Vec<(String, String)>,
     /// Attach methods a passing, non-skipped test forced and verified.
     pub exercised: BTreeSet<&'static str>,
     pub elapsed: Duration,
@@ -79,10 +79,10 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
     let outcomes = test_outcomes(&lines);
     let ok_tests: BTreeSet<&str> =
         outcomes.iter().filter(|(_, o)| *o == Outcome::Passed).map(|(name, _)| name.as_str()).collect();
-    let skipped: Vec<String> = outcomes
+    let skipped: Vec<(String, String)> = outcomes
         .iter()
         .filter_map(|(name, outcome)| match outcome {
-            Outcome::Ignored(reason) => Some(format!("{name}: {reason}")),
+            Outcome::Ignored(reason) => Some((name.clone(), reason.clone())),
             _ => None,
         })
         .collect();
@@ -265,12 +265,43 @@ pub fn markdown(results: &[KernelResult]) -> String {
     }
     out.push_str(
         "\nThe host (6.18, cgroup v1) runs the suite natively: `scripts/test.sh`. The AKS-shaped node (systemd, \
-         containerd, the DaemonSet's image) runs on 6.1 and 6.12: [node.md](node.md).\n\nSkipped tests per kernel:\n\n",
+         containerd, the DaemonSet's image) runs on 6.1 and 6.12: [node.md](node.md).\n",
     );
+    out.push_str(&skipped_table(results));
+    out
+}
+
+/// The skipped tests, each reason once: one row per reason and set of
+/// kernels, with the tests it skipped there.
+fn skipped_table(results: &[KernelResult]) -> String {
+    // test -> reason -> kernels, in the order first seen.
+    let mut by_test: Vec<(&str, &str, Vec<&str>)> = Vec::new();
     for r in results {
-        for s in &r.skipped {
-            out.push_str(&format!("- {}: {}\n", r.label, s));
+        for (test, reason) in &r.skipped {
+            match by_test.iter_mut().find(|(t, why, _)| t == test && why == reason) {
+                Some((_, _, kernels)) => kernels.push(r.label),
+                None => by_test.push((test, reason, vec![r.label])),
+            }
         }
+    }
+    if by_test.is_empty() {
+        return "\nNo test was skipped.\n".to_owned();
+    }
+    let mut rows: Vec<(&str, Vec<&str>, Vec<&str>)> = Vec::new();
+    for (test, reason, kernels) in by_test {
+        match rows.iter_mut().find(|(why, on, _)| *why == reason && *on == kernels) {
+            Some((_, _, tests)) => tests.push(test),
+            None => rows.push((reason, kernels, vec![test])),
+        }
+    }
+    let mut out = String::from(
+        "\n## Skipped tests\n\nWhat the harness skipped (reported as ignored, with its reason: a component the \
+         guest does not run), each reason once:\n\n| reason | kernels | tests |\n|---|---|---|\n",
+    );
+    for (reason, kernels, tests) in rows {
+        let kernels = if kernels.len() == results.len() { "all".to_owned() } else { kernels.join(", ") };
+        let tests = tests.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+        out.push_str(&format!("| {} | {kernels} | {tests} |\n", reason.replace('|', "\\|")));
     }
     out
 }
@@ -301,5 +332,36 @@ mod tests {
         assert_eq!(summary_count(lines[6], "passed"), Some(2));
         assert_eq!(summary_count(lines[1], "failed"), None);
         assert_eq!(without_colours("test x ... \u{1b}[32mok\u{1b}[0m"), "test x ... ok");
+    }
+
+    fn result(label: &'static str, skipped: &[(&str, &str)]) -> KernelResult {
+        KernelResult {
+            label,
+            release: String::new(),
+            passed: true,
+            check: Vec::new(),
+            mark_victim_fields: String::new(),
+            cgroup: String::new(),
+            tests_passed: 0,
+            tests_failed: 0,
+            skipped: skipped.iter().map(|(t, r)| (t.to_string(), r.to_string())).collect(),
+            exercised: BTreeSet::new(),
+            elapsed: Duration::ZERO,
+            failure_excerpt: String::new(),
+        }
+    }
+
+    #[test]
+    fn each_skip_reason_is_stated_once() {
+        let results = [
+            result("5.10", &[("a", "no containerd"), ("b", "no containerd"), ("c", "no kubectl")]),
+            result("6.1", &[("a", "no containerd"), ("b", "no containerd"), ("d", "needs v1 | v2")]),
+        ];
+        let table = skipped_table(&results);
+        assert_eq!(table.matches("no containerd").count(), 1, "{table}");
+        assert!(table.contains("| no containerd | all | `a`, `b` |"), "{table}");
+        assert!(table.contains("| no kubectl | 5.10 | `c` |"), "{table}");
+        assert!(table.contains("| needs v1 \\| v2 | 6.1 | `d` |"), "{table}");
+        assert_eq!(skipped_table(&[result("5.10", &[])]), "\nNo test was skipped.\n");
     }
 }

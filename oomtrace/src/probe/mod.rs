@@ -53,14 +53,20 @@ fn list(failures: &[AttachFailure]) -> String {
 /// cgroup path (a record is 600 bytes plus its path's names, ~200 bytes).
 pub const DEFAULT_RING_BYTES: u32 = 512 * 1024;
 
+/// Why a ring buffer size is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RingSizeError {
+    #[error("{kib} KiB is too large")]
+    TooLarge { kib: u32 },
+    #[error("the ring buffer size must be a power of two of at least one page ({page_kib} KiB), got {kib} KiB")]
+    NotPagesPowerOfTwo { kib: u32, page_kib: u64 },
+}
+
 /// A valid ring buffer size (a power of two, at least one page) for `kib` KiB.
-pub fn ring_bytes(kib: u32, page_size: u64) -> Result<u32, String> {
-    let bytes = kib.checked_mul(1024).ok_or_else(|| format!("{kib} KiB is too large"))?;
+pub fn ring_bytes(kib: u32, page_size: u64) -> Result<u32, RingSizeError> {
+    let bytes = kib.checked_mul(1024).ok_or(RingSizeError::TooLarge { kib })?;
     if !bytes.is_power_of_two() || (bytes as u64) < page_size {
-        return Err(format!(
-            "the ring buffer size must be a power of two of at least one page ({} KiB), got {kib} KiB",
-            page_size / 1024
-        ));
+        return Err(RingSizeError::NotPagesPowerOfTwo { kib, page_kib: page_size / 1024 });
     }
     Ok(bytes)
 }

@@ -1,12 +1,22 @@
-//! Command-line definitions (clap).
+//! Command-line definitions (clap), and each command's options built from its flags.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    diagnose::{DiagnoseOptions, ReportFormat},
+    filter::{
+        EventFilter,
+        since::{self, SinceError},
+    },
+    history::HistoryOptions,
+    kernel,
+    klog::{join::side::KernelLogMode, read::LogSource},
+    live::LiveOptions,
     output::OutputFormat,
-    probe::{ContextProbe, VictimProbe},
+    pipeline::PipelineOptions,
+    probe::{self, AttachPlan, ContextProbe, RingSizeError, VictimProbe},
 };
 
 #[derive(Debug, Parser)]
@@ -44,13 +54,26 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "DURATION|TIME")]
     pub since: Option<String>,
     /// Output format: a table for a terminal, JSON for a pipeline, Markdown for an incident ticket.
-    #[arg(short, long, value_enum, default_value_t = crate::diagnose::ReportFormat::Table)]
-    pub output: crate::diagnose::ReportFormat,
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
     #[command(flatten)]
     pub cri: CriArgs,
 }
 
-/// Which kernel log to read (as `history` does).
+impl DiagnoseArgs {
+    /// The options, and the format the report is printed in.
+    pub fn options(self) -> Result<(DiagnoseOptions, ReportFormat), ArgsError> {
+        let options = DiagnoseOptions {
+            source: self.log.source(),
+            since: parse_since(self.since.as_deref())?,
+            cri_socket: self.cri.cri_socket,
+            cri_timeout: self.cri.cri_timeout,
+        };
+        Ok((options, self.output))
+    }
+}
+
+/// Which kernel log to read (`history`, `diagnose`).
 #[derive(Debug, Args)]
 pub struct KernelLogArgs {
     /// Read a saved log instead of the kernel's: syslog, kern.log, messages, `dmesg` / `dmesg -T` output,
@@ -63,8 +86,7 @@ pub struct KernelLogArgs {
 }
 
 impl KernelLogArgs {
-    pub fn source(self) -> crate::history::LogSource {
-        use crate::history::LogSource;
+    pub fn source(self) -> LogSource {
         match (self.file, self.journal) {
             (Some(path), _) => LogSource::File(path),
             (None, true) => LogSource::Journal,
@@ -75,13 +97,8 @@ impl KernelLogArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// Read a saved log instead of the kernel's: syslog, kern.log, messages, `dmesg` / `dmesg -T` output,
-    /// `journalctl -k` (short, short-iso, short-precise, short-unix), or "-" for stdin.
-    #[arg(long, value_name = "PATH|-", conflicts_with = "journal")]
-    pub file: Option<std::path::PathBuf>,
-    /// Read the systemd journal's kernel messages of this boot (keeps far more than the ring buffer).
-    #[arg(long)]
-    pub journal: bool,
+    #[command(flatten)]
+    pub log: KernelLogArgs,
     /// Only kills after this: a duration ago ("1h", "30m") or a time ("2026-11-29 10:00:00", RFC 3339).
     #[arg(long, value_name = "DURATION|TIME")]
     pub since: Option<String>,
@@ -92,6 +109,19 @@ pub struct HistoryArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub cri: CriArgs,
+}
+
+impl HistoryArgs {
+    pub fn options(self) -> Result<HistoryOptions, ArgsError> {
+        Ok(HistoryOptions {
+            source: self.log.source(),
+            since: parse_since(self.since.as_deref())?,
+            output: self.output,
+            filter: self.filter.into(),
+            cri_socket: self.cri.cri_socket,
+            cri_timeout: self.cri.cri_timeout,
+        })
+    }
 }
 
 /// Which victims are shown; every filter given must match.
@@ -112,6 +142,18 @@ pub struct FilterArgs {
     /// Only victims in containers of this name.
     #[arg(long)]
     pub container: Option<String>,
+}
+
+impl From<FilterArgs> for EventFilter {
+    fn from(args: FilterArgs) -> Self {
+        Self {
+            cgroup_prefix: args.cgroup,
+            comm: args.comm,
+            namespace: args.namespace,
+            pod: args.pod,
+            container: args.container,
+        }
+    }
 }
 
 /// Format of the log lines on stderr.
@@ -217,6 +259,46 @@ pub struct LiveArgs {
     pub no_kernel_log: bool,
 }
 
+impl LiveArgs {
+    pub fn options(self) -> Result<LiveOptions, ArgsError> {
+        let ring_bytes = probe::ring_bytes(self.ring_buffer_kib, kernel::page_size()).map_err(ArgsError::RingBuffer)?;
+        Ok(LiveOptions {
+            output: self.output,
+            count: self.count,
+            duration: self.duration,
+            filter: self.filter.into(),
+            pipeline: PipelineOptions {
+                plan: AttachPlan {
+                    victim: self.victim_probe,
+                    context: self.context_probe,
+                    confirm_kills: !self.no_kill_confirmation,
+                },
+                ring_bytes,
+                cri_socket: self.cri.cri_socket,
+                cri_timeout: self.cri.cri_timeout,
+                node_name: None,
+                kernel_log: if self.no_kernel_log { KernelLogMode::Off } else { KernelLogMode::Join },
+            },
+        })
+    }
+}
+
+/// A flag's value that clap accepted but the command cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error(transparent)]
+    Since(#[from] SinceError),
+    /// (Not a `source`: the message already holds it.)
+    #[error("--ring-buffer-kib: {0}")]
+    RingBuffer(RingSizeError),
+}
+
+/// `--since` of `history` and `diagnose`, counted back from now.
+fn parse_since(text: Option<&str>) -> Result<Option<SystemTime>, SinceError> {
+    text.map(|text| since::parse(text, SystemTime::now())).transpose()
+}
+
+/// A clap value parser (clap wants its errors as strings).
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
 }

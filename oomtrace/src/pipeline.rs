@@ -16,13 +16,15 @@ use crate::{
         cgroup::{CgroupResolver, detect_hierarchy},
         pod::PodResolver,
     },
-    history::live_cgroup_id,
     host::node_name,
-    join::{
-        LogPosition,
-        side::{KernelLogMode, LogSide},
-    },
     kernel::{self, privileges::Privileges},
+    klog::{
+        attribute::attribute_kill,
+        join::{
+            LogPosition,
+            side::{KernelLogMode, LogSide},
+        },
+    },
     probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
 };
 use oomtrace_event::{EventSource, OomEvent};
@@ -248,18 +250,8 @@ impl Pipeline {
         for mut event in log.ready() {
             if event.source == EventSource::KernelLog {
                 self.kernel_log_events += 1;
-                if let Some(root) = self.cgroups.hierarchy().map(|h| h.root().to_path_buf()) {
-                    for cgroup in
-                        event.victim_cgroup.iter_mut().chain(event.oom_cgroup.iter_mut().map(|o| &mut o.cgroup))
-                    {
-                        cgroup.id = cgroup.path.as_deref().and_then(|p| live_cgroup_id(&root, p)).unwrap_or(0);
-                    }
-                }
-                let path = event.victim_cgroup.as_ref().and_then(|c| c.path.clone());
-                if path.is_some() {
-                    event.workload = Some(self.pods.attribute(path.as_deref(), None).await);
-                }
-                event.node = Some(self.node.clone());
+                let root = self.cgroups.hierarchy().map(|h| h.root());
+                attribute_kill(&mut event, root, &mut self.pods, Some(&self.node)).await;
             }
             out.push(event);
         }

@@ -1,21 +1,77 @@
-//! Reads the chosen log to the end, through the report parser, into events.
+//! Reads a whole log (this boot's ring buffer, the journal, a saved file) to its end, through
+//! the report parser, into events: what `history` and `diagnose` start from.
+
+use std::{path::PathBuf, time::Duration};
 
 use super::{
-    LogSource,
+    attribute::attribute_kills,
+    boot::{self, BootClock},
     collect::{CollectStats, Collector},
     convert::LogClock,
+    file::{FileError, FileInput, FileSource},
+    journal::{JournalError, JournalQuery, JournalReader},
+    kmsg::{KmsgError, KmsgReader},
+    source::{KernelLogSource, SourceError, SourceSummary},
 };
-use crate::{
-    kernel::{self, syslog},
-    klog::{
-        boot::{self, BootClock},
-        file::{FileInput, FileSource},
-        journal::{JournalQuery, JournalReader},
-        kmsg::{KmsgError, KmsgReader},
-        source::{KernelLogSource, SourceSummary},
-    },
-};
+use crate::kernel::{self, syslog};
 use oomtrace_event::{LogOrigin, OomEvent};
+
+/// Which log is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogSource {
+    /// This boot's kernel ring buffer: /dev/kmsg, else syslog(2).
+    Kernel,
+    /// This boot's kernel messages in the systemd journal.
+    Journal,
+    /// A saved log; `-` is stdin.
+    File(PathBuf),
+}
+
+impl LogSource {
+    /// A log of this boot, which the kernel's counter covers and whose kills happened on
+    /// this node.
+    pub fn is_this_boot(&self) -> bool {
+        !matches!(self, Self::File(_))
+    }
+}
+
+/// Why a log cannot be read at all; each message says what failed and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Neither /dev/kmsg nor syslog(2).
+    #[error("{kmsg}; and {syslog}")]
+    RingBuffer { kmsg: KmsgError, syslog: syslog::SyslogError },
+    #[error(transparent)]
+    Kmsg(#[from] KmsgError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// Every kill of a log, and what reading it saw.
+#[derive(Clone, Debug, Default)]
+pub struct LogKills {
+    /// In log order; each with its `diagnosis` once attributed.
+    pub events: Vec<OomEvent>,
+    pub read: ReadSummary,
+    pub collected: CollectStats,
+}
+
+/// Reads `source` to its end and attributes and diagnoses every kill in log order
+/// ([`attribute_kills`]). Fails only when the log cannot be read at all (no CAP_SYSLOG, no
+/// /dev/kmsg, no journalctl, a missing file).
+pub async fn read_kills(
+    source: &LogSource,
+    cri_socket: Option<PathBuf>,
+    cri_timeout: Duration,
+) -> Result<LogKills, ReadError> {
+    let mut kills = collect(source)?;
+    attribute_kills(&mut kills.events, source.is_this_boot(), cri_socket, cri_timeout).await;
+    Ok(kills)
+}
 
 /// What reading the log saw, besides its lines.
 #[derive(Clone, Copy, Debug, Default)]
@@ -32,7 +88,7 @@ pub struct ReadSummary {
 }
 
 /// Every event in the log, in log order, with the counters.
-pub async fn collect(source: &LogSource) -> anyhow::Result<(Vec<OomEvent>, ReadSummary, CollectStats)> {
+pub fn collect(source: &LogSource) -> Result<LogKills, ReadError> {
     let page_size = kernel::page_size();
     let this_boot = LogClock { boot_wall: Some(BootClock::now().boot_time()), page_size };
     let (mut reader, origin, clock) = match source {
@@ -42,7 +98,7 @@ pub async fn collect(source: &LogSource) -> anyhow::Result<(Vec<OomEvent>, ReadS
                 // An unprivileged container: the device cgroup refuses /dev/kmsg,
                 // syslog(2) needs only CAP_SYSLOG.
                 tracing::info!(%error, "reading the ring buffer through syslog(2) instead");
-                let text = syslog::read_all().map_err(|e| anyhow::anyhow!("{error}; and {e}"))?;
+                let text = syslog::read_all().map_err(|syslog| ReadError::RingBuffer { kmsg: error, syslog })?;
                 return Ok(collect_syslog(&text, this_boot));
             }
             Err(error) => return Err(error.into()),
@@ -79,16 +135,17 @@ pub async fn collect(source: &LogSource) -> anyhow::Result<(Vec<OomEvent>, ReadS
         SourceSummary::File(counts) => summary.skipped = counts.unrecognised,
         SourceSummary::Journal(_) => {}
     }
-    Ok((events, summary, stats))
+    Ok(LogKills { events, read: summary, collected: stats })
 }
 
 /// The ring buffer as syslog(2) gives it: `<level>[seconds] message` lines.
-fn collect_syslog(text: &str, clock: LogClock) -> (Vec<OomEvent>, ReadSummary, CollectStats) {
+fn collect_syslog(text: &str, clock: LogClock) -> LogKills {
     let mut collector = Collector::new(LogOrigin::Klogctl, clock);
     let mut events = Vec::new();
     for line in syslog::log_lines(text) {
         collector.line(&line, &mut events);
     }
     let stats = collector.finish(&mut events);
-    (events, ReadSummary { origin: Some(LogOrigin::Klogctl), boots: 1, ..ReadSummary::default() }, stats)
+    let read = ReadSummary { origin: Some(LogOrigin::Klogctl), boots: 1, ..ReadSummary::default() };
+    LogKills { events, read, collected: stats }
 }

@@ -8,8 +8,8 @@ use super::{
     boot::{self, BootClock},
     collect::{CollectStats, Collector},
     convert::LogClock,
-    file::{FileError, FileInput, FileSource},
-    journal::{JournalError, JournalQuery, JournalReader},
+    file::{FileInput, FileSource},
+    journal::{JournalQuery, JournalReader},
     kmsg::{KmsgError, KmsgReader},
     source::{KernelLogSource, SourceError, SourceSummary},
 };
@@ -41,12 +41,7 @@ pub enum ReadError {
     /// Neither /dev/kmsg nor syslog(2).
     #[error("{kmsg}; and {syslog}")]
     RingBuffer { kmsg: KmsgError, syslog: syslog::SyslogError },
-    #[error(transparent)]
-    Kmsg(#[from] KmsgError),
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error(transparent)]
-    File(#[from] FileError),
+    /// Opening or reading /dev/kmsg, the journal or a file.
     #[error(transparent)]
     Source(#[from] SourceError),
 }
@@ -68,7 +63,7 @@ pub async fn read_kills(
     cri_socket: Option<PathBuf>,
     cri_timeout: Duration,
 ) -> Result<LogKills, ReadError> {
-    let mut kills = collect(source)?;
+    let mut kills = read_log(source)?;
     attribute_kills(&mut kills.events, source.is_this_boot(), cri_socket, cri_timeout).await;
     Ok(kills)
 }
@@ -87,29 +82,31 @@ pub struct ReadSummary {
     pub boots: u32,
 }
 
-/// Every event in the log, in log order, with the counters.
-pub fn collect(source: &LogSource) -> Result<LogKills, ReadError> {
+/// Every event in the log, in log order, with the counters; not attributed.
+pub fn read_log(source: &LogSource) -> Result<LogKills, ReadError> {
     let page_size = kernel::page_size();
-    let this_boot = LogClock { boot_wall: Some(BootClock::now().boot_time()), page_size };
+    let this_boot_clock = LogClock { boot_wall: Some(BootClock::now().boot_time()), page_size };
     let (mut reader, origin, clock) = match source {
         LogSource::Kernel => match KmsgReader::open() {
-            Ok(reader) => (KernelLogSource::kmsg(reader, boot::boot_id().ok()), LogOrigin::Kmsg, this_boot),
+            Ok(reader) => (KernelLogSource::kmsg(reader, boot::boot_id().ok()), LogOrigin::Kmsg, this_boot_clock),
             Err(error @ (KmsgError::PermissionDenied { .. } | KmsgError::NotFound { .. })) => {
                 // An unprivileged container: the device cgroup refuses /dev/kmsg,
                 // syslog(2) needs only CAP_SYSLOG.
                 tracing::info!(%error, "reading the ring buffer through syslog(2) instead");
                 let text = syslog::read_all().map_err(|syslog| ReadError::RingBuffer { kmsg: error, syslog })?;
-                return Ok(collect_syslog(&text, this_boot));
+                return Ok(collect_syslog(&text, this_boot_clock));
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(SourceError::from(error).into()),
         },
         // This boot's messages: their kernel timestamps count from this boot.
-        LogSource::Journal => {
-            (KernelLogSource::journal(JournalReader::spawn(&JournalQuery::default())?), LogOrigin::Journal, this_boot)
-        }
+        LogSource::Journal => (
+            KernelLogSource::journal(JournalReader::spawn(&JournalQuery::default()).map_err(SourceError::from)?),
+            LogOrigin::Journal,
+            this_boot_clock,
+        ),
         // A saved log's boot is unknown: times only from its own lines.
         LogSource::File(path) => (
-            KernelLogSource::file(FileSource::open(&FileInput::from_arg(path))?),
+            KernelLogSource::file(FileSource::open(&FileInput::from_arg(path)).map_err(SourceError::from)?),
             LogOrigin::File,
             LogClock { boot_wall: None, page_size },
         ),

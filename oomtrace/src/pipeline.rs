@@ -294,11 +294,8 @@ impl Pipeline {
             self.attribute_pending(&mut events).await;
             self.take_log_ready(&mut events).await;
             let delivered = !events.is_empty();
-            for mut event in events.drain(..) {
-                event.diagnosis = Some(self.diagnoser.diagnose(&event));
-                if handler.event(event)? == Flow::Stop {
-                    return Ok(());
-                }
+            if self.deliver(&mut events, handler)? == Flow::Stop {
+                return Ok(());
             }
             let position = self.log_position();
             if delivered || position != last_position {
@@ -313,13 +310,20 @@ impl Pipeline {
             log.flush();
         }
         self.take_log_ready(&mut events).await;
+        self.deliver(&mut events, handler)?;
+        Ok(())
+    }
+
+    /// Diagnoses the events in order (so that `repeated` counts the
+    /// workload's earlier kills) and hands them to `handler` until it says stop.
+    fn deliver(&mut self, events: &mut Vec<OomEvent>, handler: &mut impl EventHandler) -> anyhow::Result<Flow> {
         for mut event in events.drain(..) {
             event.diagnosis = Some(self.diagnoser.diagnose(&event));
             if handler.event(event)? == Flow::Stop {
-                break;
+                return Ok(Flow::Stop);
             }
         }
-        Ok(())
+        Ok(Flow::Continue)
     }
 
     pub fn stats(&self) -> PipelineStats {

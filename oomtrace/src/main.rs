@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => {
-            let config = oomtrace::config::resolve(&args, cli.log.as_deref())?;
+            let config = args.config(cli.log.as_deref())?;
             init_logging(&config.log, config.log_format);
             block_on(oomtrace::daemon::run(config))??;
             Ok(ExitCode::SUCCESS)

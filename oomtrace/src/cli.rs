@@ -1,14 +1,30 @@
-//! Command-line definitions (clap).
+//! Command-line definitions (clap), and each command's options built from its flags.
 
-use std::time::Duration;
+use std::{
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::config::{DaemonArgs, LogFormat};
+pub use crate::config::LogFormat;
 use crate::{
-    config::parse_duration,
+    config::{
+        ConfigError, DEFAULT_CRI_TIMEOUT, DEFAULT_MAX_LABEL_SERIES, DEFAULT_METRICS_ADDRESS, DEFAULT_OTLP_QUEUE,
+        DEFAULT_STATE_DIR, DaemonConfig, FileConfig, load_file,
+    },
+    diagnose::{DiagnoseOptions, ReportFormat},
+    filter::{
+        EventFilter,
+        since::{self, SinceError},
+    },
+    history::HistoryOptions,
+    kernel,
+    klog::{join::side::KernelLogMode, read::LogSource},
+    live::LiveOptions,
     output::OutputFormat,
-    probe::{ContextProbe, VictimProbe},
+    pipeline::PipelineOptions,
+    probe::{self, AttachPlan, ContextProbe, RingSizeError, VictimProbe},
 };
 
 #[derive(Debug, Parser)]
@@ -46,27 +62,39 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "DURATION|TIME")]
     pub since: Option<String>,
     /// Output format: a table for a terminal, JSON for a pipeline, Markdown for an incident ticket.
-    #[arg(short, long, value_enum, default_value_t = crate::diagnose::ReportFormat::Table)]
-    pub output: crate::diagnose::ReportFormat,
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
     #[command(flatten)]
     pub cri: CriArgs,
 }
 
-/// Which kernel log to read (as `history` does).
+impl DiagnoseArgs {
+    /// The options, and the format the report is printed in.
+    pub fn options(self) -> Result<(DiagnoseOptions, ReportFormat), ArgsError> {
+        let options = DiagnoseOptions {
+            source: self.log.source(),
+            since: parse_since(self.since.as_deref())?,
+            cri_socket: self.cri.cri_socket,
+            cri_timeout: self.cri.cri_timeout,
+        };
+        Ok((options, self.output))
+    }
+}
+
+/// Which kernel log to read (`history`, `diagnose`).
 #[derive(Debug, Args)]
 pub struct KernelLogArgs {
     /// Read a saved log instead of the kernel's: syslog, kern.log, messages, `dmesg` / `dmesg -T` output,
     /// `journalctl -k` (short, short-iso, short-precise, short-unix), or "-" for stdin.
     #[arg(long, value_name = "PATH|-", conflicts_with = "journal")]
-    pub file: Option<std::path::PathBuf>,
+    pub file: Option<PathBuf>,
     /// Read the systemd journal's kernel messages of this boot (keeps far more than the ring buffer).
     #[arg(long)]
     pub journal: bool,
 }
 
 impl KernelLogArgs {
-    pub fn source(self) -> crate::history::LogSource {
-        use crate::history::LogSource;
+    pub fn source(self) -> LogSource {
         match (self.file, self.journal) {
             (Some(path), _) => LogSource::File(path),
             (None, true) => LogSource::Journal,
@@ -77,13 +105,8 @@ impl KernelLogArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// Read a saved log instead of the kernel's: syslog, kern.log, messages, `dmesg` / `dmesg -T` output,
-    /// `journalctl -k` (short, short-iso, short-precise, short-unix), or "-" for stdin.
-    #[arg(long, value_name = "PATH|-", conflicts_with = "journal")]
-    pub file: Option<std::path::PathBuf>,
-    /// Read the systemd journal's kernel messages of this boot (keeps far more than the ring buffer).
-    #[arg(long)]
-    pub journal: bool,
+    #[command(flatten)]
+    pub log: KernelLogArgs,
     /// Only kills after this: a duration ago ("1h", "30m") or a time ("2026-11-29 10:00:00", RFC 3339).
     #[arg(long, value_name = "DURATION|TIME")]
     pub since: Option<String>,
@@ -94,6 +117,19 @@ pub struct HistoryArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub cri: CriArgs,
+}
+
+impl HistoryArgs {
+    pub fn options(self) -> Result<HistoryOptions, ArgsError> {
+        Ok(HistoryOptions {
+            source: self.log.source(),
+            since: parse_since(self.since.as_deref())?,
+            output: self.output,
+            filter: self.filter.into(),
+            cri_socket: self.cri.cri_socket,
+            cri_timeout: self.cri.cri_timeout,
+        })
+    }
 }
 
 /// Which victims are shown; every filter given must match.
@@ -116,12 +152,64 @@ pub struct FilterArgs {
     pub container: Option<String>,
 }
 
+impl From<FilterArgs> for EventFilter {
+    fn from(args: FilterArgs) -> Self {
+        Self {
+            cgroup_prefix: args.cgroup,
+            comm: args.comm,
+            namespace: args.namespace,
+            pod: args.pod,
+            container: args.container,
+        }
+    }
+}
+
+/// Flags of `oomtrace daemon`; each can also come from the environment and
+/// from the config file (docs/daemon.md). Defaults apply last.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "PATH", env = "OOMTRACE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where /metrics, /healthz and /readyz listen [default: 0.0.0.0:9101].
+    #[arg(long, value_name = "HOST:PORT", env = "OOMTRACE_METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Log line format on stderr [default: text].
+    #[arg(long, value_enum, env = "OOMTRACE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// NDJSON events on stdout (for `kubectl logs`) [default: true].
+    #[arg(long, value_name = "BOOL", env = "OOMTRACE_EVENTS_STDOUT")]
+    pub events_stdout: Option<bool>,
+    /// CRI socket of the container runtime [default: containerd's, then CRI-O's].
+    #[arg(long, value_name = "PATH", env = "OOMTRACE_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+    /// Longest wait for one CRI call [default: 250ms].
+    #[arg(long, value_parser = parse_duration, env = "OOMTRACE_CRI_TIMEOUT")]
+    pub cri_timeout: Option<Duration>,
+    /// Node name on events [default: the hostname].
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Bound on Prometheus (namespace, pod, container, unit) label sets [default: 2000].
+    #[arg(long, value_name = "N", env = "OOMTRACE_MAX_LABEL_SERIES")]
+    pub max_label_series: Option<usize>,
+    /// OTLP queue bound, in events [default: 2048].
+    #[arg(long, value_name = "N", env = "OOMTRACE_OTLP_QUEUE")]
+    pub otlp_queue: Option<usize>,
+    /// Read the kernel log (needs CAP_SYSLOG where kernel.dmesg_restrict=1): each event gets the kernel's
+    /// report (memory.stat, largest tasks), and kills since boot not reported before are reported once [default: true].
+    #[arg(long, value_name = "BOOL", env = "OOMTRACE_KERNEL_LOG")]
+    pub kernel_log: Option<bool>,
+    /// Directory for the position in the kernel log, kept across restarts (a hostPath under /run) [default: /run/oomtrace].
+    #[arg(long, value_name = "DIR", env = "OOMTRACE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
 /// Where pod names come from.
 #[derive(Debug, Args)]
 pub struct CriArgs {
     /// CRI socket of the container runtime (default: containerd's, then CRI-O's).
     #[arg(long, value_name = "PATH", env = "OOMTRACE_CRI_SOCKET")]
-    pub cri_socket: Option<std::path::PathBuf>,
+    pub cri_socket: Option<PathBuf>,
     /// Longest wait for one CRI call, e.g. "250ms"; on timeout the event keeps what the cgroup path gives.
     #[arg(long, value_parser = parse_duration, default_value = "250ms")]
     pub cri_timeout: Duration,
@@ -170,4 +258,162 @@ pub struct LiveArgs {
     /// Do not read the kernel log (events then carry no `kernel_report`: memory.stat, largest tasks).
     #[arg(long)]
     pub no_kernel_log: bool,
+}
+
+impl LiveArgs {
+    pub fn options(self) -> Result<LiveOptions, ArgsError> {
+        let ring_bytes = probe::ring_bytes(self.ring_buffer_kib, kernel::page_size()).map_err(ArgsError::RingBuffer)?;
+        Ok(LiveOptions {
+            output: self.output,
+            count: self.count,
+            duration: self.duration,
+            filter: self.filter.into(),
+            pipeline: PipelineOptions {
+                plan: AttachPlan {
+                    victim: self.victim_probe,
+                    context: self.context_probe,
+                    confirm_kills: !self.no_kill_confirmation,
+                },
+                ring_bytes,
+                cri_socket: self.cri.cri_socket,
+                cri_timeout: self.cri.cri_timeout,
+                node_name: None,
+                kernel_log: if self.no_kernel_log { KernelLogMode::Off } else { KernelLogMode::Join },
+            },
+        })
+    }
+}
+
+/// A flag's value that clap accepted but the command cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error(transparent)]
+    Since(#[from] SinceError),
+    /// (Not a `source`: the message already holds it.)
+    #[error("--ring-buffer-kib: {0}")]
+    RingBuffer(RingSizeError),
+}
+
+/// `--since` of `history` and `diagnose`, counted back from now.
+fn parse_since(text: Option<&str>) -> Result<Option<SystemTime>, SinceError> {
+    text.map(|text| since::parse(text, SystemTime::now())).transpose()
+}
+
+/// A clap value parser (clap wants its errors as strings).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
+}
+
+impl DaemonArgs {
+    /// Merges flags/env (`self`, `log`) over the file over the defaults.
+    pub fn config(&self, log: Option<&str>) -> Result<DaemonConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let path = self.config.as_ref().map_or_else(|| "(no file)".to_owned(), |p| p.display().to_string());
+        let value_error = |key: &'static str, message: String| ConfigError::Value { path: path.clone(), key, message };
+        let metrics_address = match (self.metrics_address, &file.metrics_address) {
+            (Some(address), _) => address,
+            (None, Some(text)) => text.parse().map_err(|e| value_error("metrics_address", format!("{text:?}: {e}")))?,
+            (None, None) => {
+                DEFAULT_METRICS_ADDRESS.parse().map_err(|e| value_error("metrics_address", format!("default: {e}")))?
+            }
+        };
+        let log_format = match (self.log_format, file.log_format.as_deref()) {
+            (Some(format), _) => format,
+            (None, Some("json")) => LogFormat::Json,
+            (None, Some("text")) | (None, None) => LogFormat::Text,
+            (None, Some(other)) => {
+                return Err(value_error("log_format", format!("{other:?} (use \"text\" or \"json\")")));
+            }
+        };
+        let cri_timeout = match (self.cri_timeout, file.cri_timeout.as_deref()) {
+            (Some(timeout), _) => timeout,
+            (None, Some(text)) => {
+                humantime::parse_duration(text).map_err(|e| value_error("cri_timeout", format!("{text:?}: {e}")))?
+            }
+            (None, None) => DEFAULT_CRI_TIMEOUT,
+        };
+        let max_label_series = self.max_label_series.or(file.max_label_series).unwrap_or(DEFAULT_MAX_LABEL_SERIES);
+        if max_label_series == 0 {
+            return Err(value_error("max_label_series", "must be at least 1".to_owned()));
+        }
+        let otlp_queue = self.otlp_queue.or(file.otlp_queue).unwrap_or(DEFAULT_OTLP_QUEUE);
+        if otlp_queue == 0 {
+            return Err(value_error("otlp_queue", "must be at least 1".to_owned()));
+        }
+        Ok(DaemonConfig {
+            metrics_address,
+            log_format,
+            log: log.map(str::to_owned).or(file.log).unwrap_or_else(|| "info".to_owned()),
+            events_stdout: self.events_stdout.or(file.events_stdout).unwrap_or(true),
+            cri_socket: self.cri_socket.clone().or(file.cri_socket),
+            cri_timeout,
+            node_name: self.node_name.clone().or(file.node_name),
+            max_label_series,
+            otlp_queue,
+            kernel_log: self.kernel_log.or(file.kernel_log).unwrap_or(true),
+            state_dir: self.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn args(extra: &[&str]) -> DaemonArgs {
+        let mut argv = vec!["oomtrace", "daemon"];
+        argv.extend_from_slice(extra);
+        match Cli::parse_from(argv).command {
+            Command::Daemon(args) => args,
+            other => panic!("not daemon: {other:?}"),
+        }
+    }
+
+    fn file(text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("oomtrace-config-{}-{}.toml", std::process::id(), text.len()));
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let config = args(&[]).config(None).expect("resolves");
+        assert_eq!(config.metrics_address.to_string(), DEFAULT_METRICS_ADDRESS);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.events_stdout);
+        assert_eq!(config.cri_timeout, DEFAULT_CRI_TIMEOUT);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let path =
+            file("metrics_address = \"127.0.0.1:9999\"\nlog_format = \"json\"\notlp_queue = 7\ncri_timeout = \"1s\"\n");
+        let config = args(&["--config", path.to_str().expect("utf8"), "--metrics-address", "127.0.0.1:1234"])
+            .config(None)
+            .expect("resolves");
+        assert_eq!(config.metrics_address.to_string(), "127.0.0.1:1234");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.otlp_queue, 7);
+        assert_eq!(config.cri_timeout, Duration::from_secs(1));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn malformed_files_are_clear_errors() {
+        let typo = file("metrics_adress = \"127.0.0.1:1\"\n");
+        let error = args(&["--config", typo.to_str().expect("utf8")]).config(None).expect_err("typo").to_string();
+        assert!(error.contains("metrics_adress"), "{error}");
+        let bad = file("metrics_address = \"nowhere\"\n\n");
+        let error = args(&["--config", bad.to_str().expect("utf8")]).config(None).expect_err("bad value").to_string();
+        assert!(error.contains("metrics_address") && error.contains("nowhere"), "{error}");
+        let missing = args(&["--config", "/nonexistent/oomtrace.toml"]).config(None).expect_err("missing").to_string();
+        assert!(missing.contains("/nonexistent/oomtrace.toml"), "{missing}");
+        let _ = std::fs::remove_file(typo);
+        let _ = std::fs::remove_file(bad);
+    }
 }

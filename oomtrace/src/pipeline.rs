@@ -16,13 +16,15 @@ use crate::{
         cgroup::{CgroupResolver, detect_hierarchy},
         pod::PodResolver,
     },
-    history::live_cgroup_id,
     host::node_name,
-    join::{
-        LogPosition,
-        side::{KernelLogMode, LogSide},
-    },
     kernel::{self, privileges::Privileges},
+    klog::{
+        attribute::attribute_kill,
+        join::{
+            LogPosition,
+            side::{KernelLogMode, LogSide},
+        },
+    },
     probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
 };
 use oomtrace_event::{EventSource, OomEvent};
@@ -248,18 +250,8 @@ impl Pipeline {
         for mut event in log.ready() {
             if event.source == EventSource::KernelLog {
                 self.kernel_log_events += 1;
-                if let Some(root) = self.cgroups.hierarchy().map(|h| h.root().to_path_buf()) {
-                    for cgroup in
-                        event.victim_cgroup.iter_mut().chain(event.oom_cgroup.iter_mut().map(|o| &mut o.cgroup))
-                    {
-                        cgroup.id = cgroup.path.as_deref().and_then(|p| live_cgroup_id(&root, p)).unwrap_or(0);
-                    }
-                }
-                let path = event.victim_cgroup.as_ref().and_then(|c| c.path.clone());
-                if path.is_some() {
-                    event.workload = Some(self.pods.attribute(path.as_deref(), None).await);
-                }
-                event.node = Some(self.node.clone());
+                let root = self.cgroups.hierarchy().map(|h| h.root());
+                attribute_kill(&mut event, root, &mut self.pods, Some(&self.node)).await;
             }
             out.push(event);
         }
@@ -302,11 +294,8 @@ impl Pipeline {
             self.attribute_pending(&mut events).await;
             self.take_log_ready(&mut events).await;
             let delivered = !events.is_empty();
-            for mut event in events.drain(..) {
-                event.diagnosis = Some(self.diagnoser.diagnose(&event));
-                if handler.event(event)? == Flow::Stop {
-                    return Ok(());
-                }
+            if self.deliver(&mut events, handler)? == Flow::Stop {
+                return Ok(());
             }
             let position = self.log_position();
             if delivered || position != last_position {
@@ -321,13 +310,20 @@ impl Pipeline {
             log.flush();
         }
         self.take_log_ready(&mut events).await;
+        self.deliver(&mut events, handler)?;
+        Ok(())
+    }
+
+    /// Diagnoses the events in order (so that `repeated` counts the
+    /// workload's earlier kills) and hands them to `handler` until it says stop.
+    fn deliver(&mut self, events: &mut Vec<OomEvent>, handler: &mut impl EventHandler) -> anyhow::Result<Flow> {
         for mut event in events.drain(..) {
             event.diagnosis = Some(self.diagnoser.diagnose(&event));
             if handler.event(event)? == Flow::Stop {
-                break;
+                return Ok(Flow::Stop);
             }
         }
-        Ok(())
+        Ok(Flow::Continue)
     }
 
     pub fn stats(&self) -> PipelineStats {

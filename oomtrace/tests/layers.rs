@@ -36,7 +36,7 @@ fn main() -> ExitCode {
 /// `x.rs` or a folder `x/`).
 const LAYERS: &[(usize, &[&str])] = &[
     (0, &["kernel", "host", "config"]),
-    (1, &["probe", "enrich"]),
+    (1, &["probe", "enrich", "filter"]),
     (2, &["diagnosis"]),
     (3, &["klog"]),
     (4, &["pipeline"]),

@@ -10,10 +10,10 @@ use std::{
 
 use crate::{
     export::prometheus::Metrics,
-    join::LogPosition,
     kernel::oom_count,
     klog::{
         boot,
+        join::LogPosition,
         state::{DaemonState, StateFile},
     },
     pipeline::PipelineStats,

@@ -22,7 +22,7 @@ use crate::{
         otlp::{self, OtlpExporter},
         prometheus::{ExporterTotals, Metrics},
     },
-    join::side::KernelLogMode,
+    klog::join::side::KernelLogMode,
     output::{EventWriter as _, json::JsonWriter},
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
     probe::{AttachPlan, DEFAULT_RING_BYTES},

@@ -6,24 +6,29 @@
 
 pub mod evictions;
 pub mod group;
-pub mod kills;
 pub mod node_memory;
 pub mod render;
 pub mod report;
 
 use std::{
+    io::Write as _,
     path::PathBuf,
     time::{Duration, SystemTime},
 };
 
+use anyhow::Context as _;
+
 use self::{
-    kills::LogKills,
     node_memory::NodeMemory,
     report::{KernelLogSummary, REPORT_VERSION, Report},
 };
 use crate::{
-    history::{HistorySummary, LogSource, reconciliation},
+    filter::since,
     host::node_name,
+    klog::{
+        read::{LogKills, LogSource, read_kills},
+        reconcile::LogCount,
+    },
 };
 use oomtrace_event::OomEvent;
 
@@ -38,13 +43,26 @@ pub struct DiagnoseOptions {
     pub cri_timeout: Duration,
 }
 
+/// Makes the report and prints it in `format`.
+pub async fn print(options: &DiagnoseOptions, format: ReportFormat) -> anyhow::Result<()> {
+    let report = run(options).await?;
+    let text = render::render(&report, format);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("writing the report to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Reads the node's memory and the kernel log, and makes the report. Fails
 /// only when the log cannot be read at all (the error says what to do).
 pub async fn run(options: &DiagnoseOptions) -> anyhow::Result<Report> {
     // The kernel's count before the log is read: a kill between the two is
     // found but not counted, never counted but missing.
     let node_memory = node_memory::read(&node_memory::Sources::this_node());
-    let log = kills::collect(&options.source, options.cri_socket.clone(), options.cri_timeout).await?;
+    let log = read_kills(&options.source, options.cri_socket.clone(), options.cri_timeout).await?;
     Ok(build(&options.source, options.since, &log, node_memory, SystemTime::now()))
 }
 
@@ -56,11 +74,10 @@ pub fn build(
     node_memory: NodeMemory,
     now: SystemTime,
 ) -> Report {
-    let this_boot = !matches!(source, LogSource::File(_));
-    let in_window: Vec<&OomEvent> = log.events.iter().filter(|e| crate::history::since::in_window(e, since)).collect();
+    let this_boot = source.is_this_boot();
+    let in_window: Vec<&OomEvent> = log.events.iter().filter(|e| since::in_window(e, since)).collect();
     let kernel_count = node_memory.kernel_oom_kills.filter(|_| this_boot);
-    let summary =
-        HistorySummary { collected: log.collected, read: log.read, kernel_count, ..HistorySummary::default() };
+    let count = LogCount { collected: log.collected, read: log.read, kernel_count };
     let no_kill = in_window.is_empty().then(|| evictions::note(since, this_boot));
     Report {
         version: REPORT_VERSION,
@@ -71,7 +88,7 @@ pub fn build(
             source: log.read.origin.map_or("unknown", |o| o.as_str()),
             kills_in_log: log.collected.kills,
             kernel_count,
-            reconciliation: reconciliation(&summary),
+            reconciliation: count.reconciliation(),
         },
         kills: in_window.len() as u64,
         groups: group::group(&in_window),

@@ -10,9 +10,8 @@ use super::{
     tail::{LogTail, SYSLOG_POLL_FAST, SYSLOG_POLL_IDLE},
 };
 use crate::{
-    history::{collect::Collector, convert::LogClock},
     kernel,
-    klog::boot::BootClock,
+    klog::{boot::BootClock, collect::Collector, convert::LogClock},
 };
 use oomtrace_event::OomEvent;
 

@@ -1,5 +1,5 @@
 //! Kernel log lines in, events out: the report parser, the conversion, and
-//! the counters `history` ends with.
+//! the counters the reconciliation with the kernel's count is made of.
 
 use oomtrace_klog::{
     LogLine,

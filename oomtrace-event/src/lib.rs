@@ -3,20 +3,78 @@
 //! report in its log added, and the diagnosis. Data types only: every
 //! producer (the eBPF decoder, the kernel log, enrichment, the diagnosis)
 //! depends on this crate, and it depends on none of them.
+//!
+//! Every name is a unit enum whose JSON spelling (serde's `rename_all`) and
+//! `as_str` (strum's `serialize_all`) are one rule on one declaration; the
+//! test below holds them equal over every variant.
 
 pub mod diagnosis;
 pub mod oom;
 pub mod report;
+pub mod time;
 pub mod workload;
 
 pub use self::{
-    diagnosis::{Advice, Cause, Diagnosis, Finding, Repeat},
+    diagnosis::{Advice, AdviceAction, Cause, Diagnosis, Finding, FindingKind, MissingFact, Repeat},
     oom::{
-        CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, Scope, ScopeSource, ScopeUnknownReason, Trigger, Victim,
+        CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, SchemaVersion, Scope, ScopeSource, ScopeUnknownReason,
+        Trigger, Victim,
     },
     report::{KernelLog, KernelReport, LogOrigin, ReportTask},
+    time::WallTime,
     workload::{
-        Attribution, MonitoredContainer, NullUnknown, OmitUnknown, Owner, Qos, Runtime, UnknownKeys, WorkloadIdentity,
-        WorkloadInfo, WorkloadKind,
+        Attribution, MonitoredContainer, NullUnknown, OmitUnknown, Owner, OwnerKind, Qos, Runtime, UnknownKeys,
+        WorkloadIdentity, WorkloadInfo, WorkloadKind,
     },
 };
+
+/// The version of the event's JSON: the first field of every NDJSON line
+/// (`schema_version`). Raise it when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `as_str`, the name the JSON uses, for each name enum.
+macro_rules! names {
+    ($($name:ty),* $(,)?) => {
+        $(impl $name {
+            /// The name the JSON uses.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        })*
+
+        #[cfg(test)]
+        mod names_tests {
+            use super::*;
+
+            /// serde (the JSON) and strum (`as_str`) spell every variant alike.
+            #[test]
+            fn as_str_is_the_json_name() {
+                $(for value in <$name as strum::VariantArray>::VARIANTS {
+                    assert_eq!(
+                        serde_json::to_value(value).ok(),
+                        Some(serde_json::Value::from(value.as_str())),
+                        "{}::{value:?}",
+                        stringify!($name)
+                    );
+                })*
+            }
+        }
+    };
+}
+
+names!(
+    Scope,
+    ScopeSource,
+    ScopeUnknownReason,
+    EventSource,
+    Runtime,
+    Qos,
+    Attribution,
+    WorkloadKind,
+    OwnerKind,
+    LogOrigin,
+    Cause,
+    MissingFact,
+    FindingKind,
+    AdviceAction,
+);

@@ -4,7 +4,7 @@
 
 use schemars::JsonSchema;
 use serde::Serialize;
-use strum::{EnumDiscriminants, IntoStaticStr, VariantArray};
+use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 
 /// Why the kill happened and what to change, on every event (`diagnosis` in
 /// docs/events.md).
@@ -23,7 +23,7 @@ pub struct Diagnosis {
 }
 
 /// Stable names: Prometheus label values and docs/events.md.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, VariantArray)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum Cause {
@@ -45,7 +45,7 @@ pub enum Cause {
 }
 
 /// A fact the cause needed and the event did not have (`missing`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, VariantArray)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 pub enum MissingFact {
     /// The event's `scope`.
     #[serde(rename = "scope")]
@@ -63,7 +63,7 @@ pub enum MissingFact {
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[strum_discriminants(
     name(FindingKind),
-    derive(Serialize, JsonSchema, IntoStaticStr, VariantArray, Hash),
+    derive(Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray, Hash),
     serde(rename_all = "snake_case"),
     strum(serialize_all = "snake_case")
 )]
@@ -134,7 +134,7 @@ impl Advice {
 
 /// The stable name of an advice step (docs/diagnosis.md; what each one means
 /// is in `oomtrace`'s `diagnosis::advice`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, VariantArray)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum AdviceAction {
@@ -157,4 +157,8 @@ pub enum AdviceAction {
     PageCache,
     KernelMemory,
     LostWorker,
+    /// `oomtrace diagnose`: the pods the kubelet evicted.
+    ListEvictedPods,
+    /// `oomtrace diagnose`: the kubelet's Evicted events.
+    ListEvictionEvents,
 }

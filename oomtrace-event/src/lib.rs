@@ -5,7 +5,7 @@
 //! depends on this crate, and it depends on none of them.
 //!
 //! Every name is a unit enum whose JSON spelling (serde's `rename_all`) and
-//! `as_str` (strum's `serialize_all`) are one rule on one declaration; the
+//! `as_str` and `FromStr` (strum's `serialize_all`) are one rule on one declaration; the
 //! test below holds them equal over every variant.
 
 pub mod diagnosis;
@@ -46,7 +46,8 @@ macro_rules! names {
         mod names_tests {
             use super::*;
 
-            /// serde (the JSON) and strum (`as_str`) spell every variant alike.
+            /// serde (the JSON) and strum (`as_str`, `FromStr`) spell every
+            /// variant alike.
             #[test]
             fn as_str_is_the_json_name() {
                 $(for value in <$name as strum::VariantArray>::VARIANTS {
@@ -56,6 +57,7 @@ macro_rules! names {
                         "{}::{value:?}",
                         stringify!($name)
                     );
+                    assert_eq!(value.as_str().parse::<$name>().ok().as_ref(), Some(value));
                 })*
             }
         }

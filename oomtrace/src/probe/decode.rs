@@ -10,7 +10,8 @@ use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, fl
 
 use crate::kernel::constraint::ConstraintValues;
 use oomtrace_event::{
-    CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, Scope, ScopeSource, ScopeUnknownReason, Trigger, Victim,
+    CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, SchemaVersion, Scope, ScopeSource, ScopeUnknownReason,
+    Trigger, Victim, WallTime,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -147,7 +148,8 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
     let killed = if raw.flags & flag::KILLED != 0 { Some(true) } else { cx.kill_signal_attached.then_some(false) };
     let wall = cx.boot_offset + Duration::from_nanos(raw.ktime_ns);
     Ok(OomEvent {
-        time: Some(humantime::format_rfc3339_micros(SystemTime::UNIX_EPOCH + wall).to_string()),
+        schema_version: SchemaVersion,
+        time: WallTime::from_system_time(SystemTime::UNIX_EPOCH + wall),
         source: EventSource::Ebpf,
         kernel_log: None,
         ktime_ns: Some(raw.ktime_ns),
@@ -366,7 +368,7 @@ mod tests {
             event.sources,
             ["tp_btf:mark_victim", "fentry:oom_kill_process", "tracepoint:signal/signal_generate"]
         );
-        assert_eq!(event.time.as_deref(), Some("2023-11-14T22:13:25.000000Z"));
+        assert_eq!(event.time.map(|t| t.to_string()).as_deref(), Some("2023-11-14T22:13:25.000000Z"));
         assert!(event.unavailable.is_empty(), "{:?}", event.unavailable);
     }
 

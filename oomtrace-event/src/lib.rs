@@ -80,3 +80,32 @@ names!(
     FindingKind,
     AdviceAction,
 );
+
+/// Where the committed JSON Schema of an event lives, from the workspace root
+/// (`cargo xtask schema` writes it; the testkit checks real events against it).
+pub const SCHEMA_PATH: &str = "docs/event.schema.json";
+
+/// The JSON Schema (draft 2020-12) of one NDJSON line, [`OomEvent`] and all it
+/// contains, as written to [`SCHEMA_PATH`] (pretty, with a final newline).
+pub fn json_schema() -> String {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().for_serialize().into_generator();
+    let schema = generator.into_root_schema_for::<OomEvent>();
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod schema_tests {
+    /// The committed schema is what the types generate.
+    #[test]
+    fn the_committed_schema_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(super::SCHEMA_PATH);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == super::json_schema(),
+            "{} is not what the event types generate: run `cargo xtask schema` and commit it",
+            super::SCHEMA_PATH
+        );
+    }
+}

@@ -168,7 +168,7 @@ pub struct OomCgroup {
 /// One OOM victim.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct OomEvent {
-    /// The version of this JSON ([`SCHEMA_VERSION`](crate::SCHEMA_VERSION)).
+    /// The version of this JSON (`oomtrace_event::SCHEMA_VERSION`).
     pub schema_version: SchemaVersion,
     /// Wall-clock time of the kill (RFC 3339, UTC). Absent only for a kill
     /// read from a saved log that carries kernel timestamps but no wall-clock

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::Method;
 use crate::kernel::clock::monotonic_now;
 
-use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, flag, path, source};
+use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, flag, path};
 
 use crate::kernel::constraint::ConstraintValues;
 use oomtrace_event::{
@@ -231,21 +232,13 @@ fn unavailable_fields(bits: u64, kill_signal_attached: bool) -> Vec<&'static str
 }
 
 fn source_names(bits: u32) -> Vec<&'static str> {
-    const SOURCES: [(u32, &str); 6] = [
-        (source::TP_BTF, "tp_btf:mark_victim"),
-        (source::RAW_TP, "raw_tp:mark_victim"),
-        (source::TRACEPOINT, "tracepoint:oom/mark_victim"),
-        (source::FENTRY, "fentry:oom_kill_process"),
-        (source::KPROBE, "kprobe:oom_kill_process"),
-        (source::SIGNAL, "tracepoint:signal/signal_generate"),
-    ];
-    SOURCES.iter().filter(|&&(bit, _)| bits & bit != 0).map(|&(_, name)| name).collect()
+    Method::ALL.iter().filter(|m| bits & m.source_bit() != 0).map(|m| m.target()).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oomtrace_common::CGROUP_NAME_LEN;
+    use oomtrace_common::{CGROUP_NAME_LEN, source};
 
     fn zeroed() -> RawOomEvent {
         // SAFETY: RawOomEvent is plain old data; all-zero bytes are a valid value.

@@ -81,3 +81,18 @@ pub struct KernelReport {
 
 /// How many of the report's tasks an event lists.
 pub const LARGEST_TASKS: usize = 5;
+
+#[cfg(test)]
+mod tests {
+    use strum::VariantArray;
+
+    use super::LogOrigin;
+
+    /// An event's `sources` names its log as `kernel_log:` and the log's name.
+    #[test]
+    fn the_source_name_is_the_origin_name() {
+        for origin in LogOrigin::VARIANTS {
+            assert_eq!(origin.source_name(), format!("kernel_log:{}", origin.as_str()));
+        }
+    }
+}

@@ -302,3 +302,22 @@ impl JsonSchema for SchemaVersion {
 fn is_zero(value: &u64) -> bool {
     *value == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every NDJSON line starts with the schema version.
+    #[test]
+    fn the_schema_version_comes_first() {
+        let event = OomEvent {
+            time: "2026-11-25T23:12:34.987994Z".parse().ok(),
+            ..OomEvent::of_victim(Victim { pid: 7, ..Victim::default() })
+        };
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"schema_version":1,"time":"2026-11-25T23:12:34.987994Z","source":"ebpf","victim":{"pid":7},"sources":[]}"#
+        );
+    }
+}

@@ -2,16 +2,18 @@
 //! findings with their evidence, one sentence and the advice. The data only;
 //! `oomtrace`'s `diagnosis` module decides them.
 
+use schemars::JsonSchema;
 use serde::Serialize;
+use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 
 /// Why the kill happened and what to change, on every event (`diagnosis` in
 /// docs/events.md).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Diagnosis {
     pub cause: Cause,
     /// With `cause` = `unknown`: the facts that were missing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<&'static str>,
+    pub missing: Vec<MissingFact>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,
     /// One sentence for a person.
@@ -21,8 +23,9 @@ pub struct Diagnosis {
 }
 
 /// Stable names: Prometheus label values and docs/events.md.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Cause {
     /// The OOMing memcg is the victim's container.
     ContainerLimit,
@@ -41,22 +44,29 @@ pub enum Cause {
     Unknown,
 }
 
-impl Cause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ContainerLimit => "container_limit",
-            Self::PodLimit => "pod_limit",
-            Self::NodeAllocatable => "node_allocatable",
-            Self::NodeMemory => "node_memory",
-            Self::Constrained => "constrained",
-            Self::CgroupLimit => "cgroup_limit",
-            Self::Unknown => "unknown",
-        }
-    }
+/// A fact the cause needed and the event did not have (`missing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
+pub enum MissingFact {
+    /// The event's `scope`.
+    #[serde(rename = "scope")]
+    #[strum(serialize = "scope")]
+    Scope,
+    /// The path of the memcg that hit its limit.
+    #[serde(rename = "oom_cgroup.path")]
+    #[strum(serialize = "oom_cgroup.path")]
+    OomCgroupPath,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// What the diagnosis found besides the cause; `kind` in the JSON is its
+/// [`FindingKind`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, EnumDiscriminants)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[strum_discriminants(
+    name(FindingKind),
+    derive(Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray, Hash),
+    serde(rename_all = "snake_case"),
+    strum(serialize_all = "snake_case")
+)]
 pub enum Finding {
     /// memory.oom.group: every process of the container died with it.
     GroupKill,
@@ -88,23 +98,13 @@ pub enum Finding {
 
 impl Finding {
     /// The stable name (`kind` in the JSON, docs/events.md).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::GroupKill => "group_kill",
-            Self::NotMainProcess => "not_main_process",
-            Self::NoLimit => "no_limit",
-            Self::SystemPod { .. } => "system_pod",
-            Self::Tmpfs { .. } => "tmpfs",
-            Self::PageCache { .. } => "page_cache",
-            Self::KernelMemory { .. } => "kernel_memory",
-            Self::Repeated { .. } => "repeated",
-            Self::Early { .. } => "early",
-        }
+    pub fn kind(&self) -> FindingKind {
+        self.into()
     }
 }
 
 /// The evidence of a repeated kill.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Repeat {
     /// Kills of this workload within `REPEAT_WINDOW`, this one included.
     pub kills: u32,
@@ -115,10 +115,10 @@ pub struct Repeat {
 }
 
 /// One step of the advice.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Advice {
     /// Stable name of the step (the list in this module's doc; docs/diagnosis.md).
-    pub action: &'static str,
+    pub action: AdviceAction,
     /// What to do and why, for a person.
     pub text: String,
     /// The exact command, filled in; absent when the step is not one command.
@@ -127,7 +127,38 @@ pub struct Advice {
 }
 
 impl Advice {
-    pub fn new(action: &'static str, text: String, command: Option<String>) -> Self {
+    pub fn new(action: AdviceAction, text: String, command: Option<String>) -> Self {
         Self { action, text, command }
     }
+}
+
+/// The stable name of an advice step (docs/diagnosis.md; what each one means
+/// is in `oomtrace`'s `diagnosis::advice`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum AdviceAction {
+    RaiseLimit,
+    SetLimit,
+    LimitBelowStartup,
+    InvestigateLeak,
+    InvestigateSpike,
+    MetricsServerVpa,
+    CorednsAutoscaling,
+    SystemNodePool,
+    ListPodsWithoutLimits,
+    MatchRequestsToUsage,
+    ReserveSystemMemory,
+    SystemdMemoryLimit,
+    CgroupMemoryLimit,
+    MemoryPolicy,
+    FindMissingFacts,
+    LimitTmpfs,
+    PageCache,
+    KernelMemory,
+    LostWorker,
+    /// `oomtrace diagnose`: the pods the kubelet evicted.
+    ListEvictedPods,
+    /// `oomtrace diagnose`: the kubelet's Evicted events.
+    ListEvictionEvents,
 }

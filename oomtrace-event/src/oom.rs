@@ -3,13 +3,16 @@
 //! the cgroup paths and the [`WorkloadInfo`]. A field the kernel could not
 //! provide is `None` and left out of the JSON; see docs/events.md.
 
+use schemars::JsonSchema;
 use serde::Serialize;
+use strum::{EnumString, IntoStaticStr, VariantArray};
 
-use crate::{Diagnosis, KernelLog, KernelReport, WorkloadInfo};
+use crate::{Diagnosis, KernelLog, KernelReport, WallTime, WorkloadInfo};
 
 /// What the OOM was constrained by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Scope {
     /// A memory cgroup hit its limit.
     Memcg,
@@ -25,8 +28,9 @@ pub enum Scope {
 }
 
 /// Why the scope could not be inferred (no `oom_kill_process` probe).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ScopeUnknownReason {
     /// The walk up from the victim's memcg stopped at its depth bound
     /// (`MAX_CGROUP_DEPTH` levels) before the root, with no memcg at its
@@ -41,21 +45,10 @@ pub enum ScopeUnknownReason {
     NotInLog,
 }
 
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Memcg => "memcg",
-            Self::Global => "global",
-            Self::Cpuset => "cpuset",
-            Self::Mempolicy => "mempolicy",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
 /// How the scope and the OOMing memcg were determined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ScopeSource {
     /// Read from `struct oom_control` in `oom_kill_process`.
     OomControl,
@@ -67,8 +60,11 @@ pub enum ScopeSource {
 }
 
 /// Where an event came from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum EventSource {
     /// The eBPF probes, as the kill happened (`live`, `daemon`).
     #[default]
@@ -78,17 +74,8 @@ pub enum EventSource {
     KernelLog,
 }
 
-impl EventSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ebpf => "ebpf",
-            Self::KernelLog => "kernel_log",
-        }
-    }
-}
-
 /// The killed (or marked) task.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Victim {
     pub pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,7 +106,7 @@ impl Victim {
 }
 
 /// The task whose allocation ran into the OOM.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Trigger {
     pub pid: u32,
     /// Absent for a kernel-log event: the report prints the thread's pid only.
@@ -129,7 +116,7 @@ pub struct Trigger {
 }
 
 /// A memory cgroup as captured at the kill.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Cgroup {
     /// kernfs id (the inode number of the cgroup directory); 0 (and left out
     /// of the JSON) when unknown: a kernel-log event names cgroups by path only,
@@ -168,7 +155,7 @@ pub struct CapturedPath {
 }
 
 /// The memcg that hit its limit, with its page counter at the kill.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct OomCgroup {
     #[serde(flatten)]
     pub cgroup: Cgroup,
@@ -179,13 +166,15 @@ pub struct OomCgroup {
 }
 
 /// One OOM victim.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct OomEvent {
+    /// The version of this JSON (`oomtrace_event::SCHEMA_VERSION`).
+    pub schema_version: SchemaVersion,
     /// Wall-clock time of the kill (RFC 3339, UTC). Absent only for a kill
     /// read from a saved log that carries kernel timestamps but no wall-clock
     /// time (`dmesg` output without `-T`): the boot it counts from is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
+    pub time: Option<WallTime>,
     /// Where this event came from.
     pub source: EventSource,
     /// The kernel log the event was read from (`source` = `kernel_log`).
@@ -256,15 +245,11 @@ pub struct OomEvent {
 }
 
 impl OomEvent {
-    /// `time` as a point in time (None without one).
-    pub fn wall_time(&self) -> Option<std::time::SystemTime> {
-        humantime::parse_rfc3339_weak(self.time.as_deref()?).ok()
-    }
-
     /// An eBPF event of `victim` with nothing else known: what tests (and
     /// examples) fill in.
     pub fn of_victim(victim: Victim) -> Self {
         Self {
+            schema_version: SchemaVersion,
             time: None,
             source: EventSource::Ebpf,
             kernel_log: None,
@@ -293,6 +278,46 @@ impl OomEvent {
     }
 }
 
+/// Written as [`SCHEMA_VERSION`](crate::SCHEMA_VERSION): the version of the
+/// types this program was built with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchemaVersion;
+
+impl Serialize for SchemaVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(crate::SCHEMA_VERSION)
+    }
+}
+
+impl JsonSchema for SchemaVersion {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SchemaVersion".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "integer", "const": crate::SCHEMA_VERSION })
+    }
+}
+
 fn is_zero(value: &u64) -> bool {
     *value == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every NDJSON line starts with the schema version.
+    #[test]
+    fn the_schema_version_comes_first() {
+        let event = OomEvent {
+            time: "2026-11-25T23:12:34.987994Z".parse().ok(),
+            ..OomEvent::of_victim(Victim { pid: 7, ..Victim::default() })
+        };
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"schema_version":1,"time":"2026-11-25T23:12:34.987994Z","source":"ebpf","victim":{"pid":7},"sources":[]}"#
+        );
+    }
 }

@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Serialize;
+use strum::{EnumString, IntoStaticStr, VariantArray};
 
 /// Which kernel log an event was read from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum LogOrigin {
     /// `/dev/kmsg`: the kernel's ring buffer.
     Kmsg,
@@ -22,15 +25,6 @@ pub enum LogOrigin {
 }
 
 impl LogOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Kmsg => "kmsg",
-            Self::Klogctl => "klogctl",
-            Self::Journal => "journal",
-            Self::File => "file",
-        }
-    }
-
     /// The name in an event's `sources`.
     pub fn source_name(self) -> &'static str {
         match self {
@@ -43,7 +37,7 @@ impl LogOrigin {
 }
 
 /// The log record an event was read from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct KernelLog {
     pub from: LogOrigin,
     /// `/dev/kmsg` sequence number of the report's kill line.
@@ -55,7 +49,7 @@ pub struct KernelLog {
 }
 
 /// A task of the kernel's "Tasks state" table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ReportTask {
     pub pid: u32,
     pub comm: String,
@@ -66,7 +60,7 @@ pub struct ReportTask {
 }
 
 /// The parts of the kernel's OOM report that no probe reads.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct KernelReport {
     /// The memcg whose statistics the kernel printed (the OOMing memcg).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,3 +81,18 @@ pub struct KernelReport {
 
 /// How many of the report's tasks an event lists.
 pub const LARGEST_TASKS: usize = 5;
+
+#[cfg(test)]
+mod tests {
+    use strum::VariantArray;
+
+    use super::LogOrigin;
+
+    /// An event's `sources` names its log as `kernel_log:` and the log's name.
+    #[test]
+    fn the_source_name_is_the_origin_name() {
+        for origin in LogOrigin::VARIANTS {
+            assert_eq!(origin.source_name(), format!("kernel_log:{}", origin.as_str()));
+        }
+    }
+}

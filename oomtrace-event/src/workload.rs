@@ -5,11 +5,16 @@
 
 use std::marker::PhantomData;
 
+use schemars::JsonSchema;
 use serde::Serialize;
+use strum::{EnumString, IntoStaticStr, VariantArray};
+
+use crate::WallTime;
 
 /// Container runtime, as far as the cgroup path (or the CRI runtime) tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Runtime {
     Containerd,
     Crio,
@@ -24,24 +29,10 @@ pub enum Runtime {
     Unknown,
 }
 
-impl Runtime {
-    /// The name used in the JSON (`"crio"`, `"podman"`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Containerd => "containerd",
-            Self::Crio => "crio",
-            Self::Docker => "docker",
-            Self::Podman => "podman",
-            Self::Lxc => "lxc",
-            Self::Nspawn => "nspawn",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
 /// Kubernetes pod QoS class, from the pod's place under `kubepods`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Qos {
     Guaranteed,
     Burstable,
@@ -50,8 +41,9 @@ pub enum Qos {
 }
 
 /// How completely a victim was attributed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Attribution {
     /// Path and runtime agree: names are known.
     Full,
@@ -64,8 +56,9 @@ pub enum Attribution {
 }
 
 /// What kind of cgroup the victim was in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum WorkloadKind {
     Container,
     /// A container runtime's monitor process for one container (conmon of
@@ -81,24 +74,9 @@ pub enum WorkloadKind {
     Unknown,
 }
 
-impl WorkloadKind {
-    /// The name used in the JSON (`"container_monitor"`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Container => "container",
-            Self::ContainerMonitor => "container_monitor",
-            Self::Pod => "pod",
-            Self::NomadTask => "nomad_task",
-            Self::SystemService => "system_service",
-            Self::Host => "host",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
 /// The container a [`WorkloadKind::ContainerMonitor`] watches. The victim is
 /// the monitor, not this container: its kill is not the container's.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct MonitoredContainer {
     /// Absent when the path does not name it (podman's shared cgroupfs
     /// `conmon` cgroup, the `runtime` cgroup of `--cgroups=split`).
@@ -141,8 +119,9 @@ impl UnknownKeys for NullUnknown {
 
 /// Who the workload is: the container and pod names and ids, as far as the
 /// cgroup path and the container runtime tell.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(bound = "")]
+#[schemars(rename = "WorkloadIdentity", bound = "U: UnknownKeys")]
 pub struct WorkloadIdentity<U: UnknownKeys = OmitUnknown> {
     #[serde(skip_serializing_if = "U::omit")]
     pub runtime: Option<Runtime>,
@@ -180,19 +159,31 @@ impl WorkloadIdentity {
 
 /// The controller a pod belongs to, as far as the node can tell (from the
 /// pod's labels that kubelet hands the runtime, and the pod name's shape).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Owner {
-    /// `deployment`, `statefulset`, `daemonset`, `job`, `cronjob`, or `pod`
-    /// (a bare pod).
-    pub kind: &'static str,
+    pub kind: OwnerKind,
     pub name: String,
     /// Derived from the name's shape alone: no label said so.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub guessed: bool,
 }
 
+/// The kind of controller that owns a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum OwnerKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+    /// A bare pod (no controller).
+    Pod,
+}
+
 /// The victim's workload, as it appears in events and `oomtrace whois`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct WorkloadInfo {
     pub kind: WorkloadKind,
     pub attribution: Attribution,
@@ -205,7 +196,7 @@ pub struct WorkloadInfo {
     /// When the container (this instance of it) started: RFC 3339, UTC,
     /// from the runtime over CRI.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
+    pub started_at: Option<WallTime>,
     /// The controller that owns the pod, as far as the node can tell.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
@@ -289,36 +280,6 @@ mod tests {
         workload.identity.qos = Some(Qos::BestEffort);
         workload.main_process = Some(false);
         workload
-    }
-
-    /// `as_str` (table, whois) spells every value as the JSON does.
-    #[test]
-    fn names_match_the_json() {
-        fn json<T: Serialize>(value: &T) -> String {
-            serde_json::to_string(value).unwrap_or_default()
-        }
-        for kind in [
-            WorkloadKind::Container,
-            WorkloadKind::ContainerMonitor,
-            WorkloadKind::Pod,
-            WorkloadKind::NomadTask,
-            WorkloadKind::SystemService,
-            WorkloadKind::Host,
-            WorkloadKind::Unknown,
-        ] {
-            assert_eq!(json(&kind), format!("\"{}\"", kind.as_str()));
-        }
-        for runtime in [
-            Runtime::Containerd,
-            Runtime::Crio,
-            Runtime::Docker,
-            Runtime::Podman,
-            Runtime::Lxc,
-            Runtime::Nspawn,
-            Runtime::Unknown,
-        ] {
-            assert_eq!(json(&runtime), format!("\"{}\"", runtime.as_str()));
-        }
     }
 
     #[test]

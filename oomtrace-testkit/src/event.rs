@@ -3,10 +3,32 @@
 //! written from the documented output, not oomtrace's own types: a field the
 //! output leaves out is `None` here.
 
-use std::fmt;
+use std::{fmt, sync::OnceLock};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Deserialize;
+
+/// The JSON Schema every event line must meet, as committed (`cargo xtask
+/// schema` writes it from oomtrace-event's types).
+const EVENT_SCHEMA: &str = include_str!("../../docs/event.schema.json");
+
+/// Checks `event` against [`EVENT_SCHEMA`]; the error lists every violation
+/// with where in the event it is.
+pub fn conforms(event: &serde_json::Value) -> Result<()> {
+    static VALIDATOR: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
+    let validator = VALIDATOR
+        .get_or_init(|| {
+            let schema: serde_json::Value = serde_json::from_str(EVENT_SCHEMA).map_err(|e| e.to_string())?;
+            jsonschema::options().should_validate_formats(true).build(&schema).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|error| anyhow!("docs/event.schema.json is not a valid schema: {error}"))?;
+    let violations: Vec<String> = validator
+        .iter_errors(event)
+        .map(|error| format!("at {:?}: {error}", error.instance_path().to_string()))
+        .collect();
+    if violations.is_empty() { Ok(()) } else { bail!("{}", violations.join("; ")) }
+}
 
 /// One OOM event.
 #[derive(Clone, Debug, Deserialize)]
@@ -215,9 +237,15 @@ impl Event {
         self.diagnosis.as_ref()?.advice.iter().find(|a| a.action == action)
     }
 
-    /// Parses one NDJSON line.
+    /// Parses one NDJSON line, after checking it against the committed JSON
+    /// Schema (docs/event.schema.json): a real event that breaks it fails
+    /// the test that read it.
     pub fn parse(line: &str) -> Result<Event> {
-        let mut event: Event = serde_json::from_str(line).with_context(|| format!("not an oomtrace event: {line}"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("not an oomtrace event: {line}"))?;
+        conforms(&value).with_context(|| format!("an event that breaks docs/event.schema.json: {line}"))?;
+        let mut event: Event =
+            serde_json::from_value(value).with_context(|| format!("not an oomtrace event: {line}"))?;
         event.line = line.to_owned();
         Ok(event)
     }
@@ -296,7 +324,7 @@ pub struct Whois {
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"{"time":"t","source":"ebpf","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
+    const LINE: &str = r#"{"schema_version":1,"time":"2026-11-25T23:12:34.987994Z","source":"ebpf","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
 
     #[test]
     fn an_event_line_reads_as_typed_fields() {
@@ -308,6 +336,18 @@ mod tests {
         assert!(event.has_source("tp_btf:mark_victim") && event.unavailable.is_empty());
         assert_eq!(event.to_string(), LINE);
         assert_eq!(Event::victim_and_ktime(LINE), Some((4242, 5_000_000_000)));
+    }
+
+    #[test]
+    fn an_event_that_breaks_the_schema_is_refused_with_the_reason() {
+        for (from, to, reason) in [
+            (r#""schema_version":1,"#, "", "schema_version"),
+            (r#""scope":"memcg""#, r#""scope":"memory""#, "/scope"),
+            ("34.987994Z", "34.98Z", "/time"),
+        ] {
+            let error = Event::parse(&LINE.replacen(from, to, 1)).expect_err("refused");
+            assert!(format!("{error:#}").contains(reason), "{reason}: {error:#}");
+        }
         assert_eq!(Event::victim_and_ktime("2025-01-01 INFO waiting for OOM kills"), None);
         assert_eq!(Event::victim_and_ktime(r#"{"ktime_ns":1}"#), None);
     }

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use oomtrace::diagnosis;
-use oomtrace_event::{Advice, Cause};
+use oomtrace_event::{Advice, AdviceAction, Cause, OwnerKind};
 use oomtrace_event::{
     Attribution, Cgroup, OomCgroup, OomEvent, Owner, Qos, Scope, ScopeSource, Victim, WorkloadInfo, WorkloadKind,
 };
@@ -60,7 +60,7 @@ fn container_limit_kill(namespace: &str, pod: &str, container: &str, owner: Owne
     workload.kube_system = Some(namespace == "kube-system");
     workload.owner = Some(owner);
     OomEvent {
-        time: Some("2026-11-29T14:44:04.123456Z".to_owned()),
+        time: "2026-11-29T14:44:04.123456Z".parse().ok(),
         ktime_ns: Some(1_234_567_890),
         oom_id: Some(7),
         killed: Some(true),
@@ -171,7 +171,7 @@ fn raise_limit(event: &OomEvent) -> Result<String> {
     diagnosis
         .advice
         .iter()
-        .find(|a| a.action == "raise_limit")
+        .find(|a| a.action == AdviceAction::RaiseLimit)
         .and_then(|a| a.command.clone())
         .with_context(|| format!("no raise_limit command in {:?}", diagnosis.advice))
 }
@@ -238,7 +238,8 @@ fn raise_limit_commands_set_the_vpa_limit_for_every_owner_kind() -> Result<()> {
     for (kind, name, pod) in cases {
         let file = dir.join(format!("{kind}.yaml"));
         std::fs::write(&file, manifest(kind, name))?;
-        let event = container_limit_kill("shop", pod, "app", Owner { kind, name: name.to_owned(), guessed: false });
+        let owner = Owner { kind: kind.parse()?, name: name.to_owned(), guessed: false };
+        let event = container_limit_kill("shop", pod, "app", owner);
         let command = raise_limit(&event)?;
         let object = run_offline(&command, kind, name, &file).with_context(|| format!("{kind}: {command}"))?;
         let list = containers(&object, kind).as_array().with_context(|| format!("{kind}: no containers: {object}"))?;
@@ -268,7 +269,7 @@ fn heredoc(command: &str) -> Option<&str> {
 }
 
 fn kube_system_advice_gives_kubectl_commands_of_the_guides_shape() -> Result<()> {
-    let deployment = |name: &str| Owner { kind: "deployment", name: name.to_owned(), guessed: false };
+    let deployment = |name: &str| Owner { kind: OwnerKind::Deployment, name: name.to_owned(), guessed: false };
     // metrics-server: the AKS ConfigMap, valid for kubectl, with baseMemory at VPA's limit.
     let event = container_limit_kill(
         "kube-system",
@@ -277,7 +278,7 @@ fn kube_system_advice_gives_kubectl_commands_of_the_guides_shape() -> Result<()>
         deployment("metrics-server"),
     );
     let advice = advice_of(&event);
-    let actions: Vec<_> = advice.iter().map(|a| a.action).collect();
+    let actions: Vec<_> = advice.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(actions, ["metrics_server_vpa"]);
     let command = advice[0].command.as_deref().context("metrics-server command")?;
     assert!(command.starts_with("kubectl apply -f - <<'EOF'\n"), "{command}");
@@ -305,14 +306,14 @@ fn kube_system_advice_gives_kubectl_commands_of_the_guides_shape() -> Result<()>
     // CoreDNS: its autoscaler's ConfigMap.
     let event = container_limit_kill("kube-system", "coredns-5d78c9869d-q2x7w", "coredns", deployment("coredns"));
     let advice = advice_of(&event);
-    assert_eq!(advice.iter().map(|a| a.action).collect::<Vec<_>>(), ["coredns_autoscaling"]);
+    assert_eq!(advice.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["coredns_autoscaling"]);
     assert_eq!(advice[0].command.as_deref(), Some("kubectl -n kube-system get configmap coredns-autoscaler -o yaml"));
     flags_parse(advice[0].command.as_deref().unwrap_or(""))?;
 
     // Another kube-system pod: the guide's system node pool, placeholders marked.
-    let owner = Owner { kind: "daemonset", name: "kube-proxy".to_owned(), guessed: false };
+    let owner = Owner { kind: OwnerKind::DaemonSet, name: "kube-proxy".to_owned(), guessed: false };
     let advice = advice_of(&container_limit_kill("kube-system", "kube-proxy-8kq2m", "kube-proxy", owner));
-    assert_eq!(advice.iter().map(|a| a.action).collect::<Vec<_>>(), ["system_node_pool"]);
+    assert_eq!(advice.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["system_node_pool"]);
     let command = advice[0].command.as_deref().context("az command")?;
     assert!(command.starts_with("az aks nodepool add --resource-group <resource-group> --cluster-name <cluster> "));
     assert!(command.ends_with(" --node-count 3 --node-taints CriticalAddonsOnly=true:NoSchedule --mode System"));
@@ -342,7 +343,7 @@ fn node_allocatable_kill() -> OomEvent {
         "shop",
         "batch-7d9f8c6b5d-x2x4q",
         "app",
-        Owner { kind: "deployment", name: "batch".to_owned(), guessed: false },
+        Owner { kind: OwnerKind::Deployment, name: "batch".to_owned(), guessed: false },
     );
     if let Some(workload) = event.workload.as_mut() {
         workload.identity.qos = Some(Qos::BestEffort);
@@ -362,7 +363,7 @@ fn node_level_commands_parse_and_their_columns_read_a_pod() -> Result<()> {
         diagnosis
             .advice
             .iter()
-            .find(|a| a.action == action)
+            .find(|a| a.action.as_str() == action)
             .and_then(|a| a.command.clone())
             .with_context(|| format!("no {action} command in {:?}", diagnosis.advice))
     };

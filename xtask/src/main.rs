@@ -7,6 +7,9 @@
 //! `cargo xtask vm-test`: the integration suite on Debian kernels under qemu;
 //! `cargo xtask node-test`: an AKS-shaped node (systemd, containerd, runc,
 //! cgroup v2) under qemu running the in-guest suite (see `vm/`, `node/`).
+//!
+//! `cargo xtask schema`: write docs/event.schema.json, the JSON Schema of an
+//! event, from oomtrace-event's types.
 
 mod bench;
 mod ebpf_object;
@@ -38,6 +41,8 @@ enum Command {
     NodeTest(node::NodeTestArgs),
     /// Check (CI) or refresh the prebuilt eBPF object stable-only builds use.
     EbpfObject(ebpf_object::EbpfObjectArgs),
+    /// Write docs/event.schema.json from oomtrace-event's types.
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Command::VmTest(args) => vm::run(&workspace_root(), &args),
         Command::NodeTest(args) => node::run(&workspace_root(), &args),
         Command::EbpfObject(args) => ebpf_object::run(&workspace_root(), &args),
+        Command::Schema => write_schema(&workspace_root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,6 +61,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes the event's JSON Schema where the testkit and the check in
+/// oomtrace-event read it.
+fn write_schema(root: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let path = root.join(oomtrace_event::SCHEMA_PATH);
+    std::fs::write(&path, oomtrace_event::json_schema()).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 /// The workspace root (xtask lives one level below it).

@@ -13,7 +13,7 @@ use std::{
 
 use serde::Serialize;
 
-use oomtrace_event::Advice;
+use oomtrace_event::{Advice, AdviceAction};
 
 /// What the report says when the window has no kernel OOM kill.
 pub const NOTE: &str = "No kernel OOM kill in this window. A pod reported `Evicted` was removed by the kubelet \
@@ -75,12 +75,12 @@ pub fn note(since: Option<SystemTime>, check_journal: bool) -> NoKillNote {
 pub fn commands() -> Vec<Advice> {
     vec![
         Advice {
-            action: "list_evicted_pods",
+            action: AdviceAction::ListEvictedPods,
             text: "Pods the kubelet evicted are Failed with STATUS Evicted (the message names the resource)".to_owned(),
             command: Some("kubectl get pods -A --field-selector=status.phase=Failed".to_owned()),
         },
         Advice {
-            action: "list_eviction_events",
+            action: AdviceAction::ListEvictionEvents,
             text: "The kubelet's Evicted events say which resource ran low and what each container used".to_owned(),
             command: Some("kubectl get events -A --field-selector=reason=Evicted".to_owned()),
         },

@@ -10,7 +10,7 @@ use serde::Serialize;
 use oomtrace_event::{Advice, Cause, Finding};
 
 use crate::diagnosis::repeat::workload_key;
-use oomtrace_event::OomEvent;
+use oomtrace_event::{OomEvent, WorkloadKind};
 
 /// The key of kills whose workload is unknown (no cgroup path in the log).
 pub const UNKNOWN_KEY: &str = "(unknown cgroup)";
@@ -22,7 +22,7 @@ pub struct KillGroup {
     pub key: String,
     /// The workload's kind (`container`, `system_service`, `host`, ...;
     /// `unknown` without one).
-    pub kind: &'static str,
+    pub kind: WorkloadKind,
     pub namespace: Option<String>,
     pub pod: Option<String>,
     pub container: Option<String>,
@@ -91,7 +91,7 @@ pub fn group(events: &[&OomEvent]) -> Vec<KillGroup> {
 fn empty_group(key: String) -> KillGroup {
     KillGroup {
         key,
-        kind: "unknown",
+        kind: WorkloadKind::Unknown,
         namespace: None,
         pod: None,
         container: None,
@@ -113,7 +113,7 @@ fn empty_group(key: String) -> KillGroup {
 fn add(group: &mut KillGroup, event: &OomEvent) {
     group.kills += 1;
     if let Some(workload) = &event.workload {
-        group.kind = workload.kind.as_str();
+        group.kind = workload.kind;
         group.namespace.clone_from(&workload.identity.namespace);
         group.pod.clone_from(&workload.identity.pod);
         group.container.clone_from(&workload.identity.container);
@@ -122,11 +122,11 @@ fn add(group: &mut KillGroup, event: &OomEvent) {
     if let Some(path) = event.victim_cgroup.as_ref().and_then(|c| c.path.clone()) {
         group.cgroup = Some(path);
     }
-    if event.time.is_some() {
+    if let Some(time) = event.time {
         if group.first_kill.is_none() {
-            group.first_kill.clone_from(&event.time);
+            group.first_kill = Some(time.to_string());
         }
-        group.last_kill.clone_from(&event.time);
+        group.last_kill = Some(time.to_string());
     }
     let diagnosis = event.diagnosis.as_ref();
     let cause = diagnosis.map(|d| d.cause);
@@ -136,7 +136,7 @@ fn add(group: &mut KillGroup, event: &OomEvent) {
         group.causes.push(cause);
     }
     group.victims.push(VictimKill {
-        time: event.time.clone(),
+        time: event.time.map(|t| t.to_string()),
         pid: event.victim.pid,
         comm: event.victim.comm.clone(),
         cause,
@@ -167,7 +167,7 @@ mod tests {
 
     fn kill(pid: u32, path: &str, time: &str) -> OomEvent {
         OomEvent {
-            time: Some(time.to_owned()),
+            time: time.parse().ok(),
             scope: Some(Scope::Memcg),
             victim_cgroup: Some(Cgroup { path: Some(path.to_owned()), ..Cgroup::default() }),
             oom_cgroup: Some(OomCgroup {
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(a.victims.iter().map(|v| v.pid).collect::<Vec<_>>(), [10, 11, 12]);
         assert_eq!(
             (a.first_kill.as_deref(), a.last_kill.as_deref()),
-            (Some("2026-11-29T10:00:00Z"), Some("2026-11-29T10:00:30Z"))
+            (Some("2026-11-29T10:00:00.000000Z"), Some("2026-11-29T10:00:30.000000Z"))
         );
         assert_eq!(a.causes, [Cause::CgroupLimit]);
         assert_eq!(a.cgroup.as_deref(), Some("/a"));
@@ -232,8 +232,8 @@ mod tests {
         let pod = &groups[2];
         assert_eq!(
             (pod.kind, pod.namespace.as_deref(), pod.container.as_deref()),
-            ("container", Some("shop"), Some("api"))
+            (WorkloadKind::Container, Some("shop"), Some("api"))
         );
-        assert_eq!((groups[0].first_kill.as_deref(), groups[0].kind), (None, "unknown"));
+        assert_eq!((groups[0].first_kill.as_deref(), groups[0].kind), (None, WorkloadKind::Unknown));
     }
 }

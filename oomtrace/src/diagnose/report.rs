@@ -53,7 +53,7 @@ pub mod sample {
         group::{GroupFinding, VictimKill},
         node_memory::{Kubepods, Psi, PsiLine},
     };
-    use oomtrace_event::{Advice, Cause, Finding, Repeat};
+    use oomtrace_event::{Advice, AdviceAction, Cause, Finding, Repeat, WorkloadKind};
 
     fn victim(pid: u32, time: &str) -> VictimKill {
         VictimKill {
@@ -94,7 +94,7 @@ pub mod sample {
         };
         let a = KillGroup {
             key: "/test/a".to_owned(),
-            kind: "unknown",
+            kind: WorkloadKind::Unknown,
             namespace: None,
             pod: None,
             container: None,
@@ -112,14 +112,14 @@ pub mod sample {
             findings: vec![GroupFinding { finding: repeated, in_kills: 2 }],
             summary: "dd (pid 12) was killed: cgroup_limit".to_owned(),
             advice: vec![Advice {
-                action: "raise_limit",
+                action: AdviceAction::RaiseLimit,
                 text: "Raise the limit to what VPA would set after this kill".to_owned(),
                 command: Some("kubectl set resources deployment/api -n shop -c api --limits=memory=164Mi".to_owned()),
             }],
         };
         let api = KillGroup {
             key: "shop/api-1/api".to_owned(),
-            kind: "container",
+            kind: WorkloadKind::Container,
             namespace: Some("shop".to_owned()),
             pod: Some("api-1".to_owned()),
             container: Some("api".to_owned()),

@@ -3,18 +3,18 @@
 //! of docs/diagnosis.md; their names are `oomtrace_event::Cause`).
 
 use crate::enrich::cgroup_path::{self, Workload};
-use oomtrace_event::{Cause, OomEvent, Scope};
+use oomtrace_event::{Cause, MissingFact, OomEvent, Scope};
 
 /// The cause, and the facts that were missing when it is `Unknown`.
-pub fn cause(event: &OomEvent) -> (Cause, Vec<&'static str>) {
+pub fn cause(event: &OomEvent) -> (Cause, Vec<MissingFact>) {
     match event.scope {
         Some(Scope::Global) => (Cause::NodeMemory, Vec::new()),
         Some(Scope::Cpuset | Scope::Mempolicy) => (Cause::Constrained, Vec::new()),
         Some(Scope::Memcg) => match event.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.as_deref()) {
             Some(oom_path) => (memcg_cause(oom_path, event), Vec::new()),
-            None => (Cause::Unknown, vec!["oom_cgroup.path"]),
+            None => (Cause::Unknown, vec![MissingFact::OomCgroupPath]),
         },
-        Some(Scope::Unknown) | None => (Cause::Unknown, vec!["scope"]),
+        Some(Scope::Unknown) | None => (Cause::Unknown, vec![MissingFact::Scope]),
     }
 }
 
@@ -97,9 +97,9 @@ mod tests {
         event.scope = Some(Scope::Cpuset);
         assert_eq!(cause(&event).0, Cause::Constrained);
         event.scope = None;
-        assert_eq!(cause(&event), (Cause::Unknown, vec!["scope"]));
+        assert_eq!(cause(&event), (Cause::Unknown, vec![MissingFact::Scope]));
         event.scope = Some(Scope::Memcg);
         event.oom_cgroup = None;
-        assert_eq!(cause(&event), (Cause::Unknown, vec!["oom_cgroup.path"]));
+        assert_eq!(cause(&event), (Cause::Unknown, vec![MissingFact::OomCgroupPath]));
     }
 }

@@ -52,8 +52,8 @@ pub fn findings(event: &OomEvent, repeat: Option<Repeat>) -> Vec<Finding> {
 /// How long the container had been running at the kill; `None` when either
 /// time is unknown or the start is after the kill (a later instance's).
 pub fn running_seconds(event: &OomEvent) -> Option<u64> {
-    let started = humantime::parse_rfc3339_weak(event.workload.as_ref()?.started_at.as_deref()?).ok()?;
-    let killed = event.wall_time()?;
+    let started = event.workload.as_ref()?.started_at?.system_time();
+    let killed = event.time?.system_time();
     killed.duration_since(started).ok().map(|d| d.as_secs())
 }
 

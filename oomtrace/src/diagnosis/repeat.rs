@@ -39,7 +39,7 @@ impl KillMemory {
     /// workload to name is not remembered.
     pub fn note(&mut self, event: &OomEvent) -> Option<Repeat> {
         let key = workload_key(event)?;
-        let at = event.wall_time()?;
+        let at = event.time?.system_time();
         let kill = Kill { at, oom_id: event.oom_id };
         self.tick += 1;
         self.order.insert(key.clone(), self.tick);
@@ -111,7 +111,7 @@ mod tests {
 
     fn kill(path: &str, time: &str, oom_id: Option<u64>) -> OomEvent {
         OomEvent {
-            time: Some(time.to_owned()),
+            time: time.parse().ok(),
             oom_id,
             victim_cgroup: Some(Cgroup { path: Some(path.to_owned()), ..Cgroup::default() }),
             ..OomEvent::of_victim(Victim::default())

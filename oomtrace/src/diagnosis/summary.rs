@@ -55,7 +55,10 @@ pub fn summary(event: &OomEvent, cause: Cause, findings: &[Finding]) -> String {
             if missing.is_empty() {
                 format!("{who} was killed; the cause is unknown")
             } else {
-                format!("{who} was killed; the cause is unknown (missing: {})", missing.join(", "))
+                format!(
+                    "{who} was killed; the cause is unknown (missing: {})",
+                    missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+                )
             }
         }
     };

@@ -15,6 +15,7 @@ use k8s_cri::v1::{
     ContainerStatusRequest, ListContainersRequest, ListPodSandboxRequest, PodSandbox, PodSandboxFilter,
     PodSandboxStatusRequest, VersionRequest, runtime_service_client::RuntimeServiceClient,
 };
+use oomtrace_event::WallTime;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -57,7 +58,7 @@ pub struct ContainerInfo {
     pub main_pid: Option<u32>,
     /// When this instance of the container started (RFC 3339, UTC); `None`
     /// before it started or when the runtime does not say.
-    pub started_at: Option<String>,
+    pub started_at: Option<WallTime>,
     /// The pod's labels, from its sandbox; `None` when not looked up or not found.
     pub pod_labels: Option<PodLabels>,
     /// The pod sandbox ("pause") container rather than a workload container.
@@ -69,9 +70,9 @@ pub struct ContainerInfo {
 pub type PodLabels = Vec<(String, String)>;
 
 /// A CRI timestamp (nanoseconds since the epoch; 0 = not set) as RFC 3339, UTC.
-pub fn timestamp(unix_ns: i64) -> Option<String> {
+pub fn timestamp(unix_ns: i64) -> Option<WallTime> {
     let ns = u64::try_from(unix_ns).ok().filter(|ns| *ns > 0)?;
-    Some(humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + Duration::from_nanos(ns)).to_string())
+    WallTime::from_system_time(std::time::UNIX_EPOCH + Duration::from_nanos(ns))
 }
 
 fn sorted_labels(labels: HashMap<String, String>) -> PodLabels {
@@ -267,7 +268,10 @@ mod tests {
     #[test]
     fn cri_timestamps_become_rfc3339_and_zero_is_absent() {
         // ContainerStatus.started_at of a container started 2026-11-29 14:44:04.5 UTC.
-        assert_eq!(timestamp(1_795_963_444_500_000_000).as_deref(), Some("2026-11-29T14:44:04.500000Z"));
+        assert_eq!(
+            timestamp(1_795_963_444_500_000_000).map(|t| t.to_string()).as_deref(),
+            Some("2026-11-29T14:44:04.500000Z")
+        );
         assert_eq!(timestamp(0), None);
         assert_eq!(timestamp(-1), None);
     }

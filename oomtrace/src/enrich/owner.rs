@@ -22,7 +22,7 @@
 //! - CronJob: its Jobs are `<cronjob>-<scheduled minute since the epoch>`
 //!   (`pkg/controller/cronjob/utils.go`: `getJobName`, `getTimeHashInMinutes`).
 
-use oomtrace_event::Owner;
+use oomtrace_event::{Owner, OwnerKind};
 
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
@@ -51,36 +51,36 @@ pub fn owner(pod: &str, labels: &[(&str, &str)]) -> Owner {
     let known = |kind, name: &str| Owner { kind, name: name.to_owned(), guessed: false };
     if let Some(job) = label(JOB_NAME).or_else(|| label(LEGACY_JOB_NAME)) {
         return match cronjob_of(job) {
-            Some(cronjob) => known("cronjob", cronjob),
-            None => known("job", job),
+            Some(cronjob) => known(OwnerKind::CronJob, cronjob),
+            None => known(OwnerKind::Job, job),
         };
     }
     if label(STATEFULSET_POD_NAME).is_some()
         && let Some((set, _)) = pod.rsplit_once('-').filter(|(_, ordinal)| is_number(ordinal))
     {
-        return known("statefulset", set);
+        return known(OwnerKind::StatefulSet, set);
     }
     if let Some(hash) = label(POD_TEMPLATE_HASH) {
         let prefix = strip_random_suffix(pod).unwrap_or(pod);
         if let Some(deployment) = prefix.strip_suffix(hash).and_then(|p| p.strip_suffix('-')) {
-            return known("deployment", deployment);
+            return known(OwnerKind::Deployment, deployment);
         }
         // The apiserver cut `<deployment>-<hash>-` to 58 characters and added
         // 5: whole if the cut fell in the hash, else only its start is known.
         let cut = pod.get(..pod.len().saturating_sub(5)).unwrap_or(pod);
         return match cut.rsplit_once('-') {
             Some((deployment, part)) if !deployment.is_empty() && !part.is_empty() && hash.starts_with(part) => {
-                known("deployment", deployment)
+                known(OwnerKind::Deployment, deployment)
             }
-            _ => Owner { kind: "deployment", name: cut.trim_end_matches('-').to_owned(), guessed: true },
+            _ => Owner { kind: OwnerKind::Deployment, name: cut.trim_end_matches('-').to_owned(), guessed: true },
         };
     }
     if label(CONTROLLER_REVISION_HASH).is_some()
         && let Some(daemonset) = strip_random_suffix(pod)
     {
-        return known("daemonset", daemonset);
+        return known(OwnerKind::DaemonSet, daemonset);
     }
-    known("pod", pod)
+    known(OwnerKind::Pod, pod)
 }
 
 /// The owner from the name's shape alone.
@@ -88,22 +88,22 @@ fn from_name(pod: &str) -> Owner {
     let guess = |kind, name: &str| Owner { kind, name: name.to_owned(), guessed: true };
     if let Some(prefix) = strip_random_suffix(pod) {
         if let Some(cronjob) = cronjob_of(prefix) {
-            return guess("cronjob", cronjob);
+            return guess(OwnerKind::CronJob, cronjob);
         }
         if let Some((deployment, hash)) = prefix.rsplit_once('-')
             && !deployment.is_empty()
             && (1..=10).contains(&hash.len())
             && hash.chars().all(|c| HASH_ALPHABET.contains(c))
         {
-            return guess("deployment", deployment);
+            return guess(OwnerKind::Deployment, deployment);
         }
         // A DaemonSet's pod, or a Job's: DaemonSets are the likelier on a node.
-        return guess("daemonset", prefix);
+        return guess(OwnerKind::DaemonSet, prefix);
     }
     if let Some((set, _)) = pod.rsplit_once('-').filter(|(set, ordinal)| !set.is_empty() && is_number(ordinal)) {
-        return guess("statefulset", set);
+        return guess(OwnerKind::StatefulSet, set);
     }
-    guess("pod", pod)
+    guess(OwnerKind::Pod, pod)
 }
 
 /// `<cronjob>` of a Job named `<cronjob>-<scheduled minute>`.
@@ -127,11 +127,11 @@ fn is_number(text: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn known(kind: &'static str, name: &str) -> Owner {
+    fn known(kind: OwnerKind, name: &str) -> Owner {
         Owner { kind, name: name.to_owned(), guessed: false }
     }
 
-    fn guessed(kind: &'static str, name: &str) -> Owner {
+    fn guessed(kind: OwnerKind, name: &str) -> Owner {
         Owner { kind, name: name.to_owned(), guessed: true }
     }
 
@@ -145,35 +145,35 @@ mod tests {
         };
         // AKS's CoreDNS Deployment.
         let coredns = with(&[("k8s-app", "kube-dns"), ("pod-template-hash", "5d78c9869d")]);
-        assert_eq!(owner("coredns-5d78c9869d-q2x7w", &coredns), known("deployment", "coredns"));
+        assert_eq!(owner("coredns-5d78c9869d-q2x7w", &coredns), known(OwnerKind::Deployment, "coredns"));
         assert_eq!(
             owner("api-7d9f8c6b5d-x2x4q", &with(&[("pod-template-hash", "7d9f8c6b5d")])),
-            known("deployment", "api")
+            known(OwnerKind::Deployment, "api")
         );
         let db = with(&[
             ("statefulset.kubernetes.io/pod-name", "db-2"),
             ("apps.kubernetes.io/pod-index", "2"),
             ("controller-revision-hash", "db-5f8c9d7b6"),
         ]);
-        assert_eq!(owner("db-2", &db), known("statefulset", "db"));
+        assert_eq!(owner("db-2", &db), known(OwnerKind::StatefulSet, "db"));
         let ds = with(&[("controller-revision-hash", "6c9b7d5f4"), ("pod-template-generation", "3")]);
-        assert_eq!(owner("node-exporter-8kq2m", &ds), known("daemonset", "node-exporter"));
+        assert_eq!(owner("node-exporter-8kq2m", &ds), known(OwnerKind::DaemonSet, "node-exporter"));
         // A CronJob's Job: both job-name labels, the minute stamp 28761120 (2024-09-06).
         let backup = with(&[
             ("batch.kubernetes.io/job-name", "backup-28761120"),
             ("job-name", "backup-28761120"),
             ("batch.kubernetes.io/controller-uid", "5e1c"),
         ]);
-        assert_eq!(owner("backup-28761120-x7k2p", &backup), known("cronjob", "backup"));
+        assert_eq!(owner("backup-28761120-x7k2p", &backup), known(OwnerKind::CronJob, "backup"));
         // A Job made by hand, and one whose name ends in a small number.
-        assert_eq!(owner("migrate-xk2f9", &with(&[("job-name", "migrate")])), known("job", "migrate"));
-        assert_eq!(owner("etl-v2-7bd4c", &with(&[("job-name", "etl-v2")])), known("job", "etl-v2"));
-        assert_eq!(owner("report-2-7bd4c", &with(&[("job-name", "report-2")])), known("job", "report-2"));
+        assert_eq!(owner("migrate-xk2f9", &with(&[("job-name", "migrate")])), known(OwnerKind::Job, "migrate"));
+        assert_eq!(owner("etl-v2-7bd4c", &with(&[("job-name", "etl-v2")])), known(OwnerKind::Job, "etl-v2"));
+        assert_eq!(owner("report-2-7bd4c", &with(&[("job-name", "report-2")])), known(OwnerKind::Job, "report-2"));
         // A bare pod, and a static pod (named `<manifest>-<node>`).
-        assert_eq!(owner("debug", &with(&[("run", "debug")])), known("pod", "debug"));
+        assert_eq!(owner("debug", &with(&[("run", "debug")])), known(OwnerKind::Pod, "debug"));
         assert_eq!(
             owner("kube-proxy-aks-nodepool1-12345678-vmss000000", &kubelet),
-            known("pod", "kube-proxy-aks-nodepool1-12345678-vmss000000")
+            known(OwnerKind::Pod, "kube-proxy-aks-nodepool1-12345678-vmss000000")
         );
     }
 
@@ -186,22 +186,22 @@ mod tests {
         let labels = [("io.kubernetes.pod.uid", "1"), ("pod-template-hash", hash)];
         // The cut falls in the hash: the name is whole.
         let whole = "a-very-long-deployment-name-for-the-payment-gateway";
-        assert_eq!(owner(&pod_of(whole), &labels), known("deployment", whole));
+        assert_eq!(owner(&pod_of(whole), &labels), known(OwnerKind::Deployment, whole));
         // The cut falls in the name (here right after a dash): only its start is known.
         let longer = "an-even-longer-deployment-name-for-the-payment-gateway-of-the-shop";
-        assert_eq!(owner(&pod_of(longer), &labels), guessed("deployment", longer[..58].trim_end_matches('-')));
+        assert_eq!(owner(&pod_of(longer), &labels), guessed(OwnerKind::Deployment, longer[..58].trim_end_matches('-')));
     }
 
     #[test]
     fn owners_from_the_name_alone_are_guessed() {
-        assert_eq!(owner("api-7d9f8c6b5d-x2x4q", &[]), guessed("deployment", "api"));
-        assert_eq!(owner("metrics-server-5dfc656944-lqxqz", &[]), guessed("deployment", "metrics-server"));
-        assert_eq!(owner("backup-28761120-x7k2p", &[]), guessed("cronjob", "backup"));
-        assert_eq!(owner("web-0", &[]), guessed("statefulset", "web"));
-        assert_eq!(owner("kube-proxy-8kq2m", &[]), guessed("daemonset", "kube-proxy"));
+        assert_eq!(owner("api-7d9f8c6b5d-x2x4q", &[]), guessed(OwnerKind::Deployment, "api"));
+        assert_eq!(owner("metrics-server-5dfc656944-lqxqz", &[]), guessed(OwnerKind::Deployment, "metrics-server"));
+        assert_eq!(owner("backup-28761120-x7k2p", &[]), guessed(OwnerKind::CronJob, "backup"));
+        assert_eq!(owner("web-0", &[]), guessed(OwnerKind::StatefulSet, "web"));
+        assert_eq!(owner("kube-proxy-8kq2m", &[]), guessed(OwnerKind::DaemonSet, "kube-proxy"));
         // "shell" has vowels: no generateName suffix.
-        assert_eq!(owner("debug-shell", &[]), guessed("pod", "debug-shell"));
-        assert_eq!(owner("debug", &[]), guessed("pod", "debug"));
-        assert_eq!(owner("-0", &[]), guessed("pod", "-0"));
+        assert_eq!(owner("debug-shell", &[]), guessed(OwnerKind::Pod, "debug-shell"));
+        assert_eq!(owner("debug", &[]), guessed(OwnerKind::Pod, "debug"));
+        assert_eq!(owner("-0", &[]), guessed(OwnerKind::Pod, "-0"));
     }
 }

@@ -313,7 +313,7 @@ fn fill_from_runtime(out: &mut WorkloadInfo, info: &ContainerInfo, victim_tgid: 
     id.pod_uid = id.pod_uid.clone().or_else(|| info.pod_uid.clone());
     out.image = info.image.clone();
     out.restart_count = info.restart_count;
-    out.started_at = info.started_at.clone();
+    out.started_at = info.started_at;
     out.owner = info.pod_name.as_deref().map(|pod| {
         let labels: Vec<(&str, &str)> =
             info.pod_labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -338,7 +338,7 @@ fn runtime_from_name(name: &str) -> Option<Runtime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oomtrace_event::{Owner, Qos};
+    use oomtrace_event::{Owner, OwnerKind, Qos};
 
     #[tokio::test(flavor = "current_thread")]
     async fn without_a_runtime_containers_are_partially_attributed() {
@@ -387,7 +387,7 @@ mod tests {
                 image: Some("app:1".to_owned()),
                 restart_count: Some(3),
                 main_pid: Some(4242),
-                started_at: Some("2026-11-29T14:44:04.500000Z".to_owned()),
+                started_at: "2026-11-29T14:44:04.500000Z".parse().ok(),
                 pod_labels: Some(vec![("pod-template-hash".to_owned(), "7d9f8c6b5d".to_owned())]),
                 sandbox: false,
             },
@@ -432,19 +432,19 @@ mod tests {
             pod_name: Some("api-7d9f8c6b5d-x2x4q".to_owned()),
             namespace: Some("shop".to_owned()),
             pod_uid: Some(UID.to_owned()),
-            started_at: Some("2026-11-29T14:44:04.500000Z".to_owned()),
+            started_at: "2026-11-29T14:44:04.500000Z".parse().ok(),
             pod_labels: Some(labels),
             ..ContainerInfo::default()
         };
         resolver.cache.insert(container.clone(), true);
         let path = format!("/kubepods/burstable/pod{UID}/{id}");
         let out = resolver.attribute(Some(&path), Some(1)).await;
-        assert_eq!(out.started_at.as_deref(), Some("2026-11-29T14:44:04.500000Z"));
-        let expected = Owner { kind: "deployment", name: "api".to_owned(), guessed: false };
+        assert_eq!(out.started_at.map(|t| t.to_string()).as_deref(), Some("2026-11-29T14:44:04.500000Z"));
+        let expected = Owner { kind: OwnerKind::Deployment, name: "api".to_owned(), guessed: false };
         assert_eq!(out.owner.as_ref(), Some(&expected));
         // The pod's own cgroup: the owner, not a container's start.
         let pod = resolver.attribute(Some(&format!("/kubepods/burstable/pod{UID}")), None).await;
-        assert_eq!((pod.started_at.as_deref(), pod.owner.as_ref()), (None, Some(&expected)));
+        assert_eq!((pod.started_at, pod.owner.as_ref()), (None, Some(&expected)));
         // Without the sandbox's labels the owner is guessed from the name.
         let mut unlabelled = offline();
         unlabelled.cache.insert(ContainerInfo { pod_labels: None, ..container }, true);

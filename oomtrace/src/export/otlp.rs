@@ -303,7 +303,7 @@ fn service_name() -> String {
 }
 
 fn event_time(event: &OomEvent) -> SystemTime {
-    event.wall_time().unwrap_or_else(SystemTime::now)
+    event.time.map_or_else(SystemTime::now, |time| time.system_time())
 }
 
 /// The log body: the diagnosis' summary first (what a person reads in a log
@@ -373,7 +373,7 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
         out.push(KeyValue::new("oom.main_process", main));
     }
     if let Some(diagnosis) = &event.diagnosis {
-        let kinds: Vec<StringValue> = diagnosis.findings.iter().map(|f| f.kind().into()).collect();
+        let kinds: Vec<StringValue> = diagnosis.findings.iter().map(|f| f.kind().as_str().into()).collect();
         out.push(KeyValue::new("oomtrace.diagnosis.findings", opentelemetry::Value::Array(Array::String(kinds))));
     }
     out
@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(attribute(&attributes, "oomtrace.diagnosis.cause"), Some("cgroup_limit".into()));
         assert_eq!(attribute(&attributes, "oom.systemd.unit"), Some("kubelet.service".into()));
         let diagnosis = event.diagnosis.as_ref().expect("diagnosed");
-        let kinds: Vec<&str> = diagnosis.findings.iter().map(|f| f.kind()).collect();
+        let kinds: Vec<&str> = diagnosis.findings.iter().map(|f| f.kind().as_str()).collect();
         assert!(kinds.contains(&"group_kill"), "{kinds:?}");
         let findings = attribute(&attributes, "oomtrace.diagnosis.findings").expect("findings");
         let expected = kinds.iter().map(|k| StringValue::from(*k)).collect();

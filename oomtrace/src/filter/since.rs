@@ -23,7 +23,7 @@ pub fn parse(text: &str, now: SystemTime) -> Result<SystemTime, SinceError> {
 /// wall-clock time is kept: whether it is recent is unknown.
 pub fn in_window(event: &OomEvent, since: Option<SystemTime>) -> bool {
     let Some(since) = since else { return true };
-    event.wall_time().is_none_or(|time| time >= since)
+    event.time.is_none_or(|time| time.system_time() >= since)
 }
 
 #[cfg(test)]
@@ -46,8 +46,10 @@ mod tests {
     #[test]
     fn the_window_keeps_later_and_untimed_kills() {
         use oomtrace_event::Victim;
-        let at =
-            |time: Option<&str>| OomEvent { time: time.map(str::to_owned), ..OomEvent::of_victim(Victim::default()) };
+        let at = |time: Option<&str>| OomEvent {
+            time: time.and_then(|t| t.parse().ok()),
+            ..OomEvent::of_victim(Victim::default())
+        };
         let since = humantime::parse_rfc3339("2026-11-29T10:00:00Z").ok();
         assert!(in_window(&at(Some("2026-11-29T10:00:01.5Z")), since));
         assert!(!in_window(&at(Some("2026-11-29T09:59:59Z")), since));

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use oomtrace_klog::report::{CounterKind, Killed, OomReport};
 
 use oomtrace_event::{
-    Cgroup, EventSource, KernelLog, KernelReport, LogOrigin, OomCgroup, OomEvent, ReportTask, Scope, ScopeSource,
-    ScopeUnknownReason, Trigger, Victim, report::LARGEST_TASKS,
+    Cgroup, EventSource, KernelLog, KernelReport, LogOrigin, OomCgroup, OomEvent, ReportTask, SchemaVersion, Scope,
+    ScopeSource, ScopeUnknownReason, Trigger, Victim, WallTime, report::LARGEST_TASKS,
 };
 
 /// How the log's times become the event's.
@@ -58,7 +58,7 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
     // The report ends with its kill line.
     let line = &report.last;
     let ktime_ns = line.since_boot.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let time = line.wall.or_else(|| Some(clock.boot_wall? + line.since_boot?)).map(rfc3339);
+    let time = line.wall.or_else(|| Some(clock.boot_wall? + line.since_boot?)).and_then(WallTime::from_system_time);
     for (missing, name) in [
         (time.is_none(), "time"),
         (ktime_ns.is_none(), "ktime_ns"),
@@ -81,6 +81,7 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
         unavailable.push("kernel_report.largest_tasks");
     }
     OomEvent {
+        schema_version: SchemaVersion,
         time,
         source: EventSource::KernelLog,
         kernel_log: Some(KernelLog { from: origin, seq: line.seq, full_report: report.header.is_some() }),
@@ -213,10 +214,6 @@ pub fn kernel_report(report: &OomReport, page_size: u64) -> KernelReport {
     }
 }
 
-fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_micros(time).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -284,7 +281,7 @@ mod tests {
         assert_eq!((trigger.pid, trigger.tgid, trigger.comm.as_str()), (20689, None, "dd"));
         assert_eq!(event.gfp_mask.as_deref(), Some("0xcc0"));
         assert_eq!(event.ktime_ns, Some(100_000_012_000));
-        assert_eq!(event.time.as_deref(), Some("2025-11-29T10:01:40.000012Z"));
+        assert_eq!(event.time.map(|t| t.to_string()).as_deref(), Some("2025-11-29T10:01:40.000012Z"));
         let report = event.kernel_report.as_ref().expect("kernel_report");
         assert_eq!(report.memory_stat.get("rss"), Some(&66_895_872));
         assert_eq!(report.largest_tasks.first().map(|t| (t.pid, t.rss_kb)), Some((20689, 16730 * 4)));

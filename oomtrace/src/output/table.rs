@@ -72,7 +72,10 @@ pub fn row(event: &OomEvent) -> String {
 /// time, the kernel timestamp: "+1234.567s" (seconds since boot).
 fn row_time(event: &OomEvent) -> String {
     match (&event.time, event.ktime_ns) {
-        (Some(time), _) => time.get(11..23).unwrap_or(time).to_owned(),
+        (Some(time), _) => {
+            let time = time.to_string();
+            time.get(11..23).unwrap_or(&time).to_owned()
+        }
         (None, Some(ns)) => format!("+{}.{:03}s", ns / 1_000_000_000, ns % 1_000_000_000 / 1_000_000),
         (None, None) => "?".to_owned(),
     }
@@ -102,7 +105,7 @@ mod tests {
 
     fn event_in(path: &str, workload: WorkloadInfo) -> OomEvent {
         OomEvent {
-            time: Some("2026-11-25T22:41:07.123456Z".to_owned()),
+            time: "2026-11-25T22:41:07.123456Z".parse().ok(),
             killed: Some(true),
             victim_cgroup: Some(Cgroup { id: 9, path: Some(path.to_owned()), ..Cgroup::default() }),
             trigger: Some(Trigger { pid: 7, tgid: Some(7), comm: "conmon".to_owned() }),

@@ -4,13 +4,15 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::Method;
 use crate::kernel::clock::monotonic_now;
 
-use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, flag, path, source};
+use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, flag, path};
 
 use crate::kernel::constraint::ConstraintValues;
 use oomtrace_event::{
-    CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, Scope, ScopeSource, ScopeUnknownReason, Trigger, Victim,
+    CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, SchemaVersion, Scope, ScopeSource, ScopeUnknownReason,
+    Trigger, Victim, WallTime,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -147,7 +149,8 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
     let killed = if raw.flags & flag::KILLED != 0 { Some(true) } else { cx.kill_signal_attached.then_some(false) };
     let wall = cx.boot_offset + Duration::from_nanos(raw.ktime_ns);
     Ok(OomEvent {
-        time: Some(humantime::format_rfc3339_micros(SystemTime::UNIX_EPOCH + wall).to_string()),
+        schema_version: SchemaVersion,
+        time: WallTime::from_system_time(SystemTime::UNIX_EPOCH + wall),
         source: EventSource::Ebpf,
         kernel_log: None,
         ktime_ns: Some(raw.ktime_ns),
@@ -229,21 +232,13 @@ fn unavailable_fields(bits: u64, kill_signal_attached: bool) -> Vec<&'static str
 }
 
 fn source_names(bits: u32) -> Vec<&'static str> {
-    const SOURCES: [(u32, &str); 6] = [
-        (source::TP_BTF, "tp_btf:mark_victim"),
-        (source::RAW_TP, "raw_tp:mark_victim"),
-        (source::TRACEPOINT, "tracepoint:oom/mark_victim"),
-        (source::FENTRY, "fentry:oom_kill_process"),
-        (source::KPROBE, "kprobe:oom_kill_process"),
-        (source::SIGNAL, "tracepoint:signal/signal_generate"),
-    ];
-    SOURCES.iter().filter(|&&(bit, _)| bits & bit != 0).map(|&(_, name)| name).collect()
+    Method::ALL.iter().filter(|m| bits & m.source_bit() != 0).map(|m| m.target()).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oomtrace_common::CGROUP_NAME_LEN;
+    use oomtrace_common::{CGROUP_NAME_LEN, source};
 
     fn zeroed() -> RawOomEvent {
         // SAFETY: RawOomEvent is plain old data; all-zero bytes are a valid value.
@@ -366,7 +361,7 @@ mod tests {
             event.sources,
             ["tp_btf:mark_victim", "fentry:oom_kill_process", "tracepoint:signal/signal_generate"]
         );
-        assert_eq!(event.time.as_deref(), Some("2023-11-14T22:13:25.000000Z"));
+        assert_eq!(event.time.map(|t| t.to_string()).as_deref(), Some("2023-11-14T22:13:25.000000Z"));
         assert!(event.unavailable.is_empty(), "{:?}", event.unavailable);
     }
 

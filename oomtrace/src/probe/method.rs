@@ -1,6 +1,8 @@
 //! The attach methods, what each is for (its [`Role`]), what the user asked
 //! for ([`AttachPlan`]) and what ended up attached ([`Attached`]).
 
+use oomtrace_common::source;
+
 use super::error::AttachError;
 
 /// Which program reports victims.
@@ -26,8 +28,10 @@ pub enum ContextProbe {
     None,
 }
 
-/// What an attached program is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What an attached program is for; its name (logs, the `role` label of
+/// `oomtrace_probe_attached`) is the variant's in snake_case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     /// Reports each victim (`mark_victim`); the only required role.
     Victim,
@@ -42,16 +46,14 @@ impl Role {
 
     /// The name in logs and in the `role` label of `oomtrace_probe_attached`.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Victim => "victim",
-            Self::Context => "context",
-            Self::KillConfirmation => "kill_confirmation",
-        }
+        self.into()
     }
 }
 
-/// One attach method of one program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One attach method of one program; its short name (logs, metrics) is the
+/// variant's in snake_case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Method {
     TpBtf,
     RawTp,
@@ -77,17 +79,23 @@ impl Method {
 
     /// Short name used in logs and metrics.
     pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// The bit the eBPF program of this method sets in a record's `sources`.
+    pub fn source_bit(self) -> u32 {
         match self {
-            Self::TpBtf => "tp_btf",
-            Self::RawTp => "raw_tp",
-            Self::Tracepoint => "tracepoint",
-            Self::Fentry => "fentry",
-            Self::Kprobe => "kprobe",
-            Self::SignalGenerate => "signal_generate",
+            Self::TpBtf => source::TP_BTF,
+            Self::RawTp => source::RAW_TP,
+            Self::Tracepoint => source::TRACEPOINT,
+            Self::Fentry => source::FENTRY,
+            Self::Kprobe => source::KPROBE,
+            Self::SignalGenerate => source::SIGNAL,
         }
     }
 
-    /// The attach point, as users know it.
+    /// The attach point, as users know it (and as an event's `sources` names
+    /// the programs that filled it).
     pub fn target(self) -> &'static str {
         match self {
             Self::TpBtf => "tp_btf:mark_victim",

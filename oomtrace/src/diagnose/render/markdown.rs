@@ -41,7 +41,7 @@ fn overview(out: &mut String, groups: &[KillGroup]) {
     let _ = writeln!(out, "|--:|---|--:|---|---|---|---|");
     for (index, group) in groups.iter().enumerate() {
         let time = |t: &Option<String>| t.as_deref().map_or_else(|| "?".to_owned(), short_time);
-        let kinds: Vec<&str> = group.findings.iter().map(|f| f.finding.kind()).collect();
+        let kinds: Vec<&str> = group.findings.iter().map(|f| f.finding.kind().as_str()).collect();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",

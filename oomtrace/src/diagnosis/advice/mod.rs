@@ -44,7 +44,7 @@ mod tests;
 pub mod words;
 mod workload;
 
-use oomtrace_event::{Advice, Cause, Finding};
+use oomtrace_event::{Advice, Cause, Finding, FindingKind};
 
 use crate::enrich::owner::owner;
 use oomtrace_event::{OomEvent, Owner};
@@ -94,7 +94,7 @@ impl<'a> Facts<'a> {
         }
     }
 
-    pub fn has(&self, kind: &str) -> bool {
+    pub fn has(&self, kind: FindingKind) -> bool {
         self.findings.iter().any(|f| f.kind() == kind)
     }
 

@@ -6,7 +6,7 @@ use super::{
     Facts,
     words::{process, shell_word, size},
 };
-use oomtrace_event::{Advice, Cause};
+use oomtrace_event::{Advice, AdviceAction, Cause};
 
 use crate::diagnosis::cause;
 use oomtrace_event::WorkloadKind;
@@ -66,7 +66,7 @@ pub fn system_pod(facts: &Facts) -> Vec<Advice> {
              Where you run metrics-server yourself, raise its Deployment's limit instead.",
             n.map(|n| format!("{n} MiB, what VPA sets after an OOM kill,")).unwrap_or_else(|| "a higher value".into())
         );
-        return vec![Advice::new("metrics_server_vpa", text, n.map(metrics_server_command))];
+        return vec![Advice::new(AdviceAction::MetricsServerVpa, text, n.map(metrics_server_command))];
     }
     if is("coredns") {
         let text = "CoreDNS is killed by traffic spikes (guide, \"CoreDNS\"). AKS scales its replicas from the \
@@ -75,7 +75,7 @@ pub fn system_pod(facts: &Facts) -> Vec<Advice> {
                     keeping at least 2. More replicas do not help if the nodes they run on lack memory; custom \
                     zones and forwarders go in `coredns-custom`."
             .to_owned();
-        return vec![Advice::new("coredns_autoscaling", text, Some(COREDNS_AUTOSCALER_COMMAND.to_owned()))];
+        return vec![Advice::new(AdviceAction::CorednsAutoscaling, text, Some(COREDNS_AUTOSCALER_COMMAND.to_owned()))];
     }
     let text = format!(
         "A kube-system pod{} was killed. Keep system pods on a system node pool of at least three nodes, with user \
@@ -83,7 +83,7 @@ pub fn system_pod(facts: &Facts) -> Vec<Advice> {
          kube-system namespace\"). The command adds such a pool; fill in the `<…>` values.",
         facts.pod.map(|p| format!(" (`{p}`)")).unwrap_or_default()
     );
-    vec![Advice::new("system_node_pool", text, Some(SYSTEM_POOL_COMMAND.to_owned()))]
+    vec![Advice::new(AdviceAction::SystemNodePool, text, Some(SYSTEM_POOL_COMMAND.to_owned()))]
 }
 
 /// The node's pods with their QoS class and memory requests and limits.
@@ -112,7 +112,7 @@ pub fn node_level(facts: &Facts, cause: Cause) -> Vec<Advice> {
     let mut out = Vec::new();
     if matches!(facts.event.workload.as_ref().map(|w| w.kind), Some(WorkloadKind::Host | WorkloadKind::SystemService)) {
         out.push(Advice::new(
-            "reserve_system_memory",
+            AdviceAction::ReserveSystemMemory,
             format!(
                 "{what}, and the kernel killed a host process, {}{}. The kubelet's `--system-reserved` and \
                  `--kube-reserved` keep memory back from pods for the host, and its hard eviction threshold evicts \
@@ -130,7 +130,7 @@ pub fn node_level(facts: &Facts, cause: Cause) -> Vec<Advice> {
         ));
     }
     out.push(Advice::new(
-        "list_pods_without_limits",
+        AdviceAction::ListPodsWithoutLimits,
         format!(
             "{what}. List the node's pods with their memory requests and limits: those with `<none>` as limit \
              (BestEffort, or Burstable without a memory limit) and those whose limit is far above their request let \
@@ -139,7 +139,7 @@ pub fn node_level(facts: &Facts, cause: Cause) -> Vec<Advice> {
         Some(pods_on_node_command(node)),
     ));
     out.push(Advice::new(
-        "match_requests_to_usage",
+        AdviceAction::MatchRequestsToUsage,
         format!(
             "Set each container's memory request to what it really uses and its limit equal to the request (guide, \
              \"Validating and Setting resource limits\"; `kubectl top pod`), so the scheduler never places more on \
@@ -151,7 +151,7 @@ pub fn node_level(facts: &Facts, cause: Cause) -> Vec<Advice> {
     ));
     if !facts.system_pod() {
         out.push(Advice::new(
-            "system_node_pool",
+            AdviceAction::SystemNodePool,
             "Keep user workloads off the system node pool (guide, \"Cause 1: User workloads may be running in a \
              system node pool\"): a system node pool of at least three nodes tainted CriticalAddonsOnly, and user \
              node pools for applications; fill in the `<…>` values."
@@ -182,7 +182,7 @@ pub fn cgroup_limit(facts: &Facts) -> Advice {
              that cgroup's limit (`memory.max` on cgroup v2, `memory.limit_in_bytes` on v1) where it is set, or find \
              what grew in it."
         );
-        return Advice::new("cgroup_memory_limit", text, None);
+        return Advice::new(AdviceAction::CgroupMemoryLimit, text, None);
     };
     let n = facts.recommended_mib();
     let critical = match unit {
@@ -205,7 +205,7 @@ pub fn cgroup_limit(facts: &Facts) -> Advice {
         ),
         None => format!("systemctl show -p MemoryMax -p MemoryHigh -p MemoryCurrent {}", shell_word(unit)),
     };
-    Advice::new("systemd_memory_limit", text, Some(command))
+    Advice::new(AdviceAction::SystemdMemoryLimit, text, Some(command))
 }
 
 /// `memory_policy`: a cpuset or mempolicy OOM.
@@ -216,18 +216,18 @@ pub fn memory_policy(facts: &Facts) -> Advice {
          (topology manager, `numactl`), or allow it more NUMA nodes.",
         process(facts.event)
     );
-    Advice::new("memory_policy", text, None)
+    Advice::new(AdviceAction::MemoryPolicy, text, None)
 }
 
 /// `find_missing_facts`: the cause is unknown.
 pub fn find_missing_facts(facts: &Facts) -> Advice {
-    let missing = cause::cause(facts.event).1.join(", ");
+    let missing = cause::cause(facts.event).1.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
     let text = format!(
         "The cause cannot be told: {} missing. `oomtrace check` shows which probes attach on this kernel; the \
          kernel's own report (`oomtrace history`) names the cgroup that hit its limit when the log kept it.",
         if missing.is_empty() { "facts are".to_owned() } else { format!("{missing} is") }
     );
-    Advice::new("find_missing_facts", text, Some("oomtrace check".to_owned()))
+    Advice::new(AdviceAction::FindMissingFacts, text, Some("oomtrace check".to_owned()))
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The advice for each cause and finding, with its exact commands.
 
 use super::*;
-use oomtrace_event::Repeat;
 use oomtrace_event::{Attribution, Cgroup, OomCgroup, Qos, Scope, Victim, WorkloadInfo, WorkloadKind};
+use oomtrace_event::{OwnerKind, Repeat};
 
 #[test]
 fn vpa_bumps_by_100_mib_or_20_percent() {
@@ -38,15 +38,15 @@ fn container_kill(namespace: &str, pod: &str, container: &str, owner: Option<Own
 }
 
 fn actions(advice: &[Advice]) -> Vec<&'static str> {
-    advice.iter().map(|a| a.action).collect()
+    advice.iter().map(|a| a.action.as_str()).collect()
 }
 
 fn command<'a>(advice: &'a [Advice], action: &str) -> &'a str {
-    advice.iter().find(|a| a.action == action).and_then(|a| a.command.as_deref()).unwrap_or("")
+    advice.iter().find(|a| a.action.as_str() == action).and_then(|a| a.command.as_deref()).unwrap_or("")
 }
 
 fn deployment(name: &str) -> Option<Owner> {
-    Some(Owner { kind: "deployment", name: name.to_owned(), guessed: false })
+    Some(Owner { kind: OwnerKind::Deployment, name: name.to_owned(), guessed: false })
 }
 
 #[test]
@@ -65,28 +65,28 @@ fn a_user_container_at_its_limit_gets_the_vpa_limit_for_its_owner() {
 fn each_owner_kind_has_its_command() {
     let cases = [
         (
-            "statefulset",
+            OwnerKind::StatefulSet,
             "db",
             "kubectl set resources statefulset/db -n shop -c app --limits=memory=1229Mi --requests=memory=1229Mi",
         ),
         (
-            "daemonset",
+            OwnerKind::DaemonSet,
             "agent",
             "kubectl set resources daemonset/agent -n shop -c app --limits=memory=1229Mi --requests=memory=1229Mi",
         ),
         (
-            "cronjob",
+            OwnerKind::CronJob,
             "backup",
             "kubectl set resources cronjob/backup -n shop -c app --limits=memory=1229Mi --requests=memory=1229Mi",
         ),
         (
-            "pod",
+            OwnerKind::Pod,
             "debug",
             "kubectl get pod/debug -n shop -o yaml | kubectl set resources --local -f - -c app \
              --limits=memory=1229Mi --requests=memory=1229Mi -o yaml | kubectl replace --force -f -",
         ),
         (
-            "job",
+            OwnerKind::Job,
             "migrate",
             "kubectl get job/migrate -n shop -o yaml | kubectl set resources --local -f - -c app \
              --limits=memory=1229Mi --requests=memory=1229Mi -o yaml > migrate-1229Mi.yaml",
@@ -95,7 +95,7 @@ fn each_owner_kind_has_its_command() {
     for (kind, name, expected) in cases {
         let owner = Owner { kind, name: name.to_owned(), guessed: false };
         let event = container_kill("shop", "p", "app", Some(owner), 1024);
-        assert_eq!(command(&advise(&event, Cause::ContainerLimit, &[]), "raise_limit"), expected, "{kind}");
+        assert_eq!(command(&advise(&event, Cause::ContainerLimit, &[]), "raise_limit"), expected, "{kind:?}");
     }
 }
 
@@ -157,7 +157,7 @@ fn kube_system_pods_follow_the_guides_system_section() {
         command(&advice, "coredns_autoscaling"),
         "kubectl -n kube-system get configmap coredns-autoscaler -o yaml"
     );
-    let ds = Some(Owner { kind: "daemonset", name: "kube-proxy".to_owned(), guessed: false });
+    let ds = Some(Owner { kind: OwnerKind::DaemonSet, name: "kube-proxy".to_owned(), guessed: false });
     let proxy = container_kill("kube-system", "kube-proxy-8kq2m", "kube-proxy", ds, 256);
     let advice = advise(&proxy, Cause::ContainerLimit, &[]);
     assert_eq!(actions(&advice), ["system_node_pool"]);
@@ -264,7 +264,7 @@ fn an_unnamed_container_still_gets_its_new_limit() {
 
 #[test]
 fn a_static_pod_is_changed_in_its_manifest_on_the_node() {
-    let owner = Some(Owner { kind: "pod", name: "etcd-cp-1".to_owned(), guessed: false });
+    let owner = Some(Owner { kind: OwnerKind::Pod, name: "etcd-cp-1".to_owned(), guessed: false });
     let mut event = container_kill("infra", "etcd-cp-1", "etcd", owner, 512);
     event.node = Some("cp-1".to_owned());
     let advice = advise(&event, Cause::ContainerLimit, &[]);

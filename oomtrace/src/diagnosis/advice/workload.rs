@@ -6,15 +6,15 @@ use super::{
     Facts,
     words::{duration, shell_word, size},
 };
-use oomtrace_event::{Advice, Cause, Finding};
+use oomtrace_event::{Advice, AdviceAction, Cause, Finding};
 
 use crate::diagnosis::findings::running_seconds;
-use oomtrace_event::Owner;
+use oomtrace_event::{FindingKind, Owner, OwnerKind};
 
 /// `kubectl` resource names of the owners whose pod template
 /// `kubectl set resources` changes in place.
-fn settable(kind: &str) -> bool {
-    matches!(kind, "deployment" | "statefulset" | "daemonset" | "cronjob")
+fn settable(kind: OwnerKind) -> bool {
+    matches!(kind, OwnerKind::Deployment | OwnerKind::StatefulSet | OwnerKind::DaemonSet | OwnerKind::CronJob)
 }
 
 /// The command that gives `container` of `owner` (in `namespace`) a memory
@@ -25,17 +25,18 @@ pub fn set_resources_command(owner: &Owner, namespace: &str, container: &str, n_
     let (ns, c, name) = (shell_word(namespace), shell_word(container), shell_word(&owner.name));
     let resources = format!("-c {c} --limits=memory={n_mib}Mi --requests=memory={n_mib}Mi");
     match owner.kind {
-        kind if settable(kind) => format!("kubectl set resources {kind}/{name} -n {ns} {resources}"),
+        kind if settable(kind) => format!("kubectl set resources {}/{name} -n {ns} {resources}", kind.as_str()),
         // Guide, "Cause 2": `kubectl set resources deployment …`; a pod's
         // resources cannot be set in place: replace it with the changed copy.
-        "pod" => format!(
+        OwnerKind::Pod => format!(
             "kubectl get pod/{name} -n {ns} -o yaml | kubectl set resources --local -f - {resources} -o yaml \
              | kubectl replace --force -f -"
         ),
         // A Job's template is immutable: write the changed manifest for a new Job.
         kind => format!(
-            "kubectl get {kind}/{name} -n {ns} -o yaml | kubectl set resources --local -f - {resources} -o yaml \
+            "kubectl get {}/{name} -n {ns} -o yaml | kubectl set resources --local -f - {resources} -o yaml \
              > {}",
+            kind.as_str(),
             shell_word(&format!("{}-{n_mib}Mi.yaml", owner.name))
         ),
     }
@@ -44,23 +45,27 @@ pub fn set_resources_command(owner: &Owner, namespace: &str, container: &str, n_
 /// What the command does for this owner, and whether the owner is a guess.
 fn owner_note(owner: &Owner, namespace: &str, pod: &str) -> String {
     let what = match owner.kind {
-        "pod" => "The pod has no controller: its resources cannot change in place, so the command replaces it \
+        OwnerKind::Pod => {
+            "The pod has no controller: its resources cannot change in place, so the command replaces it \
                   (delete and create) with the new limit; better, move it under a Deployment."
-            .to_owned(),
-        "job" => format!(
+                .to_owned()
+        }
+        OwnerKind::Job => format!(
             "A Job's pod template cannot change: the command writes the Job with the new limit to a file; give it a \
              new name, remove `spec.selector` and the `controller-uid` labels, and `kubectl create -f` it (or change \
              whatever created Job `{}`).",
             owner.name
         ),
-        "cronjob" => "The CronJob's next Jobs get the new limit; a Job already running keeps the old one.".to_owned(),
-        _ => format!("The {} rolls its pods out with the new limit.", owner.kind),
+        OwnerKind::CronJob => {
+            "The CronJob's next Jobs get the new limit; a Job already running keeps the old one.".to_owned()
+        }
+        _ => format!("The {} rolls its pods out with the new limit.", owner.kind.as_str()),
     };
     if owner.guessed {
         format!(
             "{what} The owner, {} `{}`, is guessed from the pod's name (its labels were not available): check it with \
              `kubectl get pod {} -n {} -o jsonpath='{{.metadata.ownerReferences}}'`.",
-            owner.kind,
+            owner.kind.as_str(),
             owner.name,
             shell_word(pod),
             shell_word(namespace)
@@ -83,7 +88,7 @@ pub fn raise_limit(facts: &Facts, cause: Cause) -> Option<Advice> {
             "Raise the memory limit of container `{container}` (the limit at the kill is not known, so no value is \
              proposed: VPA's rule is the larger of the limit + 100 MiB and the limit × 1.2)."
         );
-        return Some(Advice::new("raise_limit", text, None));
+        return Some(Advice::new(AdviceAction::RaiseLimit, text, None));
     };
     if let Some(manifest) = static_pod_manifest(owner, pod, facts.node()) {
         let text = format!(
@@ -92,7 +97,7 @@ pub fn raise_limit(facts: &Facts, cause: Cause) -> Option<Advice> {
              it. Edit `resources` of container `{container}` in its manifest (`metadata.name: {manifest}`) in the \
              kubelet's staticPodPath (/etc/kubernetes/manifests on kubeadm nodes); the kubelet restarts it."
         );
-        return Some(Advice::new("raise_limit", text, None));
+        return Some(Advice::new(AdviceAction::RaiseLimit, text, None));
     }
     let used = facts.limit_bytes.max(facts.usage_bytes).map(size).unwrap_or_default();
     let whose = match cause {
@@ -107,7 +112,7 @@ pub fn raise_limit(facts: &Facts, cause: Cause) -> Option<Advice> {
          (the larger of +100 MiB and +20 %). {whose} {}",
         owner_note(owner, namespace, pod)
     );
-    Some(Advice::new("raise_limit", text, Some(set_resources_command(owner, namespace, container, n))))
+    Some(Advice::new(AdviceAction::RaiseLimit, text, Some(set_resources_command(owner, namespace, container, n))))
 }
 
 /// The manifest name of a static pod: kubelet names the pods of its
@@ -117,7 +122,7 @@ fn static_pod_manifest<'a>(owner: &Owner, pod: &'a str, node: Option<&str>) -> O
     let node = node.filter(|n| !n.is_empty())?.to_ascii_lowercase();
     let manifest = pod.strip_suffix(node.as_str())?.strip_suffix('-')?;
     // A guessed owner (no labels) yields to the name: `etcd-cp-1` is no StatefulSet's pod on node `cp-1`.
-    ((owner.kind == "pod" || owner.guessed) && !manifest.is_empty()).then_some(manifest)
+    ((owner.kind == OwnerKind::Pod || owner.guessed) && !manifest.is_empty()).then_some(manifest)
 }
 
 /// `raise_limit` for a container the runtime did not name (CRI unreachable):
@@ -132,14 +137,14 @@ fn unnamed_raise_limit(facts: &Facts) -> Option<Advice> {
         shell_word(id),
         identity.pod_uid.as_deref().map(|uid| format!(" (pod uid {uid})")).unwrap_or_default()
     );
-    Some(Advice::new("raise_limit", text, None))
+    Some(Advice::new(AdviceAction::RaiseLimit, text, None))
 }
 
 /// `set_limit`: a container without a limit (`no_limit`) in a node-level OOM
 /// gets one, from what its killed process held (guide, "Avoiding OOMKill in
 /// the future": requests and limits for all application pods).
 pub fn set_missing_limit(facts: &Facts) -> Option<Advice> {
-    if !facts.has("no_limit") || facts.system_pod() {
+    if !facts.has(FindingKind::NoLimit) || facts.system_pod() {
         return None;
     }
     let (namespace, pod, container) = (facts.namespace?, facts.pod?, facts.container?);
@@ -153,7 +158,7 @@ pub fn set_missing_limit(facts: &Facts) -> Option<Advice> {
         size(rss_bytes),
         owner_note(owner, namespace, pod)
     );
-    Some(Advice::new("set_limit", text, Some(set_resources_command(owner, namespace, container, n))))
+    Some(Advice::new(AdviceAction::SetLimit, text, Some(set_resources_command(owner, namespace, container, n))))
 }
 
 /// What the kills' pattern says: too small to start, a leak, or a spike
@@ -170,7 +175,7 @@ pub fn kill_pattern(facts: &Facts) -> Option<Advice> {
              it will keep failing the same way. Raising the limit is the fix; a leak or a spike would take longer.",
             duration(seconds)
         );
-        return Some(Advice::new("limit_below_startup", text, None));
+        return Some(Advice::new(AdviceAction::LimitBelowStartup, text, None));
     }
     let repeat = facts.findings.iter().find_map(|f| match f {
         Finding::Repeated { repeat, .. } => Some(repeat),
@@ -188,7 +193,7 @@ pub fn kill_pattern(facts: &Facts) -> Option<Advice> {
              to cover the peak, or spread the load (more replicas, smaller batches). If kills repeat at a steady \
              pace, it is a leak."
         );
-        return Some(Advice::new("investigate_spike", text, None));
+        return Some(Advice::new(AdviceAction::InvestigateSpike, text, None));
     };
     let text = format!(
         "Killed {} times in {}, every {} on average{running}: memory grows after start until it reaches {limit} — a \
@@ -199,7 +204,7 @@ pub fn kill_pattern(facts: &Facts) -> Option<Advice> {
         duration(repeat.mean_interval_seconds),
         runtime_note(facts)
     );
-    Some(Advice::new("investigate_leak", text, None))
+    Some(Advice::new(AdviceAction::InvestigateLeak, text, None))
 }
 
 /// The guide's "Memory saturation occurs in pods after cluster upgrade to
@@ -227,7 +232,7 @@ pub fn finding_notes(facts: &Facts) -> Vec<Advice> {
 fn finding_note(facts: &Facts, finding: &Finding) -> Option<Advice> {
     Some(match finding {
         Finding::Tmpfs { shmem_bytes, share_percent } => Advice::new(
-            "limit_tmpfs",
+            AdviceAction::LimitTmpfs,
             format!(
                 "{} ({share_percent} %) of the charged memory was tmpfs (an emptyDir with `medium: Memory`, \
                  /dev/shm): killing a process does not free it, so the kills go on until the files are removed. Set \
@@ -238,7 +243,7 @@ fn finding_note(facts: &Facts, finding: &Finding) -> Option<Advice> {
             None,
         ),
         Finding::PageCache { file_bytes, share_percent } => Advice::new(
-            "page_cache",
+            AdviceAction::PageCache,
             format!(
                 "{} ({share_percent} %) was page cache: file pages the kernel could not reclaim in time (dirty, or \
                  mapped). Look for heavy writes (logs, temp files in the container's writable layer or an emptyDir \
@@ -248,7 +253,7 @@ fn finding_note(facts: &Facts, finding: &Finding) -> Option<Advice> {
             None,
         ),
         Finding::KernelMemory { kernel_bytes, share_percent } => Advice::new(
-            "kernel_memory",
+            AdviceAction::KernelMemory,
             format!(
                 "{} ({share_percent} %) was kernel memory (slab, socket buffers, page tables): many connections or \
                  open files count against the limit too; tuning the app's heap does not reduce it.",
@@ -257,7 +262,7 @@ fn finding_note(facts: &Facts, finding: &Finding) -> Option<Advice> {
             None,
         ),
         Finding::NotMainProcess => Advice::new(
-            "lost_worker",
+            AdviceAction::LostWorker,
             format!(
                 "The killed process, {}, was not the container's main process: the container runs on without it and \
                  Kubernetes reports no OOMKilled. Check that the app restarts its worker; or let the whole container \

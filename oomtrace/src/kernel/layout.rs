@@ -6,6 +6,8 @@
 
 use oomtrace_common::{ABSENT, KernelLayout, layout::Lookup};
 
+use super::hooks::Tracepoint;
+
 use super::{
     btf::{Btf, Kind},
     tracefs::TracepointField,
@@ -57,14 +59,9 @@ fn fill_rss_layout(btf: &Btf, o: &mut KernelLayout) {
 /// Fills the entries read from the `system/event` tracepoint's record;
 /// returns the fields that exist with an unexpected size (and are therefore
 /// not read).
-pub fn fill_from_format(
-    system: &str,
-    event: &str,
-    fields: &[TracepointField],
-    layout: &mut KernelLayout,
-) -> Vec<String> {
+pub fn fill_from_format(tracepoint: Tracepoint, fields: &[TracepointField], layout: &mut KernelLayout) -> Vec<String> {
     let mut rejected = Vec::new();
-    for entry in KernelLayout::tracepoint_entries(system, event) {
+    for entry in KernelLayout::tracepoint_entries(tracepoint.category(), tracepoint.event()) {
         let Lookup::Tracepoint { field: name, size, data_loc, .. } = entry.lookup else { continue };
         let Some(field) = fields.iter().find(|f| f.name == name) else { continue };
         if field.size != size {
@@ -81,8 +78,8 @@ pub fn fill_from_format(
 
 /// Fields of the `system/event` tracepoint the programs would read but this
 /// kernel's record does not offer (they are then read from the victim's mm).
-pub fn unread_tracepoint_fields(layout: &KernelLayout, system: &str, event: &str) -> Vec<&'static str> {
-    KernelLayout::tracepoint_entries(system, event)
+pub fn unread_tracepoint_fields(layout: &KernelLayout, tracepoint: Tracepoint) -> Vec<&'static str> {
+    KernelLayout::tracepoint_entries(tracepoint.category(), tracepoint.event())
         .filter(|entry| entry.is_absent(layout))
         .filter_map(|entry| match entry.lookup {
             Lookup::Tracepoint { field, .. } => Some(field),
@@ -100,10 +97,13 @@ pub fn set_page_geometry(o: &mut KernelLayout, page_size: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::tracefs::parse_format;
+    use crate::kernel::{
+        hooks::{MARK_VICTIM, SIGNAL_GENERATE},
+        tracefs::parse_format,
+    };
 
     fn mark_victim(format: &str, layout: &mut KernelLayout) -> Vec<String> {
-        fill_from_format("oom", "mark_victim", &parse_format(format), layout)
+        fill_from_format(MARK_VICTIM, &parse_format(format), layout)
     }
 
     #[test]
@@ -114,7 +114,7 @@ mod tests {
         assert_eq!(o.tp_victim_comm, ABSENT);
         assert_eq!(o.tp_anon_rss, ABSENT);
         assert_eq!(o.tp_oom_score_adj, ABSENT);
-        let unread = unread_tracepoint_fields(&o, "oom", "mark_victim");
+        let unread = unread_tracepoint_fields(&o, MARK_VICTIM);
         assert_eq!(
             unread,
             ["comm", "total_vm", "anon_rss", "file_rss", "shmem_rss", "uid", "pgtables", "oom_score_adj"]
@@ -145,7 +145,7 @@ mod tests {
     fn signal_generate_fields_fill_only_the_signal_entries() {
         let format = "\tfield:int sig;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int code;\toffset:16;\tsize:4;\tsigned:1;\n\tfield:pid_t pid;\toffset:36;\tsize:4;\tsigned:1;\n";
         let mut o = KernelLayout::absent();
-        assert!(fill_from_format("signal", "signal_generate", &parse_format(format), &mut o).is_empty());
+        assert!(fill_from_format(SIGNAL_GENERATE, &parse_format(format), &mut o).is_empty());
         assert_eq!((o.tp_signal_sig, o.tp_signal_code, o.tp_signal_pid), (8, 16, 36));
         assert_eq!(o.tp_victim_pid, ABSENT, "the mark_victim pid is another tracepoint's field");
     }

@@ -4,6 +4,7 @@
 pub mod btf;
 pub mod clock;
 pub mod constraint;
+pub mod hooks;
 pub mod layout;
 pub mod oom_count;
 pub mod privileges;
@@ -65,7 +66,7 @@ pub fn discover() -> KernelFacts {
         Ok(btf) => {
             layout::fill_from_btf(&btf, &mut layout);
             let facts = BtfFacts {
-                has_oom_kill_process: btf.has_function("oom_kill_process"),
+                has_oom_kill_process: btf.has_function(hooks::OOM_KILL_PROCESS),
                 has_mark_victim_tracepoint: btf.find(btf::Kind::Typedef, "btf_trace_mark_victim").is_some(),
             };
             (Ok(facts), ConstraintValues::from_btf(&btf))
@@ -83,23 +84,23 @@ pub fn discover() -> KernelFacts {
     let mut signal_generate_available = false;
     let tracefs = match tracefs::locate() {
         Ok(dir) => {
-            match tracefs::read_format(&dir, "oom", "mark_victim") {
+            match tracefs::read_format(&dir, hooks::MARK_VICTIM) {
                 Ok(fields) => {
-                    for rejected in layout::fill_from_format("oom", "mark_victim", &fields, &mut layout) {
+                    for rejected in layout::fill_from_format(hooks::MARK_VICTIM, &fields, &mut layout) {
                         warnings.push(format!("oom/mark_victim field {rejected} is not read"));
                     }
                     mark_victim_fields =
                         fields.iter().map(|f| f.name.clone()).filter(|n| !n.starts_with("common_")).collect();
-                    let missing = layout::unread_tracepoint_fields(&layout, "oom", "mark_victim");
+                    let missing = layout::unread_tracepoint_fields(&layout, hooks::MARK_VICTIM);
                     if !missing.is_empty() {
                         tracing::debug!(?missing, "oom/mark_victim lacks fields; reading them from the victim's mm");
                     }
                 }
                 Err(error) => warnings.push(format!("cannot use oom/mark_victim: {error}")),
             }
-            match tracefs::read_format(&dir, "signal", "signal_generate") {
+            match tracefs::read_format(&dir, hooks::SIGNAL_GENERATE) {
                 Ok(fields) => {
-                    for rejected in layout::fill_from_format("signal", "signal_generate", &fields, &mut layout) {
+                    for rejected in layout::fill_from_format(hooks::SIGNAL_GENERATE, &fields, &mut layout) {
                         warnings.push(format!("signal/signal_generate field {rejected} is not read"));
                     }
                     signal_generate_available = layout.tp_signal_sig != oomtrace_common::ABSENT;

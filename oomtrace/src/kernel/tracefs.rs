@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::hooks::Tracepoint;
+
 /// Where tracefs is looked for, in order.
 const TRACEFS_CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
@@ -39,7 +41,8 @@ pub fn locate() -> Result<PathBuf, TracefsError> {
 }
 
 /// Reads and parses `<tracefs>/events/<category>/<name>/format`.
-pub fn read_format(tracefs: &Path, category: &str, name: &str) -> Result<Vec<TracepointField>, TracefsError> {
+pub fn read_format(tracefs: &Path, tracepoint: Tracepoint) -> Result<Vec<TracepointField>, TracefsError> {
+    let (category, name) = (tracepoint.category(), tracepoint.event());
     let dir = tracefs.join("events").join(category).join(name);
     if !dir.is_dir() {
         return Err(TracefsError::NoTracepoint {

@@ -14,7 +14,10 @@ use super::{
     AttachFailure, AttachPlan, Attached, Method, Role,
     error::{AttachError, KernelBtfError},
 };
-use crate::kernel::KernelFacts;
+use crate::kernel::{
+    KernelFacts,
+    hooks::{self, Tracepoint},
+};
 
 /// Attaches what `plan` asks for, falling back along the chains. Never fails:
 /// what did not attach is listed in `failures`.
@@ -78,17 +81,17 @@ fn attach_one(
         Method::RawTp => attach_raw_tp(ebpf, facts),
         Method::Tracepoint => {
             if facts.layout.tp_victim_pid == oomtrace_common::ABSENT {
-                return Err(AttachError::NoTracepointFormat("oom/mark_victim"));
+                return Err(AttachError::NoTracepointFormat(hooks::MARK_VICTIM.path()));
             }
-            attach_tracepoint(ebpf, "mark_victim_tp", "oom", "mark_victim")
+            attach_tracepoint(ebpf, "mark_victim_tp", hooks::MARK_VICTIM)
         }
         Method::Fentry => attach_fentry(ebpf, facts, btf),
         Method::Kprobe => attach_kprobe(ebpf),
         Method::SignalGenerate => {
             if !facts.signal_generate_available {
-                return Err(AttachError::NoTracepointFormat("signal/signal_generate"));
+                return Err(AttachError::NoTracepointFormat(hooks::SIGNAL_GENERATE.path()));
             }
-            attach_tracepoint(ebpf, "signal_generate", "signal", "signal_generate")
+            attach_tracepoint(ebpf, "signal_generate", hooks::SIGNAL_GENERATE)
         }
     }
 }
@@ -124,7 +127,7 @@ fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, KernelB
         return Err(AttachError::TaskOffsetsNotInBtf);
     }
     let prog: &mut BtfTracePoint = program(ebpf, "mark_victim_btf")?;
-    prog.load("mark_victim", btf)?;
+    prog.load(hooks::MARK_VICTIM.event(), btf)?;
     attach_or_unload!(prog, prog.attach())
 }
 
@@ -134,13 +137,13 @@ fn attach_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError
     }
     let prog: &mut RawTracePoint = program(ebpf, "mark_victim_raw")?;
     prog.load()?;
-    attach_or_unload!(prog, prog.attach("mark_victim"))
+    attach_or_unload!(prog, prog.attach(hooks::MARK_VICTIM.event()))
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, category: &str, event: &str) -> Result<(), AttachError> {
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, tracepoint: Tracepoint) -> Result<(), AttachError> {
     let prog: &mut TracePoint = program(ebpf, name)?;
     prog.load()?;
-    attach_or_unload!(prog, prog.attach(category, event))
+    attach_or_unload!(prog, prog.attach(tracepoint.category(), tracepoint.event()))
 }
 
 fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, KernelBtfError>) -> Result<(), AttachError> {
@@ -149,12 +152,12 @@ fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, KernelB
         return Err(AttachError::NoOomKillProcessInBtf);
     }
     let prog: &mut FEntry = program(ebpf, "oom_kill_process_fentry")?;
-    prog.load("oom_kill_process", btf)?;
+    prog.load(hooks::OOM_KILL_PROCESS, btf)?;
     attach_or_unload!(prog, prog.attach())
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), AttachError> {
     let prog: &mut KProbe = program(ebpf, "oom_kill_process_kprobe")?;
     prog.load()?;
-    attach_or_unload!(prog, prog.attach("oom_kill_process", 0))
+    attach_or_unload!(prog, prog.attach(hooks::OOM_KILL_PROCESS, 0))
 }

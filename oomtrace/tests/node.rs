@@ -137,9 +137,16 @@ fn wait_ready(agent: &DaemonSetPod, timeout: Duration) -> Result<()> {
     }
 }
 
-/// The agent's events on stdout so far.
+/// The agent's events on stdout so far. Its stdout carries only events: a
+/// JSON line that is no valid event (docs/event.schema.json) fails the test
+/// with the reason instead of going missing.
 fn events(agent: &DaemonSetPod) -> Vec<Event> {
-    agent.stdout_lines().iter().filter_map(|line| Event::parse(line).ok()).collect()
+    agent
+        .stdout_lines()
+        .iter()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| Event::parse(line).unwrap_or_else(|error| panic!("the agent wrote a bad event: {error:#}")))
+        .collect()
 }
 
 /// Waits until `count` events satisfy `matches`, then a quiet second more.

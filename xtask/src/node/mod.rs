@@ -63,6 +63,7 @@ pub fn run(workspace: &Path, args: &NodeTestArgs) -> Result<()> {
         ("cpio", "cpio"),
         ("mmdebstrap", "mmdebstrap"),
         ("depmod", "kmod"),
+        ("modinfo", "kmod"),
     ])?;
     let labels: Vec<&str> = if args.kernels.is_empty() {
         DEFAULT_SERIES.to_vec()

@@ -251,15 +251,16 @@ pub fn require_host_tools() -> Result<()> {
     Ok(())
 }
 
-/// Where `tool` is, as its real path: a symlink on PATH (an alternatives
-/// link, or scripts/fresh-path.sh's scratch directory) is resolved, so a tool
-/// copied into a guest lands where the guest's PATH finds it.
+/// Where `tool` is on PATH (exactly where `Command::new(tool)` looks: a tool
+/// found elsewhere would count as present and then not run), as its real
+/// path: a symlink (an alternatives link, or scripts/fresh-path.sh's scratch
+/// directory) is resolved, so a tool copied into a guest lands where the
+/// guest's PATH finds it.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")?
         .to_string_lossy()
         .split(':')
         .map(|dir| Path::new(dir).join(tool))
-        .chain(["/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(tool)))
         .find(|p| p.is_file())?;
     Some(std::fs::canonicalize(&found).unwrap_or(found))
 }

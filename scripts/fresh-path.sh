@@ -72,8 +72,9 @@ sync_bin() {
     for dir in "${SYSTEM_DIRS[@]}"; do
         for path in "$dir"/*; do
             name=${path##*/}
+            # (the apt-get and dpkg-query wrappers are there already)
             [[ -z ${masked[$name]:-} && -x $path && ! -d $path && ! -e $bin/$name ]] || continue
-            [[ $name == apt-get || $name == dpkg-query ]] || ln -s "$path" "$bin/$name"
+            ln -s "$path" "$bin/$name"
         done
     done
 }
@@ -124,6 +125,7 @@ wrap_dpkg_query() {
             echo "dpkg-query: no packages found matching $pkg" >&2
             return 1
         fi
+        # (`-f '${Status}'` as two words leaves the format among the names)
         [[ $pkg == *'$'* ]] || check_listed "$pkg"
     fi
     exec /usr/bin/dpkg-query "$@"
@@ -147,12 +149,10 @@ printf '%s\n' "${HIDDEN[@]}" >"$FRESH_PATH_STATE/hidden"
 : >"$FRESH_PATH_STATE/installed"
 : >"$FRESH_PATH_STATE/unlisted"
 for tool in apt-get dpkg-query; do
-    printf '#!/bin/sh\nexec %q _%s "$@"\n' "$self" "$tool" >"$FRESH_PATH_STATE/bin/$tool.wrapper"
+    printf '#!/bin/sh\nexec %q _%s "$@"\n' "$self" "$tool" >"$FRESH_PATH_STATE/bin/$tool"
+    chmod 0755 "$FRESH_PATH_STATE/bin/$tool"
 done
 sync_bin
-mv "$FRESH_PATH_STATE/bin/apt-get.wrapper" "$FRESH_PATH_STATE/bin/apt-get"
-mv "$FRESH_PATH_STATE/bin/dpkg-query.wrapper" "$FRESH_PATH_STATE/bin/dpkg-query"
-chmod 0755 "$FRESH_PATH_STATE/bin/apt-get" "$FRESH_PATH_STATE/bin/dpkg-query"
 
 # PATH with the system directories replaced by the scratch one (in the place
 # of the first of them), everything else (cargo, pyenv, /usr/local) kept.

@@ -24,10 +24,6 @@ impl WallTime {
         Self(jiff::Timestamp::from_microsecond(time.as_microsecond()).unwrap_or(time))
     }
 
-    pub fn timestamp(self) -> jiff::Timestamp {
-        self.0
-    }
-
     /// The same time as a `SystemTime` (the epoch for a time this platform's
     /// `SystemTime` cannot hold).
     pub fn system_time(self) -> SystemTime {

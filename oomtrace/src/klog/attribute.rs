@@ -58,6 +58,6 @@ pub async fn attribute_kills(
 }
 
 /// The kernfs id (inode) of a cgroup that still exists.
-pub fn live_cgroup_id(root: &Path, path: &str) -> Option<u64> {
+fn live_cgroup_id(root: &Path, path: &str) -> Option<u64> {
     std::fs::metadata(root.join(path.trim_start_matches('/'))).ok().map(|m| m.ino())
 }

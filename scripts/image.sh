@@ -88,6 +88,21 @@ buildah_() {
         --storage-driver "$STORAGE_DRIVER" "$@"
 }
 
+# mmdebstrap_ ARG... TARGET: mmdebstrap into the log, once more after a
+# failure (a mirror that dropped a connection or served a Release file
+# mid-update fails a build that succeeds a minute later); TARGET is removed
+# before the second try.
+mmdebstrap_() {
+    local target=${*: -1}
+    mmdebstrap "$@" >>"$LOG_FILE" 2>&1 && return 0
+    log "mmdebstrap failed; last lines of $LOG_FILE:"
+    tail -n 30 "$LOG_FILE" >&2 || true
+    log "trying once more in 30 s"
+    sleep 30
+    rm -rf "$target"
+    mmdebstrap "$@" >>"$LOG_FILE" 2>&1
+}
+
 # The ARG default of NAME in the Dockerfile.
 dockerfile_arg() { sed -n "s/^ARG $1=//p" "$DOCKERFILE" | head -n1; }
 
@@ -118,11 +133,11 @@ make_build_base() {
     # Each hook runs under sh -c with $1 = the rootfs.
     # shellcheck disable=SC2016
     local cleanup_hook='rm -f "$1/tmp/rustup-init"; rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*'
-    mmdebstrap --quiet --variant=apt --include="$(IFS=,; echo "${BUILD_BASE_PACKAGES[*]}")" \
+    mmdebstrap_ --quiet --variant=apt --include="$(IFS=,; echo "${BUILD_BASE_PACKAGES[*]}")" \
         --customize-hook="cp '$scratch/rustup-init' \"\$1/tmp/rustup-init\"" \
         --customize-hook="'$SELF' _install-rust \"\$1\" '$rust_version'" \
         --customize-hook="$cleanup_hook" \
-        "$SUITE" "$scratch/rootfs.tar" >>"$LOG_FILE" 2>&1 || die "mmdebstrap (build base) failed, see $LOG_FILE"
+        "$SUITE" "$scratch/rootfs.tar" || die_showing "$LOG_FILE" "mmdebstrap (build base) failed twice"
     ctr=$(buildah_ from scratch)
     buildah_ add "$ctr" "$scratch/rootfs.tar" / >/dev/null
     buildah_ config \
@@ -161,8 +176,8 @@ make_runtime_base() {
     rootfs="$scratch/rootfs"
     tree="$scratch/tree"
     log "runtime base: mmdebstrap $SUITE, keeping ${RUNTIME_BASE_PACKAGES[*]}, the CA bundle and os-release"
-    mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${RUNTIME_BASE_PACKAGES[*]},ca-certificates")" \
-        "$SUITE" "$rootfs" >>"$LOG_FILE" 2>&1 || die "mmdebstrap (runtime base) failed, see $LOG_FILE"
+    mmdebstrap_ --quiet --variant=minbase --include="$(IFS=,; echo "${RUNTIME_BASE_PACKAGES[*]},ca-certificates")" \
+        "$SUITE" "$rootfs" || die_showing "$LOG_FILE" "mmdebstrap (runtime base) failed twice"
     mkdir -p "$tree"
     # merged /usr: bin, lib, lib64, sbin are symlinks into usr/ (copied as
     # such); a package's /lib/... file is copied to /usr/lib/...

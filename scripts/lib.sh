@@ -22,6 +22,16 @@ die() {
     exit 1
 }
 
+# die_showing LOGFILE MESSAGE: dies with MESSAGE after the last lines of
+# LOGFILE, so that a failure in CI shows its cause, not only where it is kept.
+die_showing() {
+    local logfile=$1
+    shift
+    log "error: $*; last lines of $logfile:"
+    tail -n 30 "$logfile" >&2 2>/dev/null || true
+    exit 1
+}
+
 need_root() {
     [[ $(id -u) == 0 ]] || die "run as root ($*)"
 }
@@ -105,7 +115,7 @@ install_debian_packages() {
     mkdir -p "$(dirname "$apt_log")"
     log "installing ${missing[*]} (log: $apt_log)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >>"$apt_log" 2>&1 || die "apt-get update failed, see $apt_log"
+    apt-get update -q >>"$apt_log" 2>&1 || die_showing "$apt_log" "apt-get update failed"
     apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$apt_log" 2>&1 ||
-        die "apt-get install ${missing[*]} failed, see $apt_log"
+        die_showing "$apt_log" "apt-get install ${missing[*]} failed"
 }

@@ -12,16 +12,18 @@ pub mod diagnosis;
 pub mod oom;
 pub mod report;
 pub mod time;
+pub mod warning;
 pub mod workload;
 
 pub use self::{
     diagnosis::{Advice, AdviceAction, Cause, Diagnosis, Finding, FindingKind, MissingFact, Repeat},
     oom::{
-        CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, SchemaVersion, Scope, ScopeSource, ScopeUnknownReason,
-        Trigger, Victim,
+        CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, RecordKind, SchemaVersion, Scope, ScopeSource,
+        ScopeUnknownReason, Trigger, Victim,
     },
     report::{KernelLog, KernelReport, LogOrigin, ReportTask},
     time::WallTime,
+    warning::{Growth, LimitLevel, NotWarned, NotWarnedReason, Unreclaimable, Warning, WarningState},
     workload::{
         Attribution, MonitoredContainer, NullUnknown, OmitUnknown, Owner, OwnerKind, Qos, Runtime, UnknownKeys,
         WorkloadIdentity, WorkloadInfo, WorkloadKind,
@@ -30,7 +32,16 @@ pub use self::{
 
 /// The version of the event's JSON: the first field of every NDJSON line
 /// (`schema_version`). Raise it when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: every line has a `kind`; `warning` lines join the kills.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// One NDJSON line: a kill or a warning (told apart by `kind`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Record {
+    Kill(Box<OomEvent>),
+    Warning(Box<Warning>),
+}
 
 /// `as_str`, the name the JSON uses, for each name enum.
 macro_rules! names {
@@ -79,6 +90,11 @@ names!(
     MissingFact,
     FindingKind,
     AdviceAction,
+    RecordKind,
+    WarningState,
+    LimitLevel,
+    Growth,
+    NotWarnedReason,
 );
 
 /// Where the committed JSON Schema of an event lives, from the workspace root
@@ -86,10 +102,10 @@ names!(
 pub const SCHEMA_PATH: &str = "docs/event.schema.json";
 
 /// The JSON Schema (draft 2020-12) of one NDJSON line, [`OomEvent`] and all it
-/// contains, as written to [`SCHEMA_PATH`] (pretty, with a final newline).
+/// contains, or a [`Warning`], as written to [`SCHEMA_PATH`] (pretty, with a final newline).
 pub fn json_schema() -> String {
     let generator = schemars::generate::SchemaSettings::draft2020_12().for_serialize().into_generator();
-    let schema = generator.into_root_schema_for::<OomEvent>();
+    let schema = generator.into_root_schema_for::<Record>();
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text

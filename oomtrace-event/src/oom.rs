@@ -7,7 +7,18 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use strum::{EnumString, IntoStaticStr, VariantArray};
 
-use crate::{Diagnosis, KernelLog, KernelReport, WallTime, WorkloadInfo};
+use crate::{Diagnosis, KernelLog, KernelReport, NotWarned, WallTime, WorkloadInfo};
+
+/// What an NDJSON line is (`kind`, its second field): one stream carries both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum RecordKind {
+    /// An [`OomEvent`].
+    OomKill,
+    /// A [`Warning`](crate::Warning).
+    Warning,
+}
 
 /// What the OOM was constrained by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
@@ -170,6 +181,8 @@ pub struct OomCgroup {
 pub struct OomEvent {
     /// The version of this JSON (`oomtrace_event::SCHEMA_VERSION`).
     pub schema_version: SchemaVersion,
+    /// Always `oom_kill`.
+    pub kind: RecordKind,
     /// Wall-clock time of the kill (RFC 3339, UTC). Absent only for a kill
     /// read from a saved log that carries kernel timestamps but no wall-clock
     /// time (`dmesg` output without `-T`): the boot it counts from is unknown.
@@ -237,6 +250,13 @@ pub struct OomEvent {
     /// The victim's container, pod or service (see docs/events.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadInfo>,
+    /// Seconds from the first warning of the cgroup that hit its limit (or
+    /// of the node) to this kill; absent when it was not warned (`not_warned`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warned_seconds_before: Option<f64>,
+    /// Why it was not warned, where the watcher can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_warned: Option<NotWarned>,
     /// The programs that supplied this event's fields.
     pub sources: Vec<&'static str>,
     /// Fields this kernel or these probes could not provide (absent above).
@@ -250,6 +270,7 @@ impl OomEvent {
     pub fn of_victim(victim: Victim) -> Self {
         Self {
             schema_version: SchemaVersion,
+            kind: RecordKind::OomKill,
             time: None,
             source: EventSource::Ebpf,
             kernel_log: None,
@@ -272,6 +293,8 @@ impl OomEvent {
             diagnosis: None,
             node: None,
             workload: None,
+            warned_seconds_before: None,
+            not_warned: None,
             sources: Vec::new(),
             unavailable: Vec::new(),
         }
@@ -317,7 +340,7 @@ mod tests {
         let json = serde_json::to_string(&event).unwrap_or_default();
         assert_eq!(
             json,
-            r#"{"schema_version":1,"time":"2026-11-25T23:12:34.987994Z","source":"ebpf","victim":{"pid":7},"sources":[]}"#
+            r#"{"schema_version":2,"kind":"oom_kill","time":"2026-11-25T23:12:34.987994Z","source":"ebpf","victim":{"pid":7},"sources":[]}"#
         );
     }
 }

@@ -12,19 +12,39 @@ use serde::Deserialize;
 /// schema` writes it from oomtrace-event's types).
 const EVENT_SCHEMA: &str = include_str!("../../docs/event.schema.json");
 
-/// Checks `event` against [`EVENT_SCHEMA`]; the error lists every violation
-/// with where in the event it is.
-pub fn conforms(event: &serde_json::Value) -> Result<()> {
-    static VALIDATOR: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
-    let validator = VALIDATOR
+/// The schema's definition of each record `kind` (its root is any of them).
+const KIND_DEFINITIONS: [(&str, &str); 2] = [("oom_kill", "OomEvent"), ("warning", "Warning")];
+
+/// Checks `record` against [`EVENT_SCHEMA`]'s definition for its `kind` (so
+/// that a violation is named, not lost in "none of anyOf"); the error lists
+/// every violation with where in the record it is.
+pub fn conforms(record: &serde_json::Value) -> Result<()> {
+    type Validators = Result<Vec<(&'static str, jsonschema::Validator)>, String>;
+    static VALIDATORS: OnceLock<Validators> = OnceLock::new();
+    let validators = VALIDATORS
         .get_or_init(|| {
             let schema: serde_json::Value = serde_json::from_str(EVENT_SCHEMA).map_err(|e| e.to_string())?;
-            jsonschema::options().should_validate_formats(true).build(&schema).map_err(|e| e.to_string())
+            KIND_DEFINITIONS
+                .iter()
+                .map(|(kind, definition)| {
+                    let mut one = schema.clone();
+                    if let Some(object) = one.as_object_mut() {
+                        object.remove("anyOf");
+                        object.insert("$ref".to_owned(), format!("#/$defs/{definition}").into());
+                    }
+                    let validator = jsonschema::options().should_validate_formats(true).build(&one);
+                    validator.map(|v| (*kind, v)).map_err(|e| e.to_string())
+                })
+                .collect()
         })
         .as_ref()
         .map_err(|error| anyhow!("docs/event.schema.json is not a valid schema: {error}"))?;
+    let kind = record.get("kind").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let Some((_, validator)) = validators.iter().find(|(k, _)| *k == kind) else {
+        bail!("at \"/kind\": {kind:?} is not a record kind of docs/event.schema.json");
+    };
     let violations: Vec<String> = validator
-        .iter_errors(event)
+        .iter_errors(record)
         .map(|error| format!("at {:?}: {error}", error.instance_path().to_string()))
         .collect();
     if violations.is_empty() { Ok(()) } else { bail!("{}", violations.join("; ")) }
@@ -324,7 +344,7 @@ pub struct Whois {
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"{"schema_version":1,"time":"2026-11-25T23:12:34.987994Z","source":"ebpf","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
+    const LINE: &str = r#"{"schema_version":2,"kind":"oom_kill","time":"2026-11-25T23:12:34.987994Z","source":"ebpf","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
 
     #[test]
     fn an_event_line_reads_as_typed_fields() {
@@ -341,7 +361,8 @@ mod tests {
     #[test]
     fn an_event_that_breaks_the_schema_is_refused_with_the_reason() {
         for (from, to, reason) in [
-            (r#""schema_version":1,"#, "", "schema_version"),
+            (r#""schema_version":2,"#, "", "schema_version"),
+            (r#""kind":"oom_kill","#, "", "/kind"),
             (r#""scope":"memcg""#, r#""scope":"memory""#, "/scope"),
             ("34.987994Z", "34.98Z", "/time"),
         ] {

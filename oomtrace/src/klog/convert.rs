@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use oomtrace_klog::report::{CounterKind, Killed, OomReport};
 
 use oomtrace_event::{
-    Cgroup, EventSource, KernelLog, KernelReport, LogOrigin, OomCgroup, OomEvent, ReportTask, SchemaVersion, Scope,
-    ScopeSource, ScopeUnknownReason, Trigger, Victim, WallTime, report::LARGEST_TASKS,
+    Cgroup, EventSource, KernelLog, KernelReport, LogOrigin, OomCgroup, OomEvent, RecordKind, ReportTask,
+    SchemaVersion, Scope, ScopeSource, ScopeUnknownReason, Trigger, Victim, WallTime, report::LARGEST_TASKS,
 };
 
 /// How the log's times become the event's.
@@ -82,6 +82,7 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
     }
     OomEvent {
         schema_version: SchemaVersion,
+        kind: RecordKind::OomKill,
         time,
         source: EventSource::KernelLog,
         kernel_log: Some(KernelLog { from: origin, seq: line.seq, full_report: report.header.is_some() }),
@@ -105,6 +106,8 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
         diagnosis: None,
         node: None,
         workload: None,
+        warned_seconds_before: None,
+        not_warned: None,
         sources: vec![origin.source_name()],
         unavailable,
     }

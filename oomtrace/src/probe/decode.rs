@@ -11,8 +11,8 @@ use oomtrace_common::{COMM_LEN, RawCgroup, RawCgroupPath, RawOomEvent, field, fl
 
 use crate::kernel::constraint::ConstraintValues;
 use oomtrace_event::{
-    CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, SchemaVersion, Scope, ScopeSource, ScopeUnknownReason,
-    Trigger, Victim, WallTime,
+    CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, RecordKind, SchemaVersion, Scope, ScopeSource,
+    ScopeUnknownReason, Trigger, Victim, WallTime,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -150,6 +150,7 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
     let wall = cx.boot_offset + Duration::from_nanos(raw.ktime_ns);
     Ok(OomEvent {
         schema_version: SchemaVersion,
+        kind: RecordKind::OomKill,
         time: WallTime::from_system_time(SystemTime::UNIX_EPOCH + wall),
         source: EventSource::Ebpf,
         kernel_log: None,
@@ -176,6 +177,8 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         diagnosis: None,
         node: None,
         workload: None,
+        warned_seconds_before: None,
+        not_warned: None,
         sources: source_names(raw.sources),
         unavailable: unavailable_fields(raw.present, cx.kill_signal_attached),
     })

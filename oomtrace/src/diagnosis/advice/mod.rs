@@ -138,3 +138,17 @@ pub fn advise(event: &OomEvent, cause: Cause, findings: &[Finding]) -> Vec<Advic
     out.extend(workload::finding_notes(&facts));
     out
 }
+
+/// What to change before a kill that has not happened yet (a warning): the
+/// steps of `cause` alone, for `event` as the kill would be (the limit and
+/// the memory reclaim could not give back as its OOMing memcg's figures).
+pub fn advise_ahead(event: &OomEvent, cause: Cause) -> Vec<Advice> {
+    let facts = Facts::of(event, &[]);
+    match cause {
+        Cause::ContainerLimit | Cause::PodLimit if facts.system_pod() => system::system_pod(&facts),
+        Cause::ContainerLimit | Cause::PodLimit => workload::raise_limit(&facts, cause).into_iter().collect(),
+        Cause::NodeAllocatable | Cause::NodeMemory => system::node_level(&facts, cause),
+        Cause::CgroupLimit => vec![system::cgroup_limit(&facts)],
+        Cause::Constrained | Cause::Unknown => Vec::new(),
+    }
+}

@@ -1,0 +1,285 @@
+//! The prediction of issue "warn before the kill" (docs/warnings.md): from
+//! the watcher's readings, per watched cgroup (and the node), the memory
+//! reclaim cannot give back, its climb toward the limit, the time left, and
+//! the episodes of warnings they make:
+//!
+//! - `warning` when a climb of at least `min_trend_seconds` puts the limit
+//!   under `threshold_seconds` away;
+//! - `imminent` when, warned, the limit is being hit (`memory.events` max,
+//!   `failcnt` rising): reclaim is already failing to keep it under;
+//! - `recovered` when a warned cgroup has had no such climb for
+//!   `recover_seconds` (the memory fell, the process stopped growing, or it
+//!   was killed), or went away.
+//!
+//! Page cache is never a risk (reclaim frees it), dirty pages count in the
+//! headroom but not in the trend (`series::Point::persistent`), and a
+//! climb shorter than `min_trend_seconds` is a burst: not warnable.
+
+pub mod level;
+pub mod runner;
+mod series;
+mod slope;
+pub mod words;
+
+use std::collections::HashMap;
+
+use oomtrace_event::{Growth, LimitLevel, NotWarned, NotWarnedReason, Unreclaimable, WarningState};
+
+use crate::watch::{Reading, Watched};
+use series::{Point, Series};
+
+const MIB: f64 = 1048576.0;
+const NS: f64 = 1e9;
+
+/// How the forecast decides.
+#[derive(Clone, Copy, Debug)]
+pub struct ForecastOptions {
+    /// Warn when the time left falls under this.
+    pub threshold_seconds: f64,
+    /// The readings kept per cgroup.
+    pub window_seconds: f64,
+    /// A climb shorter than this is not trusted (a burst, a sawtooth's tooth).
+    pub min_trend_seconds: f64,
+    /// A warned cgroup without a climb this long is `recovered`.
+    pub recover_seconds: f64,
+    /// The kubelet's hard eviction threshold on `memory.available`
+    /// (`--eviction-hard`; kubelet's default 100Mi, AKS 750Mi); `None`: the
+    /// node is measured against its memory alone.
+    pub eviction_hard_bytes: Option<u64>,
+}
+
+impl Default for ForecastOptions {
+    fn default() -> Self {
+        Self {
+            threshold_seconds: 300.0,
+            window_seconds: 30.0,
+            min_trend_seconds: 2.0,
+            recover_seconds: 3.0,
+            eviction_hard_bytes: Some(100 * 1024 * 1024),
+        }
+    }
+}
+
+/// What the forecast says of one watched cgroup now (`oomtrace top`, the gauges).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outlook {
+    pub watched: Watched,
+    pub level: LimitLevel,
+    pub at_ns: u64,
+    pub usage_bytes: u64,
+    /// anon + shmem + kernel + dirty.
+    pub unreclaimable_bytes: u64,
+    pub parts: Unreclaimable,
+    pub limit_bytes: u64,
+    /// Bytes per second over the climb; 0 without one.
+    pub slope_bytes_per_second: f64,
+    /// Time to the limit if the climb holds; `None` without a trusted climb.
+    pub seconds_left: Option<f64>,
+    pub limit_hits: u64,
+    pub growth: Option<Growth>,
+    /// Where the episode stands (`None`: calm).
+    pub state: Option<WarningState>,
+    pub episode_seconds: f64,
+}
+
+/// A change of a cgroup's episode: one warning record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub outlook: Outlook,
+    pub state: WarningState,
+}
+
+/// Whether a kill was warned, and how long before.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Warned { seconds_before: f64 },
+    NotWarned(NotWarned),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Episode {
+    start_ns: u64,
+    state: WarningState,
+    /// The last reading with a trusted climb under the threshold.
+    last_valid_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tracked {
+    series: Series,
+    episode: Option<Episode>,
+    /// The last episode that ended: (start, end).
+    ended: Option<(u64, u64)>,
+    /// Where the climb started, as of the last reading (and of the reading
+    /// before the last fall): what a kill's `rise_seconds` is measured from.
+    climb_start_ns: Option<u64>,
+    climb_before_fall_ns: Option<(u64, u64)>,
+    outlook: Option<Outlook>,
+}
+
+#[derive(Debug, Default)]
+pub struct Forecaster {
+    options: ForecastOptions,
+    tracked: HashMap<Watched, Tracked>,
+}
+
+impl Forecaster {
+    pub fn new(options: ForecastOptions) -> Self {
+        Self { options, tracked: HashMap::new() }
+    }
+
+    pub fn options(&self) -> &ForecastOptions {
+        &self.options
+    }
+
+    /// Takes one reading; the episode's change, if it changed.
+    pub fn observe(&mut self, reading: &Reading) -> Option<Change> {
+        let options = self.options;
+        let level = level::of(&reading.watched, options.eviction_hard_bytes.is_some());
+        let limit_bytes = match (&reading.watched, options.eviction_hard_bytes) {
+            (Watched::Node, Some(eviction)) => reading.limit_bytes.saturating_sub(eviction),
+            _ => reading.limit_bytes,
+        };
+        let tracked = self.tracked.entry(reading.watched.clone()).or_default();
+        let t = reading.at_ns as f64 / NS;
+        tracked
+            .series
+            .push(Point { t, parts: reading.unreclaimable, limit_hits: reading.limit_hits }, options.window_seconds);
+        // Noise: 1 % of the limit, at least 1 MiB.
+        let noise = (limit_bytes as f64 * 0.01).max(MIB);
+        let climb = tracked.series.climb(noise);
+        let previous_start = tracked.climb_start_ns;
+        let start_ns = climb.map(|c| (c.start * NS) as u64);
+        if let (Some(before), Some(now)) = (previous_start, start_ns)
+            && now != before
+        {
+            tracked.climb_before_fall_ns = Some((before, reading.at_ns));
+        }
+        tracked.climb_start_ns = start_ns;
+        let unreclaimable = reading.unreclaimable.total();
+        let trusted = climb.filter(|c| c.seconds >= options.min_trend_seconds && c.slope > 0.0 && c.rise_bytes > noise);
+        let seconds_left = trusted.map(|c| (limit_bytes.saturating_sub(unreclaimable) as f64 / c.slope).max(0.0));
+        let heading = seconds_left.is_some_and(|s| s <= options.threshold_seconds);
+        let change = step(tracked, reading.at_ns, heading, &options);
+        let episode = tracked.episode;
+        tracked.outlook = Some(Outlook {
+            watched: reading.watched.clone(),
+            level,
+            at_ns: reading.at_ns,
+            usage_bytes: reading.usage_bytes,
+            unreclaimable_bytes: unreclaimable,
+            parts: reading.unreclaimable,
+            limit_bytes,
+            slope_bytes_per_second: trusted.map_or(0.0, |c| c.slope),
+            seconds_left,
+            limit_hits: tracked.series.hits_in_window(),
+            growth: climb.and_then(|c| c.growth),
+            state: episode.map(|e| e.state).or(change),
+            episode_seconds: episode.map_or(0.0, |e| reading.at_ns.saturating_sub(e.start_ns) as f64 / NS),
+        });
+        let outlook = tracked.outlook.clone()?;
+        change.map(|state| Change { outlook: Outlook { state: Some(state), ..outlook }, state })
+    }
+
+    /// The cgroup went away: its episode, if any, ends `recovered`.
+    pub fn forget(&mut self, watched: &Watched) -> Option<Change> {
+        let tracked = self.tracked.remove(watched)?;
+        let episode = tracked.episode?;
+        let outlook = tracked.outlook?;
+        // (Its last episode stays known for a kill that arrives after the cgroup went.)
+        let end = outlook.at_ns;
+        self.tracked.entry(watched.clone()).or_default().ended = Some((episode.start_ns, end));
+        Some(Change {
+            outlook: Outlook { state: Some(WarningState::Recovered), ..outlook },
+            state: WarningState::Recovered,
+        })
+    }
+
+    /// Every watched cgroup's outlook, soonest limit first.
+    pub fn outlooks(&self) -> Vec<Outlook> {
+        let mut all: Vec<Outlook> = self.tracked.values().filter_map(|t| t.outlook.clone()).collect();
+        all.sort_by(|a, b| {
+            let key = |o: &Outlook| o.seconds_left.unwrap_or(f64::INFINITY);
+            key(a).total_cmp(&key(b)).then_with(|| {
+                let share = |o: &Outlook| o.unreclaimable_bytes as f64 / o.limit_bytes.max(1) as f64;
+                share(b).total_cmp(&share(a))
+            })
+        });
+        all
+    }
+
+    /// Whether a kill at `kill_ns` (CLOCK_MONOTONIC) of the cgroup `watched`
+    /// was warned. `None` when the watcher never read it.
+    pub fn verdict(&self, watched: &Watched, kill_ns: u64) -> Verdict {
+        let Some(tracked) = self.tracked.get(watched) else {
+            return Verdict::NotWarned(NotWarned { reason: NotWarnedReason::NotWatched, rise_seconds: None });
+        };
+        // An episode counts if it began before the kill and lasted until
+        // shortly before it (the readings after a kill end it).
+        let slack = (self.options.recover_seconds * NS) as u64 + 1_000_000_000;
+        let episode = tracked.episode.map(|e| (e.start_ns, u64::MAX)).or(tracked.ended);
+        if let Some((start, end)) = episode
+            && start <= kill_ns
+            && end.saturating_add(slack) >= kill_ns
+        {
+            return Verdict::Warned { seconds_before: (kill_ns - start) as f64 / NS };
+        }
+        let last_ns = tracked.outlook.as_ref().map_or(0, |o| o.at_ns);
+        let climb_start = match tracked.climb_before_fall_ns {
+            Some((start, fell_at)) if last_ns > kill_ns && fell_at > kill_ns => Some(start),
+            _ => tracked.climb_start_ns,
+        };
+        let rise_seconds = climb_start.map(|start| kill_ns.saturating_sub(start) as f64 / NS);
+        let reason = if rise_seconds.is_none_or(|s| s < self.options.min_trend_seconds) {
+            NotWarnedReason::Burst
+        } else {
+            NotWarnedReason::BelowThreshold
+        };
+        Verdict::NotWarned(NotWarned { reason, rise_seconds })
+    }
+
+    /// The watched cgroup a kill is measured against: the OOMing memcg if
+    /// watched, else its nearest watched ancestor (`path` from the root).
+    pub fn watched_for(&self, path: &str) -> Option<Watched> {
+        let mut candidate = path.trim_end_matches('/');
+        while !candidate.is_empty() {
+            let watched = Watched::Cgroup(candidate.to_owned());
+            if self.tracked.contains_key(&watched) {
+                return Some(watched);
+            }
+            candidate = &candidate[..candidate.rfind('/')?];
+        }
+        None
+    }
+}
+
+/// Advances the episode; the new state if it changed.
+fn step(tracked: &mut Tracked, at_ns: u64, heading: bool, options: &ForecastOptions) -> Option<WarningState> {
+    match (tracked.episode.as_mut(), heading) {
+        (None, false) => None,
+        (None, true) => {
+            let state = if tracked.series.hit_just_now() { WarningState::Imminent } else { WarningState::Warning };
+            tracked.episode = Some(Episode { start_ns: at_ns, state, last_valid_ns: at_ns });
+            Some(state)
+        }
+        (Some(episode), true) => {
+            episode.last_valid_ns = at_ns;
+            if episode.state == WarningState::Warning && tracked.series.hit_just_now() {
+                episode.state = WarningState::Imminent;
+                return Some(WarningState::Imminent);
+            }
+            None
+        }
+        (Some(episode), false) => {
+            if (at_ns.saturating_sub(episode.last_valid_ns) as f64) < options.recover_seconds * NS {
+                return None;
+            }
+            tracked.ended = Some((episode.start_ns, at_ns));
+            tracked.episode = None;
+            Some(WarningState::Recovered)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

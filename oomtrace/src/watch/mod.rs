@@ -1,0 +1,314 @@
+//! The watcher of issue "warn before the kill": every memory cgroup with a
+//! limit, and the node, read from cgroupfs and /proc (no capability needed
+//! beyond reading them), cheaply and adaptively:
+//!
+//! - the hierarchy is scanned every `scan_interval` for cgroups with a limit
+//!   (their limit is read then); cgroups that went away are reported once;
+//! - each watched cgroup's usage (`memory.current`, v1
+//!   `memory.usage_in_bytes`) is read every `slow_interval` while it is
+//!   steady and far from its limit, every `fast_interval` while it moves or
+//!   is past `near_fraction` of it;
+//! - `memory.stat` (which makes the kernel flush its statistics) only when
+//!   the usage moved by `moved_bytes` since the last time, or is near the
+//!   limit; `memory.events` / `memory.failcnt` only near the limit.
+//!
+//! What the numbers mean is decided in `forecast`.
+
+pub mod files;
+pub mod node;
+
+use std::{
+    collections::HashMap,
+    io,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use oomtrace_event::Unreclaimable;
+
+use crate::{enrich::cgroup::MemoryHierarchy, kernel::clock::monotonic_now};
+use files::Version;
+use node::NodeMemory;
+
+/// Directories looked at per scan, at most (a busy node has a few thousand cgroups).
+const MAX_SCANNED: usize = 20_000;
+/// Nesting followed, at most (kubepods/burstable/pod/container is 4).
+const MAX_DEPTH: usize = 12;
+
+/// How the watcher polls.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchOptions {
+    pub scan_interval: Duration,
+    pub fast_interval: Duration,
+    pub slow_interval: Duration,
+    /// Past this share of its limit a cgroup is read every `fast_interval`
+    /// and its `memory.stat` every time.
+    pub near_fraction: f64,
+    /// A usage change of this much since the last `memory.stat` read makes
+    /// the next reading read it again.
+    pub moved_bytes: u64,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            scan_interval: Duration::from_secs(2),
+            fast_interval: Duration::from_millis(100),
+            slow_interval: Duration::from_secs(1),
+            near_fraction: 0.5,
+            moved_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// What is watched: a memory cgroup (its path from the hierarchy's root,
+/// `/kubepods/burstable/pod…/…`), or the node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Watched {
+    Cgroup(String),
+    Node,
+}
+
+/// One reading of a watched cgroup (or of the node).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reading {
+    pub watched: Watched,
+    /// CLOCK_MONOTONIC, the clock of the kills' `ktime_ns`.
+    pub at_ns: u64,
+    pub usage_bytes: u64,
+    pub limit_bytes: u64,
+    /// The unreclaimable memory's parts as last read (`memory.stat`); at the
+    /// node, MemTotal − MemAvailable as `anon_bytes`.
+    pub unreclaimable: Unreclaimable,
+    /// Limit hits so far (`memory.events` max, `memory.failcnt`); 0 where not read.
+    pub limit_hits: u64,
+}
+
+/// What a poll found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchEvent {
+    Reading(Reading),
+    /// The cgroup went away (or lost its limit): forget it.
+    Gone(Watched),
+}
+
+/// The watcher's counters (`oomtrace check`, the daemon's log, the benchmark).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchStats {
+    pub watched: usize,
+    pub scans: u64,
+    pub usage_reads: u64,
+    pub stat_reads: u64,
+    /// Files that could not be read for another reason than the cgroup being gone.
+    pub read_errors: u64,
+}
+
+struct Cgroup {
+    dir: PathBuf,
+    limit_bytes: u64,
+    next_due: Instant,
+    last_usage: u64,
+    /// The usage when `memory.stat` was last read, and what it said.
+    stat_usage: Option<u64>,
+    unreclaimable: Unreclaimable,
+    limit_hits: u64,
+    /// A read error was logged already (once per cgroup).
+    complained: bool,
+}
+
+pub struct Watcher {
+    root: PathBuf,
+    version: Version,
+    options: WatchOptions,
+    cgroups: HashMap<String, Cgroup>,
+    next_scan: Instant,
+    next_node: Instant,
+    stats: WatchStats,
+}
+
+impl Watcher {
+    pub fn new(hierarchy: &MemoryHierarchy, options: WatchOptions) -> Self {
+        let version = if hierarchy.version() == 1 { Version::V1 } else { Version::V2 };
+        let now = Instant::now();
+        Self {
+            root: hierarchy.root().to_owned(),
+            version,
+            options,
+            cgroups: HashMap::new(),
+            next_scan: now,
+            next_node: now,
+            stats: WatchStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> WatchStats {
+        WatchStats { watched: self.cgroups.len(), ..self.stats }
+    }
+
+    /// When the next reading is due.
+    pub fn next_due(&self) -> Instant {
+        self.cgroups
+            .values()
+            .map(|c| c.next_due)
+            .chain([self.next_scan, self.next_node])
+            .min()
+            .unwrap_or(self.next_scan)
+    }
+
+    /// Scans if due and reads every cgroup (and the node) whose turn it is.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<WatchEvent>) {
+        if now >= self.next_scan {
+            self.scan(now, out);
+            self.next_scan = now + self.options.scan_interval;
+        }
+        if now >= self.next_node {
+            self.next_node = now + self.options.fast_interval;
+            if let Some(reading) = read_node() {
+                out.push(WatchEvent::Reading(reading));
+            }
+        }
+        let mut gone = Vec::new();
+        for (path, cgroup) in &mut self.cgroups {
+            if now < cgroup.next_due {
+                continue;
+            }
+            match read_cgroup(cgroup, self.version, &self.options, &mut self.stats) {
+                Ok(reading) => {
+                    cgroup.next_due = now + interval(cgroup, &self.options);
+                    out.push(WatchEvent::Reading(Reading { watched: Watched::Cgroup(path.clone()), ..reading }));
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound && !cgroup.dir.exists() => {
+                    gone.push(path.clone())
+                }
+                Err(error) => {
+                    self.stats.read_errors += 1;
+                    cgroup.next_due = now + self.options.scan_interval;
+                    if !std::mem::replace(&mut cgroup.complained, true) {
+                        tracing::warn!(cgroup = %path, %error, "cannot read a watched memory cgroup; it is not predicted");
+                    }
+                }
+            }
+        }
+        for path in gone {
+            self.cgroups.remove(&path);
+            out.push(WatchEvent::Gone(Watched::Cgroup(path)));
+        }
+    }
+
+    /// Finds the cgroups with a limit; forgets those gone or without one now.
+    fn scan(&mut self, now: Instant, out: &mut Vec<WatchEvent>) {
+        self.stats.scans += 1;
+        let mut found = HashMap::new();
+        let mut stack = vec![(self.root.clone(), 0)];
+        let mut seen = 0;
+        while let Some((dir, depth)) = stack.pop() {
+            seen += 1;
+            if seen > MAX_SCANNED {
+                tracing::warn!(
+                    max = MAX_SCANNED,
+                    "memory cgroup hierarchy larger than the watcher scans; the rest is not watched"
+                );
+                break;
+            }
+            // The root has no limit file (v2) or no meaningful limit (v1): the node stands for it.
+            if depth > 0 {
+                if let Ok(Some(limit)) = files::limit(&dir, self.version) {
+                    found.insert(relative(&self.root, &dir), (dir.clone(), limit));
+                }
+            }
+            if depth < MAX_DEPTH {
+                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| (e.path(), depth + 1)),
+                );
+            }
+        }
+        let before: Vec<String> = self.cgroups.keys().cloned().collect();
+        for path in before {
+            if !found.contains_key(&path) {
+                self.cgroups.remove(&path);
+                out.push(WatchEvent::Gone(Watched::Cgroup(path)));
+            }
+        }
+        for (path, (dir, limit_bytes)) in found {
+            self.cgroups.entry(path).and_modify(|c| c.limit_bytes = limit_bytes).or_insert(Cgroup {
+                dir,
+                limit_bytes,
+                next_due: now,
+                last_usage: 0,
+                stat_usage: None,
+                unreclaimable: Unreclaimable::default(),
+                limit_hits: 0,
+                complained: false,
+            });
+        }
+    }
+}
+
+/// `/a/b` for ROOT/a/b.
+fn relative(root: &Path, dir: &Path) -> String {
+    format!("/{}", dir.strip_prefix(root).unwrap_or(dir).display())
+}
+
+fn is_near(usage: u64, limit: u64, options: &WatchOptions) -> bool {
+    usage as f64 >= limit as f64 * options.near_fraction
+}
+
+/// Fast while the cgroup moves or is near its limit, slow otherwise.
+fn interval(cgroup: &Cgroup, options: &WatchOptions) -> Duration {
+    let moving = cgroup.stat_usage.is_none_or(|at| at.abs_diff(cgroup.last_usage) >= options.moved_bytes);
+    if moving || is_near(cgroup.last_usage, cgroup.limit_bytes, options) {
+        options.fast_interval
+    } else {
+        options.slow_interval
+    }
+}
+
+fn read_cgroup(
+    cgroup: &mut Cgroup,
+    version: Version,
+    options: &WatchOptions,
+    stats: &mut WatchStats,
+) -> io::Result<Reading> {
+    let usage = files::usage(&cgroup.dir, version)?;
+    stats.usage_reads += 1;
+    let moved = cgroup.stat_usage.is_none_or(|at| at.abs_diff(usage) >= options.moved_bytes);
+    let near = is_near(usage, cgroup.limit_bytes, options);
+    if moved || near {
+        cgroup.unreclaimable = files::unreclaimable(&cgroup.dir, version)?;
+        cgroup.stat_usage = Some(usage);
+        stats.stat_reads += 1;
+    }
+    if near {
+        // A missing events file (old kernels) leaves the count at 0.
+        match files::limit_hits(&cgroup.dir, version) {
+            Ok(hits) => cgroup.limit_hits = hits,
+            Err(error) if error.kind() == io::ErrorKind::NotFound && cgroup.dir.exists() => {}
+            Err(error) => return Err(error),
+        }
+    }
+    cgroup.last_usage = usage;
+    Ok(Reading {
+        watched: Watched::Node,
+        at_ns: monotonic_now().as_nanos() as u64,
+        usage_bytes: usage,
+        limit_bytes: cgroup.limit_bytes,
+        unreclaimable: cgroup.unreclaimable,
+        limit_hits: cgroup.limit_hits,
+    })
+}
+
+fn read_node() -> Option<Reading> {
+    let memory = NodeMemory::read().ok()?;
+    Some(Reading {
+        watched: Watched::Node,
+        at_ns: monotonic_now().as_nanos() as u64,
+        usage_bytes: memory.used_bytes(),
+        limit_bytes: memory.total_bytes,
+        unreclaimable: Unreclaimable { anon_bytes: memory.used_bytes(), ..Unreclaimable::default() },
+        limit_hits: 0,
+    })
+}

@@ -11,7 +11,7 @@ pub use crate::config::LogFormat;
 use crate::{
     config::{
         ConfigError, DEFAULT_CRI_TIMEOUT, DEFAULT_MAX_LABEL_SERIES, DEFAULT_METRICS_ADDRESS, DEFAULT_OTLP_QUEUE,
-        DEFAULT_STATE_DIR, DaemonConfig, FileConfig, load_file,
+        DEFAULT_STATE_DIR, DaemonConfig, FileConfig, WarnSettings, load_file, parse_size,
     },
     diagnose::{DiagnoseOptions, ReportFormat},
     filter::{
@@ -23,7 +23,8 @@ use crate::{
     klog::{join::side::KernelLogMode, read::LogSource},
     live::LiveOptions,
     output::OutputFormat,
-    pipeline::PipelineOptions,
+    pipeline::{PipelineOptions, WarnOptions},
+    top::TopOptions,
     probe::{self, AttachPlan, ContextProbe, RingSizeError, VictimProbe},
 };
 
@@ -51,6 +52,69 @@ pub enum Command {
     History(HistoryArgs),
     /// The node's OOM report: kills by workload with cause, findings and advice; memory now (docs/diagnose.md).
     Diagnose(DiagnoseArgs),
+    /// The node's memory cgroups ranked by time to OOM (docs/warnings.md).
+    Top(TopArgs),
+}
+
+/// When warnings are made (live, daemon, top).
+#[derive(Clone, Debug, Default, Args)]
+pub struct WarnArgs {
+    /// Warn when a cgroup's time to OOM falls under this, e.g. "5m" [default: 5m].
+    #[arg(long, value_parser = parse_duration, env = "OOMTRACE_WARN_WITHIN")]
+    pub warn_within: Option<Duration>,
+    /// The kubelet's hard eviction threshold on memory.available, e.g. "750Mi" (AKS); node-level warnings
+    /// are measured against it; "0": none [default: 100Mi, the kubelet's default].
+    #[arg(long, value_parser = parse_size, env = "OOMTRACE_EVICTION_HARD")]
+    pub eviction_hard: Option<u64>,
+}
+
+impl WarnArgs {
+    /// Flags over `file`'s keys over the defaults.
+    fn settings(&self, within: Option<Duration>, eviction_hard: Option<u64>) -> WarnSettings {
+        let defaults = WarnSettings::default();
+        WarnSettings {
+            within: self.warn_within.or(within).unwrap_or(defaults.within),
+            eviction_hard_bytes: self.eviction_hard.or(eviction_hard).unwrap_or(defaults.eviction_hard_bytes),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Output format: a table for people, or JSON (one array of outlooks).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Print once, after watching for `--sample`, and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// How long to watch before the first ranking (the trend needs a few seconds).
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub sample: Duration,
+    /// Refresh interval.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+    /// Rows shown (the soonest limits first).
+    #[arg(long, default_value_t = 20)]
+    pub rows: usize,
+    #[command(flatten)]
+    pub warn: WarnArgs,
+    #[command(flatten)]
+    pub cri: CriArgs,
+}
+
+impl TopArgs {
+    pub fn options(self) -> TopOptions {
+        TopOptions {
+            output: self.output,
+            once: self.once,
+            sample: self.sample,
+            interval: self.interval,
+            rows: self.rows,
+            warn: WarnOptions::from_settings(self.warn.settings(None, None)),
+            cri_socket: self.cri.cri_socket,
+            cri_timeout: self.cri.cri_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +266,11 @@ pub struct DaemonArgs {
     /// Directory for the position in the kernel log, kept across restarts (a hostPath under /run) [default: /run/oomtrace].
     #[arg(long, value_name = "DIR", env = "OOMTRACE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Watch memory cgroups and warn before kills [default: true].
+    #[arg(long, value_name = "BOOL", env = "OOMTRACE_WARNINGS")]
+    pub warnings: Option<bool>,
+    #[command(flatten)]
+    pub warn: WarnArgs,
 }
 
 /// Where pod names come from.
@@ -258,6 +327,11 @@ pub struct LiveArgs {
     /// Do not read the kernel log (events then carry no `kernel_report`: memory.stat, largest tasks).
     #[arg(long)]
     pub no_kernel_log: bool,
+    /// Do not watch memory cgroups (no warnings; kills say `not_warned: watcher_off`).
+    #[arg(long)]
+    pub no_warnings: bool,
+    #[command(flatten)]
+    pub warn: WarnArgs,
 }
 
 impl LiveArgs {
@@ -279,6 +353,7 @@ impl LiveArgs {
                 cri_timeout: self.cri.cri_timeout,
                 node_name: None,
                 kernel_log: if self.no_kernel_log { KernelLogMode::Off } else { KernelLogMode::Join },
+                warnings: (!self.no_warnings).then(|| WarnOptions::from_settings(self.warn.settings(None, None))),
             },
         })
     }
@@ -339,6 +414,14 @@ impl DaemonArgs {
         if max_label_series == 0 {
             return Err(value_error("max_label_series", "must be at least 1".to_owned()));
         }
+        let warn_within = match file.warn_within.as_deref() {
+            Some(text) => Some(
+                humantime::parse_duration(text).map_err(|e| value_error("warn_within", format!("{text:?}: {e}")))?,
+            ),
+            None => None,
+        };
+        let eviction_hard = file.eviction_hard.as_deref().map(parse_size).transpose();
+        let warn_settings = self.warn.settings(warn_within, eviction_hard.map_err(|e| value_error("eviction_hard", e))?);
         let otlp_queue = self.otlp_queue.or(file.otlp_queue).unwrap_or(DEFAULT_OTLP_QUEUE);
         if otlp_queue == 0 {
             return Err(value_error("otlp_queue", "must be at least 1".to_owned()));
@@ -355,6 +438,7 @@ impl DaemonArgs {
             otlp_queue,
             kernel_log: self.kernel_log.or(file.kernel_log).unwrap_or(true),
             state_dir: self.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            warnings: self.warnings.or(file.warnings).unwrap_or(true).then_some(warn_settings),
         })
     }
 }

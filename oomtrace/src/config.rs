@@ -10,6 +10,10 @@ pub const DEFAULT_METRICS_ADDRESS: &str = "0.0.0.0:9101";
 pub const DEFAULT_MAX_LABEL_SERIES: usize = 2000;
 pub const DEFAULT_OTLP_QUEUE: usize = 2048;
 pub const DEFAULT_CRI_TIMEOUT: Duration = Duration::from_millis(250);
+/// Warn when a cgroup's time to OOM falls under this.
+pub const DEFAULT_WARN_WITHIN: Duration = Duration::from_secs(300);
+/// The kubelet's default `--eviction-hard` `memory.available<100Mi`.
+pub const DEFAULT_EVICTION_HARD_BYTES: u64 = 100 * 1024 * 1024;
 /// Where the daemon keeps its position in the kernel log (a tmpfs: a reboot clears it).
 pub const DEFAULT_STATE_DIR: &str = "/run/oomtrace";
 
@@ -45,6 +49,43 @@ pub struct FileConfig {
     pub otlp_queue: Option<usize>,
     pub kernel_log: Option<bool>,
     pub state_dir: Option<PathBuf>,
+    pub warnings: Option<bool>,
+    pub warn_within: Option<String>,
+    pub eviction_hard: Option<String>,
+}
+
+/// How warnings before kills are made (docs/warnings.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WarnSettings {
+    /// Warn when the time to OOM falls under this.
+    pub within: Duration,
+    /// The kubelet's hard eviction threshold on `memory.available` (0: none).
+    pub eviction_hard_bytes: u64,
+}
+
+impl Default for WarnSettings {
+    fn default() -> Self {
+        Self { within: DEFAULT_WARN_WITHIN, eviction_hard_bytes: DEFAULT_EVICTION_HARD_BYTES }
+    }
+}
+
+/// A size as Kubernetes writes memory: `750Mi`, `1Gi`, `100M`, `0`, bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size (examples: 750Mi, 1Gi, 0)"))?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (use Ki, Mi, Gi, k, M, G)")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The resolved configuration.
@@ -63,6 +104,23 @@ pub struct DaemonConfig {
     pub kernel_log: bool,
     /// Where the position in the kernel log is kept across restarts.
     pub state_dir: PathBuf,
+    /// Warnings before kills (None: no watcher).
+    pub warnings: Option<WarnSettings>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_kubernetes_writes_them() {
+        assert_eq!(parse_size("750Mi"), Ok(750 << 20));
+        assert_eq!(parse_size("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_size("100M"), Ok(100_000_000));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5Xi").is_err_and(|e| e.contains("Xi")));
+    }
 }
 
 pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {

@@ -12,7 +12,7 @@ use crate::{
     output::{self, EventWriter, OutputFormat},
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
 };
-use oomtrace_event::OomEvent;
+use oomtrace_event::{OomEvent, Warning};
 
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -27,6 +27,7 @@ pub struct LiveOptions {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LiveSummary {
     pub shown: u64,
+    pub warnings: u64,
     pub filtered_out: u64,
     pub pipeline: PipelineStats,
 }
@@ -54,6 +55,21 @@ impl EventHandler for Printer<'_> {
         self.summary.shown += 1;
         Ok(if self.options.count.is_some_and(|n| self.summary.shown >= n) { Flow::Stop } else { Flow::Continue })
     }
+
+    /// Warnings are shown as their own rows (not counted by `--count`, which counts kills).
+    fn warning(&mut self, warning: Warning) -> anyhow::Result<Flow> {
+        if !self.options.filter.matches_warning(&warning) {
+            return Ok(Flow::Continue);
+        }
+        if let Err(error) = self.writer.warning(&mut self.out, &warning) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(Flow::Stop);
+            }
+            return Err(error).context("writing a warning to stdout");
+        }
+        self.summary.warnings += 1;
+        Ok(Flow::Continue)
+    }
 }
 
 pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
@@ -70,6 +86,12 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
     summary.pipeline = pipeline.stats();
     drop(pipeline);
     let _ = printer.out.flush();
-    log_stats!("detached", summary.pipeline, shown = summary.shown, filtered_out = summary.filtered_out);
+    log_stats!(
+        "detached",
+        summary.pipeline,
+        shown = summary.shown,
+        warnings = summary.warnings,
+        filtered_out = summary.filtered_out
+    );
     Ok(summary)
 }

@@ -56,6 +56,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", oomtrace::whois::render(&report, args.output)?);
             Ok(if report.iter().all(|r| r.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Top(args) => {
+            block_on(oomtrace::top::run(args.options()))??;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Live(args) => {
             block_on(oomtrace::live::run(args.options()?))??;
             Ok(ExitCode::SUCCESS)

@@ -11,9 +11,12 @@ use tokio::{
 };
 
 use crate::{
+    config::WarnSettings,
     diagnosis::Diagnoser,
+    forecast::{Change, ForecastOptions, Verdict, runner::Foresight, words::describe},
+    watch::{WatchOptions, WatchStats, Watched},
     enrich::{
-        cgroup::{CgroupResolver, detect_hierarchy},
+        cgroup::{CgroupResolver, MemoryHierarchy, detect_hierarchy},
         pod::PodResolver,
     },
     host::node_name,
@@ -27,7 +30,9 @@ use crate::{
     },
     probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
 };
-use oomtrace_event::{EventSource, OomEvent};
+use oomtrace_event::{
+    EventSource, NotWarned, NotWarnedReason, OomEvent, RecordKind, SchemaVersion, WallTime, Warning,
+};
 
 use crate::probe::decode::{DecodeContext, DecodeError, decode};
 
@@ -48,6 +53,29 @@ pub struct PipelineOptions {
     pub node_name: Option<String>,
     /// Whether the kernel log is read: joined to live events, and past kills.
     pub kernel_log: KernelLogMode,
+    /// Watch memory cgroups and warn before kills (None: no watcher).
+    pub warnings: Option<WarnOptions>,
+}
+
+/// How the watcher polls and the forecast decides.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WarnOptions {
+    pub watch: WatchOptions,
+    pub forecast: ForecastOptions,
+}
+
+impl WarnOptions {
+    /// The watcher's and the forecast's options from the user's settings.
+    pub fn from_settings(settings: WarnSettings) -> Self {
+        Self {
+            watch: WatchOptions::default(),
+            forecast: ForecastOptions {
+                threshold_seconds: settings.within.as_secs_f64(),
+                eviction_hard_bytes: (settings.eviction_hard_bytes > 0).then_some(settings.eviction_hard_bytes),
+                ..ForecastOptions::default()
+            },
+        }
+    }
 }
 
 /// Counters of everything that did not become a complete event.
@@ -69,6 +97,10 @@ pub struct PipelineStats {
     /// Kill lines that repeated a `memory.oom.group` kill's first victim: the
     /// kernel kills (and counts) it twice; one event.
     pub kernel_log_repeated: u64,
+    /// Warning records delivered.
+    pub warnings: u64,
+    /// The watcher's counters (None: no watcher).
+    pub watch: Option<WatchStats>,
 }
 
 /// Whether [`Pipeline::run`] goes on after an event.
@@ -82,6 +114,11 @@ pub enum Flow {
 pub trait EventHandler {
     /// One complete, attributed event.
     fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow>;
+
+    /// One warning record (a cgroup heading for its limit, or recovered).
+    fn warning(&mut self, _warning: Warning) -> anyhow::Result<Flow> {
+        Ok(Flow::Continue)
+    }
 
     /// The counters, every second.
     fn stats(&mut self, _stats: PipelineStats) {}
@@ -127,6 +164,9 @@ pub struct Pipeline {
     kernel_log_events: u64,
     /// Remembers each workload's kills (the `repeated` finding).
     diagnoser: Diagnoser,
+    /// The watcher and its forecast, where warnings are on.
+    foresight: Option<Foresight>,
+    warnings: u64,
 }
 
 impl Pipeline {
@@ -163,10 +203,12 @@ impl Pipeline {
         let kill_confirmed = tracer.attached.method(Role::KillConfirmation).is_some();
         let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, kill_confirmed);
         let log = LogSide::open(&options.kernel_log);
+        let foresight = start_foresight(options.warnings.as_ref(), cgroups.hierarchy());
         tracing::info!(
             attached = %tracer.attached.summary(),
             cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),
             cri = %pods.cri_status().unwrap_or_else(|why| format!("unavailable: {why}")),
+            warnings = if foresight.is_some() { "on (polling cgroupfs)" } else { "off" },
             node,
             "waiting for OOM kills"
         );
@@ -185,6 +227,8 @@ impl Pipeline {
             log,
             kernel_log_events: 0,
             diagnoser: Diagnoser::default(),
+            foresight,
+            warnings: 0,
         })
     }
 
@@ -279,9 +323,18 @@ impl Pipeline {
         loop {
             let log_deadline = self.log.as_ref().and_then(LogSide::until_deadline).unwrap_or(Duration::MAX);
             let has_log = self.log.is_some();
+            let has_foresight = self.foresight.is_some();
             tokio::select! {
                 read = read_records(&mut self.reader, &mut self.pending, self.decode_cx) => read?,
                 () = read_log(self.log.as_mut()), if has_log => {}
+                Some(change) = next_change(self.foresight.as_mut()), if has_foresight => {
+                    let warning = self.warning_of(change).await;
+                    self.warnings += 1;
+                    if handler.warning(warning)? == Flow::Stop {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 () = tokio::time::sleep(log_deadline), if log_deadline != Duration::MAX => {}
                 _ = stats_tick.tick() => {
                     handler.stats(self.poll_stats());
@@ -318,6 +371,15 @@ impl Pipeline {
     /// workload's earlier kills) and hands them to `handler` until it says stop.
     fn deliver(&mut self, events: &mut Vec<OomEvent>, handler: &mut impl EventHandler) -> anyhow::Result<Flow> {
         for mut event in events.drain(..) {
+            match self.foresight.as_ref().map(|f| f.verdict(&event)) {
+                Some(Verdict::Warned { seconds_before }) => event.warned_seconds_before = Some(round_ms(seconds_before)),
+                Some(Verdict::NotWarned(not)) => {
+                    event.not_warned = Some(NotWarned { rise_seconds: not.rise_seconds.map(round_ms), ..not })
+                }
+                None => {
+                    event.not_warned = Some(NotWarned { reason: NotWarnedReason::WatcherOff, rise_seconds: None })
+                }
+            }
             event.diagnosis = Some(self.diagnoser.diagnose(&event));
             if handler.event(event)? == Flow::Stop {
                 return Ok(Flow::Stop);
@@ -339,7 +401,80 @@ impl Pipeline {
             log_position: self.log_position(),
             kernel_log_unparsed: self.log.as_ref().map_or(0, LogSide::unparsed),
             kernel_log_repeated: self.log.as_ref().map_or(0, LogSide::repeated),
+            warnings: self.warnings,
+            watch: self.foresight.as_ref().map(Foresight::stats),
         }
+    }
+
+    /// The watcher, for `oomtrace top`-style views of what it knows.
+    pub fn foresight(&self) -> Option<&Foresight> {
+        self.foresight.as_ref()
+    }
+
+    /// The warning record of a change: attributed as a kill would be, and described.
+    async fn warning_of(&mut self, change: Change) -> Warning {
+        let outlook = change.outlook;
+        let cgroup = match &outlook.watched {
+            Watched::Cgroup(path) => Some(path.clone()),
+            Watched::Node => None,
+        };
+        let workload = match cgroup.as_deref() {
+            Some(path) => Some(self.pods.attribute(Some(path), None).await),
+            None => None,
+        };
+        let mut warning = Warning {
+            schema_version: SchemaVersion,
+            kind: RecordKind::Warning,
+            time: WallTime::from_system_time(std::time::SystemTime::now())
+                .unwrap_or_else(|| WallTime::from_timestamp(jiff::Timestamp::UNIX_EPOCH)),
+            state: change.state,
+            limit_level: outlook.level,
+            cgroup,
+            usage_bytes: outlook.usage_bytes,
+            unreclaimable_bytes: outlook.unreclaimable_bytes,
+            unreclaimable: matches!(outlook.watched, Watched::Cgroup(_)).then_some(outlook.parts),
+            limit_bytes: outlook.limit_bytes,
+            slope_bytes_per_second: outlook.slope_bytes_per_second.round(),
+            seconds_left: outlook.seconds_left.map(round_ms),
+            limit_hits: outlook.limit_hits,
+            growth: outlook.growth,
+            episode_seconds: round_ms(outlook.episode_seconds),
+            node: Some(self.node.clone()),
+            workload,
+            summary: String::new(),
+            advice: Vec::new(),
+        };
+        describe(&mut warning);
+        warning
+    }
+}
+
+/// Seconds to the millisecond (what the JSON keeps).
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+/// Starts the watcher where it is wanted and a memory hierarchy is mounted.
+fn start_foresight(options: Option<&WarnOptions>, hierarchy: Option<&MemoryHierarchy>) -> Option<Foresight> {
+    let options = options?;
+    let Some(hierarchy) = hierarchy else {
+        tracing::warn!("no memory cgroup hierarchy: no warnings before kills");
+        return None;
+    };
+    match Foresight::start(hierarchy, options.watch, options.forecast) {
+        Ok(foresight) => Some(foresight),
+        Err(error) => {
+            tracing::warn!(%error, "cannot start the memory cgroup watcher: no warnings before kills");
+            None
+        }
+    }
+}
+
+/// The watcher's next change (the `select!` branch; only enabled with a watcher).
+async fn next_change(foresight: Option<&mut Foresight>) -> Option<Change> {
+    match foresight {
+        Some(foresight) => foresight.next_change().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -24,10 +24,10 @@ use crate::{
     },
     klog::join::side::KernelLogMode,
     output::{EventWriter as _, json::JsonWriter},
-    pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
+    pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, WarnOptions, log_stats},
     probe::{AttachPlan, DEFAULT_RING_BYTES},
 };
-use oomtrace_event::{EventSource, OomEvent};
+use oomtrace_event::{EventSource, OomEvent, Warning};
 
 use self::account::Account;
 
@@ -88,6 +88,19 @@ impl EventHandler for Deliver<'_> {
         Ok(Flow::Continue)
     }
 
+    fn warning(&mut self, warning: Warning) -> anyhow::Result<Flow> {
+        self.metrics.record_warning(&warning);
+        if let Some(otlp) = self.otlp {
+            otlp.emit_warning(&warning);
+        }
+        if self.events_stdout
+            && let Err(error) = JsonWriter.warning(&mut std::io::stdout().lock(), &warning)
+        {
+            tracing::debug!(%error, "could not write a warning to stdout");
+        }
+        Ok(Flow::Continue)
+    }
+
     fn stats(&mut self, stats: PipelineStats) {
         self.metrics.update_pipeline(stats);
         if let Some(account) = self.account.as_mut() {
@@ -135,6 +148,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         cri_timeout: config.cri_timeout,
         node_name: config.node_name.clone(),
         kernel_log,
+        warnings: config.warnings.map(WarnOptions::from_settings),
     };
     let mut pipeline = Pipeline::start(&options).await?;
     for method in &pipeline.attached().methods {

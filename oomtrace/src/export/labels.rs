@@ -2,7 +2,7 @@
 //! the diagnosis' cause and, for kills outside pods, the systemd unit.
 
 use oomtrace_event::Cause;
-use oomtrace_event::OomEvent;
+use oomtrace_event::{OomEvent, WorkloadInfo};
 
 /// The diagnosis' cause name (docs/events.md); `unknown` for an event without
 /// a diagnosis. One of the seven [`Cause`] names.
@@ -19,11 +19,16 @@ pub fn cause(event: &OomEvent) -> &'static str {
 /// the slice that holds them instead (`system.slice`, `user-1000.slice`), or
 /// empty when the path shows none.
 pub fn unit(event: &OomEvent) -> String {
-    let Some(unit) = event.workload.as_ref().and_then(|w| w.unit.as_deref()) else { return String::new() };
+    unit_of(event.workload.as_ref(), event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()))
+}
+
+/// [`unit`] of `workload` in the cgroup at `path` (a kill's victim's, a warning's).
+pub fn unit_of(workload: Option<&WorkloadInfo>, path: Option<&str>) -> String {
+    let Some(unit) = workload.and_then(|w| w.unit.as_deref()) else { return String::new() };
     if !is_per_run(unit) {
         return unit.to_owned();
     }
-    let path = event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()).unwrap_or_default();
+    let path = path.unwrap_or_default();
     let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     components
         .iter()

@@ -33,7 +33,7 @@ use opentelemetry_sdk::{
 use tokio::sync::Notify;
 
 use super::labels;
-use oomtrace_event::OomEvent;
+use oomtrace_event::{OomEvent, Warning};
 
 /// The log attributes the kill counter carries too: bounded (the pod names
 /// are bounded by the SDK's cardinality limit, the others are enums or units).
@@ -203,6 +203,22 @@ impl OtlpExporter {
         self.logger.emit(record);
     }
 
+    /// Queues one warning as a log record of severity WARN
+    /// (`oomtrace.oom_warning`; its summary as the body).
+    pub fn emit_warning(&self, warning: &Warning) {
+        let mut record = self.logger.create_log_record();
+        record.set_event_name("oomtrace.oom_warning");
+        record.set_severity_number(Severity::Warn);
+        record.set_severity_text("WARN");
+        record.set_timestamp(warning.time.system_time());
+        record.set_observed_timestamp(SystemTime::now());
+        record.set_body(AnyValue::from(warning.summary.clone()));
+        for kv in warning_attributes(warning) {
+            record.add_attribute(kv.key, any_value(kv.value));
+        }
+        self.logger.emit(record);
+    }
+
     pub fn stats(&self) -> OtlpStats {
         OtlpStats {
             delivered: self.queue.delivered.load(Ordering::Relaxed),
@@ -321,6 +337,32 @@ fn body(event: &OomEvent) -> String {
         Some(diagnosis) => format!("{} — {facts}", diagnosis.summary),
         None => facts,
     }
+}
+
+/// A warning's attributes: the workload's k8s.* names, then `oom.warning.*`.
+fn warning_attributes(warning: &Warning) -> Vec<KeyValue> {
+    let w = warning.workload.as_ref();
+    let mut out: Vec<KeyValue> = [
+        ("k8s.node.name", warning.node.clone()),
+        ("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone())),
+        ("k8s.pod.name", w.and_then(|w| w.identity.pod.clone())),
+        ("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone())),
+        ("k8s.container.name", w.and_then(|w| w.identity.container.clone())),
+        ("oom.cgroup.path", warning.cgroup.clone()),
+        ("oom.warning.state", Some(warning.state.as_str().to_owned())),
+        ("oom.warning.limit_level", Some(warning.limit_level.as_str().to_owned())),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|v| KeyValue::new(key, v)))
+    .collect();
+    let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+    out.push(KeyValue::new("oom.warning.unreclaimable_bytes", bytes(warning.unreclaimable_bytes)));
+    out.push(KeyValue::new("oom.warning.limit_bytes", bytes(warning.limit_bytes)));
+    out.push(KeyValue::new("oom.warning.slope_bytes_per_second", warning.slope_bytes_per_second));
+    if let Some(left) = warning.seconds_left {
+        out.push(KeyValue::new("oom.warning.seconds_left", left));
+    }
+    out
 }
 
 /// Semantic-convention attributes (k8s.*, container.*, process.*) plus the

@@ -7,7 +7,10 @@
 //! most `max_series` distinct sets, counted past that under `_overflow_` (and
 //! in `oomtrace_label_overflow_total`); `scope` and `cause` are enums.
 
-use std::{collections::HashSet, sync::Mutex};
+use std::{
+    collections::HashSet,
+    sync::{Mutex, atomic::AtomicU64},
+};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -17,7 +20,7 @@ use prometheus_client::{
 
 use super::labels;
 use crate::pipeline::PipelineStats;
-use oomtrace_event::{EventSource, OomEvent};
+use oomtrace_event::{EventSource, OomEvent, Warning, WarningState, WorkloadInfo};
 
 /// Label value used once the series bound is reached.
 const OVERFLOW: &str = "_overflow_";
@@ -43,13 +46,28 @@ struct WorkloadLabels {
 
 impl WorkloadLabels {
     fn of(event: &OomEvent) -> Self {
-        let identity = event.workload.as_ref().map(|w| &w.identity);
+        Self::named(event.workload.as_ref(), labels::unit(event))
+    }
+
+    /// A warning's cgroup: its pod names, else its unit, else (a cgroup made
+    /// by hand) its path as the unit; the node's are all empty.
+    fn of_warning(warning: &Warning) -> Self {
+        let unit = labels::unit_of(warning.workload.as_ref(), warning.cgroup.as_deref());
+        let named = Self::named(warning.workload.as_ref(), unit);
+        if named.pod.is_empty() && named.unit.is_empty() {
+            return Self { unit: warning.cgroup.clone().unwrap_or_default(), ..named };
+        }
+        named
+    }
+
+    fn named(workload: Option<&WorkloadInfo>, unit: String) -> Self {
+        let identity = workload.map(|w| &w.identity);
         let name = |v: Option<&String>| v.cloned().unwrap_or_default();
         Self {
             namespace: name(identity.and_then(|i| i.namespace.as_ref())),
             pod: name(identity.and_then(|i| i.pod.as_ref())),
             container: name(identity.and_then(|i| i.container.as_ref())),
-            unit: labels::unit(event),
+            unit,
         }
     }
 
@@ -57,6 +75,22 @@ impl WorkloadLabels {
         let overflow = || OVERFLOW.to_owned();
         Self { namespace: overflow(), pod: overflow(), container: overflow(), unit: overflow() }
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WarningLabels {
+    #[prometheus(flatten)]
+    workload: WorkloadLabels,
+    /// `LimitLevel::as_str`.
+    limit_level: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WarningStateLabels {
+    #[prometheus(flatten)]
+    warned: WarningLabels,
+    /// `WarningState::as_str`.
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +131,9 @@ pub struct Metrics {
     exporter_dropped: Family<ExporterLabels, Counter>,
     probes: Family<ProbeLabels, Gauge>,
     label_overflow: Counter,
+    warnings: Family<WarningStateLabels, Counter>,
+    seconds_to_oom: Family<WarningLabels, Gauge<f64, AtomicU64>>,
+    headroom: Family<WarningLabels, Gauge>,
     /// Label sets in use, bounded by `max_series`.
     series: Mutex<HashSet<WorkloadLabels>>,
     max_series: usize,
@@ -174,8 +211,29 @@ impl Metrics {
             "Kills counted under the _overflow_ labels because the series bound was reached",
             label_overflow.clone(),
         );
+        let warnings = Family::<WarningStateLabels, Counter>::default();
+        registry.register(
+            "oom_warnings",
+            "Warnings before OOM kills (docs/warnings.md), by workload, limit level and state (warning, imminent, recovered)",
+            warnings.clone(),
+        );
+        let seconds_to_oom = Family::<WarningLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "seconds_to_oom",
+            "Time left before the limit is hit if the trend holds, for each cgroup warned now (removed when it recovers)",
+            seconds_to_oom.clone(),
+        );
+        let headroom = Family::<WarningLabels, Gauge>::default();
+        registry.register(
+            "oom_headroom_bytes",
+            "Limit minus the memory reclaim cannot give back, for each cgroup warned now (removed when it recovers)",
+            headroom.clone(),
+        );
         Self {
             registry,
+            warnings,
+            seconds_to_oom,
+            headroom,
             kills,
             log_kills,
             kernel_kills,
@@ -221,6 +279,29 @@ impl Metrics {
             }
             if let Some(usage) = oom.usage_bytes {
                 self.last_usage.get_or_create(&labels).set(i64::try_from(usage).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// Counts one warning; while a cgroup is warned, its time to OOM and
+    /// headroom are gauges (removed when it recovers).
+    pub fn record_warning(&self, warning: &Warning) {
+        let labels = WarningLabels {
+            workload: self.bounded(WorkloadLabels::of_warning(warning)),
+            limit_level: warning.limit_level.as_str().to_owned(),
+        };
+        self.warnings
+            .get_or_create(&WarningStateLabels { warned: labels.clone(), state: warning.state.as_str().to_owned() })
+            .inc();
+        match warning.state {
+            WarningState::Recovered => {
+                self.seconds_to_oom.remove(&labels);
+                self.headroom.remove(&labels);
+            }
+            WarningState::Warning | WarningState::Imminent => {
+                self.seconds_to_oom.get_or_create(&labels).set(warning.seconds_left.unwrap_or(0.0));
+                let headroom = warning.limit_bytes.saturating_sub(warning.unreclaimable_bytes);
+                self.headroom.get_or_create(&labels).set(i64::try_from(headroom).unwrap_or(i64::MAX));
             }
         }
     }

@@ -3,7 +3,7 @@
 
 pub mod since;
 
-use oomtrace_event::OomEvent;
+use oomtrace_event::{OomEvent, Warning, WorkloadInfo};
 
 /// Which victims are shown; every filter that is set must match.
 #[derive(Clone, Debug, Default)]
@@ -20,12 +20,22 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn matches(&self, event: &OomEvent) -> bool {
-        if let Some(comm) = &self.comm
-            && event.victim.comm.as_deref() != Some(comm.as_str())
+        let path = event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref());
+        self.matches_parts(event.victim.comm.as_deref(), event.workload.as_ref(), path)
+    }
+
+    /// A warning has no command: with `--comm` set, none is shown.
+    pub fn matches_warning(&self, warning: &Warning) -> bool {
+        self.matches_parts(None, warning.workload.as_ref(), warning.cgroup.as_deref())
+    }
+
+    fn matches_parts(&self, comm: Option<&str>, workload: Option<&WorkloadInfo>, path: Option<&str>) -> bool {
+        if let Some(wanted) = &self.comm
+            && comm != Some(wanted.as_str())
         {
             return false;
         }
-        let identity = event.workload.as_ref().map(|w| &w.identity);
+        let identity = workload.map(|w| &w.identity);
         let wanted = |want: &Option<String>, have: Option<&String>| want.as_ref().is_none_or(|w| have == Some(w));
         if !wanted(&self.namespace, identity.and_then(|id| id.namespace.as_ref()))
             || !wanted(&self.pod, identity.and_then(|id| id.pod.as_ref()))
@@ -33,11 +43,10 @@ impl EventFilter {
         {
             return false;
         }
-        if let Some(prefix) = &self.cgroup_prefix {
-            let path = event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref());
-            if !path.is_some_and(|p| cgroup_has_prefix(p, prefix)) {
-                return false;
-            }
+        if let Some(prefix) = &self.cgroup_prefix
+            && !path.is_some_and(|p| cgroup_has_prefix(p, prefix))
+        {
+            return false;
         }
         true
     }

@@ -42,6 +42,10 @@ pub struct ForecastOptions {
     pub min_trend_seconds: f64,
     /// A warned cgroup without a climb this long is `recovered`.
     pub recover_seconds: f64,
+    /// A climb is extrapolated at most this many times its own length: the
+    /// time left must be under `max_extrapolation` × how long it has climbed
+    /// (a build that allocates 2 s is no 5-minute forecast for the node).
+    pub max_extrapolation: f64,
     /// The kubelet's hard eviction threshold on `memory.available`
     /// (`--eviction-hard`; kubelet's default 100Mi, AKS 750Mi); `None`: the
     /// node is measured against its memory alone.
@@ -55,6 +59,7 @@ impl Default for ForecastOptions {
             window_seconds: 30.0,
             min_trend_seconds: 2.0,
             recover_seconds: 3.0,
+            max_extrapolation: 10.0,
             eviction_hard_bytes: Some(100 * 1024 * 1024),
         }
     }
@@ -159,9 +164,13 @@ impl Forecaster {
         let unreclaimable = reading.unreclaimable.total();
         let trusted = climb.filter(|c| c.seconds >= options.min_trend_seconds && c.slope > 0.0 && c.rise_bytes > noise);
         let seconds_left = trusted.map(|c| (limit_bytes.saturating_sub(unreclaimable) as f64 / c.slope).max(0.0));
-        let heading = seconds_left.is_some_and(|s| s <= options.threshold_seconds);
+        let climbed = trusted.map_or(0.0, |c| c.seconds);
+        let heading = seconds_left
+            .is_some_and(|s| s <= options.threshold_seconds && s <= options.max_extrapolation * climbed);
+        let episode_before = tracked.episode;
         let change = step(tracked, reading.at_ns, heading, &options);
-        let episode = tracked.episode;
+        // (A recovered episode reports how long it lasted.)
+        let episode = tracked.episode.or(episode_before);
         tracked.outlook = Some(Outlook {
             watched: reading.watched.clone(),
             level,
@@ -174,7 +183,7 @@ impl Forecaster {
             seconds_left,
             limit_hits: tracked.series.hits_in_window(),
             growth: climb.and_then(|c| c.growth),
-            state: episode.map(|e| e.state).or(change),
+            state: tracked.episode.map(|e| e.state),
             episode_seconds: episode.map_or(0.0, |e| reading.at_ns.saturating_sub(e.start_ns) as f64 / NS),
         });
         let outlook = tracked.outlook.clone()?;

@@ -94,13 +94,16 @@ impl Series {
         if climb.len() < 2 {
             return None;
         }
+        // The slope of its later two thirds (at least 5 points): how a process
+        // starts (loading, warming caches) says little about how it goes on.
+        let recent = &climb[(climb.len() / 3).min(climb.len().saturating_sub(5))..];
         let first = &self.points[start];
         let last = &self.points[n - 1];
         Some(Climb {
             start: first.t,
             seconds: last.t - first.t,
             rise_bytes: values[n - 1] - values[start],
-            slope: theil_sen(&climb)?,
+            slope: theil_sen(recent)?,
             points: climb.len(),
             growth: growth(&first.parts, &last.parts),
         })

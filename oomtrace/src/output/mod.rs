@@ -7,7 +7,7 @@ pub mod table;
 
 use std::io::Write;
 
-use oomtrace_event::OomEvent;
+use oomtrace_event::{OomEvent, Warning};
 
 /// An output format of `oomtrace live`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +23,7 @@ pub enum OutputFormat {
 pub trait EventWriter {
     fn start(&mut self, out: &mut dyn Write) -> std::io::Result<()>;
     fn event(&mut self, out: &mut dyn Write, event: &OomEvent) -> std::io::Result<()>;
+    fn warning(&mut self, out: &mut dyn Write, warning: &Warning) -> std::io::Result<()>;
 }
 
 pub fn for_format(format: OutputFormat) -> Box<dyn EventWriter + Send> {

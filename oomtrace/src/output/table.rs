@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::EventWriter;
-use oomtrace_event::{OomEvent, ScopeSource, WorkloadKind};
+use oomtrace_event::{OomEvent, ScopeSource, Warning, WorkloadInfo, WorkloadKind};
 
 pub struct TableWriter;
 
@@ -18,6 +18,48 @@ impl EventWriter for TableWriter {
     fn event(&mut self, out: &mut dyn Write, event: &OomEvent) -> std::io::Result<()> {
         writeln!(out, "{}", row(event))?;
         out.flush()
+    }
+
+    fn warning(&mut self, out: &mut dyn Write, warning: &Warning) -> std::io::Result<()> {
+        writeln!(out, "{}", warning_row(warning))?;
+        out.flush()
+    }
+}
+
+/// A warning's row, in the kill's columns: `WARN` under PID, the state under
+/// COMM, unreclaimable/limit under USAGE/LIMIT, the time left under RSS, the
+/// trend under SCOPE, the limit level under CAUSE.
+pub fn warning_row(warning: &Warning) -> String {
+    let time = warning.time.to_string();
+    let time = time.get(11..23).unwrap_or(&time);
+    let workload = warning_subject(warning.workload.as_ref(), warning.cgroup.as_deref());
+    let held = format!("{}/{}", bytes(Some(warning.unreclaimable_bytes)), bytes(Some(warning.limit_bytes)));
+    let left = warning.seconds_left.map_or_else(|| "-".to_owned(), seconds);
+    let trend = format!("{}/s", bytes(Some(warning.slope_bytes_per_second.max(0.0) as u64)));
+    format!(
+        "{time:<13} {tag:<8} {state:<16} {workload:<56} {held:<16} {left:<8} {trend:<10} {level}",
+        tag = "WARN",
+        state = warning.state.as_str(),
+        level = warning.limit_level.as_str(),
+    )
+}
+
+/// Who a warning (or a `top` row) is about: the Kubernetes name, the unit, the cgroup, or the node.
+pub fn warning_subject(workload: Option<&WorkloadInfo>, cgroup: Option<&str>) -> String {
+    let Some(cgroup) = cgroup else { return "(node)".to_owned() };
+    match workload {
+        Some(w) => w.kubernetes_name().or_else(|| w.unit.clone()).unwrap_or_else(|| cgroup.to_owned()),
+        None => cgroup.to_owned(),
+    }
+}
+
+/// `42s`, `3.5s`, `12m`, `2h`.
+pub fn seconds(value: f64) -> String {
+    match value {
+        v if v < 10.0 => format!("{v:.1}s"),
+        v if v < 600.0 => format!("{v:.0}s"),
+        v if v < 36_000.0 => format!("{:.0}m", v / 60.0),
+        v => format!("{:.0}h", v / 3600.0),
     }
 }
 

@@ -233,10 +233,16 @@ impl MemCgroup {
             .with_context(|| format!("no oom_kill line in {}/{file}: {text}", self.dir.display()))
     }
 
+    /// The file a task writes its pid into to join this cgroup (`tasks` on
+    /// v1, `cgroup.procs` on v2).
+    pub fn procs_path(&self) -> PathBuf {
+        self.dir.join(self.hierarchy.procs_file())
+    }
+
     /// Starts `sh -c 'exec <command>'` inside this cgroup (moved in before exec,
     /// so the returned child's pid is the command's).
     pub fn spawn(&self, command: &str) -> Result<Child> {
-        let procs = self.dir.join(self.hierarchy.procs_file());
+        let procs = self.procs_path();
         Command::new("sh")
             .arg("-c")
             .arg(format!("echo $$ > {} && exec {command}", procs.display()))

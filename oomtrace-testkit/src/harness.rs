@@ -180,8 +180,10 @@ macro_rules! trial {
     };
 }
 
-/// Runs `tests` as libtest does (same arguments, same output).
+/// Runs `tests` as libtest does (same arguments, same output); or, when this
+/// binary was re-executed as a [`crate::workload`], that workload instead.
 pub fn main(tests: Vec<Test>) -> ExitCode {
+    crate::workload::run_if_requested();
     let args = Arguments::from_args();
     libtest_mimic::run(&args, tests.into_iter().map(Test::into_trial).collect()).exit_code()
 }

@@ -14,6 +14,8 @@
 //! - [`bpf`]: the BPF programs and maps a process holds, with the kernel's
 //!   run-time statistics of each program;
 //! - [`components`]: the scripts that bring the shared components up;
+//! - [`workload`]: memory behaviours (a leak, a burst, a sawtooth, page
+//!   cache...) the test binary itself runs inside a limited cgroup;
 //! - [`harness`]: tests that say what they need and skip visibly without it.
 //!
 //! It does not depend on the `oomtrace` crate: its oracles (hierarchy
@@ -34,3 +36,4 @@ pub mod observability;
 pub mod procfs;
 pub mod systemd;
 pub mod tracer;
+pub mod workload;

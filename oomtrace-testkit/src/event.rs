@@ -50,6 +50,13 @@ pub fn conforms(record: &serde_json::Value) -> Result<()> {
     if violations.is_empty() { Ok(()) } else { bail!("{}", violations.join("; ")) }
 }
 
+/// Why a kill was not warned (`not_warned`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct NotWarned {
+    pub reason: String,
+    pub rise_seconds: Option<f64>,
+}
+
 /// One OOM event.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Event {
@@ -81,6 +88,10 @@ pub struct Event {
     pub trigger: Option<Trigger>,
     pub kernel_report: Option<KernelReport>,
     pub diagnosis: Option<Diagnosis>,
+    /// Seconds from the first warning of the OOMing cgroup to this kill.
+    pub warned_seconds_before: Option<f64>,
+    /// Why it was not warned.
+    pub not_warned: Option<NotWarned>,
     pub node: Option<String>,
     pub workload: Option<Workload>,
     #[serde(default)]

@@ -36,4 +36,5 @@ pub mod observability;
 pub mod procfs;
 pub mod systemd;
 pub mod tracer;
+pub mod warning;
 pub mod workload;

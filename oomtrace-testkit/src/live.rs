@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::{
     event::Event,
     procfs::Clock,
-    tracer::{Spec, Tracer},
+    tracer::{ParseLine, Spec, Tracer},
+    warning::Record,
 };
 
 /// oomtrace logs this at info level once every probe is attached.
@@ -53,8 +54,17 @@ pub struct Live {
 impl Live {
     /// Starts `oomtrace live -o json <args>` and waits until it is attached.
     pub fn start(binary: &Path, args: &[&str]) -> Result<Live> {
+        Self::start_with(binary, args, Event::victim_and_ktime)
+    }
+
+    /// [`Live::start`] reading warnings too: [`Live::records`] has them all.
+    pub fn start_with_warnings(binary: &Path, args: &[&str]) -> Result<Live> {
+        Self::start_with(binary, args, Record::key)
+    }
+
+    fn start_with(binary: &Path, args: &[&str], parse: ParseLine) -> Result<Live> {
         let args = [&["live", "-o", "json"][..], args].concat();
-        let mut tracer = Tracer::spawn(&spec(binary, &args, Vec::new()))?;
+        let mut tracer = Tracer::spawn(&Spec { parse, ..spec(binary, &args, Vec::new()) })?;
         tracer.wait_marker(0, ATTACH_DEADLINE).context("oomtrace live did not attach")?;
         Ok(Live { tracer })
     }
@@ -80,6 +90,26 @@ impl Live {
             events.push(Event::parse(&event.line)?);
         }
         Ok(events)
+    }
+
+    /// Every record (kills and warnings; [`Live::start_with_warnings`]) until
+    /// `until` returns true for one of them or `timeout` has passed.
+    pub fn records_until(&self, timeout: Duration, mut until: impl FnMut(&Record) -> bool) -> Result<Vec<Record>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut records = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(records);
+            }
+            let Some(line) = self.tracer.next_event_line(left) else { return Ok(records) };
+            let record = Record::parse(&line.line)?;
+            let done = until(&record);
+            records.push(record);
+            if done {
+                return Ok(records);
+            }
+        }
     }
 
     /// SIGTERM, then waits for the exit (SIGKILL after 10 s).

@@ -24,8 +24,8 @@ use crate::{
     live::LiveOptions,
     output::OutputFormat,
     pipeline::{PipelineOptions, WarnOptions},
-    top::TopOptions,
     probe::{self, AttachPlan, ContextProbe, RingSizeError, VictimProbe},
+    top::TopOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -96,6 +96,9 @@ pub struct TopArgs {
     /// Rows shown (the soonest limits first).
     #[arg(long, default_value_t = 20)]
     pub rows: usize,
+    /// Only cgroups under this path (relative to the hierarchy root), e.g. "/kubepods.slice"; hides the node's row.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
     #[command(flatten)]
     pub warn: WarnArgs,
     #[command(flatten)]
@@ -110,6 +113,7 @@ impl TopArgs {
             sample: self.sample,
             interval: self.interval,
             rows: self.rows,
+            cgroup_prefix: self.cgroup,
             warn: WarnOptions::from_settings(self.warn.settings(None, None)),
             cri_socket: self.cri.cri_socket,
             cri_timeout: self.cri.cri_timeout,
@@ -421,7 +425,8 @@ impl DaemonArgs {
             None => None,
         };
         let eviction_hard = file.eviction_hard.as_deref().map(parse_size).transpose();
-        let warn_settings = self.warn.settings(warn_within, eviction_hard.map_err(|e| value_error("eviction_hard", e))?);
+        let warn_settings =
+            self.warn.settings(warn_within, eviction_hard.map_err(|e| value_error("eviction_hard", e))?);
         let otlp_queue = self.otlp_queue.or(file.otlp_queue).unwrap_or(DEFAULT_OTLP_QUEUE);
         if otlp_queue == 0 {
             return Err(value_error("otlp_queue", "must be at least 1".to_owned()));

@@ -33,7 +33,7 @@ pub mod klog;
 pub mod live;
 pub mod output;
 pub mod pipeline;
-pub mod top;
 pub mod probe;
+pub mod top;
 pub mod watch;
 pub mod whois;

@@ -13,12 +13,11 @@ use tokio::{
 use crate::{
     config::WarnSettings,
     diagnosis::Diagnoser,
-    forecast::{Change, ForecastOptions, Verdict, runner::Foresight, words::describe},
-    watch::{WatchOptions, WatchStats, Watched},
     enrich::{
         cgroup::{CgroupResolver, MemoryHierarchy, detect_hierarchy},
         pod::PodResolver,
     },
+    forecast::{Change, ForecastOptions, Verdict, runner::Foresight, words::describe},
     host::node_name,
     kernel::{self, privileges::Privileges},
     klog::{
@@ -29,10 +28,9 @@ use crate::{
         },
     },
     probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
+    watch::{WatchOptions, WatchStats, Watched},
 };
-use oomtrace_event::{
-    EventSource, NotWarned, NotWarnedReason, OomEvent, RecordKind, SchemaVersion, WallTime, Warning,
-};
+use oomtrace_event::{EventSource, NotWarned, NotWarnedReason, OomEvent, RecordKind, SchemaVersion, WallTime, Warning};
 
 use crate::probe::decode::{DecodeContext, DecodeError, decode};
 
@@ -372,13 +370,13 @@ impl Pipeline {
     fn deliver(&mut self, events: &mut Vec<OomEvent>, handler: &mut impl EventHandler) -> anyhow::Result<Flow> {
         for mut event in events.drain(..) {
             match self.foresight.as_ref().map(|f| f.verdict(&event)) {
-                Some(Verdict::Warned { seconds_before }) => event.warned_seconds_before = Some(round_ms(seconds_before)),
+                Some(Verdict::Warned { seconds_before }) => {
+                    event.warned_seconds_before = Some(round_ms(seconds_before))
+                }
                 Some(Verdict::NotWarned(not)) => {
                     event.not_warned = Some(NotWarned { rise_seconds: not.rise_seconds.map(round_ms), ..not })
                 }
-                None => {
-                    event.not_warned = Some(NotWarned { reason: NotWarnedReason::WatcherOff, rise_seconds: None })
-                }
+                None => event.not_warned = Some(NotWarned { reason: NotWarnedReason::WatcherOff, rise_seconds: None }),
             }
             event.diagnosis = Some(self.diagnoser.diagnose(&event));
             if handler.event(event)? == Flow::Stop {

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::{
     enrich::{cgroup::detect_hierarchy, pod::PodResolver},
+    filter::cgroup_has_prefix,
     forecast::{Outlook, runner::Foresight},
     output::{
         OutputFormat,
@@ -26,6 +27,8 @@ pub struct TopOptions {
     pub sample: Duration,
     pub interval: Duration,
     pub rows: usize,
+    /// Only cgroups under this path (no node row).
+    pub cgroup_prefix: Option<String>,
     pub warn: WarnOptions,
     pub cri_socket: Option<PathBuf>,
     pub cri_timeout: Duration,
@@ -61,7 +64,7 @@ pub async fn run(options: TopOptions) -> anyhow::Result<()> {
     tokio::time::sleep(options.sample).await;
     let mut stdout = std::io::stdout().lock();
     loop {
-        let rows = ranked(&foresight, &mut pods, options.rows).await;
+        let rows = ranked(&foresight, &mut pods, &options).await;
         let text = match options.output {
             OutputFormat::Json => format!("{}\n", serde_json::to_string(&rows).context("writing JSON")?),
             OutputFormat::Table => table(&rows, foresight.stats().watched),
@@ -82,9 +85,14 @@ pub async fn run(options: TopOptions) -> anyhow::Result<()> {
 }
 
 /// The first `rows` outlooks, soonest limit first, each attributed.
-async fn ranked(foresight: &Foresight, pods: &mut PodResolver, rows: usize) -> Vec<TopRow> {
+async fn ranked(foresight: &Foresight, pods: &mut PodResolver, options: &TopOptions) -> Vec<TopRow> {
+    let wanted = |outlook: &Outlook| match (&options.cgroup_prefix, &outlook.watched) {
+        (None, _) => true,
+        (Some(prefix), Watched::Cgroup(path)) => cgroup_has_prefix(path, prefix),
+        (Some(_), Watched::Node) => false,
+    };
     let mut out = Vec::new();
-    for outlook in foresight.outlooks().into_iter().take(rows) {
+    for outlook in foresight.outlooks().into_iter().filter(wanted).take(options.rows) {
         let Outlook { watched, level, usage_bytes, unreclaimable_bytes, limit_bytes, .. } = outlook;
         let cgroup = match watched {
             Watched::Cgroup(path) => Some(path),

@@ -53,7 +53,7 @@ impl EventFilter {
 }
 
 /// `/a/b` has prefixes `/a/b`, `/a` and `/`, but `/ab` does not have `/a`.
-fn cgroup_has_prefix(path: &str, prefix: &str) -> bool {
+pub fn cgroup_has_prefix(path: &str, prefix: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
     prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }

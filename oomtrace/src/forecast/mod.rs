@@ -119,6 +119,9 @@ struct Tracked {
     /// before the last fall): what a kill's `rise_seconds` is measured from.
     climb_start_ns: Option<u64>,
     climb_before_fall_ns: Option<(u64, u64)>,
+    /// The last reading without a climb: a kill with no climb seen rose
+    /// from there.
+    last_calm_ns: Option<u64>,
     outlook: Option<Outlook>,
 }
 
@@ -161,12 +164,20 @@ impl Forecaster {
             tracked.climb_before_fall_ns = Some((before, reading.at_ns));
         }
         tracked.climb_start_ns = start_ns;
+        if start_ns.is_none() {
+            tracked.last_calm_ns = Some(reading.at_ns);
+        }
         let unreclaimable = reading.unreclaimable.total();
-        let trusted = climb.filter(|c| c.seconds >= options.min_trend_seconds && c.slope > 0.0 && c.rise_bytes > noise);
-        let seconds_left = trusted.map(|c| (limit_bytes.saturating_sub(unreclaimable) as f64 / c.slope).max(0.0));
+        let trusted =
+            climb.filter(|c| c.seconds >= options.min_trend_seconds && c.slope > 0.0 && c.rise_bytes > 2.0 * noise);
+        // The time left is the climb of anon + shmem + kernel to the limit:
+        // dirty pages are unreclaimable now, but the kernel writes them back
+        // (and waits for that) before it declares an OOM.
+        let persistent = unreclaimable.saturating_sub(reading.unreclaimable.dirty_bytes);
+        let seconds_left = trusted.map(|c| (limit_bytes.saturating_sub(persistent) as f64 / c.slope).max(0.0));
         let climbed = trusted.map_or(0.0, |c| c.seconds);
-        let heading = seconds_left
-            .is_some_and(|s| s <= options.threshold_seconds && s <= options.max_extrapolation * climbed);
+        let heading =
+            seconds_left.is_some_and(|s| s <= options.threshold_seconds && s <= options.max_extrapolation * climbed);
         let episode_before = tracked.episode;
         let change = step(tracked, reading.at_ns, heading, &options);
         // (A recovered episode reports how long it lasted.)
@@ -236,7 +247,7 @@ impl Forecaster {
         let last_ns = tracked.outlook.as_ref().map_or(0, |o| o.at_ns);
         let climb_start = match tracked.climb_before_fall_ns {
             Some((start, fell_at)) if last_ns > kill_ns && fell_at > kill_ns => Some(start),
-            _ => tracked.climb_start_ns,
+            _ => tracked.climb_start_ns.or(tracked.last_calm_ns.filter(|&calm| calm <= kill_ns)),
         };
         let rise_seconds = climb_start.map(|start| kill_ns.saturating_sub(start) as f64 / NS);
         let reason = if rise_seconds.is_none_or(|s| s < self.options.min_trend_seconds) {

@@ -45,8 +45,12 @@ pub struct WatchOptions {
     /// and its `memory.stat` every time.
     pub near_fraction: f64,
     /// A usage change of this much since the last `memory.stat` read makes
-    /// the next reading read it again.
+    /// the next reading read it again; between two readings, it makes the
+    /// cgroup "moving" (read every `fast_interval` for `moving_for`).
     pub moved_bytes: u64,
+    /// How long a cgroup that moved stays on the fast interval: sampling a
+    /// periodic workload slowly would alias it into a fake trend.
+    pub moving_for: Duration,
 }
 
 impl Default for WatchOptions {
@@ -57,6 +61,7 @@ impl Default for WatchOptions {
             slow_interval: Duration::from_secs(1),
             near_fraction: 0.5,
             moved_bytes: 256 * 1024,
+            moving_for: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +113,8 @@ struct Cgroup {
     limit_bytes: u64,
     next_due: Instant,
     last_usage: u64,
+    /// When the usage last changed by `moved_bytes` between two readings.
+    last_moved: Option<Instant>,
     /// The usage when `memory.stat` was last read, and what it said.
     stat_usage: Option<u64>,
     unreclaimable: Unreclaimable,
@@ -172,9 +179,9 @@ impl Watcher {
             if now < cgroup.next_due {
                 continue;
             }
-            match read_cgroup(cgroup, self.version, &self.options, &mut self.stats) {
+            match read_cgroup(cgroup, self.version, &self.options, &mut self.stats, now) {
                 Ok(reading) => {
-                    cgroup.next_due = now + interval(cgroup, &self.options);
+                    cgroup.next_due = now + interval(cgroup, &self.options, now);
                     out.push(WatchEvent::Reading(Reading { watched: Watched::Cgroup(path.clone()), ..reading }));
                 }
                 Err(error) if error.kind() == io::ErrorKind::NotFound && !cgroup.dir.exists() => {
@@ -239,6 +246,7 @@ impl Watcher {
                 limit_bytes,
                 next_due: now,
                 last_usage: 0,
+                last_moved: None,
                 stat_usage: None,
                 unreclaimable: Unreclaimable::default(),
                 limit_hits: 0,
@@ -257,9 +265,10 @@ fn is_near(usage: u64, limit: u64, options: &WatchOptions) -> bool {
     usage as f64 >= limit as f64 * options.near_fraction
 }
 
-/// Fast while the cgroup moves or is near its limit, slow otherwise.
-fn interval(cgroup: &Cgroup, options: &WatchOptions) -> Duration {
-    let moving = cgroup.stat_usage.is_none_or(|at| at.abs_diff(cgroup.last_usage) >= options.moved_bytes);
+/// Fast while the cgroup moves (and for `moving_for` after) or is near its
+/// limit, slow otherwise.
+fn interval(cgroup: &Cgroup, options: &WatchOptions, now: Instant) -> Duration {
+    let moving = cgroup.last_moved.is_some_and(|at| now.duration_since(at) < options.moving_for);
     if moving || is_near(cgroup.last_usage, cgroup.limit_bytes, options) {
         options.fast_interval
     } else {
@@ -272,9 +281,13 @@ fn read_cgroup(
     version: Version,
     options: &WatchOptions,
     stats: &mut WatchStats,
+    now: Instant,
 ) -> io::Result<Reading> {
     let usage = files::usage(&cgroup.dir, version)?;
     stats.usage_reads += 1;
+    if cgroup.stat_usage.is_none() || usage.abs_diff(cgroup.last_usage) >= options.moved_bytes {
+        cgroup.last_moved = Some(now);
+    }
     let moved = cgroup.stat_usage.is_none_or(|at| at.abs_diff(usage) >= options.moved_bytes);
     let near = is_near(usage, cgroup.limit_bytes, options);
     if moved || near {

@@ -1,0 +1,103 @@
+//! The warning record of `oomtrace live -o json` (docs/events.md, `kind` =
+//! `warning`), read independently of oomtrace's types, and the records of a
+//! stream that mixes warnings and kills.
+
+use std::fmt;
+
+use anyhow::{Context as _, Result};
+use serde::Deserialize;
+
+use crate::event::{Event, conforms};
+
+/// One warning.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WarningRecord {
+    pub time: String,
+    /// `warning`, `imminent` or `recovered`.
+    pub state: String,
+    pub limit_level: String,
+    pub cgroup: Option<String>,
+    pub usage_bytes: u64,
+    pub unreclaimable_bytes: u64,
+    pub limit_bytes: u64,
+    pub slope_bytes_per_second: f64,
+    pub seconds_left: Option<f64>,
+    pub growth: Option<String>,
+    pub summary: String,
+    #[serde(default)]
+    pub advice: Vec<serde_json::Value>,
+    #[serde(skip)]
+    pub line: String,
+}
+
+impl WarningRecord {
+    /// The wall-clock time, seconds since the epoch.
+    pub fn epoch_seconds(&self) -> Option<f64> {
+        epoch_seconds(&self.time)
+    }
+}
+
+impl fmt::Display for WarningRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+/// A line of the stream.
+#[derive(Clone, Debug)]
+pub enum Record {
+    Kill(Box<Event>),
+    Warning(Box<WarningRecord>),
+}
+
+impl Record {
+    /// Parses a line by its `kind`, after checking it against the schema.
+    pub fn parse(line: &str) -> Result<Record> {
+        let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
+        if value.get("kind").and_then(serde_json::Value::as_str) != Some("warning") {
+            return Ok(Record::Kill(Box::new(Event::parse(line)?)));
+        }
+        conforms(&value).with_context(|| format!("a warning that breaks docs/event.schema.json: {line}"))?;
+        let mut warning: WarningRecord =
+            serde_json::from_value(value).with_context(|| format!("not a warning record: {line}"))?;
+        warning.line = line.to_owned();
+        Ok(Record::Warning(Box::new(warning)))
+    }
+
+    /// A tracer's line parser for streams with warnings: every record line
+    /// counts, a kill with its `(victim pid, ktime_ns)`, a warning as `(0, 0)`.
+    pub fn key(line: &str) -> Option<(u32, u64)> {
+        Event::victim_and_ktime(line).or_else(|| line.contains(r#""kind":"warning""#).then_some((0, 0)))
+    }
+}
+
+/// RFC 3339 (`2026-11-25T23:12:34.987994Z`, UTC) as seconds since the epoch.
+pub fn epoch_seconds(time: &str) -> Option<f64> {
+    let (date, clock) = time.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = clock.split(':');
+    let (hour, minute) = (hms.next()?.parse::<i64>().ok()?, hms.next()?.parse::<i64>().ok()?);
+    let second: f64 = hms.next()?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hour * 3600 + minute * 60) as f64 + second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times_count_from_the_epoch() {
+        assert_eq!(epoch_seconds("1970-01-01T00:00:01.500000Z"), Some(1.5));
+        assert_eq!(epoch_seconds("2026-11-25T23:12:34.000000Z"), Some(1_795_648_354.0));
+        assert_eq!(epoch_seconds("yesterday"), None);
+    }
+}

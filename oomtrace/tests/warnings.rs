@@ -1,0 +1,294 @@
+//! Warnings before the kill (docs/warnings.md), from real memory behaviour in
+//! real memory cgroups, watched by the real `oomtrace live`: leaks at three
+//! rates are warned before the kernel kills them, with the time they had left
+//! within ±25 %; a growing tmpfs file is warned; a sudden allocation is
+//! reported as not warnable; page cache at the limit, steady memory, a
+//! sawtooth and a dirty-page writer are never warned. cgroup v1 on this host,
+//! v2 in every kernel of the VM matrix.
+
+mod support;
+
+use std::{
+    fs,
+    io::Write as _,
+    os::unix::{fs::OpenOptionsExt as _, io::AsRawFd as _},
+    path::PathBuf,
+    process::{Child, ExitCode},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use oomtrace_testkit::{
+    cgroup::MemCgroup,
+    event::Event,
+    harness::{self, Need},
+    live::Live,
+    trial,
+    warning::{Record, WarningRecord, epoch_seconds},
+    workload::Workload,
+};
+use support::{assert_matches_dmesg, oomtrace, unique};
+
+const MIB: u64 = 1024 * 1024;
+const LIMIT: u64 = 128 * MIB;
+
+fn main() -> ExitCode {
+    harness::main(vec![
+        trial!(leaks_at_three_rates_are_warned_with_the_time_they_had_left, Need::Root),
+        trial!(a_growing_tmpfs_file_is_warned_as_shmem, Need::Root),
+        trial!(a_sudden_allocation_is_not_warnable_and_says_why, Need::Root),
+        trial!(page_cache_steady_memory_a_sawtooth_and_dirty_pages_are_never_warned, Need::Root),
+        trial!(top_ranks_a_leak_first, Need::Root),
+    ])
+}
+
+/// A workload that is killed (SIGKILL) and reaped when the test ends.
+struct Running(Child);
+
+impl Running {
+    fn start(cgroup: &MemCgroup, workload: &Workload) -> Result<Running> {
+        Ok(Running(cgroup.spawn_workload(workload)?))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `oomtrace live` with warnings, for `cgroup` and what is under it.
+fn watch(cgroup: &MemCgroup) -> Result<Live> {
+    Live::start_with_warnings(oomtrace(), &["--cgroup", &cgroup.path])
+}
+
+fn warnings_of<'a>(records: &'a [Record], path: &str) -> Vec<&'a WarningRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Warning(w) if w.cgroup.as_deref() == Some(path) => Some(w.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kills_of(records: &[Record], pid: u32) -> Vec<&Event> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Kill(e) if e.victim.pid == pid => Some(e.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn seconds(time: Option<&str>) -> Result<f64> {
+    time.and_then(epoch_seconds).with_context(|| format!("no RFC 3339 time: {time:?}"))
+}
+
+/// Each leak is warned before its kill; the first warning's time left is
+/// within ±25 % of the time that really passed until the kill, and the kill
+/// says how long before it was warned.
+fn leaks_at_three_rates_are_warned_with_the_time_they_had_left() -> Result<()> {
+    let parent = MemCgroup::create(&unique("leaks"), None)?;
+    let rates = [32 * MIB, 12 * MIB, 4 * MIB];
+    let cgroups: Vec<MemCgroup> =
+        rates.iter().map(|rate| parent.child(&format!("leak-{}", rate / MIB), Some(LIMIT))).collect::<Result<_>>()?;
+    let live = watch(&parent)?;
+    let leaks: Vec<Running> = cgroups
+        .iter()
+        .zip(rates)
+        .map(|(cgroup, rate)| Running::start(cgroup, &Workload::Leak { bytes_per_second: rate }))
+        .collect::<Result<_>>()?;
+    let pids: Vec<u32> = leaks.iter().map(Running::pid).collect();
+    // The slowest reaches 128 MiB in 32 s.
+    let records = live.records_until(Duration::from_secs(60), {
+        let pids = pids.clone();
+        let mut killed = std::collections::HashSet::new();
+        move |record| {
+            if let Record::Kill(event) = record {
+                killed.insert(event.victim.pid);
+            }
+            pids.iter().all(|pid| killed.contains(pid))
+        }
+    });
+    let records = records?;
+    for ((cgroup, rate), pid) in cgroups.iter().zip(rates).zip(pids) {
+        let kills = kills_of(&records, pid);
+        let [kill] = kills.as_slice() else { bail!("{} MiB/s: {} kills of pid {pid}", rate / MIB, kills.len()) };
+        assert_matches_dmesg(kill, pid)?;
+        ensure!(cgroup.oom_kills()? >= 1, "the kernel counted no OOM kill in {}", cgroup.path);
+        let warnings = warnings_of(&records, &cgroup.path);
+        let first = warnings.first().with_context(|| format!("{} MiB/s: not warned; {kill}", rate / MIB))?;
+        let (warned, killed) = (seconds(Some(&first.time))?, seconds(kill.time.as_deref())?);
+        let actual = killed - warned;
+        ensure!(actual > 0.0, "{} MiB/s: the warning came after the kill: {first}", rate / MIB);
+        let predicted = first.seconds_left.with_context(|| format!("no seconds_left: {first}"))?;
+        ensure!(
+            (predicted - actual).abs() <= 0.25 * actual,
+            "{} MiB/s: predicted {predicted:.2} s left, the kill came {actual:.2} s later: {first}",
+            rate / MIB
+        );
+        assert_eq!(first.state, "warning", "{first}");
+        assert_eq!(first.limit_level, "cgroup", "{first}");
+        assert_eq!(first.limit_bytes, LIMIT, "{first}");
+        assert_eq!(first.growth.as_deref(), Some("anon"), "{first}");
+        let slope = first.slope_bytes_per_second / rate as f64;
+        ensure!((0.8..1.2).contains(&slope), "{} MiB/s: slope {slope:.2}× the rate: {first}", rate / MIB);
+        let before = kill.warned_seconds_before.with_context(|| format!("no warned_seconds_before: {kill}"))?;
+        ensure!((before - actual).abs() < 0.5, "warned_seconds_before {before} vs {actual:.2} s: {kill}");
+        ensure!(kill.not_warned.is_none(), "{kill}");
+    }
+    Ok(())
+}
+
+/// A tmpfs mounted for the test, unmounted when it ends.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(name: &str) -> Result<Tmpfs> {
+        let dir = std::env::temp_dir().join(name);
+        fs::create_dir_all(&dir)?;
+        let status = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&dir).status()?;
+        ensure!(status.success(), "mount -t tmpfs tmpfs {}: {status}", dir.display());
+        Ok(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// shmem is memory reclaim cannot free without swap: a file growing in a
+/// tmpfs toward the limit is warned, as shmem growth, before its kill.
+fn a_growing_tmpfs_file_is_warned_as_shmem() -> Result<()> {
+    let tmpfs = Tmpfs::mount(&unique("tmpfs"))?;
+    let cgroup = MemCgroup::create(&unique("tmpfs"), Some(LIMIT))?;
+    let live = watch(&cgroup)?;
+    let writer = Running::start(&cgroup, &Workload::TmpfsGrow { dir: tmpfs.0.clone(), bytes_per_second: 16 * MIB })?;
+    let pid = writer.pid();
+    let records =
+        live.records_until(Duration::from_secs(30), |r| matches!(r, Record::Kill(e) if e.victim.pid == pid))?;
+    let kills = kills_of(&records, pid);
+    let kill = kills.first().with_context(|| format!("the tmpfs writer {pid} was not killed"))?;
+    let warnings = warnings_of(&records, &cgroup.path);
+    let first = warnings.first().with_context(|| format!("not warned before {kill}"))?;
+    assert_eq!(first.growth.as_deref(), Some("shmem"), "{first}");
+    ensure!(seconds(Some(&first.time))? < seconds(kill.time.as_deref())?, "warned after the kill: {first}");
+    ensure!(kill.warned_seconds_before.is_some_and(|s| s > 0.0), "{kill}");
+    Ok(())
+}
+
+/// All of the memory at once: from the first movement to the kill is far
+/// shorter than a trend can be seen in, and the kill says so.
+fn a_sudden_allocation_is_not_warnable_and_says_why() -> Result<()> {
+    let cgroup = MemCgroup::create(&unique("burst"), Some(LIMIT))?;
+    let live = watch(&cgroup)?;
+    let burst = Running::start(&cgroup, &Workload::Burst { bytes: 2 * LIMIT })?;
+    let pid = burst.pid();
+    let records =
+        live.records_until(Duration::from_secs(20), |r| matches!(r, Record::Kill(e) if e.victim.pid == pid))?;
+    let kills = kills_of(&records, pid);
+    let kill = kills.first().with_context(|| format!("the burst {pid} was not killed"))?;
+    assert_matches_dmesg(kill, pid)?;
+    let warnings = warnings_of(&records, &cgroup.path);
+    ensure!(warnings.iter().all(|w| w.state == "recovered"), "a burst was warned: {}", warnings[0]);
+    ensure!(kill.warned_seconds_before.is_none(), "{kill}");
+    let not = kill.not_warned.as_ref().with_context(|| format!("no not_warned: {kill}"))?;
+    assert_eq!(not.reason, "burst", "{kill}");
+    ensure!(not.rise_seconds.is_some_and(|s| s < 2.0), "{kill}");
+    Ok(())
+}
+
+/// A file of `bytes` on disk, out of the page cache (so reading it charges
+/// the reader's cgroup).
+fn uncached_file(name: &str, bytes: u64) -> Result<PathBuf> {
+    let path = std::env::temp_dir().join(name);
+    let mut file = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path)?;
+    let chunk = vec![0x5au8; MIB as usize];
+    for _ in 0..bytes / MIB {
+        file.write_all(&chunk)?;
+    }
+    file.sync_all()?;
+    // SAFETY: the descriptor is open; fadvise only drops clean cached pages.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    ensure!(rc == 0, "posix_fadvise(DONTNEED) on {}: {rc}", path.display());
+    Ok(path)
+}
+
+/// What reclaim frees (page cache at the limit), what does not grow (steady
+/// memory, a sawtooth), and dirty pages (written back within seconds) never
+/// bring a warning, though each fills its cgroup; and none is killed.
+fn page_cache_steady_memory_a_sawtooth_and_dirty_pages_are_never_warned() -> Result<()> {
+    let parent = MemCgroup::create(&unique("calm"), None)?;
+    let name = unique("calm");
+    let stream_file = uncached_file(&format!("{name}-stream"), 3 * LIMIT)?;
+    let dirty_file = std::env::temp_dir().join(format!("{name}-dirty"));
+    let cases: Vec<(&str, Workload)> = vec![
+        ("stream", Workload::Stream { file: stream_file.clone() }),
+        ("steady", Workload::Steady { bytes: LIMIT * 9 / 10 }),
+        ("sawtooth", Workload::Sawtooth { low: LIMIT / 10, high: LIMIT * 8 / 10, period_ms: 1000 }),
+        (
+            "dirty",
+            Workload::DirtyWriter { file: dirty_file.clone(), bytes_per_second: 32 * MIB, max_file_bytes: 4 * LIMIT },
+        ),
+    ];
+    let cgroups: Vec<MemCgroup> =
+        cases.iter().map(|(case, _)| parent.child(case, Some(LIMIT))).collect::<Result<_>>()?;
+    let live = watch(&parent)?;
+    let running: Vec<Running> =
+        cgroups.iter().zip(&cases).map(|(cgroup, (_, w))| Running::start(cgroup, w)).collect::<Result<_>>()?;
+    let mut peaks = vec![0u64; cgroups.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut records = Vec::new();
+    while std::time::Instant::now() < deadline {
+        records.extend(live.records_until(Duration::from_millis(200), |_| false)?);
+        for (peak, cgroup) in peaks.iter_mut().zip(&cgroups) {
+            *peak = (*peak).max(cgroup.usage_bytes());
+        }
+    }
+    for (((case, _), cgroup), (run, peak)) in cases.iter().zip(&cgroups).zip(running.iter().zip(&peaks)) {
+        let warnings = warnings_of(&records, &cgroup.path);
+        ensure!(warnings.is_empty(), "{case} was warned: {}", warnings[0]);
+        ensure!(kills_of(&records, run.pid()).is_empty(), "{case} was killed");
+        // Each case really used its cgroup: at least half of the limit.
+        ensure!(*peak >= LIMIT / 2, "{case} peaked at {} MiB only: the test proves nothing", peak / MIB);
+    }
+    drop(running);
+    let _ = fs::remove_file(stream_file);
+    let _ = fs::remove_file(dirty_file);
+    Ok(())
+}
+
+/// `oomtrace top --once -o json` ranks the leaking cgroup first, with a
+/// trend near its rate and the limit it heads for.
+fn top_ranks_a_leak_first() -> Result<()> {
+    let parent = MemCgroup::create(&unique("top"), None)?;
+    let leak_cgroup = parent.child("leak", Some(4 * LIMIT))?;
+    let steady_cgroup = parent.child("steady", Some(LIMIT))?;
+    let _steady = Running::start(&steady_cgroup, &Workload::Steady { bytes: LIMIT / 2 })?;
+    let _leak = Running::start(&leak_cgroup, &Workload::Leak { bytes_per_second: 8 * MIB })?;
+    let out = std::process::Command::new(oomtrace())
+        .args(["top", "--once", "-o", "json", "--sample", "6s", "--cgroup", &parent.path])
+        .output()
+        .context("running oomtrace top")?;
+    ensure!(out.status.success(), "oomtrace top: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).context("top's JSON")?;
+    let first = rows.first().context("no rows")?;
+    assert_eq!(first["cgroup"].as_str(), Some(leak_cgroup.path.as_str()), "{first}");
+    let slope = first["slope_bytes_per_second"].as_f64().unwrap_or_default() / (8 * MIB) as f64;
+    ensure!((0.8..1.2).contains(&slope), "slope {slope:.2}× the rate: {first}");
+    assert_eq!(first["limit_bytes"].as_u64(), Some(4 * LIMIT), "{first}");
+    let steady = rows.iter().find(|r| r["cgroup"].as_str() == Some(steady_cgroup.path.as_str()));
+    let steady = steady.with_context(|| format!("the steady cgroup is not listed: {rows:?}"))?;
+    ensure!(steady["seconds_left"].is_null(), "steady memory has a time left: {steady}");
+    Ok(())
+}

@@ -108,6 +108,12 @@ pub struct DaemonConfig {
     pub warnings: Option<WarnSettings>,
 }
 
+pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,10 +127,4 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5Xi").is_err_and(|e| e.contains("Xi")));
     }
-}
-
-pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })
 }

@@ -36,12 +36,12 @@ fn main() -> ExitCode {
 /// `x.rs` or a folder `x/`).
 const LAYERS: &[(usize, &[&str])] = &[
     (0, &["kernel", "host", "config"]),
-    (1, &["probe", "enrich", "filter"]),
-    (2, &["diagnosis"]),
+    (1, &["probe", "enrich", "filter", "watch"]),
+    (2, &["diagnosis", "forecast"]),
     (3, &["klog"]),
     (4, &["pipeline"]),
     (5, &["output", "export"]),
-    (6, &["live", "daemon", "history", "diagnose", "check", "whois"]),
+    (6, &["live", "daemon", "history", "diagnose", "check", "whois", "top"]),
     (7, &["cli", "main", "lib"]),
 ];
 

@@ -88,7 +88,7 @@ fn hitting_the_limit_while_warned_is_imminent() {
     let mut states = Vec::new();
     for i in 0..140 {
         let t = 100.0 + i as f64 * 0.1;
-        let hits = if i > 120 { i - 120 } else { 0 };
+        let hits = i.saturating_sub(120);
         if let Some(change) = forecaster.observe(&reading(t, (20.0 + 16.0 * (t - 100.0)).min(250.0), hits)) {
             states.push(change.state);
         }

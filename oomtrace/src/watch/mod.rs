@@ -218,10 +218,10 @@ impl Watcher {
                 break;
             }
             // The root has no limit file (v2) or no meaningful limit (v1): the node stands for it.
-            if depth > 0 {
-                if let Ok(Some(limit)) = files::limit(&dir, self.version) {
-                    found.insert(relative(&self.root, &dir), (dir.clone(), limit));
-                }
+            if depth > 0
+                && let Ok(Some(limit)) = files::limit(&dir, self.version)
+            {
+                found.insert(relative(&self.root, &dir), (dir.clone(), limit));
             }
             if depth < MAX_DEPTH {
                 let Ok(entries) = std::fs::read_dir(&dir) else { continue };

@@ -86,7 +86,7 @@ fn a_warned_kill_says_how_long_before_and_the_episode_recovers_after_it() {
 fn hitting_the_limit_while_warned_is_imminent() {
     let mut forecaster = Forecaster::new(ForecastOptions::default());
     let mut states = Vec::new();
-    for i in 0..140 {
+    for i in 0..140u64 {
         let t = 100.0 + i as f64 * 0.1;
         let hits = i.saturating_sub(120);
         if let Some(change) = forecaster.observe(&reading(t, (20.0 + 16.0 * (t - 100.0)).min(250.0), hits)) {

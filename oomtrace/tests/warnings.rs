@@ -27,7 +27,7 @@ use oomtrace_testkit::{
     warning::{Record, WarningRecord, epoch_seconds},
     workload::Workload,
 };
-use support::{assert_matches_dmesg, oomtrace, unique};
+use support::{assert_matches_dmesg, docs, oomtrace, unique};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 128 * MIB;
@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         trial!(a_sudden_allocation_is_not_warnable_and_says_why, Need::Root),
         trial!(page_cache_steady_memory_a_sawtooth_and_dirty_pages_are_never_warned, Need::Root),
         trial!(top_ranks_a_leak_first, Need::Root),
+        trial!(every_field_of_a_real_warning_is_documented, Need::Root, Need::SourceTree),
     ])
 }
 
@@ -291,4 +292,16 @@ fn top_ranks_a_leak_first() -> Result<()> {
     let steady = steady.with_context(|| format!("the steady cgroup is not listed: {rows:?}"))?;
     ensure!(steady["seconds_left"].is_null(), "steady memory has a time left: {steady}");
     Ok(())
+}
+
+/// docs/events.md's "Warning records" table has a row for every field of a
+/// real warning.
+fn every_field_of_a_real_warning_is_documented() -> Result<()> {
+    let cgroup = MemCgroup::create(&unique("documented"), Some(LIMIT))?;
+    let live = watch(&cgroup)?;
+    let _leak = Running::start(&cgroup, &Workload::Leak { bytes_per_second: 24 * MIB })?;
+    let records = live.records_until(Duration::from_secs(20), |r| matches!(r, Record::Warning(_)))?;
+    let warnings = warnings_of(&records, &cgroup.path);
+    let warning = warnings.first().context("no warning")?;
+    docs::check_fields_documented_in(&serde_json::from_str(&warning.line)?, "Warning records")
 }

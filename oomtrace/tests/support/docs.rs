@@ -283,7 +283,12 @@ pub fn check_examples(line: &str) -> Result<()> {
 /// paths without `[]`: `victim.anon_rss_kb`, `file_rss_kb` documents
 /// `victim.file_rss_kb`; `oom_cgroup.id`, `.path` documents `oom_cgroup.path`.
 pub fn documented_fields(events_md: &str) -> BTreeSet<String> {
-    let section = events_md.split("\n## ").find(|s| s.starts_with("Fields")).unwrap_or_default();
+    documented_fields_in(events_md, "Fields")
+}
+
+/// [`documented_fields`] of the section headed `heading` (`Warning records`).
+pub fn documented_fields_in(events_md: &str, heading: &str) -> BTreeSet<String> {
+    let section = events_md.split("\n## ").find(|s| s.starts_with(heading)).unwrap_or_default();
     let mut out = BTreeSet::new();
     for row in section.lines().filter(|l| l.starts_with("| `")) {
         let cell = row.trim_start_matches('|').split(" | ").next().unwrap_or_default();
@@ -333,13 +338,19 @@ pub fn undocumented_fields(event: &Value, documented: &BTreeSet<String>) -> Vec<
 
 /// Every field of `event` has a row in docs/events.md.
 pub fn check_fields_documented(event: &Value) -> Result<()> {
+    check_fields_documented_in(event, "Fields")
+}
+
+/// Every field of `record` has a row in docs/events.md's section `heading`.
+pub fn check_fields_documented_in(record: &Value, heading: &str) -> Result<()> {
+    let event = record;
     let path = workspace_file("docs/events.md");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let missing = undocumented_fields(event, &documented_fields(&text));
+    let missing = undocumented_fields(event, &documented_fields_in(&text, heading));
     if !missing.is_empty() {
         bail!(
-            "docs/events.md's \"Fields\" table lacks {} field(s) a real kill has: {}; add a row for each (what \
-             it means, when it is present).\nThe real event:\n{}",
+            "docs/events.md's \"{heading}\" table lacks {} field(s) a real record has: {}; add a row for each \
+             (what it means, when it is present).\nThe real record:\n{}",
             missing.len(),
             missing.join(", "),
             serde_json::to_string_pretty(event)?

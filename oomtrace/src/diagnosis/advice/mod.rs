@@ -74,6 +74,8 @@ pub(crate) struct Facts<'a> {
     pub owner: Option<Owner>,
     pub limit_bytes: Option<u64>,
     pub usage_bytes: Option<u64>,
+    /// Advice before the kill (a warning): nothing was killed yet.
+    pub ahead: bool,
 }
 
 impl<'a> Facts<'a> {
@@ -91,6 +93,7 @@ impl<'a> Facts<'a> {
             owner: workload.and_then(|w| w.owner.clone()).or_else(|| pod.map(|p| owner(p, &[]))),
             limit_bytes: oom.and_then(|c| c.limit_bytes),
             usage_bytes: oom.and_then(|c| c.usage_bytes),
+            ahead: false,
         }
     }
 
@@ -143,7 +146,7 @@ pub fn advise(event: &OomEvent, cause: Cause, findings: &[Finding]) -> Vec<Advic
 /// steps of `cause` alone, for `event` as the kill would be (the limit and
 /// the memory reclaim could not give back as its OOMing memcg's figures).
 pub fn advise_ahead(event: &OomEvent, cause: Cause) -> Vec<Advice> {
-    let facts = Facts::of(event, &[]);
+    let facts = Facts { ahead: true, ..Facts::of(event, &[]) };
     match cause {
         Cause::ContainerLimit | Cause::PodLimit if facts.system_pod() => system::system_pod(&facts),
         Cause::ContainerLimit | Cause::PodLimit => workload::raise_limit(&facts, cause).into_iter().collect(),

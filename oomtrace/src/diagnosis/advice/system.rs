@@ -107,10 +107,16 @@ pub fn node_level(facts: &Facts, cause: Cause) -> Vec<Advice> {
              any",
             facts.limit_bytes.map(size).unwrap_or_else(|| "what the kubelet reserved for them".to_owned())
         ),
+        _ if facts.ahead => "The node heads for the end of its memory (or the kubelet's eviction threshold)".to_owned(),
         _ => "The node itself ran out of memory".to_owned(),
     };
     let mut out = Vec::new();
-    if matches!(facts.event.workload.as_ref().map(|w| w.kind), Some(WorkloadKind::Host | WorkloadKind::SystemService)) {
+    if !facts.ahead
+        && matches!(
+            facts.event.workload.as_ref().map(|w| w.kind),
+            Some(WorkloadKind::Host | WorkloadKind::SystemService)
+        )
+    {
         out.push(Advice::new(
             AdviceAction::ReserveSystemMemory,
             format!(
@@ -177,10 +183,13 @@ pub fn cgroup_limit(facts: &Facts) -> Advice {
     let who = process(facts.event);
     let unit = systemd_unit(oom_path).or_else(|| facts.event.workload.as_ref().and_then(|w| w.unit.as_deref()));
     let Some(unit) = unit else {
+        let what = match facts.ahead {
+            true => format!("Memory cgroup `{oom_path}` heads for its limit of {limit}"),
+            false => format!("{who} was killed at {limit} of memory cgroup `{oom_path}`"),
+        };
         let text = format!(
-            "{who} was killed at {limit} of memory cgroup `{oom_path}`, outside Kubernetes and systemd units. Raise \
-             that cgroup's limit (`memory.max` on cgroup v2, `memory.limit_in_bytes` on v1) where it is set, or find \
-             what grew in it."
+            "{what}, outside Kubernetes and systemd units. Raise that cgroup's limit (`memory.max` on cgroup v2, \
+             `memory.limit_in_bytes` on v1) where it is set, or find what grows in it."
         );
         return Advice::new(AdviceAction::CgroupMemoryLimit, text, None);
     };
@@ -191,8 +200,12 @@ pub fn cgroup_limit(facts: &Facts) -> Advice {
         }
         _ => "",
     };
+    let what = match facts.ahead {
+        true => format!("`{unit}` heads for {limit}"),
+        false => format!("{who} was killed at {limit}"),
+    };
     let text = format!(
-        "{who} was killed at {limit}, the memory limit of `{unit}` (cgroup `{oom_path}`).{critical} See where it is \
+        "{what}, the memory limit of `{unit}` (cgroup `{oom_path}`).{critical} See where it is \
          set (`systemctl show -p MemoryMax -p MemoryHigh -p MemoryCurrent {u}`; `systemctl cat {u}` shows the unit \
          files) and raise it{}.",
         n.map(|n| format!(" to {n} MiB (+100 MiB or +20 %, as VPA would)")).unwrap_or_default(),

@@ -105,6 +105,7 @@ pub fn raise_limit(facts: &Facts, cause: Cause) -> Option<Advice> {
             "The pod's limit ({used}) is the sum of its containers' limits (or its pod-level `spec.resources`, then \
              raise that instead): container `{container}` at {n} MiB brings the pod to at least that."
         ),
+        _ if facts.ahead => format!("Container `{container}` heads for its limit of {used}."),
         _ => format!("Container `{container}` was killed at {used}."),
     };
     let text = format!(

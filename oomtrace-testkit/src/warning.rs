@@ -7,7 +7,7 @@ use std::fmt;
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
-use crate::event::{Event, conforms};
+use crate::event::{Advice, Event, Workload, conforms};
 
 /// One warning.
 #[derive(Clone, Debug, Deserialize)]
@@ -23,14 +23,20 @@ pub struct WarningRecord {
     pub slope_bytes_per_second: f64,
     pub seconds_left: Option<f64>,
     pub growth: Option<String>,
+    pub workload: Option<Workload>,
     pub summary: String,
     #[serde(default)]
-    pub advice: Vec<serde_json::Value>,
+    pub advice: Vec<Advice>,
     #[serde(skip)]
     pub line: String,
 }
 
 impl WarningRecord {
+    /// The advice step `action`.
+    pub fn advice(&self, action: &str) -> Option<&Advice> {
+        self.advice.iter().find(|a| a.action == action)
+    }
+
     /// The wall-clock time, seconds since the epoch.
     pub fn epoch_seconds(&self) -> Option<f64> {
         epoch_seconds(&self.time)

@@ -10,6 +10,7 @@ use crate::{
         AttachError, EBPF_OBJECT, Method, Role,
         attach::{kernel_btf, try_method},
     },
+    watch::{WatchEvent, WatchOptions, Watched, Watcher},
 };
 
 /// One line of the report.
@@ -123,6 +124,7 @@ pub fn run() -> Report {
         },
     });
     checks.push(kernel_log_check());
+    checks.push(warnings_check(hierarchy.as_ref().ok()));
     for warning in &facts.warnings {
         checks.push(Check { name: "warning", ok: false, detail: warning.clone() });
     }
@@ -143,6 +145,37 @@ pub fn run() -> Report {
         checks.push(Check { name: method.target(), ok, detail });
     }
     Report { checks, working }
+}
+
+/// Whether warnings before kills can be made, and from what: the watcher's
+/// first scan and reading of every memory cgroup with a limit. Warnings come
+/// from polling cgroupfs alone (no reclaim probe is attached). Never fails the
+/// verdict: kills are traced without it.
+fn warnings_check(hierarchy: Option<&MemoryHierarchy>) -> Check {
+    let Some(hierarchy) = hierarchy else {
+        return Check {
+            name: "warnings",
+            ok: false,
+            detail: "no memory cgroup hierarchy: no warnings before kills".to_owned(),
+        };
+    };
+    let mut watcher = Watcher::new(hierarchy, WatchOptions::default());
+    let mut found = Vec::new();
+    watcher.poll(std::time::Instant::now(), &mut found);
+    let stats = watcher.stats();
+    let node = found.iter().any(|event| matches!(event, WatchEvent::Reading(r) if r.watched == Watched::Node));
+    let ok = stats.read_errors == 0 && node;
+    let mut detail = format!(
+        "polling cgroupfs: {} memory cgroup(s) with a limit, {} unreadable; node memory {} (usage every 0.1-1 s, \
+         memory.stat when moving or past 50 % of the limit; no reclaim probe: warnings come from polling alone)",
+        stats.watched,
+        stats.read_errors,
+        if node { "read" } else { "unreadable (/proc/meminfo)" }
+    );
+    if stats.read_errors > 0 {
+        detail.push_str("; the unreadable ones are not predicted: mount cgroupfs readable (read-only is enough)");
+    }
+    Check { name: "warnings", ok, detail }
 }
 
 /// Whether the kernel log can be read, and how: /dev/kmsg, else syslog(2).

@@ -29,6 +29,7 @@ use oomtrace_testkit::{
     manifest::DaemonSetSpec,
     observability::exposition::parse_exposition,
     systemd, trial,
+    warning::{Record, WarningRecord, epoch_seconds},
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         trial!(history_from_the_journal_names_the_suites_kills, Need::Node),
         trial!(a_systemd_unit_at_its_memory_max_is_named_by_its_unit, Need::Node),
         trial!(diagnose_reports_the_suites_kills_by_container_with_their_causes, Need::Node),
+        trial!(a_leaking_container_is_warned_before_its_kill_and_top_ranks_it_first, Need::Node),
         trial!(the_whole_node_out_of_memory_names_a_besteffort_victim, Need::Node),
     ])
 }
@@ -137,15 +139,38 @@ fn wait_ready(agent: &DaemonSetPod, timeout: Duration) -> Result<()> {
     }
 }
 
-/// The agent's events on stdout so far. Its stdout carries only events: a
-/// JSON line that is no valid event (docs/event.schema.json) fails the test
-/// with the reason instead of going missing.
-fn events(agent: &DaemonSetPod) -> Vec<Event> {
+/// The agent's records on stdout so far. Its stdout carries only records
+/// (kills and warnings): a JSON line that is no valid record
+/// (docs/event.schema.json) fails the test with the reason instead of going
+/// missing.
+fn records(agent: &DaemonSetPod) -> Vec<Record> {
     agent
         .stdout_lines()
         .iter()
         .filter(|line| line.starts_with('{'))
-        .map(|line| Event::parse(line).unwrap_or_else(|error| panic!("the agent wrote a bad event: {error:#}")))
+        .map(|line| Record::parse(line).unwrap_or_else(|error| panic!("the agent wrote a bad record: {error:#}")))
+        .collect()
+}
+
+/// The agent's kill events so far.
+fn events(agent: &DaemonSetPod) -> Vec<Event> {
+    records(agent)
+        .into_iter()
+        .filter_map(|record| match record {
+            Record::Kill(event) => Some(*event),
+            Record::Warning(_) => None,
+        })
+        .collect()
+}
+
+/// The agent's warnings so far.
+fn warnings(agent: &DaemonSetPod) -> Vec<WarningRecord> {
+    records(agent)
+        .into_iter()
+        .filter_map(|record| match record {
+            Record::Warning(warning) => Some(*warning),
+            Record::Kill(_) => None,
+        })
         .collect()
 }
 
@@ -232,6 +257,60 @@ fn the_agent_runs_ready_under_the_manifests_least_privilege() -> Result<()> {
     assert_eq!(status, 200, "{body}");
     let (status, _) = http::get(&agent.address, "/metrics")?;
     assert_eq!(status, 200);
+    Ok(())
+}
+
+/// Scenario 13: a container leaking 8 MiB/s toward its 128 MiB limit. The
+/// agent, under the manifests' least privilege, warns before the kernel kills
+/// it (the warning names the container and pod and proposes the limit), and
+/// the kill says how long before; `oomtrace top` in the agent's container,
+/// meanwhile, ranks it first.
+fn a_leaking_container_is_warned_before_its_kill_and_top_ranks_it_first() -> Result<()> {
+    let agent = agent()?;
+    let cri = cri()?;
+    let pod = run_pod(&cri, "leaky", Qos::Burstable)?;
+    let limit = 128 * MIB;
+    let id = container(&cri, &pod, "app", &["hog", "512", "0", "8"], Some(limit))?;
+    std::thread::sleep(Duration::from_secs(4));
+    let top = ["/oomtrace", "top", "--once", "-o", "json", "--sample", "4s"];
+    let (code, stdout, stderr) = block(cri.exec_sync(&agent.container_id, &top, Duration::from_secs(60)))?;
+    ensure!(code == 0, "oomtrace top failed in the agent's container:\n{stdout}{stderr}");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&stdout).with_context(|| format!("top's JSON: {stdout}"))?;
+    let first = rows.first().with_context(|| format!("top listed nothing: {stdout}"))?;
+    println!("top's first row: {first}");
+    assert_eq!(first["workload"]["pod"].as_str(), Some(pod.name.as_str()), "{stdout}");
+    assert_eq!(first["workload"]["container"].as_str(), Some("app"), "{stdout}");
+    assert_eq!(first["limit_level"].as_str(), Some("container"), "{first}");
+    assert_eq!(first["limit_bytes"].as_u64(), Some(limit), "{first}");
+    ensure!(first["seconds_left"].as_f64().is_some_and(|s| s > 0.0), "no time left: {first}");
+    block(cri.wait_exited(&id, EVENT_TIMEOUT))?;
+    let kills = wait_events(&agent, 1, in_pod(&pod))?;
+    let kill = &kills[0];
+    assert_named(kill, &pod, "app");
+    let warned: Vec<WarningRecord> = warnings(&agent)
+        .into_iter()
+        .filter(|w| w.workload.as_ref().and_then(|w| w.pod_uid.as_deref()) == Some(pod.uid.as_str()))
+        .collect();
+    let warning = warned.first().with_context(|| format!("not warned; the kill: {kill}"))?;
+    println!("the agent's first warning: {warning}");
+    assert_eq!(warning.state, "warning", "{warning}");
+    assert_eq!(warning.limit_level, "container", "{warning}");
+    assert_eq!(warning.limit_bytes, limit, "{warning}");
+    let workload = warning.workload.clone().unwrap_or_default();
+    assert_eq!(workload.pod.as_deref(), Some(pod.name.as_str()), "{warning}");
+    assert_eq!(workload.container.as_deref(), Some("app"), "{warning}");
+    let container_of_pod = format!("container `app` of pod `{NAMESPACE}/{}`", pod.name);
+    ensure!(warning.summary.contains(&container_of_pod), "{warning}");
+    let raise = warning.advice("raise_limit").with_context(|| format!("no raise_limit: {warning}"))?;
+    ensure!(raise.command.as_deref().is_some_and(|c| c.contains("kubectl set resources")), "{warning}");
+    let warned_at = epoch_seconds(&warning.time).context("the warning's time")?;
+    let killed_at = kill.time.as_deref().and_then(epoch_seconds).context("the kill's time")?;
+    let lead = killed_at - warned_at;
+    ensure!(lead > 1.0, "warned {lead:.2} s before the kill: {warning}");
+    let before = kill.warned_seconds_before.with_context(|| format!("no warned_seconds_before: {kill}"))?;
+    ensure!((before - lead).abs() < 0.5, "warned_seconds_before {before} vs {lead:.2} s: {kill}");
+    block(cri.remove_pod(&pod))?;
     Ok(())
 }
 

@@ -46,6 +46,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The bench's workloads are this binary run again (never returns then).
+    oomtrace_testkit::workload::run_if_requested();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),

@@ -23,6 +23,7 @@ mod report;
 mod runs;
 mod settings;
 mod splice;
+mod warnings;
 
 use std::{
     fs,
@@ -88,11 +89,21 @@ pub struct BenchArgs {
 pub enum OnlySection {
     /// Kernel log parsing: `oomtrace history` on a 100 MB syslog file and on the ring buffer.
     Klog,
+    /// Warnings before the kill: leaks at 1-64 MiB/s, the workloads never to warn, the watcher's cost.
+    Warnings,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.only == Some(OnlySection::Klog) {
         return run_klog_only(args);
+    }
+    if args.only == Some(OnlySection::Warnings) {
+        if procfs::euid() != 0 {
+            bail!("the warnings bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
+        }
+        let root = host::workspace_root()?;
+        let oomtrace = release_binary(&root, args)?;
+        return warnings::run(&root, &oomtrace, &report_path(&root, args));
     }
     let started = Instant::now();
     let euid = procfs::euid();
@@ -195,8 +206,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bench_seconds: started.elapsed().as_secs(),
     };
     let mut markdown = report::render(&report);
-    // node-test's figures (image size, the agent's memory on the node) stay.
+    // node-test's figures (image size, the agent's memory on the node) and
+    // the warnings section (`--only warnings`) stay.
     let previous = fs::read_to_string(&output).unwrap_or_default();
+    if let Some(block) = warnings::block_of(&previous) {
+        markdown = warnings::with_block(&markdown, block);
+    }
     if let Some(block) = crate::node::report::block_of(&previous) {
         markdown = crate::node::report::with_block(&markdown, block);
     }

@@ -35,6 +35,46 @@ use anyhow::{Context as _, Result};
 
 use crate::cgroup::MemCgroup;
 
+/// A running workload, killed (SIGKILL) and reaped when dropped: no workload
+/// outlives its test or benchmark step.
+pub struct Running(pub Child);
+
+impl Running {
+    /// Starts `workload` in `cgroup` ([`MemCgroup::spawn_workload`]).
+    pub fn start(cgroup: &MemCgroup, workload: &Workload) -> Result<Running> {
+        Ok(Running(cgroup.spawn_workload(workload)?))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A file of `bytes` in the temporary directory, on disk and out of the page
+/// cache, so that a [`Workload::Stream`] reading it charges its own cgroup
+/// (written here, its pages would be cached and charged to the writer's).
+pub fn uncached_file(name: &str, bytes: u64) -> Result<PathBuf> {
+    use std::os::unix::{fs::OpenOptionsExt as _, io::AsRawFd as _};
+    let path = std::env::temp_dir().join(name);
+    let mut file = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path)?;
+    let chunk = vec![0x5au8; 1 << 20];
+    for _ in 0..bytes.div_ceil(1 << 20) {
+        file.write_all(&chunk)?;
+    }
+    file.sync_all()?;
+    // SAFETY: the descriptor is open; fadvise only drops clean cached pages.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    anyhow::ensure!(rc == 0, "posix_fadvise(DONTNEED) on {}: {rc}", path.display());
+    Ok(path)
+}
+
 /// Set (to anything) in the environment of a test binary that is to run a
 /// workload instead of its tests.
 pub const WORKLOAD_ENV: &str = "OOMTRACE_TEST_WORKLOAD";

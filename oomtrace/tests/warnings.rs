@@ -8,14 +8,7 @@
 
 mod support;
 
-use std::{
-    fs,
-    io::Write as _,
-    os::unix::{fs::OpenOptionsExt as _, io::AsRawFd as _},
-    path::PathBuf,
-    process::{Child, ExitCode},
-    time::Duration,
-};
+use std::{fs, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use oomtrace_testkit::{
@@ -25,7 +18,7 @@ use oomtrace_testkit::{
     live::Live,
     trial,
     warning::{Record, WarningRecord, epoch_seconds},
-    workload::Workload,
+    workload::{Running, Workload, uncached_file},
 };
 use support::{assert_matches_dmesg, docs, oomtrace, unique};
 
@@ -41,26 +34,6 @@ fn main() -> ExitCode {
         trial!(top_ranks_a_leak_first, Need::Root),
         trial!(every_field_of_a_real_warning_is_documented, Need::Root, Need::SourceTree),
     ])
-}
-
-/// A workload that is killed (SIGKILL) and reaped when the test ends.
-struct Running(Child);
-
-impl Running {
-    fn start(cgroup: &MemCgroup, workload: &Workload) -> Result<Running> {
-        Ok(Running(cgroup.spawn_workload(workload)?))
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `oomtrace live` with warnings, for `cgroup` and what is under it.
@@ -207,22 +180,6 @@ fn a_sudden_allocation_is_not_warnable_and_says_why() -> Result<()> {
     assert_eq!(not.reason, "burst", "{kill}");
     ensure!(not.rise_seconds.is_some_and(|s| s < 2.0), "{kill}");
     Ok(())
-}
-
-/// A file of `bytes` on disk, out of the page cache (so reading it charges
-/// the reader's cgroup).
-fn uncached_file(name: &str, bytes: u64) -> Result<PathBuf> {
-    let path = std::env::temp_dir().join(name);
-    let mut file = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path)?;
-    let chunk = vec![0x5au8; MIB as usize];
-    for _ in 0..bytes / MIB {
-        file.write_all(&chunk)?;
-    }
-    file.sync_all()?;
-    // SAFETY: the descriptor is open; fadvise only drops clean cached pages.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    ensure!(rc == 0, "posix_fadvise(DONTNEED) on {}: {rc}", path.display());
-    Ok(path)
 }
 
 /// What reclaim frees (page cache at the limit), what does not grow (steady

@@ -20,21 +20,18 @@
 use std::{
     collections::HashMap,
     fs,
-    io::Write as _,
-    os::unix::{fs::OpenOptionsExt as _, io::AsRawFd as _},
-    path::{Path, PathBuf},
-    process::Child,
+    path::Path,
     thread,
     time::{Duration, Instant, SystemTime},
 };
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Context as _, Result};
 use oomtrace_testkit::{
     cgroup::MemCgroup,
     live::Live,
     procfs,
     warning::{Record, epoch_seconds},
-    workload::Workload,
+    workload::{Running, Workload, uncached_file},
 };
 
 use crate::bench::host::{self, progress};
@@ -81,16 +78,6 @@ struct Cost {
     watched: Option<u64>,
 }
 
-/// A child killed and reaped when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub fn run(root: &Path, oomtrace: &Path, output: &Path) -> Result<()> {
     let started = Instant::now();
     let name = format!("oomtrace-bench-warn-{}", std::process::id());
@@ -111,9 +98,15 @@ fn leaks_and_calm(oomtrace: &Path, parent: &MemCgroup) -> Result<(Vec<LeakRun>, 
     let stream_file = uncached_file(&format!("{}-stream", parent.path.trim_start_matches('/')), 3 * LIMIT)?;
     let dirty_file = std::env::temp_dir().join(format!("{}-dirty", parent.path.trim_start_matches('/')));
     let calm_cases: [(&str, Workload); 4] = [
-        ("page cache at the limit (a file 3× the limit read over and over)", Workload::Stream { file: stream_file.clone() }),
+        (
+            "page cache at the limit (a file 3× the limit read over and over)",
+            Workload::Stream { file: stream_file.clone() },
+        ),
         ("anonymous memory steady at 90 %", Workload::Steady { bytes: LIMIT * 9 / 10 }),
-        ("a sawtooth 10 % -> 80 % -> 10 % every second", Workload::Sawtooth { low: LIMIT / 10, high: LIMIT * 8 / 10, period_ms: 1000 }),
+        (
+            "a sawtooth 10 % -> 80 % -> 10 % every second",
+            Workload::Sawtooth { low: LIMIT / 10, high: LIMIT * 8 / 10, period_ms: 1000 },
+        ),
         (
             "a dirty-page writer at 32 MiB/s",
             Workload::DirtyWriter { file: dirty_file.clone(), bytes_per_second: 32 * MIB, max_file_bytes: 4 * LIMIT },
@@ -126,7 +119,7 @@ fn leaks_and_calm(oomtrace: &Path, parent: &MemCgroup) -> Result<(Vec<LeakRun>, 
     let _calm: Vec<Running> = calm_cgroups
         .iter()
         .zip(&calm_cases)
-        .map(|(cgroup, (_, workload))| cgroup.spawn_workload(workload).map(Running))
+        .map(|(cgroup, (_, workload))| Running::start(cgroup, workload))
         .collect::<Result<_>>()?;
     let mut records = Vec::new();
     let mut peaks = vec![0u64; calm_cgroups.len()];
@@ -145,9 +138,9 @@ fn leaks_and_calm(oomtrace: &Path, parent: &MemCgroup) -> Result<(Vec<LeakRun>, 
         let mut started_at = HashMap::new();
         let mut leaks = Vec::new();
         for (cgroup, rate) in cgroups.iter().zip(&rates) {
-            let child = cgroup.spawn_workload(&Workload::Leak { bytes_per_second: rate * MIB })?;
-            started_at.insert(child.id(), (*rate, epoch_now(), cgroup.path.clone()));
-            leaks.push(Running(child));
+            let leak = Running::start(cgroup, &Workload::Leak { bytes_per_second: rate * MIB })?;
+            started_at.insert(leak.pid(), (*rate, epoch_now(), cgroup.path.clone()));
+            leaks.push(leak);
         }
         let deadline = Instant::now() + Duration::from_secs(LIMIT / MIB + 60);
         let mut killed = HashMap::new();
@@ -213,7 +206,7 @@ fn cost(oomtrace: &Path, parent: &MemCgroup) -> Result<Cost> {
     let _holding: Vec<Running> = cgroups
         .iter()
         .take(HOLDING_FOR_COST)
-        .map(|c| c.spawn_workload(&Workload::Steady { bytes: 8 * MIB }).map(Running))
+        .map(|c| Running::start(c, &Workload::Steady { bytes: 8 * MIB }))
         .collect::<Result<_>>()?;
     let (cpu_percent_on, rss_kb_on) = footprint(oomtrace, &[])?;
     let (cpu_percent_off, rss_kb_off) = footprint(oomtrace, &["--no-warnings"])?;
@@ -246,21 +239,6 @@ fn watched_by_check(oomtrace: &Path) -> Option<u64> {
 
 fn epoch_now() -> f64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// A file of `bytes` on disk, out of the page cache (reading it charges the reader).
-fn uncached_file(name: &str, bytes: u64) -> Result<PathBuf> {
-    let path = std::env::temp_dir().join(name);
-    let mut file = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path)?;
-    let chunk = vec![0x5au8; MIB as usize];
-    for _ in 0..bytes / MIB {
-        file.write_all(&chunk)?;
-    }
-    file.sync_all()?;
-    // SAFETY: the descriptor is open; fadvise only drops clean cached pages.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    ensure!(rc == 0, "posix_fadvise(DONTNEED) on {}: {rc}", path.display());
-    Ok(path)
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {

@@ -16,7 +16,7 @@ use oomtrace_testkit::{
     event::Event,
     harness::{self, Need},
     live::Live,
-    trial,
+    procfs, trial,
     warning::{Record, WarningRecord, epoch_seconds},
     workload::{Running, Workload, uncached_file},
 };
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         trial!(page_cache_steady_memory_a_sawtooth_and_dirty_pages_are_never_warned, Need::Root),
         trial!(top_ranks_a_leak_first, Need::Root),
         trial!(every_field_of_a_real_warning_is_documented, Need::Root, Need::SourceTree),
+        trial!(cgroups_churned_while_watched_leave_nothing_behind, Need::Root),
     ])
 }
 
@@ -261,4 +262,34 @@ fn every_field_of_a_real_warning_is_documented() -> Result<()> {
     let warnings = warnings_of(&records, &cgroup.path);
     let warning = warnings.first().context("no warning")?;
     docs::check_fields_documented_in(&serde_json::from_str(&warning.line)?, "Warning records")
+}
+
+/// 300 cgroups with limits made and removed while `oomtrace live` watches:
+/// no read error is logged, none of them is still listed afterwards, and
+/// the watcher's memory does not grow with them.
+fn cgroups_churned_while_watched_leave_nothing_behind() -> Result<()> {
+    let parent = MemCgroup::create(&unique("churn"), None)?;
+    let live = watch(&parent)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let before = procfs::memory(live.pid())?.rss_kb;
+    for round in 0..6 {
+        let cgroups: Vec<MemCgroup> =
+            (0..50).map(|i| parent.child(&format!("r{round}-{i}"), Some(LIMIT))).collect::<Result<_>>()?;
+        // The watcher scans every 2 s: each round is seen, then removed.
+        std::thread::sleep(Duration::from_millis(2200));
+        drop(cgroups);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let after = procfs::memory(live.pid())?.rss_kb;
+    let out = std::process::Command::new(oomtrace())
+        .args(["top", "--once", "-o", "json", "--sample", "3s", "--cgroup", &parent.path])
+        .output()
+        .context("running oomtrace top")?;
+    ensure!(out.status.success(), "oomtrace top: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).context("top's JSON")?;
+    ensure!(rows.is_empty(), "removed cgroups are still listed: {rows:?}");
+    let stopped = live.stop()?;
+    ensure!(!stopped.logged("cannot read a watched memory cgroup"), "{}", stopped.log);
+    ensure!(after <= before + 2048, "RSS grew from {before} kB to {after} kB over 300 cgroups made and removed");
+    Ok(())
 }

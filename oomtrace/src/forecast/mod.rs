@@ -30,6 +30,9 @@ use series::{Point, Series};
 
 const MIB: f64 = 1048576.0;
 const NS: f64 = 1e9;
+/// How long the last episode of a cgroup that went away is kept (a kill's
+/// event comes within milliseconds; its kernel-log twin within seconds).
+const KEEP_GONE_NS: u64 = 600_000_000_000;
 
 /// How the forecast decides.
 #[derive(Clone, Copy, Debug)]
@@ -206,8 +209,10 @@ impl Forecaster {
         let tracked = self.tracked.remove(watched)?;
         let episode = tracked.episode?;
         let outlook = tracked.outlook?;
-        // (Its last episode stays known for a kill that arrives after the cgroup went.)
+        // Its last episode stays known for a kill that arrives after the
+        // cgroup went, for `KEEP_GONE_NS`; older ones are let go.
         let end = outlook.at_ns;
+        self.tracked.retain(|_, t| t.outlook.is_some() || t.ended.is_some_and(|(_, e)| e + KEEP_GONE_NS >= end));
         self.tracked.entry(watched.clone()).or_default().ended = Some((episode.start_ns, end));
         Some(Change {
             outlook: Outlook { state: Some(WarningState::Recovered), ..outlook },

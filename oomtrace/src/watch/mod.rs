@@ -325,3 +325,98 @@ fn read_node() -> Option<Reading> {
         limit_hits: 0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A made-up v2 hierarchy: `root/<name>` with the given files.
+    fn tree(name: &str, files: &[(&str, &str, &str)]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("oomtrace-watch-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (dir, file, text) in files {
+            let dir = root.join(dir);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            if text.is_empty() {
+                // An unreadable "file": a directory in its place (EISDIR even for root).
+                std::fs::create_dir_all(dir.join(file)).expect("mkdir");
+            } else {
+                std::fs::write(dir.join(file), text).expect("write");
+            }
+        }
+        root
+    }
+
+    fn poll(watcher: &mut Watcher) -> Vec<WatchEvent> {
+        let mut out = Vec::new();
+        watcher.poll(Instant::now(), &mut out);
+        out
+    }
+
+    fn readings_of<'a>(events: &'a [WatchEvent], path: &str) -> Vec<&'a Reading> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                WatchEvent::Reading(r) if r.watched == Watched::Cgroup(path.to_owned()) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Old kernels have no memory.events: the count stays 0, the cgroup is read.
+    #[test]
+    fn a_cgroup_without_memory_events_is_read_all_the_same() {
+        let root = tree(
+            "no-events",
+            &[
+                ("a", "memory.max", "1000\n"),
+                ("a", "memory.current", "900\n"),
+                ("a", "memory.stat", "anon 800\nshmem 10\nfile_dirty 0\nfile_writeback 0\n"),
+                ("b", "memory.max", "max\n"),
+                ("b", "memory.current", "5\n"),
+            ],
+        );
+        let mut watcher = Watcher::new(&MemoryHierarchy::V2 { root: root.clone() }, WatchOptions::default());
+        let events = poll(&mut watcher);
+        let a = readings_of(&events, "/a");
+        assert_eq!(a.len(), 1, "{events:?}");
+        assert_eq!((a[0].usage_bytes, a[0].limit_bytes, a[0].limit_hits), (900, 1000, 0));
+        assert_eq!(a[0].unreclaimable.anon_bytes, 800);
+        assert!(readings_of(&events, "/b").is_empty(), "no limit, not watched");
+        assert_eq!(watcher.stats().read_errors, 0);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// An unreadable file is counted and the cgroup left out; nothing panics.
+    #[test]
+    fn an_unreadable_file_is_counted_not_fatal() {
+        let root = tree(
+            "unreadable",
+            &[("c", "memory.max", "1000\n"), ("c", "memory.current", "900\n"), ("c", "memory.stat", "")],
+        );
+        let mut watcher = Watcher::new(&MemoryHierarchy::V2 { root: root.clone() }, WatchOptions::default());
+        let events = poll(&mut watcher);
+        assert!(readings_of(&events, "/c").is_empty(), "{events:?}");
+        assert_eq!(watcher.stats().read_errors, 1);
+        assert_eq!(watcher.stats().watched, 1, "kept, to be read again");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// A cgroup that goes away is reported once and forgotten.
+    #[test]
+    fn a_removed_cgroup_is_gone_once() {
+        let root = tree(
+            "removed",
+            &[("d", "memory.max", "1000\n"), ("d", "memory.current", "10\n"), ("d", "memory.stat", "anon 1\n")],
+        );
+        let options = WatchOptions { scan_interval: Duration::ZERO, ..WatchOptions::default() };
+        let mut watcher = Watcher::new(&MemoryHierarchy::V2 { root: root.clone() }, options);
+        assert_eq!(readings_of(&poll(&mut watcher), "/d").len(), 1);
+        std::fs::remove_dir_all(root.join("d")).expect("rm");
+        let events = poll(&mut watcher);
+        assert_eq!(events.iter().filter(|e| **e == WatchEvent::Gone(Watched::Cgroup("/d".to_owned()))).count(), 1);
+        assert_eq!(watcher.stats().watched, 0);
+        assert!(poll(&mut watcher).iter().all(|e| !matches!(e, WatchEvent::Gone(_))));
+        let _ = std::fs::remove_dir_all(root);
+    }
+}

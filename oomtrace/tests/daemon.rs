@@ -20,6 +20,7 @@ use oomtrace_testkit::{
     http,
     observability::{self, LogRecord, OtlpReceived, Transport, otlp_mark},
     trial,
+    workload::{Running, Workload},
 };
 use support::{oomtrace, unique};
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         trial!(otlp_over_http_delivers_the_kill, Need::Observability),
         trial!(a_collector_outage_is_survived_counted_and_caught_up, Need::Observability),
         trial!(sigterm_flushes_what_is_queued, Need::Observability),
+        trial!(a_warning_reaches_prometheus_and_the_otlp_receiver, Need::Observability),
         trial!(a_malformed_config_is_a_clear_error),
         trial!(a_kill_while_the_daemon_was_down_is_reported_once_at_restart, Need::Root),
     ])
@@ -207,6 +209,57 @@ fn otlp_over_http_delivers_the_kill() -> Result<()> {
     assert_eq!(observability::sample_value(&series[0]), Some(1.0), "{series:?}");
     assert_eq!(observability::series_label(&series[0], "cause"), Some("cgroup_limit"), "{series:?}");
     assert_eq!(observability::series_label(&series[0], "pod"), None, "{series:?}");
+    let (status, _) = daemon.terminate()?;
+    assert!(status.success());
+    Ok(())
+}
+
+/// A leak in a systemd unit's cgroup: while it is warned, the daemon's
+/// /metrics has its time to OOM; Prometheus gets the warnings counter and the
+/// OTLP receiver a WARN log record `oomtrace.oom_warning` with the warning's
+/// summary and figures.
+fn a_warning_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
+    let _components = components();
+    let service = unique("svc-warn");
+    let mark = otlp_mark();
+    let name = unique("daemon-warn");
+    let unit = format!("{name}.service");
+    let limit = 128 * MIB;
+    let cgroup = MemCgroup::create(&format!("{name}.slice/{unit}"), Some(limit))?;
+    let daemon = daemon(&service, Transport::Grpc, Duration::from_secs(1), &[])?;
+    observability::set_scrape_target(&daemon.address).context("scrape target")?;
+    observability::wait_for_scrape(&daemon.address, Duration::from_secs(30)).context("first scrape")?;
+    let _leak = Running::start(&cgroup, &Workload::Leak { bytes_per_second: 12 * MIB })?;
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    let mut seconds_to_oom = 0.0;
+    while seconds_to_oom <= 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        seconds_to_oom = daemon.metric("oomtrace_seconds_to_oom", Some(("unit", unit.as_str())))?;
+    }
+    anyhow::ensure!(seconds_to_oom > 0.0 && seconds_to_oom < 11.0, "oomtrace_seconds_to_oom {seconds_to_oom}");
+    let is_the_warning = |l: &LogRecord| {
+        l.event_name.as_deref() == Some("oomtrace.oom_warning") && l.attr_str("oom.cgroup.path") == Some(&cgroup.path)
+    };
+    let received = OtlpReceived::wait_until_since(
+        mark,
+        |r| r.for_service(&service).log_records().iter().any(is_the_warning),
+        DELIVERY_TIMEOUT,
+    )
+    .context("the warning's log record")?;
+    let records = received.for_service(&service).log_records();
+    let record = records.iter().find(|l| is_the_warning(l)).context("record")?;
+    assert_eq!(record.severity_number, 13, "WARN: {:?}", record.raw);
+    assert_eq!(record.attr_str("oom.warning.state"), Some("warning"), "{:?}", record.raw);
+    assert_eq!(record.attr_str("oom.warning.limit_level"), Some("cgroup"), "{:?}", record.raw);
+    assert_eq!(record.attr_i64("oom.warning.limit_bytes"), Some(limit as i64), "{:?}", record.raw);
+    let body = record.body.as_str().unwrap_or_default();
+    assert!(body.contains(&format!("`{unit}` will reach its 128 MiB limit")), "{body}");
+    let query = format!(r#"oomtrace_oom_warnings_total{{unit="{unit}",state="warning"}}"#);
+    let series =
+        observability::wait_for_series(&query, |s| !s.is_empty(), DELIVERY_TIMEOUT).context("series in Prometheus")?;
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(observability::sample_value(&series[0]), Some(1.0), "{series:?}");
+    assert_eq!(observability::series_label(&series[0], "limit_level"), Some("cgroup"), "{series:?}");
     let (status, _) = daemon.terminate()?;
     assert!(status.success());
     Ok(())

@@ -166,7 +166,7 @@ fn warnings_check(hierarchy: Option<&MemoryHierarchy>) -> Check {
     let node = found.iter().any(|event| matches!(event, WatchEvent::Reading(r) if r.watched == Watched::Node));
     let ok = stats.read_errors == 0 && node;
     let mut detail = format!(
-        "polling cgroupfs: {} memory cgroup(s) with a limit, {} unreadable; node memory {} (usage every 0.1-1 s, \
+        "polling cgroupfs: {} memory cgroup(s) with a limit, {} unreadable; node memory {} (usage every 0.1-2 s, \
          memory.stat when moving or past 50 % of the limit; no reclaim probe: warnings come from polling alone)",
         stats.watched,
         stats.read_errors,

@@ -34,6 +34,9 @@ use node::NodeMemory;
 const MAX_SCANNED: usize = 20_000;
 /// Nesting followed, at most (kubepods/burstable/pod/container is 4).
 const MAX_DEPTH: usize = 12;
+/// The limits of cgroups already watched are read again every this many
+/// scans (a limit changes rarely: an in-place resize); a new cgroup's at once.
+const LIMIT_REREAD_SCANS: u64 = 5;
 
 /// How the watcher polls.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +61,7 @@ impl Default for WatchOptions {
         Self {
             scan_interval: Duration::from_secs(2),
             fast_interval: Duration::from_millis(100),
-            slow_interval: Duration::from_secs(1),
+            slow_interval: Duration::from_secs(2),
             near_fraction: 0.5,
             moved_bytes: 256 * 1024,
             moving_for: Duration::from_secs(10),
@@ -204,6 +207,7 @@ impl Watcher {
 
     /// Finds the cgroups with a limit; forgets those gone or without one now.
     fn scan(&mut self, now: Instant, out: &mut Vec<WatchEvent>) {
+        let reread_limits = self.stats.scans.is_multiple_of(LIMIT_REREAD_SCANS);
         self.stats.scans += 1;
         let mut found = HashMap::new();
         let mut stack = vec![(self.root.clone(), 0)];
@@ -218,10 +222,16 @@ impl Watcher {
                 break;
             }
             // The root has no limit file (v2) or no meaningful limit (v1): the node stands for it.
-            if depth > 0
-                && let Ok(Some(limit)) = files::limit(&dir, self.version)
-            {
-                found.insert(relative(&self.root, &dir), (dir.clone(), limit));
+            if depth > 0 {
+                let path = relative(&self.root, &dir);
+                let known = self.cgroups.get(&path).map(|c| c.limit_bytes);
+                let limit = match known {
+                    Some(limit) if !reread_limits => Ok(Some(limit)),
+                    _ => files::limit(&dir, self.version),
+                };
+                if let Ok(Some(limit)) = limit {
+                    found.insert(path, (dir.clone(), limit));
+                }
             }
             if depth < MAX_DEPTH {
                 let Ok(entries) = std::fs::read_dir(&dir) else { continue };

@@ -30,6 +30,8 @@ use series::{Point, Series};
 
 const MIB: f64 = 1048576.0;
 const NS: f64 = 1e9;
+/// A reading this close to the last one (anon + shmem + kernel) is "unchanged".
+const UNCHANGED_BYTES: f64 = 64.0 * 1024.0;
 /// How long the last episode of a cgroup that went away is kept (a kill's
 /// event comes within milliseconds; its kernel-log twin within seconds).
 const KEEP_GONE_NS: u64 = 600_000_000_000;
@@ -114,6 +116,10 @@ struct Episode {
 
 #[derive(Debug, Default)]
 struct Tracked {
+    /// Which limit this is (from the path, once).
+    level: Option<LimitLevel>,
+    /// anon + shmem + kernel and limit hits of the last reading computed in full.
+    computed: Option<(f64, u64)>,
     series: Series,
     episode: Option<Episode>,
     /// The last episode that ended: (start, end).
@@ -146,16 +152,41 @@ impl Forecaster {
     /// Takes one reading; the episode's change, if it changed.
     pub fn observe(&mut self, reading: &Reading) -> Option<Change> {
         let options = self.options;
-        let level = level::of(&reading.watched, options.eviction_hard_bytes.is_some());
         let limit_bytes = match (&reading.watched, options.eviction_hard_bytes) {
             (Watched::Node, Some(eviction)) => reading.limit_bytes.saturating_sub(eviction),
             _ => reading.limit_bytes,
         };
-        let tracked = self.tracked.entry(reading.watched.clone()).or_default();
+        if !self.tracked.contains_key(&reading.watched) {
+            let level = level::of(&reading.watched, options.eviction_hard_bytes.is_some());
+            self.tracked.insert(reading.watched.clone(), Tracked { level: Some(level), ..Tracked::default() });
+        }
+        let tracked = self.tracked.get_mut(&reading.watched)?;
+        let level = tracked.level.unwrap_or(LimitLevel::Cgroup);
         let t = reading.at_ns as f64 / NS;
-        tracked
-            .series
-            .push(Point { t, parts: reading.unreclaimable, limit_hits: reading.limit_hits }, options.window_seconds);
+        let point = Point { t, parts: reading.unreclaimable, limit_hits: reading.limit_hits };
+        // Calm and unchanged (most cgroups, most of the time): nothing to
+        // compute, the climb stays none.
+        // (Against the last reading computed in full: a slow leak drifts.)
+        let unchanged = tracked.computed.is_some_and(|(persistent, hits)| {
+            (persistent - point.persistent()).abs() < UNCHANGED_BYTES && hits == point.limit_hits
+        });
+        tracked.series.push(point, options.window_seconds);
+        if !unchanged {
+            tracked.computed = Some((point.persistent(), point.limit_hits));
+        }
+        if unchanged
+            && tracked.episode.is_none()
+            && tracked.climb_start_ns.is_none()
+            && let Some(outlook) = tracked.outlook.as_mut()
+        {
+            tracked.last_calm_ns = Some(reading.at_ns);
+            outlook.at_ns = reading.at_ns;
+            outlook.usage_bytes = reading.usage_bytes;
+            outlook.parts = reading.unreclaimable;
+            outlook.unreclaimable_bytes = reading.unreclaimable.total();
+            outlook.limit_bytes = limit_bytes;
+            return None;
+        }
         // Noise: 1 % of the limit, at least 1 MiB.
         let noise = (limit_bytes as f64 * 0.01).max(MIB);
         let climb = tracked.series.climb(noise);

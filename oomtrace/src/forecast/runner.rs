@@ -22,8 +22,9 @@ use crate::{
     watch::{WatchEvent, WatchOptions, WatchStats, Watched, Watcher},
 };
 
-/// Longest sleep between two looks at the stop flag.
-const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// Longest sleep between two looks at the stop flag (and so the longest a
+/// stop waits for the thread).
+const MAX_SLEEP: Duration = Duration::from_millis(250);
 
 struct Shared {
     forecaster: Forecaster,

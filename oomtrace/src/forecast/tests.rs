@@ -103,3 +103,13 @@ fn a_kill_is_measured_against_the_nearest_watched_ancestor() {
     assert_eq!(forecaster.watched_for("/test/child/grandchild"), Some(Watched::Cgroup("/test".to_owned())));
     assert_eq!(forecaster.watched_for("/other"), None);
 }
+
+#[test]
+fn a_slow_leak_read_often_is_still_warned() {
+    // 0.5 MiB/s read every 0.1 s: 51 KiB per reading, under "unchanged";
+    // the drift since the last full computation is what counts.
+    let options = ForecastOptions { threshold_seconds: 600.0, ..ForecastOptions::default() };
+    let mut forecaster = Forecaster::new(options);
+    let changes = run(&mut forecaster, 60.0, |t| 200.0 + 0.5 * (t - 100.0));
+    assert_eq!(changes.first().map(|(_, c)| c.state), Some(WarningState::Warning), "{changes:?}");
+}

@@ -34,6 +34,9 @@ use node::NodeMemory;
 const MAX_SCANNED: usize = 20_000;
 /// Nesting followed, at most (kubepods/burstable/pod/container is 4).
 const MAX_DEPTH: usize = 12;
+/// How often /proc/meminfo is read: the node's memory moves in minutes, not
+/// in the tenths of a second a container's limit can come in.
+const NODE_INTERVAL: Duration = Duration::from_secs(1);
 /// The limits of cgroups already watched are read again every this many
 /// scans (a limit changes rarely: an in-place resize); a new cgroup's at once.
 const LIMIT_REREAD_SCANS: u64 = 5;
@@ -172,7 +175,7 @@ impl Watcher {
             self.next_scan = now + self.options.scan_interval;
         }
         if now >= self.next_node {
-            self.next_node = now + self.options.fast_interval;
+            self.next_node = now + NODE_INTERVAL;
             if let Some(reading) = read_node() {
                 out.push(WatchEvent::Reading(reading));
             }

@@ -21,7 +21,7 @@ mod series;
 mod slope;
 pub mod words;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use oomtrace_event::{Growth, LimitLevel, NotWarned, NotWarnedReason, Unreclaimable, WarningState};
 
@@ -32,6 +32,10 @@ const MIB: f64 = 1048576.0;
 const NS: f64 = 1e9;
 /// A reading this close to the last one (anon + shmem + kernel) is "unchanged".
 const UNCHANGED_BYTES: f64 = 64.0 * 1024.0;
+/// Readings remembered per cgroup for a kill's verdict (at 10 a second,
+/// 1.6 s: a kill's event comes within milliseconds, or a few hundred under
+/// emulation).
+const RECENT_READINGS: usize = 16;
 /// How long the last episode of a cgroup that went away is kept (a kill's
 /// event comes within milliseconds; its kernel-log twin within seconds).
 const KEEP_GONE_NS: u64 = 600_000_000_000;
@@ -124,14 +128,24 @@ struct Tracked {
     episode: Option<Episode>,
     /// The last episode that ended: (start, end).
     ended: Option<(u64, u64)>,
-    /// Where the climb started, as of the last reading (and of the reading
-    /// before the last fall): what a kill's `rise_seconds` is measured from.
+    /// Where the climb started, as of the last reading.
     climb_start_ns: Option<u64>,
-    climb_before_fall_ns: Option<(u64, u64)>,
-    /// The last reading without a climb: a kill with no climb seen rose
-    /// from there.
-    last_calm_ns: Option<u64>,
+    /// The last readings: (when, where the climb then started). A kill's
+    /// `rise_seconds` is measured from the last reading before it: from its
+    /// climb's start, or from that reading itself when it saw none. Kept
+    /// because readings after the kill (the memory freed) may come before the
+    /// kill's event asks.
+    recent: VecDeque<(u64, Option<u64>)>,
     outlook: Option<Outlook>,
+}
+
+impl Tracked {
+    fn remember(&mut self, at_ns: u64, climb_start_ns: Option<u64>) {
+        if self.recent.len() == RECENT_READINGS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((at_ns, climb_start_ns));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -174,12 +188,9 @@ impl Forecaster {
         if !unchanged {
             tracked.computed = Some((point.persistent(), point.limit_hits));
         }
-        if unchanged
-            && tracked.episode.is_none()
-            && tracked.climb_start_ns.is_none()
-            && let Some(outlook) = tracked.outlook.as_mut()
-        {
-            tracked.last_calm_ns = Some(reading.at_ns);
+        if unchanged && tracked.episode.is_none() && tracked.climb_start_ns.is_none() && tracked.outlook.is_some() {
+            tracked.remember(reading.at_ns, None);
+            let outlook = tracked.outlook.as_mut()?;
             outlook.at_ns = reading.at_ns;
             outlook.usage_bytes = reading.usage_bytes;
             outlook.parts = reading.unreclaimable;
@@ -190,17 +201,9 @@ impl Forecaster {
         // Noise: 1 % of the limit, at least 1 MiB.
         let noise = (limit_bytes as f64 * 0.01).max(MIB);
         let climb = tracked.series.climb(noise);
-        let previous_start = tracked.climb_start_ns;
         let start_ns = climb.map(|c| (c.start * NS) as u64);
-        if let (Some(before), Some(now)) = (previous_start, start_ns)
-            && now != before
-        {
-            tracked.climb_before_fall_ns = Some((before, reading.at_ns));
-        }
         tracked.climb_start_ns = start_ns;
-        if start_ns.is_none() {
-            tracked.last_calm_ns = Some(reading.at_ns);
-        }
+        tracked.remember(reading.at_ns, start_ns);
         let unreclaimable = reading.unreclaimable.total();
         let trusted =
             climb.filter(|c| c.seconds >= options.min_trend_seconds && c.slope > 0.0 && c.rise_bytes > 2.0 * noise);
@@ -280,11 +283,12 @@ impl Forecaster {
         {
             return Verdict::Warned { seconds_before: (kill_ns - start) as f64 / NS };
         }
-        let last_ns = tracked.outlook.as_ref().map_or(0, |o| o.at_ns);
-        let climb_start = match tracked.climb_before_fall_ns {
-            Some((start, fell_at)) if last_ns > kill_ns && fell_at > kill_ns => Some(start),
-            _ => tracked.climb_start_ns.or(tracked.last_calm_ns.filter(|&calm| calm <= kill_ns)),
-        };
+        let climb_start = tracked
+            .recent
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= kill_ns)
+            .map(|(at, climb_start)| climb_start.unwrap_or(*at));
         let rise_seconds = climb_start.map(|start| kill_ns.saturating_sub(start) as f64 / NS);
         let reason = if rise_seconds.is_none_or(|s| s < self.options.min_trend_seconds) {
             NotWarnedReason::Burst

@@ -113,3 +113,21 @@ fn a_slow_leak_read_often_is_still_warned() {
     let changes = run(&mut forecaster, 60.0, |t| 200.0 + 0.5 * (t - 100.0));
     assert_eq!(changes.first().map(|(_, c)| c.state), Some(WarningState::Warning), "{changes:?}");
 }
+
+#[test]
+fn a_burst_read_again_after_its_kill_still_says_how_fast_it_rose() {
+    let mut forecaster = Forecaster::new(ForecastOptions::default());
+    // Calm at 20 MiB, then all at once; killed at 104.55; the memory is
+    // freed and read twice before the kill's event asks.
+    run(&mut forecaster, 4.6, |t| if t < 104.5 { 20.0 } else { 250.0 });
+    for t in [104.7, 104.8] {
+        forecaster.observe(&reading(t, 1.0, 0));
+    }
+    match forecaster.verdict(&Watched::Cgroup("/test".to_owned()), (104.55 * NS) as u64) {
+        Verdict::NotWarned(not) => {
+            assert_eq!(not.reason, NotWarnedReason::Burst);
+            assert!(not.rise_seconds.is_some_and(|s| s < 0.2), "{not:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -248,10 +248,13 @@ try:
     cfg = tomllib.loads(cm["data"]["config.toml"])
 except Exception as e:  # noqa: BLE001
     problems.append(f"config.toml does not parse: {e}"); cfg = {}
-known = {"metrics_address", "log_format", "log", "events_stdout", "cri_socket", "cri_timeout", "node_name", "max_label_series", "otlp_queue", "kernel_log", "state_dir"}
+known = {"metrics_address", "log_format", "log", "events_stdout", "cri_socket", "cri_timeout", "node_name", "max_label_series", "otlp_queue", "kernel_log", "state_dir", "warnings", "warn_within", "eviction_hard"}
 need(set(cfg) <= known, f"unknown config.toml keys: {sorted(set(cfg) - known)}")
 need(cfg.get("log_format", "text") in ("text", "json"), "log_format must be text or json")
 need(isinstance(cfg.get("kernel_log", True), bool), "kernel_log must be a boolean")
+need(isinstance(cfg.get("warnings", True), bool), "warnings must be a boolean")
+need(re.fullmatch(r"\d+(ms|s|m|h)", cfg.get("warn_within", "5m")) is not None, "warn_within must be a duration like 5m")
+need(re.fullmatch(r"\d+(Ki|Mi|Gi|k|K|M|G)?", cfg.get("eviction_hard", "100Mi")) is not None, "eviction_hard must be a size like 750Mi")
 state_mount = next((m.get("mountPath") for n, m in mounts.items() if volumes.get(n, {}).get("hostPath", {}).get("path") == "/run/oomtrace"), None)
 need(cfg.get("state_dir", "/run/oomtrace") == state_mount, f"state_dir {cfg.get('state_dir')} is not the mounted state directory {state_mount}")
 need(isinstance(cfg.get("events_stdout", True), bool), "events_stdout must be a boolean")

@@ -28,7 +28,7 @@ use crate::{
         },
     },
     probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
-    watch::{WatchOptions, WatchStats, Watched},
+    watch::{WatchOptions, Watched},
 };
 use oomtrace_event::{EventSource, NotWarned, NotWarnedReason, OomEvent, RecordKind, SchemaVersion, WallTime, Warning};
 
@@ -97,8 +97,6 @@ pub struct PipelineStats {
     pub kernel_log_repeated: u64,
     /// Warning records delivered.
     pub warnings: u64,
-    /// The watcher's counters (None: no watcher).
-    pub watch: Option<WatchStats>,
 }
 
 /// Whether [`Pipeline::run`] goes on after an event.
@@ -400,7 +398,6 @@ impl Pipeline {
             kernel_log_unparsed: self.log.as_ref().map_or(0, LogSide::unparsed),
             kernel_log_repeated: self.log.as_ref().map_or(0, LogSide::repeated),
             warnings: self.warnings,
-            watch: self.foresight.as_ref().map(Foresight::stats),
         }
     }
 

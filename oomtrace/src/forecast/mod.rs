@@ -128,8 +128,6 @@ struct Tracked {
     episode: Option<Episode>,
     /// The last episode that ended: (start, end).
     ended: Option<(u64, u64)>,
-    /// Where the climb started, as of the last reading.
-    climb_start_ns: Option<u64>,
     /// The last readings: (when, where the climb then started). A kill's
     /// `rise_seconds` is measured from the last reading before it: from its
     /// climb's start, or from that reading itself when it saw none. Kept
@@ -140,6 +138,11 @@ struct Tracked {
 }
 
 impl Tracked {
+    /// Where the climb started, as of the last reading.
+    fn climb_start_ns(&self) -> Option<u64> {
+        self.recent.back().and_then(|(_, start)| *start)
+    }
+
     fn remember(&mut self, at_ns: u64, climb_start_ns: Option<u64>) {
         if self.recent.len() == RECENT_READINGS {
             self.recent.pop_front();
@@ -157,10 +160,6 @@ pub struct Forecaster {
 impl Forecaster {
     pub fn new(options: ForecastOptions) -> Self {
         Self { options, tracked: HashMap::new() }
-    }
-
-    pub fn options(&self) -> &ForecastOptions {
-        &self.options
     }
 
     /// Takes one reading; the episode's change, if it changed.
@@ -188,7 +187,7 @@ impl Forecaster {
         if !unchanged {
             tracked.computed = Some((point.persistent(), point.limit_hits));
         }
-        if unchanged && tracked.episode.is_none() && tracked.climb_start_ns.is_none() && tracked.outlook.is_some() {
+        if unchanged && tracked.episode.is_none() && tracked.climb_start_ns().is_none() && tracked.outlook.is_some() {
             tracked.remember(reading.at_ns, None);
             let outlook = tracked.outlook.as_mut()?;
             outlook.at_ns = reading.at_ns;
@@ -202,7 +201,6 @@ impl Forecaster {
         let noise = (limit_bytes as f64 * 0.01).max(MIB);
         let climb = tracked.series.climb(noise);
         let start_ns = climb.map(|c| (c.start * NS) as u64);
-        tracked.climb_start_ns = start_ns;
         tracked.remember(reading.at_ns, start_ns);
         let unreclaimable = reading.unreclaimable.total();
         let trusted =

@@ -120,6 +120,14 @@ pub fn unreclaimable_v1(stat: &str, kernel_bytes: u64) -> Unreclaimable {
     }
 }
 
+/// Whether a failed read means the cgroup itself went away: its directory is
+/// gone, or (ENODEV) kernfs already deactivated it while `rmdir` runs — the
+/// directory may still be listed for a moment then, on older kernels
+/// (seen on 6.1.0-47 in the VM matrix).
+pub(super) fn was_removed(error: &io::Error, dir: &Path) -> bool {
+    error.raw_os_error() == Some(libc::ENODEV) || (error.kind() == io::ErrorKind::NotFound && !dir.exists())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,9 +153,20 @@ mod tests {
     }
 
     #[test]
+    fn a_deactivated_or_vanished_cgroup_counts_as_removed() {
+        let gone = Path::new("/nonexistent/oomtrace-test-cgroup");
+        assert!(was_removed(&io::Error::from_raw_os_error(libc::ENODEV), Path::new("/")));
+        assert!(was_removed(&io::Error::from(io::ErrorKind::NotFound), gone));
+        // A file missing from a cgroup that still exists is not a removal.
+        assert!(!was_removed(&io::Error::from(io::ErrorKind::NotFound), Path::new("/")));
+        assert!(!was_removed(&io::Error::from_raw_os_error(libc::EACCES), gone));
+    }
+
+    #[test]
     fn keyed_files_give_their_numbers() {
         let events = "low 0\nhigh 3\nmax 12\noom 1\noom_kill 1\n";
         assert_eq!(keyed(events, "max"), Some(12));
         assert_eq!(keyed(events, "oom_group_kill"), None);
     }
 }
+

@@ -190,9 +190,7 @@ impl Watcher {
                     cgroup.next_due = now + interval(cgroup, &self.options, now);
                     out.push(WatchEvent::Reading(Reading { watched: Watched::Cgroup(path.clone()), ..reading }));
                 }
-                Err(error) if error.kind() == io::ErrorKind::NotFound && !cgroup.dir.exists() => {
-                    gone.push(path.clone())
-                }
+                Err(error) if files::was_removed(&error, &cgroup.dir) => gone.push(path.clone()),
                 Err(error) => {
                     self.stats.read_errors += 1;
                     cgroup.next_due = now + self.options.scan_interval;

@@ -41,6 +41,19 @@ pub mod source {
     pub const SIGNAL: u32 = 1 << 5;
 }
 
+/// The memcg limit reclaim seen under one memory cgroup (keyed by its kernfs
+/// id, the inode number of its directory): every run of
+/// `try_to_free_mem_cgroup_pages` by a task in it or below, and what those
+/// runs freed. Counts only grow; userspace takes differences.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawReclaim {
+    pub runs: u64,
+    pub reclaimed_pages: u64,
+    /// CLOCK_MONOTONIC of the last run's end.
+    pub last_ns: u64,
+}
+
 /// Bits of `RawOomEvent::present`: a field is meaningful only when its bit is set.
 pub mod field {
     pub const VICTIM_PID: u64 = 1 << 0;
@@ -232,6 +245,8 @@ mod pod {
     unsafe impl aya::Pod for super::RawOomContext {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RawKillSignal {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RawReclaim {}
 }
 
 #[cfg(test)]

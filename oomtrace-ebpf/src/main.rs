@@ -5,6 +5,8 @@
 //! - `signal.rs`: `signal:signal_generate` remembers the SIGKILL the trigger sends.
 //! - `mark_victim.rs`: `oom:mark_victim` (tracepoint, tp_btf or raw_tp) builds
 //!   one record per victim, joins both of the above, and writes it to `EVENTS`.
+//! - `reclaim.rs`: `vmscan:mm_vmscan_memcg_reclaim_end` counts memcg limit
+//!   reclaim per memory cgroup in `RECLAIM` (for the warnings before a kill).
 //! - `kernel.rs`: reads of kernel memory at offsets resolved from BTF, the
 //!   memcg ancestor walk, and filling a record field once.
 #![no_std]
@@ -13,13 +15,14 @@
 mod kernel;
 mod mark_victim;
 mod oom_kill;
+mod reclaim;
 mod signal;
 
 use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray, RingBuf},
 };
-use oomtrace_common::{KernelLayout, RawKillSignal, RawOomContext, RawOomEvent, stat};
+use oomtrace_common::{KernelLayout, RawKillSignal, RawOomContext, RawOomEvent, RawReclaim, stat};
 
 /// Kernel layout of the running kernel, written by userspace with
 /// `EbpfLoader::override_global` before load. It lives in `.rodata`, which
@@ -38,6 +41,11 @@ static OOM_CONTEXTS: LruHashMap<u64, RawOomContext> = LruHashMap::with_max_entri
 /// The last OOM SIGKILL each trigger sent, by trigger pid_tgid.
 #[map]
 static KILL_SIGNALS: LruHashMap<u64, RawKillSignal> = LruHashMap::with_max_entries(1024, 0);
+
+/// Memcg limit reclaim by memory cgroup kernfs id (`reclaim.rs`). LRU: a
+/// cgroup not reclaimed in a long while makes room.
+#[map]
+static RECLAIM: LruHashMap<u64, RawReclaim> = LruHashMap::with_max_entries(16384, 0);
 
 /// Where a record is assembled (it is larger than the 512-byte BPF stack).
 #[map]

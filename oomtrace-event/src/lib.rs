@@ -23,7 +23,7 @@ pub use self::{
     },
     report::{KernelLog, KernelReport, LogOrigin, ReportTask},
     time::WallTime,
-    warning::{Growth, LimitLevel, NotWarned, NotWarnedReason, Unreclaimable, Warning, WarningState},
+    warning::{Growth, LimitLevel, NotWarned, NotWarnedReason, Reclaim, Unreclaimable, Warning, WarningState},
     workload::{
         Attribution, MonitoredContainer, NullUnknown, OmitUnknown, Owner, OwnerKind, Qos, Runtime, UnknownKeys,
         WorkloadIdentity, WorkloadInfo, WorkloadKind,

@@ -78,6 +78,30 @@ impl Unreclaimable {
     }
 }
 
+/// Memcg limit reclaim in a cgroup or below, counted by the kernel side
+/// (`tp_btf`/`raw_tp` on `vmscan:mm_vmscan_memcg_reclaim_end`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Reclaim {
+    /// Runs of limit reclaim (`try_to_free_mem_cgroup_pages`).
+    pub runs: u64,
+    /// What they freed.
+    pub reclaimed_bytes: u64,
+}
+
+impl Reclaim {
+    /// What happened between `earlier` and `self` (counts only grow; a
+    /// count that went back, as after the LRU let it go, restarts from 0).
+    pub fn since(&self, earlier: &Reclaim) -> Reclaim {
+        if self.runs < earlier.runs {
+            return *self;
+        }
+        Reclaim {
+            runs: self.runs - earlier.runs,
+            reclaimed_bytes: self.reclaimed_bytes.saturating_sub(earlier.reclaimed_bytes),
+        }
+    }
+}
+
 /// One warning record (`kind` = `warning`, docs/events.md).
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Warning {
@@ -110,6 +134,10 @@ pub struct Warning {
     pub seconds_left: Option<f64>,
     /// Times the limit was hit during the window (`memory.events` `max`, v1 `failcnt`).
     pub limit_hits: u64,
+    /// Limit reclaim during the window; absent when the reclaim counter is
+    /// not attached (`oomtrace check`) and at node level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reclaim: Option<Reclaim>,
     /// The part that rose most over the window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub growth: Option<Growth>,

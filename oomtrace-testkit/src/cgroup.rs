@@ -220,6 +220,24 @@ impl MemCgroup {
         self.read(file).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     }
 
+    /// Pages reclaim freed in this cgroup and below so far, in bytes: v2
+    /// `pgsteal` of `memory.stat`. `None` on v1, which counts no reclaim
+    /// (its `pgpgout` counts uncharge events, a large folio as one).
+    pub fn reclaimed_bytes(&self) -> Result<Option<u64>> {
+        if !self.hierarchy.is_v2() {
+            return Ok(None);
+        }
+        let text = self.read("memory.stat")?;
+        let pages: u64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("pgsteal "))
+            .and_then(|value| value.trim().parse().ok())
+            .with_context(|| format!("no pgsteal line in {}/memory.stat", self.dir.display()))?;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+        Ok(Some(pages * page))
+    }
+
     /// The kernel's count of OOM kills in this cgroup (and below, on v2).
     pub fn oom_kills(&self) -> Result<u64> {
         let file = match self.hierarchy {

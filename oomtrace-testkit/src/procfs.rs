@@ -96,6 +96,17 @@ pub fn memory(pid: u32) -> Result<Memory> {
 }
 
 /// utime + stime of a process, in clock ticks.
+/// Bytes process `pid` made the kernel read from storage so far
+/// (`read_bytes` of `/proc/<pid>/io`): the page cache its reads brought in.
+pub fn storage_read_bytes(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/io");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("read_bytes:"))
+        .and_then(|value| value.trim().parse().ok())
+        .with_context(|| format!("no read_bytes in {path}: {text}"))
+}
+
 pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {path} (did the process exit?)"))?;

@@ -23,12 +23,21 @@ pub struct WarningRecord {
     pub slope_bytes_per_second: f64,
     pub seconds_left: Option<f64>,
     pub growth: Option<String>,
+    /// Limit reclaim during the window (where the kernel side counts it).
+    pub reclaim: Option<Reclaim>,
     pub workload: Option<Workload>,
     pub summary: String,
     #[serde(default)]
     pub advice: Vec<Advice>,
     #[serde(skip)]
     pub line: String,
+}
+
+/// A warning's `reclaim`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Reclaim {
+    pub runs: u64,
+    pub reclaimed_bytes: u64,
 }
 
 impl WarningRecord {

@@ -124,7 +124,6 @@ pub fn run() -> Report {
         },
     });
     checks.push(kernel_log_check());
-    checks.push(warnings_check(hierarchy.as_ref().ok()));
     for warning in &facts.warnings {
         checks.push(Check { name: "warning", ok: false, detail: warning.clone() });
     }
@@ -144,14 +143,16 @@ pub fn run() -> Report {
         }
         checks.push(Check { name: method.target(), ok, detail });
     }
+    let reclaim = working.iter().copied().find(|m| m.role() == Role::Reclaim);
+    checks.push(warnings_check(hierarchy.as_ref().ok(), reclaim));
     Report { checks, working }
 }
 
 /// Whether warnings before kills can be made, and from what: the watcher's
-/// first scan and reading of every memory cgroup with a limit. Warnings come
-/// from polling cgroupfs alone (no reclaim probe is attached). Never fails the
-/// verdict: kills are traced without it.
-fn warnings_check(hierarchy: Option<&MemoryHierarchy>) -> Check {
+/// first scan and reading of every memory cgroup with a limit, and whether
+/// the reclaim counter attaches (`reclaim`: the method that did). Never fails
+/// the verdict: kills are traced without it.
+fn warnings_check(hierarchy: Option<&MemoryHierarchy>, reclaim: Option<Method>) -> Check {
     let Some(hierarchy) = hierarchy else {
         return Check {
             name: "warnings",
@@ -167,10 +168,14 @@ fn warnings_check(hierarchy: Option<&MemoryHierarchy>) -> Check {
     let ok = stats.read_errors == 0 && node;
     let mut detail = format!(
         "polling cgroupfs: {} memory cgroup(s) with a limit, {} unreadable; node memory {} (usage every 0.1-2 s, \
-         memory.stat when moving or past 50 % of the limit; no reclaim probe: warnings come from polling alone)",
+         memory.stat when moving or past 50 % of the limit); {}",
         stats.watched,
         stats.read_errors,
-        if node { "read" } else { "unreadable (/proc/meminfo)" }
+        if node { "read" } else { "unreadable (/proc/meminfo)" },
+        match reclaim {
+            Some(method) => format!("limit reclaim counted by {}", method.target()),
+            None => "no reclaim probe attaches: `imminent` comes from limit hits alone".to_owned(),
+        }
     );
     if stats.read_errors > 0 {
         detail.push_str("; the unreadable ones are not predicted: mount cgroupfs readable (read-only is enough)");

@@ -351,6 +351,7 @@ impl LiveArgs {
                     victim: self.victim_probe,
                     context: self.context_probe,
                     confirm_kills: !self.no_kill_confirmation,
+                    count_reclaim: false,
                 },
                 ring_bytes,
                 cri_socket: self.cri.cri_socket,

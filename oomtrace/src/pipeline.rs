@@ -27,7 +27,7 @@ use crate::{
             side::{KernelLogMode, LogSide},
         },
     },
-    probe::{AttachPlan, Attached, Role, Tracer, ring::EventReader},
+    probe::{AttachPlan, Attached, Role, Tracer, reclaim::ReclaimCounts, ring::EventReader},
     watch::{WatchOptions, Watched},
 };
 use oomtrace_event::{EventSource, NotWarned, NotWarnedReason, OomEvent, RecordKind, SchemaVersion, WallTime, Warning};
@@ -183,7 +183,9 @@ impl Pipeline {
                 None
             }
         };
-        let mut tracer = Tracer::start(&facts, &options.plan, options.ring_bytes).context("starting the OOM probes")?;
+        // Limit reclaim is counted for the warnings, only when they are made.
+        let plan = AttachPlan { count_reclaim: options.warnings.is_some(), ..options.plan };
+        let mut tracer = Tracer::start(&facts, &plan, options.ring_bytes).context("starting the OOM probes")?;
         for failure in &tracer.attached.failures {
             tracing::info!(program = failure.method.target(), reason = %failure.error, "not attached");
         }
@@ -199,12 +201,17 @@ impl Pipeline {
         let kill_confirmed = tracer.attached.method(Role::KillConfirmation).is_some();
         let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, kill_confirmed);
         let log = LogSide::open(&options.kernel_log);
-        let foresight = start_foresight(options.warnings.as_ref(), cgroups.hierarchy());
+        let reclaim = tracer.take_reclaim()?;
+        let warnings = match (&reclaim, tracer.attached.method(Role::Reclaim)) {
+            (Some(_), Some(method)) => format!("on (polling cgroupfs; limit reclaim counted by {})", method.target()),
+            _ => "on (polling cgroupfs)".to_owned(),
+        };
+        let foresight = start_foresight(options.warnings.as_ref(), cgroups.hierarchy(), reclaim);
         tracing::info!(
             attached = %tracer.attached.summary(),
             cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),
             cri = %pods.cri_status().unwrap_or_else(|why| format!("unavailable: {why}")),
-            warnings = if foresight.is_some() { "on (polling cgroupfs)" } else { "off" },
+            warnings = if foresight.is_some() { warnings.as_str() } else { "off" },
             node,
             "waiting for OOM kills"
         );
@@ -432,6 +439,7 @@ impl Pipeline {
             slope_bytes_per_second: outlook.slope_bytes_per_second.round(),
             seconds_left: outlook.seconds_left.map(round_ms),
             limit_hits: outlook.limit_hits,
+            reclaim: outlook.reclaim,
             growth: outlook.growth,
             episode_seconds: round_ms(outlook.episode_seconds),
             node: Some(self.node.clone()),
@@ -450,13 +458,17 @@ fn round_ms(seconds: f64) -> f64 {
 }
 
 /// Starts the watcher where it is wanted and a memory hierarchy is mounted.
-fn start_foresight(options: Option<&WarnOptions>, hierarchy: Option<&MemoryHierarchy>) -> Option<Foresight> {
+fn start_foresight(
+    options: Option<&WarnOptions>,
+    hierarchy: Option<&MemoryHierarchy>,
+    reclaim: Option<ReclaimCounts>,
+) -> Option<Foresight> {
     let options = options?;
     let Some(hierarchy) = hierarchy else {
         tracing::warn!("no memory cgroup hierarchy: no warnings before kills");
         return None;
     };
-    match Foresight::start(hierarchy, options.watch, options.forecast) {
+    match Foresight::start(hierarchy, options.watch, options.forecast, reclaim) {
         Ok(foresight) => Some(foresight),
         Err(error) => {
             tracing::warn!(%error, "cannot start the memory cgroup watcher: no warnings before kills");

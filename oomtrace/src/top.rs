@@ -57,7 +57,7 @@ const HEADER: &str = "TIME LEFT  STATE      LEVEL             WORKLOAD (NAMESPAC
 
 pub async fn run(options: TopOptions) -> anyhow::Result<()> {
     let hierarchy = detect_hierarchy().context("oomtrace top reads the memory cgroups")?;
-    let foresight = Foresight::start(&hierarchy, options.warn.watch, options.warn.forecast)
+    let foresight = Foresight::start(&hierarchy, options.warn.watch, options.warn.forecast, None)
         .context("starting the memory cgroup watcher")?;
     let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
     pods.warm().await;

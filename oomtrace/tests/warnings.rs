@@ -3,7 +3,8 @@
 //! rates are warned before the kernel kills them, with the time they had left
 //! within ±25 %; a growing tmpfs file is warned; a sudden allocation is
 //! reported as not warnable; page cache at the limit, steady memory, a
-//! sawtooth and a dirty-page writer are never warned. cgroup v1 on this host,
+//! sawtooth and a dirty-page writer are never warned; a leak under page
+//! cache carries the kernel side's count of the limit reclaim that held it off. cgroup v1 on this host,
 //! v2 in every kernel of the VM matrix (whose guests have no disk: page cache
 //! and dirty pages are tested on the host only).
 
@@ -33,6 +34,12 @@ fn main() -> ExitCode {
         trial!(a_sudden_allocation_is_not_warnable_and_says_why, Need::Root),
         trial!(steady_memory_and_a_sawtooth_are_never_warned, Need::Root),
         trial!(page_cache_and_dirty_pages_are_never_warned, Need::Root, Need::Probe(temp_dir_is_on_a_disk)),
+        trial!(
+            a_leak_under_page_cache_is_warned_with_the_reclaim_that_held_it_off,
+            Need::Root,
+            Need::Probe(temp_dir_is_on_a_disk),
+            Need::Probe(the_kernel_has_the_memcg_reclaim_tracepoint)
+        ),
         trial!(top_ranks_a_leak_first, Need::Root),
         trial!(every_field_of_a_real_warning_is_documented, Need::Root, Need::SourceTree),
         trial!(cgroups_churned_while_watched_leave_nothing_behind, Need::Root),
@@ -193,9 +200,26 @@ fn never_warned(test: &str, cases: Vec<(&str, Workload)>) -> Result<()> {
     let parent = MemCgroup::create(&unique(test), None)?;
     let cgroups: Vec<MemCgroup> =
         cases.iter().map(|(case, _)| parent.child(case, Some(LIMIT))).collect::<Result<_>>()?;
-    let live = watch(&parent)?;
     let running: Vec<Running> =
         cgroups.iter().zip(&cases).map(|(cgroup, (_, w))| Running::start(cgroup, w)).collect::<Result<_>>()?;
+    // A steady process is watched once it holds its memory: filling it is a
+    // climb (under emulation, at a few MiB/s for seconds: a fair warning).
+    for (cgroup, (case, workload)) in cgroups.iter().zip(&cases) {
+        if let Workload::Steady { bytes } = workload {
+            let until = std::time::Instant::now() + Duration::from_secs(90);
+            let mut last = 0;
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let usage = cgroup.usage_bytes();
+                if usage >= *bytes && usage.abs_diff(last) < MIB / 2 {
+                    break;
+                }
+                ensure!(std::time::Instant::now() < until, "{case} never held its {} MiB", bytes / MIB);
+                last = usage;
+            }
+        }
+    }
+    let live = watch(&parent)?;
     let mut peaks = vec![0u64; cgroups.len()];
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut records = Vec::new();
@@ -250,6 +274,66 @@ fn page_cache_and_dirty_pages_are_never_warned() -> Result<()> {
     let _ = fs::remove_file(stream_file);
     let _ = fs::remove_file(dirty_file);
     result
+}
+
+/// A leak in a cgroup whose page cache fills its limit (a file twice the
+/// limit read over and over): reclaim frees the cache as the leak grows, and
+/// the warnings say so — every one carries the kernel side's count of limit
+/// reclaim, which ran and freed memory, and never more than the stream
+/// brought into the cache (its `read_bytes`, plus a little for the
+/// processes' own files), nor (v2) than the kernel's `pgsteal`.
+fn a_leak_under_page_cache_is_warned_with_the_reclaim_that_held_it_off() -> Result<()> {
+    let name = unique("reclaim");
+    let stream_file = uncached_file(&format!("{name}-stream"), 2 * LIMIT)?;
+    let result = (|| {
+        let cgroup = MemCgroup::create(&name, Some(LIMIT))?;
+        let live = watch(&cgroup)?;
+        let stream = Running::start(&cgroup, &Workload::Stream { file: stream_file.clone() })?;
+        // The cache fills the limit: reclaim runs from here on.
+        std::thread::sleep(Duration::from_secs(3));
+        ensure!(cgroup.usage_bytes() >= LIMIT * 9 / 10, "the stream filled only {} MiB", cgroup.usage_bytes() / MIB);
+        let leak = Running::start(&cgroup, &Workload::Leak { bytes_per_second: 8 * MIB })?;
+        let pid = leak.pid();
+        let records = live.records_until(
+            Duration::from_secs(40),
+            |record| matches!(record, Record::Kill(event) if event.victim.pid == pid),
+        )?;
+        let brought_in = procfs::storage_read_bytes(stream.pid())? + 16 * MIB;
+        let pgsteal = cgroup.reclaimed_bytes()?;
+        let kills = kills_of(&records, pid);
+        let [kill] = kills.as_slice() else { bail!("{} kills of the leak (pid {pid})", kills.len()) };
+        assert_matches_dmesg(kill, pid)?;
+        let warnings = warnings_of(&records, &cgroup.path);
+        let first = warnings.first().with_context(|| format!("the leak was not warned: {kill}"))?;
+        ensure!(seconds(Some(&first.time))? < seconds(kill.time.as_deref())?, "warned after the kill: {first}");
+        assert_eq!(first.growth.as_deref(), Some("anon"), "{first}");
+        for warning in &warnings {
+            let reclaim = warning.reclaim.with_context(|| format!("no reclaim count: {warning}"))?;
+            let most = pgsteal.map_or(brought_in, |pgsteal| pgsteal.min(brought_in));
+            ensure!(
+                reclaim.reclaimed_bytes <= most,
+                "{} MiB reclaimed, more than the cache ever held (at most {} MiB: the stream's read_bytes, v2 \
+                 pgsteal): {warning}",
+                reclaim.reclaimed_bytes / MIB,
+                most / MIB
+            );
+        }
+        let reclaim = first.reclaim.with_context(|| format!("no reclaim count: {first}"))?;
+        ensure!(reclaim.runs >= 1 && reclaim.reclaimed_bytes >= MIB, "reclaim held the leak off, unseen: {first}");
+        Ok(())
+    })();
+    let _ = fs::remove_file(stream_file);
+    result
+}
+
+/// The kernel's own word that memcg limit reclaim has its tracepoint (the
+/// counter attaches to it by tp_btf, else raw_tp).
+fn the_kernel_has_the_memcg_reclaim_tracepoint() -> Result<(), String> {
+    let event = "events/vmscan/mm_vmscan_memcg_reclaim_end";
+    let found = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|tracefs| std::path::Path::new(tracefs).join(event).exists());
+    if found { Ok(()) } else { Err(format!("no {event} in tracefs: this kernel has no memcg reclaim tracepoint")) }
 }
 
 /// Page cache and dirty pages need files on a disk: in RAM (tmpfs, ramfs:

@@ -5,8 +5,10 @@
 //!
 //! - `warning` when a climb of at least `min_trend_seconds` puts the limit
 //!   under `threshold_seconds` away;
-//! - `imminent` when, warned, the limit is being hit (`memory.events` max,
-//!   `failcnt` rising): reclaim is already failing to keep it under;
+//! - `imminent` when, warned, reclaim is already failing to keep it under
+//!   the limit: where the kernel counts limit reclaim, it ran and freed
+//!   little; otherwise the limit is being hit (`memory.events` max,
+//!   `failcnt` rising);
 //! - `recovered` when a warned cgroup has had no such climb for
 //!   `recover_seconds` (the memory fell, the process stopped growing, or it
 //!   was killed), or went away.
@@ -23,7 +25,7 @@ pub mod words;
 
 use std::collections::{HashMap, VecDeque};
 
-use oomtrace_event::{Growth, LimitLevel, NotWarned, NotWarnedReason, Unreclaimable, WarningState};
+use oomtrace_event::{Growth, LimitLevel, NotWarned, NotWarnedReason, Reclaim, Unreclaimable, WarningState};
 
 use crate::watch::{Reading, Watched};
 use series::{Point, Series};
@@ -90,6 +92,8 @@ pub struct Outlook {
     /// Time to the limit if the climb holds; `None` without a trusted climb.
     pub seconds_left: Option<f64>,
     pub limit_hits: u64,
+    /// Limit reclaim during the window, where the kernel counts it.
+    pub reclaim: Option<Reclaim>,
     pub growth: Option<Growth>,
     /// Where the episode stands (`None`: calm).
     pub state: Option<WarningState>,
@@ -176,7 +180,7 @@ impl Forecaster {
         let tracked = self.tracked.get_mut(&reading.watched)?;
         let level = tracked.level.unwrap_or(LimitLevel::Cgroup);
         let t = reading.at_ns as f64 / NS;
-        let point = Point { t, parts: reading.unreclaimable, limit_hits: reading.limit_hits };
+        let point = Point { t, parts: reading.unreclaimable, limit_hits: reading.limit_hits, reclaim: reading.reclaim };
         // Calm and unchanged (most cgroups, most of the time): nothing to
         // compute, the climb stays none.
         // (Against the last reading computed in full: a slow leak drifts.)
@@ -228,6 +232,7 @@ impl Forecaster {
             slope_bytes_per_second: trusted.map_or(0.0, |c| c.slope),
             seconds_left,
             limit_hits: tracked.series.hits_in_window(),
+            reclaim: tracked.series.reclaim_in_window(),
             growth: climb.and_then(|c| c.growth),
             state: tracked.episode.map(|e| e.state),
             episode_seconds: episode.map_or(0.0, |e| reading.at_ns.saturating_sub(e.start_ns) as f64 / NS),
@@ -316,13 +321,13 @@ fn step(tracked: &mut Tracked, at_ns: u64, heading: bool, options: &ForecastOpti
     match (tracked.episode.as_mut(), heading) {
         (None, false) => None,
         (None, true) => {
-            let state = if tracked.series.hit_just_now() { WarningState::Imminent } else { WarningState::Warning };
+            let state = if tracked.series.failing_just_now() { WarningState::Imminent } else { WarningState::Warning };
             tracked.episode = Some(Episode { start_ns: at_ns, state, last_valid_ns: at_ns });
             Some(state)
         }
         (Some(episode), true) => {
             episode.last_valid_ns = at_ns;
-            if episode.state == WarningState::Warning && tracked.series.hit_just_now() {
+            if episode.state == WarningState::Warning && tracked.series.failing_just_now() {
                 episode.state = WarningState::Imminent;
                 return Some(WarningState::Imminent);
             }

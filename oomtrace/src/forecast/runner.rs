@@ -19,6 +19,7 @@ use super::{Change, ForecastOptions, Forecaster, Outlook, Verdict};
 use crate::{
     enrich::cgroup::MemoryHierarchy,
     kernel::clock::monotonic_now,
+    probe::reclaim::ReclaimCounts,
     watch::{WatchEvent, WatchOptions, WatchStats, Watched, Watcher},
 };
 
@@ -40,13 +41,22 @@ pub struct Foresight {
 }
 
 impl Foresight {
-    /// Starts watching `hierarchy` (and the node).
-    pub fn start(hierarchy: &MemoryHierarchy, watch: WatchOptions, forecast: ForecastOptions) -> std::io::Result<Self> {
+    /// Starts watching `hierarchy` (and the node), with the kernel's limit
+    /// reclaim counts where they are counted.
+    pub fn start(
+        hierarchy: &MemoryHierarchy,
+        watch: WatchOptions,
+        forecast: ForecastOptions,
+        reclaim: Option<ReclaimCounts>,
+    ) -> std::io::Result<Self> {
         let shared =
             Arc::new(Mutex::new(Shared { forecaster: Forecaster::new(forecast), stats: WatchStats::default() }));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, changes) = mpsc::unbounded_channel();
         let mut watcher = Watcher::new(hierarchy, watch);
+        if let Some(counts) = reclaim {
+            watcher.count_reclaim(counts);
+        }
         let thread = std::thread::Builder::new().name("oomtrace-watch".to_owned()).spawn({
             let shared = Arc::clone(&shared);
             let stop = Arc::clone(&stop);

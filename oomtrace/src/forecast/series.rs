@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use oomtrace_event::{Growth, Unreclaimable};
+use oomtrace_event::{Growth, Reclaim, Unreclaimable};
 
 use super::slope::theil_sen;
 
@@ -16,6 +16,8 @@ pub struct Point {
     pub t: f64,
     pub parts: Unreclaimable,
     pub limit_hits: u64,
+    /// The kernel's limit reclaim count, where it is counted.
+    pub reclaim: Option<Reclaim>,
 }
 
 impl Point {
@@ -28,6 +30,10 @@ impl Point {
         (self.parts.anon_bytes + self.parts.shmem_bytes + self.parts.kernel_bytes) as f64
     }
 }
+
+/// Reclaim that frees less than this per run found little: one batch
+/// (`SWAP_CLUSTER_MAX`, 32 pages of 4 KiB) is what a run asks for at least.
+const RECLAIM_BATCH_BYTES: u64 = 32 * 4096;
 
 /// The memory's climb toward the limit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,10 +71,31 @@ impl Series {
         }
     }
 
-    /// Whether the last reading saw the limit hit again.
-    pub fn hit_just_now(&self) -> bool {
+    /// Limit reclaim during the window, where it is counted.
+    pub fn reclaim_in_window(&self) -> Option<Reclaim> {
+        let last = self.points.back()?.reclaim?;
+        let first = self.points.iter().find_map(|p| p.reclaim).unwrap_or(last);
+        Some(last.since(&first))
+    }
+
+    /// Whether reclaim is failing to hold the limit off, as of the last
+    /// reading: where the kernel counts limit reclaim and it ran since the
+    /// reading before, it freed little (less than a batch per run) — a
+    /// cgroup at its limit whose page cache reclaim frees is not failing;
+    /// otherwise, the limit was hit again (`memory.events` max, failcnt).
+    pub fn failing_just_now(&self) -> bool {
         let n = self.points.len();
-        n >= 2 && self.points[n - 1].limit_hits > self.points[n - 2].limit_hits
+        if n < 2 {
+            return false;
+        }
+        let (before, last) = (&self.points[n - 2], &self.points[n - 1]);
+        if let (Some(before), Some(last)) = (before.reclaim, last.reclaim) {
+            let ran = last.since(&before);
+            if ran.runs > 0 {
+                return ran.reclaimed_bytes < ran.runs.saturating_mul(RECLAIM_BATCH_BYTES);
+            }
+        }
+        last.limit_hits > before.limit_hits
     }
 
     /// The current climb: after the last fall of more than `noise` bytes, from
@@ -135,7 +162,7 @@ mod tests {
         let mut s = Series::default();
         for &(t, mib) in values_mib {
             let parts = Unreclaimable { anon_bytes: (mib * MIB) as u64, ..Unreclaimable::default() };
-            s.push(Point { t, parts, limit_hits: 0 }, 30.0);
+            s.push(Point { t, parts, limit_hits: 0, reclaim: None }, 30.0);
         }
         s
     }
@@ -167,6 +194,33 @@ mod tests {
         let points: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 * 0.1, 90.0 + 0.1 * (i % 3) as f64)).collect();
         let climb = series(&points).climb(MIB);
         assert!(climb.is_none_or(|c| c.seconds < 0.5), "{climb:?}");
+    }
+
+    #[test]
+    fn reclaim_that_frees_little_is_failing_and_reclaim_that_frees_cache_is_not() {
+        let point = |t: f64, hits: u64, runs: u64, freed: u64| Point {
+            t,
+            parts: Unreclaimable::default(),
+            limit_hits: hits,
+            reclaim: Some(Reclaim { runs, reclaimed_bytes: freed }),
+        };
+        let mut s = Series::default();
+        s.push(point(0.0, 0, 10, 10 << 20), 30.0);
+        // The limit is hit, but reclaim frees page cache: holding.
+        s.push(point(0.1, 5, 15, 20 << 20), 30.0);
+        assert!(!s.failing_just_now());
+        // Five runs free 40 KiB: failing.
+        s.push(point(0.2, 9, 20, (20 << 20) + 40 * 1024), 30.0);
+        assert!(s.failing_just_now());
+        assert_eq!(s.reclaim_in_window(), Some(Reclaim { runs: 10, reclaimed_bytes: (10 << 20) + 40 * 1024 }));
+        // No reclaim ran: the limit hits decide.
+        s.push(point(0.3, 10, 20, (20 << 20) + 40 * 1024), 30.0);
+        assert!(s.failing_just_now());
+        // Without the counter, limit hits alone.
+        let mut plain = series(&[(0.0, 1.0)]);
+        plain.push(Point { t: 0.1, parts: Unreclaimable::default(), limit_hits: 1, reclaim: None }, 30.0);
+        assert!(plain.failing_just_now());
+        assert_eq!(plain.reclaim_in_window(), None);
     }
 
     #[test]

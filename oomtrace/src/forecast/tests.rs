@@ -16,6 +16,7 @@ fn reading(t: f64, anon_mib: f64, hits: u64) -> Reading {
         limit_bytes: LIMIT,
         unreclaimable: Unreclaimable { anon_bytes: (anon_mib * MIB) as u64, ..Unreclaimable::default() },
         limit_hits: hits,
+        reclaim: None,
     }
 }
 

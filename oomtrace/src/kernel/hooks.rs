@@ -27,6 +27,9 @@ impl Tracepoint {
 pub const MARK_VICTIM: Tracepoint = Tracepoint("oom/mark_victim");
 /// `signal:signal_generate`: the SIGKILL that confirms a kill.
 pub const SIGNAL_GENERATE: Tracepoint = Tracepoint("signal/signal_generate");
+/// `vmscan:mm_vmscan_memcg_reclaim_end`: a run of memcg limit reclaim ended
+/// (tp_btf / raw tracepoint only).
+pub const MEMCG_RECLAIM_END: Tracepoint = Tracepoint("vmscan/mm_vmscan_memcg_reclaim_end");
 /// The kernel function that runs one OOM kill (fentry / kprobe).
 pub const OOM_KILL_PROCESS: &str = "oom_kill_process";
 

@@ -2,6 +2,7 @@
 //! - victim (required): tp_btf -> raw_tp -> tracepoint `oom/mark_victim`
 //! - context (optional): fentry -> kprobe `oom_kill_process` -> none
 //! - kill confirmation (optional): tracepoint `signal/signal_generate`
+//! - reclaim (optional, with warnings): tp_btf -> raw_tp `mm_vmscan_memcg_reclaim_end`
 
 use std::sync::Arc;
 
@@ -93,6 +94,8 @@ fn attach_one(
             }
             attach_tracepoint(ebpf, "signal_generate", hooks::SIGNAL_GENERATE)
         }
+        Method::ReclaimTpBtf => attach_reclaim_tp_btf(ebpf, facts, btf),
+        Method::ReclaimRawTp => attach_reclaim_raw_tp(ebpf, facts),
     }
 }
 
@@ -160,4 +163,42 @@ fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), AttachError> {
     let prog: &mut KProbe = program(ebpf, "oom_kill_process_kprobe")?;
     prog.load()?;
     attach_or_unload!(prog, prog.attach(hooks::OOM_KILL_PROCESS, 0))
+}
+
+fn attach_reclaim_tp_btf(
+    ebpf: &mut Ebpf,
+    facts: &KernelFacts,
+    btf: &Result<Btf, KernelBtfError>,
+) -> Result<(), AttachError> {
+    let btf = btf.as_ref().map_err(|why| AttachError::NoBtf(why.clone()))?;
+    if !has_cgroup_offsets(facts) {
+        return Err(AttachError::NoCgroupOffsets);
+    }
+    let prog: &mut BtfTracePoint = program(ebpf, "memcg_reclaim_end_btf")?;
+    prog.load(hooks::MEMCG_RECLAIM_END.event(), btf)?;
+    attach_or_unload!(prog, prog.attach())
+}
+
+fn attach_reclaim_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
+    if !has_cgroup_offsets(facts) {
+        return Err(AttachError::NoCgroupOffsets);
+    }
+    let prog: &mut RawTracePoint = program(ebpf, "memcg_reclaim_end_raw")?;
+    prog.load()?;
+    attach_or_unload!(prog, prog.attach(hooks::MEMCG_RECLAIM_END.event()))
+}
+
+/// Whether the reclaim counter can find a task's memory cgroups and their ids.
+fn has_cgroup_offsets(facts: &KernelFacts) -> bool {
+    let layout = &facts.layout;
+    [
+        layout.task_cgroups,
+        layout.css_set_subsys,
+        layout.memory_cgrp_id,
+        layout.css_cgroup,
+        layout.cgroup_kn,
+        layout.kn_id,
+    ]
+    .iter()
+    .all(|&offset| offset != oomtrace_common::ABSENT)
 }

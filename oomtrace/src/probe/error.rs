@@ -41,6 +41,9 @@ pub enum AttachError {
     /// BTF was read but does not give the task_struct offsets tp_btf reads at.
     #[error("BTF lacks task_struct offsets")]
     TaskOffsetsNotInBtf,
+    /// The reclaim counter finds the charging task's memory cgroups at offsets only BTF gives.
+    #[error("needs the task's memory cgroup offsets (css_set, cgroup, kernfs_node) from BTF")]
+    NoCgroupOffsets,
     /// raw_tp reads the victim's task_struct at offsets only BTF gives.
     #[error("needs task_struct offsets from BTF")]
     NoTaskOffsets,

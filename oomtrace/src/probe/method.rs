@@ -39,10 +39,14 @@ pub enum Role {
     Context,
     /// Confirms the kill (the SIGKILL seen by `signal_generate`).
     KillConfirmation,
+    /// Counts memcg limit reclaim per cgroup for the warnings before a kill
+    /// (`mm_vmscan_memcg_reclaim_end`); without it warnings come from
+    /// polling alone.
+    Reclaim,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Self::Victim, Self::Context, Self::KillConfirmation];
+    pub const ALL: [Role; 4] = [Self::Victim, Self::Context, Self::KillConfirmation, Self::Reclaim];
 
     /// The name in logs and in the `role` label of `oomtrace_probe_attached`.
     pub fn name(self) -> &'static str {
@@ -61,11 +65,21 @@ pub enum Method {
     Fentry,
     Kprobe,
     SignalGenerate,
+    ReclaimTpBtf,
+    ReclaimRawTp,
 }
 
 impl Method {
-    pub const ALL: [Method; 6] =
-        [Self::TpBtf, Self::RawTp, Self::Tracepoint, Self::Fentry, Self::Kprobe, Self::SignalGenerate];
+    pub const ALL: [Method; 8] = [
+        Self::TpBtf,
+        Self::RawTp,
+        Self::Tracepoint,
+        Self::Fentry,
+        Self::Kprobe,
+        Self::SignalGenerate,
+        Self::ReclaimTpBtf,
+        Self::ReclaimRawTp,
+    ];
 
     /// What this method's program is for: the one place methods are grouped
     /// (attaching, `oomtrace check`, the startup log and the daemon's metrics).
@@ -74,6 +88,7 @@ impl Method {
             Self::TpBtf | Self::RawTp | Self::Tracepoint => Role::Victim,
             Self::Fentry | Self::Kprobe => Role::Context,
             Self::SignalGenerate => Role::KillConfirmation,
+            Self::ReclaimTpBtf | Self::ReclaimRawTp => Role::Reclaim,
         }
     }
 
@@ -82,7 +97,8 @@ impl Method {
         self.into()
     }
 
-    /// The bit the eBPF program of this method sets in a record's `sources`.
+    /// The bit the eBPF program of this method sets in a record's `sources`
+    /// (0: its programs write no records).
     pub fn source_bit(self) -> u32 {
         match self {
             Self::TpBtf => source::TP_BTF,
@@ -91,6 +107,7 @@ impl Method {
             Self::Fentry => source::FENTRY,
             Self::Kprobe => source::KPROBE,
             Self::SignalGenerate => source::SIGNAL,
+            Self::ReclaimTpBtf | Self::ReclaimRawTp => 0,
         }
     }
 
@@ -104,6 +121,8 @@ impl Method {
             Self::Fentry => "fentry:oom_kill_process",
             Self::Kprobe => "kprobe:oom_kill_process",
             Self::SignalGenerate => "tracepoint:signal/signal_generate",
+            Self::ReclaimTpBtf => "tp_btf:mm_vmscan_memcg_reclaim_end",
+            Self::ReclaimRawTp => "raw_tp:mm_vmscan_memcg_reclaim_end",
         }
     }
 }
@@ -114,6 +133,8 @@ pub struct AttachPlan {
     pub context: ContextProbe,
     /// Attach `signal/signal_generate` to confirm kills.
     pub confirm_kills: bool,
+    /// Count memcg limit reclaim for the warnings before kills.
+    pub count_reclaim: bool,
 }
 
 impl AttachPlan {
@@ -134,6 +155,10 @@ impl AttachPlan {
             },
             Role::KillConfirmation if self.confirm_kills => &[Method::SignalGenerate],
             Role::KillConfirmation => &[],
+            // No classic tracepoint: it needs perf_event_open, which the
+            // DaemonSet lacks, and raw_tp attaches wherever it would.
+            Role::Reclaim if self.count_reclaim => &[Method::ReclaimTpBtf, Method::ReclaimRawTp],
+            Role::Reclaim => &[],
         }
     }
 
@@ -169,7 +194,7 @@ impl Attached {
         self.methods.iter().copied().find(|m| m.role() == role)
     }
 
-    /// `victim=tp_btf context=none kill_confirmation=signal_generate`.
+    /// `victim=tp_btf context=none kill_confirmation=signal_generate reclaim=none`.
     pub fn summary(&self) -> String {
         Role::ALL
             .iter()
@@ -185,7 +210,7 @@ mod tests {
 
     #[test]
     fn every_method_is_in_the_auto_chain_of_its_role() {
-        let plan = AttachPlan { confirm_kills: true, ..AttachPlan::default() };
+        let plan = AttachPlan { confirm_kills: true, count_reclaim: true, ..AttachPlan::default() };
         for method in Method::ALL {
             assert!(plan.chain(method.role()).contains(&method), "{method:?}");
         }
@@ -194,7 +219,7 @@ mod tests {
     #[test]
     fn the_summary_names_one_method_per_role() {
         let attached = Attached { methods: vec![Method::TpBtf, Method::SignalGenerate], failures: Vec::new() };
-        assert_eq!(attached.summary(), "victim=tp_btf context=none kill_confirmation=signal_generate");
+        assert_eq!(attached.summary(), "victim=tp_btf context=none kill_confirmation=signal_generate reclaim=none");
         assert_eq!(attached.method(Role::Context), None);
     }
 }

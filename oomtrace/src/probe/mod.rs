@@ -6,6 +6,7 @@ pub mod attach;
 pub mod decode;
 pub mod error;
 pub mod method;
+pub mod reclaim;
 pub mod ring;
 
 pub use self::{
@@ -118,6 +119,17 @@ impl Tracer {
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::MissingMap("EVENTS"))?;
         RingBuf::try_from(map).map_err(|source| ProbeError::MapType { name: "EVENTS", source })
+    }
+
+    /// Takes the reclaim counts (once), when a reclaim program attached.
+    pub fn take_reclaim(&mut self) -> Result<Option<reclaim::ReclaimCounts>, ProbeError> {
+        if self.attached.method(Role::Reclaim).is_none() {
+            return Ok(None);
+        }
+        let map = self.ebpf.take_map("RECLAIM").ok_or(ProbeError::MissingMap("RECLAIM"))?;
+        let map =
+            aya::maps::HashMap::try_from(map).map_err(|source| ProbeError::MapType { name: "RECLAIM", source })?;
+        Ok(Some(reclaim::ReclaimCounts::new(map, crate::kernel::page_size())))
     }
 
     /// Reads the kernel-side counters.

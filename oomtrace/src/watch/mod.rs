@@ -12,6 +12,10 @@
 //!   the usage moved by `moved_bytes` since the last time, or is near the
 //!   limit; `memory.events` / `memory.failcnt` only near the limit.
 //!
+//! - where the kernel side counts memcg limit reclaim (`probe::reclaim`),
+//!   its count for each cgroup, every reading (a map lookup); a cgroup where
+//!   reclaim ran since the last reading is read every `fast_interval`.
+//!
 //! What the numbers mean is decided in `forecast`.
 
 pub mod files;
@@ -24,9 +28,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use oomtrace_event::Unreclaimable;
+use oomtrace_event::{Reclaim, Unreclaimable};
 
-use crate::{enrich::cgroup::MemoryHierarchy, kernel::clock::monotonic_now};
+use crate::{enrich::cgroup::MemoryHierarchy, kernel::clock::monotonic_now, probe::reclaim::ReclaimCounts};
 use files::Version;
 use node::NodeMemory;
 
@@ -93,6 +97,9 @@ pub struct Reading {
     pub unreclaimable: Unreclaimable,
     /// Limit hits so far (`memory.events` max, `memory.failcnt`); 0 where not read.
     pub limit_hits: u64,
+    /// Limit reclaim so far in the cgroup or below; `None` without the
+    /// kernel's reclaim counter, and at the node.
+    pub reclaim: Option<Reclaim>,
 }
 
 /// What a poll found.
@@ -125,6 +132,10 @@ struct Cgroup {
     stat_usage: Option<u64>,
     unreclaimable: Unreclaimable,
     limit_hits: u64,
+    /// The kernfs id of the cgroup (its directory's inode number), by which
+    /// the kernel side counts reclaim; 0 when unknown.
+    id: u64,
+    reclaim: Reclaim,
     /// A read error was logged already (once per cgroup).
     complained: bool,
 }
@@ -137,6 +148,7 @@ pub struct Watcher {
     next_scan: Instant,
     next_node: Instant,
     stats: WatchStats,
+    reclaim: Option<ReclaimCounts>,
 }
 
 impl Watcher {
@@ -151,7 +163,13 @@ impl Watcher {
             next_scan: now,
             next_node: now,
             stats: WatchStats::default(),
+            reclaim: None,
         }
+    }
+
+    /// Reads the kernel's limit reclaim counts with every reading.
+    pub fn count_reclaim(&mut self, counts: ReclaimCounts) {
+        self.reclaim = Some(counts);
     }
 
     pub fn stats(&self) -> WatchStats {
@@ -185,7 +203,7 @@ impl Watcher {
             if now < cgroup.next_due {
                 continue;
             }
-            match read_cgroup(cgroup, self.version, &self.options, &mut self.stats, now) {
+            match read_cgroup(cgroup, self.version, &self.options, self.reclaim.as_ref(), &mut self.stats, now) {
                 Ok(reading) => {
                     cgroup.next_due = now + interval(cgroup, &self.options, now);
                     out.push(WatchEvent::Reading(Reading { watched: Watched::Cgroup(path.clone()), ..reading }));
@@ -252,7 +270,9 @@ impl Watcher {
             }
         }
         for (path, (dir, limit_bytes)) in found {
-            self.cgroups.entry(path).and_modify(|c| c.limit_bytes = limit_bytes).or_insert(Cgroup {
+            self.cgroups.entry(path).and_modify(|c| c.limit_bytes = limit_bytes).or_insert_with(|| Cgroup {
+                id: std::fs::metadata(&dir).map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m)),
+                reclaim: Reclaim::default(),
                 dir,
                 limit_bytes,
                 next_due: now,
@@ -291,13 +311,19 @@ fn read_cgroup(
     cgroup: &mut Cgroup,
     version: Version,
     options: &WatchOptions,
+    counts: Option<&ReclaimCounts>,
     stats: &mut WatchStats,
     now: Instant,
 ) -> io::Result<Reading> {
     let usage = files::usage(&cgroup.dir, version)?;
     stats.usage_reads += 1;
-    if cgroup.stat_usage.is_none() || usage.abs_diff(cgroup.last_usage) >= options.moved_bytes {
+    let reclaim = counts.filter(|_| cgroup.id != 0).map(|counts| counts.get(cgroup.id));
+    let reclaimed_since = reclaim.is_some_and(|r| r.runs != cgroup.reclaim.runs);
+    if cgroup.stat_usage.is_none() || usage.abs_diff(cgroup.last_usage) >= options.moved_bytes || reclaimed_since {
         cgroup.last_moved = Some(now);
+    }
+    if let Some(reclaim) = reclaim {
+        cgroup.reclaim = reclaim;
     }
     let moved = cgroup.stat_usage.is_none_or(|at| at.abs_diff(usage) >= options.moved_bytes);
     let near = is_near(usage, cgroup.limit_bytes, options);
@@ -322,6 +348,7 @@ fn read_cgroup(
         limit_bytes: cgroup.limit_bytes,
         unreclaimable: cgroup.unreclaimable,
         limit_hits: cgroup.limit_hits,
+        reclaim,
     })
 }
 
@@ -334,6 +361,7 @@ fn read_node() -> Option<Reading> {
         limit_bytes: memory.total_bytes,
         unreclaimable: Unreclaimable { anon_bytes: memory.used_bytes(), ..Unreclaimable::default() },
         limit_hits: 0,
+        reclaim: None,
     })
 }
 

@@ -13,7 +13,11 @@
 //!   limit, steady memory at 90 %, a sawtooth, a dirty-page writer): their
 //!   warnings, per hour;
 //! - the watcher's cost: `oomtrace live` with and without warnings beside 250
-//!   memory cgroups with limits (25 of them holding memory), CPU and RSS.
+//!   memory cgroups with limits (25 of them holding memory), CPU and RSS;
+//! - the reclaim counter's cost on the path it instruments: a stream through
+//!   a file 3× its cgroup's limit (limit reclaim all the time), its read
+//!   rate with nothing attached, with bpftrace counting the same tracepoint,
+//!   with `oomtrace live` (counter attached) and `--no-warnings` (not).
 //!
 //! The workloads are this binary itself (`oomtrace_testkit::workload`).
 
@@ -48,6 +52,18 @@ const CGROUPS_FOR_COST: usize = 250;
 const HOLDING_FOR_COST: usize = 25;
 const COST_WINDOW: Duration = Duration::from_secs(30);
 const COST_SETTLE: Duration = Duration::from_secs(5);
+const RECLAIM_LIMIT: u64 = 64 * MIB;
+const RECLAIM_WINDOW: Duration = Duration::from_secs(15);
+/// bpftrace's equivalent of the reclaim counter: per cgroup, runs and pages.
+const BPFTRACE_RECLAIM: &str = "tracepoint:vmscan:mm_vmscan_memcg_reclaim_end { @runs[cgroup] = count(); \
+                                @pages[cgroup] = sum(args->nr_reclaimed); }";
+
+/// The stream's read rate under one observer.
+#[derive(Clone, Debug)]
+struct ReclaimRun {
+    observer: &'static str,
+    mib_per_second: Option<f64>,
+}
 
 /// One leak, to its kill.
 #[derive(Clone, Debug)]
@@ -84,8 +100,10 @@ pub fn run(root: &Path, oomtrace: &Path, output: &Path) -> Result<()> {
     let parent = MemCgroup::create(&name, None)?;
     let (leaks, calm, calm_seconds) = leaks_and_calm(oomtrace, &parent)?;
     let cost = cost(oomtrace, &parent)?;
+    let reclaim = reclaim_cost(oomtrace, &parent)?;
     let generated = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let block = render(&generated, &host::git_commit(root), &leaks, &calm, calm_seconds, &cost);
+    let mut block = render(&generated, &host::git_commit(root), &leaks, &calm, calm_seconds, &cost);
+    block.insert_str(block.len() - BLOCK_END.len() - 1, &render_reclaim(&reclaim));
     print!("{block}");
     let previous = fs::read_to_string(output).unwrap_or_default();
     fs::write(output, with_block(&previous, &block)).with_context(|| format!("writing {}", output.display()))?;
@@ -212,6 +230,90 @@ fn cost(oomtrace: &Path, parent: &MemCgroup) -> Result<Cost> {
     let (cpu_percent_off, rss_kb_off) = footprint(oomtrace, &["--no-warnings"])?;
     let watched = watched_by_check(oomtrace);
     Ok(Cost { cpu_percent_on, cpu_percent_off, rss_kb_on, rss_kb_off, watched })
+}
+
+/// The stream's read rate through a cgroup at its limit, under each observer.
+fn reclaim_cost(oomtrace: &Path, parent: &MemCgroup) -> Result<Vec<ReclaimRun>> {
+    progress("warnings: the reclaim counter's cost on a stream that keeps limit reclaim busy");
+    let cgroup = parent.child("reclaim", Some(RECLAIM_LIMIT))?;
+    let file = uncached_file(&format!("{}-reclaim", parent.path.trim_start_matches('/')), 3 * RECLAIM_LIMIT)?;
+    let bpftrace = host::ensure_installed("bpftrace", "bpftrace");
+    let mut runs = Vec::new();
+    // Twice over, alternating, so a drift of the disk's speed shows.
+    for _ in 0..2 {
+        runs.push(ReclaimRun { observer: "nothing", mib_per_second: stream_rate(&cgroup, &file).ok() });
+        if let Ok(binary) = &bpftrace {
+            let mut child = std::process::Command::new(binary)
+                .args(["-e", BPFTRACE_RECLAIM])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting bpftrace")?;
+            thread::sleep(COST_SETTLE);
+            let rate = stream_rate(&cgroup, &file).ok();
+            let _ = child.kill();
+            let _ = child.wait();
+            runs.push(ReclaimRun { observer: "bpftrace (the same tracepoint, per-cgroup maps)", mib_per_second: rate });
+        }
+        for (observer, extra) in [
+            ("`oomtrace live` (reclaim counter attached)", &[][..]),
+            ("`oomtrace live --no-warnings` (no counter)", &["--no-warnings"][..]),
+        ] {
+            let args = [&["--cgroup", "/oomtrace-bench-nothing"][..], extra].concat();
+            let live = Live::start(oomtrace, &args)?;
+            thread::sleep(COST_SETTLE);
+            let rate = stream_rate(&cgroup, &file).ok();
+            live.stop()?;
+            runs.push(ReclaimRun { observer, mib_per_second: rate });
+        }
+    }
+    let _ = fs::remove_file(file);
+    Ok(runs)
+}
+
+/// MiB/s a stream through `file` in `cgroup` reads from storage over the window.
+fn stream_rate(cgroup: &MemCgroup, file: &Path) -> Result<f64> {
+    let stream = Running::start(cgroup, &Workload::Stream { file: file.to_owned() })?;
+    thread::sleep(Duration::from_secs(2));
+    let before = procfs::storage_read_bytes(stream.pid())?;
+    thread::sleep(RECLAIM_WINDOW);
+    let after = procfs::storage_read_bytes(stream.pid())?;
+    Ok((after - before) as f64 / MIB as f64 / RECLAIM_WINDOW.as_secs_f64())
+}
+
+fn render_reclaim(runs: &[ReclaimRun]) -> String {
+    let mean = |observer: &str| {
+        let rates: Vec<f64> = runs.iter().filter(|r| r.observer == observer).filter_map(|r| r.mib_per_second).collect();
+        (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+    };
+    let base = mean("nothing");
+    let mut out = format!(
+        "
+The reclaim counter's cost on the path it instruments: a stream through a file 3× its cgroup's {} MiB          limit (limit reclaim runs all the time), its read rate from storage over {} s, twice per observer,          alternating:
+
+| observer | read rate (mean) | against nothing attached |
+|---|---|---|
+",
+        RECLAIM_LIMIT / MIB,
+        RECLAIM_WINDOW.as_secs()
+    );
+    let mut seen = Vec::new();
+    for run in runs {
+        if seen.contains(&run.observer) {
+            continue;
+        }
+        seen.push(run.observer);
+        let rate = mean(run.observer);
+        let ratio = rate.zip(base).map(|(r, b)| r / b * 100.0);
+        out.push_str(&format!(
+            "| {} | {} | {} |
+",
+            run.observer,
+            fmt(rate, " MiB/s"),
+            fmt(ratio, " %")
+        ));
+    }
+    out
 }
 
 /// CPU (% of one core over the window) and RSS (kB at its end) of `oomtrace live <extra>`.

@@ -220,6 +220,22 @@ impl MemCgroup {
         self.read(file).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     }
 
+    /// Sets `memory.high` (v2 only): past it the kernel reclaims and
+    /// throttles the cgroup's tasks instead of killing them.
+    pub fn set_high(&self, bytes: u64) -> Result<()> {
+        anyhow::ensure!(self.hierarchy.is_v2(), "memory.high is cgroup v2 only");
+        self.write("memory.high", &bytes.to_string())
+    }
+
+    /// A counter of `memory.events` (v2): `high`, `max`, `oom`, `oom_kill`.
+    pub fn event_count(&self, key: &str) -> Result<u64> {
+        let text = self.read("memory.events")?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .with_context(|| format!("no {key} line in {}/memory.events: {text}", self.dir.display()))
+    }
+
     /// Pages reclaim freed in this cgroup and below so far, in bytes: v2
     /// `pgsteal` of `memory.stat`. `None` on v1, which counts no reclaim
     /// (its `pgpgout` counts uncharge events, a large folio as one).

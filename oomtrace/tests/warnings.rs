@@ -40,6 +40,12 @@ fn main() -> ExitCode {
             Need::Probe(temp_dir_is_on_a_disk),
             Need::Probe(the_kernel_has_the_memcg_reclaim_tracepoint)
         ),
+        trial!(
+            a_leak_held_at_memory_high_turns_imminent,
+            Need::Root,
+            Need::Probe(memory_high_exists),
+            Need::Probe(the_kernel_has_the_memcg_reclaim_tracepoint)
+        ),
         trial!(top_ranks_a_leak_first, Need::Root),
         trial!(every_field_of_a_real_warning_is_documented, Need::Root, Need::SourceTree),
         trial!(cgroups_churned_while_watched_leave_nothing_behind, Need::Root),
@@ -324,6 +330,53 @@ fn a_leak_under_page_cache_is_warned_with_the_reclaim_that_held_it_off() -> Resu
     })();
     let _ = fs::remove_file(stream_file);
     result
+}
+
+/// A leak in a cgroup with `memory.high` under its `memory.max`: past
+/// `high` the kernel reclaims on every charge and finds nothing to free
+/// (anonymous memory, no swap), throttling the leak — reclaim is failing, and
+/// the warning turns `imminent`, with the reclaim that ran and freed little.
+/// The kernel's own `memory.events` `high` says reclaim was forced.
+fn a_leak_held_at_memory_high_turns_imminent() -> Result<()> {
+    let cgroup = MemCgroup::create(&unique("high"), Some(LIMIT))?;
+    let high = LIMIT * 3 / 4;
+    cgroup.set_high(high)?;
+    let live = watch(&cgroup)?;
+    let leak = Running::start(&cgroup, &Workload::Leak { bytes_per_second: 16 * MIB })?;
+    let records = live.records_until(
+        Duration::from_secs(60),
+        |record| matches!(record, Record::Warning(w) if w.state == "imminent"),
+    )?;
+    let forced = cgroup.event_count("high")?;
+    drop(leak);
+    let warnings = warnings_of(&records, &cgroup.path);
+    let states: Vec<&str> = warnings.iter().map(|w| w.state.as_str()).collect();
+    let imminent = warnings
+        .iter()
+        .find(|w| w.state == "imminent")
+        .with_context(|| format!("never imminent (states {states:?}; memory.events high {forced})"))?;
+    ensure!(states.first() == Some(&"warning"), "imminent before any warning: {states:?}");
+    ensure!(forced >= 1, "the kernel forced no reclaim at memory.high, yet: {imminent}");
+    let reclaim = imminent.reclaim.with_context(|| format!("no reclaim count: {imminent}"))?;
+    ensure!(
+        reclaim.runs >= 1 && reclaim.reclaimed_bytes < reclaim.runs * 32 * 4096,
+        "imminent without reclaim failing: {imminent}"
+    );
+    ensure!(
+        imminent.usage_bytes >= high - 4 * MIB,
+        "imminent at {} MiB, under memory.high: {imminent}",
+        imminent.usage_bytes / MIB
+    );
+    Ok(())
+}
+
+/// `memory.high` is cgroup v2's (the kernel's own files say which is mounted).
+fn memory_high_exists() -> Result<(), String> {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Ok(())
+    } else {
+        Err("cgroup v1 here: no memory.high (the VM matrix runs it on v2)".to_owned())
+    }
 }
 
 /// The kernel's own word that memcg limit reclaim has its tracepoint (the

@@ -119,39 +119,45 @@ impl<'a> Facts<'a> {
 /// What to change after this kill, following the AKS guide: the steps for
 /// the cause first, then what each finding adds.
 pub fn advise(event: &OomEvent, cause: Cause, findings: &[Finding]) -> Vec<Advice> {
-    let facts = Facts::of(event, findings);
-    let mut out = Vec::new();
-    match cause {
-        Cause::ContainerLimit | Cause::PodLimit if facts.system_pod() => out.extend(system::system_pod(&facts)),
-        Cause::ContainerLimit | Cause::PodLimit => {
-            out.extend(workload::raise_limit(&facts, cause));
-            out.extend(workload::kill_pattern(&facts));
-        }
-        Cause::NodeAllocatable | Cause::NodeMemory => {
-            if facts.system_pod() {
-                out.extend(system::system_pod(&facts));
-            }
-            out.extend(workload::set_missing_limit(&facts));
-            out.extend(system::node_level(&facts, cause));
-        }
-        Cause::CgroupLimit => out.push(system::cgroup_limit(&facts)),
-        Cause::Constrained => out.push(system::memory_policy(&facts)),
-        Cause::Unknown => out.push(system::find_missing_facts(&facts)),
-    }
-    out.extend(workload::finding_notes(&facts));
-    out
+    steps(&Facts::of(event, findings), cause)
 }
 
 /// What to change before a kill that has not happened yet (a warning): the
 /// steps of `cause` alone, for `event` as the kill would be (the limit and
 /// the memory reclaim could not give back as its OOMing memcg's figures).
 pub fn advise_ahead(event: &OomEvent, cause: Cause) -> Vec<Advice> {
-    let facts = Facts { ahead: true, ..Facts::of(event, &[]) };
+    steps(&Facts { ahead: true, ..Facts::of(event, &[]) }, cause)
+}
+
+/// The steps for `cause`; after a kill (not `ahead`) also what the kill
+/// itself shows: its pattern, the pods without limits, the findings.
+fn steps(facts: &Facts, cause: Cause) -> Vec<Advice> {
+    let after = !facts.ahead;
+    let mut out = Vec::new();
     match cause {
-        Cause::ContainerLimit | Cause::PodLimit if facts.system_pod() => system::system_pod(&facts),
-        Cause::ContainerLimit | Cause::PodLimit => workload::raise_limit(&facts, cause).into_iter().collect(),
-        Cause::NodeAllocatable | Cause::NodeMemory => system::node_level(&facts, cause),
-        Cause::CgroupLimit => vec![system::cgroup_limit(&facts)],
-        Cause::Constrained | Cause::Unknown => Vec::new(),
+        Cause::ContainerLimit | Cause::PodLimit if facts.system_pod() => out.extend(system::system_pod(facts)),
+        Cause::ContainerLimit | Cause::PodLimit => {
+            out.extend(workload::raise_limit(facts, cause));
+            if after {
+                out.extend(workload::kill_pattern(facts));
+            }
+        }
+        Cause::NodeAllocatable | Cause::NodeMemory => {
+            if after {
+                if facts.system_pod() {
+                    out.extend(system::system_pod(facts));
+                }
+                out.extend(workload::set_missing_limit(facts));
+            }
+            out.extend(system::node_level(facts, cause));
+        }
+        Cause::CgroupLimit => out.push(system::cgroup_limit(facts)),
+        Cause::Constrained if after => out.push(system::memory_policy(facts)),
+        Cause::Unknown if after => out.push(system::find_missing_facts(facts)),
+        Cause::Constrained | Cause::Unknown => {}
     }
+    if after {
+        out.extend(workload::finding_notes(facts));
+    }
+    out
 }

@@ -169,4 +169,3 @@ mod tests {
         assert_eq!(keyed(events, "oom_group_kill"), None);
     }
 }
-

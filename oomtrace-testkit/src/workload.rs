@@ -359,7 +359,7 @@ fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
 }
 
 /// The size of a page, which one written byte makes resident.
-fn page_size() -> usize {
+pub fn page_size() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();
     *PAGE.get_or_init(|| {
         // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.

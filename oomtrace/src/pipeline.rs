@@ -416,14 +416,8 @@ impl Pipeline {
     /// The warning record of a change: attributed as a kill would be, and described.
     async fn warning_of(&mut self, change: Change) -> Warning {
         let outlook = change.outlook;
-        let cgroup = match &outlook.watched {
-            Watched::Cgroup(path) => Some(path.clone()),
-            Watched::Node => None,
-        };
-        let workload = match cgroup.as_deref() {
-            Some(path) => Some(self.pods.attribute(Some(path), None).await),
-            None => None,
-        };
+        let cgroup = outlook.watched.cgroup().map(str::to_owned);
+        let workload = self.pods.attribute_cgroup(cgroup.as_deref()).await;
         let mut warning = Warning {
             schema_version: SchemaVersion,
             kind: RecordKind::Warning,

@@ -94,14 +94,8 @@ async fn ranked(foresight: &Foresight, pods: &mut PodResolver, options: &TopOpti
     let mut out = Vec::new();
     for outlook in foresight.outlooks().into_iter().filter(wanted).take(options.rows) {
         let Outlook { watched, level, usage_bytes, unreclaimable_bytes, limit_bytes, .. } = outlook;
-        let cgroup = match watched {
-            Watched::Cgroup(path) => Some(path),
-            Watched::Node => None,
-        };
-        let workload = match cgroup.as_deref() {
-            Some(path) => Some(pods.attribute(Some(path), None).await),
-            None => None,
-        };
+        let cgroup = watched.cgroup().map(str::to_owned);
+        let workload = pods.attribute_cgroup(cgroup.as_deref()).await;
         out.push(TopRow {
             cgroup,
             limit_level: level,

@@ -20,7 +20,7 @@ use oomtrace_testkit::{
     http,
     observability::{self, LogRecord, OtlpReceived, Transport, otlp_mark},
     trial,
-    workload::{Running, Workload},
+    workload::{Running, Workload, page_size},
 };
 use support::{oomtrace, unique};
 
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         trial!(a_collector_outage_is_survived_counted_and_caught_up, Need::Observability),
         trial!(sigterm_flushes_what_is_queued, Need::Observability),
         trial!(a_warning_reaches_prometheus_and_the_otlp_receiver, Need::Observability),
+        trial!(a_watched_cgroups_headroom_reaches_prometheus_until_it_is_removed, Need::Observability),
         trial!(a_malformed_config_is_a_clear_error),
         trial!(a_kill_while_the_daemon_was_down_is_reported_once_at_restart, Need::Root),
     ])
@@ -263,6 +264,110 @@ fn a_warning_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
     let (status, _) = daemon.terminate()?;
     assert!(status.success());
     Ok(())
+}
+
+/// Every watched cgroup has a headroom gauge, not only a warned one: a
+/// process holding a steady 80 MiB in a 128 MiB unit (no climb, no warning)
+/// has `oomtrace_oom_headroom_bytes` = its limit − what its own files say
+/// reclaim cannot give back, in Prometheus; the series goes once the cgroup
+/// is removed. The watcher's own counters are on /metrics too.
+fn a_watched_cgroups_headroom_reaches_prometheus_until_it_is_removed() -> Result<()> {
+    let _components = components();
+    let name = unique("daemon-gauge");
+    let unit = format!("{name}.service");
+    let limit = 128 * MIB;
+    let held = 80 * MIB;
+    let cgroup = MemCgroup::create(&format!("{name}.slice/{unit}"), Some(limit))?;
+    let daemon = daemon(&unique("svc-gauge"), Transport::Grpc, Duration::from_secs(1), &[])?;
+    observability::set_scrape_target(&daemon.address).context("scrape target")?;
+    observability::wait_for_scrape(&daemon.address, Duration::from_secs(30)).context("first scrape")?;
+    let steady = Running::start(&cgroup, &Workload::Steady { bytes: held })?;
+
+    // The gauge is the watcher's last reading of memory.stat (at every
+    // reading, every 100 ms, once usage is over half the limit), at most 2 s
+    // old when Prometheus scrapes it; the process holds its memory unchanged
+    // meanwhile. What may still differ between that reading and this test's:
+    // the kernel's memcg statistics are per-CPU deltas folded in once they
+    // pass 64 pages per CPU (MEMCG_CHARGE_BATCH, the stats flush threshold),
+    // and kernel memory allocated and freed in between (slab, page tables):
+    // 64 pages per CPU, and at least 1 MiB.
+    let tolerance = (64 * page_size() as u64 * online_cpus()?).max(MIB);
+    let query = format!(r#"oomtrace_oom_headroom_bytes{{instance="{}",unit="{unit}"}}"#, daemon.address);
+    let mut expected = None;
+    let series = observability::wait_for_series(
+        &query,
+        |series| {
+            let Ok(unreclaimable) = unreclaimable_bytes(&cgroup) else { return false };
+            let headroom = limit.saturating_sub(unreclaimable);
+            expected = Some(headroom);
+            unreclaimable >= held
+                && series.len() == 1
+                && observability::sample_value(&series[0])
+                    .is_some_and(|v| (v - headroom as f64).abs() <= tolerance as f64)
+        },
+        DELIVERY_TIMEOUT,
+    )
+    .with_context(|| format!("the headroom of {unit}: expected {expected:?} ± {tolerance} bytes"))?;
+    assert_eq!(observability::series_label(&series[0], "limit_level"), Some("cgroup"), "{series:?}");
+    assert_eq!(observability::series_label(&series[0], "pod"), None, "{series:?}");
+    // The watcher's counters: it watches this cgroup, and has read its memory.stat.
+    assert!(daemon.metric("oomtrace_watch_cgroups", None)? >= 1.0);
+    assert!(daemon.metric("oomtrace_watch_scans_total", None)? >= 1.0);
+    assert!(daemon.metric("oomtrace_watch_stat_reads_total", None)? >= 1.0);
+    let (_, text) = http::get(&daemon.address, "/metrics")?;
+    assert!(text.lines().any(|l| l.starts_with("oomtrace_watch_read_errors_total ")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("oomtrace_watch_cgroups_unexported ")), "{text}");
+
+    drop(steady);
+    drop(cgroup);
+    observability::wait_for_series(&query, |series| series.is_empty(), DELIVERY_TIMEOUT)
+        .context("the series of the removed cgroup")?;
+    let (_, text) = http::get(&daemon.address, "/metrics")?;
+    let left: Vec<_> = observability::parse_exposition(&text)
+        .into_iter()
+        .filter(|(_, labels, _)| labels.get("unit") == Some(&unit))
+        .filter(|(metric, _, _)| metric == "oomtrace_oom_headroom_bytes" || metric == "oomtrace_seconds_to_oom")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let (status, _) = daemon.terminate()?;
+    assert!(status.success());
+    Ok(())
+}
+
+/// What the cgroup's own files say reclaim cannot give back without swap
+/// (docs/warnings.md: anon + shmem + kernel + dirty + under writeback), from
+/// the kernel's documented keys: on v2 `memory.stat`'s `anon`, `shmem`,
+/// `kernel` (before 5.18 its parts), `file_dirty`, `file_writeback`; on v1 its
+/// hierarchical `total_rss`, `total_shmem`, `total_dirty`, `total_writeback`,
+/// and kernel memory in `memory.kmem.usage_in_bytes` (absent: not accounted).
+fn unreclaimable_bytes(cgroup: &MemCgroup) -> Result<u64> {
+    let stat = std::fs::read_to_string(cgroup.dir.join("memory.stat")).context("memory.stat")?;
+    let value = |key: &str| {
+        stat.lines()
+            .filter_map(|line| line.split_once(' '))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+    };
+    let sum = |keys: &[&str]| keys.iter().map(|k| value(k).unwrap_or(0)).sum::<u64>();
+    Ok(if cgroup.hierarchy.is_v2() {
+        let kernel = value("kernel")
+            .unwrap_or_else(|| sum(&["kernel_stack", "pagetables", "percpu", "sock", "slab_unreclaimable"]));
+        sum(&["anon", "shmem", "file_dirty", "file_writeback"]) + kernel
+    } else {
+        let kernel = std::fs::read_to_string(cgroup.dir.join("memory.kmem.usage_in_bytes"))
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        sum(&["total_rss", "total_shmem", "total_dirty", "total_writeback"]) + kernel
+    })
+}
+
+/// CPUs online (`cpuN` lines of /proc/stat).
+fn online_cpus() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
+    let cpus =
+        stat.lines().filter(|l| l.strip_prefix("cpu").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())));
+    Ok(cpus.count() as u64)
 }
 
 fn a_collector_outage_is_survived_counted_and_caught_up() -> Result<()> {

@@ -3,6 +3,7 @@
 //! stdout, and on SIGTERM flushes what it holds before exiting.
 
 mod account;
+mod gauges;
 
 use std::{
     io::Write as _,
@@ -18,6 +19,7 @@ use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, rou
 
 use crate::{
     config::DaemonConfig,
+    enrich::pod::PodResolver,
     export::{
         otlp::{self, OtlpExporter},
         prometheus::{ExporterTotals, Metrics},
@@ -154,6 +156,10 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     for method in &pipeline.attached().methods {
         shared.metrics.probe_attached(method.role().name(), method.name());
     }
+    let gauges = pipeline.foresight().map(|foresight| {
+        let pods = PodResolver::new(config.cri_socket.clone(), config.cri_timeout);
+        gauges::spawn(foresight.view(), pods, Arc::clone(&shared))
+    });
     let otlp = if otlp::configured() {
         let exporter = OtlpExporter::from_env(config.otlp_queue)?;
         tracing::info!(queue = config.otlp_queue, "exporting OTLP logs and metrics");
@@ -169,6 +175,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     pipeline.run(None, &mut deliver).await?;
     tracing::info!("shutting down: flushing exporters");
     shared.ready.store(false, Ordering::Relaxed);
+    if let Some(gauges) = gauges {
+        gauges.abort();
+    }
     let stats = pipeline.stats();
     drop(pipeline);
     // The last position, so a restart does not report this run's kills again.

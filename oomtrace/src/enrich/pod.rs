@@ -201,6 +201,16 @@ impl PodResolver {
         }
     }
 
+    /// The workload of a watched memory cgroup at `path` (its warnings, its
+    /// gauges, `oomtrace top`), attributed as a victim in it would be;
+    /// `None` for the node (no path).
+    pub async fn attribute_cgroup(&mut self, path: Option<&str>) -> Option<WorkloadInfo> {
+        match path {
+            Some(path) => Some(self.attribute(Some(path), None).await),
+            None => None,
+        }
+    }
+
     /// Attributes a victim in cgroup `path` (relative to the hierarchy root).
     pub async fn attribute(&mut self, path: Option<&str>, victim_tgid: Option<u32>) -> WorkloadInfo {
         let Some(path) = path else {

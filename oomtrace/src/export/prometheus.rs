@@ -1,13 +1,18 @@
 //! Prometheus metrics (prometheus-client): kills per container (or systemd
 //! unit) with bounded label cardinality, the limit and usage at each one's last
-//! kill, and self-metrics (lost, unattributed, exporter failures, attached
-//! probes).
+//! kill, warnings, the headroom and time to OOM of every watched cgroup, and
+//! self-metrics (lost, unattributed, exporter failures, attached probes, the
+//! watcher's counters).
 //!
-//! Cardinality: the workload labels (namespace, pod, container, unit) take at
-//! most `max_series` distinct sets, counted past that under `_overflow_` (and
-//! in `oomtrace_label_overflow_total`); `scope` and `cause` are enums.
+//! Cardinality: the workload labels (namespace, pod, container, unit) of
+//! kills and warnings take at most `max_series` distinct sets, counted past
+//! that under `_overflow_` (and in `oomtrace_label_overflow_total`); `scope`
+//! and `cause` are enums. The gauges of watched cgroups hold at most
+//! `max_series` series at a time: those closest to OOM, the others counted in
+//! `oomtrace_watch_cgroups_unexported`.
 
 use std::{
+    cmp::Ordering,
     collections::HashSet,
     sync::{Mutex, atomic::AtomicU64},
 };
@@ -15,11 +20,11 @@ use std::{
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 
 use super::labels;
-use crate::pipeline::PipelineStats;
+use crate::{forecast::Outlook, pipeline::PipelineStats, watch::WatchStats};
 use oomtrace_event::{EventSource, OomEvent, Warning, WarningState, WorkloadInfo};
 
 /// Label value used once the series bound is reached.
@@ -49,13 +54,17 @@ impl WorkloadLabels {
         Self::named(event.workload.as_ref(), labels::unit(event))
     }
 
-    /// A warning's cgroup: its pod names, else its unit, else (a cgroup made
-    /// by hand) its path as the unit; the node's are all empty.
     fn of_warning(warning: &Warning) -> Self {
-        let unit = labels::unit_of(warning.workload.as_ref(), warning.cgroup.as_deref());
-        let named = Self::named(warning.workload.as_ref(), unit);
+        Self::of_cgroup(warning.workload.as_ref(), warning.cgroup.as_deref())
+    }
+
+    /// A watched cgroup (a warning's, a gauge's) with its `workload`: its pod
+    /// names, else its unit, else (a cgroup made by hand) its path as the
+    /// unit; the node's (no path) are all empty.
+    fn of_cgroup(workload: Option<&WorkloadInfo>, cgroup: Option<&str>) -> Self {
+        let named = Self::named(workload, labels::unit_of(workload, cgroup));
         if named.pod.is_empty() && named.unit.is_empty() {
-            return Self { unit: warning.cgroup.clone().unwrap_or_default(), ..named };
+            return Self { unit: cgroup.unwrap_or_default().to_owned(), ..named };
         }
         named
     }
@@ -109,6 +118,15 @@ struct ProbeLabels {
     program: String,
 }
 
+/// A watched cgroup (or the node) as the gauges see it: the forecast's
+/// outlook and the workload it is attributed to, as its warnings are.
+#[derive(Clone, Debug)]
+pub struct Gauged {
+    pub outlook: Outlook,
+    /// `None` for the node.
+    pub workload: Option<WorkloadInfo>,
+}
+
 /// Totals reported by an exporter (absolute values).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExporterTotals {
@@ -134,123 +152,117 @@ pub struct Metrics {
     warnings: Family<WarningStateLabels, Counter>,
     seconds_to_oom: Family<WarningLabels, Gauge<f64, AtomicU64>>,
     headroom: Family<WarningLabels, Gauge>,
+    /// The label sets of the gauges above, at most `max_series`.
+    gauged: Mutex<HashSet<WarningLabels>>,
+    unexported: Gauge,
+    watch_cgroups: Gauge,
+    watch_scans: Counter,
+    watch_usage_reads: Counter,
+    watch_stat_reads: Counter,
+    watch_read_errors: Counter,
     /// Label sets in use, bounded by `max_series`.
     series: Mutex<HashSet<WorkloadLabels>>,
     max_series: usize,
     /// Last absolute values folded into the counters above.
     seen: Mutex<PipelineStats>,
     seen_exporters: Mutex<Vec<(String, ExporterTotals)>>,
+    seen_watch: Mutex<WatchStats>,
 }
 
 impl Metrics {
     pub fn new(max_series: usize) -> Self {
         let mut registry = Registry::with_prefix("oomtrace");
-        let kills = Family::<KillLabels, Counter>::default();
-        registry.register(
-            "oom_kills",
-            "OOM kills seen as they happened, by namespace, pod, container (or systemd unit), scope and cause",
-            kills.clone(),
-        );
-        let log_kills = Family::<KillLabels, Counter>::default();
-        registry.register(
-            "kernel_log_oom_kills",
-            "OOM kills found only in the kernel log: before the agent started (since boot) or missed by the probes",
-            log_kills.clone(),
-        );
-        let kernel_kills = Gauge::default();
-        registry.register(
-            "kernel_oom_kills",
-            "OOM kills the kernel counted since boot (oom_kill in /proc/vmstat)",
-            kernel_kills.clone(),
-        );
-        let unreported = Gauge::default();
-        registry.register(
-            "kernel_oom_kills_unreported",
-            "OOM kills the kernel counted since boot that no event reported (live or from the kernel log)",
-            unreported.clone(),
-        );
-        let last_limit = Family::<WorkloadLabels, Gauge>::default();
-        registry.register(
-            "last_kill_limit_bytes",
-            "Memory limit of the OOMing memcg at the container's (or unit's) last OOM kill",
-            last_limit.clone(),
-        );
-        let last_usage = Family::<WorkloadLabels, Gauge>::default();
-        registry.register(
-            "last_kill_usage_bytes",
-            "Memory usage of the OOMing memcg at the container's (or unit's) last OOM kill",
-            last_usage.clone(),
-        );
-        let lost = Family::<ReasonLabels, Counter>::default();
-        registry.register("events_lost", "OOM events lost, by reason", lost.clone());
-        let unattributed = Counter::default();
-        registry.register(
-            "events_unattributed",
-            "OOM events attributed from the cgroup path only (container runtime unreachable or unaware)",
-            unattributed.clone(),
-        );
-        let log_unparsed = Counter::default();
-        registry.register(
-            "kernel_log_unparsed",
-            "Kernel log lines that looked like part of an OOM report but were not understood",
-            log_unparsed.clone(),
-        );
-        let exporter_failures = Family::<ExporterLabels, Counter>::default();
-        registry.register("exporter_failures", "Failed export attempts, by exporter", exporter_failures.clone());
-        let exporter_dropped = Family::<ExporterLabels, Counter>::default();
-        registry.register(
-            "exporter_dropped",
-            "Events an exporter dropped because its queue was full",
-            exporter_dropped.clone(),
-        );
-        let probes = Family::<ProbeLabels, Gauge>::default();
-        registry.register("probe_attached", "eBPF programs attached (1), by role", probes.clone());
-        let label_overflow = Counter::default();
-        registry.register(
-            "label_overflow",
-            "Kills counted under the _overflow_ labels because the series bound was reached",
-            label_overflow.clone(),
-        );
-        let warnings = Family::<WarningStateLabels, Counter>::default();
-        registry.register(
-            "oom_warnings",
-            "Warnings before OOM kills (docs/warnings.md), by workload, limit level and state (warning, imminent, recovered)",
-            warnings.clone(),
-        );
-        let seconds_to_oom = Family::<WarningLabels, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "seconds_to_oom",
-            "Time left before the limit is hit if the trend holds, for each cgroup warned now (removed when it recovers)",
-            seconds_to_oom.clone(),
-        );
-        let headroom = Family::<WarningLabels, Gauge>::default();
-        registry.register(
-            "oom_headroom_bytes",
-            "Limit minus the memory reclaim cannot give back, for each cgroup warned now (removed when it recovers)",
-            headroom.clone(),
-        );
+        let r = &mut registry;
         Self {
-            registry,
-            warnings,
-            seconds_to_oom,
-            headroom,
-            kills,
-            log_kills,
-            kernel_kills,
-            unreported,
-            last_limit,
-            last_usage,
-            lost,
-            unattributed,
-            log_unparsed,
-            exporter_failures,
-            exporter_dropped,
-            probes,
-            label_overflow,
+            kills: registered(
+                r,
+                "oom_kills",
+                "OOM kills seen as they happened, by namespace, pod, container (or systemd unit), scope and cause",
+            ),
+            log_kills: registered(
+                r,
+                "kernel_log_oom_kills",
+                "OOM kills found only in the kernel log: before the agent started (since boot) or missed by the probes",
+            ),
+            kernel_kills: registered(
+                r,
+                "kernel_oom_kills",
+                "OOM kills the kernel counted since boot (oom_kill in /proc/vmstat)",
+            ),
+            unreported: registered(
+                r,
+                "kernel_oom_kills_unreported",
+                "OOM kills the kernel counted since boot that no event reported (live or from the kernel log)",
+            ),
+            last_limit: registered(
+                r,
+                "last_kill_limit_bytes",
+                "Memory limit of the OOMing memcg at the container's (or unit's) last OOM kill",
+            ),
+            last_usage: registered(
+                r,
+                "last_kill_usage_bytes",
+                "Memory usage of the OOMing memcg at the container's (or unit's) last OOM kill",
+            ),
+            lost: registered(r, "events_lost", "OOM events lost, by reason"),
+            unattributed: registered(
+                r,
+                "events_unattributed",
+                "OOM events attributed from the cgroup path only (container runtime unreachable or unaware)",
+            ),
+            log_unparsed: registered(
+                r,
+                "kernel_log_unparsed",
+                "Kernel log lines that looked like part of an OOM report but were not understood",
+            ),
+            exporter_failures: registered(r, "exporter_failures", "Failed export attempts, by exporter"),
+            exporter_dropped: registered(
+                r,
+                "exporter_dropped",
+                "Events an exporter dropped because its queue was full",
+            ),
+            probes: registered(r, "probe_attached", "eBPF programs attached (1), by role"),
+            label_overflow: registered(
+                r,
+                "label_overflow",
+                "Kills counted under the _overflow_ labels because the series bound was reached",
+            ),
+            warnings: registered(
+                r,
+                "oom_warnings",
+                "Warnings before OOM kills (docs/warnings.md), by workload, limit level and state (warning, imminent, recovered)",
+            ),
+            seconds_to_oom: registered(
+                r,
+                "seconds_to_oom",
+                "Time left before the limit is hit if the climb holds, for each watched cgroup climbing now (absent without a climb)",
+            ),
+            headroom: registered(
+                r,
+                "oom_headroom_bytes",
+                "Limit minus the memory reclaim cannot give back, for each watched cgroup and the node",
+            ),
+            unexported: registered(
+                r,
+                "watch_cgroups_unexported",
+                "Watched cgroups without headroom and time-to-OOM series: beyond max_label_series, farther from OOM than those kept",
+            ),
+            watch_cgroups: registered(r, "watch_cgroups", "Memory cgroups with a limit under watch (the node apart)"),
+            watch_scans: registered(r, "watch_scans", "Scans of the memory cgroup hierarchy for cgroups with a limit"),
+            watch_usage_reads: registered(r, "watch_usage_reads", "Reads of a watched cgroup's usage"),
+            watch_stat_reads: registered(r, "watch_stat_reads", "Reads of a watched cgroup's memory.stat"),
+            watch_read_errors: registered(
+                r,
+                "watch_read_errors",
+                "Reads of a watched cgroup's files that failed for another reason than the cgroup being removed (the cgroup is not predicted meanwhile)",
+            ),
+            gauged: Mutex::new(HashSet::new()),
             series: Mutex::new(HashSet::new()),
             max_series: max_series.max(1),
             seen: Mutex::new(PipelineStats::default()),
             seen_exporters: Mutex::new(Vec::new()),
+            seen_watch: Mutex::new(WatchStats::default()),
+            registry,
         }
     }
 
@@ -283,27 +295,71 @@ impl Metrics {
         }
     }
 
-    /// Counts one warning; while a cgroup is warned, its time to OOM and
-    /// headroom are gauges (removed when it recovers).
+    /// Counts one warning. (The warned cgroup's gauges are those of every
+    /// watched cgroup: [`Metrics::update_outlooks`].)
     pub fn record_warning(&self, warning: &Warning) {
         let labels = WarningLabels {
             workload: self.bounded(WorkloadLabels::of_warning(warning)),
             limit_level: warning.limit_level.as_str().to_owned(),
         };
         self.warnings
-            .get_or_create(&WarningStateLabels { warned: labels.clone(), state: warning.state.as_str().to_owned() })
+            .get_or_create(&WarningStateLabels { warned: labels, state: warning.state.as_str().to_owned() })
             .inc();
-        match warning.state {
-            WarningState::Recovered => {
-                self.seconds_to_oom.remove(&labels);
-                self.headroom.remove(&labels);
+    }
+
+    /// The gauges of every watched cgroup (and the node), labelled as their
+    /// warnings are: the headroom of each, the time to OOM of each with a
+    /// climb (none without). At most `max_series` series: the cgroups closest
+    /// to OOM ([`closer_to_oom`]) are kept, the others counted as unexported.
+    /// Two cgroups with the same labels share a series: the closer one's.
+    /// Series of cgroups no longer watched, or no longer kept, are removed.
+    pub fn update_outlooks(&self, watched: &[Gauged]) {
+        let mut ranked: Vec<&Gauged> = watched.iter().collect();
+        ranked.sort_by(|a, b| closer_to_oom(&a.outlook, &b.outlook));
+        let mut kept = HashSet::new();
+        let mut unexported = 0_i64;
+        for gauged in ranked {
+            let outlook = &gauged.outlook;
+            let labels = WarningLabels {
+                workload: WorkloadLabels::of_cgroup(gauged.workload.as_ref(), outlook.watched.cgroup()),
+                limit_level: outlook.level.as_str().to_owned(),
+            };
+            if kept.contains(&labels) {
+                continue;
             }
-            WarningState::Warning | WarningState::Imminent => {
-                self.seconds_to_oom.get_or_create(&labels).set(warning.seconds_left.unwrap_or(0.0));
-                let headroom = warning.limit_bytes.saturating_sub(warning.unreclaimable_bytes);
-                self.headroom.get_or_create(&labels).set(i64::try_from(headroom).unwrap_or(i64::MAX));
+            if kept.len() >= self.max_series {
+                unexported += 1;
+                continue;
             }
+            self.headroom.get_or_create(&labels).set(i64::try_from(outlook.headroom_bytes()).unwrap_or(i64::MAX));
+            match outlook.seconds_left {
+                Some(seconds) => {
+                    self.seconds_to_oom.get_or_create(&labels).set(seconds);
+                }
+                None => {
+                    self.seconds_to_oom.remove(&labels);
+                }
+            }
+            kept.insert(labels);
         }
+        let mut gauged = self.gauged.lock().unwrap_or_else(|p| p.into_inner());
+        for gone in gauged.difference(&kept) {
+            self.headroom.remove(gone);
+            self.seconds_to_oom.remove(gone);
+        }
+        *gauged = kept;
+        self.unexported.set(unexported);
+    }
+
+    /// Folds the watcher's absolute counters into the Prometheus metrics.
+    pub fn update_watch(&self, now: WatchStats) {
+        let mut seen = self.seen_watch.lock().unwrap_or_else(|p| p.into_inner());
+        self.watch_cgroups.set(i64::try_from(now.watched).unwrap_or(i64::MAX));
+        self.watch_scans.inc_by(now.scans.saturating_sub(seen.scans));
+        self.watch_usage_reads.inc_by(now.usage_reads.saturating_sub(seen.usage_reads));
+        self.watch_stat_reads.inc_by(now.stat_reads.saturating_sub(seen.stat_reads));
+        self.watch_read_errors.inc_by(now.read_errors.saturating_sub(seen.read_errors));
+        *seen = now;
     }
 
     /// `labels` if it is in use or the bound leaves room for it, else the
@@ -371,11 +427,36 @@ impl Metrics {
     }
 }
 
+/// A new metric, registered in `registry` as `oomtrace_<name>` with `help`.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// The order in which the gauges' bound keeps cgroups: those warned now
+/// first (imminent, then warning), then the least time left (none last), then
+/// the least headroom.
+fn closer_to_oom(a: &Outlook, b: &Outlook) -> Ordering {
+    let episode = |o: &Outlook| match o.state {
+        Some(WarningState::Imminent) => 0,
+        Some(WarningState::Warning) => 1,
+        Some(WarningState::Recovered) | None => 2,
+    };
+    let left = |o: &Outlook| o.seconds_left.unwrap_or(f64::INFINITY);
+    episode(a)
+        .cmp(&episode(b))
+        .then_with(|| left(a).total_cmp(&left(b)))
+        .then_with(|| a.headroom_bytes().cmp(&b.headroom_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis;
-    use oomtrace_event::{Attribution, Cgroup, OomCgroup, Scope, Trigger, Victim, WorkloadInfo, WorkloadKind};
+    use crate::{diagnosis, watch::Watched};
+    use oomtrace_event::{
+        Attribution, Cgroup, LimitLevel, OomCgroup, Scope, Trigger, Unreclaimable, Victim, WorkloadInfo, WorkloadKind,
+    };
 
     /// A container kill at its own limit, diagnosed.
     fn event(pod: &str) -> OomEvent {
@@ -483,5 +564,157 @@ mod tests {
         assert!(text.contains(r#"oomtrace_events_lost_total{reason="ringbuf_full"} 5"#), "{text}");
         assert!(text.contains(r#"oomtrace_exporter_failures_total{exporter="otlp"} 7"#), "{text}");
         assert!(text.contains(r#"oomtrace_exporter_dropped_total{exporter="otlp"} 1"#), "{text}");
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    /// A hand-made cgroup `/<name>.slice/<name>.service` (so labelled
+    /// `unit="<name>.service"`) holding `unreclaimable` of `limit`, with
+    /// `seconds_left` if climbing.
+    fn watched(name: &str, limit: u64, unreclaimable: u64, seconds_left: Option<f64>) -> Gauged {
+        let path = format!("/{name}.slice/{name}.service");
+        let mut workload = WorkloadInfo::new(WorkloadKind::SystemService, Attribution::Host);
+        workload.unit = Some(format!("{name}.service"));
+        Gauged {
+            outlook: Outlook {
+                watched: Watched::Cgroup(path),
+                level: LimitLevel::Cgroup,
+                at_ns: 0,
+                usage_bytes: unreclaimable,
+                unreclaimable_bytes: unreclaimable,
+                parts: Unreclaimable { anon_bytes: unreclaimable, ..Unreclaimable::default() },
+                limit_bytes: limit,
+                slope_bytes_per_second: if seconds_left.is_some() { MIB as f64 } else { 0.0 },
+                seconds_left,
+                limit_hits: 0,
+                growth: None,
+                state: None,
+                episode_seconds: 0.0,
+            },
+            workload: Some(workload),
+        }
+    }
+
+    /// The units with a headroom series, and whether each has a time to OOM.
+    fn gauged_units(metrics: &Metrics) -> Vec<(String, bool)> {
+        let text = metrics.encode().expect("encode");
+        let unit_of = |line: &str| line.split(r#"unit=""#).nth(1).and_then(|r| r.split('"').next()).map(str::to_owned);
+        let climbing: Vec<String> =
+            text.lines().filter(|l| l.starts_with("oomtrace_seconds_to_oom{")).filter_map(unit_of).collect();
+        let mut units: Vec<(String, bool)> = text
+            .lines()
+            .filter(|l| l.starts_with("oomtrace_oom_headroom_bytes{"))
+            .filter_map(unit_of)
+            .map(|unit| {
+                let climbs = climbing.contains(&unit);
+                (unit, climbs)
+            })
+            .collect();
+        units.sort();
+        units
+    }
+
+    fn unexported(metrics: &Metrics) -> String {
+        let text = metrics.encode().expect("encode");
+        text.lines().find(|l| l.starts_with("oomtrace_watch_cgroups_unexported ")).unwrap_or_default().to_owned()
+    }
+
+    /// Every watched cgroup has its headroom (limit − unreclaimable); only
+    /// climbing ones a time to OOM; the node's labels are empty.
+    #[test]
+    fn every_watched_cgroup_has_its_headroom_and_climbing_ones_their_time_left() {
+        let metrics = Metrics::new(10);
+        let mut node = watched("node", 8192 * MIB, 1024 * MIB, None);
+        node.outlook.watched = Watched::Node;
+        node.outlook.level = LimitLevel::NodeEviction;
+        node.workload = None;
+        metrics.update_outlooks(&[
+            watched("calm", 100 * MIB, 40 * MIB, None),
+            watched("leak", 100 * MIB, 70 * MIB, Some(30.0)),
+            node,
+        ]);
+        let text = metrics.encode().expect("encode");
+        let series = |unit: &str| format!(r#"{{namespace="",pod="",container="",unit="{unit}",limit_level="cgroup"}}"#);
+        assert!(
+            text.contains(&format!("oomtrace_oom_headroom_bytes{} {}", series("calm.service"), 60 * MIB)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("oomtrace_oom_headroom_bytes{} {}", series("leak.service"), 30 * MIB)),
+            "{text}"
+        );
+        assert!(text.contains(&format!("oomtrace_seconds_to_oom{} 30.0", series("leak.service"))), "{text}");
+        assert!(!text.contains(&format!("oomtrace_seconds_to_oom{}", series("calm.service"))), "no climb: {text}");
+        let node =
+            r#"oomtrace_oom_headroom_bytes{namespace="",pod="",container="",unit="",limit_level="node_eviction"}"#;
+        assert!(text.contains(&format!("{node} {}", 7168 * MIB)), "{text}");
+        assert_eq!(unexported(&metrics), "oomtrace_watch_cgroups_unexported 0");
+    }
+
+    /// Past the bound, the cgroups closest to OOM keep their series: warned
+    /// first, then the least time left, then the least headroom; the others
+    /// are counted, and a cgroup no longer watched loses its series.
+    #[test]
+    fn the_bound_keeps_the_cgroups_closest_to_oom_and_counts_the_rest() {
+        let metrics = Metrics::new(3);
+        let mut warned = watched("warned", 100 * MIB, 50 * MIB, Some(200.0));
+        warned.outlook.state = Some(WarningState::Warning);
+        let all = [
+            watched("roomy", 100 * MIB, 10 * MIB, None),
+            watched("slow", 100 * MIB, 50 * MIB, Some(100.0)),
+            watched("tight", 100 * MIB, 95 * MIB, None),
+            warned,
+            watched("fast", 100 * MIB, 20 * MIB, Some(10.0)),
+        ];
+        metrics.update_outlooks(&all);
+        let kept = |units: &[(&str, bool)]| units.iter().map(|(u, c)| (format!("{u}.service"), *c)).collect::<Vec<_>>();
+        assert_eq!(gauged_units(&metrics), kept(&[("fast", true), ("slow", true), ("warned", true)]));
+        assert_eq!(unexported(&metrics), "oomtrace_watch_cgroups_unexported 2");
+
+        // `fast` and `slow` are gone (killed, removed): the tightest calm
+        // cgroup comes in, the roomy one stays out.
+        metrics.update_outlooks(&[all[0].clone(), all[2].clone(), all[3].clone()]);
+        assert_eq!(gauged_units(&metrics), kept(&[("roomy", false), ("tight", false), ("warned", true)]));
+        assert_eq!(unexported(&metrics), "oomtrace_watch_cgroups_unexported 0");
+        metrics.update_outlooks(&[all[2].clone(), all[0].clone(), all[1].clone(), all[4].clone()]);
+        assert_eq!(gauged_units(&metrics), kept(&[("fast", true), ("slow", true), ("tight", false)]));
+        assert_eq!(unexported(&metrics), "oomtrace_watch_cgroups_unexported 1");
+        metrics.update_outlooks(&[]);
+        assert_eq!(gauged_units(&metrics), Vec::new());
+    }
+
+    /// Cgroups that share labels share a series (the closer one's), without
+    /// taking a place in the bound or counting as left out.
+    #[test]
+    fn cgroups_with_the_same_labels_share_the_closer_ones_series() {
+        let metrics = Metrics::new(2);
+        let mut inner = watched("svc", 100 * MIB, 90 * MIB, None);
+        inner.outlook.watched = Watched::Cgroup("/svc.slice/svc.service/worker".to_owned());
+        metrics.update_outlooks(&[
+            watched("svc", 100 * MIB, 10 * MIB, None),
+            inner,
+            watched("other", 100 * MIB, 0, None),
+        ]);
+        let text = metrics.encode().expect("encode");
+        assert!(text.contains(&format!(r#"unit="svc.service",limit_level="cgroup"}} {}"#, 10 * MIB)), "{text}");
+        assert_eq!(gauged_units(&metrics).len(), 2, "{text}");
+        assert_eq!(unexported(&metrics), "oomtrace_watch_cgroups_unexported 0");
+    }
+
+    #[test]
+    fn the_watchers_counters_are_exported() {
+        let metrics = Metrics::new(10);
+        metrics.update_watch(WatchStats { watched: 4, scans: 2, usage_reads: 10, stat_reads: 3, read_errors: 1 });
+        metrics.update_watch(WatchStats { watched: 3, scans: 5, usage_reads: 30, stat_reads: 4, read_errors: 2 });
+        let text = metrics.encode().expect("encode");
+        for line in [
+            "oomtrace_watch_cgroups 3",
+            "oomtrace_watch_scans_total 5",
+            "oomtrace_watch_usage_reads_total 30",
+            "oomtrace_watch_stat_reads_total 4",
+            "oomtrace_watch_read_errors_total 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }

@@ -100,6 +100,13 @@ pub struct Outlook {
     pub episode_seconds: f64,
 }
 
+impl Outlook {
+    /// The limit minus the memory reclaim cannot give back.
+    pub fn headroom_bytes(&self) -> u64 {
+        self.limit_bytes.saturating_sub(self.unreclaimable_bytes)
+    }
+}
+
 /// A change of a cgroup's episode: one warning record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {

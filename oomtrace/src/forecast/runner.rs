@@ -34,7 +34,7 @@ struct Shared {
 
 /// The watcher's thread, its warnings and what it knows.
 pub struct Foresight {
-    shared: Arc<Mutex<Shared>>,
+    view: ForesightView,
     changes: mpsc::UnboundedReceiver<Change>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -62,7 +62,13 @@ impl Foresight {
             let stop = Arc::clone(&stop);
             move || watch_until_stopped(&mut watcher, &shared, &stop, &tx)
         })?;
-        Ok(Self { shared, changes, stop, thread: Some(thread) })
+        Ok(Self { view: ForesightView { shared }, changes, stop, thread: Some(thread) })
+    }
+
+    /// A reader of what the watcher knows, for another task (the daemon's
+    /// gauges); after the thread stops it reads what the thread last knew.
+    pub fn view(&self) -> ForesightView {
+        self.view.clone()
     }
 
     /// The next change of a cgroup's episode (cancellation safe).
@@ -73,7 +79,7 @@ impl Foresight {
     /// Whether `event`'s kill was warned, and how long before.
     pub fn verdict(&self, event: &OomEvent) -> Verdict {
         let kill_ns = event.ktime_ns.unwrap_or_else(|| monotonic_now().as_nanos() as u64);
-        let shared = lock(&self.shared);
+        let shared = lock(&self.view.shared);
         let forecaster = &shared.forecaster;
         let watched = match event.scope {
             Some(Scope::Global) => Some(Watched::Node),
@@ -90,6 +96,24 @@ impl Foresight {
         }
     }
 
+    /// Every watched cgroup's outlook, soonest limit first.
+    pub fn outlooks(&self) -> Vec<Outlook> {
+        self.view.outlooks()
+    }
+
+    pub fn stats(&self) -> WatchStats {
+        self.view.stats()
+    }
+}
+
+/// What the watcher knows, read from any thread: each read copies it under
+/// the lock the watcher's thread holds only while it takes a poll's readings.
+#[derive(Clone)]
+pub struct ForesightView {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl ForesightView {
     /// Every watched cgroup's outlook, soonest limit first.
     pub fn outlooks(&self) -> Vec<Outlook> {
         lock(&self.shared).forecaster.outlooks()

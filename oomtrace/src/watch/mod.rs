@@ -84,6 +84,16 @@ pub enum Watched {
     Node,
 }
 
+impl Watched {
+    /// The cgroup's path; `None` for the node.
+    pub fn cgroup(&self) -> Option<&str> {
+        match self {
+            Self::Cgroup(path) => Some(path),
+            Self::Node => None,
+        }
+    }
+}
+
 /// One reading of a watched cgroup (or of the node).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reading {

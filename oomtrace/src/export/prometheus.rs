@@ -587,6 +587,7 @@ mod tests {
                 slope_bytes_per_second: if seconds_left.is_some() { MIB as f64 } else { 0.0 },
                 seconds_left,
                 limit_hits: 0,
+                reclaim: None,
                 growth: None,
                 state: None,
                 episode_seconds: 0.0,

@@ -38,7 +38,10 @@ pub mod source {
     pub const RAW_TP: u32 = 1 << 2;
     pub const FENTRY: u32 = 1 << 3;
     pub const KPROBE: u32 = 1 << 4;
+    /// `signal_generate` as a classic tracepoint.
     pub const SIGNAL: u32 = 1 << 5;
+    pub const SIGNAL_TP_BTF: u32 = 1 << 6;
+    pub const SIGNAL_RAW_TP: u32 = 1 << 7;
 }
 
 /// The memcg limit reclaim seen under one memory cgroup (keyed by its kernfs
@@ -230,8 +233,8 @@ impl RawOomEvent {
 pub struct RawKillSignal {
     pub ktime_ns: u64,
     pub target_pid: u32,
-    /// Explicit padding to a multiple of 8 bytes.
-    pub _pad: u32,
+    /// The program that saw it (`source::SIGNAL*`).
+    pub source: u32,
 }
 
 #[cfg(feature = "user")]

@@ -241,7 +241,7 @@ fn join_kill_signal(pid_tgid: u64, ev: &mut RawOomEvent) {
     };
     if signal.target_pid == ev.victim_pid && ev.ktime_ns.wrapping_sub(signal.ktime_ns) < SIGNAL_MAX_AGE_NS {
         ev.flags |= flag::KILLED;
-        ev.sources |= source::SIGNAL;
+        ev.sources |= signal.source;
         let _ = KILL_SIGNALS.remove(pid_tgid);
     }
 }

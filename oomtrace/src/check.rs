@@ -47,6 +47,11 @@ impl Report {
         }
         let context = self.working(Role::Context);
         let _ = writeln!(out);
+        for role in [Role::Context, Role::KillConfirmation, Role::Reclaim] {
+            if self.working(role).is_empty() {
+                let _ = writeln!(out, "without {}: {}", role.name(), role.loss());
+            }
+        }
         if self.can_trace() {
             let _ = writeln!(
                 out,
@@ -219,5 +224,22 @@ fn advice_for(method: Method, error: &AttachError) -> String {
         ) => " (needs CONFIG_DEBUG_INFO_BTF)",
         _ => "",
     };
+    if method.needs_perf_event_open() && error.kernel_answered(&[libc::EACCES, libc::EPERM]) {
+        return format!("{error}{}", perf_event_refused());
+    }
     format!("{error}{hint}")
+}
+
+/// Why perf_event_open was refused, from the kernel's own settings.
+fn perf_event_refused() -> String {
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_else(|_| "unreadable".to_owned());
+    let privileges = Privileges::current();
+    format!(
+        " (perf_event_open refused: kernel.perf_event_paranoid = {paranoid}, CAP_PERFMON={} CAP_SYS_ADMIN={}; \
+         Debian's and Ubuntu's kernels refuse it above 2 without CAP_SYS_ADMIN. tp_btf and raw_tp need no \
+         perf_event_open: this role falls back to them, or lacks this method only)",
+        privileges.cap_perfmon, privileges.cap_sys_admin
+    )
 }

@@ -371,6 +371,9 @@ fn a_container_over_its_limit_dies_in_one_group_kill_and_is_named() -> Result<()
     for event in &events {
         assert_named(event, &pod, "app");
         assert_eq!(event.group_kill, Some(true), "{event}");
+        // Confirmed under the agent's least privilege: tp_btf/raw_tp on
+        // signal_generate need no perf_event_open.
+        assert_eq!(event.killed, Some(true), "{event}");
         assert_eq!(event.oom_id, oom_id, "one OOM invocation: {event}");
         assert_eq!(event.oom_limit_bytes(), Some(limit), "{event}");
         let usage = event.oom_usage_bytes().with_context(|| format!("no usage: {event}"))?;

@@ -1,7 +1,7 @@
 //! The attach fallback chains ([`AttachPlan::chain`]):
 //! - victim (required): tp_btf -> raw_tp -> tracepoint `oom/mark_victim`
 //! - context (optional): fentry -> kprobe `oom_kill_process` -> none
-//! - kill confirmation (optional): tracepoint `signal/signal_generate`
+//! - kill confirmation (optional): tp_btf -> raw_tp -> tracepoint `signal_generate`
 //! - reclaim (optional, with warnings): tp_btf -> raw_tp `mm_vmscan_memcg_reclaim_end`
 
 use std::sync::Arc;
@@ -94,8 +94,36 @@ fn attach_one(
             }
             attach_tracepoint(ebpf, "signal_generate", hooks::SIGNAL_GENERATE)
         }
-        Method::ReclaimTpBtf => attach_reclaim_tp_btf(ebpf, facts, btf),
-        Method::ReclaimRawTp => attach_reclaim_raw_tp(ebpf, facts),
+        Method::SignalTpBtf => {
+            if let Err(why) = btf {
+                return Err(AttachError::NoBtf(why.clone()));
+            }
+            if facts.layout.task_pid == oomtrace_common::ABSENT {
+                return Err(AttachError::TaskOffsetsNotInBtf);
+            }
+            attach_btf_tracepoint(ebpf, btf, "signal_generate_btf", hooks::SIGNAL_GENERATE)
+        }
+        Method::SignalRawTp => {
+            if facts.layout.task_pid == oomtrace_common::ABSENT {
+                return Err(AttachError::NoTaskOffsets);
+            }
+            attach_raw_tracepoint(ebpf, "signal_generate_raw", hooks::SIGNAL_GENERATE)
+        }
+        Method::ReclaimTpBtf => {
+            if let Err(why) = btf {
+                return Err(AttachError::NoBtf(why.clone()));
+            }
+            if !has_cgroup_offsets(facts) {
+                return Err(AttachError::NoCgroupOffsets);
+            }
+            attach_btf_tracepoint(ebpf, btf, "memcg_reclaim_end_btf", hooks::MEMCG_RECLAIM_END)
+        }
+        Method::ReclaimRawTp => {
+            if !has_cgroup_offsets(facts) {
+                return Err(AttachError::NoCgroupOffsets);
+            }
+            attach_raw_tracepoint(ebpf, "memcg_reclaim_end_raw", hooks::MEMCG_RECLAIM_END)
+        }
     }
 }
 
@@ -122,25 +150,23 @@ where
 }
 
 fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, KernelBtfError>) -> Result<(), AttachError> {
-    let btf = btf.as_ref().map_err(|why| AttachError::NoBtf(why.clone()))?;
+    if let Err(why) = btf {
+        return Err(AttachError::NoBtf(why.clone()));
+    }
     if !facts.btf.as_ref().is_ok_and(|b| b.has_mark_victim_tracepoint) {
         return Err(AttachError::NoMarkVictimInBtf);
     }
     if facts.layout.task_pid == oomtrace_common::ABSENT {
         return Err(AttachError::TaskOffsetsNotInBtf);
     }
-    let prog: &mut BtfTracePoint = program(ebpf, "mark_victim_btf")?;
-    prog.load(hooks::MARK_VICTIM.event(), btf)?;
-    attach_or_unload!(prog, prog.attach())
+    attach_btf_tracepoint(ebpf, btf, "mark_victim_btf", hooks::MARK_VICTIM)
 }
 
 fn attach_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
     if facts.layout.task_pid == oomtrace_common::ABSENT {
         return Err(AttachError::NoTaskOffsets);
     }
-    let prog: &mut RawTracePoint = program(ebpf, "mark_victim_raw")?;
-    prog.load()?;
-    attach_or_unload!(prog, prog.attach(hooks::MARK_VICTIM.event()))
+    attach_raw_tracepoint(ebpf, "mark_victim_raw", hooks::MARK_VICTIM)
 }
 
 fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, tracepoint: Tracepoint) -> Result<(), AttachError> {
@@ -165,27 +191,24 @@ fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), AttachError> {
     attach_or_unload!(prog, prog.attach(hooks::OOM_KILL_PROCESS, 0))
 }
 
-fn attach_reclaim_tp_btf(
+/// A tp_btf program on `tracepoint` (its BTF name is the event's).
+fn attach_btf_tracepoint(
     ebpf: &mut Ebpf,
-    facts: &KernelFacts,
     btf: &Result<Btf, KernelBtfError>,
+    name: &'static str,
+    tracepoint: Tracepoint,
 ) -> Result<(), AttachError> {
     let btf = btf.as_ref().map_err(|why| AttachError::NoBtf(why.clone()))?;
-    if !has_cgroup_offsets(facts) {
-        return Err(AttachError::NoCgroupOffsets);
-    }
-    let prog: &mut BtfTracePoint = program(ebpf, "memcg_reclaim_end_btf")?;
-    prog.load(hooks::MEMCG_RECLAIM_END.event(), btf)?;
+    let prog: &mut BtfTracePoint = program(ebpf, name)?;
+    prog.load(tracepoint.event(), btf)?;
     attach_or_unload!(prog, prog.attach())
 }
 
-fn attach_reclaim_raw_tp(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
-    if !has_cgroup_offsets(facts) {
-        return Err(AttachError::NoCgroupOffsets);
-    }
-    let prog: &mut RawTracePoint = program(ebpf, "memcg_reclaim_end_raw")?;
+/// A raw_tp program on `tracepoint`.
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str, tracepoint: Tracepoint) -> Result<(), AttachError> {
+    let prog: &mut RawTracePoint = program(ebpf, name)?;
     prog.load()?;
-    attach_or_unload!(prog, prog.attach(hooks::MEMCG_RECLAIM_END.event()))
+    attach_or_unload!(prog, prog.attach(tracepoint.event()))
 }
 
 /// Whether the reclaim counter can find a task's memory cgroups and their ids.

@@ -62,6 +62,16 @@ pub enum AttachError {
     Program(ProgramError),
 }
 
+impl AttachError {
+    /// Whether the kernel answered one of `errnos` (a program load or attach).
+    pub fn kernel_answered(&self, errnos: &[i32]) -> bool {
+        match self {
+            Self::Refused(error) | Self::NoKprobes(error) | Self::Program(error) => answered(error, errnos),
+            _ => false,
+        }
+    }
+}
+
 impl From<ProgramError> for AttachError {
     fn from(error: ProgramError) -> Self {
         if let ProgramError::LoadError { verifier_log, .. } = &error {
@@ -85,9 +95,18 @@ impl From<ProgramError> for AttachError {
 /// Whether the kernel answered EPERM anywhere in `error`'s chain (a program
 /// load, an attach, a map creation).
 pub fn refused_by_kernel(error: &(dyn std::error::Error + 'static)) -> bool {
+    answered(error, &[libc::EPERM])
+}
+
+/// Whether the kernel answered one of `errnos` anywhere in `error`'s chain.
+fn answered(error: &(dyn std::error::Error + 'static), errnos: &[i32]) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
-        if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.raw_os_error() == Some(libc::EPERM)) {
+        let errno = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .or_else(|| error.downcast_ref::<aya::sys::SyscallError>().and_then(|e| e.io_error.raw_os_error()));
+        if errno.is_some_and(|errno| errnos.contains(&errno)) {
             return true;
         }
         next = error.source();
@@ -141,6 +160,20 @@ mod tests {
 
     fn os_error(code: i32) -> std::io::Error {
         std::io::Error::from_raw_os_error(code)
+    }
+
+    #[test]
+    fn a_refused_perf_event_open_is_recognised_in_the_chain() {
+        let refused = |code| {
+            AttachError::from(ProgramError::from(aya::sys::SyscallError {
+                call: "perf_event_open",
+                io_error: os_error(code),
+            }))
+        };
+        assert!(refused(libc::EACCES).kernel_answered(&[libc::EACCES, libc::EPERM]));
+        assert!(refused(libc::EPERM).kernel_answered(&[libc::EACCES, libc::EPERM]));
+        assert!(!refused(libc::EINVAL).kernel_answered(&[libc::EACCES, libc::EPERM]));
+        assert!(!AttachError::NoTaskOffsets.kernel_answered(&[libc::EACCES]));
     }
 
     #[test]

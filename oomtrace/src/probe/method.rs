@@ -48,6 +48,19 @@ pub enum Role {
 impl Role {
     pub const ALL: [Role; 4] = [Self::Victim, Self::Context, Self::KillConfirmation, Self::Reclaim];
 
+    /// What events lack when no method of this role attaches.
+    pub fn loss(self) -> &'static str {
+        match self {
+            Self::Victim => "no OOM kill can be traced",
+            Self::Context => {
+                "scope and the OOMing memcg are inferred from page counters; no oom_id, gfp_mask, order, \
+                 totalpages or chosen_points"
+            }
+            Self::KillConfirmation => "events cannot say whether the kernel killed (`killed` is unavailable)",
+            Self::Reclaim => "warnings turn `imminent` from limit hits alone and carry no `reclaim` count",
+        }
+    }
+
     /// The name in logs and in the `role` label of `oomtrace_probe_attached`.
     pub fn name(self) -> &'static str {
         self.into()
@@ -64,18 +77,23 @@ pub enum Method {
     Tracepoint,
     Fentry,
     Kprobe,
+    SignalTpBtf,
+    SignalRawTp,
+    /// The classic tracepoint `signal/signal_generate`.
     SignalGenerate,
     ReclaimTpBtf,
     ReclaimRawTp,
 }
 
 impl Method {
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 10] = [
         Self::TpBtf,
         Self::RawTp,
         Self::Tracepoint,
         Self::Fentry,
         Self::Kprobe,
+        Self::SignalTpBtf,
+        Self::SignalRawTp,
         Self::SignalGenerate,
         Self::ReclaimTpBtf,
         Self::ReclaimRawTp,
@@ -87,9 +105,15 @@ impl Method {
         match self {
             Self::TpBtf | Self::RawTp | Self::Tracepoint => Role::Victim,
             Self::Fentry | Self::Kprobe => Role::Context,
-            Self::SignalGenerate => Role::KillConfirmation,
+            Self::SignalTpBtf | Self::SignalRawTp | Self::SignalGenerate => Role::KillConfirmation,
             Self::ReclaimTpBtf | Self::ReclaimRawTp => Role::Reclaim,
         }
+    }
+
+    /// Whether attaching goes through perf_event_open (classic tracepoints
+    /// and kprobes), which `kernel.perf_event_paranoid` can refuse.
+    pub fn needs_perf_event_open(self) -> bool {
+        matches!(self, Self::Tracepoint | Self::Kprobe | Self::SignalGenerate)
     }
 
     /// Short name used in logs and metrics.
@@ -106,6 +130,8 @@ impl Method {
             Self::Tracepoint => source::TRACEPOINT,
             Self::Fentry => source::FENTRY,
             Self::Kprobe => source::KPROBE,
+            Self::SignalTpBtf => source::SIGNAL_TP_BTF,
+            Self::SignalRawTp => source::SIGNAL_RAW_TP,
             Self::SignalGenerate => source::SIGNAL,
             Self::ReclaimTpBtf | Self::ReclaimRawTp => 0,
         }
@@ -120,6 +146,8 @@ impl Method {
             Self::Tracepoint => "tracepoint:oom/mark_victim",
             Self::Fentry => "fentry:oom_kill_process",
             Self::Kprobe => "kprobe:oom_kill_process",
+            Self::SignalTpBtf => "tp_btf:signal_generate",
+            Self::SignalRawTp => "raw_tp:signal_generate",
             Self::SignalGenerate => "tracepoint:signal/signal_generate",
             Self::ReclaimTpBtf => "tp_btf:mm_vmscan_memcg_reclaim_end",
             Self::ReclaimRawTp => "raw_tp:mm_vmscan_memcg_reclaim_end",
@@ -131,7 +159,7 @@ impl Method {
 pub struct AttachPlan {
     pub victim: VictimProbe,
     pub context: ContextProbe,
-    /// Attach `signal/signal_generate` to confirm kills.
+    /// Attach a `signal_generate` program to confirm kills.
     pub confirm_kills: bool,
     /// Count memcg limit reclaim for the warnings before kills.
     pub count_reclaim: bool,
@@ -153,7 +181,10 @@ impl AttachPlan {
                 ContextProbe::Kprobe => &[Method::Kprobe],
                 ContextProbe::None => &[],
             },
-            Role::KillConfirmation if self.confirm_kills => &[Method::SignalGenerate],
+            // The classic tracepoint last: it needs perf_event_open.
+            Role::KillConfirmation if self.confirm_kills => {
+                &[Method::SignalTpBtf, Method::SignalRawTp, Method::SignalGenerate]
+            }
             Role::KillConfirmation => &[],
             // No classic tracepoint: it needs perf_event_open, which the
             // DaemonSet lacks, and raw_tp attaches wherever it would.
@@ -194,7 +225,7 @@ impl Attached {
         self.methods.iter().copied().find(|m| m.role() == role)
     }
 
-    /// `victim=tp_btf context=none kill_confirmation=signal_generate reclaim=none`.
+    /// `victim=tp_btf context=none kill_confirmation=signal_tp_btf reclaim=none`.
     pub fn summary(&self) -> String {
         Role::ALL
             .iter()
@@ -218,8 +249,8 @@ mod tests {
 
     #[test]
     fn the_summary_names_one_method_per_role() {
-        let attached = Attached { methods: vec![Method::TpBtf, Method::SignalGenerate], failures: Vec::new() };
-        assert_eq!(attached.summary(), "victim=tp_btf context=none kill_confirmation=signal_generate reclaim=none");
+        let attached = Attached { methods: vec![Method::TpBtf, Method::SignalTpBtf], failures: Vec::new() };
+        assert_eq!(attached.summary(), "victim=tp_btf context=none kill_confirmation=signal_tp_btf reclaim=none");
         assert_eq!(attached.method(Role::Context), None);
     }
 }

@@ -6,6 +6,16 @@
 # the serial port is a terminal, hence no colours).
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 echo "== uname $(uname -r)"
+# The kernel's own facts, from which the host decides which attach methods
+# must have been exercised here (report.rs): BTF, the kprobe PMU
+# (CONFIG_KPROBES), the classic tracepoint, and whether ftrace can patch
+# oom_kill_process (where fentry's trampoline goes).
+has() { [ -e "$1" ] && echo 1 || echo 0; }
+ftrace=0
+grep -qx 'oom_kill_process' /sys/kernel/tracing/available_filter_functions 2>/dev/null && ftrace=1
+echo "== facts btf=$(has /sys/kernel/btf/vmlinux) kprobe_pmu=$(has /sys/bus/event_source/devices/kprobe/type)" \
+    "mark_victim_tracepoint=$(has /sys/kernel/tracing/events/oom/mark_victim) ftrace_oom_kill_process=$ftrace" \
+    "arch=$(uname -m)"
 echo "== check"
 "$OOMTRACE_BIN" check
 echo "== check-rc $?"

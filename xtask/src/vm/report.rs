@@ -20,6 +20,8 @@ pub struct KernelResult {
     pub skipped: Vec<(String, String)>,
     /// Attach methods a passing, non-skipped test forced and verified.
     pub exercised: BTreeSet<&'static str>,
+    /// Attach methods the kernel's own facts say must work here (`required`).
+    pub required: BTreeSet<&'static str>,
     pub elapsed: Duration,
     pub failure_excerpt: String,
 }
@@ -33,6 +35,33 @@ const METHOD_TESTS: [(&str, &str); 5] = [
     ("memcg_kill_with_the_kprobe_context", "kprobe"),
 ];
 
+/// The attach methods that must work on a kernel with these facts (the
+/// guest's `== facts` line: `btf=1 kprobe_pmu=1 …`): raw_tp always (4.17+;
+/// every kernel of the matrix), tp_btf with BTF, fentry with BTF where
+/// ftrace can patch `oom_kill_process` on x86_64, kprobe with the kprobe PMU,
+/// the classic tracepoint where tracefs has it. Root runs the suite, so
+/// `kernel.perf_event_paranoid` does not restrict it.
+pub fn required(facts: &str) -> BTreeSet<&'static str> {
+    let fact = |key: &str| {
+        facts.split_whitespace().find_map(|pair| pair.strip_prefix(key)?.strip_prefix('=')).unwrap_or_default()
+    };
+    let on = |key: &str| fact(key) == "1";
+    let mut required = BTreeSet::from(["raw_tp"]);
+    if on("btf") {
+        required.insert("tp_btf");
+        if on("ftrace_oom_kill_process") && fact("arch") == "x86_64" {
+            required.insert("fentry");
+        }
+    }
+    if on("kprobe_pmu") {
+        required.insert("kprobe");
+    }
+    if on("mark_victim_tracepoint") {
+        required.insert("tracepoint");
+    }
+    required
+}
+
 pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
     let text = &boot.output;
     let mut check = Vec::new();
@@ -40,6 +69,7 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
     let mut cgroup = String::new();
     let mut in_check = false;
     let mut check_rc = None;
+    let mut facts = None;
     let mut test_rcs = Vec::new();
     let mut lines = Vec::new();
     for line in text.lines() {
@@ -50,6 +80,10 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
         if let Some(rc) = line.strip_prefix("== check-rc ") {
             in_check = false;
             check_rc = rc.trim().parse::<i32>().ok();
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("== facts ") {
+            facts = Some(rest.to_owned());
             continue;
         }
         if let Some(rest) = line.strip_prefix("== test-rc ") {
@@ -91,12 +125,32 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
     let failed = lines.iter().filter_map(|line| summary_count(line, "failed")).sum::<usize>();
     let exercised =
         METHOD_TESTS.iter().filter(|(test, _)| ok_tests.contains(*test)).map(|(_, method)| *method).collect();
-    let passed = boot.exit_code == Some(0) && check_rc == Some(0) && failed == 0 && test_rcs.iter().all(|&rc| rc == 0);
+    // No facts line: the guest did not say, so everything the matrix knows is required.
+    let required = facts.as_deref().map_or_else(|| METHOD_TESTS.iter().map(|(_, m)| *m).collect(), required);
+    let unexercised: Vec<&str> = required.difference(&exercised).copied().collect();
+    let passed = boot.exit_code == Some(0)
+        && check_rc == Some(0)
+        && failed == 0
+        && test_rcs.iter().all(|&rc| rc == 0)
+        && unexercised.is_empty();
     let failure_excerpt = if passed {
         String::new()
     } else {
         let tail: Vec<&str> = text.lines().rev().take(80).collect();
-        format!("{}\n--- console ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"), boot.console_tail)
+        let unexercised = if unexercised.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "attach methods this kernel's facts ({}) require but no passing test exercised: {}\n",
+                facts.as_deref().unwrap_or("none reported"),
+                unexercised.join(" ")
+            )
+        };
+        format!(
+            "{unexercised}{}\n--- console ---\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            boot.console_tail
+        )
     };
     KernelResult {
         label,
@@ -109,6 +163,7 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
         tests_failed: failed,
         skipped,
         exercised,
+        required,
         elapsed: boot.elapsed,
         failure_excerpt,
     }
@@ -207,7 +262,7 @@ impl crate::vm::Verdict for KernelResult {
 
     fn line(&self) -> String {
         format!(
-            "{:<11} {:<30} {}  {} passed, {} failed, {} skipped; attach methods verified: {}  ({:.0} s)",
+            "{:<11} {:<30} {}  {} passed, {} failed, {} skipped; attach methods verified: {} (required here: {})  ({:.0} s)",
             self.label,
             self.release,
             if self.passed { "PASS" } else { "FAIL" },
@@ -215,6 +270,7 @@ impl crate::vm::Verdict for KernelResult {
             self.tests_failed,
             self.skipped.len(),
             self.exercised.iter().copied().collect::<Vec<_>>().join(" "),
+            self.required.iter().copied().collect::<Vec<_>>().join(" "),
             self.elapsed.as_secs_f64()
         )
     }
@@ -231,14 +287,17 @@ pub fn markdown(results: &[KernelResult]) -> String {
         "# Kernels oomtrace is tested on\n\n\
          Generated by `cargo xtask vm-test` (do not edit by hand): each Debian cloud kernel is booted \
          under qemu (single-threaded TCG, busybox initramfs, cgroup v2) and runs the whole integration \
-         suite as root; the attach columns are what `oomtrace check` reported inside the guest.\n\n",
+         suite as root; the attach columns are what `oomtrace check` reported inside the guest. A kernel \
+         passes only if every attach method its own facts require (BTF: tp_btf; BTF and ftrace on \
+         `oom_kill_process`, x86_64: fentry; the kprobe PMU: kprobe; tracefs' `oom/mark_victim`: the \
+         tracepoint; raw_tp always) was forced and verified by a passing test.\n\n",
     );
     out.push_str(&format!("Run: {}\n\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now())));
-    out.push_str("| series | kernel | cgroup | fentry | kprobe | tp_btf | raw_tp | mark_victim fields | verified by forced-attach tests | result |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| series | kernel | cgroup | fentry | kprobe | tp_btf | raw_tp | mark_victim fields | required by the kernel's facts | verified by forced-attach tests | result |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({} passed, {} skipped) |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({} passed, {} skipped) |\n",
             r.label,
             r.release,
             if r.cgroup.is_empty() { "?" } else { &r.cgroup },
@@ -247,6 +306,7 @@ pub fn markdown(results: &[KernelResult]) -> String {
             yes_no(r.attaches("tp_btf:")),
             yes_no(r.attaches("raw_tp:")),
             r.mark_victim_fields,
+            r.required.iter().copied().collect::<Vec<_>>().join(", "),
             r.exercised.iter().copied().collect::<Vec<_>>().join(", "),
             if r.passed { "pass" } else { "FAIL" },
             r.tests_passed,
@@ -334,6 +394,16 @@ mod tests {
         assert_eq!(without_colours("test x ... \u{1b}[32mok\u{1b}[0m"), "test x ... ok");
     }
 
+    #[test]
+    fn the_kernels_facts_say_which_methods_must_attach() {
+        let all = "btf=1 kprobe_pmu=1 mark_victim_tracepoint=1 ftrace_oom_kill_process=1 arch=x86_64";
+        assert_eq!(required(all), BTreeSet::from(["fentry", "kprobe", "raw_tp", "tp_btf", "tracepoint"]));
+        let no_btf = "btf=0 kprobe_pmu=1 mark_victim_tracepoint=1 ftrace_oom_kill_process=1 arch=x86_64";
+        assert_eq!(required(no_btf), BTreeSet::from(["kprobe", "raw_tp", "tracepoint"]));
+        let arm = "btf=1 kprobe_pmu=0 mark_victim_tracepoint=1 ftrace_oom_kill_process=1 arch=aarch64";
+        assert_eq!(required(arm), BTreeSet::from(["raw_tp", "tp_btf", "tracepoint"]));
+    }
+
     fn result(label: &'static str, skipped: &[(&str, &str)]) -> KernelResult {
         KernelResult {
             label,
@@ -346,6 +416,7 @@ mod tests {
             tests_failed: 0,
             skipped: skipped.iter().map(|(t, r)| (t.to_string(), r.to_string())).collect(),
             exercised: BTreeSet::new(),
+            required: BTreeSet::new(),
             elapsed: Duration::ZERO,
             failure_excerpt: String::new(),
         }

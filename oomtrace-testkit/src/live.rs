@@ -83,6 +83,18 @@ impl Live {
         expect_event(&self.tracer, timeout)
     }
 
+    /// The next event and how long after the kill (its `ktime_ns`) its line
+    /// arrived, or an error with oomtrace's log after `timeout`.
+    pub fn expect_event_delayed(&self, timeout: Duration) -> Result<(Event, Duration)> {
+        match self.tracer.next_event_line(timeout) {
+            Some(event) => {
+                let delay = Duration::from_nanos(event.observed.latency_ns().max(0) as u64);
+                Ok((Event::parse(&event.line)?, delay))
+            }
+            None => bail!("no OOM event within {timeout:?}; oomtrace's log:\n{}", self.tracer.log_text()),
+        }
+    }
+
     /// Every event that arrives until none has come for `quiet`.
     pub fn drain(&self, quiet: Duration) -> Result<Vec<Event>> {
         let mut events = Vec::new();

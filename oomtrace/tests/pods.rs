@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, ensure};
 use oomtrace_testkit::{
     cgroup::{self, MemCgroup},
     cri::{
@@ -249,14 +249,15 @@ fn a_hanging_runtime_delays_an_event_by_at_most_the_timeout() -> Result<()> {
     let socket = dir.join("cri.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).context("bind")?;
     let (_, pod) = new_pod(&client, "slow")?;
+    let timeout = Duration::from_millis(200);
     let tracer = tracer_for(&pod, socket.to_str().context("utf8")?, &["--cri-timeout", "200ms"])?;
     let (id, _) = run_hog(&client, &pod, "app")?;
-    let first = tracer.expect_event(EVENT_TIMEOUT)?;
+    let first = tracer.expect_event_delayed(EVENT_TIMEOUT)?;
     // A second kill while the runtime is still hung.
     let (second, _) = run_hog(&client, &pod, "again")?;
-    let then = tracer.expect_event(EVENT_TIMEOUT)?;
+    let then = tracer.expect_event_delayed(EVENT_TIMEOUT)?;
     let mut reasons = Vec::new();
-    for (event, container_id) in [(&first, &id), (&then, &second)] {
+    for ((event, delay), container_id) in [(&first, &id), (&then, &second)] {
         let w = event.workload();
         assert_eq!(w.attribution.as_deref(), Some("partial"), "{event}");
         assert_eq!(w.container_id.as_deref(), Some(container_id.as_str()), "{event}");
@@ -265,6 +266,18 @@ fn a_hanging_runtime_delays_an_event_by_at_most_the_timeout() -> Result<()> {
         // runtime is left alone for a while after a failure (no wait at all):
         // a hung runtime does not hold every event of a storm for the timeout.
         assert!(reason.contains("timed out") || reason.contains("failed recently"), "{event}");
+        // Measured from the kill (its ktime_ns) to the line's arrival: the
+        // call that timed out waited the timeout, and no more than that plus
+        // the second it takes to decode, attribute and print under load; a
+        // call skipped after a failure did not wait for it.
+        ensure!(
+            *delay <= timeout + Duration::from_secs(1),
+            "{reason}: the event came {delay:?} after the kill: {event}"
+        );
+        if reason.contains("timed out") {
+            ensure!(*delay >= timeout, "the CRI call timed out, yet the event came {delay:?} after the kill: {event}");
+        }
+        println!("{reason}: the event came {delay:?} after the kill");
         reasons.push(reason);
     }
     assert!(reasons.iter().any(|r| r.contains("failed recently")), "{reasons:?}");

@@ -37,6 +37,36 @@ pub struct KilledLine {
     pub oom_score_adj: i64,
 }
 
+/// A point in the kernel log, written there by the test: the oracle of which
+/// processes the kernel killed after it ([`Mark::killed_since`]).
+pub struct Mark(String);
+
+impl Mark {
+    /// Writes a unique line into the kernel log (`/dev/kmsg`, root).
+    pub fn new(label: &str) -> Result<Mark> {
+        let line = format!("oomtrace-test-mark {label} {}", crate::procfs::monotonic_ns());
+        std::fs::write("/dev/kmsg", format!("{line}\n")).context("writing a mark into /dev/kmsg")?;
+        Ok(Mark(line))
+    }
+
+    /// (pid, comm) of every "Killed process" line the kernel printed after
+    /// the mark, in order.
+    pub fn killed_since(&self) -> Result<Vec<(u32, String)>> {
+        let out = Command::new("dmesg").output().context("running dmesg")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let after = text.rfind(&self.0).with_context(|| format!("the mark {:?} is gone from dmesg", self.0))?;
+        Ok(text[after..]
+            .lines()
+            .filter_map(|line| {
+                let rest = &line[line.find("Killed process ")? + "Killed process ".len()..];
+                let (pid, rest) = rest.split_once(" (")?;
+                let comm = &rest[..rest.rfind(')')?];
+                Some((pid.parse().ok()?, comm.to_owned()))
+            })
+            .collect())
+    }
+}
+
 /// Waits for dmesg's "Killed process <pid> (comm) total-vm:..." line.
 pub fn killed(pid: u32) -> Result<KilledLine> {
     let needle = format!("Killed process {pid} (");

@@ -23,6 +23,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use oomtrace_testkit::{
     cri::{CgroupDriver, CriClient, Pod, Qos, daemonset::DaemonSetPod, new_uid},
+    dmesg,
     event::Event,
     harness::{self, Need},
     http,
@@ -194,6 +195,57 @@ fn wait_events(agent: &DaemonSetPod, count: usize, matches: impl Fn(&Event) -> b
     }
 }
 
+/// The guest kernel as the oracle of a scenario's victims: every process it
+/// killed after the scenario began has exactly one event from the agent, and
+/// the agent reports no kill the kernel did not make.
+struct KernelOracle {
+    mark: dmesg::Mark,
+    events_before: usize,
+}
+
+impl KernelOracle {
+    fn start(agent: &DaemonSetPod, scenario: &str) -> Result<Self> {
+        Ok(Self { mark: dmesg::Mark::new(scenario)?, events_before: events(agent).len() })
+    }
+
+    /// Waits until the agent's live events since the mark name exactly the
+    /// kernel's victims since it (pid and comm, each once), then a quiet
+    /// second more; those events.
+    fn victims(&self, agent: &DaemonSetPod) -> Result<Vec<Event>> {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        let compare = || -> Result<(Vec<(u32, String)>, Vec<(u32, String)>, Vec<Event>)> {
+            let mut kernel = self.mark.killed_since()?;
+            kernel.sort();
+            let new: Vec<Event> =
+                events(agent).into_iter().skip(self.events_before).filter(|e| e.source == "ebpf").collect();
+            let mut reported: Vec<(u32, String)> =
+                new.iter().map(|e| (e.victim.pid, e.victim.comm.clone().unwrap_or_default())).collect();
+            reported.sort();
+            Ok((kernel, reported, new))
+        };
+        loop {
+            let (kernel, reported, _) = compare()?;
+            if !kernel.is_empty() && kernel == reported {
+                std::thread::sleep(Duration::from_secs(1));
+                let (kernel, reported, new) = compare()?;
+                ensure!(
+                    kernel == reported,
+                    "after a quiet second: the kernel killed {kernel:?}, the agent reported {reported:?}"
+                );
+                return Ok(new);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "after {EVENT_TIMEOUT:?} the kernel had killed {kernel:?} (its log since the scenario began), the \
+                     agent reported {reported:?}; the agent's stdout:\n{}",
+                    agent.stdout_lines().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 fn in_pod(pod: &Pod) -> impl Fn(&Event) -> bool + '_ {
     move |event| event.workload.as_ref().and_then(|w| w.pod_uid.as_deref()) == Some(pod.uid.as_str())
 }
@@ -267,6 +319,7 @@ fn the_agent_runs_ready_under_the_manifests_least_privilege() -> Result<()> {
 /// meanwhile, ranks it first.
 fn a_leaking_container_is_warned_before_its_kill_and_top_ranks_it_first() -> Result<()> {
     let agent = agent()?;
+    let oracle = KernelOracle::start(&agent, "scenario-13")?;
     let cri = cri()?;
     let pod = run_pod(&cri, "leaky", Qos::Burstable)?;
     let limit = 128 * MIB;
@@ -285,7 +338,7 @@ fn a_leaking_container_is_warned_before_its_kill_and_top_ranks_it_first() -> Res
     assert_eq!(first["limit_bytes"].as_u64(), Some(limit), "{first}");
     ensure!(first["seconds_left"].as_f64().is_some_and(|s| s > 0.0), "no time left: {first}");
     block(cri.wait_exited(&id, EVENT_TIMEOUT))?;
-    let kills = wait_events(&agent, 1, in_pod(&pod))?;
+    let kills = oracle.victims(&agent)?;
     let kill = &kills[0];
     assert_named(kill, &pod, "app");
     let warned: Vec<WarningRecord> = warnings(&agent)
@@ -357,12 +410,15 @@ fn check_in_the_agents_container_attaches_every_probe() -> Result<()> {
 /// container's every process dies in one kill, each named.
 fn a_container_over_its_limit_dies_in_one_group_kill_and_is_named() -> Result<()> {
     let agent = agent()?;
+    let oracle = KernelOracle::start(&agent, "scenario-1")?;
     let cri = cri()?;
     let pod = run_pod(&cri, "web", Qos::Burstable)?;
     let limit = 64 * MIB;
     let id = container(&cri, &pod, "app", &["sh", "-c", "sleep 600 & sleep 600 & hog 256 0.5; wait"], Some(limit))?;
     let (_, reason) = block(cri.wait_exited(&id, EVENT_TIMEOUT))?;
-    let events = wait_events(&agent, 2, in_pod(&pod))?;
+    // Every member of the group kill, each once, as the kernel's log has them.
+    let events = oracle.victims(&agent)?;
+    ensure!(events.len() >= 2, "a group kill of one: {events:?}");
     // Only the agent's outputs are asserted; what the runtime says is shown.
     println!("the runtime's reason for the container's exit: {reason:?}; {} victims", events.len());
     let comms: Vec<&str> = events.iter().filter_map(|e| e.victim.comm.as_deref()).collect();
@@ -393,12 +449,13 @@ fn a_container_over_its_limit_dies_in_one_group_kill_and_is_named() -> Result<()
 /// Scenario 2: a sidecar beside the container that hit its limit is not named and keeps running.
 fn only_the_container_that_hit_its_limit_is_named_beside_a_sidecar() -> Result<()> {
     let agent = agent()?;
+    let oracle = KernelOracle::start(&agent, "scenario-2")?;
     let cri = cri()?;
     let pod = run_pod(&cri, "api", Qos::Burstable)?;
     let sidecar = container(&cri, &pod, "sidecar", &["sleep", "600"], Some(32 * MIB))?;
     let app = container(&cri, &pod, "app", &["hog", "256", "0.5"], Some(48 * MIB))?;
     block(cri.wait_exited(&app, EVENT_TIMEOUT))?;
-    let events = wait_events(&agent, 1, in_pod(&pod))?;
+    let events = oracle.victims(&agent)?;
     for event in &events {
         assert_named(event, &pod, "app");
         assert_eq!(event.oom_limit_bytes(), Some(48 * MIB), "{event}");
@@ -413,12 +470,13 @@ fn only_the_container_that_hit_its_limit_is_named_beside_a_sidecar() -> Result<(
 /// container may grow to 128 MiB, the pod only to 96 MiB.
 fn a_pod_level_limit_names_the_pod_slice_and_the_container() -> Result<()> {
     let agent = agent()?;
+    let oracle = KernelOracle::start(&agent, "scenario-3")?;
     let cri = cri()?;
     let pod = run_pod(&cri, "batch", Qos::Burstable)?;
     systemd::set_memory_max(&pod.cgroup_parent, 96 * MIB)?;
     let sidecar = container(&cri, &pod, "sidecar", &["sleep", "600"], Some(32 * MIB))?;
     container(&cri, &pod, "worker", &["hog", "120", "0.5"], Some(128 * MIB))?;
-    let events = wait_events(&agent, 1, in_pod(&pod))?;
+    let events = oracle.victims(&agent)?;
     for event in &events {
         assert_eq!(event.oom_cgroup_path(), Some(pod.cgroup_parent.as_str()), "the pod's slice: {event}");
         assert_eq!(event.oom_limit_bytes(), Some(96 * MIB), "{event}");
@@ -436,6 +494,7 @@ fn a_pod_level_limit_names_the_pod_slice_and_the_container() -> Result<()> {
 /// Scenario 4: `kubepods.slice` capped like node allocatable; pods together exceed it.
 fn kubepods_at_node_allocatable_is_the_ooming_memcg() -> Result<()> {
     let agent = agent()?;
+    let oracle = KernelOracle::start(&agent, "scenario-4")?;
     let cri = cri()?;
     let kubepods = "/kubepods.slice";
     let current: u64 = std::fs::read_to_string("/sys/fs/cgroup/kubepods.slice/memory.current")?.trim().parse()?;
@@ -444,7 +503,7 @@ fn kubepods_at_node_allocatable_is_the_ooming_memcg() -> Result<()> {
     let pod = run_pod(&cri, "greedy", Qos::BestEffort)?;
     let result = (|| {
         container(&cri, &pod, "eater", &["hog", "400", "0.5"], None)?;
-        wait_events(&agent, 1, in_pod(&pod))
+        oracle.victims(&agent)
     })();
     systemd::clear_memory_max(kubepods)?;
     for event in &result? {
@@ -464,6 +523,7 @@ fn kubepods_at_node_allocatable_is_the_ooming_memcg() -> Result<()> {
 /// Scenario 6: pods created, killed and removed within a second.
 fn a_container_and_pod_removed_at_once_are_still_attributed() -> Result<()> {
     let agent = agent()?;
+    let oracle = KernelOracle::start(&agent, "scenario-6")?;
     let cri = cri()?;
     let mut pods = Vec::new();
     for _ in 0..3 {
@@ -481,9 +541,17 @@ fn a_container_and_pod_removed_at_once_are_still_attributed() -> Result<()> {
         block(cri.remove_pod(&pod))?;
         pods.push((pod, id, scope));
     }
+    let all = oracle.victims(&agent)?;
     for (pod, id, _) in &pods {
-        let events = wait_events(&agent, 1, in_pod(pod))?;
-        for event in &events {
+        let events: Vec<&Event> = all.iter().filter(|e| in_pod(pod)(e)).collect();
+        ensure!(
+            events.len() == 1,
+            "pod {}: {} events of the kernel's {} kills: {all:?}",
+            pod.name,
+            events.len(),
+            all.len()
+        );
+        for event in events {
             let workload = event.workload.clone().unwrap_or_default();
             assert_eq!(workload.container_id.as_deref(), Some(id.as_str()), "{event}");
             assert_eq!(workload.kind.as_deref(), Some("container"), "{event}");

@@ -239,8 +239,9 @@ fn reclaim_cost(oomtrace: &Path, parent: &MemCgroup) -> Result<Vec<ReclaimRun>> 
     let file = uncached_file(&format!("{}-reclaim", parent.path.trim_start_matches('/')), 3 * RECLAIM_LIMIT)?;
     let bpftrace = host::ensure_installed("bpftrace", "bpftrace");
     let mut runs = Vec::new();
-    // Twice over, alternating, so a drift of the disk's speed shows.
-    for _ in 0..2 {
+    // Three times over, alternating, so a drift of the disk's speed shows
+    // and one disturbed window does not decide (the median is reported).
+    for _ in 0..3 {
         runs.push(ReclaimRun { observer: "nothing", mib_per_second: stream_rate(&cgroup, &file).ok() });
         if let Ok(binary) = &bpftrace {
             let mut child = std::process::Command::new(binary)
@@ -282,18 +283,15 @@ fn stream_rate(cgroup: &MemCgroup, file: &Path) -> Result<f64> {
 }
 
 fn render_reclaim(runs: &[ReclaimRun]) -> String {
-    let mean = |observer: &str| {
-        let rates: Vec<f64> = runs.iter().filter(|r| r.observer == observer).filter_map(|r| r.mib_per_second).collect();
-        (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+    let rate_of = |observer: &str| {
+        median(runs.iter().filter(|r| r.observer == observer).filter_map(|r| r.mib_per_second).collect())
     };
-    let base = mean("nothing");
+    let base = rate_of("nothing");
     let mut out = format!(
-        "
-The reclaim counter's cost on the path it instruments: a stream through a file 3× its cgroup's {} MiB          limit (limit reclaim runs all the time), its read rate from storage over {} s, twice per observer,          alternating:
-
-| observer | read rate (mean) | against nothing attached |
-|---|---|---|
-",
+        "\nThe reclaim counter's cost on the path it instruments: a stream through a file 3× its cgroup's {} MiB \
+         limit (limit reclaim runs all the time), its read rate from storage over {} s, three times per \
+         observer, alternating (the median); bpftrace counts the same tracepoint into per-cgroup maps:\n\n\
+         | observer | read rate (median) | against nothing attached |\n|---|---|---|\n",
         RECLAIM_LIMIT / MIB,
         RECLAIM_WINDOW.as_secs()
     );
@@ -303,7 +301,7 @@ The reclaim counter's cost on the path it instruments: a stream through a file 3
             continue;
         }
         seen.push(run.observer);
-        let rate = mean(run.observer);
+        let rate = rate_of(run.observer);
         let ratio = rate.zip(base).map(|(r, b)| r / b * 100.0);
         out.push_str(&format!(
             "| {} | {} | {} |

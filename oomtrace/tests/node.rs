@@ -195,6 +195,15 @@ fn wait_events(agent: &DaemonSetPod, count: usize, matches: impl Fn(&Event) -> b
     }
 }
 
+/// Every victim the kernel's log confirmed so far, (pid, comm), in the order
+/// the scenarios ran: what `history` and `diagnose` must find again.
+static SUITE_VICTIMS: std::sync::Mutex<Vec<(u32, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// [`SUITE_VICTIMS`] now.
+fn suite_victims() -> Vec<(u32, String)> {
+    SUITE_VICTIMS.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
 /// The guest kernel as the oracle of a scenario's victims: every process it
 /// killed after the scenario began has exactly one event from the agent, and
 /// the agent reports no kill the kernel did not make.
@@ -640,6 +649,14 @@ fn history_from_the_journal_names_the_suites_kills() -> Result<()> {
     ensure!(out.status.success(), "history --journal failed: {stderr}");
     let events: Vec<Event> = String::from_utf8_lossy(&out.stdout).lines().map(Event::parse).collect::<Result<_>>()?;
     ensure!(!events.is_empty(), "no kill found in the journal: {stderr}");
+    // Every kill the suite made in kubepods (confirmed by the kernel's log),
+    // each exactly once.
+    for (pid, comm) in suite_victims() {
+        let found = events.iter().filter(|e| e.victim.pid == pid).count();
+        ensure!(found == 1, "{comm} (pid {pid}), killed by the kernel during the suite, is in history {found} times");
+        let event = events.iter().find(|e| e.victim.pid == pid).context("found above")?;
+        assert_eq!(event.victim.comm.as_deref(), Some(comm.as_str()), "{event}");
+    }
     for event in &events {
         assert_eq!(event.kernel_log.as_ref().map(|l| l.from.as_str()), Some("journal"), "{event}");
         let workload = event.workload.clone().unwrap_or_default();

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result, ensure};
 use oomtrace_testkit::{cri::new_uid, event::Event};
 
-use super::{agent, env, metric, wait_events};
+use super::{agent, env, metric, suite_victims, wait_events};
 
 /// Scenario 11: a systemd service at its MemoryMax (as kubelet.service or
 /// containerd.service would be): the agent names the unit, the cause is
@@ -72,6 +72,22 @@ pub fn diagnose_reports_the_suites_kills_by_container_with_their_causes() -> Res
         ensure!(group["advice"].as_array().is_some_and(|a| !a.is_empty()), "no advice: {group:#}");
     }
     ensure!(report["node_memory"]["kubepods"]["cgroup"] == "/kubepods.slice", "{:#}", report["node_memory"]);
+    // Every kill the suite made (confirmed by the kernel's log) is one victim
+    // of one group.
+    let victims: Vec<(u64, &str)> = groups
+        .iter()
+        .flat_map(|g| g["victims"].as_array().into_iter().flatten())
+        .filter_map(|v| Some((v["pid"].as_u64()?, v["comm"].as_str().unwrap_or_default())))
+        .collect();
+    for (pid, comm) in suite_victims() {
+        let found: Vec<&(u64, &str)> = victims.iter().filter(|(p, _)| *p == u64::from(pid)).collect();
+        ensure!(
+            found.len() == 1,
+            "{comm} (pid {pid}), killed during the suite, is {} victims of the report",
+            found.len()
+        );
+        ensure!(found[0].1 == comm, "pid {pid}: the report says {:?}, the kernel {comm:?}", found[0].1);
+    }
     let markdown = run("markdown")?;
     ensure!(markdown.starts_with("# OOM report: node `"), "{markdown}");
     let table = run("table")?;

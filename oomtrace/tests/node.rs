@@ -60,6 +60,7 @@ fn main() -> ExitCode {
         trial!(a_systemd_unit_at_its_memory_max_is_named_by_its_unit, Need::Node),
         trial!(diagnose_reports_the_suites_kills_by_container_with_their_causes, Need::Node),
         trial!(a_leaking_container_is_warned_before_its_kill_and_top_ranks_it_first, Need::Node),
+        trial!(the_agent_knows_of_a_kill_what_root_knows, Need::Node),
         trial!(the_whole_node_out_of_memory_names_a_besteffort_victim, Need::Node),
     ])
 }
@@ -412,6 +413,56 @@ fn check_in_the_agents_container_attaches_every_probe() -> Result<()> {
         expected,
         "what root attaches, the agent attaches (but perf events at paranoid > 2)"
     );
+    Ok(())
+}
+
+/// Scenario 14: the same kill seen by the agent, under the manifests' least
+/// privilege (CAP_BPF, CAP_PERFMON, CAP_SYSLOG; perf_event_open refused at
+/// the kernel's default paranoid level), and by `oomtrace live` as root on
+/// the node: the same facts, field by field, and nothing in the agent's
+/// `unavailable` that root has.
+fn the_agent_knows_of_a_kill_what_root_knows() -> Result<()> {
+    let agent = agent()?;
+    let socket = env("OOMTRACE_CRI_SOCKET")?;
+    let binary = std::path::PathBuf::from(env("OOMTRACE_BIN")?);
+    let root = oomtrace_testkit::live::Live::start(&binary, &["--cgroup", "/kubepods.slice", "--cri-socket", &socket])?;
+    let oracle = KernelOracle::start(&agent, "scenario-14")?;
+    let cri = cri()?;
+    let pod = run_pod(&cri, "twice", Qos::Burstable)?;
+    container(&cri, &pod, "app", &["hog", "256", "0.5"], Some(64 * MIB))?;
+    let events = oracle.victims(&agent)?;
+    let [seen_by_agent] = events.as_slice() else { bail!("{} victims: {events:?}", events.len()) };
+    let seen_by_root = root.expect_event(EVENT_TIMEOUT)?;
+    ensure!(seen_by_root.victim.pid == seen_by_agent.victim.pid, "root saw another kill: {seen_by_root}");
+    root.stop()?;
+    let agent_json: serde_json::Value = serde_json::from_str(&seen_by_agent.line)?;
+    let root_json: serde_json::Value = serde_json::from_str(&seen_by_root.line)?;
+    let fields = [
+        "/killed",
+        "/group_kill",
+        "/scope",
+        "/scope_source",
+        "/gfp_mask",
+        "/order",
+        "/oom_totalpages",
+        "/chosen_points",
+        "/victim",
+        "/victim_cgroup",
+        "/oom_cgroup",
+        "/trigger",
+        "/sources",
+        "/unavailable",
+        "/workload",
+    ];
+    for field in fields {
+        assert_eq!(agent_json.pointer(field), root_json.pointer(field), "{field}: agent {agent_json} root {root_json}");
+    }
+    // oom_id is the timestamp of each tracer's own oom_kill_process program:
+    // both have one, a few ns apart.
+    assert_eq!(seen_by_agent.oom_id.is_some(), seen_by_root.oom_id.is_some(), "{seen_by_agent}");
+    assert_eq!(seen_by_agent.killed, Some(true), "{seen_by_agent}");
+    ensure!(seen_by_agent.gfp_mask.is_some() && seen_by_agent.order.is_some(), "{seen_by_agent}");
+    block(cri.remove_pod(&pod))?;
     Ok(())
 }
 

@@ -383,7 +383,8 @@ fn check_in_the_agents_container_attaches_every_probe() -> Result<()> {
     let agent = agent()?;
     let (code, stdout, stderr) =
         block(cri()?.exec_sync(&agent.container_id, &["/oomtrace", "check"], Duration::from_secs(60)))?;
-    println!("in the agent's container:\n{stdout}{stderr}");
+    let paranoid_now = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap_or_default();
+    println!("NODE-CHECK-BEGIN kernel.perf_event_paranoid = {}\n{stdout}{stderr}NODE-CHECK-END", paranoid_now.trim());
     assert_eq!(code, 0, "oomtrace check failed in the agent's container:\n{stdout}{stderr}");
     let as_root = std::process::Command::new(env("OOMTRACE_BIN")?).arg("check").output()?;
     let as_root = String::from_utf8_lossy(&as_root.stdout).into_owned();

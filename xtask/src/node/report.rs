@@ -33,6 +33,9 @@ pub struct NodeResult {
     pub failure_excerpt: String,
     /// `NODE-FIGURE key=value ...` the suite printed (the agent's RSS, ...).
     pub figures: std::collections::BTreeMap<String, u64>,
+    /// `oomtrace check` in the agent's container (scenario 8), with the
+    /// kernel's perf_event_paranoid: what its least privilege attaches.
+    pub agent_check: Option<String>,
 }
 
 /// The value of the `== <key> <value>` marker line.
@@ -95,7 +98,24 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> NodeResult {
         elapsed: boot.elapsed,
         failure_excerpt,
         figures: figures(suite_lines),
+        agent_check: between(suite_lines, "NODE-CHECK-BEGIN ", "NODE-CHECK-END"),
     }
+}
+
+/// The lines from the one starting with `begin` (its rest included) to the
+/// one containing `end` (its part before `end` included).
+fn between(lines: &[&str], begin: &str, end: &str) -> Option<String> {
+    let start = lines.iter().position(|l| l.contains(begin))?;
+    let mut text = lines[start].split_once(begin)?.1.to_owned();
+    for line in &lines[start + 1..] {
+        text.push('\n');
+        if let Some((before, _)) = line.split_once(end) {
+            text.push_str(before);
+            return Some(text.trim_end().to_owned());
+        }
+        text.push_str(line);
+    }
+    None
 }
 
 /// The `key=value` pairs after `NODE-FIGURE` anywhere in a line (a test's
@@ -263,6 +283,12 @@ pub fn markdown(results: &[NodeResult], wall_time: Duration, jobs: usize) -> Str
         for (name, outcome) in &r.scenarios {
             out.push_str(&format!("| {name} | {} |\n", outcome_text(outcome)));
         }
+        if let Some(check) = &r.agent_check {
+            out.push_str(&format!(
+                "\n`oomtrace check` in the agent's container, under the manifests' least privilege (CAP_BPF, \
+                 CAP_PERFMON, CAP_SYSLOG):\n\n```\n{check}\n```\n"
+            ));
+        }
     }
     out
 }
@@ -279,6 +305,17 @@ mod tests {
         == systemd-start-us 10270000\n== containerd-active-us 24083921\n== containerd-version 1.6.20~ds1\n\
         == runc-version 1.1.5+ds1\n== imported localhost/pause:oomtrace\n\
         == memory MemTotal: 2013596 kB MemAvailable: 1500000 kB\n";
+
+    #[test]
+    fn the_agents_check_is_read_between_its_markers() {
+        let lines =
+            ["x NODE-CHECK-BEGIN kernel.perf_event_paranoid = 3", "btf  ok", "verdict: ok", "NODE-CHECK-END", "y"];
+        assert_eq!(
+            between(&lines, "NODE-CHECK-BEGIN ", "NODE-CHECK-END").as_deref(),
+            Some("kernel.perf_event_paranoid = 3\nbtf  ok\nverdict: ok")
+        );
+        assert_eq!(between(&lines[..2], "NODE-CHECK-BEGIN ", "NODE-CHECK-END"), None);
+    }
 
     #[test]
     fn figures_are_read_and_the_benchmarks_block_is_replaced_in_place() {

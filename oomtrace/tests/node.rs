@@ -196,12 +196,15 @@ fn wait_events(agent: &DaemonSetPod, count: usize, matches: impl Fn(&Event) -> b
     }
 }
 
+/// A killed process: (pid, comm).
+type Victim = (u32, String);
+
 /// Every victim the kernel's log confirmed so far, (pid, comm), in the order
 /// the scenarios ran: what `history` and `diagnose` must find again.
-static SUITE_VICTIMS: std::sync::Mutex<Vec<(u32, String)>> = std::sync::Mutex::new(Vec::new());
+static SUITE_VICTIMS: std::sync::Mutex<Vec<Victim>> = std::sync::Mutex::new(Vec::new());
 
 /// [`SUITE_VICTIMS`] now.
-fn suite_victims() -> Vec<(u32, String)> {
+fn suite_victims() -> Vec<Victim> {
     SUITE_VICTIMS.lock().map(|v| v.clone()).unwrap_or_default()
 }
 
@@ -223,12 +226,12 @@ impl KernelOracle {
     /// second more; those events.
     fn victims(&self, agent: &DaemonSetPod) -> Result<Vec<Event>> {
         let deadline = Instant::now() + EVENT_TIMEOUT;
-        let compare = || -> Result<(Vec<(u32, String)>, Vec<(u32, String)>, Vec<Event>)> {
+        let compare = || -> Result<(Vec<Victim>, Vec<Victim>, Vec<Event>)> {
             let mut kernel = self.mark.killed_since()?;
             kernel.sort();
             let new: Vec<Event> =
                 events(agent).into_iter().skip(self.events_before).filter(|e| e.source == "ebpf").collect();
-            let mut reported: Vec<(u32, String)> =
+            let mut reported: Vec<Victim> =
                 new.iter().map(|e| (e.victim.pid, e.victim.comm.clone().unwrap_or_default())).collect();
             reported.sort();
             Ok((kernel, reported, new))

@@ -50,8 +50,8 @@ impl MemoryHierarchy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error(
         "no memory cgroup hierarchy is mounted (no cgroup2 mount and no cgroup v1 mount with the \
          memory controller in /proc/self/mountinfo); cgroup paths will be missing from events"
@@ -62,7 +62,8 @@ pub enum CgroupError {
 /// Finds the hierarchy memcg ids live in, from `/proc/self/mountinfo`.
 pub fn detect_hierarchy() -> Result<MemoryHierarchy, CgroupError> {
     let path = "/proc/self/mountinfo";
-    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.to_owned(), cause: source })?;
     hierarchy_from_mountinfo(&text).ok_or(CgroupError::NoMemoryHierarchy)
 }
 

@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::output::escape::Escaped;
 use oomtrace_event::{CapturedPath, Cgroup};
 
 /// Minimum time between two rescans of the hierarchy.
@@ -202,7 +203,7 @@ impl CgroupResolver {
         if let Some(captured) = &cgroup.captured {
             let (path, truncated) = self.captured_path(captured);
             if truncated {
-                tracing::debug!(cgroup_id = cgroup.id, %path, "cgroup path cut in the kernel; top not found");
+                tracing::debug!(cgroup_id = cgroup.id, path = %Escaped(&path), "cgroup path cut in the kernel; top not found");
             }
             cgroup.path = Some(path);
             cgroup.path_truncated = truncated;
@@ -216,7 +217,7 @@ impl CgroupResolver {
             }
             None => {
                 self.unresolved += 1;
-                tracing::debug!(cgroup_id = cgroup.id, name = %cgroup.name, "cgroup path unresolved");
+                tracing::debug!(cgroup_id = cgroup.id, name = %Escaped(&cgroup.name), "cgroup path unresolved");
             }
         }
         cgroup.path = path;

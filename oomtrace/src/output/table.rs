@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::EventWriter;
+use super::{EventWriter, escape::escape};
 use oomtrace_event::{OomEvent, ScopeSource, Warning, WorkloadInfo, WorkloadKind};
 
 pub struct TableWriter;
@@ -44,13 +44,14 @@ pub fn warning_row(warning: &Warning) -> String {
     )
 }
 
-/// Who a warning (or a `top` row) is about: the Kubernetes name, the unit, the cgroup, or the node.
+/// Who a warning (or a `top` row) is about: the Kubernetes name, the unit, the cgroup, or the node; escaped.
 pub fn warning_subject(workload: Option<&WorkloadInfo>, cgroup: Option<&str>) -> String {
     let Some(cgroup) = cgroup else { return "(node)".to_owned() };
-    match workload {
+    let subject = match workload {
         Some(w) => w.kubernetes_name().or_else(|| w.unit.clone()).unwrap_or_else(|| cgroup.to_owned()),
         None => cgroup.to_owned(),
-    }
+    };
+    escape(&subject).into_owned()
 }
 
 /// `42s`, `3.5s`, `12m`, `2h`.
@@ -63,10 +64,10 @@ pub fn seconds(value: f64) -> String {
     }
 }
 
-/// One table row.
+/// One table row; the names in it escaped.
 pub fn row(event: &OomEvent) -> String {
     let time = row_time(event);
-    let comm = event.victim.comm.as_deref().unwrap_or("?");
+    let comm = escape(event.victim.comm.as_deref().unwrap_or("?"));
     let cgroup = event
         .victim_cgroup
         .as_ref()
@@ -82,6 +83,7 @@ pub fn row(event: &OomEvent) -> String {
         },
         None => cgroup,
     };
+    let workload = escape(&workload);
     let usage_limit = event.oom_cgroup.as_ref().map_or_else(
         || match event.oom_totalpages {
             Some(_) => "-".to_owned(),
@@ -103,7 +105,7 @@ pub fn row(event: &OomEvent) -> String {
     };
     // The longest cause name, node_allocatable, fills the column.
     let cause = event.diagnosis.as_ref().map_or("?", |d| d.cause.as_str());
-    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| format!("{} {}", t.pid, t.comm));
+    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| format!("{} {}", t.pid, escape(&t.comm)));
     format!(
         "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {cause:<16} {killed:<6} {trigger}",
         pid = event.victim.pid,
@@ -193,6 +195,22 @@ mod tests {
         assert_eq!(diagnosed.get(killed_at..), Some("yes    7 conmon"), "{diagnosed}");
         let widest = ["container_limit", "pod_limit", "node_allocatable", "node_memory", "constrained", "unknown"];
         assert!(widest.iter().all(|c| c.len() < killed_at - cause_at), "a cause name overflows CAUSE");
+    }
+
+    /// A victim, a trigger and a cgroup named to attack the terminal: the row
+    /// shows them escaped, and the columns after them stay where they were.
+    #[test]
+    fn names_are_escaped() {
+        let path = "/x\u{1b}]0;pwn\u{7}";
+        let mut event = event_in(path, WorkloadInfo::new(WorkloadKind::Host, Attribution::Host));
+        event.victim.comm = Some("\u{1b}[2J\u{9b}\\".to_owned());
+        event.trigger = Some(Trigger { pid: 8, tgid: Some(8), comm: "t\u{202e}".to_owned() });
+        let row = row(&event);
+        assert!(!row.contains(['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}']), "{row:?}");
+        assert!(row.contains(r" \x1b[2J\u{9b}\\  /x\x1b]0;pwn\x07 "), "{row}");
+        assert!(row.ends_with(r" 8 t\u{202e}"), "{row}");
+        let usage_at = HEADER.find("USAGE").expect("USAGE column");
+        assert_eq!(row.get(usage_at..usage_at + 2), Some("? "), "{row}");
     }
 
     #[test]

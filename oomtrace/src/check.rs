@@ -6,6 +6,7 @@ use crate::{
     enrich::cgroup::{MemoryHierarchy, detect_hierarchy},
     kernel::{self, privileges::Privileges, syslog},
     klog::kmsg::KmsgReader,
+    output::escape::escape_controls,
     probe::{
         AttachError, EBPF_OBJECT, Method, Role,
         attach::{kernel_btf, try_method},
@@ -43,7 +44,8 @@ impl Report {
         let mut out = String::new();
         for check in &self.checks {
             let status = if check.ok { "ok" } else { "FAIL" };
-            let _ = writeln!(out, "{:<34} {:<5} {}", check.name, status, check.detail);
+            // A detail holds paths and error messages from the system.
+            let _ = writeln!(out, "{:<34} {:<5} {}", check.name, status, escape_controls(&check.detail));
         }
         let context = self.working(Role::Context);
         let _ = writeln!(out);

@@ -17,10 +17,13 @@ pub const DEFAULT_EVICTION_HARD_BYTES: u64 = 100 * 1024 * 1024;
 /// Where the daemon keeps its position in the kernel log (a tmpfs: a reboot clears it).
 pub const DEFAULT_STATE_DIR: &str = "/run/oomtrace";
 
+/// Like every error here that prints its cause in its message, the cause is a
+/// field named `cause`, not `source`: thiserror would also chain a `source`,
+/// and anyhow's `{:#}` (how `main` prints errors) would name it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read the config file {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("invalid value for {key} in {path}: {message}")]
@@ -110,7 +113,8 @@ pub struct DaemonConfig {
 
 pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), cause: source })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })
 }
 
@@ -126,5 +130,18 @@ mod tests {
         assert_eq!(parse_size("0"), Ok(0));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5Xi").is_err_and(|e| e.contains("Xi")));
+    }
+
+    /// The chain that `main` prints (`{:#}`) names the cause once.
+    #[test]
+    fn a_missing_file_names_its_cause_once() {
+        let Err(error) = load_file(std::path::Path::new("/nonexistent/oomtrace.toml")) else {
+            panic!("a missing file loaded")
+        };
+        let shown = format!("{:#}", anyhow::Error::from(error));
+        assert_eq!(
+            shown,
+            "cannot read the config file /nonexistent/oomtrace.toml: No such file or directory (os error 2)"
+        );
     }
 }

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("oomtrace: error: {error:#}");
+            // The chain can hold names from outside (a path, a runtime's answer).
+            eprintln!("oomtrace: error: {}", oomtrace::output::escape::escape_controls(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,10 @@ use serde::Serialize;
 
 use crate::{
     enrich::{cgroup_path::parse_proc_cgroup, pod::PodResolver},
-    output::OutputFormat,
+    output::{
+        OutputFormat,
+        escape::{escape, escape_controls},
+    },
 };
 use oomtrace_event::{WorkloadIdentity, WorkloadInfo, workload::NullUnknown};
 
@@ -101,9 +104,9 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
         }
         OutputFormat::Table => {
             for r in results {
-                let _ = writeln!(out, "{}:", r.target);
+                let _ = writeln!(out, "{}:", escape(&r.target));
                 if let Some(error) = &r.error {
-                    let _ = writeln!(out, "  error: {error}");
+                    let _ = writeln!(out, "  error: {}", escape_controls(error));
                     continue;
                 }
                 let w = r.workload.as_ref();
@@ -122,17 +125,18 @@ pub fn render(results: &[WhoisResult], format: OutputFormat) -> serde_json::Resu
                     ("container", id.container.clone()),
                 ];
                 for (label, value) in rows {
-                    let _ = writeln!(out, "  {:<14}{}", format!("{label}:"), value.as_deref().unwrap_or("-"));
+                    let _ = writeln!(out, "  {:<14}{}", format!("{label}:"), escape(value.as_deref().unwrap_or("-")));
                 }
                 if let Some(monitored) = w.and_then(|w| w.monitored.as_ref()) {
                     let name = monitored.container.as_deref().or(monitored.container_id.as_deref()).unwrap_or("?");
                     let _ = writeln!(
                         out,
-                        "  monitor of:   {name} (the victim is the runtime's monitor, not the container)"
+                        "  monitor of:   {} (the victim is the runtime's monitor, not the container)",
+                        escape(name)
                     );
                 }
                 if let Some(reason) = w.and_then(|w| w.partial_reason.as_deref()) {
-                    let _ = writeln!(out, "  note:         {reason}");
+                    let _ = writeln!(out, "  note:         {}", escape_controls(reason));
                 }
             }
         }
@@ -189,6 +193,20 @@ mod tests {
             ),
         ];
         assert_eq!(json.lines().collect::<Vec<_>>(), expected);
+    }
+
+    /// A cgroup named to attack the terminal is shown escaped in the table,
+    /// raw (JSON-escaped) in the JSON.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_table_escapes_names_the_json_keeps_them() {
+        let targets = ["/system.slice/a\u{1b}]0;pwn\u{7}.service".to_owned()];
+        let results = run(&targets, Some(PathBuf::from("/nonexistent/cri.sock")), Duration::from_millis(50)).await;
+        let table = render(&results, OutputFormat::Table).expect("renders");
+        assert!(!table.contains(['\u{1b}', '\u{7}']), "{table:?}");
+        assert!(table.starts_with("/system.slice/a\\x1b]0;pwn\\x07.service:\n"), "{table}");
+        assert!(table.contains("\n  cgroup:       /system.slice/a\\x1b]0;pwn\\x07.service\n"), "{table}");
+        let json = render(&results, OutputFormat::Json).expect("renders");
+        assert!(json.contains(r#""cgroup":"/system.slice/a\u001b]0;pwn\u0007.service""#), "{json}");
     }
 
     #[tokio::test(flavor = "current_thread")]

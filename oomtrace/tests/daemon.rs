@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         trial!(a_warning_reaches_prometheus_and_the_otlp_receiver, Need::Observability),
         trial!(a_watched_cgroups_headroom_reaches_prometheus_until_it_is_removed, Need::Observability),
         trial!(a_malformed_config_is_a_clear_error),
+        trial!(a_missing_config_names_its_cause_once),
         trial!(a_kill_while_the_daemon_was_down_is_reported_once_at_restart, Need::Root),
     ])
 }
@@ -448,6 +449,18 @@ fn a_malformed_config_is_a_clear_error() -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("metrics_adress") && stderr.contains(&*path.to_string_lossy()), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}
+
+/// The error names the file and the operating system's reason, once: an
+/// error that prints its cause in its message does not also chain it.
+fn a_missing_config_names_its_cause_once() -> Result<()> {
+    let path = std::env::temp_dir().join(format!("{}.toml", unique("no-config")));
+    let out = Command::new(oomtrace()).args(["daemon", "--config"]).arg(&path).output().context("run daemon")?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&*path.to_string_lossy()), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory (os error 2)").count(), 1, "{stderr}");
     Ok(())
 }
 

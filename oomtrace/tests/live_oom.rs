@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         trial!(global_oom_names_the_victim_and_no_memcg, Need::Root, Need::GlobalOomVm),
         trial!(a_victim_other_than_the_allocating_task_is_named, Need::Root),
         trial!(the_table_row_names_the_cause, Need::Root),
+        trial!(names_that_attack_the_terminal_are_shown_escaped, Need::Root),
         trial!(docs_show_a_real_kill, Need::Root, Need::SourceTree),
         trial!(the_docs_example_has_every_field_documented, Need::SourceTree),
     ])
@@ -465,6 +466,67 @@ fn the_table_row_names_the_cause() -> Result<()> {
     assert_eq!(row.line.get(cause_at..killed_at).map(str::trim), Some("cgroup_limit"), "{header}\n{}", row.line);
     assert!(tracer.stop()?.success(), "{}", tracer.log_text());
     Ok(())
+}
+
+/// What a process calls itself reaches the terminal escaped. The victim's
+/// comm is the name of the file it executes (a symlink to dd) and clears the
+/// screen and retitles the terminal when printed raw; its cgroup's name holds
+/// ESC and BEL too (cgroupfs accepts any byte but `/` and NUL). `live`'s table
+/// and `history`'s table (from the kernel log, which has the comm as the kernel
+/// printed it) show both escaped; `live -o json` has them raw, JSON-escaped.
+fn names_that_attack_the_terminal_are_shown_escaped() -> Result<()> {
+    const COMM: &str = "\x1b[2J\x1b]0;pwn\x07";
+    const COMM_SHOWN: &str = r"\x1b[2J\x1b]0;pwn\x07";
+    let _kills = shared_kills();
+    let cgroup = MemCgroup::create(&format!("{}-\x1b[2J\x07", unique("escape")), Some(LIMIT))?;
+    let cgroup_shown = cgroup.path.replace('\x1b', r"\x1b").replace('\x07', r"\x07");
+    let dir = std::env::temp_dir().join(unique("escape"));
+    std::fs::create_dir_all(&dir).context("a directory for the hog's name")?;
+    let hog = dir.join(COMM);
+    std::os::unix::fs::symlink(which("dd")?, &hog).context("the hog's symlink")?;
+
+    let spec = oomtrace_testkit::live::spec(oomtrace(), &["live", "--cgroup", &cgroup.path], Vec::new());
+    let mut table = Tracer::spawn(&Spec { parse: table_row_pid, ..spec })?;
+    table.wait_marker(0, Duration::from_secs(20)).context("oomtrace live did not attach")?;
+    let json = live(&["--cgroup", &cgroup.path])?;
+    let child = cgroup.spawn(&format!("'{}' if=/dev/zero of=/dev/null bs={HOG} count=1", hog.display()))?;
+    let killed = oomtrace_testkit::cgroup::wait_hog(child)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(killed.oom_killed, "the hog {} was not OOM-killed", killed.pid);
+
+    let event = json.expect_event(EVENT_TIMEOUT)?;
+    assert_eq!(event.victim.comm.as_deref(), Some(COMM), "{event}");
+    assert_eq!(event.victim_cgroup_path(), Some(cgroup.path.as_str()), "{event}");
+    assert!(event.line.contains(r"\u001b[2J\u001b]0;pwn\u0007"), "{}", event.line);
+    drop(json);
+
+    let row = table.next_event_line(EVENT_TIMEOUT).context("no table row")?;
+    assert_eq!(row.observed.victim_pid, killed.pid, "{}", row.line);
+    assert!(table.stop()?.success(), "{}", table.log_text());
+    let shown = table.log_text();
+    assert!(!shown.contains(['\x1b', '\x07']), "raw ESC or BEL in live's output: {shown:?}");
+    assert!(row.line.contains(&format!(" {COMM_SHOWN} ")), "{}", row.line);
+    assert!(row.line.contains(&format!(" {cgroup_shown} ")), "{}", row.line);
+
+    let history = Command::new(oomtrace()).arg("history").output().context("running oomtrace history")?;
+    let stdout = String::from_utf8_lossy(&history.stdout);
+    assert!(history.status.success(), "{stdout}{}", String::from_utf8_lossy(&history.stderr));
+    assert!(!history.stdout.iter().any(|b| [0x1b, 0x07].contains(b)), "raw ESC or BEL in history: {stdout:?}");
+    let row = stdout
+        .lines()
+        .find(|line| table_row_pid(line).is_some_and(|(pid, _)| pid == killed.pid))
+        .with_context(|| format!("no history row of pid {}: {stdout}", killed.pid))?;
+    assert!(row.contains(&format!(" {COMM_SHOWN} ")), "{row}");
+    assert!(row.contains(&format!(" {cgroup_shown} ")), "{row}");
+    Ok(())
+}
+
+/// Where `program` is on PATH.
+fn which(program: &str) -> Result<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .with_context(|| format!("{program} is not on PATH"))
 }
 
 /// The JSON example of README.md and docs/events.md has the shape of a real

@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::output::escape::Escaped;
 use oomtrace_event::{CapturedPath, Cgroup};
 
 /// Minimum time between two rescans of the hierarchy.
@@ -50,8 +51,8 @@ impl MemoryHierarchy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error(
         "no memory cgroup hierarchy is mounted (no cgroup2 mount and no cgroup v1 mount with the \
          memory controller in /proc/self/mountinfo); cgroup paths will be missing from events"
@@ -62,7 +63,8 @@ pub enum CgroupError {
 /// Finds the hierarchy memcg ids live in, from `/proc/self/mountinfo`.
 pub fn detect_hierarchy() -> Result<MemoryHierarchy, CgroupError> {
     let path = "/proc/self/mountinfo";
-    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.to_owned(), cause: source })?;
     hierarchy_from_mountinfo(&text).ok_or(CgroupError::NoMemoryHierarchy)
 }
 
@@ -201,7 +203,7 @@ impl CgroupResolver {
         if let Some(captured) = &cgroup.captured {
             let (path, truncated) = self.captured_path(captured);
             if truncated {
-                tracing::debug!(cgroup_id = cgroup.id, %path, "cgroup path cut in the kernel; top not found");
+                tracing::debug!(cgroup_id = cgroup.id, path = %Escaped(&path), "cgroup path cut in the kernel; top not found");
             }
             cgroup.path = Some(path);
             cgroup.path_truncated = truncated;
@@ -215,7 +217,7 @@ impl CgroupResolver {
             }
             None => {
                 self.unresolved += 1;
-                tracing::debug!(cgroup_id = cgroup.id, name = %cgroup.name, "cgroup path unresolved");
+                tracing::debug!(cgroup_id = cgroup.id, name = %Escaped(&cgroup.name), "cgroup path unresolved");
             }
         }
         cgroup.path = path;

@@ -17,7 +17,7 @@ use super::{
     cgroup_path::{self, Workload},
     cri::{ContainerInfo, CriClient, CriError},
 };
-use crate::enrich::owner::owner;
+use crate::{enrich::owner::owner, output::escape::escape_controls};
 use oomtrace_event::{
     Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer,
 };
@@ -136,7 +136,7 @@ impl PodResolver {
         if self.last_warning.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
             self.last_warning = Some(Instant::now());
             tracing::warn!(
-                reason,
+                reason = %escape_controls(reason),
                 failures = self.stats.cri_failures,
                 "CRI lookup failed: attributing from cgroup paths only"
             );

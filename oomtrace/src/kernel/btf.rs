@@ -68,8 +68,8 @@ impl Kind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read {path}: {source} (is CONFIG_DEBUG_INFO_BTF enabled in this kernel?)")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read {path}: {cause} (is CONFIG_DEBUG_INFO_BTF enabled in this kernel?)")]
+    Read { path: String, cause: std::io::Error },
     #[error("not little-endian BTF data (bad magic or header shorter than {HEADER_MIN_LEN} bytes)")]
     BadHeader,
     #[error("BTF data is truncated: {what} at byte {at} runs past the end")]
@@ -117,7 +117,8 @@ impl Btf {
     }
 
     pub fn from_path(path: &Path) -> Result<Self, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
+        let data =
+            std::fs::read(path).map_err(|source| BtfError::Read { path: path.display().to_string(), cause: source })?;
         Self::parse(data)
     }
 

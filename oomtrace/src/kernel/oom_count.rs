@@ -7,8 +7,8 @@ use std::path::Path;
 /// Why the kernel's count could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum OomCountError {
-    #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("reading {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("{path} has no oom_kill counter (Linux 4.13 added it)")]
     Missing { path: String },
 }
@@ -20,7 +20,8 @@ pub fn oom_kills_since_boot() -> Result<u64, OomCountError> {
 
 fn oom_kills_in(path: &Path) -> Result<u64, OomCountError> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| OomCountError::Read { path: display.clone(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| OomCountError::Read { path: display.clone(), cause: source })?;
     counter(&text, "oom_kill").ok_or(OomCountError::Missing { path: display })
 }
 

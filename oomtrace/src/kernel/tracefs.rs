@@ -16,8 +16,8 @@ pub enum TracefsError {
     NotMounted { candidates: String },
     #[error("tracepoint {category}/{name} does not exist on this kernel ({path} is missing)")]
     NoTracepoint { category: String, name: String, path: String },
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
 }
 
 /// One field of a tracepoint record.
@@ -53,7 +53,7 @@ pub fn read_format(tracefs: &Path, tracepoint: Tracepoint) -> Result<Vec<Tracepo
     }
     let path = dir.join("format");
     let text = std::fs::read_to_string(&path)
-        .map_err(|source| TracefsError::Read { path: path.display().to_string(), source })?;
+        .map_err(|source| TracefsError::Read { path: path.display().to_string(), cause: source })?;
     Ok(parse_format(&text))
 }
 

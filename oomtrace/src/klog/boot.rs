@@ -8,10 +8,10 @@ use crate::kernel::clock::monotonic_now;
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
 #[derive(Debug, thiserror::Error)]
-#[error("could not read the boot id from {path}: {source}")]
+#[error("could not read the boot id from {path}: {cause}")]
 pub struct BootIdError {
     path: String,
-    source: std::io::Error,
+    cause: std::io::Error,
 }
 
 /// This boot's id in the journal's spelling (`_BOOT_ID`: 32 lowercase hex digits, the
@@ -21,8 +21,8 @@ pub fn boot_id() -> Result<String, BootIdError> {
 }
 
 fn read_boot_id(path: &Path) -> Result<String, BootIdError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| BootIdError { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| BootIdError { path: path.display().to_string(), cause: source })?;
     Ok(normalize_boot_id(&text))
 }
 

@@ -17,10 +17,10 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("could not open {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
-    #[error("could not read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("could not open {path}: {cause}")]
+    Open { path: PathBuf, cause: io::Error },
+    #[error("could not read {path}: {cause}")]
+    Read { path: PathBuf, cause: io::Error },
     #[error("{path} is gzip-compressed: decompress it first, e.g. `zcat {path} | oomtrace history --file -`")]
     Compressed { path: PathBuf },
 }
@@ -69,7 +69,7 @@ impl FileSource {
         let (reader, written_at): (Box<dyn BufRead + Send>, SystemTime) = match input {
             FileInput::Stdin => (Box::new(BufReader::new(io::stdin())), SystemTime::now()),
             FileInput::Path(path) => {
-                let open_error = |source| FileError::Open { path: path.clone(), source };
+                let open_error = |source| FileError::Open { path: path.clone(), cause: source };
                 let file = File::open(path).map_err(open_error)?;
                 let written_at = file.metadata().and_then(|meta| meta.modified()).map_err(open_error)?;
                 (Box::new(BufReader::new(file)), written_at)
@@ -84,7 +84,7 @@ impl FileSource {
         mut reader: Box<dyn BufRead + Send>,
         context: FileContext,
     ) -> Result<Self, FileError> {
-        let start = reader.fill_buf().map_err(|source| FileError::Read { path: name.clone(), source })?;
+        let start = reader.fill_buf().map_err(|source| FileError::Read { path: name.clone(), cause: source })?;
         if start.starts_with(&GZIP_MAGIC) {
             return Err(FileError::Compressed { path: name });
         }
@@ -94,7 +94,7 @@ impl FileSource {
     /// The next line's meaning, or None at the end of the input.
     pub fn next_event(&mut self) -> Result<Option<FileEvent>, FileError> {
         let read = read_bounded_line(&mut self.reader, &mut self.line)
-            .map_err(|source| FileError::Read { path: self.name.clone(), source })?;
+            .map_err(|source| FileError::Read { path: self.name.clone(), cause: source })?;
         if read.is_none() {
             return Ok(None);
         }

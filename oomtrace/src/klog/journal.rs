@@ -66,10 +66,10 @@ pub enum JournalError {
         "{program} was not found: this system has no systemd journal tools; read /dev/kmsg (the default) or a saved log with --file"
     )]
     NotInstalled { program: String },
-    #[error("could not run {program}: {source}")]
-    Spawn { program: String, source: io::Error },
-    #[error("could not read {program}'s output: {source}")]
-    Read { program: String, source: io::Error },
+    #[error("could not run {program}: {cause}")]
+    Spawn { program: String, cause: io::Error },
+    #[error("could not read {program}'s output: {cause}")]
+    Read { program: String, cause: io::Error },
     #[error("{program} failed ({status}): {stderr}")]
     Failed { program: String, status: ExitStatus, stderr: String },
     #[error(
@@ -113,11 +113,11 @@ impl JournalReader {
             .spawn()
             .map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => JournalError::NotInstalled { program: program.clone() },
-                _ => JournalError::Spawn { program: program.clone(), source },
+                _ => JournalError::Spawn { program: program.clone(), cause: source },
             })?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             let source = io::Error::other("no pipes to the child");
-            return Err(JournalError::Spawn { program, source });
+            return Err(JournalError::Spawn { program, cause: source });
         };
         // Drained on its own thread so a chatty stderr can never block journalctl's stdout.
         let stderr = std::thread::spawn(move || {
@@ -148,7 +148,7 @@ impl JournalReader {
     pub fn next_entry(&mut self) -> Result<Option<JournalEntry>, JournalError> {
         while !self.finished {
             let read = read_bounded_line(&mut self.stdout, &mut self.line)
-                .map_err(|source| JournalError::Read { program: self.program.clone(), source })?;
+                .map_err(|source| JournalError::Read { program: self.program.clone(), cause: source })?;
             if read.is_none() {
                 self.finished = true;
                 self.finish()?;
@@ -177,7 +177,8 @@ impl JournalReader {
 
     fn finish(&mut self) -> Result<(), JournalError> {
         let program = self.program.clone();
-        let status = self.child.wait().map_err(|source| JournalError::Read { program: program.clone(), source })?;
+        let status =
+            self.child.wait().map_err(|source| JournalError::Read { program: program.clone(), cause: source })?;
         let stderr = self.stderr.take().and_then(|thread| thread.join().ok()).unwrap_or_default();
         if !status.success() {
             return Err(JournalError::Failed { program, status, stderr });

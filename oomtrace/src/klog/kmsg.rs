@@ -32,10 +32,10 @@ pub enum KmsgError {
     PermissionDenied { path: PathBuf, dmesg_restrict: String },
     #[error("{path} does not exist here (a container without /dev/kmsg?): mount it, or use --journal / --file")]
     NotFound { path: PathBuf },
-    #[error("could not open {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
-    #[error("could not read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("could not open {path}: {cause}")]
+    Open { path: PathBuf, cause: io::Error },
+    #[error("could not read {path}: {cause}")]
+    Read { path: PathBuf, cause: io::Error },
 }
 
 /// What a read of the ring buffer saw.
@@ -122,7 +122,7 @@ impl Records {
             // Overwritten under us: the next read returns the oldest record, and the gap in
             // sequence numbers counts what was lost.
             Err(error) if error.raw_os_error() == Some(libc::EPIPE) => return Ok(ReadOutcome::Skipped),
-            Err(source) => return Err(KmsgError::Read { path: self.path.clone(), source }),
+            Err(source) => return Err(KmsgError::Read { path: self.path.clone(), cause: source }),
         };
         if length == 0 {
             return Ok(ReadOutcome::Drained);
@@ -240,7 +240,7 @@ impl KmsgFollower {
 
     pub fn from_end_of(path: &Path) -> Result<Self, KmsgError> {
         let mut file = open_kmsg(path)?;
-        let open_error = |source| KmsgError::Open { path: path.to_owned(), source };
+        let open_error = |source| KmsgError::Open { path: path.to_owned(), cause: source };
         file.seek(SeekFrom::End(0)).map_err(open_error)?;
         let mut records = Records::new(path.to_owned());
         records.from_end = true;
@@ -254,7 +254,7 @@ impl KmsgFollower {
                 .file
                 .readable()
                 .await
-                .map_err(|source| KmsgError::Read { path: self.records.path.clone(), source })?;
+                .map_err(|source| KmsgError::Read { path: self.records.path.clone(), cause: source })?;
             match self.records.next_complete(guard.get_inner())? {
                 ReadOutcome::Record(record) => return Ok(record),
                 ReadOutcome::Skipped => continue,
@@ -270,7 +270,7 @@ impl KmsgFollower {
 
 /// Registers the fd with the tokio reactor (an error, not tokio's panic, outside a runtime).
 fn register(file: File, path: &Path) -> Result<AsyncFd<File>, KmsgError> {
-    let open_error = |source| KmsgError::Open { path: path.to_owned(), source };
+    let open_error = |source| KmsgError::Open { path: path.to_owned(), cause: source };
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(open_error(io::Error::other("following the kernel log needs a tokio runtime")));
     }
@@ -290,7 +290,7 @@ fn open_kmsg(path: &Path) -> Result<File, KmsgError> {
                 .unwrap_or_else(|_| "unknown".to_owned()),
         },
         io::ErrorKind::NotFound => KmsgError::NotFound { path: path.to_owned() },
-        _ => KmsgError::Open { path: path.to_owned(), source },
+        _ => KmsgError::Open { path: path.to_owned(), cause: source },
     })
 }
 

@@ -47,14 +47,14 @@ impl DaemonState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("could not read the state file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("could not read the state file {path}: {cause}")]
+    Read { path: PathBuf, cause: io::Error },
     #[error("state file {path} is not a valid position ({reason}); it will be rewritten")]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "could not write the state file {path}: {source} (is {dir} a writable directory, e.g. a hostPath under /run?)"
+        "could not write the state file {path}: {cause} (is {dir} a writable directory, e.g. a hostPath under /run?)"
     )]
-    Write { path: PathBuf, dir: PathBuf, source: io::Error },
+    Write { path: PathBuf, dir: PathBuf, cause: io::Error },
 }
 
 /// The state file in its directory.
@@ -83,7 +83,7 @@ impl StateFile {
             Err(error) if error.kind() == io::ErrorKind::InvalidData => {
                 return Err(StateError::Corrupt { path: self.path.clone(), reason: error.to_string() });
             }
-            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
+            Err(source) => return Err(StateError::Read { path: self.path.clone(), cause: source }),
         };
         let corrupt = |reason: String| StateError::Corrupt { path: self.path.clone(), reason };
         let position: DaemonState = serde_json::from_str(&text).map_err(|error| corrupt(error.to_string()))?;
@@ -110,7 +110,7 @@ impl StateFile {
     /// renamed over the old one, and the directory synced, so a crash leaves either the old
     /// or the new position, never a torn file.
     pub fn save(&self, position: &DaemonState) -> Result<(), StateError> {
-        let write_error = |source| StateError::Write { path: self.path.clone(), dir: self.dir.clone(), source };
+        let write_error = |source| StateError::Write { path: self.path.clone(), dir: self.dir.clone(), cause: source };
         fs::create_dir_all(&self.dir).map_err(write_error)?;
         let temporary = self.dir.join(format!(".{STATE_FILE_NAME}.{}.tmp", std::process::id()));
         let written = write_synced(&temporary, position).and_then(|()| fs::rename(&temporary, &self.path));

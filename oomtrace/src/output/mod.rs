@@ -1,7 +1,9 @@
 //! What a person or a pipe reads: the table or NDJSON that `oomtrace live`
 //! (and the daemon, on stdout) writes. What a system scrapes or receives is in
-//! `export`.
+//! `export`. Text from outside oomtrace reaches a person only through
+//! `escape`.
 
+pub mod escape;
 pub mod json;
 pub mod table;
 

@@ -2,12 +2,12 @@
 
 use std::io::Write;
 
-use super::EventWriter;
-use oomtrace_event::{OomEvent, ScopeSource, Warning, WorkloadInfo, WorkloadKind};
+use super::{EventWriter, escape::escape};
+use oomtrace_event::{OomEvent, ScopeSource, WallTime, Warning, WorkloadInfo, WorkloadKind};
 
 pub struct TableWriter;
 
-const HEADER: &str = "TIME (UTC)    PID      COMM             WORKLOAD (NAMESPACE/POD/CONTAINER or CGROUP)             USAGE/LIMIT      RSS      SCOPE      CAUSE            KILLED TRIGGER";
+const HEADER: &str = "TIME (UTC)              PID      COMM             WORKLOAD (NAMESPACE/POD/CONTAINER or CGROUP)             USAGE/LIMIT      RSS      SCOPE      CAUSE            KILLED TRIGGER";
 
 impl EventWriter for TableWriter {
     fn start(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
@@ -30,27 +30,27 @@ impl EventWriter for TableWriter {
 /// COMM, unreclaimable/limit under USAGE/LIMIT, the time left under RSS, the
 /// trend under SCOPE, the limit level under CAUSE.
 pub fn warning_row(warning: &Warning) -> String {
-    let time = warning.time.to_string();
-    let time = time.get(11..23).unwrap_or(&time);
+    let time = day_and_clock(&warning.time);
     let workload = warning_subject(warning.workload.as_ref(), warning.cgroup.as_deref());
     let held = format!("{}/{}", bytes(Some(warning.unreclaimable_bytes)), bytes(Some(warning.limit_bytes)));
     let left = warning.seconds_left.map_or_else(|| "-".to_owned(), seconds);
     let trend = format!("{}/s", bytes(Some(warning.slope_bytes_per_second.max(0.0) as u64)));
     format!(
-        "{time:<13} {tag:<8} {state:<16} {workload:<56} {held:<16} {left:<8} {trend:<10} {level}",
+        "{time:<23} {tag:<8} {state:<16} {workload:<56} {held:<16} {left:<8} {trend:<10} {level}",
         tag = "WARN",
         state = warning.state.as_str(),
         level = warning.limit_level.as_str(),
     )
 }
 
-/// Who a warning (or a `top` row) is about: the Kubernetes name, the unit, the cgroup, or the node.
+/// Who a warning (or a `top` row) is about: the Kubernetes name, the unit, the cgroup, or the node; escaped.
 pub fn warning_subject(workload: Option<&WorkloadInfo>, cgroup: Option<&str>) -> String {
     let Some(cgroup) = cgroup else { return "(node)".to_owned() };
-    match workload {
+    let subject = match workload {
         Some(w) => w.kubernetes_name().or_else(|| w.unit.clone()).unwrap_or_else(|| cgroup.to_owned()),
         None => cgroup.to_owned(),
-    }
+    };
+    escape(&subject).into_owned()
 }
 
 /// `42s`, `3.5s`, `12m`, `2h`.
@@ -63,10 +63,10 @@ pub fn seconds(value: f64) -> String {
     }
 }
 
-/// One table row.
+/// One table row; the names in it escaped.
 pub fn row(event: &OomEvent) -> String {
     let time = row_time(event);
-    let comm = event.victim.comm.as_deref().unwrap_or("?");
+    let comm = escape(event.victim.comm.as_deref().unwrap_or("?"));
     let cgroup = event
         .victim_cgroup
         .as_ref()
@@ -82,6 +82,7 @@ pub fn row(event: &OomEvent) -> String {
         },
         None => cgroup,
     };
+    let workload = escape(&workload);
     let usage_limit = event.oom_cgroup.as_ref().map_or_else(
         || match event.oom_totalpages {
             Some(_) => "-".to_owned(),
@@ -103,24 +104,30 @@ pub fn row(event: &OomEvent) -> String {
     };
     // The longest cause name, node_allocatable, fills the column.
     let cause = event.diagnosis.as_ref().map_or("?", |d| d.cause.as_str());
-    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| format!("{} {}", t.pid, t.comm));
+    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| format!("{} {}", t.pid, escape(&t.comm)));
     format!(
-        "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {cause:<16} {killed:<6} {trigger}",
+        "{time:<23} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {cause:<16} {killed:<6} {trigger}",
         pid = event.victim.pid,
     )
 }
 
-/// "2026-11-25T22:41:07.123456Z" -> "22:41:07.123"; without a wall-clock
-/// time, the kernel timestamp: "+1234.567s" (seconds since boot).
+/// "2026-11-25T22:41:07.123"; without a wall-clock time, the kernel
+/// timestamp: "+1234.567s" (seconds since boot).
 fn row_time(event: &OomEvent) -> String {
     match (&event.time, event.ktime_ns) {
-        (Some(time), _) => {
-            let time = time.to_string();
-            time.get(11..23).unwrap_or(&time).to_owned()
-        }
+        (Some(time), _) => day_and_clock(time),
         (None, Some(ns)) => format!("+{}.{:03}s", ns / 1_000_000_000, ns % 1_000_000_000 / 1_000_000),
         (None, None) => "?".to_owned(),
     }
+}
+
+/// 2026-11-25T22:41:07.123456Z -> "2026-11-25T22:41:07.123": always with
+/// the day, because `history` spans the boot (days on a node), the daemon's
+/// stdout its whole run, and a row pasted elsewhere must still say when; one
+/// word, so that the PID stays the second column for `awk`.
+fn day_and_clock(time: &WallTime) -> String {
+    let text = time.to_string();
+    text.get(..23).unwrap_or(&text).to_owned()
 }
 
 /// 1536 -> "1.5K", 67108864 -> "64.0M".
@@ -191,8 +198,25 @@ mod tests {
         let diagnosed = row(&event);
         assert_eq!(diagnosed.get(cause_at..killed_at), Some("cgroup_limit     "), "{diagnosed}");
         assert_eq!(diagnosed.get(killed_at..), Some("yes    7 conmon"), "{diagnosed}");
+        assert!(diagnosed.starts_with("2026-11-25T22:41:07.123 7 "), "{diagnosed}");
         let widest = ["container_limit", "pod_limit", "node_allocatable", "node_memory", "constrained", "unknown"];
         assert!(widest.iter().all(|c| c.len() < killed_at - cause_at), "a cause name overflows CAUSE");
+    }
+
+    /// A victim, a trigger and a cgroup named to attack the terminal: the row
+    /// shows them escaped, and the columns after them stay where they were.
+    #[test]
+    fn names_are_escaped() {
+        let path = "/x\u{1b}]0;pwn\u{7}";
+        let mut event = event_in(path, WorkloadInfo::new(WorkloadKind::Host, Attribution::Host));
+        event.victim.comm = Some("\u{1b}[2J\u{9b}\\".to_owned());
+        event.trigger = Some(Trigger { pid: 8, tgid: Some(8), comm: "t\u{202e}".to_owned() });
+        let row = row(&event);
+        assert!(!row.contains(['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}']), "{row:?}");
+        assert!(row.contains(r" \x1b[2J\u{9b}\\  /x\x1b]0;pwn\x07 "), "{row}");
+        assert!(row.ends_with(r" 8 t\u{202e}"), "{row}");
+        let usage_at = HEADER.find("USAGE").expect("USAGE column");
+        assert_eq!(row.get(usage_at..usage_at + 2), Some("? "), "{row}");
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("loading the eBPF object failed: {source}; {advice}")]
-    Load { source: Box<aya::EbpfError>, advice: String },
+    #[error("loading the eBPF object failed: {cause}; {advice}")]
+    Load { cause: Box<aya::EbpfError>, advice: String },
     #[error(
         "no OOM victim source could be attached (tried: {}); run `oomtrace check` to see \
          what this kernel allows",
@@ -43,8 +43,8 @@ pub enum ProbeError {
     RequestedContextProbe { method: Method, reason: Option<AttachError> },
     #[error("the eBPF object lacks map {0} (build mismatch between oomtrace and oomtrace-ebpf)")]
     MissingMap(&'static str),
-    #[error("map {name} has an unexpected type: {source}")]
-    MapType { name: &'static str, source: aya::maps::MapError },
+    #[error("map {name} has an unexpected type: {cause}")]
+    MapType { name: &'static str, cause: aya::maps::MapError },
 }
 
 fn list(failures: &[AttachFailure]) -> String {
@@ -97,7 +97,7 @@ impl Tracer {
             .override_global("LAYOUT", &facts.layout, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
-            .map_err(|source| ProbeError::Load { advice: load_advice(&source), source: Box::new(source) })?;
+            .map_err(|source| ProbeError::Load { advice: load_advice(&source), cause: Box::new(source) })?;
         let btf = attach::kernel_btf(facts);
         let attached = attach::attach_all(&mut ebpf, facts, &btf, plan);
         drop(btf);
@@ -111,14 +111,15 @@ impl Tracer {
             return Err(ProbeError::RequestedContextProbe { method, reason });
         }
         let stats_map = ebpf.take_map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
-        let stats = PerCpuArray::try_from(stats_map).map_err(|source| ProbeError::MapType { name: "STATS", source })?;
+        let stats =
+            PerCpuArray::try_from(stats_map).map_err(|source| ProbeError::MapType { name: "STATS", cause: source })?;
         Ok(Self { ebpf, stats, attached })
     }
 
     /// Takes the ring buffer the victim records arrive on (once).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::MissingMap("EVENTS"))?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::MapType { name: "EVENTS", source })
+        RingBuf::try_from(map).map_err(|source| ProbeError::MapType { name: "EVENTS", cause: source })
     }
 
     /// Takes the reclaim counts (once), when a reclaim program attached.
@@ -127,8 +128,8 @@ impl Tracer {
             return Ok(None);
         }
         let map = self.ebpf.take_map("RECLAIM").ok_or(ProbeError::MissingMap("RECLAIM"))?;
-        let map =
-            aya::maps::HashMap::try_from(map).map_err(|source| ProbeError::MapType { name: "RECLAIM", source })?;
+        let map = aya::maps::HashMap::try_from(map)
+            .map_err(|source| ProbeError::MapType { name: "RECLAIM", cause: source })?;
         Ok(Some(reclaim::ReclaimCounts::new(map, crate::kernel::page_size())))
     }
 
@@ -172,7 +173,7 @@ mod tests {
     fn a_missing_victim_source_lists_every_attempt() {
         let unreadable = crate::kernel::btf::BtfError::Read {
             path: "/sys/kernel/btf/vmlinux".to_owned(),
-            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            cause: std::io::Error::from_raw_os_error(libc::ENOENT),
         };
         let no_btf = KernelBtfError::Unreadable(std::sync::Arc::new(unreadable));
         let failures = vec![

@@ -30,7 +30,10 @@ use std::{
 
 use oomtrace_event::{Reclaim, Unreclaimable};
 
-use crate::{enrich::cgroup::MemoryHierarchy, kernel::clock::monotonic_now, probe::reclaim::ReclaimCounts};
+use crate::{
+    enrich::cgroup::MemoryHierarchy, kernel::clock::monotonic_now, output::escape::Escaped,
+    probe::reclaim::ReclaimCounts,
+};
 use files::Version;
 use node::NodeMemory;
 
@@ -223,7 +226,7 @@ impl Watcher {
                     self.stats.read_errors += 1;
                     cgroup.next_due = now + self.options.scan_interval;
                     if !std::mem::replace(&mut cgroup.complained, true) {
-                        tracing::warn!(cgroup = %path, %error, "cannot read a watched memory cgroup; it is not predicted");
+                        tracing::warn!(cgroup = %Escaped(path), %error, "cannot read a watched memory cgroup; it is not predicted");
                     }
                 }
             }

@@ -9,11 +9,16 @@ pub mod table;
 use std::time::Duration;
 
 use super::{
-    group::{GroupFinding, KillGroup},
+    evictions::{KubeletLog, NoKillNote},
+    group::{GroupFinding, KillGroup, VictimKill},
     node_memory::NodeMemory,
     report::Report,
 };
-use crate::output::table::bytes;
+use crate::output::{
+    escape::{escape, escape_controls},
+    table::bytes,
+};
+use oomtrace_event::Advice;
 
 /// An output format of `oomtrace diagnose`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -27,12 +32,114 @@ pub enum ReportFormat {
     Markdown,
 }
 
-/// The whole report in `format`, ending with a newline.
+/// The whole report in `format`, ending with a newline. The table and the
+/// markdown show its names escaped (`output::escape`); the JSON holds them raw.
 pub fn render(report: &Report, format: ReportFormat) -> String {
     match format {
-        ReportFormat::Table => table::render(report),
+        ReportFormat::Table => table::render(&for_people(report)),
         ReportFormat::Json => json::render(report),
-        ReportFormat::Markdown => markdown::render(report),
+        ReportFormat::Markdown => markdown::render(&for_people(report)),
+    }
+}
+
+/// The report with every text from outside escaped: names with [`escape`],
+/// oomtrace's sentences that hold names with [`escape_controls`]. The report,
+/// each group and the eviction note are taken apart field by field, so that a
+/// new field of theirs must be placed here.
+fn for_people(report: &Report) -> Report {
+    let name = |text: &String| escape(text).into_owned();
+    let names = |texts: &Vec<String>| texts.iter().map(name).collect();
+    let sentence = |text: &String| escape_controls(text).into_owned();
+    let advice = |steps: &Vec<Advice>| -> Vec<Advice> {
+        steps
+            .iter()
+            .map(|step| Advice {
+                action: step.action,
+                text: sentence(&step.text),
+                command: step.command.as_ref().map(sentence),
+            })
+            .collect()
+    };
+    let Report { version, generated_at, node, since, kernel_log, kills, groups, node_memory, no_kill } = report;
+    let groups = groups
+        .iter()
+        .map(|group| {
+            let KillGroup {
+                key,
+                kind,
+                namespace,
+                pod,
+                container,
+                unit,
+                cgroup,
+                kills,
+                first_kill,
+                last_kill,
+                causes,
+                victims,
+                findings,
+                summary,
+                advice: steps,
+            } = group;
+            let victims = victims
+                .iter()
+                .map(|victim| VictimKill {
+                    comm: victim.comm.as_ref().map(name),
+                    oom_cgroup: victim.oom_cgroup.as_ref().map(name),
+                    ..victim.clone()
+                })
+                .collect();
+            KillGroup {
+                key: name(key),
+                kind: *kind,
+                namespace: namespace.as_ref().map(name),
+                pod: pod.as_ref().map(name),
+                container: container.as_ref().map(name),
+                unit: unit.as_ref().map(name),
+                cgroup: cgroup.as_ref().map(name),
+                kills: *kills,
+                first_kill: first_kill.clone(),
+                last_kill: last_kill.clone(),
+                causes: causes.clone(),
+                victims,
+                findings: findings.clone(),
+                summary: sentence(summary),
+                advice: advice(steps),
+            }
+        })
+        .collect();
+    let mut node_memory = node_memory.clone();
+    if let Some(kubepods) = &mut node_memory.kubepods {
+        kubepods.cgroup = name(&kubepods.cgroup);
+    }
+    node_memory.notes = node_memory.notes.iter().map(sentence).collect();
+    let no_kill = no_kill.as_ref().map(|note| {
+        let NoKillNote { note, commands, kubelet_log } = note;
+        let KubeletLog { status, detail, evicted_pods, lines } = kubelet_log;
+        NoKillNote {
+            note: sentence(note),
+            commands: advice(commands),
+            kubelet_log: KubeletLog {
+                status,
+                detail: sentence(detail),
+                evicted_pods: names(evicted_pods),
+                lines: names(lines),
+            },
+        }
+    });
+    Report {
+        version: *version,
+        generated_at: generated_at.clone(),
+        node: name(node),
+        since: since.clone(),
+        kernel_log: super::report::KernelLogSummary {
+            reconciliation: sentence(&kernel_log.reconciliation),
+            ..kernel_log.clone()
+        },
+        kills: *kills,
+        groups,
+        node_memory,
+        no_kill,
     }
 }
 
@@ -155,7 +262,7 @@ fn evidence(key: &str, value: &serde_json::Value) -> String {
     } else if let (Some(name), Some(n)) = (key.strip_suffix("_percent"), number) {
         (name, format!("{n}%"))
     } else {
-        (key, value.as_str().map_or_else(|| value.to_string(), str::to_owned))
+        (key, value.as_str().map_or_else(|| value.to_string(), |text| escape(text).into_owned()))
     };
     format!("{} {shown}", name.replace('_', " "))
 }
@@ -240,6 +347,29 @@ mod tests {
         );
         assert_eq!(limit(&report.groups[0]).as_deref(), Some("64.0M (usage 64.0M at the latest kill)"));
         assert_eq!(limit(&report.groups[1]).as_deref(), Some("64.0M at /test/a (usage 64.0M at the latest kill)"));
+    }
+
+    /// The table and the markdown show names escaped, and keep oomtrace's
+    /// own backslashes (a shell quote) in advice; the JSON keeps the names raw.
+    #[test]
+    fn people_read_names_escaped_and_json_keeps_them() {
+        let mut report = sample::with_kills();
+        let group = &mut report.groups[0];
+        group.key = "/test/a\u{1b}]0;pwn\u{7}|b".to_owned();
+        group.cgroup = Some(group.key.clone());
+        group.victims[0].comm = Some("\u{1b}[2J\u{202e}".to_owned());
+        group.advice[0].text = "Raise `/test/a\u{1b}` ('\\'') now".to_owned();
+        for format in [ReportFormat::Table, ReportFormat::Markdown] {
+            let text = render(&report, format);
+            assert!(!text.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{format:?}: {text:?}");
+            assert!(text.contains(r"/test/a\x1b]0;pwn\x07"), "{format:?}: {text}");
+            assert!(text.contains(r"\x1b[2J\u{202e} (pid 10)"), "{format:?}: {text}");
+            assert!(text.contains(r"Raise `/test/a\x1b` ('\'') now"), "{format:?}: {text}");
+        }
+        let markdown = render(&report, ReportFormat::Markdown);
+        assert!(markdown.contains(r"| `/test/a\x1b]0;pwn\x07\|b` |"), "{markdown}");
+        let json = render(&report, ReportFormat::Json);
+        assert!(json.contains(r#""key": "/test/a\u001b]0;pwn\u0007|b""#), "{json}");
     }
 
     fn sample_victim(report: &Report, pid: u32) -> crate::diagnose::group::VictimKill {

@@ -85,7 +85,7 @@ fn single_memcg_kill(test: &str, probes: &[&str], expected_source: &str) -> Resu
     assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
     assert_eq!(event.killed, Some(true), "{event}");
     // The hog allocated its own memory: it is its own trigger.
-    assert_eq!(event.trigger().pid, pid, "{event}");
+    assert_eq!(event.trigger().pid, Some(pid), "{event}");
     assert!(event.has_source(expected_source), "{event}");
     assert!(event.has_source("tracepoint:signal/signal_generate"), "{event}");
     let has_context = event.has_source("fentry:oom_kill_process") || event.has_source("kprobe:oom_kill_process");
@@ -411,7 +411,7 @@ fn a_victim_other_than_the_allocating_task_is_named() -> Result<()> {
         }
         let _ = holder.wait();
         assert_eq!(event.victim.pid, holder_pid, "{event}");
-        assert_eq!(event.trigger().pid, allocator, "{event}");
+        assert_eq!(event.trigger().pid, Some(allocator), "{event}");
         assert_eq!(event.trigger().comm, "dd");
         let sees_task = event.has_source("tp_btf:mark_victim")
             || event.has_source("fentry:oom_kill_process")

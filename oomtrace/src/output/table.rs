@@ -103,7 +103,10 @@ pub fn row(event: &OomEvent) -> String {
     };
     // The longest cause name, node_allocatable, fills the column.
     let cause = event.diagnosis.as_ref().map_or("?", |d| d.cause.as_str());
-    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| format!("{} {}", t.pid, t.comm));
+    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| match t.pid {
+        Some(pid) => format!("{pid} {}", t.comm),
+        None => format!("? {}", t.comm),
+    });
     format!(
         "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {cause:<16} {killed:<6} {trigger}",
         pid = event.victim.pid,
@@ -150,7 +153,7 @@ mod tests {
             time: "2026-11-25T22:41:07.123456Z".parse().ok(),
             killed: Some(true),
             victim_cgroup: Some(Cgroup { id: 9, path: Some(path.to_owned()), ..Cgroup::default() }),
-            trigger: Some(Trigger { pid: 7, tgid: Some(7), comm: "conmon".to_owned() }),
+            trigger: Some(Trigger { pid: Some(7), tgid: Some(7), comm: "conmon".to_owned() }),
             workload: Some(workload),
             ..OomEvent::of_victim(Victim { pid: 7, comm: Some("conmon".to_owned()), ..Victim::default() })
         }

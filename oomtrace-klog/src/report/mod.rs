@@ -131,6 +131,13 @@ impl OomReport {
         self.cpu.as_ref().map(|cpu| cpu.pid)
     }
 
+    /// The trigger's comm: the header's (`<comm> invoked oom-killer`), which a grepped log keeps
+    /// when it drops the `CPU:` line, else the `CPU:` line's.
+    pub fn trigger_comm(&self) -> Option<&str> {
+        let from_cpu = || self.cpu.as_ref().map(|cpu| cpu.comm.as_str());
+        self.header.as_ref().map(|header| header.trigger_comm.as_str()).or_else(from_cpu)
+    }
+
     /// The memcg whose limit was hit (summary line, else `Task in … limit of <memcg>`); `None`
     /// for a global OOM or when the log does not say.
     pub fn oom_memcg(&self) -> Option<&str> {

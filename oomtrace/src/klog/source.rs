@@ -144,6 +144,14 @@ impl KernelLogSource {
         }
     }
 
+    /// A saved file's first lines of no known format (none for the other sources).
+    pub fn unrecognised_examples(&self) -> &[String] {
+        match &self.reader {
+            Reader::File(source) => source.unrecognised_examples(),
+            Reader::Kmsg(_) | Reader::Journal(_) => &[],
+        }
+    }
+
     pub fn summary(&self) -> SourceSummary {
         match &self.reader {
             Reader::Kmsg(reader) => SourceSummary::Kmsg(reader.summary()),

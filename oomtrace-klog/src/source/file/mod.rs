@@ -112,7 +112,13 @@ pub struct FileParser {
     /// The last line was a saved kmsg record or its dictionary: a line starting with a space
     /// and holding `KEY=value` continues it.
     in_kmsg_record: bool,
+    /// The first [`UNRECOGNISED_EXAMPLES`] lines of no known format, for a diagnostic.
+    unrecognised_examples: Vec<String>,
 }
+
+/// How many lines of no known format [`FileParser::unrecognised_examples`] keeps (the rest are
+/// only counted).
+pub const UNRECOGNISED_EXAMPLES: usize = 8;
 
 /// A recognised prefix's verdict.
 enum Prefixed {
@@ -122,16 +128,28 @@ enum Prefixed {
 
 impl FileParser {
     pub fn new(context: FileContext) -> Self {
-        Self { context, counts: FileCounts::default(), in_kmsg_record: false }
+        Self { context, counts: FileCounts::default(), in_kmsg_record: false, unrecognised_examples: Vec::new() }
     }
 
     pub fn counts(&self) -> FileCounts {
         self.counts
     }
 
+    /// The first lines of no known format (at most [`UNRECOGNISED_EXAMPLES`], each cut to 300
+    /// characters): what `oomtrace history -v` shows of them.
+    pub fn unrecognised_examples(&self) -> &[String] {
+        &self.unrecognised_examples
+    }
+
     /// One line, with or without its line ending.
     pub fn parse_line(&mut self, line: &str) -> FileEvent {
-        let event = self.classify(line.trim_end_matches(['\n', '\r']));
+        let line = line.trim_end_matches(['\n', '\r']);
+        let event = self.classify(line);
+        if event == FileEvent::Skipped(SkipReason::Unrecognised)
+            && self.unrecognised_examples.len() < UNRECOGNISED_EXAMPLES
+        {
+            self.unrecognised_examples.push(line.chars().take(300).collect());
+        }
         let counts = &mut self.counts;
         match &event {
             FileEvent::Line(line) => {

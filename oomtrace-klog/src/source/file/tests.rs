@@ -419,10 +419,8 @@ fn saved_kmsg_dictionaries_escapes_and_user_space_records() {
     // A space-led line after no record is a message like any other (a call trace line).
     assert!(matches!(&events[8], FileEvent::Line(line) if line.message == " DEVICE=+not:after-a-record"));
     let counts = parser.counts();
-    assert_eq!(
-        (counts.kmsg_records, counts.kmsg_dictionary, counts.not_kernel, counts.unrecognised),
-        (4, 2, 1, 1)
-    );
+    assert_eq!((counts.kmsg_records, counts.kmsg_dictionary, counts.not_kernel, counts.unrecognised), (4, 2, 1, 1));
+    assert_eq!(parser.unrecognised_examples(), ["6,x,1,-;bad sequence number"]);
 }
 
 #[test]

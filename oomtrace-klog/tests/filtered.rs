@@ -76,8 +76,7 @@ fn grep_i_oom_keeps_what_the_whole_report_gives() {
             .filter(|line| line.message.contains("Killed process "))
             .filter_map(|line| line.message.split("Killed process ").nth(1)?.split(' ').next()?.parse().ok())
             .collect();
-        let whole: Vec<Kill> =
-            kills(&lines).into_iter().filter(|kill| kept_victims.contains(&kill.victim.0)).collect();
+        let whole: Vec<Kill> = kills(&lines).into_iter().filter(|kill| kept_victims.contains(&kill.victim.0)).collect();
         assert_eq!(kills(&cut), whole, "{name}");
         let modern = ["6.18", "6.8", "5.15"].iter().any(|version| name.contains(&format!("-{version}-")));
         assert_eq!(whole.is_empty(), !modern, "{name}: only kill lines with oom_score_adj survive grep -i oom");

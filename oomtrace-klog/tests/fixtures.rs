@@ -329,7 +329,10 @@ fn printk_formats_5_x_to_7_x() {
     let reports = reports(&parsed);
     assert_eq!(reports.len(), 2);
     let kill = reports[0];
-    assert_eq!((kill.is_memcg_oom(), kill.trigger_comm(), kill.victim_pid()), (Some(false), Some("stress"), Some(4242)));
+    assert_eq!(
+        (kill.is_memcg_oom(), kill.trigger_comm(), kill.victim_pid()),
+        (Some(false), Some("stress"), Some(4242))
+    );
     let killed = kill.killed.as_ref().expect("kill");
     assert_eq!(killed.prefix.as_deref(), Some("Out of memory (oom_kill_allocating_task)"));
     assert_eq!((killed.uid, killed.pgtables_kb, killed.oom_score_adj), (Some(1000), Some(7780), Some(0)));

@@ -358,12 +358,18 @@ mod tests {
         for (selection, scope) in [
             ("[  5.5] Memory cgroup out of memory: Kill process 7 (java) score 999 or sacrifice child", Scope::Memcg),
             ("[  5.5] Out of memory: Kill process 7 (java) score 999 or sacrifice child", Scope::Global),
-            ("[  5.5] Out of memory (oom_kill_allocating_task): Kill process 7 (java) score 1 or sacrifice child", Scope::Global),
+            (
+                "[  5.5] Out of memory (oom_kill_allocating_task): Kill process 7 (java) score 1 or sacrifice child",
+                Scope::Global,
+            ),
         ] {
             let event = &events(&reports(&format!("{selection}\n{kill}"))[0], LogOrigin::File, &clock())[0];
             assert_eq!((event.scope, event.victim.pid), (Some(scope), 7), "{selection}");
         }
         let alone = &events(&reports(kill)[0], LogOrigin::File, &clock())[0];
-        assert_eq!((alone.scope, alone.scope_unknown_reason), (Some(Scope::Unknown), Some(ScopeUnknownReason::NotInLog)));
+        assert_eq!(
+            (alone.scope, alone.scope_unknown_reason),
+            (Some(Scope::Unknown), Some(ScopeUnknownReason::NotInLog))
+        );
     }
 }

@@ -103,10 +103,13 @@ pub fn row(event: &OomEvent) -> String {
     };
     // The longest cause name, node_allocatable, fills the column.
     let cause = event.diagnosis.as_ref().map_or("?", |d| d.cause.as_str());
-    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| match t.pid {
-        Some(pid) => format!("{pid} {}", t.comm),
-        None => format!("? {}", t.comm),
-    });
+    let trigger = event.trigger.as_ref().map_or_else(
+        || "?".to_owned(),
+        |t| match t.pid {
+            Some(pid) => format!("{pid} {}", t.comm),
+            None => format!("? {}", t.comm),
+        },
+    );
     format!(
         "{time:<13} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {cause:<16} {killed:<6} {trigger}",
         pid = event.victim.pid,

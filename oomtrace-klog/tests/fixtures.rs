@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fixture, parse, reports, victim_pids};
+use common::{fixture, only_report, parse, reports, victim_pids};
 use oomtrace_klog::Caller;
 use oomtrace_klog::Parsed;
 use oomtrace_klog::report::CounterKind;
@@ -238,10 +238,7 @@ fn aks_5_15_syslog() {
 /// Ubuntu 6.8 (`dmesg -T`): a global OOM with Mem-Info and no task table.
 #[test]
 fn ubuntu_6_8_global() {
-    let (parsed, parser) = parse(&fixture("ubuntu-6.8-aws-global-dmesg-T.txt"));
-    let reports = reports(&parsed);
-    assert_eq!((reports.len(), parser.stats().unparsed), (1, 0));
-    let report = reports[0];
+    let report = &only_report("ubuntu-6.8-aws-global-dmesg-T.txt");
     assert_eq!(report.header.as_ref().and_then(|h| h.gfp_flags.as_deref()), Some("GFP_HIGHUSER_MOVABLE|__GFP_COMP"));
     let constraint = report.constraint.as_ref().expect("summary");
     assert!(constraint.global_oom);
@@ -292,10 +289,7 @@ fn published_kill_lines() {
 /// killed (the largest in the memcg).
 #[test]
 fn host_trigger_is_not_the_victim() {
-    let (parsed, parser) = parse(&fixture("host-6.18-trigger-not-victim.txt"));
-    let reports = reports(&parsed);
-    assert_eq!((reports.len(), parser.stats().unparsed), (1, 0));
-    let report = reports[0];
+    let report = &only_report("host-6.18-trigger-not-victim.txt");
     assert_eq!((report.trigger_pid(), report.victim_pid()), (Some(18690), Some(18648)));
     assert_eq!(report.tasks.iter().map(|task| task.pid).collect::<Vec<_>>(), [18648, 18690]);
     let victim_row = report.tasks.iter().find(|task| Some(task.pid) == report.victim_pid()).expect("victim row");
@@ -308,10 +302,7 @@ fn host_trigger_is_not_the_victim() {
 /// 3.x – 5.0 has no prefix), the trigger on the 2.6-style `Pid:` line, the victim a child.
 #[test]
 fn linux_mm_3_2_allocating_task() {
-    let (parsed, parser) = parse(&fixture("linux-mm-3.2-allocating-task-syslog.txt"));
-    let reports = reports(&parsed);
-    assert_eq!((reports.len(), parser.stats().unparsed), (1, 0));
-    let report = reports[0];
+    let report = &only_report("linux-mm-3.2-allocating-task-syslog.txt");
     assert_eq!(report.is_memcg_oom(), Some(false), "Out of memory (oom_kill_allocating_task): global");
     assert_eq!((report.trigger_pid(), report.trigger_comm()), (Some(6344), Some("sh")));
     assert_eq!(report.header.as_ref().map(|h| (h.gfp_mask, h.order, h.oom_adj)), Some((Some(0xd0), Some(1), Some(0))));

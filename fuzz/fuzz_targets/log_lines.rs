@@ -41,6 +41,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(record.lines.iter().all(|line| line.seq == Some(record.seq) && !line.message.contains('\n')));
                 joiner.push(record);
             }
+            FileEvent::Journal(entry) => {
+                kernel_lines += 1;
+                assert!(entry.is_kernel() && entry.lines.iter().all(|line| !line.message.contains('\n')));
+            }
             _ => {}
         }
     }

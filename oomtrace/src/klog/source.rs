@@ -125,6 +125,17 @@ impl KernelLogSource {
                         Some(FileEvent::Kmsg(record)) => {
                             lines.extend(self.joiner.push(record).into_iter().flat_map(|record| record.lines));
                         }
+                        Some(FileEvent::Journal(entry)) => {
+                            // As from journalctl itself: `_BOOT_ID` names the boot.
+                            let mut marked: Vec<KernelLine> = lines.into_iter().map(|line| self.mark(line)).collect();
+                            let boot_id = entry.boot_id.as_deref();
+                            if boot_id.is_some() && boot_id != self.boot_id.as_deref() {
+                                self.start_boot(boot_id.map(Arc::from));
+                            }
+                            marked.extend(entry.lines.into_iter().map(|line| self.mark(line)));
+                            self.pending = marked.into_iter();
+                            continue;
+                        }
                         Some(FileEvent::Boot { boot_id }) => {
                             // The open fragment was the old boot's.
                             let marked: Vec<KernelLine> = lines.into_iter().map(|line| self.mark(line)).collect();
@@ -252,6 +263,28 @@ mod tests {
         );
         let seen: Vec<String> = boots(source).into_iter().map(|(message, _, _)| message).collect();
         assert_eq!(seen, ["Task in /a killed as a result of limit of /a", "anon 1", "file 2", "open at the end"]);
+    }
+
+    /// `journalctl -k -o json > f` of two boots: each entry's `_BOOT_ID` names its boot; an entry
+    /// a process wrote to /dev/kmsg is left out.
+    #[test]
+    fn a_saved_journal_json_file_gives_kernel_lines_by_boot() {
+        let source = file_source(concat!(
+            r#"{"_BOOT_ID":"aaaa","_TRANSPORT":"kernel","SYSLOG_FACILITY":"0","__MONOTONIC_TIMESTAMP":"10000000","MESSAGE":"first boot"}"#,
+            "\n",
+            r#"{"_BOOT_ID":"aaaa","_TRANSPORT":"kernel","SYSLOG_FACILITY":"1","MESSAGE":"from user space"}"#,
+            "\n",
+            r#"{"_BOOT_ID":"bbbb","_TRANSPORT":"kernel","__MONOTONIC_TIMESTAMP":"5000000","MESSAGE":"anon 1\nfile 2"}"#,
+            "\n",
+        ));
+        assert_eq!(
+            boots(source),
+            [
+                ("first boot".to_owned(), 0, Some("aaaa".to_owned())),
+                ("anon 1".to_owned(), 1, Some("bbbb".to_owned())),
+                ("file 2".to_owned(), 1, Some("bbbb".to_owned())),
+            ]
+        );
     }
 
     /// Root only: this machine's ring buffer through the source gives its OOM kill lines, all

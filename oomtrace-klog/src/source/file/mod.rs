@@ -13,6 +13,7 @@
 //! | journalctl's markers | `-- Boot 3f1c… --`, `-- Reboot --`, `-- No entries --`, `-- Logs begin at … --` |
 //! | `grep` output over files | `/var/log/syslog.1:Nov 29 11:14:00 host kernel: msg` (also `-n`'s line number) |
 //! | saved `/dev/kmsg` records (`cat /dev/kmsg > f`) | `6,110844,20291692735,-,caller=T13567;msg`, then ` KEY=value` dictionary lines |
+//! | `journalctl -o json` (`-k` or not) | `{"__REALTIME_TIMESTAMP":"…","_BOOT_ID":"…","_TRANSPORT":"kernel","MESSAGE":"msg",…}` |
 //! | bare messages | `Memory cgroup out of memory: Killed process 42 (hog) …` |
 //!
 //! Only kernel lines become [`LogLine`]s: syslog lines of other programs (`sshd[12]: …`) and
@@ -30,6 +31,7 @@ use jiff::tz::TimeZone;
 
 use crate::line::{Caller, LogLine};
 
+use super::journal::{self, JournalEntry};
 use super::kmsg::{self, KmsgRecord};
 use super::parse_caller;
 
@@ -70,6 +72,9 @@ pub enum FileEvent {
     /// at its newlines. Kernels before 5.10 printed a `pr_cont` line in fragments (`c`, then `+`
     /// records): join them with [`kmsg::FragmentJoiner`], as for /dev/kmsg itself.
     Kmsg(KmsgRecord),
+    /// A `journalctl -o json` entry of the kernel's (`_TRANSPORT=kernel`, facility 0): its
+    /// `_BOOT_ID` says which boot its lines belong to.
+    Journal(JournalEntry),
     Skipped(SkipReason),
 }
 
@@ -102,6 +107,8 @@ pub struct FileCounts {
     pub kmsg_records: u64,
     /// Their ` KEY=value` dictionary lines.
     pub kmsg_dictionary: u64,
+    /// `journalctl -o json` entries of the kernel (each also counted in `kernel_lines`).
+    pub journal_entries: u64,
 }
 
 /// Parses a file's lines one at a time (streaming: it keeps nothing but counts).
@@ -162,6 +169,10 @@ impl FileParser {
                 counts.kernel_lines += 1;
                 counts.kmsg_records += 1;
             }
+            FileEvent::Journal(_) => {
+                counts.kernel_lines += 1;
+                counts.journal_entries += 1;
+            }
             FileEvent::Boot { .. } => counts.boots += 1,
             FileEvent::Marker => counts.markers += 1,
             FileEvent::Skipped(SkipReason::Blank) => counts.blank += 1,
@@ -180,6 +191,14 @@ impl FileParser {
         }
         if line.trim().is_empty() {
             return FileEvent::Skipped(SkipReason::Blank);
+        }
+        if line.starts_with("{\"") {
+            // A JSON object that is no journal entry is of no known format, not a message.
+            return match journal::parse_entry(line.as_bytes()) {
+                Ok(entry) if entry.is_kernel() => FileEvent::Journal(entry),
+                Ok(_) => FileEvent::Skipped(SkipReason::NotKernel),
+                Err(_) => FileEvent::Skipped(SkipReason::Unrecognised),
+            };
         }
         if looks_like_kmsg_record(line) {
             let Ok(record) = kmsg::parse_record(line.as_bytes()) else {

@@ -430,3 +430,23 @@ fn what_is_not_a_kmsg_record() {
         assert!(!matches!(parser.parse_line(line), FileEvent::Kmsg(_)), "{line}");
     }
 }
+
+/// `journalctl -k -o json > f` (journald 252, this host): each line the entry `parse_entry`
+/// makes of it; the record a process wrote to /dev/kmsg is not the kernel's.
+#[test]
+fn saved_journal_json_entries_are_the_entries() {
+    use crate::source::journal::parse_entry;
+    let text = include_str!("../testdata/journald-252-host-6.18-memcg.json");
+    let mut parser = parser();
+    for line in text.lines() {
+        let want = parse_entry(line.as_bytes()).unwrap();
+        match parser.parse_line(line) {
+            FileEvent::Journal(entry) => assert_eq!(entry, want),
+            FileEvent::Skipped(SkipReason::NotKernel) => assert!(!want.is_kernel(), "{line}"),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+    let counts = parser.counts();
+    assert!(counts.journal_entries > 0 && counts.journal_entries == counts.kernel_lines);
+    assert_eq!(parser.parse_line(r#"{"no":"message"}"#), FileEvent::Skipped(SkipReason::Unrecognised));
+}

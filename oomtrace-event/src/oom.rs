@@ -34,7 +34,8 @@ pub enum Scope {
     /// The allocating task's NUMA memory policy ran out of memory.
     Mempolicy,
     /// Could not be determined; `scope_unknown_reason` says why. Never
-    /// reported as `global` instead: that would send an operator after the node.
+    /// reported as `global` without a reason: that would send an operator
+    /// after the node.
     Unknown,
 }
 
@@ -50,9 +51,9 @@ pub enum ScopeUnknownReason {
     /// The victim's memcg or one of its ancestors could not be read (or the
     /// victim's task was not available to the probe).
     MemcgUnreadable,
-    /// A kernel-log event whose report does not say (only the kill line
-    /// "Out of memory: Killed process …" survived, which a global, cpuset and
-    /// mempolicy OOM all print).
+    /// A kernel-log event whose report does not say: no line of it that
+    /// survived has the wording (a 3.x – 5.0 kill line, which has no
+    /// `Out of memory:` / `Memory cgroup out of memory:` prefix, alone).
     NotInLog,
 }
 
@@ -119,7 +120,11 @@ impl Victim {
 /// The task whose allocation ran into the OOM.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Trigger {
-    pub pid: u32,
+    /// The thread's pid. Absent for a kernel-log event whose report kept its header
+    /// (`<comm> invoked oom-killer: …`) but not the `CPU: … PID: …` line after it (a
+    /// grepped log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// Absent for a kernel-log event: the report prints the thread's pid only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tgid: Option<u32>,

@@ -350,7 +350,7 @@ fn reports_that_kill_nothing() {
     let (parsed, parser) = parse(&stream);
     let reports = reports(&parsed);
     assert_eq!(reports.len(), 3, "the panic line after a finished report adds nothing");
-    assert_eq!(reports[0].no_kill, Some(NoKill::VictimExiting { pid: 12589, comm: "dd".into() }));
+    assert_eq!(reports[0].no_kill, Some(NoKill::VictimExiting { pid: 12589, comm: "dd".into(), memcg_prefix: true }));
     assert_eq!(reports[0].tasks.len(), 1);
     assert_eq!(reports[1].no_kill, Some(NoKill::NoKillableProcesses));
     assert_eq!(reports[1].cpu.as_ref().and_then(|cpu| cpu.uid), Some(1000));

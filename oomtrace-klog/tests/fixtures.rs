@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fixture, parse, reports, victim_pids};
+use common::{fixture, only_report, parse, reports, victim_pids};
 use oomtrace_klog::Caller;
 use oomtrace_klog::Parsed;
 use oomtrace_klog::report::CounterKind;
@@ -238,10 +238,7 @@ fn aks_5_15_syslog() {
 /// Ubuntu 6.8 (`dmesg -T`): a global OOM with Mem-Info and no task table.
 #[test]
 fn ubuntu_6_8_global() {
-    let (parsed, parser) = parse(&fixture("ubuntu-6.8-aws-global-dmesg-T.txt"));
-    let reports = reports(&parsed);
-    assert_eq!((reports.len(), parser.stats().unparsed), (1, 0));
-    let report = reports[0];
+    let report = &only_report("ubuntu-6.8-aws-global-dmesg-T.txt");
     assert_eq!(report.header.as_ref().and_then(|h| h.gfp_flags.as_deref()), Some("GFP_HIGHUSER_MOVABLE|__GFP_COMP"));
     let constraint = report.constraint.as_ref().expect("summary");
     assert!(constraint.global_oom);
@@ -292,14 +289,46 @@ fn published_kill_lines() {
 /// killed (the largest in the memcg).
 #[test]
 fn host_trigger_is_not_the_victim() {
-    let (parsed, parser) = parse(&fixture("host-6.18-trigger-not-victim.txt"));
-    let reports = reports(&parsed);
-    assert_eq!((reports.len(), parser.stats().unparsed), (1, 0));
-    let report = reports[0];
+    let report = &only_report("host-6.18-trigger-not-victim.txt");
     assert_eq!((report.trigger_pid(), report.victim_pid()), (Some(18690), Some(18648)));
     assert_eq!(report.tasks.iter().map(|task| task.pid).collect::<Vec<_>>(), [18648, 18690]);
     let victim_row = report.tasks.iter().find(|task| Some(task.pid) == report.victim_pid()).expect("victim row");
     assert_eq!((victim_row.rss_pages, victim_row.rss_anon_pages), (Some(15682), Some(13984)));
     assert_eq!(report.memcg_stat.as_ref().and_then(|stat| stat.get("hierarchical_memory_limit")), Some(64 << 20));
     assert_eq!(report.memcg_counters[0].limit_kb, 65536);
+}
+
+/// 3.2, vm.oom_kill_allocating_task: the wording is on the selection line only (the kill line of
+/// 3.x – 5.0 has no prefix), the trigger on the 2.6-style `Pid:` line, the victim a child.
+#[test]
+fn linux_mm_3_2_allocating_task() {
+    let report = &only_report("linux-mm-3.2-allocating-task-syslog.txt");
+    assert_eq!(report.is_memcg_oom(), Some(false), "Out of memory (oom_kill_allocating_task): global");
+    assert_eq!((report.trigger_pid(), report.trigger_comm()), (Some(6344), Some("sh")));
+    assert_eq!(report.header.as_ref().map(|h| (h.gfp_mask, h.order, h.oom_adj)), Some((Some(0xd0), Some(1), Some(0))));
+    assert_eq!(report.selected.as_ref().map(|s| (s.pid, s.score)), Some((6344, Some(0))));
+    let killed = report.killed.as_ref().expect("kill");
+    assert_eq!((killed.pid, killed.comm.as_str(), killed.prefix.as_deref()), (6345, "sleep", None));
+    assert_eq!((killed.total_vm_kb, killed.anon_rss_kb, killed.file_rss_kb), (Some(1736), Some(44), Some(200)));
+}
+
+/// Lines made from printk format strings (no real log at hand, see the file): the allocating-task
+/// kill line of 5.x+, a reaper that could not reap, a global OOM whose victim was already exiting.
+#[test]
+fn printk_formats_5_x_to_7_x() {
+    let (parsed, parser) = parse(&fixture("printk-formats-5.x-7.x.txt"));
+    let reports = reports(&parsed);
+    assert_eq!(reports.len(), 2);
+    let kill = reports[0];
+    assert_eq!(
+        (kill.is_memcg_oom(), kill.trigger_comm(), kill.victim_pid()),
+        (Some(false), Some("stress"), Some(4242))
+    );
+    let killed = kill.killed.as_ref().expect("kill");
+    assert_eq!(killed.prefix.as_deref(), Some("Out of memory (oom_kill_allocating_task)"));
+    assert_eq!((killed.uid, killed.pgtables_kb, killed.oom_score_adj), (Some(1000), Some(7780), Some(0)));
+    let skipped = reports[1];
+    assert_eq!((skipped.is_memcg_oom(), skipped.killed.is_none()), (Some(false), true));
+    let stats = parser.stats();
+    assert_eq!((stats.reap_failed, stats.unparsed, stats.reports_without_kill), (1, 0, 1));
 }

@@ -119,7 +119,8 @@ pub struct Victim {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Trigger {
-    pub pid: u32,
+    /// Absent for a kernel-log event whose report lost its `CPU:` line.
+    pub pid: Option<u32>,
     /// Absent for a kernel-log event.
     pub tgid: Option<u32>,
     pub comm: String,

@@ -185,6 +185,10 @@ pub struct HistoryArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub cri: CriArgs,
+    /// After the closing line, show the lines that could not be placed (OOM-killer lines not
+    /// understood, a saved log's lines of no known format): the first 8 of each, and how many more.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 impl HistoryArgs {
@@ -196,6 +200,7 @@ impl HistoryArgs {
             filter: self.filter.into(),
             cri_socket: self.cri.cri_socket,
             cri_timeout: self.cri.cri_timeout,
+            verbose: self.verbose,
         })
     }
 }

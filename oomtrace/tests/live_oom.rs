@@ -94,7 +94,7 @@ fn single_memcg_kill(test: &str, probes: &[&str], expected_source: &str) -> Resu
     assert_eq!(event.scope.as_deref(), Some("memcg"), "{event}");
     assert_eq!(event.killed, Some(true), "{event}");
     // The hog allocated its own memory: it is its own trigger.
-    assert_eq!(event.trigger().pid, pid, "{event}");
+    assert_eq!(event.trigger().pid, Some(pid), "{event}");
     assert!(event.has_source(expected_source), "{event}");
     // The kill confirmed without perf_event_open where the kernel has BTF.
     let confirmation = if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
@@ -426,7 +426,7 @@ fn a_victim_other_than_the_allocating_task_is_named() -> Result<()> {
         }
         let _ = holder.wait();
         assert_eq!(event.victim.pid, holder_pid, "{event}");
-        assert_eq!(event.trigger().pid, allocator, "{event}");
+        assert_eq!(event.trigger().pid, Some(allocator), "{event}");
         assert_eq!(event.trigger().comm, "dd");
         let sees_task = event.has_source("tp_btf:mark_victim")
             || event.has_source("fentry:oom_kill_process")

@@ -203,6 +203,9 @@ pub enum NoKill {
         pid: u32,
         /// Its comm.
         comm: String,
+        /// The line opens with `Memory cgroup out of memory` (a memcg OOM), not `Out of memory`.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        memcg_prefix: bool,
     },
     /// `Out of memory and no killable processes...` (`out_of_memory`; a global OOM then panics,
     /// a memcg OOM fails the charge).
@@ -226,7 +229,7 @@ pub(crate) fn parse_no_kill(line: &str) -> Option<NoKill> {
     }
     let (pid, rest) = text::leading_u32(rest)?;
     let (comm, _) = text::parenthesized_comm(rest.strip_prefix(' ')?, &[") is already exiting"])?;
-    Some(NoKill::VictimExiting { pid, comm: comm.to_owned() })
+    Some(NoKill::VictimExiting { pid, comm: comm.to_owned(), memcg_prefix: prefix.trim() == MEMCG_PREFIX })
 }
 
 /// OOM-killer lines that carry nothing a report keeps, recognised so that they are not counted
@@ -355,7 +358,7 @@ mod tests {
             parse_no_kill(
                 "Memory cgroup out of memory: OOM victim 42 (a (b)) is already exiting. Skip killing the task"
             ),
-            Some(NoKill::VictimExiting { pid: 42, comm: "a (b)".into() })
+            Some(NoKill::VictimExiting { pid: 42, comm: "a (b)".into(), memcg_prefix: true })
         );
         assert_eq!(parse_no_kill("Out of memory and no killable processes..."), Some(NoKill::NoKillableProcesses));
         assert_eq!(

@@ -131,6 +131,13 @@ impl OomReport {
         self.cpu.as_ref().map(|cpu| cpu.pid)
     }
 
+    /// The trigger's comm: the header's (`<comm> invoked oom-killer`), which a grepped log keeps
+    /// when it drops the `CPU:` line, else the `CPU:` line's.
+    pub fn trigger_comm(&self) -> Option<&str> {
+        let from_cpu = || self.cpu.as_ref().map(|cpu| cpu.comm.as_str());
+        self.header.as_ref().map(|header| header.trigger_comm.as_str()).or_else(from_cpu)
+    }
+
     /// The memcg whose limit was hit (summary line, else `Task in … limit of <memcg>`); `None`
     /// for a global OOM or when the log does not say.
     pub fn oom_memcg(&self) -> Option<&str> {
@@ -144,7 +151,14 @@ impl OomReport {
         self.constraint.as_ref().and_then(|constraint| constraint.task_memcg.as_deref()).or_else(from_task_in)
     }
 
-    /// Whether a memcg limit (not the machine) caused the OOM, when any line says so.
+    /// Whether a memcg limit (not the machine) caused the OOM, when any line says so: the
+    /// summary's constraint (5.0+), else the wording alone, so that a report cut down to a
+    /// line or two (rate-limited, grepped) still says it. `Some(true)`: a `Task in … killed as
+    /// a result of limit of …` line or the memcg's counters (before 5.0), or a kill, selection
+    /// or skipped-victim line opened by `Memory cgroup out of memory:` (mm/memcontrol.c before
+    /// 4.19, mm/oom_kill.c since). `Some(false)`: one opened by `Out of memory:` or `Out of
+    /// memory (oom_kill_allocating_task):` (`out_of_memory`, every OOM that is not a memcg's).
+    /// `None`: no such line (a kill line of 3.x – 5.0, which has no prefix, alone).
     pub fn is_memcg_oom(&self) -> Option<bool> {
         if let Some(constraint) = &self.constraint {
             return Some(constraint.constraint == "CONSTRAINT_MEMCG");
@@ -156,7 +170,13 @@ impl OomReport {
         if let Some(killed) = self.killed.as_ref().and_then(|k| prefixed(k.prefix.as_ref(), k.memcg_prefix)) {
             return Some(killed);
         }
-        self.selected.as_ref().map(|selected| selected.memcg_prefix)
+        if let Some(selected) = &self.selected {
+            return Some(selected.memcg_prefix);
+        }
+        match &self.no_kill {
+            Some(NoKill::VictimExiting { memcg_prefix, .. }) => Some(*memcg_prefix),
+            _ => None,
+        }
     }
 }
 

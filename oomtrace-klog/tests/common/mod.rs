@@ -95,6 +95,14 @@ pub fn reports(parsed: &[Parsed]) -> Vec<&OomReport> {
         .collect()
 }
 
+/// The one report of a fixture, every OOM line of which parses.
+pub fn only_report(name: &str) -> OomReport {
+    let (parsed, parser) = parse(&fixture(name));
+    let reports = reports(&parsed);
+    assert_eq!((reports.len(), parser.stats().unparsed), (1, 0), "{name}");
+    reports[0].clone()
+}
+
 /// The victim pids of `parsed`'s reports, in order.
 pub fn victim_pids(parsed: &[Parsed]) -> Vec<u32> {
     reports(parsed).iter().filter_map(|report| report.victim_pid()).collect()

@@ -399,7 +399,7 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     };
     int("process.pid", Some(u64::from(event.victim.tgid.unwrap_or(event.victim.pid))));
     int("thread.id", Some(u64::from(event.victim.pid)));
-    int("oom.trigger.pid", event.trigger.as_ref().map(|t| u64::from(t.tgid.unwrap_or(t.pid))));
+    int("oom.trigger.pid", event.trigger.as_ref().and_then(|t| t.tgid.or(t.pid)).map(u64::from));
     int("oom.memcg.usage_bytes", event.oom_cgroup.as_ref().and_then(|c| c.usage_bytes));
     int("oom.memcg.limit_bytes", event.oom_cgroup.as_ref().and_then(|c| c.limit_bytes));
     int("oom.victim.total_vm_bytes", event.victim.total_vm_kb.map(|kb| kb * 1024));

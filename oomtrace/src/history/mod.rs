@@ -14,7 +14,7 @@ use crate::{
     filter::{EventFilter, since},
     kernel::oom_count,
     klog::{
-        read::{LogSource, read_kills},
+        read::{LogSource, Unplaced, read_kills},
         reconcile::LogCount,
     },
     output::{self, OutputFormat},
@@ -28,6 +28,8 @@ pub struct HistoryOptions {
     pub filter: EventFilter,
     pub cri_socket: Option<PathBuf>,
     pub cri_timeout: Duration,
+    /// `-v`: after the closing line, the lines that could not be placed.
+    pub verbose: bool,
 }
 
 /// What a run found; the last line says it.
@@ -36,13 +38,18 @@ pub struct HistorySummary {
     pub shown: u64,
     pub filtered_out: u64,
     pub log: LogCount,
+    /// The first lines that could not be placed (their counts are in `log`).
+    pub unplaced: Vec<Unplaced>,
 }
 
 /// Prints the kills, then the closing line: after a table, for the person
 /// reading it; after NDJSON, on stderr, so that stdout stays one event per line.
 pub async fn run(options: HistoryOptions) -> anyhow::Result<HistorySummary> {
     let summary = show(&options).await?;
-    let closing = reconciliation(&summary);
+    let mut closing = reconciliation(&summary);
+    if options.verbose {
+        closing.extend(unplaced_lines(&summary).into_iter().map(|line| format!("\n{line}")));
+    }
     match options.output {
         OutputFormat::Table => println!("{closing}"),
         OutputFormat::Json => eprintln!("{closing}"),
@@ -65,7 +72,7 @@ async fn show(options: &HistoryOptions) -> anyhow::Result<HistorySummary> {
     };
     let kills = read_kills(&options.source, options.cri_socket.clone(), options.cri_timeout).await?;
     let log = LogCount { collected: kills.collected, read: kills.read, kernel_count };
-    let mut summary = HistorySummary { log, ..HistorySummary::default() };
+    let mut summary = HistorySummary { log, unplaced: kills.unplaced, ..HistorySummary::default() };
     let mut writer = output::for_format(options.output);
     let mut out = std::io::stdout().lock();
     writer.start(&mut out).context("writing to stdout")?;
@@ -92,4 +99,63 @@ pub fn reconciliation(summary: &HistorySummary) -> String {
         line.push_str(&format!("; {} shown, {} filtered out", summary.shown, summary.filtered_out));
     }
     line
+}
+
+/// `-v`: each line that could not be placed, with why, and how many more the counts have.
+/// Their text is the log's, escaped: a comm or a path can hold terminal control bytes.
+pub fn unplaced_lines(summary: &HistorySummary) -> Vec<String> {
+    let mut lines: Vec<String> = summary
+        .unplaced
+        .iter()
+        .map(|unplaced| match unplaced {
+            Unplaced::OomLine(text) => format!("OOM line not understood: {}", escaped(text)),
+            Unplaced::UnknownFormat(text) => format!("line of no known format: {}", escaped(text)),
+        })
+        .collect();
+    let shown = |oom: bool| summary.unplaced.iter().filter(|u| matches!(u, Unplaced::OomLine(_)) == oom).count() as u64;
+    let more_oom = summary.log.collected.unparsed.saturating_sub(shown(true));
+    let more_unknown = summary.log.read.skipped.saturating_sub(shown(false));
+    if more_oom + more_unknown > 0 {
+        lines.push(format!(
+            "({more_oom} more OOM lines not understood, {more_unknown} more of no known format, not shown)"
+        ));
+    }
+    lines
+}
+
+/// Control characters as `\xNN`, the rest as it is.
+fn escaped(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { format!("\\x{:02x}", u32::from(c)) } else { c.to_string() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::klog::{collect::CollectStats, read::ReadSummary};
+
+    #[test]
+    fn unplaced_lines_are_shown_escaped_with_what_was_left_out() {
+        let summary = HistorySummary {
+            log: LogCount {
+                collected: CollectStats { unparsed: 3, ..CollectStats::default() },
+                read: ReadSummary { skipped: 1, ..ReadSummary::default() },
+                kernel_count: None,
+            },
+            unplaced: vec![
+                Unplaced::OomLine("Out of memory: Killed process x (\u{1b}[2J) total-vm:1kB".into()),
+                Unplaced::UnknownFormat("2026/11/29 11:14:00 something".into()),
+            ],
+            ..HistorySummary::default()
+        };
+        assert_eq!(
+            unplaced_lines(&summary),
+            [
+                "OOM line not understood: Out of memory: Killed process x (\\x1b[2J) total-vm:1kB",
+                "line of no known format: 2026/11/29 11:14:00 something",
+                "(2 more OOM lines not understood, 0 more of no known format, not shown)",
+            ]
+        );
+        let nothing = HistorySummary::default();
+        assert!(unplaced_lines(&nothing).is_empty());
+    }
 }

@@ -78,6 +78,11 @@ impl Collector {
         self.parser.stats().unparsed
     }
 
+    /// The first of those lines.
+    pub fn unparsed_examples(&self) -> &[String] {
+        &self.parser.stats().unparsed_examples
+    }
+
     /// A boundary no report continues across (a new boot in a saved log).
     pub fn boundary(&mut self, out: &mut Vec<OomEvent>) {
         self.parser.finish(&mut self.parsed);

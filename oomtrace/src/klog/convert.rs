@@ -33,7 +33,7 @@ pub fn events(report: &OomReport, origin: LogOrigin, clock: &LogClock) -> Vec<Oo
 
 fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogClock) -> OomEvent {
     let mut unavailable: Vec<&'static str> = NEVER_IN_LOG.to_vec();
-    let (scope, scope_unknown_reason) = scope(report, killed);
+    let (scope, scope_unknown_reason) = scope(report);
     let (task_memcg, oom_memcg) = memcg_paths(report);
     let victim_cgroup = task_memcg.map(cgroup_at);
     let oom_cgroup = match scope {
@@ -48,13 +48,16 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
         _ => None,
     };
     let header = report.header.as_ref();
-    // The `CPU: … PID: … Comm: …` line gives the trigger's pid (the thread's);
-    // without it the trigger is not known.
-    let trigger = report.cpu.as_ref().map(|cpu| Trigger {
-        pid: cpu.pid,
-        tgid: None,
-        comm: header.map_or_else(|| cpu.comm.clone(), |h| h.trigger_comm.clone()),
-    });
+    // The header names the trigger (`<comm> invoked oom-killer`), also when
+    // every line between it and the kill line is gone (`grep -i oom`); the
+    // `CPU: … PID: … Comm: …` right after it gives its pid (the thread's).
+    let trigger = match (header, &report.cpu) {
+        (Some(header), cpu) => {
+            Some(Trigger { pid: cpu.as_ref().map(|cpu| cpu.pid), tgid: None, comm: header.trigger_comm.clone() })
+        }
+        (None, Some(cpu)) => Some(Trigger { pid: Some(cpu.pid), tgid: None, comm: cpu.comm.clone() }),
+        (None, None) => None,
+    };
     // The report ends with its kill line.
     let line = &report.last;
     let ktime_ns = line.since_boot.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -63,6 +66,7 @@ fn event(report: &OomReport, killed: &Killed, origin: LogOrigin, clock: &LogCloc
         (time.is_none(), "time"),
         (ktime_ns.is_none(), "ktime_ns"),
         (trigger.is_none(), "trigger"),
+        (trigger.as_ref().is_some_and(|t| t.pid.is_none()), "trigger.pid"),
         (scope.is_none(), "scope"),
         (victim_cgroup.is_none(), "victim_cgroup"),
         (scope == Some(Scope::Memcg) && oom_cgroup.is_none(), "oom_cgroup"),
@@ -134,6 +138,7 @@ pub fn join_group(member: &mut OomEvent, leader: &OomEvent, group_memcg: &str) {
         "scope",
         "oom_cgroup",
         "trigger",
+        "trigger.pid",
         "gfp_mask",
         "order",
         "kernel_report.memory_stat",
@@ -145,10 +150,15 @@ pub fn join_group(member: &mut OomEvent, leader: &OomEvent, group_memcg: &str) {
 }
 
 /// The scope the report states: the `oom-kill:` summary's constraint (5.0+),
-/// else what the kill line's prefix and the pre-5.0 "Task in … killed as a
-/// result of limit of …" line say. "Out of memory:" alone does not tell a
-/// global OOM from a cpuset or mempolicy one: unknown, not global.
-fn scope(report: &OomReport, killed: &Killed) -> (Option<Scope>, Option<ScopeUnknownReason>) {
+/// else its wording ([`OomReport::is_memcg_oom`]): `Memory cgroup out of
+/// memory:` and the pre-5.0 "Task in … killed as a result of limit of …" line
+/// are a memcg's OOM; `Out of memory:` and `Out of memory
+/// (oom_kill_allocating_task):` the machine's. The kernel prints `Out of
+/// memory:` for the rare cpuset and mempolicy OOMs too, which only the summary
+/// tells apart: without it they show as global, as with an inferred scope.
+/// Unknown only when no line of the report has the wording (a kill line of
+/// 3.x – 5.0, which has no prefix, alone).
+fn scope(report: &OomReport) -> (Option<Scope>, Option<ScopeUnknownReason>) {
     let from_constraint = report.constraint.as_ref().and_then(|c| match c.constraint.as_str() {
         "CONSTRAINT_MEMCG" => Some(Scope::Memcg),
         "CONSTRAINT_NONE" => Some(Scope::Global),
@@ -156,10 +166,11 @@ fn scope(report: &OomReport, killed: &Killed) -> (Option<Scope>, Option<ScopeUnk
         "CONSTRAINT_MEMORY_POLICY" => Some(Scope::Mempolicy),
         _ => None,
     });
-    match from_constraint {
-        Some(scope) => (Some(scope), None),
-        None if killed.memcg_prefix || report.task_in.is_some() => (Some(Scope::Memcg), None),
-        None => (Some(Scope::Unknown), Some(ScopeUnknownReason::NotInLog)),
+    match (from_constraint, report.is_memcg_oom()) {
+        (Some(scope), _) => (Some(scope), None),
+        (None, Some(true)) => (Some(Scope::Memcg), None),
+        (None, Some(false)) => (Some(Scope::Global), None),
+        (None, None) => (Some(Scope::Unknown), Some(ScopeUnknownReason::NotInLog)),
     }
 }
 
@@ -281,7 +292,7 @@ mod tests {
         assert_eq!(oom.cgroup.path.as_deref(), Some("/shop"));
         assert_eq!((oom.usage_bytes, oom.limit_bytes), (Some(64 << 20), Some(64 << 20)));
         let trigger = event.trigger.as_ref().expect("trigger");
-        assert_eq!((trigger.pid, trigger.tgid, trigger.comm.as_str()), (20689, None, "dd"));
+        assert_eq!((trigger.pid, trigger.tgid, trigger.comm.as_str()), (Some(20689), None, "dd"));
         assert_eq!(event.gfp_mask.as_deref(), Some("0xcc0"));
         assert_eq!(event.ktime_ns, Some(100_000_012_000));
         assert_eq!(event.time.map(|t| t.to_string()).as_deref(), Some("2025-11-29T10:01:40.000012Z"));
@@ -302,9 +313,9 @@ mod tests {
         let reports = reports(line);
         let events = events(&reports[0], LogOrigin::Kmsg, &LogClock { boot_wall: None, page_size: PAGE });
         let event = &events[0];
-        // "Out of memory:" is global, cpuset and mempolicy alike: not guessed.
-        assert_eq!(event.scope, Some(Scope::Unknown));
-        assert_eq!(event.scope_unknown_reason, Some(ScopeUnknownReason::NotInLog));
+        // `out_of_memory` prints "Out of memory" for every OOM that is not a memcg's.
+        assert_eq!((event.scope, event.scope_unknown_reason), (Some(Scope::Global), None));
+        assert!(event.oom_cgroup.is_none() && !event.unavailable.contains(&"oom_cgroup"));
         assert!(event.trigger.is_none() && event.victim_cgroup.is_none() && event.time.is_none());
         assert_eq!(event.kernel_log.as_ref().map(|l| l.full_report), Some(false));
         for missing in ["trigger", "victim_cgroup", "time", "gfp_mask", "kernel_report.memory_stat"] {
@@ -320,5 +331,45 @@ mod tests {
         assert_eq!(event.scope, Some(Scope::Memcg));
         assert!(event.oom_cgroup.is_none(), "no line names the memcg");
         assert!(event.unavailable.contains(&"oom_cgroup"));
+    }
+
+    /// `grep -i oom` keeps the header and a 5.x kill line: the trigger by name, the
+    /// allocation, the scope and the victim, as from the whole report.
+    #[test]
+    fn a_header_and_its_kill_line_alone_give_the_trigger_scope_and_victim() {
+        let full = &events(&reports(FULL)[0], LogOrigin::File, &clock())[0];
+        let grepped: Vec<&str> = FULL.lines().filter(|line| line.to_lowercase().contains("oom")).collect();
+        assert_eq!(grepped.len(), 4, "header, the task table's columns, summary, kill line");
+        for cut in [grepped.join("\n"), [grepped[0], grepped[3]].join("\n")] {
+            let event = &events(&reports(&cut)[0], LogOrigin::File, &clock())[0];
+            assert_eq!((event.scope, event.victim.pid), (full.scope, full.victim.pid), "{cut}");
+            let trigger = event.trigger.as_ref().expect("trigger from the header");
+            assert_eq!((trigger.pid, trigger.comm.as_str()), (None, "dd"));
+            assert_eq!((&event.gfp_mask, event.order), (&full.gfp_mask, full.order));
+            assert!(event.unavailable.contains(&"trigger.pid") && !event.unavailable.contains(&"trigger"));
+        }
+    }
+
+    /// Before 5.1 the kill line has no prefix: the selection line before it says which OOM it
+    /// was; without either, the scope is unknown.
+    #[test]
+    fn an_unprefixed_kill_line_takes_the_scope_from_its_selection_line() {
+        let kill = "[  5.6] Killed process 7 (java) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB";
+        for (selection, scope) in [
+            ("[  5.5] Memory cgroup out of memory: Kill process 7 (java) score 999 or sacrifice child", Scope::Memcg),
+            ("[  5.5] Out of memory: Kill process 7 (java) score 999 or sacrifice child", Scope::Global),
+            (
+                "[  5.5] Out of memory (oom_kill_allocating_task): Kill process 7 (java) score 1 or sacrifice child",
+                Scope::Global,
+            ),
+        ] {
+            let event = &events(&reports(&format!("{selection}\n{kill}"))[0], LogOrigin::File, &clock())[0];
+            assert_eq!((event.scope, event.victim.pid), (Some(scope), 7), "{selection}");
+        }
+        let alone = &events(&reports(kill)[0], LogOrigin::File, &clock())[0];
+        assert_eq!(
+            (alone.scope, alone.scope_unknown_reason),
+            (Some(Scope::Unknown), Some(ScopeUnknownReason::NotInLog))
+        );
     }
 }

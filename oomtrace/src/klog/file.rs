@@ -104,6 +104,11 @@ impl FileSource {
     pub fn counts(&self) -> FileCounts {
         self.parser.counts()
     }
+
+    /// The first lines of no known format.
+    pub fn unrecognised_examples(&self) -> &[String] {
+        self.parser.unrecognised_examples()
+    }
 }
 
 impl Iterator for FileSource {

@@ -53,6 +53,19 @@ pub struct LogKills {
     pub events: Vec<OomEvent>,
     pub read: ReadSummary,
     pub collected: CollectStats,
+    /// The first lines that could not be placed, each with why: OOM-killer lines not understood
+    /// ([`CollectStats::unparsed`]) and a saved log's lines of no known format
+    /// ([`ReadSummary::skipped`]). Bounded; the counts have the rest.
+    pub unplaced: Vec<Unplaced>,
+}
+
+/// A line that could not be placed, for `history -v`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unplaced {
+    /// Looks like the OOM killer's but did not parse.
+    OomLine(String),
+    /// A saved log's line with a prefix or time stamp of no known form.
+    UnknownFormat(String),
 }
 
 /// Reads `source` to its end and attributes and diagnoses every kill in log order
@@ -123,6 +136,7 @@ pub fn read_log(source: &LogSource) -> Result<LogKills, ReadError> {
         collector.line(&kernel_line.line, &mut events);
     }
     let stats = collector.finish(&mut events);
+    let unplaced = unplaced(collector.unparsed_examples(), reader.unrecognised_examples());
     let mut summary = ReadSummary { origin: Some(origin), boots: boot + 1, ..ReadSummary::default() };
     match reader.summary() {
         SourceSummary::Kmsg(kmsg) => {
@@ -132,7 +146,12 @@ pub fn read_log(source: &LogSource) -> Result<LogKills, ReadError> {
         SourceSummary::File(counts) => summary.skipped = counts.unrecognised,
         SourceSummary::Journal(_) => {}
     }
-    Ok(LogKills { events, read: summary, collected: stats })
+    Ok(LogKills { events, read: summary, collected: stats, unplaced })
+}
+
+fn unplaced(oom_lines: &[String], unknown_format: &[String]) -> Vec<Unplaced> {
+    let oom_lines = oom_lines.iter().cloned().map(Unplaced::OomLine);
+    oom_lines.chain(unknown_format.iter().cloned().map(Unplaced::UnknownFormat)).collect()
 }
 
 /// The ring buffer as syslog(2) gives it: `<level>[seconds] message` lines.
@@ -144,5 +163,6 @@ fn collect_syslog(text: &str, clock: LogClock) -> LogKills {
     }
     let stats = collector.finish(&mut events);
     let read = ReadSummary { origin: Some(LogOrigin::Klogctl), boots: 1, ..ReadSummary::default() };
-    LogKills { events, read, collected: stats }
+    let unplaced = unplaced(collector.unparsed_examples(), &[]);
+    LogKills { events, read, collected: stats, unplaced }
 }

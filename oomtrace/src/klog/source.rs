@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use oomtrace_klog::LogLine;
 use oomtrace_klog::source::file::{FileCounts, FileEvent};
+use oomtrace_klog::source::kmsg::FragmentJoiner;
 
 use super::file::{FileError, FileSource};
 use super::journal::{JournalError, JournalReader, JournalSummary};
@@ -54,8 +55,11 @@ pub struct KernelLogSource {
     boot_id: Option<Arc<str>>,
     /// The last since-boot stamp, to notice a file of several boots without markers.
     last_since_boot: Option<Duration>,
-    /// Lines of a multi-line record not handed out yet.
-    pending: std::vec::IntoIter<LogLine>,
+    /// Lines of a multi-line record not handed out yet, marked with their boot.
+    pending: std::vec::IntoIter<KernelLine>,
+    /// A saved /dev/kmsg file's `pr_cont` fragments (kernels before 5.10), joined as /dev/kmsg's
+    /// reader joins them.
+    joiner: FragmentJoiner,
 }
 
 impl KernelLogSource {
@@ -81,6 +85,7 @@ impl KernelLogSource {
             boot_id: boot_id.map(Arc::from),
             last_since_boot: None,
             pending: Vec::new().into_iter(),
+            joiner: FragmentJoiner::default(),
         }
     }
 
@@ -88,7 +93,7 @@ impl KernelLogSource {
     pub fn next_line(&mut self) -> Result<Option<KernelLine>, SourceError> {
         loop {
             if let Some(line) = self.pending.next() {
-                return Ok(Some(self.mark(line)));
+                return Ok(Some(line));
             }
             let lines = match &mut self.reader {
                 Reader::Kmsg(reader) => match reader.next_record()? {
@@ -108,17 +113,53 @@ impl KernelLogSource {
                     }
                     None => return Ok(None),
                 },
-                Reader::File(source) => match source.next_event()? {
-                    Some(FileEvent::Line(line)) => vec![line],
-                    Some(FileEvent::Boot { boot_id }) => {
-                        self.start_boot(boot_id.map(Arc::from));
-                        continue;
+                Reader::File(source) => {
+                    let event = source.next_event()?;
+                    // A record's fragments may be apart by its dictionary lines, not by a message.
+                    let mut lines: Vec<LogLine> = match &event {
+                        Some(FileEvent::Kmsg(_) | FileEvent::Marker | FileEvent::Skipped(_)) => Vec::new(),
+                        _ => self.joiner.flush().map(|record| record.lines).unwrap_or_default(),
+                    };
+                    match event {
+                        Some(FileEvent::Line(line)) => lines.push(line),
+                        Some(FileEvent::Kmsg(record)) => {
+                            lines.extend(self.joiner.push(record).into_iter().flat_map(|record| record.lines));
+                        }
+                        Some(FileEvent::Journal(entry)) => {
+                            // As from journalctl itself: `_BOOT_ID` names the boot.
+                            let mut marked: Vec<KernelLine> = lines.into_iter().map(|line| self.mark(line)).collect();
+                            let boot_id = entry.boot_id.as_deref();
+                            if boot_id.is_some() && boot_id != self.boot_id.as_deref() {
+                                self.start_boot(boot_id.map(Arc::from));
+                            }
+                            marked.extend(entry.lines.into_iter().map(|line| self.mark(line)));
+                            self.pending = marked.into_iter();
+                            continue;
+                        }
+                        Some(FileEvent::Boot { boot_id }) => {
+                            // The open fragment was the old boot's.
+                            let marked: Vec<KernelLine> = lines.into_iter().map(|line| self.mark(line)).collect();
+                            self.start_boot(boot_id.map(Arc::from));
+                            self.pending = marked.into_iter();
+                            continue;
+                        }
+                        Some(FileEvent::Marker | FileEvent::Skipped(_)) => {}
+                        None if lines.is_empty() => return Ok(None),
+                        None => {}
                     }
-                    Some(FileEvent::Marker | FileEvent::Skipped(_)) => continue,
-                    None => return Ok(None),
-                },
+                    lines
+                }
             };
-            self.pending = lines.into_iter();
+            let marked: Vec<KernelLine> = lines.into_iter().map(|line| self.mark(line)).collect();
+            self.pending = marked.into_iter();
+        }
+    }
+
+    /// A saved file's first lines of no known format (none for the other sources).
+    pub fn unrecognised_examples(&self) -> &[String] {
+        match &self.reader {
+            Reader::File(source) => source.unrecognised_examples(),
+            Reader::Kmsg(_) | Reader::Journal(_) => &[],
         }
     }
 
@@ -210,6 +251,40 @@ mod tests {
         let seen = boots(file_source("[ 100.000000] a\n[ 100.000000] b\nno stamp\n[ 2.000000] c\n[ 3.000000] d\n"));
         let boot_of: Vec<u32> = seen.iter().map(|(_, boot, _)| *boot).collect();
         assert_eq!(boot_of, [0, 0, 0, 1, 1]);
+    }
+
+    /// `cat /dev/kmsg > f` of a 4.x kernel: the `Task in` line in fragments (apart by a
+    /// dictionary line), a user-space record left out, a record split at its escaped newline.
+    #[test]
+    fn a_saved_kmsg_file_gives_joined_kernel_lines() {
+        let source = file_source(
+            "6,100,10,c;Task in \n SUBSYSTEM=memory\n6,101,11,+;/a killed as a result of limit of /a\n\
+             30,102,12,-;systemd[1]: Started foo.service\n6,103,13,-;anon 1\\x0afile 2\n6,104,14,c;open at the end\n",
+        );
+        let seen: Vec<String> = boots(source).into_iter().map(|(message, _, _)| message).collect();
+        assert_eq!(seen, ["Task in /a killed as a result of limit of /a", "anon 1", "file 2", "open at the end"]);
+    }
+
+    /// `journalctl -k -o json > f` of two boots: each entry's `_BOOT_ID` names its boot; an entry
+    /// a process wrote to /dev/kmsg is left out.
+    #[test]
+    fn a_saved_journal_json_file_gives_kernel_lines_by_boot() {
+        let source = file_source(concat!(
+            r#"{"_BOOT_ID":"aaaa","_TRANSPORT":"kernel","SYSLOG_FACILITY":"0","__MONOTONIC_TIMESTAMP":"10000000","MESSAGE":"first boot"}"#,
+            "\n",
+            r#"{"_BOOT_ID":"aaaa","_TRANSPORT":"kernel","SYSLOG_FACILITY":"1","MESSAGE":"from user space"}"#,
+            "\n",
+            r#"{"_BOOT_ID":"bbbb","_TRANSPORT":"kernel","__MONOTONIC_TIMESTAMP":"5000000","MESSAGE":"anon 1\nfile 2"}"#,
+            "\n",
+        ));
+        assert_eq!(
+            boots(source),
+            [
+                ("first boot".to_owned(), 0, Some("aaaa".to_owned())),
+                ("anon 1".to_owned(), 1, Some("bbbb".to_owned())),
+                ("file 2".to_owned(), 1, Some("bbbb".to_owned())),
+            ]
+        );
     }
 
     /// Root only: this machine's ring buffer through the source gives its OOM kill lines, all

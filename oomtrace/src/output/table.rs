@@ -104,7 +104,13 @@ pub fn row(event: &OomEvent) -> String {
     };
     // The longest cause name, node_allocatable, fills the column.
     let cause = event.diagnosis.as_ref().map_or("?", |d| d.cause.as_str());
-    let trigger = event.trigger.as_ref().map_or_else(|| "?".to_owned(), |t| format!("{} {}", t.pid, escape(&t.comm)));
+    let trigger = event.trigger.as_ref().map_or_else(
+        || "?".to_owned(),
+        |t| match t.pid {
+            Some(pid) => format!("{pid} {}", escape(&t.comm)),
+            None => format!("? {}", escape(&t.comm)),
+        },
+    );
     format!(
         "{time:<23} {pid:<8} {comm:<16} {workload:<56} {usage_limit:<16} {rss:<8} {scope:<10} {cause:<16} {killed:<6} {trigger}",
         pid = event.victim.pid,
@@ -157,7 +163,7 @@ mod tests {
             time: "2026-11-25T22:41:07.123456Z".parse().ok(),
             killed: Some(true),
             victim_cgroup: Some(Cgroup { id: 9, path: Some(path.to_owned()), ..Cgroup::default() }),
-            trigger: Some(Trigger { pid: 7, tgid: Some(7), comm: "conmon".to_owned() }),
+            trigger: Some(Trigger { pid: Some(7), tgid: Some(7), comm: "conmon".to_owned() }),
             workload: Some(workload),
             ..OomEvent::of_victim(Victim { pid: 7, comm: Some("conmon".to_owned()), ..Victim::default() })
         }
@@ -210,7 +216,7 @@ mod tests {
         let path = "/x\u{1b}]0;pwn\u{7}";
         let mut event = event_in(path, WorkloadInfo::new(WorkloadKind::Host, Attribution::Host));
         event.victim.comm = Some("\u{1b}[2J\u{9b}\\".to_owned());
-        event.trigger = Some(Trigger { pid: 8, tgid: Some(8), comm: "t\u{202e}".to_owned() });
+        event.trigger = Some(Trigger { pid: Some(8), tgid: Some(8), comm: "t\u{202e}".to_owned() });
         let row = row(&event);
         assert!(!row.contains(['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}']), "{row:?}");
         assert!(row.contains(r" \x1b[2J\u{9b}\\  /x\x1b]0;pwn\x07 "), "{row}");

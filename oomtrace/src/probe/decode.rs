@@ -169,7 +169,7 @@ pub fn from_raw(raw: &RawOomEvent, cx: &DecodeContext) -> Result<OomEvent, Decod
         gfp_mask: has_context.then(|| format!("{:#x}", raw.gfp_mask)),
         order: has_context.then_some(raw.order),
         trigger: Some(Trigger {
-            pid: raw.trigger_pid,
+            pid: Some(raw.trigger_pid),
             tgid: Some(raw.trigger_tgid),
             comm: c_string(&raw.trigger_comm),
         }),

@@ -101,7 +101,7 @@ pub fn rss_slack_kb(victim_is_trigger: bool) -> u64 {
 /// RSS from the event equals the kernel log's, within [`rss_slack_kb`].
 pub fn assert_rss_kb(event_kb: Option<u64>, log_kb: u64, what: &str, event: &Event) {
     let Some(event_kb) = event_kb else { panic!("{what} missing in {event}") };
-    let slack = rss_slack_kb(event.victim.pid == event.trigger().pid);
+    let slack = rss_slack_kb(Some(event.victim.pid) == event.trigger().pid);
     assert!(
         event_kb.abs_diff(log_kb) <= slack,
         "{what}: event {event_kb} kB, kernel log {log_kb} kB (allowed difference {slack} kB): {event}"

@@ -12,6 +12,8 @@
 //! | `dmesg -x` (before any of the dmesg forms) | `kern  :err   : [  12.300000] msg` |
 //! | journalctl's markers | `-- Boot 3f1c… --`, `-- Reboot --`, `-- No entries --`, `-- Logs begin at … --` |
 //! | `grep` output over files | `/var/log/syslog.1:Nov 29 11:14:00 host kernel: msg` (also `-n`'s line number) |
+//! | saved `/dev/kmsg` records (`cat /dev/kmsg > f`) | `6,110844,20291692735,-,caller=T13567;msg`, then ` KEY=value` dictionary lines |
+//! | `journalctl -o json` (`-k` or not) | `{"__REALTIME_TIMESTAMP":"…","_BOOT_ID":"…","_TRANSPORT":"kernel","MESSAGE":"msg",…}` |
 //! | bare messages | `Memory cgroup out of memory: Killed process 42 (hog) …` |
 //!
 //! Only kernel lines become [`LogLine`]s: syslog lines of other programs (`sshd[12]: …`) and
@@ -29,6 +31,8 @@ use jiff::tz::TimeZone;
 
 use crate::line::{Caller, LogLine};
 
+use super::journal::{self, JournalEntry};
+use super::kmsg::{self, KmsgRecord};
 use super::parse_caller;
 
 /// What the parser needs to know about a file that its lines do not say.
@@ -64,6 +68,13 @@ pub enum FileEvent {
     },
     /// Another journalctl marker (`-- No entries --`, `-- Logs begin at … --`, `-- cursor: …`).
     Marker,
+    /// A saved `/dev/kmsg` record of the kernel's (facility 0): its message unescaped and split
+    /// at its newlines. Kernels before 5.10 printed a `pr_cont` line in fragments (`c`, then `+`
+    /// records): join them with [`kmsg::FragmentJoiner`], as for /dev/kmsg itself.
+    Kmsg(KmsgRecord),
+    /// A `journalctl -o json` entry of the kernel's (`_TRANSPORT=kernel`, facility 0): its
+    /// `_BOOT_ID` says which boot its lines belong to.
+    Journal(JournalEntry),
     Skipped(SkipReason),
 }
 
@@ -72,8 +83,11 @@ pub enum SkipReason {
     Blank,
     /// Another program's syslog line, or a `dmesg -x` line of a facility other than `kern`.
     NotKernel,
-    /// A line with a time stamp or prefix of no known form.
+    /// A line with a time stamp or prefix of no known form, or a saved kmsg record whose header
+    /// does not parse.
     Unrecognised,
+    /// A ` KEY=value` line after a saved kmsg record (its dictionary: `SUBSYSTEM=`, `DEVICE=`).
+    KmsgDictionary,
 }
 
 /// How many lines of each kind a [`FileParser`] has seen.
@@ -89,6 +103,12 @@ pub struct FileCounts {
     pub blank: u64,
     pub not_kernel: u64,
     pub unrecognised: u64,
+    /// Saved `/dev/kmsg` records of the kernel (each also counted in `kernel_lines`).
+    pub kmsg_records: u64,
+    /// Their ` KEY=value` dictionary lines.
+    pub kmsg_dictionary: u64,
+    /// `journalctl -o json` entries of the kernel (each also counted in `kernel_lines`).
+    pub journal_entries: u64,
 }
 
 /// Parses a file's lines one at a time (streaming: it keeps nothing but counts).
@@ -96,7 +116,16 @@ pub struct FileCounts {
 pub struct FileParser {
     context: FileContext,
     counts: FileCounts,
+    /// The last line was a saved kmsg record or its dictionary: a line starting with a space
+    /// and holding `KEY=value` continues it.
+    in_kmsg_record: bool,
+    /// The first [`UNRECOGNISED_EXAMPLES`] lines of no known format, for a diagnostic.
+    unrecognised_examples: Vec<String>,
 }
+
+/// How many lines of no known format [`FileParser::unrecognised_examples`] keeps (the rest are
+/// only counted).
+pub const UNRECOGNISED_EXAMPLES: usize = 8;
 
 /// A recognised prefix's verdict.
 enum Prefixed {
@@ -106,16 +135,28 @@ enum Prefixed {
 
 impl FileParser {
     pub fn new(context: FileContext) -> Self {
-        Self { context, counts: FileCounts::default() }
+        Self { context, counts: FileCounts::default(), in_kmsg_record: false, unrecognised_examples: Vec::new() }
     }
 
     pub fn counts(&self) -> FileCounts {
         self.counts
     }
 
+    /// The first lines of no known format (at most [`UNRECOGNISED_EXAMPLES`], each cut to 300
+    /// characters): what `oomtrace history -v` shows of them.
+    pub fn unrecognised_examples(&self) -> &[String] {
+        &self.unrecognised_examples
+    }
+
     /// One line, with or without its line ending.
     pub fn parse_line(&mut self, line: &str) -> FileEvent {
-        let event = self.classify(line.trim_end_matches(['\n', '\r']));
+        let line = line.trim_end_matches(['\n', '\r']);
+        let event = self.classify(line);
+        if event == FileEvent::Skipped(SkipReason::Unrecognised)
+            && self.unrecognised_examples.len() < UNRECOGNISED_EXAMPLES
+        {
+            self.unrecognised_examples.push(line.chars().take(300).collect());
+        }
         let counts = &mut self.counts;
         match &event {
             FileEvent::Line(line) => {
@@ -124,18 +165,52 @@ impl FileParser {
                     counts.bare_lines += 1;
                 }
             }
+            FileEvent::Kmsg(_) => {
+                counts.kernel_lines += 1;
+                counts.kmsg_records += 1;
+            }
+            FileEvent::Journal(_) => {
+                counts.kernel_lines += 1;
+                counts.journal_entries += 1;
+            }
             FileEvent::Boot { .. } => counts.boots += 1,
             FileEvent::Marker => counts.markers += 1,
             FileEvent::Skipped(SkipReason::Blank) => counts.blank += 1,
             FileEvent::Skipped(SkipReason::NotKernel) => counts.not_kernel += 1,
             FileEvent::Skipped(SkipReason::Unrecognised) => counts.unrecognised += 1,
+            FileEvent::Skipped(SkipReason::KmsgDictionary) => counts.kmsg_dictionary += 1,
         }
         event
     }
 
-    fn classify(&self, line: &str) -> FileEvent {
+    fn classify(&mut self, line: &str) -> FileEvent {
+        let after_record = std::mem::take(&mut self.in_kmsg_record);
+        if after_record && is_kmsg_dictionary(line) {
+            self.in_kmsg_record = true;
+            return FileEvent::Skipped(SkipReason::KmsgDictionary);
+        }
         if line.trim().is_empty() {
             return FileEvent::Skipped(SkipReason::Blank);
+        }
+        if line.starts_with("{\"") {
+            // A JSON object that is no journal entry is of no known format, not a message.
+            return match journal::parse_entry(line.as_bytes()) {
+                Ok(entry) if entry.is_kernel() => FileEvent::Journal(entry),
+                Ok(_) => FileEvent::Skipped(SkipReason::NotKernel),
+                Err(_) => FileEvent::Skipped(SkipReason::Unrecognised),
+            };
+        }
+        if looks_like_kmsg_record(line) {
+            let Ok(record) = kmsg::parse_record(line.as_bytes()) else {
+                return FileEvent::Skipped(SkipReason::Unrecognised);
+            };
+            self.in_kmsg_record = true;
+            // Facility 0 is the kernel; user space (systemd and others) writes to /dev/kmsg too.
+            return if record.is_kernel() {
+                FileEvent::Kmsg(record)
+            } else {
+                FileEvent::Skipped(SkipReason::NotKernel)
+            };
         }
         if let Some(marker) = journal_marker(line) {
             return marker;
@@ -378,6 +453,27 @@ fn journal_marker(line: &str) -> Option<FileEvent> {
         None if inside == "Reboot" => FileEvent::Boot { boot_id: None },
         None => FileEvent::Marker,
     })
+}
+
+/// Whether a line opens like a /dev/kmsg record: `priority,seq,µs,flags[,key=value…];`
+/// (Documentation/ABI/testing/dev-kmsg), the priority a number and the flags one of `-`, `c`,
+/// `+`. The sequence number and time are checked by the record's parser: a record with a bad
+/// one is counted as unrecognised, not taken for a message.
+fn looks_like_kmsg_record(line: &str) -> bool {
+    let Some((header, _)) = line.split_once(';') else { return false };
+    let mut fields = header.split(',');
+    let priority = fields.next().is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
+    let word = |field: Option<&str>| field.is_some_and(|f| !f.is_empty() && !f.contains(char::is_whitespace));
+    priority
+        && word(fields.next())
+        && word(fields.next())
+        && fields.next().is_some_and(|flags| matches!(flags, "-" | "c" | "+"))
+}
+
+/// A kmsg record's dictionary line: ` KEY=value`, the key in capitals, digits and `_`.
+fn is_kmsg_dictionary(line: &str) -> bool {
+    let Some((key, _)) = line.strip_prefix(' ').and_then(|entry| entry.split_once('=')) else { return false };
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A line without a recognised prefix is taken as a bare kernel message (pasted into a ticket,

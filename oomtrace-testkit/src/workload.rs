@@ -57,12 +57,29 @@ impl Drop for Running {
     }
 }
 
-/// A file of `bytes` in the temporary directory, on disk and out of the page
-/// cache, so that a [`Workload::Stream`] reading it charges its own cgroup
-/// (written here, its pages would be cached and charged to the writer's).
+/// A directory on a block-device-backed file system, where a file's pages
+/// are page cache that reclaim can free and writeback can clean: the one
+/// [`DISK_DIR_ENV`] names (the VM guests' scratch disk), else the temporary
+/// directory (a disk on the host). Whether it really is on a disk is for the
+/// caller to ask the kernel (statfs): the guests' temporary directory is in
+/// RAM.
+pub fn disk_dir() -> PathBuf {
+    std::env::var_os(DISK_DIR_ENV).map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+}
+
+/// A directory on a disk for the tests' page-cache files, set by the VM
+/// guests (`xtask/src/vm/guest-suite.sh`, which mounts their scratch disk).
+pub const DISK_DIR_ENV: &str = "OOMTRACE_TEST_DISK_DIR";
+/// Set instead of [`DISK_DIR_ENV`] by a VM guest whose scratch disk could not
+/// be mounted: what failed, for the skip reason of the tests that need a disk.
+pub const DISK_ERROR_ENV: &str = "OOMTRACE_TEST_DISK_ERROR";
+
+/// A file of `bytes` in [`disk_dir`], out of the page cache, so that a
+/// [`Workload::Stream`] reading it charges its own cgroup (written here, its
+/// pages would be cached and charged to the writer's).
 pub fn uncached_file(name: &str, bytes: u64) -> Result<PathBuf> {
     use std::os::unix::{fs::OpenOptionsExt as _, io::AsRawFd as _};
-    let path = std::env::temp_dir().join(name);
+    let path = disk_dir().join(name);
     let mut file = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path)?;
     let chunk = vec![0x5au8; 1 << 20];
     for _ in 0..bytes.div_ceil(1 << 20) {

@@ -4,9 +4,10 @@
 //! within ±25 %; a growing tmpfs file is warned; a sudden allocation is
 //! reported as not warnable; page cache at the limit, steady memory, a
 //! sawtooth and a dirty-page writer are never warned; a leak under page
-//! cache carries the kernel side's count of the limit reclaim that held it off. cgroup v1 on this host,
-//! v2 in every kernel of the VM matrix (whose guests have no disk: page cache
-//! and dirty pages are tested on the host only).
+//! cache carries the kernel side's count of the limit reclaim that held it
+//! off. cgroup v1 on this host, v2 in every kernel of the VM matrix (page
+//! cache and dirty pages on the guests' scratch disk: an ext4 image on an
+//! emulated NVMe drive).
 
 mod support;
 
@@ -20,7 +21,7 @@ use oomtrace_testkit::{
     live::Live,
     procfs, trial,
     warning::{Record, WarningRecord, epoch_seconds},
-    workload::{Running, Workload, uncached_file},
+    workload::{DISK_ERROR_ENV, Running, Workload, disk_dir, uncached_file},
 };
 use support::{assert_matches_dmesg, docs, oomtrace, unique};
 
@@ -33,11 +34,11 @@ fn main() -> ExitCode {
         trial!(a_growing_tmpfs_file_is_warned_as_shmem, Need::Root),
         trial!(a_sudden_allocation_is_not_warnable_and_says_why, Need::Root),
         trial!(steady_memory_and_a_sawtooth_are_never_warned, Need::Root),
-        trial!(page_cache_and_dirty_pages_are_never_warned, Need::Root, Need::Probe(temp_dir_is_on_a_disk)),
+        trial!(page_cache_and_dirty_pages_are_never_warned, Need::Root, Need::Probe(disk_dir_is_on_a_disk)),
         trial!(
             a_leak_under_page_cache_is_warned_with_the_reclaim_that_held_it_off,
             Need::Root,
-            Need::Probe(temp_dir_is_on_a_disk),
+            Need::Probe(disk_dir_is_on_a_disk),
             Need::Probe(the_kernel_has_the_memcg_reclaim_tracepoint)
         ),
         trial!(
@@ -262,7 +263,7 @@ fn steady_memory_and_a_sawtooth_are_never_warned() -> Result<()> {
 fn page_cache_and_dirty_pages_are_never_warned() -> Result<()> {
     let name = unique("cache");
     let stream_file = uncached_file(&format!("{name}-stream"), 3 * LIMIT)?;
-    let dirty_file = std::env::temp_dir().join(format!("{name}-dirty"));
+    let dirty_file = disk_dir().join(format!("{name}-dirty"));
     let result = never_warned(
         "cache",
         vec![
@@ -390,13 +391,14 @@ fn the_kernel_has_the_memcg_reclaim_tracepoint() -> Result<(), String> {
 }
 
 /// Page cache and dirty pages need files on a disk: in RAM (tmpfs, ramfs:
-/// the VM matrix's initramfs guests have no disk) a file's pages are shmem,
-/// which reclaim cannot free. From the kernel's own word on the directory
-/// (statfs).
-fn temp_dir_is_on_a_disk() -> Result<(), String> {
+/// the VM guests' initramfs, where their scratch disk is mounted unless that
+/// failed) a file's pages are shmem, which reclaim cannot free. From the
+/// kernel's own word on the directory (statfs); a guest whose disk failed
+/// says what failed.
+fn disk_dir_is_on_a_disk() -> Result<(), String> {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     const RAMFS_MAGIC: i64 = 0x8584_58f6;
-    let dir = std::env::temp_dir();
+    let dir = disk_dir();
     let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: statfs writes only into the zeroed struct it is given.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
@@ -406,9 +408,12 @@ fn temp_dir_is_on_a_disk() -> Result<(), String> {
     }
     match stat.f_type as i64 {
         TMPFS_MAGIC | RAMFS_MAGIC => Err(format!(
-            "{} is in RAM (tmpfs/ramfs, no disk here): page cache and dirty pages need a disk-backed file system; \
-             the host runs it",
-            dir.display()
+            "{} is in RAM (tmpfs/ramfs): page cache and dirty pages need a disk-backed file system{}",
+            dir.display(),
+            match std::env::var(DISK_ERROR_ENV) {
+                Ok(error) => format!("; the scratch disk failed: {error}"),
+                Err(_) => String::new(),
+            }
         )),
         _ => Ok(()),
     }

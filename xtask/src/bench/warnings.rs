@@ -35,7 +35,7 @@ use oomtrace_testkit::{
     live::Live,
     procfs,
     warning::{Record, epoch_seconds},
-    workload::{Running, Workload, uncached_file},
+    workload::{Running, Workload, disk_dir, uncached_file},
 };
 
 use crate::bench::host::{self, progress};
@@ -114,7 +114,7 @@ pub fn run(root: &Path, oomtrace: &Path, output: &Path) -> Result<()> {
 /// The leaks, with the four calm workloads beside them all the while.
 fn leaks_and_calm(oomtrace: &Path, parent: &MemCgroup) -> Result<(Vec<LeakRun>, Vec<Calm>, f64)> {
     let stream_file = uncached_file(&format!("{}-stream", parent.path.trim_start_matches('/')), 3 * LIMIT)?;
-    let dirty_file = std::env::temp_dir().join(format!("{}-dirty", parent.path.trim_start_matches('/')));
+    let dirty_file = disk_dir().join(format!("{}-dirty", parent.path.trim_start_matches('/')));
     let calm_cases: [(&str, Workload); 4] = [
         (
             "page cache at the limit (a file 3× the limit read over and over)",

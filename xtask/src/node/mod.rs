@@ -83,6 +83,7 @@ pub fn run(workspace: &Path, args: &NodeTestArgs) -> Result<()> {
         initrd: &initrd,
         memory: &args.memory,
         extra_cmdline: CMDLINE,
+        scratch_disk_bytes: None,
         timeout: Duration::from_secs(args.timeout),
         jobs: args.jobs,
         work: &work,

@@ -5,6 +5,21 @@
 # Prometheus) prints `test <name> ... ignored (<reason>)` (report.rs reads it;
 # the serial port is a terminal, hence no colours).
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+# The scratch disk (an ext4 image on an NVMe drive, xtask/src/vm/qemu.rs): the
+# tests that need page cache on a real block device write there (testkit
+# workload::disk_dir); if it cannot be mounted they skip, saying why.
+disk=/dev/nvme0n1
+waited=0
+while [ ! -b $disk ] && [ $waited -lt 10 ]; do sleep 1; waited=$((waited + 1)); done
+mkdir -p /mnt/disk
+if [ ! -b $disk ]; then
+    export OOMTRACE_TEST_DISK_ERROR="no block device $disk after ${waited} s"
+elif ! error=$(mount -t ext4 $disk /mnt/disk 2>&1); then
+    export OOMTRACE_TEST_DISK_ERROR="mount -t ext4 $disk /mnt/disk: $error"
+else
+    export OOMTRACE_TEST_DISK_DIR=/mnt/disk
+fi
+echo "== disk ${OOMTRACE_TEST_DISK_DIR:-FAILED: $OOMTRACE_TEST_DISK_ERROR}"
 echo "== uname $(uname -r)"
 # The kernel's own facts, from which the host decides which attach methods
 # must have been exercised here (report.rs): BTF, the kprobe PMU

@@ -88,6 +88,7 @@ pub fn ensure_host_packages() -> Result<()> {
         ("cpio", "cpio"),
         ("file", "file"),
         ("bpftool", "bpftool"),
+        ("mkfs.ext4", "e2fsprogs"),
     ])
 }
 

@@ -13,6 +13,13 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 
+/// The guests' scratch disk, mounted at /mnt/disk (guest-suite.sh): room for
+/// what tests/warnings.rs's page-cache test writes there (a file 3× its
+/// 128 MiB limit streamed, a dirty file of up to 4× it) and some to spare.
+/// Sparse on the host: only what the guest writes takes space, until the VM
+/// ends and the image is removed.
+const SCRATCH_DISK_BYTES: u64 = 2 << 30;
+
 #[derive(Debug, clap::Args)]
 pub struct VmTestArgs {
     /// Kernel series to boot (repeatable): 5.10, 6.1-oldest, 6.1, 6.12, 7.x. Default: all.
@@ -57,6 +64,7 @@ pub fn run(workspace: &Path, args: &VmTestArgs) -> Result<()> {
         initrd: &initrd,
         memory: &args.memory,
         extra_cmdline: "",
+        scratch_disk_bytes: Some(SCRATCH_DISK_BYTES),
         timeout: Duration::from_secs(args.timeout),
         jobs: args.jobs,
         work: &work,
@@ -95,6 +103,9 @@ pub struct Matrix<'a> {
     pub memory: &'a str,
     /// Appended to the kernel command line.
     pub extra_cmdline: &'a str,
+    /// Each guest's own scratch disk ([`qemu::scratch_disk`]), if any, made
+    /// fresh at `<work>/<release>/disk.img` and removed when the VM ends.
+    pub scratch_disk_bytes: Option<u64>,
     pub timeout: Duration,
     /// VMs at once (each is one single-threaded qemu).
     pub jobs: usize,
@@ -114,6 +125,10 @@ impl Matrix<'_> {
         let boot_one = |kernel: &kernels::Kernel| -> Result<T> {
             let dir = self.work.join(&kernel.release);
             std::fs::create_dir_all(&dir)?;
+            let disk = dir.join("disk.img");
+            if let Some(bytes) = self.scratch_disk_bytes {
+                qemu::scratch_disk(&disk, bytes)?;
+            }
             eprintln!("xtask: booting {} ({})", kernel.label, kernel.release);
             let guest = qemu::Guest {
                 vmlinuz: &kernel.vmlinuz,
@@ -121,8 +136,13 @@ impl Matrix<'_> {
                 memory: self.memory,
                 extra_cmdline: self.extra_cmdline,
                 timeout: self.timeout,
+                disk: self.scratch_disk_bytes.map(|_| disk.as_path()),
             };
-            let boot = qemu::boot(&guest, &dir)?;
+            let boot = qemu::boot(&guest, &dir);
+            if self.scratch_disk_bytes.is_some() {
+                let _ = std::fs::remove_file(&disk);
+            }
+            let boot = boot?;
             std::fs::write(dir.join("suite.log"), &boot.output)?;
             let verdict = read(kernel, &boot);
             println!("{}", verdict.line());

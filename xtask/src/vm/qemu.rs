@@ -4,6 +4,13 @@
 //! This host's /dev/kvm is PVM and cannot run stock kernels, so the guest
 //! runs on TCG, single-threaded: multi-threaded TCG hangs the guest while
 //! kprobes are added and removed.
+//!
+//! A guest may get a scratch disk: a raw image file formatted ext4 on the
+//! host, attached as an NVMe drive. NVMe, PCI and ext4 are built into every
+//! Debian cloud kernel of the matrix (their `modules.builtin`; virtio-blk is a
+//! module), so the busybox guest needs no module to mount it: a real block
+//! device whose files have real page cache, dirty and writeback pages, and
+//! which costs the guest no RAM (a brd RAM disk would hold every page twice).
 
 use std::{
     path::Path,
@@ -12,6 +19,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+
+use super::run;
 
 pub struct Boot {
     /// What the suite printed (second serial port).
@@ -31,17 +40,49 @@ pub struct Guest<'a> {
     /// Appended to the kernel command line.
     pub extra_cmdline: &'a str,
     pub timeout: Duration,
+    /// A disk image attached as the NVMe drive `/dev/nvme0n1` ([`scratch_disk`]).
+    pub disk: Option<&'a Path>,
+}
+
+/// The scratch disk's ext4 features, named rather than taken from the host's
+/// mke2fs.conf: every kernel of the matrix mounts these (e2fsprogs 1.47 can
+/// enable `orphan_file`, which kernels before 5.15 refuse).
+const SCRATCH_DISK_FEATURES: &str = "none,has_journal,ext_attr,resize_inode,dir_index,filetype,extent,flex_bg,\
+                                     sparse_super,large_file,huge_file,dir_nlink,extra_isize";
+
+/// Makes `image`, a sparse file of `bytes`, an empty ext4 file system (with
+/// its inode tables and journal written here, not by the guest's lazy-init
+/// thread under TCG).
+pub fn scratch_disk(image: &Path, bytes: u64) -> Result<()> {
+    let _ = std::fs::remove_file(image);
+    let file = std::fs::File::create(image).with_context(|| format!("creating {}", image.display()))?;
+    file.set_len(bytes).with_context(|| format!("sizing {}", image.display()))?;
+    drop(file);
+    run::stdout(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "oomtrace-disk", "-O", SCRATCH_DISK_FEATURES])
+            .args(["-E", "lazy_itable_init=0,lazy_journal_init=0"])
+            .arg(image),
+    )
+    .context("mkfs.ext4 (apt-get install e2fsprogs)")?;
+    Ok(())
 }
 
 /// Boots `guest` with its serial ports in files under `work`: the console
 /// (ttyS0), the suite's output (ttyS1) and `VM_EXIT=<code>` (ttyS2).
 pub fn boot(guest: &Guest, work: &Path) -> Result<Boot> {
-    let Guest { vmlinuz, initrd, memory, extra_cmdline, timeout } = *guest;
+    let Guest { vmlinuz, initrd, memory, extra_cmdline, timeout, disk } = *guest;
     let console = work.join("console.log");
     let output = work.join("out.log");
     let rc = work.join("rc");
     let started = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut qemu = Command::new("qemu-system-x86_64");
+    if let Some(image) = disk {
+        qemu.arg("-drive")
+            .arg(format!("file={},if=none,format=raw,id=scratch", image.display()))
+            .args(["-device", "nvme,drive=scratch,serial=oomtrace-scratch"]);
+    }
+    let mut child = qemu
         .args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", memory, "-smp", "2"])
         .args(["-nodefaults", "-no-reboot", "-display", "none", "-no-user-config"])
         .arg("-kernel")

@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use crate::{
     enrich::cgroup::{MemoryHierarchy, detect_hierarchy},
+    escape::escape_controls,
     kernel::{self, privileges::Privileges, syslog},
     klog::kmsg::KmsgReader,
-    output::escape::escape_controls,
     probe::{
         AttachError, EBPF_OBJECT, Method, Role,
         attach::{kernel_btf, try_method},

@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod diagnose;
 pub mod diagnosis;
 pub mod enrich;
+pub mod escape;
 pub mod export;
 pub mod filter;
 pub mod forecast;

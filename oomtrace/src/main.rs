@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             // The chain can hold names from outside (a path, a runtime's answer).
-            eprintln!("oomtrace: error: {}", oomtrace::output::escape::escape_controls(&format!("{error:#}")));
+            eprintln!("oomtrace: error: {}", oomtrace::escape::escape_controls(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }

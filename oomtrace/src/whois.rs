@@ -8,10 +8,8 @@ use serde::Serialize;
 
 use crate::{
     enrich::{cgroup_path::parse_proc_cgroup, pod::PodResolver},
-    output::{
-        OutputFormat,
-        escape::{escape, escape_controls},
-    },
+    escape::{escape, escape_controls},
+    output::OutputFormat,
 };
 use oomtrace_event::{WorkloadIdentity, WorkloadInfo, workload::NullUnknown};
 

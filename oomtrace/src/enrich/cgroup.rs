@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::output::escape::Escaped;
+use crate::escape::Escaped;
 use oomtrace_event::{CapturedPath, Cgroup};
 
 /// Minimum time between two rescans of the hierarchy.

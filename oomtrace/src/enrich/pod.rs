@@ -17,7 +17,7 @@ use super::{
     cgroup_path::{self, Workload},
     cri::{ContainerInfo, CriClient, CriError},
 };
-use crate::{enrich::owner::owner, output::escape::escape_controls};
+use crate::{enrich::owner::owner, escape::escape_controls};
 use oomtrace_event::{
     Attribution, Runtime, WorkloadIdentity, WorkloadInfo, WorkloadKind, workload::MonitoredContainer,
 };

@@ -3,7 +3,6 @@
 //! `export`. Text from outside oomtrace reaches a person only through
 //! `escape`.
 
-pub mod escape;
 pub mod json;
 pub mod table;
 

@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use super::{EventWriter, escape::escape};
+use super::EventWriter;
+use crate::escape::escape;
 use oomtrace_event::{OomEvent, ScopeSource, WallTime, Warning, WorkloadInfo, WorkloadKind};
 
 pub struct TableWriter;

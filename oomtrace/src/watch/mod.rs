@@ -31,8 +31,7 @@ use std::{
 use oomtrace_event::{Reclaim, Unreclaimable};
 
 use crate::{
-    enrich::cgroup::MemoryHierarchy, kernel::clock::monotonic_now, output::escape::Escaped,
-    probe::reclaim::ReclaimCounts,
+    enrich::cgroup::MemoryHierarchy, escape::Escaped, kernel::clock::monotonic_now, probe::reclaim::ReclaimCounts,
 };
 use files::Version;
 use node::NodeMemory;

@@ -14,9 +14,9 @@ use super::{
     node_memory::NodeMemory,
     report::Report,
 };
-use crate::output::{
+use crate::{
     escape::{escape, escape_controls},
-    table::bytes,
+    output::table::bytes,
 };
 use oomtrace_event::Advice;
 
@@ -33,7 +33,7 @@ pub enum ReportFormat {
 }
 
 /// The whole report in `format`, ending with a newline. The table and the
-/// markdown show its names escaped (`output::escape`); the JSON holds them raw.
+/// markdown show its names escaped (`escape`); the JSON holds them raw.
 pub fn render(report: &Report, format: ReportFormat) -> String {
     match format {
         ReportFormat::Table => table::render(&for_people(report)),

@@ -13,8 +13,8 @@
 //!   limit; `memory.events` / `memory.failcnt` only near the limit.
 //!
 //! - where the kernel side counts memcg limit reclaim (`probe::reclaim`),
-//!   its count for each cgroup, every reading (a map lookup); a cgroup where
-//!   reclaim ran since the last reading is read every `fast_interval`.
+//!   its count for each cgroup near its limit, with each reading there (a
+//!   map lookup).
 //!
 //! What the numbers mean is decided in `forecast`.
 
@@ -329,16 +329,19 @@ fn read_cgroup(
 ) -> io::Result<Reading> {
     let usage = files::usage(&cgroup.dir, version)?;
     stats.usage_reads += 1;
-    let reclaim = counts.filter(|_| cgroup.id != 0).map(|counts| counts.get(cgroup.id));
-    let reclaimed_since = reclaim.is_some_and(|r| r.runs != cgroup.reclaim.runs);
-    if cgroup.stat_usage.is_none() || usage.abs_diff(cgroup.last_usage) >= options.moved_bytes || reclaimed_since {
+    if cgroup.stat_usage.is_none() || usage.abs_diff(cgroup.last_usage) >= options.moved_bytes {
         cgroup.last_moved = Some(now);
-    }
-    if let Some(reclaim) = reclaim {
-        cgroup.reclaim = reclaim;
     }
     let moved = cgroup.stat_usage.is_none_or(|at| at.abs_diff(usage) >= options.moved_bytes);
     let near = is_near(usage, cgroup.limit_bytes, options);
+    // The kernel's reclaim count (one bpf(2) lookup), like the limit hits,
+    // only near the limit, where limit reclaim runs: far from it, the last
+    // count read stands.
+    let counts = counts.filter(|_| cgroup.id != 0);
+    if near && let Some(counts) = counts {
+        cgroup.reclaim = counts.get(cgroup.id);
+    }
+    let reclaim = counts.map(|_| cgroup.reclaim);
     if moved || near {
         cgroup.unreclaimable = files::unreclaimable(&cgroup.dir, version)?;
         cgroup.stat_usage = Some(usage);

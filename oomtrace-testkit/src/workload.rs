@@ -344,8 +344,14 @@ impl MemCgroup {
     /// from the test's own thread, not from a short-lived helper thread.
     pub fn spawn_workload(&self, workload: &Workload) -> Result<Child> {
         let exe = std::env::current_exe().context("finding this test binary to run a workload")?;
+        self.spawn_workload_as(workload, &exe)
+    }
+
+    /// [`Self::spawn_workload`] through `exe`, a link to this test binary
+    /// whose file name the kernel then takes for the process's comm.
+    pub fn spawn_workload_as(&self, workload: &Workload, exe: &std::path::Path) -> Result<Child> {
         let this = libc::pid_t::try_from(process::id()).context("this pid is not a pid_t")?;
-        let mut command = Command::new(&exe);
+        let mut command = Command::new(exe);
         command
             .args(workload.to_args())
             .env(WORKLOAD_ENV, "1")

@@ -20,6 +20,7 @@ use oomtrace_testkit::{
     procfs,
     tracer::{Spec, Tracer},
     trial,
+    workload::Workload,
 };
 use support::{assert_matches_dmesg, attach_method_works, docs, live, oomtrace, unique};
 
@@ -483,13 +484,17 @@ fn names_that_attack_the_terminal_are_shown_escaped() -> Result<()> {
     let dir = std::env::temp_dir().join(unique("escape"));
     std::fs::create_dir_all(&dir).context("a directory for the hog's name")?;
     let hog = dir.join(COMM);
-    std::os::unix::fs::symlink(which("dd")?, &hog).context("the hog's symlink")?;
+    // A link to this test binary (not to dd: in the VM guests dd is busybox,
+    // which runs the applet its name says): the kernel takes the link's name
+    // for the comm.
+    let this = std::env::current_exe().context("finding this test binary")?;
+    std::os::unix::fs::symlink(this, &hog).context("the hog's symlink")?;
 
     let spec = oomtrace_testkit::live::spec(oomtrace(), &["live", "--cgroup", &cgroup.path], Vec::new());
     let mut table = Tracer::spawn(&Spec { parse: table_row_pid, ..spec })?;
     table.wait_marker(0, Duration::from_secs(20)).context("oomtrace live did not attach")?;
     let json = live(&["--cgroup", &cgroup.path])?;
-    let child = cgroup.spawn(&format!("'{}' if=/dev/zero of=/dev/null bs={HOG} count=1", hog.display()))?;
+    let child = cgroup.spawn_workload_as(&Workload::Leak { bytes_per_second: 1024 * MIB }, &hog)?;
     let killed = oomtrace_testkit::cgroup::wait_hog(child)?;
     let _ = std::fs::remove_dir_all(&dir);
     anyhow::ensure!(killed.oom_killed, "the hog {} was not OOM-killed", killed.pid);

@@ -526,14 +526,6 @@ fn names_that_attack_the_terminal_are_shown_escaped() -> Result<()> {
     Ok(())
 }
 
-/// Where `program` is on PATH.
-fn which(program: &str) -> Result<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
-        .with_context(|| format!("{program} is not on PATH"))
-}
-
 /// The JSON example of README.md and docs/events.md has the shape of a real
 /// kill's event, and docs/events.md documents every field of it (the docs
 /// cannot drift: `OOMTRACE_BLESS_DOCS=1` rewrites the example from this kill).

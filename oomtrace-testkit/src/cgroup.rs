@@ -249,9 +249,7 @@ impl MemCgroup {
             .find_map(|line| line.strip_prefix("pgsteal "))
             .and_then(|value| value.trim().parse().ok())
             .with_context(|| format!("no pgsteal line in {}/memory.stat", self.dir.display()))?;
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-        Ok(Some(pages * page))
+        Ok(Some(pages * crate::workload::page_size() as u64))
     }
 
     /// The kernel's count of OOM kills in this cgroup (and below, on v2).

@@ -18,11 +18,14 @@ impl ReclaimCounts {
 
     /// Limit reclaim in cgroup `id` or below since the counter attached:
     /// zero when none ran there yet (or the LRU let it go, after 16384 other
-    /// cgroups reclaimed).
-    pub fn get(&self, id: u64) -> Reclaim {
+    /// cgroups reclaimed); an error when the map cannot be read.
+    pub fn get(&self, id: u64) -> Result<Reclaim, aya::maps::MapError> {
         match self.map.get(&id, 0) {
-            Ok(raw) => Reclaim { runs: raw.runs, reclaimed_bytes: raw.reclaimed_pages.saturating_mul(self.page_size) },
-            Err(_) => Reclaim::default(),
+            Ok(raw) => {
+                Ok(Reclaim { runs: raw.runs, reclaimed_bytes: raw.reclaimed_pages.saturating_mul(self.page_size) })
+            }
+            Err(aya::maps::MapError::KeyNotFound) => Ok(Reclaim::default()),
+            Err(error) => Err(error),
         }
     }
 }

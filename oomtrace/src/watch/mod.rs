@@ -339,7 +339,11 @@ fn read_cgroup(
     // count read stands.
     let counts = counts.filter(|_| cgroup.id != 0);
     if near && let Some(counts) = counts {
-        cgroup.reclaim = counts.get(cgroup.id);
+        match counts.get(cgroup.id) {
+            Ok(reclaim) => cgroup.reclaim = reclaim,
+            // Counted and logged as any unreadable file is; the last count stands.
+            Err(error) => return Err(io::Error::other(format!("reading the kernel's reclaim count: {error}"))),
+        }
     }
     let reclaim = counts.map(|_| cgroup.reclaim);
     if moved || near {

@@ -15,7 +15,7 @@ use crate::{
     diagnosis::Diagnoser,
     enrich::{
         cgroup::{CgroupResolver, MemoryHierarchy, detect_hierarchy},
-        pod::PodResolver,
+        pod::{LEARN_INTERVAL, PodResolver, refresh::Learner},
     },
     forecast::{Change, ForecastOptions, Verdict, runner::Foresight, words::describe},
     host::node_name,
@@ -146,6 +146,8 @@ pub struct Pipeline {
     reader: EventReader,
     cgroups: CgroupResolver,
     pods: PodResolver,
+    /// Learns the containers the runtime starts, off the event path.
+    _learner: Option<Learner>,
     node: String,
     decode_cx: DecodeContext,
     undecodable: u64,
@@ -196,6 +198,7 @@ impl Pipeline {
         let cgroups = CgroupResolver::new(hierarchy);
         let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
         pods.warm().await;
+        let learner = pods.keep_learning(LEARN_INTERVAL);
         let node = options.node_name.clone().unwrap_or_else(node_name);
         release_startup_memory();
         let kill_confirmed = tracer.attached.method(Role::KillConfirmation).is_some();
@@ -220,6 +223,7 @@ impl Pipeline {
             reader,
             cgroups,
             pods,
+            _learner: learner,
             node,
             decode_cx,
             undecodable: 0,

@@ -17,6 +17,7 @@ use oomtrace_testkit::{
         ContainerState, Qos,
         blocking::{Cri, PodHandle},
         new_uid,
+        proxy::WedgeableProxy,
     },
     event::{Event, Whois},
     harness::{self, Need},
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         trial!(a_host_service_is_reported_as_host, Need::Root),
         trial!(whois_recognises_the_pod_sandbox_and_filters_select_by_name, Need::Cri),
         trial!(a_hanging_runtime_delays_an_event_by_at_most_the_timeout, Need::Cri),
+        trial!(a_container_started_after_the_tracer_is_named_when_the_runtime_hangs_at_its_kill, Need::Cri),
     ])
 }
 
@@ -284,6 +286,45 @@ fn a_hanging_runtime_delays_an_event_by_at_most_the_timeout() -> Result<()> {
     let stopped = tracer.stop()?;
     assert!(stopped.status.success(), "{}", stopped.log);
     assert!(stopped.logged("CRI lookup failed"), "the failure is warned about:\n{}", stopped.log);
+    client.remove_pod(pod).context("remove pod")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The agent lists the runtime's containers every 2 s (`LEARN_INTERVAL`)
+/// while it runs: a container started after it, running that long, is named
+/// at its kill even when the runtime answers nothing then (a node out of
+/// memory). The runtime's silence comes from a proxy the test wedges: the
+/// real containerd answers everything before it.
+fn a_container_started_after_the_tracer_is_named_when_the_runtime_hangs_at_its_kill() -> Result<()> {
+    const LEARN_INTERVAL: Duration = Duration::from_secs(2);
+    let client = Cri::connect_test_runtime()?;
+    let dir = std::env::temp_dir().join(unique("wedged-cri"));
+    let proxy = WedgeableProxy::start(std::path::Path::new(client.socket()), &dir)?;
+    let socket = proxy.socket().to_str().context("utf8")?.to_owned();
+    let (name, pod) = new_pod(&client, "learned")?;
+    let timeout = Duration::from_millis(200);
+    let tracer = tracer_for(&pod, &socket, &["--cri-timeout", "200ms"])?;
+    // Started after the tracer warmed its cache; it waits 3 intervals
+    // before it grows, the test wedges the runtime after 2.
+    let delay = (LEARN_INTERVAL * 3).as_secs().to_string();
+    let id = client.run_container(&pod, "app", &["hog", "256", &delay], Some(LIMIT)).context("run hog")?;
+    std::thread::sleep(LEARN_INTERVAL * 2);
+    proxy.wedge();
+    let (exit_code, reason) = client.wait_exited(&id, EXIT_TIMEOUT).context("hog exits")?;
+    assert_eq!(exit_code, 137, "app ({reason})");
+    let (event, after) = tracer.expect_event_delayed(EVENT_TIMEOUT)?;
+    assert_names(&event, &pod, &name, "app", &id);
+    // Its own lookup timed out (the runtime was asked, and did not answer):
+    // the names came from the listing made before the kill.
+    ensure!(after <= timeout + Duration::from_secs(1), "the event came {after:?} after the kill: {event}");
+    let stopped = tracer.stop()?;
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert!(
+        stopped.logged("CRI lookup failed"),
+        "the runtime was asked at the kill and did not answer:\n{}",
+        stopped.log
+    );
     client.remove_pod(pod).context("remove pod")?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

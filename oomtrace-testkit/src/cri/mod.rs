@@ -8,6 +8,7 @@
 
 pub mod blocking;
 mod pod;
+pub mod proxy;
 
 use std::{
     collections::hash_map::RandomState,

@@ -4,15 +4,15 @@
 //! learned is left out and the attribution says so.
 
 use std::{
-    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 mod cache;
+pub mod refresh;
 
-use self::cache::BoundedCache;
+use self::cache::SharedCache;
 use super::{
     cgroup_path::{self, Workload},
     cri::{ContainerInfo, CriClient, CriError},
@@ -29,6 +29,10 @@ const WARN_INTERVAL: Duration = Duration::from_secs(30);
 /// runtime must not delay every event of an OOM storm by the timeout.
 const RETRY_MIN: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often the long-running commands list the runtime's containers
+/// (kubelet relists every second): a container that has run this long is
+/// named at its kill even if the runtime cannot answer then.
+pub const LEARN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Counters of attribution problems, reported by `live` and the daemon.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,7 +63,7 @@ pub struct PodResolver {
     cri: Result<CriClient, Arc<CriError>>,
     /// Which runtime answers on the CRI socket (cgroupfs paths do not say).
     runtime: Option<Runtime>,
-    cache: BoundedCache,
+    cache: SharedCache,
     last_warning: Option<Instant>,
     /// No CRI call before this instant (after a failure), and the next pause.
     retry_at: Option<Instant>,
@@ -87,7 +91,7 @@ impl PodResolver {
         Self {
             cri,
             runtime: None,
-            cache: BoundedCache::new(),
+            cache: SharedCache::new(),
             last_warning: None,
             retry_at: None,
             retry_pause: RETRY_MIN,
@@ -113,20 +117,19 @@ impl PodResolver {
             }
         }
         let Ok(cri) = self.cri.clone() else { return };
-        match cri.list().await {
-            Ok(containers) => {
-                let labels = cri.all_pod_labels().await.unwrap_or_else(|error| {
-                    self.note_failure(&error.to_string());
-                    HashMap::new()
-                });
-                tracing::debug!(containers = containers.len(), pods = labels.len(), "CRI cache warmed");
-                for mut info in containers {
-                    info.pod_labels = info.pod_uid.as_ref().and_then(|uid| labels.get(uid)).cloned();
-                    self.cache.insert(info, false);
-                }
-            }
+        match refresh::learn_new_containers(&cri, &self.cache).await {
+            Ok(learned) => tracing::debug!(containers = learned, "CRI cache warmed"),
             Err(error) => self.note_failure(&error.to_string()),
         }
+    }
+
+    /// Keeps learning the containers the runtime starts, every `every`, on a
+    /// task of its own, so a container is known before its kill even when
+    /// the runtime cannot answer then (a node out of memory). For the
+    /// long-running commands; stops when the resolver is dropped.
+    pub fn keep_learning(&self, every: Duration) -> Option<refresh::Learner> {
+        let cri = self.cri.as_ref().ok()?.clone();
+        Some(refresh::Learner::spawn(cri, self.cache.clone(), every))
     }
 
     fn note_failure(&mut self, reason: &str) {
@@ -148,8 +151,8 @@ impl PodResolver {
     /// asked for alongside its status, so a slow runtime delays an event by
     /// one timeout at most.
     async fn container(&mut self, id: &str, pod_uid: Option<&str>) -> Result<Option<ContainerInfo>, LookupError> {
-        if let Some(info) = self.cache.checked(id) {
-            return Ok(Some(info.clone()));
+        if let Some(info) = self.cache.lock().checked(id).cloned() {
+            return Ok(Some(info));
         }
         let cri = match &self.cri {
             Ok(cri) => cri.clone(),
@@ -157,12 +160,12 @@ impl PodResolver {
         };
         if let Some(at) = self.retry_at.filter(|at| Instant::now() < *at) {
             let wait = at.saturating_duration_since(Instant::now());
-            return match self.cache.get(id) {
-                Some(info) => Ok(Some(info.clone())),
+            return match self.cache.lock().get(id).cloned() {
+                Some(info) => Ok(Some(info)),
                 None => Err(LookupError::Backoff { wait }),
             };
         }
-        let known_labels = pod_uid.and_then(|uid| self.cache.pod_labels(uid)).cloned();
+        let known_labels = pod_uid.and_then(|uid| self.cache.lock().pod_labels(uid).cloned());
         let ask_labels = pod_uid.filter(|_| known_labels.is_none());
         let (status, asked_labels) = tokio::join!(cri.lookup(id), async {
             match ask_labels {
@@ -186,15 +189,15 @@ impl PodResolver {
                 self.retry_at = None;
                 self.retry_pause = RETRY_MIN;
                 info.pod_labels = info.pod_labels.or(labels);
-                self.cache.replace_checked(info.clone());
+                self.cache.lock().replace_checked(info.clone());
                 Ok(Some(info))
             }
             // Gone from the runtime: fall back to what the cache remembers.
-            Ok(None) => Ok(self.cache.get(id).cloned()),
+            Ok(None) => Ok(self.cache.lock().get(id).cloned()),
             Err(error) => {
                 self.note_failure(&error.to_string());
-                match self.cache.get(id) {
-                    Some(info) => Ok(Some(info.clone())),
+                match self.cache.lock().get(id).cloned() {
+                    Some(info) => Ok(Some(info)),
                     None => Err(LookupError::Cri(Arc::new(error))),
                 }
             }
@@ -262,7 +265,7 @@ impl PodResolver {
                 self.container(container_id, workload.pod_uid()).await
             }
             Workload::ContainerMonitor { container_id: None, .. } => Err(LookupError::MonitoredUnnamed),
-            Workload::Pod { pod_uid, .. } => Ok(self.cache.pod(pod_uid).cloned().map(|mut pod| {
+            Workload::Pod { pod_uid, .. } => Ok(self.cache.lock().pod(pod_uid).cloned().map(|mut pod| {
                 // A pod-level cgroup: no container of its own.
                 pod.name = None;
                 pod.main_pid = None;
@@ -387,7 +390,7 @@ mod tests {
     async fn a_monitor_is_never_its_container() {
         let mut resolver = offline();
         let id = "c".repeat(64);
-        resolver.cache.insert(
+        resolver.cache.lock().insert(
             ContainerInfo {
                 id: id.clone(),
                 name: Some("app".to_owned()),
@@ -446,7 +449,7 @@ mod tests {
             pod_labels: Some(labels),
             ..ContainerInfo::default()
         };
-        resolver.cache.insert(container.clone(), true);
+        resolver.cache.lock().insert(container.clone(), true);
         let path = format!("/kubepods/burstable/pod{UID}/{id}");
         let out = resolver.attribute(Some(&path), Some(1)).await;
         assert_eq!(out.started_at.map(|t| t.to_string()).as_deref(), Some("2026-11-29T14:44:04.500000Z"));
@@ -457,7 +460,7 @@ mod tests {
         assert_eq!((pod.started_at, pod.owner.as_ref()), (None, Some(&expected)));
         // Without the sandbox's labels the owner is guessed from the name.
         let mut unlabelled = offline();
-        unlabelled.cache.insert(ContainerInfo { pod_labels: None, ..container }, true);
+        unlabelled.cache.lock().insert(ContainerInfo { pod_labels: None, ..container }, true);
         let out = unlabelled.attribute(Some(&path), Some(1)).await;
         assert_eq!(out.owner, Some(Owner { guessed: true, ..expected }));
     }

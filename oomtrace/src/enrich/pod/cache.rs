@@ -1,12 +1,32 @@
 //! The containers (and their pods' labels) the runtime described, kept
 //! for events whose container is gone by the time they are attributed.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use crate::enrich::cri::{ContainerInfo, PodLabels};
 
 /// Containers remembered (each a few hundred bytes).
 pub(super) const CACHE_CAPACITY: usize = 4096;
+
+/// The cache one resolver and its background refresh share.
+#[derive(Clone)]
+pub(super) struct SharedCache(Arc<Mutex<BoundedCache>>);
+
+impl SharedCache {
+    pub(super) fn new() -> Self {
+        Self(Arc::new(Mutex::new(BoundedCache::new())))
+    }
+
+    /// The cache, locked for one short look or change (never across an await).
+    pub(super) fn lock(&self) -> MutexGuard<'_, BoundedCache> {
+        // A panic while it was held left at worst one entry half-written:
+        // the entries are plain data, still usable.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// A small insertion-ordered cache with a hard bound. An entry is `checked`
 /// once ContainerStatus described it (ListContainers gives no main pid).
@@ -38,6 +58,11 @@ impl BoundedCache {
                 }
             }
         }
+    }
+
+    /// Whether container `id` is remembered.
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.entries.contains_key(id)
     }
 
     /// `info` as ContainerStatus described it, in place of what was known.

@@ -28,6 +28,7 @@ pub mod cri;
 pub mod daemon;
 pub mod dmesg;
 pub mod event;
+pub mod fentry;
 pub mod harness;
 pub mod http;
 pub mod live;

@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result};
 use oomtrace_testkit::{
     cgroup::MemCgroup,
     event::Event,
+    fentry,
     harness::{self, Need},
     live::Live,
     procfs,
@@ -22,7 +23,7 @@ use oomtrace_testkit::{
     trial,
     workload::Workload,
 };
-use support::{assert_matches_dmesg, attach_method_works, docs, live, oomtrace, unique};
+use support::{assert_matches_dmesg, docs, live, oomtrace, unique};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 64 * MIB;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         trial!(
             memcg_kill_with_the_fentry_context,
             Need::Root,
-            Need::Probe(|| attach_method_works("fentry:oom_kill_process"))
+            Need::Probe(|| fentry::kernel_accepts_fentry("oom_kill_process"))
         ),
         trial!(memcg_kill_with_the_kprobe_context, Need::Root, Need::Probe(kprobes_are_built_in)),
         trial!(nested_limit_names_the_oom_memcg_and_the_victim_cgroup, Need::Root),

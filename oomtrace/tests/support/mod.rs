@@ -6,7 +6,7 @@
 
 pub mod docs;
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use anyhow::Result;
 use oomtrace_testkit::{dmesg, event::Event, live::Live};
@@ -24,26 +24,6 @@ pub fn live(args: &[&str]) -> Result<Live> {
 /// A unique name for this test's cgroups and pods.
 pub fn unique(test: &str) -> String {
     format!("oomtrace-test-{test}-{}", std::process::id())
-}
-
-/// Whether `oomtrace check` reports `target` (e.g. `fentry:oom_kill_process`)
-/// as attaching on this kernel; `Err` says why not.
-pub fn attach_method_works(target: &str) -> Result<(), String> {
-    let out = Command::new(oomtrace()).arg("check").output().map_err(|e| format!("running oomtrace check: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(target))
-        .ok_or_else(|| format!("oomtrace check has no line for {target}:\n{text}"))?;
-    let rest = line[target.len()..].trim_start();
-    if rest.starts_with("ok") {
-        Ok(())
-    } else {
-        Err(format!(
-            "{target} does not attach on this kernel ({}); the VM matrix runs it",
-            rest.trim_start_matches("FAIL").trim()
-        ))
-    }
 }
 
 /// The event's victim fields equal the kernel's "Killed process" line.

@@ -372,7 +372,7 @@ fn a_real_leak_fires_the_time_to_oom_alert_in_prometheus() -> Result<()> {
         ALERT_TIMEOUT,
     )
     .context("the time-to-OOM alert")?;
-    let alert = *firing(&alerts, "OomtraceTimeToOOMShort", &instance).iter().find(is_ours).context("alert")?;
+    let alert = firing(&alerts, "OomtraceTimeToOOMShort", &instance).into_iter().find(is_ours).context("alert")?;
     assert_eq!(label(alert, "limit_level"), Some("cgroup"), "{alert:#}");
     assert_eq!(label(alert, "severity"), Some("warning"), "{alert:#}");
     assert_eq!(label(alert, "pod"), None, "{alert:#}");

@@ -259,8 +259,9 @@ fn of_pod<'a>(alerts: &[&'a Value], pod: &str) -> Option<&'a Value> {
 /// rules loaded. Its `/api/v1/alerts` then reports the container alert with the
 /// pod's namespace/pod/container and the cause, the VPA limit in its runbook;
 /// the repeated-kills alert for that container; the system-pod alert for the
-/// kube-system pod and not the user container's; and, for this agent, no
-/// node-level OOM, no agent down and no missing probe.
+/// kube-system pod and not the user container's; for this agent, no
+/// node-level OOM, no agent down and no missing probe; and the unreported-kills
+/// alert exactly when the daemon's gauge counts some.
 fn real_kills_fire_the_kill_alerts_in_prometheus() -> Result<()> {
     let _components = components();
     let client = Cri::connect_test_runtime()?;
@@ -298,6 +299,8 @@ fn real_kills_fire_the_kill_alerts_in_prometheus() -> Result<()> {
         ALERT_TIMEOUT,
     )
     .context("the kill alerts")?;
+    let ours: Vec<&Value> = alerts.iter().filter(|a| label(a, "instance") == Some(&instance)).collect();
+    println!("/api/v1/alerts, this agent's: {}", serde_json::to_string_pretty(&ours)?);
 
     let container = of_pod(&firing(&alerts, "OomtraceContainerOOMKilled", &instance), &api).context("container")?;
     for (name, expected) in [
@@ -315,7 +318,10 @@ fn real_kills_fire_the_kill_alerts_in_prometheus() -> Result<()> {
     // The annotations read the daemon's last-kill gauges through Prometheus:
     // the 64 MiB limit, and VPA's 64 + 100 MiB.
     assert!(annotation(container, "description").contains("It was killed at a limit of 64MiB."), "{container:#}");
-    assert!(annotation(container, "runbook").starts_with("Raise the memory limit and request of container `api` to 164Mi,"), "{container:#}");
+    assert!(
+        annotation(container, "runbook").starts_with("Raise the memory limit and request of container `api` to 164Mi,"),
+        "{container:#}"
+    );
     assert!(annotation(container, "summary").contains(&format!("{NAMESPACE}/{api}/api")), "{container:#}");
 
     let repeated =
@@ -328,9 +334,12 @@ fn real_kills_fire_the_kill_alerts_in_prometheus() -> Result<()> {
 
     let system_alert =
         of_pod(&firing(&alerts, "OomtraceSystemPodOOMKilled", &instance), &system).context("system pod")?;
-    for (name, expected) in
-        [("namespace", "kube-system"), ("container", "metrics-server"), ("cause", "container_limit"), ("severity", "critical")]
-    {
+    for (name, expected) in [
+        ("namespace", "kube-system"),
+        ("container", "metrics-server"),
+        ("cause", "container_limit"),
+        ("severity", "critical"),
+    ] {
         assert_eq!(label(system_alert, name), Some(expected), "{name}: {system_alert:#}");
     }
     // What must not fire: the user-container alert for the system pod (its
@@ -339,10 +348,24 @@ fn real_kills_fire_the_kill_alerts_in_prometheus() -> Result<()> {
     let container_alerts = firing(&alerts, "OomtraceContainerOOMKilled", &instance);
     assert!(of_pod(&container_alerts, &system).is_none(), "{container_alerts:#?}");
     for name in ["OomtraceNodeOOM", "OomtraceAgentDown", "OomtraceProbesNotAttached", "OomtraceEventsLost"] {
-        let ours: Vec<&Value> =
-            alerts.iter().filter(|a| label(a, "alertname") == Some(name) && label(a, "instance") == Some(&instance)).collect();
+        let ours: Vec<&Value> = alerts
+            .iter()
+            .filter(|a| label(a, "alertname") == Some(name) && label(a, "instance") == Some(&instance))
+            .collect();
         assert!(ours.is_empty(), "{name} for this agent: {ours:#?}");
     }
+
+    // Kills the kernel counted that this daemon (without the kernel log) did
+    // not report: the earlier kills of this boot. The alert fires exactly when
+    // the daemon's own gauge says there are some.
+    observability::wait_for_alerts(
+        |alerts| {
+            let unreported = daemon.metric("oomtrace_kernel_oom_kills_unreported", None).unwrap_or(-1.0);
+            unreported >= 0.0 && (unreported > 0.0) == !firing(alerts, "OomtraceKillsUnreported", &instance).is_empty()
+        },
+        ALERT_TIMEOUT,
+    )
+    .context("OomtraceKillsUnreported against the daemon's oomtrace_kernel_oom_kills_unreported")?;
 
     let (status, _) = daemon.terminate()?;
     assert!(status.success(), "{status}");
@@ -372,6 +395,8 @@ fn a_real_leak_fires_the_time_to_oom_alert_in_prometheus() -> Result<()> {
         ALERT_TIMEOUT,
     )
     .context("the time-to-OOM alert")?;
+    let ours: Vec<&Value> = alerts.iter().filter(|a| label(a, "instance") == Some(&instance)).collect();
+    println!("/api/v1/alerts, this agent's: {}", serde_json::to_string_pretty(&ours)?);
     let alert = firing(&alerts, "OomtraceTimeToOOMShort", &instance).into_iter().find(is_ours).context("alert")?;
     assert_eq!(label(alert, "limit_level"), Some("cgroup"), "{alert:#}");
     assert_eq!(label(alert, "severity"), Some("warning"), "{alert:#}");

@@ -104,20 +104,27 @@ pub fn query_value(promql: &str) -> Result<Option<f64>> {
 
 /// Polls `promql` until `predicate` accepts its result (the series array),
 /// returning that result, or fails after `timeout` saying what it last saw.
-pub fn wait_for_series(
-    promql: &str,
+pub fn wait_for_series(promql: &str, predicate: impl FnMut(&[Value]) -> bool, timeout: Duration) -> Result<Vec<Value>> {
+    poll(&format!("query {promql:?} still gives"), || query(promql), predicate, timeout)
+}
+
+/// Polls `fetch` until `predicate` accepts what it returns, returning that,
+/// or fails after `timeout` with `still` and the last answer (or error).
+fn poll(
+    still: &str,
+    mut fetch: impl FnMut() -> Result<Vec<Value>>,
     mut predicate: impl FnMut(&[Value]) -> bool,
     timeout: Duration,
 ) -> Result<Vec<Value>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match query(promql) {
-            Ok(series) if predicate(&series) => return Ok(series),
-            Ok(series) => Value::Array(series).to_string(),
+        let last = match fetch() {
+            Ok(values) if predicate(&values) => return Ok(values),
+            Ok(values) => Value::Array(values).to_string(),
             Err(error) => format!("{error:#}"),
         };
         if Instant::now() >= deadline {
-            bail!("after {timeout:?}, query {promql:?} still gives {last}");
+            bail!("after {timeout:?}, {still} {last}");
         }
         std::thread::sleep(POLL);
     }
@@ -241,17 +248,6 @@ pub fn alerts() -> Result<Vec<Value>> {
 
 /// Polls [`alerts`] until `predicate` accepts them, returning them, or fails
 /// after `timeout` with the last list.
-pub fn wait_for_alerts(mut predicate: impl FnMut(&[Value]) -> bool, timeout: Duration) -> Result<Vec<Value>> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match alerts() {
-            Ok(alerts) if predicate(&alerts) => return Ok(alerts),
-            Ok(alerts) => Value::Array(alerts).to_string(),
-            Err(error) => format!("{error:#}"),
-        };
-        if Instant::now() >= deadline {
-            bail!("after {timeout:?}, Prometheus' alerts are still {last}");
-        }
-        std::thread::sleep(POLL);
-    }
+pub fn wait_for_alerts(predicate: impl FnMut(&[Value]) -> bool, timeout: Duration) -> Result<Vec<Value>> {
+    poll("Prometheus' alerts are still", alerts, predicate, timeout)
 }

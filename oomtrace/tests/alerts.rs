@@ -366,7 +366,8 @@ fn real_kills_fire_the_kill_alerts_in_prometheus() -> Result<()> {
     observability::wait_for_alerts(
         |alerts| {
             let unreported = daemon.metric("oomtrace_kernel_oom_kills_unreported", None).unwrap_or(-1.0);
-            unreported >= 0.0 && (unreported > 0.0) == !firing(alerts, "OomtraceKillsUnreported", &instance).is_empty()
+            let firing = !firing(alerts, "OomtraceKillsUnreported", &instance).is_empty();
+            unreported >= 0.0 && firing == (unreported > 0.0)
         },
         ALERT_TIMEOUT,
     )

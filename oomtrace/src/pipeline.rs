@@ -18,7 +18,7 @@ use crate::{
         pod::PodResolver,
     },
     forecast::{Change, ForecastOptions, Verdict, runner::Foresight, words::describe},
-    host::node_name,
+    host::{log_startup_memory, node_name},
     kernel::{self, privileges::Privileges},
     klog::{
         attribute::attribute_kill,
@@ -172,7 +172,9 @@ impl Pipeline {
         if !privileges.can_trace() {
             anyhow::bail!("{}", privileges.advice());
         }
+        log_startup_memory("before the kernel discovery");
         let facts = kernel::discover();
+        log_startup_memory("kernel discovered (BTF layout, tracepoint formats)");
         for warning in &facts.warnings {
             tracing::warn!("{warning}");
         }
@@ -196,8 +198,10 @@ impl Pipeline {
         let cgroups = CgroupResolver::new(hierarchy);
         let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
         pods.warm().await;
+        log_startup_memory("container runtime warmed");
         let node = options.node_name.clone().unwrap_or_else(node_name);
         release_startup_memory();
+        log_startup_memory("startup heap released");
         let kill_confirmed = tracer.attached.method(Role::KillConfirmation).is_some();
         let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, kill_confirmed);
         let log = LogSide::open(&options.kernel_log);
@@ -207,6 +211,7 @@ impl Pipeline {
             _ => "on (polling cgroupfs)".to_owned(),
         };
         let foresight = start_foresight(options.warnings.as_ref(), cgroups.hierarchy(), reclaim);
+        log_startup_memory("kernel log and watcher started");
         tracing::info!(
             attached = %tracer.attached.summary(),
             cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),

@@ -20,7 +20,7 @@ use aya::{
 };
 use oomtrace_common::stat;
 
-use crate::kernel::KernelFacts;
+use crate::{host::log_startup_memory, kernel::KernelFacts};
 
 /// The eBPF object built from `oomtrace-ebpf` by build.rs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oomtrace"));
@@ -98,9 +98,11 @@ impl Tracer {
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|source| ProbeError::Load { advice: load_advice(&source), cause: Box::new(source) })?;
+        log_startup_memory("eBPF object loaded");
         let btf = attach::kernel_btf(facts);
         let attached = attach::attach_all(&mut ebpf, facts, &btf, plan);
         drop(btf);
+        log_startup_memory("programs attached");
         if attached.method(Role::Victim).is_none() {
             return Err(ProbeError::NoVictimSource { failures: attached.failures });
         }

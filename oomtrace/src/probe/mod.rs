@@ -15,7 +15,7 @@ pub use self::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
 };
 use oomtrace_common::stat;
@@ -91,17 +91,12 @@ impl Tracer {
     /// Loads the programs and attaches them following `plan`, with a ring
     /// buffer of `ring_bytes` (a power of two, at least one page).
     pub fn start(facts: &KernelFacts, plan: &AttachPlan, ring_bytes: u32) -> Result<Self, ProbeError> {
-        // EbpfLoader::new() parses the kernel BTF itself; that copy is freed
-        // when the loader is, before the attach below parses its own.
-        let mut ebpf = EbpfLoader::new()
-            .override_global("LAYOUT", &facts.layout, true)
+        let mut ebpf = attach::loader(facts)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|source| ProbeError::Load { advice: load_advice(&source), cause: Box::new(source) })?;
         log_startup_memory("eBPF object loaded");
-        let btf = attach::kernel_btf(facts);
-        let attached = attach::attach_all(&mut ebpf, facts, &btf, plan);
-        drop(btf);
+        let attached = attach::attach_all(&mut ebpf, facts, plan);
         log_startup_memory("programs attached");
         if attached.method(Role::Victim).is_none() {
             return Err(ProbeError::NoVictimSource { failures: attached.failures });

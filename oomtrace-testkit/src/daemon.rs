@@ -58,6 +58,10 @@ impl Daemon {
         Ok(Daemon { tracer, address })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.tracer.pid()
+    }
+
     /// The next event the daemon printed on stdout.
     pub fn expect_event(&self, timeout: Duration) -> Result<Event> {
         live::expect_event(&self.tracer, timeout)

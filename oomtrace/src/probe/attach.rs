@@ -223,13 +223,11 @@ fn has_cgroup_offsets(facts: &KernelFacts) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_object_loads_without_the_kernel_btf() {
         // `loader` hands aya no kernel BTF: right only while the object has
         // no CO-RE relocations (its offsets come from the LAYOUT table).
-        let object = aya_obj::Object::parse(super::super::EBPF_OBJECT).expect("the embedded eBPF object parses");
+        let object = aya_obj::Object::parse(crate::probe::EBPF_OBJECT).expect("the embedded eBPF object parses");
         assert!(!object.has_btf_relocations(), "the eBPF object has CO-RE relocations: `loader` must hand aya a BTF");
     }
 }

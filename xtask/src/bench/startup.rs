@@ -156,7 +156,8 @@ fn render(generated: &str, commit: &str, btf: &str, commands: &[(&str, Vec<Start
                 median(starts.iter().filter_map(|s| s.get(at).filter(|p| p.name == phase.name).map(pick)).collect())
             };
             let (rss, hwm) = (at_phase(|p| p.rss_kib), at_phase(|p| p.hwm_kib));
-            let added = if at == 0 { "(the process before it)".to_owned() } else { mib(hwm.saturating_sub(previous_hwm)) };
+            let added =
+                if at == 0 { "(the process before it)".to_owned() } else { mib(hwm.saturating_sub(previous_hwm)) };
             out.push_str(&format!("| {} | {} MiB | {} MiB | {added} |\n", phase.name, mib(rss), mib(hwm)));
             previous_hwm = hwm;
         }

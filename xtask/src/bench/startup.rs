@@ -141,25 +141,29 @@ fn render(generated: &str, commit: &str, btf: &str, commands: &[(&str, Vec<Start
     out.push_str(&format!(
         "`cargo xtask bench --only startup`, {generated}, commit {commit}, release build, kernel BTF {btf}: each \
          command started {RUNS} times until it waits for kills, the resident size it logs at debug level after each \
-         startup phase (VmRSS and VmHWM from /proc/self/status), medians. \"Adds to the peak\" is the rise of VmHWM \
-         over the phase: where the peak comes from. The budget (oomtrace/tests/startup_memory.rs) holds the peak; \
-         deploy/kubernetes/daemonset.yaml sets the memory request from it.\n"
+         startup phase (VmRSS and VmHWM from /proc/self/status), medians. \"Its own peak\" is how far the phase took the \
+         resident size above where it began (VmHWM after it minus VmRSS before it), where it set a new peak: where \
+         the peak comes from. oomtrace/tests/startup_memory.rs holds what the startup adds to its first line to a \
+         budget; deploy/kubernetes/daemonset.yaml sets the memory request from the daemon's peak.\n"
     ));
     for (label, starts) in commands {
         out.push_str(&format!(
-            "\n{label}:\n\n| phase (done) | VmRSS after | VmHWM after | adds to the peak |\n|---|---|---|---|\n"
+            "\n{label}:\n\n| phase (done) | VmRSS after | VmHWM after | its own peak |\n|---|---|---|---|\n"
         ));
         let Some(first) = starts.first() else { continue };
-        let mut previous_hwm = 0;
+        let (mut previous_rss, mut previous_hwm) = (0, 0);
         for (at, phase) in first.iter().enumerate() {
             let at_phase = |pick: fn(&Phase) -> u64| {
                 median(starts.iter().filter_map(|s| s.get(at).filter(|p| p.name == phase.name).map(pick)).collect())
             };
             let (rss, hwm) = (at_phase(|p| p.rss_kib), at_phase(|p| p.hwm_kib));
-            let added =
-                if at == 0 { "(the process before it)".to_owned() } else { mib(hwm.saturating_sub(previous_hwm)) };
-            out.push_str(&format!("| {} | {} MiB | {} MiB | {added} |\n", phase.name, mib(rss), mib(hwm)));
-            previous_hwm = hwm;
+            let own = match at {
+                0 => "(the program before the startup)".to_owned(),
+                _ if hwm > previous_hwm => format!("+{} MiB", mib(hwm - previous_rss)),
+                _ => "below the earlier peak".to_owned(),
+            };
+            out.push_str(&format!("| {} | {} MiB | {} MiB | {own} |\n", phase.name, mib(rss), mib(hwm)));
+            (previous_rss, previous_hwm) = (rss, hwm);
         }
     }
     out.push_str(&format!("{BLOCK_END}\n"));

@@ -9,21 +9,29 @@ pub fn find(text: &str, begin: &str, end: &str) -> Option<(usize, usize)> {
     Some((start, stop))
 }
 
-/// The block between `begin` and `end` of `text`, both markers included.
-pub fn block_of<'a>(text: &'a str, begin: &str, end: &str) -> Option<&'a str> {
-    find(text, begin, end).map(|(start, stop)| &text[start..stop])
+/// A block of a generated document that one command writes: its two markers.
+#[derive(Clone, Copy, Debug)]
+pub struct Block {
+    pub begin: &'static str,
+    pub end: &'static str,
 }
 
-/// `text` with `block` (markers included) in place of its block between
-/// `begin` and `end`; where it has none, `block` goes before `before`, or at
-/// the end.
-pub fn with_block(text: &str, block: &str, (begin, end): (&str, &str), before: &str) -> String {
-    if let Some((start, stop)) = find(text, begin, end) {
-        return format!("{}{}{}", &text[..start], block.trim_end_matches('\n'), &text[stop..]);
+impl Block {
+    /// This block of `text`, both markers included.
+    pub fn of(self, text: &str) -> Option<&str> {
+        find(text, self.begin, self.end).map(|(start, stop)| &text[start..stop])
     }
-    match text.find(before) {
-        Some(at) => format!("{}{block}\n{}", &text[..at], &text[at..]),
-        None => format!("{}\n\n{block}", text.trim_end_matches('\n')),
+
+    /// `text` with `block` (markers included) in place of this block; where
+    /// `text` has none, `block` goes before `before`, or at the end.
+    pub fn put(self, text: &str, block: &str, before: &str) -> String {
+        if let Some((start, stop)) = find(text, self.begin, self.end) {
+            return format!("{}{}{}", &text[..start], block.trim_end_matches('\n'), &text[stop..]);
+        }
+        match text.find(before) {
+            Some(at) => format!("{}{block}\n{}", &text[..at], &text[at..]),
+            None => format!("{}\n\n{block}", text.trim_end_matches('\n')),
+        }
     }
 }
 

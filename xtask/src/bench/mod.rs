@@ -222,11 +222,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // warnings section (`--only warnings`) and the startup peak (`--only
     // startup`) stay.
     let previous = fs::read_to_string(&output).unwrap_or_default();
-    if let Some(block) = warnings::block_of(&previous) {
-        markdown = warnings::with_block(&markdown, block);
-    }
-    if let Some(block) = startup::block_of(&previous) {
-        markdown = startup::with_block(&markdown, block);
+    for kept in [warnings::BLOCK, startup::BLOCK] {
+        if let Some(block) = kept.of(&previous) {
+            markdown = kept.put(&markdown, block, crate::node::report::BENCH_BLOCK_BEGIN);
+        }
     }
     if let Some(block) = crate::node::report::block_of(&previous) {
         markdown = crate::node::report::with_block(&markdown, block);

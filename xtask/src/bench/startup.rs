@@ -21,6 +21,8 @@ use crate::bench::host::{self, progress};
 
 pub const BLOCK_BEGIN: &str = "<!-- startup memory: begin (cargo xtask bench --only startup writes this block) -->";
 pub const BLOCK_END: &str = "<!-- startup memory: end -->";
+/// The startup block of docs/benchmarks.md (a full run keeps it).
+pub const BLOCK: crate::marked::Block = crate::marked::Block { begin: BLOCK_BEGIN, end: BLOCK_END };
 
 /// Starts per command.
 const RUNS: usize = 5;
@@ -172,13 +174,8 @@ fn render(generated: &str, commit: &str, btf: &str, commands: &[(&str, Vec<Start
 
 /// `text` with `block` in place of its startup block (before the node
 /// block, or at the end, where it has none).
-pub fn with_block(text: &str, block: &str) -> String {
-    crate::marked::with_block(text, block, (BLOCK_BEGIN, BLOCK_END), crate::node::report::BENCH_BLOCK_BEGIN)
-}
-
-/// The startup block of `text`, if it has one (a full run keeps it).
-pub fn block_of(text: &str) -> Option<&str> {
-    crate::marked::block_of(text, BLOCK_BEGIN, BLOCK_END)
+fn with_block(text: &str, block: &str) -> String {
+    BLOCK.put(text, block, crate::node::report::BENCH_BLOCK_BEGIN)
 }
 
 #[cfg(test)]

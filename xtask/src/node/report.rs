@@ -180,7 +180,7 @@ pub fn with_block(text: &str, block: &str) -> String {
 
 /// The node-test block of `text`, if it has one.
 pub fn block_of(text: &str) -> Option<&str> {
-    crate::marked::block_of(text, BENCH_BLOCK_BEGIN, BENCH_BLOCK_END)
+    crate::marked::find(text, BENCH_BLOCK_BEGIN, BENCH_BLOCK_END).map(|(begin, end)| &text[begin..end])
 }
 
 /// systemd's monotonic timestamps (0: never happened).

@@ -47,3 +47,16 @@ pub fn log_startup_memory(phase: &'static str) {
         tracing::debug!(phase, rss_kib = memory.rss_kib, hwm_kib = memory.hwm_kib, "startup memory");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_memory_is_read_from_the_status_lines() {
+        let status =
+            "Name:\toomtrace\nVmPeak:\t  200000 kB\nVmHWM:\t   26012 kB\nVmRSS:\t    9500 kB\nRssAnon:\t 1800 kB\n";
+        assert_eq!(OwnMemory::parse(status), Some(OwnMemory { rss_kib: 9500, hwm_kib: 26012 }));
+        assert_eq!(OwnMemory::parse("Name:\tkthread\n"), None, "a kernel thread has no VmRSS");
+    }
+}

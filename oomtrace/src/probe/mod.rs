@@ -158,6 +158,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_object_loads_without_the_kernel_btf() {
+        // `attach::loader` hands aya no kernel BTF: right only while the object
+        // has no CO-RE relocations (its offsets come from the LAYOUT table).
+        let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded eBPF object parses");
+        assert!(!object.has_btf_relocations(), "the eBPF object has CO-RE relocations: `loader` must hand aya a BTF");
+    }
+
+    #[test]
     fn ring_sizes_are_powers_of_two_of_at_least_a_page() {
         assert_eq!(ring_bytes(256, 4096), Ok(256 * 1024));
         assert_eq!(ring_bytes(4, 4096), Ok(4096));

@@ -655,9 +655,10 @@ fn a_container_and_pod_removed_at_once_are_still_attributed() -> Result<()> {
 
 /// After the kills above: the agent's resident memory, read from /proc of its
 /// main process, next to the manifest's memory request and limit (figures for
-/// docs/node.md). The request is the startup peak plus a margin
-/// (deploy/kubernetes/daemonset.yaml): the peak (VmHWM) stays within it, so
-/// the pod never runs above its request, and far below the limit.
+/// the node-test block of docs/benchmarks.md). The request is the startup
+/// peak plus a margin (deploy/kubernetes/daemonset.yaml): the peak (VmHWM)
+/// stays within it, so the pod never runs above its request, and far below
+/// the limit.
 fn the_agent_stays_well_inside_its_memory_limit() -> Result<()> {
     let agent = agent()?;
     let pid = block(cri()?.status(&agent.container_id))?.pid;

@@ -58,6 +58,15 @@ impl Daemon {
         Ok(Daemon { tracer, address })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.tracer.pid()
+    }
+
+    /// Its log so far (stderr, JSON lines).
+    pub fn log_text(&self) -> String {
+        self.tracer.log_text()
+    }
+
     /// The next event the daemon printed on stdout.
     pub fn expect_event(&self, timeout: Duration) -> Result<Event> {
         live::expect_event(&self.tracer, timeout)

@@ -73,6 +73,11 @@ impl Live {
         self.tracer.pid()
     }
 
+    /// Its log so far (stderr).
+    pub fn log_text(&self) -> String {
+        self.tracer.log_text()
+    }
+
     /// Sends `signal` (SIGSTOP, SIGCONT) to oomtrace.
     pub fn signal(&self, signal: libc::c_int) {
         self.tracer.signal(signal);

@@ -7,10 +7,7 @@ use crate::{
     escape::escape_controls,
     kernel::{self, privileges::Privileges, syslog},
     klog::kmsg::KmsgReader,
-    probe::{
-        AttachError, EBPF_OBJECT, Method, Role,
-        attach::{kernel_btf, try_method},
-    },
+    probe::{AttachError, EBPF_OBJECT, Method, Role, attach::try_method},
     watch::{WatchEvent, WatchOptions, Watched, Watcher},
 };
 
@@ -135,12 +132,11 @@ pub fn run() -> Report {
         checks.push(Check { name: "warning", ok: false, detail: warning.clone() });
     }
     let mut working = Vec::new();
-    let btf = kernel_btf(&facts);
     for method in Method::ALL {
         let (ok, detail) = if !privileges.can_trace() {
             (false, "not tried: insufficient privileges".to_owned())
         } else {
-            match try_method(EBPF_OBJECT, &facts, &btf, method) {
+            match try_method(EBPF_OBJECT, &facts, method) {
                 Ok(()) => (true, "attaches".to_owned()),
                 Err(error) => (false, advice_for(method, &error)),
             }

@@ -18,7 +18,7 @@ use crate::{
         pod::{LEARN_INTERVAL, PodResolver, refresh::Learner},
     },
     forecast::{Change, ForecastOptions, Verdict, runner::Foresight, words::describe},
-    host::node_name,
+    host::{log_startup_memory, node_name},
     kernel::{self, privileges::Privileges},
     klog::{
         attribute::attribute_kill,
@@ -174,7 +174,10 @@ impl Pipeline {
         if !privileges.can_trace() {
             anyhow::bail!("{}", privileges.advice());
         }
+        map_large_allocations();
+        log_startup_memory("before the kernel discovery");
         let facts = kernel::discover();
+        log_startup_memory("kernel discovered (BTF layout, tracepoint formats)");
         for warning in &facts.warnings {
             tracing::warn!("{warning}");
         }
@@ -199,8 +202,10 @@ impl Pipeline {
         let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
         pods.warm().await;
         let learner = pods.keep_learning(LEARN_INTERVAL);
+        log_startup_memory("container runtime warmed");
         let node = options.node_name.clone().unwrap_or_else(node_name);
         release_startup_memory();
+        log_startup_memory("startup heap released");
         let kill_confirmed = tracer.attached.method(Role::KillConfirmation).is_some();
         let decode_cx = DecodeContext::new(facts.constraints, facts.page_size, kill_confirmed);
         let log = LogSide::open(&options.kernel_log);
@@ -210,6 +215,7 @@ impl Pipeline {
             _ => "on (polling cgroupfs)".to_owned(),
         };
         let foresight = start_foresight(options.warnings.as_ref(), cgroups.hierarchy(), reclaim);
+        log_startup_memory("kernel log and watcher started");
         tracing::info!(
             attached = %tracer.attached.summary(),
             cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),
@@ -502,9 +508,24 @@ async fn read_log(log: Option<&mut LogSide>) {
     }
 }
 
-/// Parsing BTF at startup (ours and aya's) allocates tens of MiB that are
-/// freed once the programs are loaded; hand that heap back to the system so
-/// the resident size reflects what the tracer keeps.
+/// Keeps every allocation from 128 KiB up in its own mapping, returned to the
+/// system when freed. glibc otherwise raises that threshold to the largest
+/// block freed so far (up to 32 MiB): once the kernel BTF's 5.5 MB buffer is
+/// freed, aya's parse of it grows its vectors inside the heap, every
+/// outgrown copy stays resident until `malloc_trim`, and the startup peak
+/// grows by them (+4 MiB measured here).
+fn map_large_allocations() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes a malloc tunable; a fixed threshold also
+    // turns glibc's dynamic adjustment off (mallopt(3)).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// The startup frees what it parsed (the kernel BTF, the eBPF object);
+/// hand that heap back to the system so the resident size reflects what the
+/// tracer keeps.
 fn release_startup_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.

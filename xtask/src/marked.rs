@@ -9,6 +9,32 @@ pub fn find(text: &str, begin: &str, end: &str) -> Option<(usize, usize)> {
     Some((start, stop))
 }
 
+/// A block of a generated document that one command writes: its two markers.
+#[derive(Clone, Copy, Debug)]
+pub struct Block {
+    pub begin: &'static str,
+    pub end: &'static str,
+}
+
+impl Block {
+    /// This block of `text`, both markers included.
+    pub fn of(self, text: &str) -> Option<&str> {
+        find(text, self.begin, self.end).map(|(start, stop)| &text[start..stop])
+    }
+
+    /// `text` with `block` (markers included) in place of this block; where
+    /// `text` has none, `block` goes before `before`, or at the end.
+    pub fn put(self, text: &str, block: &str, before: &str) -> String {
+        if let Some((start, stop)) = find(text, self.begin, self.end) {
+            return format!("{}{}{}", &text[..start], block.trim_end_matches('\n'), &text[stop..]);
+        }
+        match text.find(before) {
+            Some(at) => format!("{}{block}\n{}", &text[..at], &text[at..]),
+            None => format!("{}\n\n{block}", text.trim_end_matches('\n')),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

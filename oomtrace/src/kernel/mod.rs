@@ -16,8 +16,9 @@ use std::{path::PathBuf, sync::Arc};
 use oomtrace_common::KernelLayout;
 
 use self::{
-    btf::{Btf, BtfError},
+    btf::{AttachTarget, Btf, BtfError},
     constraint::ConstraintValues,
+    hooks::Tracepoint,
     tracefs::TracefsError,
 };
 
@@ -39,13 +40,43 @@ pub struct KernelFacts {
     pub warnings: Vec<String>,
 }
 
-/// What BTF says about attach points.
-#[derive(Clone, Copy, Debug)]
+/// What BTF says about attach points: the ids of those it describes (tp_btf
+/// and fentry programs are loaded on them). Only these outlive the BTF
+/// itself, which is freed before the eBPF object is loaded.
+#[derive(Clone, Debug, Default)]
 pub struct BtfFacts {
-    /// `oom_kill_process` is described (fentry needs it).
-    pub has_oom_kill_process: bool,
-    /// `btf_trace_mark_victim` exists (tp_btf needs it).
-    pub has_mark_victim_tracepoint: bool,
+    pub targets: Vec<AttachTarget>,
+}
+
+impl BtfFacts {
+    /// The target of a tp_btf program on `tracepoint` (`btf_trace_<event>`).
+    pub fn tracepoint(&self, tracepoint: Tracepoint) -> Option<AttachTarget> {
+        self.target(btf::Kind::Typedef, &tracepoint_typedef(tracepoint))
+    }
+
+    /// The target of an fentry program on kernel function `name`.
+    pub fn function(&self, name: &str) -> Option<AttachTarget> {
+        self.target(btf::Kind::Func, name)
+    }
+
+    fn target(&self, kind: btf::Kind, name: &str) -> Option<AttachTarget> {
+        self.targets.iter().find(|t| t.kind == kind && t.name == name).cloned()
+    }
+}
+
+/// The typedef BTF describes a tracepoint's raw arguments with (what tp_btf attaches to).
+fn tracepoint_typedef(tracepoint: Tracepoint) -> String {
+    format!("btf_trace_{}", tracepoint.event())
+}
+
+/// Finds oomtrace's attach points in `btf`.
+fn attach_targets(btf: &Btf) -> Vec<AttachTarget> {
+    [hooks::MARK_VICTIM, hooks::SIGNAL_GENERATE, hooks::MEMCG_RECLAIM_END]
+        .map(|tracepoint| (btf::Kind::Typedef, tracepoint_typedef(tracepoint)))
+        .into_iter()
+        .chain([(btf::Kind::Func, hooks::OOM_KILL_PROCESS.to_owned())])
+        .filter_map(|(kind, name)| btf.find(kind, &name).map(|id| AttachTarget { kind, name, id }))
+        .collect()
 }
 
 pub fn page_size() -> u64 {
@@ -65,10 +96,7 @@ pub fn discover() -> KernelFacts {
     let (btf, constraints) = match Btf::from_sys_fs() {
         Ok(btf) => {
             layout::fill_from_btf(&btf, &mut layout);
-            let facts = BtfFacts {
-                has_oom_kill_process: btf.has_function(hooks::OOM_KILL_PROCESS),
-                has_mark_victim_tracepoint: btf.find(btf::Kind::Typedef, "btf_trace_mark_victim").is_some(),
-            };
+            let facts = BtfFacts { targets: attach_targets(&btf) };
             (Ok(facts), ConstraintValues::from_btf(&btf))
         }
         Err(error) => {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use aya::{
-    Btf, Ebpf,
+    Btf, Ebpf, Endianness,
     programs::{BtfTracePoint, FEntry, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
 
@@ -16,22 +16,18 @@ use super::{
     error::{AttachError, KernelBtfError},
 };
 use crate::kernel::{
-    KernelFacts,
+    BtfFacts, KernelFacts,
+    btf::AttachTarget,
     hooks::{self, Tracepoint},
 };
 
 /// Attaches what `plan` asks for, falling back along the chains. Never fails:
 /// what did not attach is listed in `failures`.
-pub fn attach_all(
-    ebpf: &mut Ebpf,
-    facts: &KernelFacts,
-    btf: &Result<Btf, KernelBtfError>,
-    plan: &AttachPlan,
-) -> Attached {
+pub fn attach_all(ebpf: &mut Ebpf, facts: &KernelFacts, plan: &AttachPlan) -> Attached {
     let mut attached = Attached::default();
     for role in Role::ALL {
         for &method in plan.chain(role) {
-            match attach_one(ebpf, facts, btf, method) {
+            match attach_one(ebpf, facts, method) {
                 Ok(()) => {
                     tracing::debug!(program = method.target(), "attached");
                     attached.methods.push(method);
@@ -49,36 +45,39 @@ pub fn attach_all(
 
 /// Loads the object afresh and attaches only `method` (then detaches): what
 /// `oomtrace check` reports.
-pub fn try_method(
-    object: &[u8],
-    facts: &KernelFacts,
-    btf: &Result<Btf, KernelBtfError>,
-    method: Method,
-) -> Result<(), AttachError> {
-    let mut ebpf = aya::EbpfLoader::new()
-        .override_global("LAYOUT", &facts.layout, true)
-        .load(object)
-        .map_err(|e| AttachError::LoadObject(Box::new(e)))?;
-    attach_one(&mut ebpf, facts, btf, method)
+pub fn try_method(object: &[u8], facts: &KernelFacts, method: Method) -> Result<(), AttachError> {
+    let mut ebpf = loader(facts).load(object).map_err(|e| AttachError::LoadObject(Box::new(e)))?;
+    attach_one(&mut ebpf, facts, method)
 }
 
-/// aya's view of the kernel BTF (it resolves tp_btf/fentry targets), parsed
-/// once and shared by the loader and every attach.
-pub fn kernel_btf(facts: &KernelFacts) -> Result<Btf, KernelBtfError> {
-    match &facts.btf {
-        Ok(_) => Btf::from_sys_fs().map_err(|e| KernelBtfError::Aya(Arc::new(e))),
-        Err(why) => Err(KernelBtfError::Unreadable(Arc::clone(why))),
-    }
+/// The loader for the eBPF object with this kernel's layout table. The
+/// object reads kernel memory at offsets from that table, never through CO-RE
+/// relocations, so the loader is handed no kernel BTF: `EbpfLoader::new()`
+/// has parsed the whole of it already (aya 0.14 always does: aya-rs/aya#1172)
+/// and `.btf(None)` frees that copy before the object is loaded, rather than
+/// keeping it through the load.
+pub fn loader(facts: &KernelFacts) -> aya::EbpfLoader<'_> {
+    let mut loader = aya::EbpfLoader::new();
+    loader.btf(None).override_global("LAYOUT", &facts.layout, true);
+    loader
 }
 
-fn attach_one(
-    ebpf: &mut Ebpf,
-    facts: &KernelFacts,
-    btf: &Result<Btf, KernelBtfError>,
-    method: Method,
-) -> Result<(), AttachError> {
+/// aya's view of the kernel BTF for loading a program on `target`: the
+/// target alone at its kernel type id ([`AttachTarget::btf_blob`]), not the
+/// whole BTF parsed again (~13 MiB resident here, for one type id).
+fn target_btf(target: &AttachTarget) -> Result<Btf, AttachError> {
+    Btf::parse(&target.btf_blob(), Endianness::default())
+        .map_err(|e| AttachError::NoBtf(KernelBtfError::Aya(Arc::new(e))))
+}
+
+/// What BTF says about attach points, or why there is no BTF.
+fn btf_facts(facts: &KernelFacts) -> Result<&BtfFacts, AttachError> {
+    facts.btf.as_ref().map_err(|why| AttachError::NoBtf(KernelBtfError::Unreadable(Arc::clone(why))))
+}
+
+fn attach_one(ebpf: &mut Ebpf, facts: &KernelFacts, method: Method) -> Result<(), AttachError> {
     match method {
-        Method::TpBtf => attach_tp_btf(ebpf, facts, btf),
+        Method::TpBtf => attach_tp_btf(ebpf, facts),
         Method::RawTp => attach_raw_tp(ebpf, facts),
         Method::Tracepoint => {
             if facts.layout.tp_victim_pid == oomtrace_common::ABSENT {
@@ -86,7 +85,7 @@ fn attach_one(
             }
             attach_tracepoint(ebpf, "mark_victim_tp", hooks::MARK_VICTIM)
         }
-        Method::Fentry => attach_fentry(ebpf, facts, btf),
+        Method::Fentry => attach_fentry(ebpf, facts),
         Method::Kprobe => attach_kprobe(ebpf),
         Method::SignalGenerate => {
             if !facts.signal_generate_available {
@@ -95,9 +94,7 @@ fn attach_one(
             attach_tracepoint(ebpf, "signal_generate", hooks::SIGNAL_GENERATE)
         }
         Method::SignalTpBtf => {
-            if let Err(why) = btf {
-                return Err(AttachError::NoBtf(why.clone()));
-            }
+            let btf = btf_facts(facts)?;
             if facts.layout.task_pid == oomtrace_common::ABSENT {
                 return Err(AttachError::TaskOffsetsNotInBtf);
             }
@@ -110,9 +107,7 @@ fn attach_one(
             attach_raw_tracepoint(ebpf, "signal_generate_raw", hooks::SIGNAL_GENERATE)
         }
         Method::ReclaimTpBtf => {
-            if let Err(why) = btf {
-                return Err(AttachError::NoBtf(why.clone()));
-            }
+            let btf = btf_facts(facts)?;
             if !has_cgroup_offsets(facts) {
                 return Err(AttachError::NoCgroupOffsets);
             }
@@ -149,11 +144,9 @@ where
     Ok(program.try_into()?)
 }
 
-fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, KernelBtfError>) -> Result<(), AttachError> {
-    if let Err(why) = btf {
-        return Err(AttachError::NoBtf(why.clone()));
-    }
-    if !facts.btf.as_ref().is_ok_and(|b| b.has_mark_victim_tracepoint) {
+fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
+    let btf = btf_facts(facts)?;
+    if btf.tracepoint(hooks::MARK_VICTIM).is_none() {
         return Err(AttachError::NoMarkVictimInBtf);
     }
     if facts.layout.task_pid == oomtrace_common::ABSENT {
@@ -175,13 +168,12 @@ fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, tracepoint: Tracepoint
     attach_or_unload!(prog, prog.attach(tracepoint.category(), tracepoint.event()))
 }
 
-fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts, btf: &Result<Btf, KernelBtfError>) -> Result<(), AttachError> {
-    let btf = btf.as_ref().map_err(|why| AttachError::NoBtf(why.clone()))?;
-    if !facts.btf.as_ref().is_ok_and(|b| b.has_oom_kill_process) {
-        return Err(AttachError::NoOomKillProcessInBtf);
-    }
+fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
+    let target = btf_facts(facts)?.function(hooks::OOM_KILL_PROCESS).ok_or(AttachError::NoOomKillProcessInBtf)?;
+    let btf = target_btf(&target)?;
     let prog: &mut FEntry = program(ebpf, "oom_kill_process_fentry")?;
-    prog.load(hooks::OOM_KILL_PROCESS, btf)?;
+    prog.load(hooks::OOM_KILL_PROCESS, &btf)?;
+    drop(btf);
     attach_or_unload!(prog, prog.attach())
 }
 
@@ -191,16 +183,19 @@ fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), AttachError> {
     attach_or_unload!(prog, prog.attach(hooks::OOM_KILL_PROCESS, 0))
 }
 
-/// A tp_btf program on `tracepoint` (its BTF name is the event's).
+/// A tp_btf program on `tracepoint` (its BTF name is the event's; a
+/// tracepoint BTF does not describe fails as aya reports it).
 fn attach_btf_tracepoint(
     ebpf: &mut Ebpf,
-    btf: &Result<Btf, KernelBtfError>,
+    btf: &BtfFacts,
     name: &'static str,
     tracepoint: Tracepoint,
 ) -> Result<(), AttachError> {
-    let btf = btf.as_ref().map_err(|why| AttachError::NoBtf(why.clone()))?;
+    let target = btf.tracepoint(tracepoint);
+    let btf = target.as_ref().map_or_else(|| Ok(Btf::new()), target_btf)?;
     let prog: &mut BtfTracePoint = program(ebpf, name)?;
-    prog.load(tracepoint.event(), btf)?;
+    prog.load(tracepoint.event(), &btf)?;
+    drop(btf);
     attach_or_unload!(prog, prog.attach())
 }
 

@@ -14,10 +14,10 @@ pub enum KernelBtfError {
     /// oomtrace's own reader could not read it either (the message says what to do).
     #[error(transparent)]
     Unreadable(Arc<BtfError>),
-    /// oomtrace read it but aya could not parse it.
+    /// aya could not parse the attach target's BTF made from it.
     #[error(
-        "aya cannot parse /sys/kernel/btf/vmlinux ({0}); tp_btf and fentry are skipped, \
-         raw_tp and the tracepoint still work"
+        "aya cannot parse the attach target's BTF made from /sys/kernel/btf/vmlinux ({0}); tp_btf and fentry \
+         are skipped, raw_tp and the tracepoint still work"
     )]
     Aya(Arc<aya::BtfError>),
 }

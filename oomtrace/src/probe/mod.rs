@@ -15,12 +15,12 @@ pub use self::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
 };
 use oomtrace_common::stat;
 
-use crate::kernel::KernelFacts;
+use crate::{host::log_startup_memory, kernel::KernelFacts};
 
 /// The eBPF object built from `oomtrace-ebpf` by build.rs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oomtrace"));
@@ -91,16 +91,13 @@ impl Tracer {
     /// Loads the programs and attaches them following `plan`, with a ring
     /// buffer of `ring_bytes` (a power of two, at least one page).
     pub fn start(facts: &KernelFacts, plan: &AttachPlan, ring_bytes: u32) -> Result<Self, ProbeError> {
-        // EbpfLoader::new() parses the kernel BTF itself; that copy is freed
-        // when the loader is, before the attach below parses its own.
-        let mut ebpf = EbpfLoader::new()
-            .override_global("LAYOUT", &facts.layout, true)
+        let mut ebpf = attach::loader(facts)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|source| ProbeError::Load { advice: load_advice(&source), cause: Box::new(source) })?;
-        let btf = attach::kernel_btf(facts);
-        let attached = attach::attach_all(&mut ebpf, facts, &btf, plan);
-        drop(btf);
+        log_startup_memory("eBPF object loaded");
+        let attached = attach::attach_all(&mut ebpf, facts, plan);
+        log_startup_memory("programs attached");
         if attached.method(Role::Victim).is_none() {
             return Err(ProbeError::NoVictimSource { failures: attached.failures });
         }
@@ -159,6 +156,14 @@ fn load_advice(error: &aya::EbpfError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_object_loads_without_the_kernel_btf() {
+        // `attach::loader` hands aya no kernel BTF: right only while the object
+        // has no CO-RE relocations (its offsets come from the LAYOUT table).
+        let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded eBPF object parses");
+        assert!(!object.has_btf_relocations(), "the eBPF object has CO-RE relocations: `loader` must hand aya a BTF");
+    }
 
     #[test]
     fn ring_sizes_are_powers_of_two_of_at_least_a_page() {

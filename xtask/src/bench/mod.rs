@@ -23,6 +23,7 @@ mod report;
 mod runs;
 mod settings;
 mod splice;
+mod startup;
 mod warnings;
 
 use std::{
@@ -91,6 +92,8 @@ pub enum OnlySection {
     Klog,
     /// Warnings before the kill: leaks at 1-64 MiB/s, the workloads never to warn, the watcher's cost.
     Warnings,
+    /// Peak RSS at start of `live` and `daemon`, with what each startup phase adds to it.
+    Startup,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -104,6 +107,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let root = host::workspace_root()?;
         let oomtrace = release_binary(&root, args)?;
         return warnings::run(&root, &oomtrace, &report_path(&root, args));
+    }
+    if args.only == Some(OnlySection::Startup) {
+        if procfs::euid() != 0 {
+            bail!("the startup bench needs root to load eBPF programs; run it with sudo");
+        }
+        let root = host::workspace_root()?;
+        let oomtrace = release_binary(&root, args)?;
+        host::ensure_tracefs()?;
+        return startup::run(&root, &oomtrace, &report_path(&root, args));
     }
     let started = Instant::now();
     let euid = procfs::euid();
@@ -206,11 +218,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bench_seconds: started.elapsed().as_secs(),
     };
     let mut markdown = report::render(&report);
-    // node-test's figures (image size, the agent's memory on the node) and
-    // the warnings section (`--only warnings`) stay.
+    // node-test's figures (image size, the agent's memory on the node), the
+    // warnings section (`--only warnings`) and the startup peak (`--only
+    // startup`) stay.
     let previous = fs::read_to_string(&output).unwrap_or_default();
-    if let Some(block) = warnings::block_of(&previous) {
-        markdown = warnings::with_block(&markdown, block);
+    for kept in [warnings::BLOCK, startup::BLOCK] {
+        if let Some(block) = kept.of(&previous) {
+            markdown = kept.put(&markdown, block, crate::node::report::BENCH_BLOCK_BEGIN);
+        }
     }
     if let Some(block) = crate::node::report::block_of(&previous) {
         markdown = crate::node::report::with_block(&markdown, block);

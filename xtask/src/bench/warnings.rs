@@ -42,6 +42,8 @@ use crate::bench::host::{self, progress};
 
 pub const BLOCK_BEGIN: &str = "<!-- warnings: begin (cargo xtask bench --only warnings writes this block) -->";
 pub const BLOCK_END: &str = "<!-- warnings: end -->";
+/// The warnings block of docs/benchmarks.md (a full run keeps it).
+pub const BLOCK: crate::marked::Block = crate::marked::Block { begin: BLOCK_BEGIN, end: BLOCK_END };
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 256 * MIB;
@@ -427,17 +429,6 @@ fn render(generated: &str, commit: &str, leaks: &[LeakRun], calm: &[Calm], calm_
 
 /// `text` with `block` in place of its warnings block (before the node
 /// block, or at the end, where it has none).
-pub fn with_block(text: &str, block: &str) -> String {
-    if let Some((start, stop)) = crate::marked::find(text, BLOCK_BEGIN, BLOCK_END) {
-        return format!("{}{}{}", &text[..start], block.trim_end_matches('\n'), &text[stop..]);
-    }
-    match text.find(crate::node::report::BENCH_BLOCK_BEGIN) {
-        Some(at) => format!("{}{block}\n{}", &text[..at], &text[at..]),
-        None => format!("{}\n\n{block}", text.trim_end_matches('\n')),
-    }
-}
-
-/// The warnings block of `text`, if it has one (a full run keeps it).
-pub fn block_of(text: &str) -> Option<&str> {
-    crate::marked::find(text, BLOCK_BEGIN, BLOCK_END).map(|(start, stop)| &text[start..stop])
+fn with_block(text: &str, block: &str) -> String {
+    BLOCK.put(text, block, crate::node::report::BENCH_BLOCK_BEGIN)
 }

@@ -148,18 +148,21 @@ pub fn benchmarks_block(results: &[NodeResult], image: Option<&crate::node::payl
         ));
     }
     out.push_str(
-        "The agent's memory read from /proc of its main process in its container (the manifests' 64 MiB limit), \
-         after the container, sidecar, pod-level, kubepods and short-lived-pod kills (docs/node.md):\n\n\
-         | kernel | VmRSS | VmHWM (peak since start, the BTF parse) |\n|---|---|---|\n",
+        "The agent's memory read from /proc of its main process in its container, next to the manifest's memory \
+         request and limit, after the container, sidecar, pod-level, kubepods and short-lived-pod kills \
+         (docs/node.md):\n\n\
+         | kernel | VmRSS | VmHWM (peak since start, the BTF parse) | request | limit |\n|---|---|---|---|---|\n",
     );
     for r in results {
         let kib = |key: &str| r.figures.get(key).map_or("?".to_owned(), |kib| mib(kib * 1024));
         out.push_str(&format!(
-            "| {} ({}) | {} | {} |\n",
+            "| {} ({}) | {} | {} | {} | {} |\n",
             r.label,
             r.release,
             kib("agent_rss_kib"),
-            kib("agent_hwm_kib")
+            kib("agent_hwm_kib"),
+            kib("agent_request_kib"),
+            kib("agent_limit_kib")
         ));
     }
     out.push_str(BENCH_BLOCK_END);

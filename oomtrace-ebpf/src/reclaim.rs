@@ -12,6 +12,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
+use aya_log_ebpf::debug;
 use oomtrace_common::{ABSENT, RawReclaim};
 
 use crate::{
@@ -72,7 +73,9 @@ fn add(id: u64, nr_reclaimed: u64, now: u64) {
         }
         None => {
             let first = RawReclaim { runs: 1, reclaimed_pages: nr_reclaimed, last_ns: now };
-            let _ = RECLAIM.insert(&id, &first, 0);
+            if let Err(error) = RECLAIM.insert(&id, &first, 0) {
+                debug!(&(), "memcg reclaim: count of cgroup {} not stored (error {})", id, error);
+            }
         }
     }
 }

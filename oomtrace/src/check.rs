@@ -8,7 +8,7 @@ use crate::{
     kernel::{self, privileges::Privileges, syslog},
     klog::kmsg::KmsgReader,
     probe::{
-        AttachError, EBPF_OBJECT, Method, Role,
+        AttachError, EBPF_OBJECT, EbpfLog, Method, Role,
         attach::{kernel_btf, try_method},
     },
     watch::{WatchEvent, WatchOptions, Watched, Watcher},
@@ -72,7 +72,9 @@ impl Report {
     }
 }
 
-pub fn run() -> Report {
+/// `ebpf_log`: try the programs with their log sites live at that level
+/// (`--ebpf-log`), and say whether their messages can be read.
+pub fn run(ebpf_log: EbpfLog) -> Report {
     let mut checks = Vec::new();
     let privileges = Privileges::current();
     checks.push(Check {
@@ -140,7 +142,7 @@ pub fn run() -> Report {
         let (ok, detail) = if !privileges.can_trace() {
             (false, "not tried: insufficient privileges".to_owned())
         } else {
-            match try_method(EBPF_OBJECT, &facts, &btf, method) {
+            match try_method(EBPF_OBJECT, &facts, &btf, method, ebpf_log) {
                 Ok(()) => (true, "attaches".to_owned()),
                 Err(error) => (false, advice_for(method, &error)),
             }
@@ -152,7 +154,36 @@ pub fn run() -> Report {
     }
     let reclaim = working.iter().copied().find(|m| m.role() == Role::Reclaim);
     checks.push(warnings_check(hierarchy.as_ref().ok(), reclaim));
+    if ebpf_log != EbpfLog::Off && privileges.can_trace() {
+        checks.push(ebpf_log_check(&facts, ebpf_log));
+    }
     Report { checks, working }
+}
+
+/// Whether the kernel side's messages (`--ebpf-log`) can be read: the
+/// programs above were loaded with their log sites live; this reads aya-log's
+/// ring buffer of one more load. Never fails the verdict.
+fn ebpf_log_check(facts: &kernel::KernelFacts, level: EbpfLog) -> Check {
+    let readable = crate::probe::loader(facts, level)
+        .load(EBPF_OBJECT)
+        .map_err(|error| format!("loading the eBPF object failed: {error}"))
+        .and_then(|mut ebpf| {
+            aya_log::EbpfLogger::init_with_logger(&mut ebpf, log::logger())
+                .map(drop)
+                .map_err(|error| format!("aya-log's ring buffer cannot be read: {error}"))
+        });
+    let (ok, detail) = match readable {
+        Ok(()) => (
+            true,
+            format!(
+                "level {level}: the methods above were tried with their log sites live; `oomtrace live \
+                 --ebpf-log={level}` logs the kernel side's messages under target {}",
+                crate::probe::ebpf_log::TARGET
+            ),
+        ),
+        Err(why) => (false, format!("{why}: `--ebpf-log` would show nothing")),
+    };
+    Check { name: "ebpf log", ok, detail }
 }
 
 /// Whether warnings before kills can be made, and from what: the watcher's

@@ -49,16 +49,16 @@ pub fn attach_all(
 
 /// Loads the object afresh and attaches only `method` (then detaches): what
 /// `oomtrace check` reports.
+/// With `log` on, the programs are loaded with their log sites live: what
+/// `--ebpf-log` will run.
 pub fn try_method(
     object: &[u8],
     facts: &KernelFacts,
     btf: &Result<Btf, KernelBtfError>,
     method: Method,
+    log: super::EbpfLog,
 ) -> Result<(), AttachError> {
-    let mut ebpf = aya::EbpfLoader::new()
-        .override_global("LAYOUT", &facts.layout, true)
-        .load(object)
-        .map_err(|e| AttachError::LoadObject(Box::new(e)))?;
+    let mut ebpf = super::loader(facts, log).load(object).map_err(|e| AttachError::LoadObject(Box::new(e)))?;
     attach_one(&mut ebpf, facts, btf, method)
 }
 

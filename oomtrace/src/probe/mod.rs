@@ -4,12 +4,14 @@
 
 pub mod attach;
 pub mod decode;
+pub mod ebpf_log;
 pub mod error;
 pub mod method;
 pub mod reclaim;
 pub mod ring;
 
 pub use self::{
+    ebpf_log::EbpfLog,
     error::{AttachError, KernelBtfError},
     method::{AttachFailure, AttachPlan, Attached, ContextProbe, Method, Role, VictimProbe},
 };
@@ -80,24 +82,47 @@ pub struct KernelStats {
     pub ringbuf_full: u64,
 }
 
+/// A loader for the eBPF object with this kernel's layout and the eBPF
+/// log's level (every load goes through it: aya-log's default level sends
+/// everything).
+pub fn loader(facts: &KernelFacts, log: EbpfLog) -> EbpfLoader<'_> {
+    let mut loader = EbpfLoader::new();
+    loader.override_global("LAYOUT", &facts.layout, true);
+    ebpf_log::configure(&mut loader, log, facts.page_size);
+    loader
+}
+
 /// Loaded and attached programs; dropping it detaches everything.
 pub struct Tracer {
     ebpf: Ebpf,
     stats: PerCpuArray<MapData, u64>,
     pub attached: Attached,
+    /// Forwards the kernel side's messages while `--ebpf-log` is on.
+    _ebpf_log: Option<ebpf_log::Forwarder>,
 }
 
 impl Tracer {
     /// Loads the programs and attaches them following `plan`, with a ring
-    /// buffer of `ring_bytes` (a power of two, at least one page).
-    pub fn start(facts: &KernelFacts, plan: &AttachPlan, ring_bytes: u32) -> Result<Self, ProbeError> {
+    /// buffer of `ring_bytes` (a power of two, at least one page), and
+    /// forwards the kernel side's messages at `log` (needs a tokio runtime).
+    pub fn start(facts: &KernelFacts, plan: &AttachPlan, ring_bytes: u32, log: EbpfLog) -> Result<Self, ProbeError> {
         // EbpfLoader::new() parses the kernel BTF itself; that copy is freed
         // when the loader is, before the attach below parses its own.
-        let mut ebpf = EbpfLoader::new()
-            .override_global("LAYOUT", &facts.layout, true)
+        let mut ebpf = loader(facts, log)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|source| ProbeError::Load { advice: load_advice(&source), cause: Box::new(source) })?;
+        // Before attaching: no message is sent before someone reads them.
+        let forwarder = match log {
+            EbpfLog::Off => None,
+            _ => match ebpf_log::forward(&mut ebpf) {
+                Ok(forwarder) => Some(forwarder),
+                Err(error) => {
+                    tracing::warn!(%error, "--ebpf-log: the kernel side's messages cannot be shown; tracing goes on without them");
+                    None
+                }
+            },
+        };
         let btf = attach::kernel_btf(facts);
         let attached = attach::attach_all(&mut ebpf, facts, &btf, plan);
         drop(btf);
@@ -113,7 +138,7 @@ impl Tracer {
         let stats_map = ebpf.take_map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
         let stats =
             PerCpuArray::try_from(stats_map).map_err(|source| ProbeError::MapType { name: "STATS", cause: source })?;
-        Ok(Self { ebpf, stats, attached })
+        Ok(Self { ebpf, stats, attached, _ebpf_log: forwarder })
     }
 
     /// Takes the ring buffer the victim records arrive on (once).

@@ -17,6 +17,7 @@
 //! (the report reads the settings it quotes too); `host` serves the runs and
 //! this orchestration, which alone knows every part.
 
+mod ebpf_log;
 mod figures;
 mod host;
 mod report;
@@ -91,6 +92,8 @@ pub enum OnlySection {
     Klog,
     /// Warnings before the kill: leaks at 1-64 MiB/s, the workloads never to warn, the watcher's cost.
     Warnings,
+    /// The eBPF log's kernel cost (`--ebpf-log` off and debug): the programs' run time and size.
+    EbpfLog,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -104,6 +107,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let root = host::workspace_root()?;
         let oomtrace = release_binary(&root, args)?;
         return warnings::run(&root, &oomtrace, &report_path(&root, args));
+    }
+    if args.only == Some(OnlySection::EbpfLog) {
+        if procfs::euid() != 0 {
+            bail!("the eBPF log bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
+        }
+        let root = host::workspace_root()?;
+        let oomtrace = release_binary(&root, args)?;
+        return ebpf_log::run(&root, &oomtrace, &report_path(&root, args));
     }
     let started = Instant::now();
     let euid = procfs::euid();
@@ -211,6 +222,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let previous = fs::read_to_string(&output).unwrap_or_default();
     if let Some(block) = warnings::block_of(&previous) {
         markdown = warnings::with_block(&markdown, block);
+    }
+    if let Some(block) = ebpf_log::block_of(&previous) {
+        markdown = ebpf_log::with_block(&markdown, block);
     }
     if let Some(block) = crate::node::report::block_of(&previous) {
         markdown = crate::node::report::with_block(&markdown, block);

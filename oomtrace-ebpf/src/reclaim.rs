@@ -12,7 +12,6 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
-use aya_log_ebpf::debug;
 use oomtrace_common::{ABSENT, RawReclaim};
 
 use crate::{
@@ -73,9 +72,9 @@ fn add(id: u64, nr_reclaimed: u64, now: u64) {
         }
         None => {
             let first = RawReclaim { runs: 1, reclaimed_pages: nr_reclaimed, last_ns: now };
-            if let Err(error) = RECLAIM.insert(&id, &first, 0) {
-                debug!(&(), "memcg reclaim: count of cgroup {} not stored (error {})", id, error);
-            }
+            // No eBPF log here: a log site inside this 32-level walk made
+            // the verifier take over a minute to load it (log off or on).
+            let _ = RECLAIM.insert(&id, &first, 0);
         }
     }
 }

@@ -9,6 +9,23 @@ pub fn find(text: &str, begin: &str, end: &str) -> Option<(usize, usize)> {
     Some((start, stop))
 }
 
+/// The block between `begin` and `end` in `text`, both markers included.
+pub fn block<'a>(text: &'a str, begin: &str, end: &str) -> Option<&'a str> {
+    find(text, begin, end).map(|(start, stop)| &text[start..stop])
+}
+
+/// `text` with `block` (markers included) in place of its block between
+/// `begin` and `end`; where it has none, before `before`, or at the end.
+pub fn with_block(text: &str, begin: &str, end: &str, block: &str, before: &str) -> String {
+    if let Some((start, stop)) = find(text, begin, end) {
+        return format!("{}{}{}", &text[..start], block.trim_end_matches('\n'), &text[stop..]);
+    }
+    match text.find(before) {
+        Some(at) => format!("{}{block}\n{}", &text[..at], &text[at..]),
+        None => format!("{}\n\n{block}", text.trim_end_matches('\n')),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

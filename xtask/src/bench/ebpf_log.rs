@@ -194,16 +194,10 @@ fn render(generated: &str, commit: &str, modes: &[Mode]) -> String {
 /// `text` with `block` in place of its eBPF log block (before the node
 /// block, or at the end, where it has none).
 pub fn with_block(text: &str, block: &str) -> String {
-    if let Some((start, stop)) = crate::marked::find(text, BLOCK_BEGIN, BLOCK_END) {
-        return format!("{}{}{}", &text[..start], block.trim_end_matches('\n'), &text[stop..]);
-    }
-    match text.find(crate::node::report::BENCH_BLOCK_BEGIN) {
-        Some(at) => format!("{}{block}\n{}", &text[..at], &text[at..]),
-        None => format!("{}\n\n{block}", text.trim_end_matches('\n')),
-    }
+    crate::marked::with_block(text, BLOCK_BEGIN, BLOCK_END, block, crate::node::report::BENCH_BLOCK_BEGIN)
 }
 
 /// The eBPF log block of `text`, if it has one (a full run keeps it).
 pub fn block_of(text: &str) -> Option<&str> {
-    crate::marked::find(text, BLOCK_BEGIN, BLOCK_END).map(|(start, stop)| &text[start..stop])
+    crate::marked::block(text, BLOCK_BEGIN, BLOCK_END)
 }

@@ -100,21 +100,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.only == Some(OnlySection::Klog) {
         return run_klog_only(args);
     }
-    if args.only == Some(OnlySection::Warnings) {
+    if let Some(section @ (OnlySection::Warnings | OnlySection::EbpfLog)) = args.only {
         if procfs::euid() != 0 {
-            bail!("the warnings bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
+            bail!("the {section:?} bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
         }
         let root = host::workspace_root()?;
         let oomtrace = release_binary(&root, args)?;
-        return warnings::run(&root, &oomtrace, &report_path(&root, args));
-    }
-    if args.only == Some(OnlySection::EbpfLog) {
-        if procfs::euid() != 0 {
-            bail!("the eBPF log bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
-        }
-        let root = host::workspace_root()?;
-        let oomtrace = release_binary(&root, args)?;
-        return ebpf_log::run(&root, &oomtrace, &report_path(&root, args));
+        let output = report_path(&root, args);
+        return match section {
+            OnlySection::EbpfLog => ebpf_log::run(&root, &oomtrace, &output),
+            _ => warnings::run(&root, &oomtrace, &output),
+        };
     }
     let started = Instant::now();
     let euid = procfs::euid();

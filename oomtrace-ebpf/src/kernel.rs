@@ -3,6 +3,7 @@
 //! base pointer is NULL or the read faults.
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes};
+use aya_log_ebpf::{debug, warn};
 use oomtrace_common::{
     ABSENT, CGROUP_PATH_NAME_MAX, CGROUP_PATH_NAMES_LEN, MAX_CGROUP_DEPTH, RawCgroup, RawCgroupPath, RawOomEvent,
     field, path,
@@ -139,16 +140,25 @@ pub fn fill_victim_from_task(task: u64, ev: &mut RawOomEvent) {
             .and_then(|signal| read::<i16>(signal, layout!(signal_oom_score_adj)))
             .map(i32::from)
     });
-    if let Some(mm) = read_ptr(task, layout!(task_mm)) {
-        fill_mm(mm, ev);
+    match read_ptr(task, layout!(task_mm)) {
+        Some(mm) => fill_mm(mm, ev),
+        // NULL for a victim whose mm is already gone (exiting), else a fault.
+        None if layout!(task_mm) != ABSENT => debug!(&(), "victim pid {}: task->mm unreadable or NULL", ev.victim_pid),
+        None => {}
     }
     ev.victim_memcg.levels = 0;
     ev.victim_memcg.names_len = 0;
-    if let Some(cgroup) = task_memcg_css(task).and_then(|css| read_ptr(css, layout!(css_cgroup))) {
-        capture_path(cgroup, &mut ev.victim_memcg);
-        if ev.victim_memcg.levels > 0 {
-            ev.present |= field::VICTIM_MEMCG;
+    match task_memcg_css(task).and_then(|css| read_ptr(css, layout!(css_cgroup))) {
+        Some(cgroup) => {
+            capture_path(cgroup, &mut ev.victim_memcg);
+            if ev.victim_memcg.levels > 0 {
+                ev.present |= field::VICTIM_MEMCG;
+            }
+            if ev.victim_memcg.end == path::DEPTH_CUT {
+                warn!(&(), "victim pid {}: memcg path cut short at {} levels", ev.victim_pid, MAX_CGROUP_DEPTH);
+            }
         }
+        None => debug!(&(), "victim pid {}: task->cgroups->subsys[memory]->cgroup unreadable", ev.victim_pid),
     }
 }
 

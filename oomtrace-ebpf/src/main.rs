@@ -9,6 +9,12 @@
 //!   reclaim per memory cgroup in `RECLAIM` (for the warnings before a kill).
 //! - `kernel.rs`: reads of kernel memory at offsets resolved from BTF, the
 //!   memcg ancestor walk, and filling a record field once.
+//!
+//! Failure paths (a record dropped, a kernel read that failed, a walk cut
+//! short, a map insert refused) say so through aya-log (`warn!`/`debug!`).
+//! Its `AYA_LOG_LEVEL` global lives in `.rodata` beside [`LAYOUT`]: userspace
+//! writes 0 there unless `--ebpf-log` asks for messages, and the verifier,
+//! seeing the constant, drops every log site as dead code: off costs nothing.
 #![no_std]
 #![no_main]
 

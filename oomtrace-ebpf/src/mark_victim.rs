@@ -16,7 +16,8 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use oomtrace_common::{ABSENT, CGROUP_PATH_NAMES_LEN, RawOomEvent, field, flag, source, stat};
+use aya_log_ebpf::{debug, warn};
+use oomtrace_common::{ABSENT, CGROUP_PATH_NAMES_LEN, MAX_CGROUP_DEPTH, RawOomEvent, field, flag, source, stat};
 
 use crate::{
     EVENT_SCRATCH, EVENTS, KILL_SIGNALS, OOM_CONTEXTS, count,
@@ -104,6 +105,7 @@ fn emit(task: u64, tp: Option<&TracePointContext>, source: u32) {
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const RawOomEvent).cast::<u8>(), sent) };
     if EVENTS.output::<[u8]>(bytes, 0).is_err() {
         count(stat::RINGBUF_FULL);
+        warn!(&(), "ring buffer full: record of victim pid {} dropped", ev.victim_pid);
     }
 }
 
@@ -146,6 +148,9 @@ fn read_tracepoint_fields(tp: &TracePointContext, ev: &mut RawOomEvent) {
     fill(present, field::OOM_SCORE_ADJ, &mut ev.oom_score_adj, || {
         tp_field::<i16>(tp, layout!(tp_oom_score_adj)).map(i32::from)
     });
+    if ev.present & field::VICTIM_PID == 0 && layout!(tp_victim_pid) != ABSENT {
+        warn!(&(), "oom/mark_victim record: field pid unreadable");
+    }
 }
 
 /// The chosen victim's `task_struct *` from this trigger's context, when its
@@ -201,11 +206,15 @@ fn describe_oom_memcg(memcg: u64, ev: &mut RawOomEvent) {
         && read_cgroup(cgroup, &mut ev.oom_memcg)
     {
         ev.present |= field::OOM_MEMCG;
+    } else {
+        debug!(&(), "victim pid {}: OOMing memcg's mem_cgroup->css.cgroup->kn unreadable", ev.victim_pid);
     }
     if let Some((usage, max)) = memcg_usage_and_max(memcg) {
         ev.memcg_usage_pages = usage;
         ev.memcg_limit_pages = max;
         ev.present |= field::MEMCG_USAGE | field::MEMCG_LIMIT;
+    } else {
+        debug!(&(), "victim pid {}: OOMing memcg's mem_cgroup->memory usage/max unreadable", ev.victim_pid);
     }
 }
 
@@ -224,8 +233,14 @@ fn infer_oom_memcg(task: u64, ev: &mut RawOomEvent) {
             describe_oom_memcg(memcg, ev);
         }
         Walk::Root => ev.flags |= flag::NO_MEMCG_AT_LIMIT,
-        Walk::DepthLimit => ev.flags |= flag::WALK_DEPTH_LIMIT,
-        Walk::Unreadable => ev.flags |= flag::WALK_UNREADABLE,
+        Walk::DepthLimit => {
+            ev.flags |= flag::WALK_DEPTH_LIMIT;
+            warn!(&(), "victim pid {}: memcg ancestor walk cut short at {} levels", ev.victim_pid, MAX_CGROUP_DEPTH);
+        }
+        Walk::Unreadable => {
+            ev.flags |= flag::WALK_UNREADABLE;
+            debug!(&(), "victim pid {}: memcg ancestor walk: task->cgroups or css->parent unreadable", ev.victim_pid);
+        }
     }
 }
 

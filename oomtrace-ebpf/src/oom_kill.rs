@@ -8,6 +8,7 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };
+use aya_log_ebpf::{debug, warn};
 use oomtrace_common::{ABSENT, RawOomContext, source};
 
 use crate::{
@@ -37,6 +38,9 @@ fn store_context(oc: u64, source: u32) {
         return;
     }
     let chosen = read_ptr(oc, layout!(oc_chosen)).unwrap_or(0);
+    if chosen == 0 {
+        debug!(&(), "oom_kill_process: oc->chosen unreadable or NULL");
+    }
     let oom_memcg = read_ptr(oc, layout!(oc_memcg)).unwrap_or(0);
     let context = RawOomContext {
         // SAFETY: bpf_ktime_get_ns has no preconditions.
@@ -52,7 +56,10 @@ fn store_context(oc: u64, source: u32) {
         source,
         group_kill: group_kill(chosen, oom_memcg),
     };
-    let _ = OOM_CONTEXTS.insert(bpf_get_current_pid_tgid(), context, 0);
+    let trigger = bpf_get_current_pid_tgid();
+    if let Err(error) = OOM_CONTEXTS.insert(trigger, context, 0) {
+        warn!(&(), "oom_kill_process: context of trigger {} not stored (error {})", trigger as u32, error);
+    }
 }
 
 /// Mirrors `mem_cgroup_get_oom_group()`: walks from the victim's memcg up to

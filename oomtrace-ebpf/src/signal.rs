@@ -14,6 +14,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
+use aya_log_ebpf::{debug, warn};
 use oomtrace_common::{ABSENT, RawKillSignal, source};
 
 use crate::{KILL_SIGNALS, kernel::read, layout};
@@ -44,6 +45,7 @@ fn from_arguments(sig: i32, info: u64, task: u64, source: u32) {
         return;
     }
     let Some(target_pid) = read::<u32>(task, layout!(task_pid)) else {
+        debug!(&(), "signal_generate: SIGKILL target's task->pid unreadable");
         return;
     };
     remember(target_pid, source);
@@ -85,5 +87,8 @@ fn remember(target_pid: u32, source: u32) {
         target_pid,
         source,
     };
-    let _ = KILL_SIGNALS.insert(bpf_get_current_pid_tgid(), signal, 0);
+    let trigger = bpf_get_current_pid_tgid();
+    if let Err(error) = KILL_SIGNALS.insert(trigger, signal, 0) {
+        warn!(&(), "signal_generate: SIGKILL of pid {} by {} not stored (error {})", target_pid, trigger as u32, error);
+    }
 }

@@ -7,7 +7,7 @@ use crate::{
     escape::escape_controls,
     kernel::{self, privileges::Privileges, syslog},
     klog::kmsg::KmsgReader,
-    probe::{AttachError, EBPF_OBJECT, Method, Role, attach::try_method},
+    probe::{AttachError, EBPF_OBJECT, EbpfLog, Method, Role, attach::try_method},
     watch::{WatchEvent, WatchOptions, Watched, Watcher},
 };
 
@@ -69,7 +69,9 @@ impl Report {
     }
 }
 
-pub fn run() -> Report {
+/// `ebpf_log`: try the programs with their log sites live at that level
+/// (`--ebpf-log`), and say whether their messages can be read.
+pub fn run(ebpf_log: EbpfLog) -> Report {
     let mut checks = Vec::new();
     let privileges = Privileges::current();
     checks.push(Check {
@@ -136,7 +138,7 @@ pub fn run() -> Report {
         let (ok, detail) = if !privileges.can_trace() {
             (false, "not tried: insufficient privileges".to_owned())
         } else {
-            match try_method(EBPF_OBJECT, &facts, method) {
+            match try_method(EBPF_OBJECT, &facts, method, ebpf_log) {
                 Ok(()) => (true, "attaches".to_owned()),
                 Err(error) => (false, advice_for(method, &error)),
             }
@@ -148,7 +150,36 @@ pub fn run() -> Report {
     }
     let reclaim = working.iter().copied().find(|m| m.role() == Role::Reclaim);
     checks.push(warnings_check(hierarchy.as_ref().ok(), reclaim));
+    if ebpf_log != EbpfLog::Off && privileges.can_trace() {
+        checks.push(ebpf_log_check(&facts, ebpf_log));
+    }
     Report { checks, working }
+}
+
+/// Whether the kernel side's messages (`--ebpf-log`) can be read: the
+/// programs above were loaded with their log sites live; this reads aya-log's
+/// ring buffer of one more load. Never fails the verdict.
+fn ebpf_log_check(facts: &kernel::KernelFacts, level: EbpfLog) -> Check {
+    let readable = crate::probe::loader(facts, level)
+        .load(EBPF_OBJECT)
+        .map_err(|error| format!("loading the eBPF object failed: {error}"))
+        .and_then(|mut ebpf| {
+            aya_log::EbpfLogger::init_with_logger(&mut ebpf, log::logger())
+                .map(drop)
+                .map_err(|error| format!("aya-log's ring buffer cannot be read: {error}"))
+        });
+    let (ok, detail) = match readable {
+        Ok(()) => (
+            true,
+            format!(
+                "level {level}: the methods above were tried with their log sites live; `oomtrace live \
+                 --ebpf-log={level}` logs the kernel side's messages under target {}",
+                crate::probe::ebpf_log::TARGET
+            ),
+        ),
+        Err(why) => (false, format!("{why}: `--ebpf-log` would show nothing")),
+    };
+    Check { name: "ebpf log", ok, detail }
 }
 
 /// Whether warnings before kills can be made, and from what: the watcher's

@@ -24,7 +24,7 @@ use crate::{
     live::LiveOptions,
     output::OutputFormat,
     pipeline::{PipelineOptions, WarnOptions},
-    probe::{self, AttachPlan, ContextProbe, RingSizeError, VictimProbe},
+    probe::{self, AttachPlan, ContextProbe, EbpfLog, RingSizeError, VictimProbe},
     top::TopOptions,
 };
 
@@ -43,7 +43,7 @@ pub enum Command {
     /// Print every OOM kill on this machine as it happens.
     Live(LiveArgs),
     /// Report what works on this node (BTF, tracefs, attach methods, cgroups, privileges).
-    Check,
+    Check(CheckArgs),
     /// Which container and pod is this process or cgroup in?
     Whois(WhoisArgs),
     /// Run as a node agent: Prometheus metrics, OpenTelemetry export, NDJSON on stdout.
@@ -341,6 +341,33 @@ pub struct LiveArgs {
     pub no_warnings: bool,
     #[command(flatten)]
     pub warn: WarnArgs,
+    #[command(flatten)]
+    pub ebpf_log: EbpfLogArgs,
+}
+
+/// `--ebpf-log` of `live` and `check`.
+#[derive(Clone, Copy, Debug, Default, Args)]
+pub struct EbpfLogArgs {
+    /// Show what the eBPF programs saw on their failure paths (records dropped, kernel reads that failed and
+    /// at which field, walks cut short), logged under the target `oomtrace::ebpf`; "warn" sends only the
+    /// first three kinds. Off, no log code runs in the kernel [default: off; the flag alone: debug].
+    #[arg(long, value_enum, value_name = "LEVEL", num_args = 0..=1, require_equals = true, default_missing_value = "debug")]
+    pub ebpf_log: Option<EbpfLog>,
+}
+
+impl EbpfLogArgs {
+    pub fn level(self) -> EbpfLog {
+        self.ebpf_log.unwrap_or_default()
+    }
+}
+
+/// Flags of `oomtrace check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    // With --ebpf-log: every program is tried with its log sites live (what
+    // `live --ebpf-log` loads), and a line says whether their messages can be read.
+    #[command(flatten)]
+    pub ebpf_log: EbpfLogArgs,
 }
 
 impl LiveArgs {
@@ -359,6 +386,7 @@ impl LiveArgs {
                     count_reclaim: false,
                 },
                 ring_bytes,
+                ebpf_log: self.ebpf_log.level(),
                 cri_socket: self.cri.cri_socket,
                 cri_timeout: self.cri.cri_timeout,
                 node_name: None,
@@ -437,10 +465,12 @@ impl DaemonArgs {
         if otlp_queue == 0 {
             return Err(value_error("otlp_queue", "must be at least 1".to_owned()));
         }
+        let log = log.map(str::to_owned).or(file.log).unwrap_or_else(|| "info".to_owned());
         Ok(DaemonConfig {
             metrics_address,
             log_format,
-            log: log.map(str::to_owned).or(file.log).unwrap_or_else(|| "info".to_owned()),
+            ebpf_log: EbpfLog::for_log_filter(&log),
+            log,
             events_stdout: self.events_stdout.or(file.events_stdout).unwrap_or(true),
             cri_socket: self.cri_socket.clone().or(file.cri_socket),
             cri_timeout,

@@ -3,11 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use oomtrace::cli::{Cli, Command, LogFormat};
+use oomtrace::{
+    cli::{Cli, Command, LogFormat},
+    probe::EbpfLog,
+};
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+/// `extra`: a directive added to `level` (the eBPF log's target, let through
+/// at the level `--ebpf-log` asked for).
+fn init_logging(level: &str, format: LogFormat, extra: Option<String>) {
+    let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    if let Some(directive) = extra.and_then(|d| d.parse().ok()) {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -17,8 +25,13 @@ fn init_logging(level: &str, format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ebpf_log = match &cli.command {
+        Command::Live(args) => args.ebpf_log.level(),
+        Command::Check(args) => args.ebpf_log.level(),
+        _ => EbpfLog::Off,
+    };
     if !matches!(cli.command, Command::Daemon(_)) {
-        init_logging(cli.log.as_deref().unwrap_or("info"), LogFormat::Text);
+        init_logging(cli.log.as_deref().unwrap_or("info"), LogFormat::Text, ebpf_log.directive());
     }
     match run(cli) {
         Ok(code) => code,
@@ -34,7 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => {
             let config = args.config(cli.log.as_deref())?;
-            init_logging(&config.log, config.log_format);
+            init_logging(&config.log, config.log_format, None);
             block_on(oomtrace::daemon::run(config))??;
             Ok(ExitCode::SUCCESS)
         }
@@ -47,8 +60,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             block_on(oomtrace::diagnose::print(&options, format))??;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => {
-            let report = oomtrace::check::run();
+        Command::Check(args) => {
+            let report = oomtrace::check::run(args.ebpf_log.level());
             print!("{}", report.render());
             Ok(if report.can_trace() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

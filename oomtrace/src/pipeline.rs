@@ -27,7 +27,7 @@ use crate::{
             side::{KernelLogMode, LogSide},
         },
     },
-    probe::{AttachPlan, Attached, Role, Tracer, reclaim::ReclaimCounts, ring::EventReader},
+    probe::{AttachPlan, Attached, EbpfLog, Role, Tracer, reclaim::ReclaimCounts, ring::EventReader},
     watch::{WatchOptions, Watched},
 };
 use oomtrace_event::{EventSource, NotWarned, NotWarnedReason, OomEvent, RecordKind, SchemaVersion, WallTime, Warning};
@@ -44,6 +44,8 @@ pub struct PipelineOptions {
     pub plan: AttachPlan,
     /// Size of the kernel-to-user ring buffer, bytes.
     pub ring_bytes: u32,
+    /// Which of the eBPF programs' own messages are forwarded to the log.
+    pub ebpf_log: EbpfLog,
     /// CRI socket (None: the default sockets) and the bound on each call.
     pub cri_socket: Option<PathBuf>,
     pub cri_timeout: Duration,
@@ -190,7 +192,8 @@ impl Pipeline {
         };
         // Limit reclaim is counted for the warnings, only when they are made.
         let plan = AttachPlan { count_reclaim: options.warnings.is_some(), ..options.plan };
-        let mut tracer = Tracer::start(&facts, &plan, options.ring_bytes).context("starting the OOM probes")?;
+        let mut tracer =
+            Tracer::start(&facts, &plan, options.ring_bytes, options.ebpf_log).context("starting the OOM probes")?;
         for failure in &tracer.attached.failures {
             tracing::info!(program = failure.method.target(), reason = %failure.error, "not attached");
         }
@@ -221,6 +224,7 @@ impl Pipeline {
             cgroup = cgroups.hierarchy().map_or("none".to_owned(), |h| format!("v{} {}", h.version(), h.root().display())),
             cri = %pods.cri_status().unwrap_or_else(|why| format!("unavailable: {why}")),
             warnings = if foresight.is_some() { warnings.as_str() } else { "off" },
+            ebpf_log = %options.ebpf_log,
             node,
             "waiting for OOM kills"
         );

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         trial!(filters_and_count_select_and_stop, Need::Root),
         trial!(group_kill_marks_every_member, Need::Root, Need::CgroupV2),
         trial!(a_full_ring_buffer_loses_records_visibly, Need::Root),
+        trial!(the_ebpf_log_names_each_record_the_full_ring_buffer_dropped, Need::Root),
         trial!(global_oom_names_the_victim_and_no_memcg, Need::Root, Need::GlobalOomVm),
         trial!(a_victim_other_than_the_allocating_task_is_named, Need::Root),
         trial!(the_table_row_names_the_cause, Need::Root),
@@ -307,42 +308,88 @@ fn group_kill_marks_every_member() -> Result<()> {
     Ok(())
 }
 
-fn a_full_ring_buffer_loses_records_visibly() -> Result<()> {
+const OVERFLOW_KILLS: u64 = 16;
+
+/// `OVERFLOW_KILLS` kills while `oomtrace live <extra>` with a one-page ring
+/// buffer is stopped: its events, the kills' pids (ascending) and how it ended.
+fn overflow(test: &str, extra: &[&str]) -> Result<(Vec<Event>, Vec<u32>, oomtrace_testkit::live::Stopped)> {
     let _exclusive = KILLS_IN_FLIGHT.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    const KILLS: u64 = 16;
-    let cgroup = MemCgroup::create(&unique("overflow"), Some(LIMIT))?;
+    let cgroup = MemCgroup::create(&unique(test), Some(LIMIT))?;
     // One page of ring buffer holds 5 or 6 records; oomtrace is stopped while the
     // kills happen, so the rest cannot fit and must be counted as lost (and are
     // then reported from the kernel log).
     // By comm, not cgroup: a kill whose report the kernel rate-limited (10
     // per 5 s) has only its kill line in the log, which names no cgroup. No
     // other test kills meanwhile (the exclusive lock).
-    let tracer = live(&["--comm", "dd", "--ring-buffer-kib", "4"])?;
+    let tracer = live(&[&["--comm", "dd", "--ring-buffer-kib", "4"], extra].concat())?;
     tracer.signal(libc::SIGSTOP);
     let mut pids = Vec::new();
-    for _ in 0..KILLS {
+    for _ in 0..OVERFLOW_KILLS {
         pids.push(cgroup.oom_kill_hog(HOG)?);
     }
     tracer.signal(libc::SIGCONT);
     // Records the ring buffer lost are kills the kernel log still tells of:
     // they come as `kernel_log` events once no live event claimed them (2 s).
     let events = tracer.drain(Duration::from_secs(4))?;
+    std::thread::sleep(Duration::from_millis(1200)); // the loss check runs every second
+    let stopped = tracer.stop()?;
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert_eq!(cgroup.oom_kills()?, OVERFLOW_KILLS);
+    pids.sort_unstable();
+    Ok((events, pids, stopped))
+}
+
+/// What the eBPF log (`--ebpf-log`) says when the ring buffer drops a record.
+const EBPF_DROP_MESSAGE: &str = "ring buffer full: record of victim pid ";
+
+/// The pids of the eBPF log's drop messages in a text log.
+fn ebpf_drop_messages(log: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = log
+        .lines()
+        .filter(|line| line.contains("oomtrace::ebpf"))
+        .filter_map(|line| line.split_once(EBPF_DROP_MESSAGE))
+        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn a_full_ring_buffer_loses_records_visibly() -> Result<()> {
+    const KILLS: u64 = OVERFLOW_KILLS;
+    let (events, pids, stopped) = overflow("overflow", &[])?;
     let shown = events.len() as u64;
     let from_log = events.iter().filter(|e| e.source == "kernel_log").count() as u64;
     let mut seen: Vec<u32> = events.iter().map(|e| e.victim.pid).collect();
     seen.sort_unstable();
     assert_eq!(seen, pids, "each kill once, live or from the log");
-    std::thread::sleep(Duration::from_millis(1200)); // the loss check runs every second
-    let stopped = tracer.stop()?;
-    assert!(stopped.status.success(), "{}", stopped.log);
     let summary = stopped.summary()?;
     assert_eq!(summary.shown, shown);
     let lost = summary.lost_ringbuf_full;
     assert!(lost > 0 && shown > from_log, "shown {shown}, lost {lost}");
     assert_eq!(shown - from_log + lost, KILLS, "every kill is either seen live or counted as lost:\n{}", stopped.log);
     assert_eq!(from_log, lost, "every lost kill is recovered from the kernel log: {events:#?}");
-    assert_eq!(cgroup.oom_kills()?, KILLS);
     assert!(stopped.logged("ring buffer full"), "the loss is warned about while running:\n{}", stopped.log);
+    // Without --ebpf-log the kernel side sends nothing.
+    assert!(!stopped.logged("oomtrace::ebpf"), "eBPF log messages with the log off:\n{}", stopped.log);
+    assert!(stopped.logged("ebpf_log=off"), "{}", stopped.log);
+    Ok(())
+}
+
+/// With `--ebpf-log=warn` the kernel side names every record it dropped: as
+/// many messages as its counter says, each naming a victim shown only from
+/// the kernel log (the ones the ring buffer lost).
+fn the_ebpf_log_names_each_record_the_full_ring_buffer_dropped() -> Result<()> {
+    let (events, pids, stopped) = overflow("ebpflog", &["--ebpf-log=warn"])?;
+    let summary = stopped.summary()?;
+    let lost = summary.lost_ringbuf_full;
+    assert!(lost > 0, "nothing was lost:\n{}", stopped.log);
+    assert!(stopped.logged("ebpf_log=warn"), "{}", stopped.log);
+    let dropped = ebpf_drop_messages(&stopped.log);
+    assert_eq!(dropped.len() as u64, lost, "one kernel-side message per record counted lost:\n{}", stopped.log);
+    let mut from_log: Vec<u32> = events.iter().filter(|e| e.source == "kernel_log").map(|e| e.victim.pid).collect();
+    from_log.sort_unstable();
+    assert_eq!(dropped, from_log, "the messages name the victims only the kernel log told of:\n{}", stopped.log);
+    assert!(dropped.iter().all(|pid| pids.contains(pid)));
     Ok(())
 }
 

@@ -45,21 +45,11 @@ pub fn attach_all(ebpf: &mut Ebpf, facts: &KernelFacts, plan: &AttachPlan) -> At
 
 /// Loads the object afresh and attaches only `method` (then detaches): what
 /// `oomtrace check` reports.
-pub fn try_method(object: &[u8], facts: &KernelFacts, method: Method) -> Result<(), AttachError> {
-    let mut ebpf = loader(facts).load(object).map_err(|e| AttachError::LoadObject(Box::new(e)))?;
+/// With `log` on, the programs are loaded with their log sites live: what
+/// `--ebpf-log` will run.
+pub fn try_method(object: &[u8], facts: &KernelFacts, method: Method, log: super::EbpfLog) -> Result<(), AttachError> {
+    let mut ebpf = super::loader(facts, log).load(object).map_err(|e| AttachError::LoadObject(Box::new(e)))?;
     attach_one(&mut ebpf, facts, method)
-}
-
-/// The loader for the eBPF object with this kernel's layout table. The
-/// object reads kernel memory at offsets from that table, never through CO-RE
-/// relocations, so the loader is handed no kernel BTF: `EbpfLoader::new()`
-/// has parsed the whole of it already (aya 0.14 always does: aya-rs/aya#1172)
-/// and `.btf(None)` frees that copy before the object is loaded, rather than
-/// keeping it through the load.
-pub fn loader(facts: &KernelFacts) -> aya::EbpfLoader<'_> {
-    let mut loader = aya::EbpfLoader::new();
-    loader.btf(None).override_global("LAYOUT", &facts.layout, true);
-    loader
 }
 
 /// aya's view of the kernel BTF for loading a program on `target`: the

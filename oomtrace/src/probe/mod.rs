@@ -4,18 +4,20 @@
 
 pub mod attach;
 pub mod decode;
+pub mod ebpf_log;
 pub mod error;
 pub mod method;
 pub mod reclaim;
 pub mod ring;
 
 pub use self::{
+    ebpf_log::EbpfLog,
     error::{AttachError, KernelBtfError},
     method::{AttachFailure, AttachPlan, Attached, ContextProbe, Method, Role, VictimProbe},
 };
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
 };
 use oomtrace_common::stat;
@@ -80,22 +82,50 @@ pub struct KernelStats {
     pub ringbuf_full: u64,
 }
 
+/// The loader for the eBPF object with this kernel's layout table and the
+/// eBPF log's level (every load goes through it: aya-log's default level
+/// sends everything). The object reads kernel memory at offsets from that
+/// table, never through CO-RE relocations, so the loader is handed no kernel
+/// BTF: `EbpfLoader::new()` has parsed the whole of it already (aya 0.14
+/// always does: aya-rs/aya#1172) and `.btf(None)` frees that copy before the
+/// object is loaded, rather than keeping it through the load.
+pub fn loader(facts: &KernelFacts, log: EbpfLog) -> EbpfLoader<'_> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(None).override_global("LAYOUT", &facts.layout, true);
+    ebpf_log::configure(&mut loader, log, facts.page_size);
+    loader
+}
+
 /// Loaded and attached programs; dropping it detaches everything.
 pub struct Tracer {
     ebpf: Ebpf,
     stats: PerCpuArray<MapData, u64>,
     pub attached: Attached,
+    /// Forwards the kernel side's messages while `--ebpf-log` is on.
+    _ebpf_log: Option<ebpf_log::Forwarder>,
 }
 
 impl Tracer {
     /// Loads the programs and attaches them following `plan`, with a ring
-    /// buffer of `ring_bytes` (a power of two, at least one page).
-    pub fn start(facts: &KernelFacts, plan: &AttachPlan, ring_bytes: u32) -> Result<Self, ProbeError> {
-        let mut ebpf = attach::loader(facts)
+    /// buffer of `ring_bytes` (a power of two, at least one page), and
+    /// forwards the kernel side's messages at `log` (needs a tokio runtime).
+    pub fn start(facts: &KernelFacts, plan: &AttachPlan, ring_bytes: u32, log: EbpfLog) -> Result<Self, ProbeError> {
+        let mut ebpf = loader(facts, log)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|source| ProbeError::Load { advice: load_advice(&source), cause: Box::new(source) })?;
         log_startup_memory("eBPF object loaded");
+        // Before attaching: no message is sent before someone reads them.
+        let forwarder = match log {
+            EbpfLog::Off => None,
+            _ => match ebpf_log::forward(&mut ebpf) {
+                Ok(forwarder) => Some(forwarder),
+                Err(error) => {
+                    tracing::warn!(%error, "--ebpf-log: the kernel side's messages cannot be shown; tracing goes on without them");
+                    None
+                }
+            },
+        };
         let attached = attach::attach_all(&mut ebpf, facts, plan);
         log_startup_memory("programs attached");
         if attached.method(Role::Victim).is_none() {
@@ -110,7 +140,7 @@ impl Tracer {
         let stats_map = ebpf.take_map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
         let stats =
             PerCpuArray::try_from(stats_map).map_err(|source| ProbeError::MapType { name: "STATS", cause: source })?;
-        Ok(Self { ebpf, stats, attached })
+        Ok(Self { ebpf, stats, attached, _ebpf_log: forwarder })
     }
 
     /// Takes the ring buffer the victim records arrive on (once).
@@ -159,7 +189,7 @@ mod tests {
 
     #[test]
     fn the_object_loads_without_the_kernel_btf() {
-        // `attach::loader` hands aya no kernel BTF: right only while the object
+        // `probe::loader` hands aya no kernel BTF: right only while the object
         // has no CO-RE relocations (its offsets come from the LAYOUT table).
         let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded eBPF object parses");
         assert!(!object.has_btf_relocations(), "the eBPF object has CO-RE relocations: `loader` must hand aya a BTF");

@@ -17,6 +17,7 @@
 //! (the report reads the settings it quotes too); `host` serves the runs and
 //! this orchestration, which alone knows every part.
 
+mod ebpf_log;
 mod figures;
 mod host;
 mod report;
@@ -94,19 +95,25 @@ pub enum OnlySection {
     Warnings,
     /// Peak RSS at start of `live` and `daemon`, with what each startup phase adds to it.
     Startup,
+    /// The eBPF log's kernel cost (`--ebpf-log` off and debug): the programs' run time and size.
+    EbpfLog,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.only == Some(OnlySection::Klog) {
         return run_klog_only(args);
     }
-    if args.only == Some(OnlySection::Warnings) {
+    if let Some(section @ (OnlySection::Warnings | OnlySection::EbpfLog)) = args.only {
         if procfs::euid() != 0 {
-            bail!("the warnings bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
+            bail!("the {section:?} bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
         }
         let root = host::workspace_root()?;
         let oomtrace = release_binary(&root, args)?;
-        return warnings::run(&root, &oomtrace, &report_path(&root, args));
+        let output = report_path(&root, args);
+        return match section {
+            OnlySection::EbpfLog => ebpf_log::run(&root, &oomtrace, &output),
+            _ => warnings::run(&root, &oomtrace, &output),
+        };
     }
     if args.only == Some(OnlySection::Startup) {
         if procfs::euid() != 0 {
@@ -222,7 +229,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // warnings section (`--only warnings`) and the startup peak (`--only
     // startup`) stay.
     let previous = fs::read_to_string(&output).unwrap_or_default();
-    for kept in [warnings::BLOCK, startup::BLOCK] {
+    for kept in [warnings::BLOCK, startup::BLOCK, ebpf_log::BLOCK] {
         if let Some(block) = kept.of(&previous) {
             markdown = kept.put(&markdown, block, crate::node::report::BENCH_BLOCK_BEGIN);
         }

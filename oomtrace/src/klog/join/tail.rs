@@ -15,7 +15,7 @@ use crate::{
 };
 use oomtrace_event::LogOrigin;
 
-/// How often syslog(2) is read while a live event waits for its report.
+/// How often syslog(2) is read while a kill read from the log waits for a live event.
 pub const SYSLOG_POLL_FAST: Duration = Duration::from_millis(20);
 /// How often otherwise (kills the probes missed still show up).
 pub const SYSLOG_POLL_IDLE: Duration = Duration::from_secs(5);
@@ -108,6 +108,32 @@ impl LogTail {
                     Vec::new()
                 })
             }
+        }
+    }
+
+    /// The lines already in the log, at once (never waits): /dev/kmsg read
+    /// until it has no more, or syslog(2) read again.
+    pub fn lines_now(&mut self) -> Vec<LogLine> {
+        match self {
+            Self::Kmsg(follower) => {
+                let mut lines = Vec::new();
+                loop {
+                    match follower.record_now() {
+                        Ok(Some(record)) if record.is_kernel() => lines.extend(record.lines),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, "reading /dev/kmsg");
+                            break;
+                        }
+                    }
+                }
+                lines
+            }
+            Self::Syslog(tail) => tail.read_new().unwrap_or_else(|error| {
+                tracing::warn!(%error, "reading the kernel log");
+                Vec::new()
+            }),
         }
     }
 }

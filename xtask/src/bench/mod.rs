@@ -135,12 +135,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     ));
     let kills = Kills { sequential: args.kills as usize, storm: args.storm as usize, cgroup_name: &cgroup_name };
 
-    let oomtrace_tool = Tool {
-        name: "oomtrace",
-        version: host::version_of(&oomtrace, "--version"),
-        attach_spec: tracers::oomtrace_spec(&oomtrace, None),
-        run_spec: tracers::oomtrace_spec(&oomtrace, Some(&format!("/{cgroup_name}"))),
-    };
+    let oomtrace_tool = oomtrace_tool(&oomtrace, &cgroup_name);
     let oomtrace_figures = tracers::measure(&oomtrace_tool, &hierarchy, kills)?;
     let all = oomtrace_figures.seq.events_matched() + oomtrace_figures.storm.events_matched();
     if all == 0 {
@@ -229,6 +224,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// oomtrace as the bench runs it: attached alone, then tracing the bench's cgroups.
+fn oomtrace_tool(oomtrace: &Path, cgroup_name: &str) -> Tool {
+    Tool {
+        name: "oomtrace",
+        version: host::version_of(oomtrace, "--version"),
+        attach_spec: tracers::oomtrace_spec(oomtrace, None),
+        run_spec: tracers::oomtrace_spec(oomtrace, Some(&format!("/{cgroup_name}"))),
+    }
+}
+
 /// `--only latency`: oomtrace and bpftrace on the same kinds of kills, their
 /// p50 and p99 side by side.
 fn run_latency_only(args: &BenchArgs) -> Result<()> {
@@ -241,12 +246,7 @@ fn run_latency_only(args: &BenchArgs) -> Result<()> {
     host::ensure_tracefs()?;
     let cgroup_name = format!("oomtrace-bench-{}", std::process::id());
     let kills = Kills { sequential: args.kills as usize, storm: args.storm as usize, cgroup_name: &cgroup_name };
-    let tool = Tool {
-        name: "oomtrace",
-        version: host::version_of(&oomtrace, "--version"),
-        attach_spec: tracers::oomtrace_spec(&oomtrace, None),
-        run_spec: tracers::oomtrace_spec(&oomtrace, Some(&format!("/{cgroup_name}"))),
-    };
+    let tool = oomtrace_tool(&oomtrace, &cgroup_name);
     let ours = tracers::measure(&tool, &hierarchy, kills)?;
     let (bpftrace, _) = runs::peers::bpftrace(&hierarchy, kills);
     let peer = match &bpftrace {

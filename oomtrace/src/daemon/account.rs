@@ -42,7 +42,8 @@ pub struct Account {
     sent_unjoined: Vec<(u32, u64)>,
 }
 
-/// The live events without their report that are remembered (the newest).
+/// The live events sent that are remembered (the newest; the kill lines of
+/// older ones are read long before).
 const MAX_SENT_UNJOINED: usize = 32;
 /// Such an event is forgotten once the log has been read this far past it.
 const SENT_UNJOINED_HORIZON_NS: u64 = 60_000_000_000;
@@ -84,8 +85,9 @@ impl Account {
         self.saved.sent_unjoined.clone()
     }
 
-    /// A live event that went out without the kernel's report: its kill line,
-    /// when read later (by this run or the next), is no kill of its own.
+    /// A live event, which goes out before its kill line is read (the joiner
+    /// never waits for the log): that line, when read later (by this run or
+    /// the next), is no kill of its own.
     pub fn sent(&mut self, pid: u32, ktime_ns: u64) {
         self.sent_unjoined.push((pid, ktime_ns));
         if self.sent_unjoined.len() > MAX_SENT_UNJOINED {

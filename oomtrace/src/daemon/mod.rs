@@ -72,9 +72,10 @@ struct Deliver<'a> {
 impl EventHandler for Deliver<'_> {
     fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow> {
         self.metrics.record(&event);
+        // A live event goes out before its kill line is read (see klog::join):
+        // remembered, so that a restart reading that line does not report it.
         if let (Some(account), Some(ktime)) = (self.account.as_mut(), event.ktime_ns)
             && event.source == EventSource::Ebpf
-            && event.unavailable.contains(&"kernel_report")
         {
             account.sent(event.victim.pid, ktime);
         }

@@ -263,6 +263,19 @@ impl KmsgFollower {
         }
     }
 
+    /// The next record already in the buffer, without waiting: `None` when
+    /// there is none now (what the reader wants at an eBPF event: the lines
+    /// the kernel printed before it).
+    pub fn record_now(&mut self) -> Result<Option<KmsgRecord>, KmsgError> {
+        loop {
+            match self.records.next_complete(self.file.get_ref())? {
+                ReadOutcome::Record(record) => return Ok(Some(record)),
+                ReadOutcome::Skipped => continue,
+                ReadOutcome::Drained => return Ok(None),
+            }
+        }
+    }
+
     pub fn summary(&self) -> KmsgSummary {
         self.records.summary
     }

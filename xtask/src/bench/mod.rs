@@ -97,11 +97,19 @@ pub enum OnlySection {
     Startup,
     /// The eBPF log's kernel cost (`--ebpf-log` off and debug): the programs' run time and size.
     EbpfLog,
+    /// Kill-to-line latency of oomtrace (defaults: the kernel log read) and
+    /// bpftrace on the same kinds of kills in the same run (`--kills`
+    /// sequential, a storm of `--storm`), and their ratios. Printed, not
+    /// written: the report's figures come from whole runs.
+    Latency,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.only == Some(OnlySection::Klog) {
         return run_klog_only(args);
+    }
+    if args.only == Some(OnlySection::Latency) {
+        return run_latency_only(args);
     }
     if let Some(section @ (OnlySection::Warnings | OnlySection::EbpfLog)) = args.only {
         if procfs::euid() != 0 {
@@ -146,12 +154,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     ));
     let kills = Kills { sequential: args.kills as usize, storm: args.storm as usize, cgroup_name: &cgroup_name };
 
-    let oomtrace_tool = Tool {
-        name: "oomtrace",
-        version: host::version_of(&oomtrace, "--version"),
-        attach_spec: tracers::oomtrace_spec(&oomtrace, None),
-        run_spec: tracers::oomtrace_spec(&oomtrace, Some(&format!("/{cgroup_name}"))),
-    };
+    let oomtrace_tool = oomtrace_tool(&oomtrace, &cgroup_name);
     let oomtrace_figures = tracers::measure(&oomtrace_tool, &hierarchy, kills)?;
     let all = oomtrace_figures.seq.events_matched() + oomtrace_figures.storm.events_matched();
     if all == 0 {
@@ -240,6 +243,63 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     print!("{markdown}");
     write_report(&output, &markdown)?;
     progress(&format!("report written to {} ({} s)", output.display(), started.elapsed().as_secs()));
+    Ok(())
+}
+
+/// oomtrace as the bench runs it: attached alone, then tracing the bench's cgroups.
+fn oomtrace_tool(oomtrace: &Path, cgroup_name: &str) -> Tool {
+    Tool {
+        name: "oomtrace",
+        version: host::version_of(oomtrace, "--version"),
+        attach_spec: tracers::oomtrace_spec(oomtrace, None),
+        run_spec: tracers::oomtrace_spec(oomtrace, Some(&format!("/{cgroup_name}"))),
+    }
+}
+
+/// `--only latency`: oomtrace and bpftrace on the same kinds of kills, their
+/// p50 and p99 side by side.
+fn run_latency_only(args: &BenchArgs) -> Result<()> {
+    if procfs::euid() != 0 {
+        bail!("the latency bench needs root to load eBPF programs and create memory cgroups; run it with sudo");
+    }
+    let root = host::workspace_root()?;
+    let oomtrace = release_binary(&root, args)?;
+    let hierarchy = Hierarchy::detect()?;
+    host::ensure_tracefs()?;
+    let cgroup_name = format!("oomtrace-bench-{}", std::process::id());
+    let kills = Kills { sequential: args.kills as usize, storm: args.storm as usize, cgroup_name: &cgroup_name };
+    let tool = oomtrace_tool(&oomtrace, &cgroup_name);
+    let ours = tracers::measure(&tool, &hierarchy, kills)?;
+    let (bpftrace, _) = runs::peers::bpftrace(&hierarchy, kills);
+    let peer = match &bpftrace {
+        Peer::Measured(figures) => figures,
+        Peer::Unavailable(why) => bail!("bpftrace not measured: {why}"),
+        Peer::Skipped | Peer::AttachedOnly { .. } => bail!("bpftrace not measured"),
+    };
+    let phases = [("sequential", &ours.seq, &peer.seq), ("storm", &ours.storm, &peer.storm)];
+    for (phase, ours, theirs) in phases {
+        let (Some(a), Some(b)) = (ours.latency(), theirs.latency()) else {
+            println!(
+                "{phase}: no latency (events: oomtrace {}, bpftrace {})",
+                ours.events_matched(),
+                theirs.events_matched()
+            );
+            continue;
+        };
+        println!(
+            "{phase}: oomtrace p50 {:.2} ms p99 {:.2} ms ({}/{} events); bpftrace p50 {:.2} ms p99 {:.2} ms ({}/{}); ratio p50 {:.2}x p99 {:.2}x",
+            a.p50_ms,
+            a.p99_ms,
+            ours.events_matched(),
+            ours.oom_killed(),
+            b.p50_ms,
+            b.p99_ms,
+            theirs.events_matched(),
+            theirs.oom_killed(),
+            a.p50_ms / b.p50_ms,
+            a.p99_ms / b.p99_ms,
+        );
+    }
     Ok(())
 }
 

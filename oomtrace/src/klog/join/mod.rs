@@ -1,19 +1,29 @@
-//! Joins the eBPF events with the kernel's OOM reports in its log.
+//! Joins the eBPF events with the kernel's OOM reports in its log, without
+//! ever holding an event.
 //!
-//! Every kill reaches the log as a report (its kill line is never
-//! rate-limited; the header and tables are, 10 per 5 s). While tracing, the
-//! log is read too, and each kill line is matched to the live event of the
-//! same victim (same pid, kernel timestamps within [`MATCH_WINDOW`]):
-//! - a live event waits at most `live_wait` for its report, then goes out
-//!   without it (`unavailable` says `kernel_report`);
-//! - a report that matches a live event adds its memory.stat and task table
-//!   to it (or, if the event already went out, only moves the log position);
-//! - a report no live event claims within `grace` is a kill the probes did not
-//!   see (before they attached: a past kill; or lost) and goes out as an event
-//!   of its own, `source: kernel_log`.
+//! The kernel prints a kill's report (`dump_header`: the header, the memcg's
+//! counters and memory.stat, the task table and, since 5.0, the `oom-kill:…,
+//! pid=N` summary line) *before* it sends SIGKILL and marks the victim
+//! (`oom_kill_process` calls `dump_header`, then `__oom_kill_process`, in
+//! mm/oom_kill.c from 4.x to 7.x); only the kill line (`Killed process N …`)
+//! comes after. So when an eBPF event arrives the log is read at once, never
+//! waited for ([`side::LogSide::live`]), and the event is joined with:
+//! - its kill's report read whole (kill line included), if there is one;
+//! - else the report the parser has in progress that names its victim (the
+//!   summary line's pid; see [`Collector::report_in_progress`]);
+//! - else nothing: the kernel printed no report (rate-limited to its kill
+//!   line, 10 reports per 5 s), and `unavailable` says `kernel_report`.
+//!
+//! Either way the event goes out at once. Its kill line, read later, only
+//! moves the log position (there is no second record); a kill line no live
+//! event claims within `grace` is a kill the probes did not see (before they
+//! attached: a past kill; or lost) and goes out as an event of its own,
+//! `source: kernel_log`.
 //!
 //! The log position of the last kill accounted for is what the daemon keeps
 //! in its state file, so that a restart reports each kill once.
+//!
+//! [`Collector::report_in_progress`]: crate::klog::collect::Collector::report_in_progress
 
 pub mod side;
 pub mod tail;
@@ -48,12 +58,10 @@ pub struct LogKill {
 /// logic is tested without sleeping.
 #[derive(Debug)]
 pub struct Joiner {
-    live_wait: Duration,
     grace: Duration,
-    /// Live events waiting for their report, with their deadline.
-    waiting: VecDeque<(OomEvent, Duration)>,
-    /// Live events that went out without their report: (pid, ktime_ns, when).
-    sent_without_report: VecDeque<(u32, u64, Duration)>,
+    /// Live events that went out before their kill line was read: (victim
+    /// pid, ktime_ns, when). Kept [`MATCH_WINDOW`] + `grace`.
+    sent: VecDeque<(u32, u64, Duration)>,
     /// Log kills no live event has claimed yet, with when they were read.
     unclaimed: VecDeque<(LogKill, Duration)>,
     /// Everything up to here is accounted for.
@@ -63,74 +71,57 @@ pub struct Joiner {
 }
 
 impl Joiner {
-    pub fn new(live_wait: Duration, grace: Duration, position: LogPosition) -> Self {
-        Self {
-            live_wait,
-            grace,
-            waiting: VecDeque::new(),
-            sent_without_report: VecDeque::new(),
-            unclaimed: VecDeque::new(),
-            position,
-            ready: Vec::new(),
-        }
+    pub fn new(grace: Duration, position: LogPosition) -> Self {
+        Self { grace, sent: VecDeque::new(), unclaimed: VecDeque::new(), position, ready: Vec::new() }
     }
 
-    /// Kills an earlier run sent as live events before their report was read
-    /// (victim pid, kernel ns): their reports, when read now, are no events.
+    /// Kills an earlier run sent as live events before their kill line was
+    /// read (victim pid, kernel ns): their kill lines, when read now, are no
+    /// events.
     pub fn sent_earlier(&mut self, sent: &[(u32, u64)], now: Duration) {
-        self.sent_without_report.extend(sent.iter().map(|&(pid, ktime)| (pid, ktime, now)));
+        self.sent.extend(sent.iter().map(|&(pid, ktime)| (pid, ktime, now)));
     }
 
-    /// A live event: joined at once if its report was read already, else it
-    /// waits for it (at most `live_wait`).
-    pub fn live(&mut self, mut event: OomEvent, now: Duration) {
+    /// A live event, ready at once: joined with its kill's report read whole
+    /// if there is one, else with `in_progress` (its report as printed so
+    /// far, all but the kill line), else without a report (`unavailable` says
+    /// `kernel_report`). Never held for the log.
+    pub fn live(&mut self, mut event: OomEvent, in_progress: Option<KernelReport>, now: Duration) {
         if let Some(i) = self.unclaimed.iter().position(|(kill, _)| same_kill(&event, &kill.event)) {
             if let Some((kill, _)) = self.unclaimed.remove(i) {
-                attach_report(&mut event, &kill.event);
+                attach_report(&mut event, kill.event.kernel_report);
                 self.advance(kill.position);
             }
             self.ready.push(event);
             return;
         }
-        self.waiting.push_back((event, now + self.live_wait));
+        attach_report(&mut event, in_progress);
+        if let Some(ktime) = event.ktime_ns {
+            self.sent.push_back((event.victim.pid, ktime, now));
+        }
+        self.ready.push(event);
     }
 
     /// A kill read from the log. Kills at or before the accounted position
-    /// were reported before (by an earlier run) and are dropped.
+    /// were reported before (by an earlier run) and are dropped; the kill
+    /// line of a live event already sent only moves the position.
     pub fn logged(&mut self, kill: LogKill, now: Duration) {
         if kill.position <= self.position && self.position != LogPosition::default() {
             return;
         }
-        if let Some(i) = self.waiting.iter().position(|(event, _)| same_kill(event, &kill.event)) {
-            if let Some((mut event, _)) = self.waiting.remove(i) {
-                attach_report(&mut event, &kill.event);
-                self.ready.push(event);
-            }
-            self.advance(kill.position);
-            return;
-        }
-        if let Some(i) = self.sent_without_report.iter().position(|&(pid, ktime, _)| {
+        if let Some(i) = self.sent.iter().position(|&(pid, ktime, _)| {
             pid == kill.event.victim.pid && kill.event.ktime_ns.is_some_and(|k| k.abs_diff(ktime) <= window_ns())
         }) {
-            self.sent_without_report.remove(i);
+            self.sent.remove(i);
             self.advance(kill.position);
             return;
         }
         self.unclaimed.push_back((kill, now));
     }
 
-    /// Past deadlines: live events without their report, and log kills no
-    /// live event claimed (`grace` after they were read).
+    /// Log kills no live event claimed go out (`grace` after they were
+    /// read); live events sent long enough ago are forgotten.
     pub fn expire(&mut self, now: Duration) {
-        while self.waiting.front().is_some_and(|(_, deadline)| *deadline <= now) {
-            if let Some((mut event, _)) = self.waiting.pop_front() {
-                event.unavailable.push("kernel_report");
-                if let Some(ktime) = event.ktime_ns {
-                    self.sent_without_report.push_back((event.victim.pid, ktime, now));
-                }
-                self.ready.push(event);
-            }
-        }
         while self.unclaimed.front().is_some_and(|(_, read)| *read + self.grace <= now) {
             if let Some((kill, _)) = self.unclaimed.pop_front() {
                 self.advance(kill.position);
@@ -138,14 +129,13 @@ impl Joiner {
             }
         }
         let keep_after = now.saturating_sub(MATCH_WINDOW + self.grace);
-        while self.sent_without_report.front().is_some_and(|&(_, _, sent)| sent < keep_after) {
-            self.sent_without_report.pop_front();
+        while self.sent.front().is_some_and(|&(_, _, sent)| sent < keep_after) {
+            self.sent.pop_front();
         }
     }
 
-    /// Stopping: live events go out without their report, and log kills no
-    /// live event claimed go out as they are (a live event still in flight is
-    /// not read any more).
+    /// Stopping: log kills no live event claimed go out as they are (a live
+    /// event still in flight is not read any more).
     pub fn flush(&mut self) {
         self.expire(Duration::MAX);
     }
@@ -155,11 +145,9 @@ impl Joiner {
         std::mem::take(&mut self.ready)
     }
 
-    /// The earliest deadline pending, for the caller's timer.
+    /// When the oldest unclaimed log kill goes out, for the caller's timer.
     pub fn next_deadline(&self) -> Option<Duration> {
-        let live = self.waiting.front().map(|(_, d)| *d);
-        let log = self.unclaimed.front().map(|(_, read)| *read + self.grace);
-        live.into_iter().chain(log).min()
+        self.unclaimed.front().map(|(_, read)| *read + self.grace)
     }
 
     /// Everything up to here is accounted for: the daemon's state.
@@ -172,7 +160,8 @@ impl Joiner {
     }
 }
 
-fn window_ns() -> u64 {
+/// [`MATCH_WINDOW`] in ns.
+pub(crate) fn window_ns() -> u64 {
     u64::try_from(MATCH_WINDOW.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -185,14 +174,12 @@ fn same_kill(live: &OomEvent, logged: &OomEvent) -> bool {
         }
 }
 
-/// What only the report has, added to the live event.
-fn attach_report(event: &mut OomEvent, logged: &OomEvent) {
-    let report = logged.kernel_report.clone().unwrap_or_default();
-    if report == KernelReport::default() {
-        // Rate-limited: only the kill line was logged.
-        event.unavailable.push("kernel_report");
-    } else {
-        event.kernel_report = Some(report);
+/// What only the report has, added to the live event; a report that is only
+/// its kill line (rate-limited), or none, is said in `unavailable`.
+fn attach_report(event: &mut OomEvent, report: Option<KernelReport>) {
+    match report.filter(|r| r != &KernelReport::default()) {
+        Some(report) => event.kernel_report = Some(report),
+        None => event.unavailable.push("kernel_report"),
     }
 }
 

@@ -15,8 +15,6 @@ use crate::{
 };
 use oomtrace_event::OomEvent;
 
-/// How long a live event waits for its report.
-pub const LIVE_WAIT: Duration = Duration::from_millis(100);
 /// How long a kill read from the log waits for a live event to claim it.
 pub const GRACE: Duration = Duration::from_secs(2);
 
@@ -64,14 +62,14 @@ impl LogSide {
         let mut side = Self {
             tail,
             collector,
-            joiner: Joiner::new(LIVE_WAIT, GRACE, LogPosition::default()),
+            joiner: Joiner::new(GRACE, LogPosition::default()),
             epoch: Instant::now(),
             parsed: Vec::new(),
         };
         let existing = side.parse(&snapshot);
         match mode {
             KernelLogMode::JoinAndReport { from, sent } => {
-                side.joiner = Joiner::new(LIVE_WAIT, GRACE, *from);
+                side.joiner = Joiner::new(GRACE, *from);
                 let now = side.now();
                 side.joiner.sent_earlier(sent, now);
                 for kill in existing {
@@ -80,7 +78,7 @@ impl LogSide {
             }
             _ => {
                 let last = existing.iter().map(|k| k.position).max().unwrap_or_default();
-                side.joiner = Joiner::new(LIVE_WAIT, GRACE, last);
+                side.joiner = Joiner::new(GRACE, last);
             }
         }
         tracing::info!(origin = side.tail.origin().as_str(), "reading the kernel log for the kernel's OOM reports");
@@ -111,16 +109,26 @@ impl LogSide {
     pub async fn read(&mut self) {
         let poll = if self.joiner.next_deadline().is_some() { SYSLOG_POLL_FAST } else { SYSLOG_POLL_IDLE };
         let lines = self.tail.next_lines(poll).await;
+        self.take_lines(&lines);
+    }
+
+    fn take_lines(&mut self, lines: &[LogLine]) {
         let now = self.now();
-        for kill in self.parse(&lines) {
+        for kill in self.parse(lines) {
             self.joiner.logged(kill, now);
         }
     }
 
-    /// A live event, to be joined with its report.
+    /// A live event, ready at once with what the log holds of its kill now:
+    /// the lines printed so far are read without waiting (the kernel prints
+    /// a report before it marks the victim), and the event is joined with its
+    /// report if it is there (see [`super`]). Never waits for the log.
     pub fn live(&mut self, event: OomEvent) {
+        let lines = self.tail.lines_now();
+        self.take_lines(&lines);
+        let in_progress = self.collector.report_in_progress(event.victim.pid, event.ktime_ns);
         let now = self.now();
-        self.joiner.live(event, now);
+        self.joiner.live(event, in_progress, now);
     }
 
     /// The time until the joiner's next deadline.
@@ -128,14 +136,14 @@ impl LogSide {
         self.joiner.next_deadline().map(|d| d.saturating_sub(self.now()))
     }
 
-    /// Events ready to go out (past their deadline or joined).
+    /// Events ready to go out: live events, and log kills past their grace.
     pub fn ready(&mut self) -> Vec<OomEvent> {
         let now = self.now();
         self.joiner.expire(now);
         self.joiner.take_ready()
     }
 
-    /// Stopping: everything waiting becomes ready (see [`Joiner::flush`]).
+    /// Stopping: log kills waiting for a live event become ready (see [`Joiner::flush`]).
     pub fn flush(&mut self) {
         self.joiner.flush();
     }

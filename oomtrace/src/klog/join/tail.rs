@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use oomtrace_klog::LogLine;
+use oomtrace_klog::{LogLine, source::kmsg::KmsgRecord};
 
 use crate::{
     kernel::syslog,
@@ -15,7 +15,7 @@ use crate::{
 };
 use oomtrace_event::LogOrigin;
 
-/// How often syslog(2) is read while a live event waits for its report.
+/// How often syslog(2) is read while a kill read from the log waits for a live event.
 pub const SYSLOG_POLL_FAST: Duration = Duration::from_millis(20);
 /// How often otherwise (kills the probes missed still show up).
 pub const SYSLOG_POLL_IDLE: Duration = Duration::from_secs(5);
@@ -51,18 +51,7 @@ impl LogTail {
     pub fn open() -> Result<(Self, Vec<LogLine>), TailError> {
         match KmsgReader::open() {
             Ok(mut reader) => {
-                let mut lines = Vec::new();
-                loop {
-                    match reader.next_record() {
-                        Ok(Some(record)) if record.is_kernel() => lines.extend(record.lines),
-                        Ok(Some(_)) => {}
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::warn!(%error, "reading /dev/kmsg");
-                            break;
-                        }
-                    }
-                }
+                let lines = kernel_lines(|| reader.next_record());
                 match reader.follow() {
                     Ok(follower) => Ok((Self::Kmsg(Box::new(follower)), lines)),
                     Err(kmsg) => Self::open_syslog(kmsg),
@@ -110,6 +99,36 @@ impl LogTail {
             }
         }
     }
+
+    /// The lines already in the log, at once (never waits): /dev/kmsg read
+    /// until it has no more, or syslog(2) read again.
+    pub fn lines_now(&mut self) -> Vec<LogLine> {
+        match self {
+            Self::Kmsg(follower) => kernel_lines(|| follower.record_now()),
+            Self::Syslog(tail) => tail.read_new().unwrap_or_else(|error| {
+                tracing::warn!(%error, "reading the kernel log");
+                Vec::new()
+            }),
+        }
+    }
+}
+
+/// The kernel's lines of the /dev/kmsg records `next` returns until it has
+/// no more (or fails: said at warn level).
+fn kernel_lines(mut next: impl FnMut() -> Result<Option<KmsgRecord>, KmsgError>) -> Vec<LogLine> {
+    let mut lines = Vec::new();
+    loop {
+        match next() {
+            Ok(Some(record)) if record.is_kernel() => lines.extend(record.lines),
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(%error, "reading /dev/kmsg");
+                break;
+            }
+        }
+    }
+    lines
 }
 
 impl SyslogTail {

@@ -43,6 +43,13 @@ pub struct ScrapeTarget {
 
 impl ScrapeTarget {
     pub fn add(target: &str) -> Result<Self> {
+        Self::add_labelled(target, &[])
+    }
+
+    /// Adds `target` with target labels, as a scrape configuration's
+    /// relabelling sets them in a cluster (e.g. `node` from
+    /// `__meta_kubernetes_pod_node_name`).
+    pub fn add_labelled(target: &str, labels: &[(&str, &str)]) -> Result<Self> {
         let path = targets_file();
         let previous = fs::read_to_string(&path).ok();
         let mut groups = previous
@@ -50,7 +57,9 @@ impl ScrapeTarget {
             .and_then(|text| serde_json::from_str::<Value>(text).ok())
             .and_then(|value| value.as_array().cloned())
             .unwrap_or_default();
-        groups.push(serde_json::json!({ "targets": [target], "labels": {} }));
+        let labels: serde_json::Map<String, Value> =
+            labels.iter().map(|(name, value)| ((*name).to_owned(), Value::from(*value))).collect();
+        groups.push(serde_json::json!({ "targets": [target], "labels": labels }));
         write_atomically(&path, &Value::Array(groups).to_string())?;
         Ok(ScrapeTarget { previous })
     }
@@ -129,6 +138,30 @@ pub fn wait_for_value(promql: &str, accept: impl Fn(f64) -> bool, timeout: Durat
     let started = Instant::now();
     wait_for_series(promql, |series| series.first().and_then(sample_value).is_some_and(&accept), timeout)?;
     Ok(started.elapsed())
+}
+
+/// A range query from `start` to `end` (Unix seconds) every `step`; returns
+/// `data.result` (a matrix: `{"metric": {labels}, "values": [[time, "value"], ...]}`).
+pub fn query_range(promql: &str, start: f64, end: f64, step: Duration) -> Result<Vec<Value>> {
+    let path = format!(
+        "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={}",
+        http::urlencode(promql),
+        step.as_secs_f64()
+    );
+    let (status, body) = http::get(&prometheus_address(), &path)?;
+    let json: Value = serde_json::from_str(&body)
+        .with_context(|| format!("query_range {promql:?}: HTTP {status} with a body that is not JSON: {body}"))?;
+    if json["status"] != "success" {
+        bail!(
+            "query_range {promql:?}: HTTP {status}, {}: {}",
+            json["errorType"].as_str().unwrap_or("error"),
+            json["error"].as_str().unwrap_or(&body)
+        );
+    }
+    match &json["data"]["result"] {
+        Value::Array(series) => Ok(series.clone()),
+        other => bail!("query_range {promql:?}: a non-matrix result {other}"),
+    }
 }
 
 /// Waits until Prometheus has scraped `target` successfully (`up == 1`).

@@ -96,6 +96,7 @@ def draw_timeseries(ax, panel, results, args):
     bottoms: dict = {}
     width = float(args.step.rstrip("s")) / 86400 * 0.9
     drawn = 0
+    total = sum(len(series) for _, series in results)
     for target, series in results:
         for s in series:
             times = [dt.datetime.fromtimestamp(float(t), dt.timezone.utc) for t, _ in s["values"]]
@@ -112,7 +113,7 @@ def draw_timeseries(ax, panel, results, args):
                 ax.plot(times, values, label=label, marker="." if custom.get("showPoints") == "always" else None)
             drawn += 1
     if drawn == 0:
-        ax.text(0.5, 0.5, "0 in every interval", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.text(0.5, 0.5, "0 in every interval" if total else "No data", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xlim(dt.datetime.fromtimestamp(args.start, dt.timezone.utc), dt.datetime.fromtimestamp(args.end, dt.timezone.utc))
     ax.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%H:%M:%S"))
     ax.tick_params(labelsize=7)

@@ -88,7 +88,9 @@ fn substitute(expr: &str, node: &str, range_seconds: u64) -> String {
 }
 
 fn regex_escape(text: &str) -> String {
-    text.chars().flat_map(|c| if c.is_ascii_alphanumeric() || c == '-' { vec![c] } else { vec!['\\', '\\', c] }).collect()
+    text.chars()
+        .flat_map(|c| if c.is_ascii_alphanumeric() || c == '-' { vec![c] } else { vec!['\\', '\\', c] })
+        .collect()
 }
 
 /// `label_values(metric, label)` (Grafana's variable query) as PromQL.
@@ -171,10 +173,8 @@ fn every_dashboard_query_returns_data_after_real_kills() -> Result<()> {
         }
         .with_context(|| format!("panel {:?} query {}", query.panel, query.ref_id))?;
         // The node filter must keep other nodes' (other tests') series out.
-        let others: Vec<&Value> = series
-            .iter()
-            .filter(|s| s["metric"]["node"].as_str().is_some_and(|n| n != node))
-            .collect();
+        let others: Vec<&Value> =
+            series.iter().filter(|s| s["metric"]["node"].as_str().is_some_and(|n| n != node)).collect();
         assert!(others.is_empty(), "panel {:?} {}: series of other nodes {others:?}", query.panel, query.ref_id);
         println!(
             "panel {:?} query {} ({}): {} series",

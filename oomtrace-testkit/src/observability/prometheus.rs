@@ -89,20 +89,35 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 /// An instant query; returns `data.result` (for vector queries an array of
 /// `{"metric": {labels}, "value": [time, "value"]}`).
 pub fn query(promql: &str) -> Result<Vec<Value>> {
-    let path = format!("/api/v1/query?query={}", http::urlencode(promql));
-    let (status, body) = http::get(&prometheus_address(), &path)?;
+    api_result("query", promql, &format!("/api/v1/query?query={}", http::urlencode(promql)))
+}
+
+/// A range query from `start` to `end` (Unix seconds) every `step`; returns
+/// `data.result` (a matrix: `{"metric": {labels}, "values": [[time, "value"], ...]}`).
+pub fn query_range(promql: &str, start: f64, end: f64, step: Duration) -> Result<Vec<Value>> {
+    let path = format!(
+        "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={}",
+        http::urlencode(promql),
+        step.as_secs_f64()
+    );
+    api_result("query_range", promql, &path)
+}
+
+/// `data.result` of one query API call (`api` names it in errors), an array.
+fn api_result(api: &str, promql: &str, path: &str) -> Result<Vec<Value>> {
+    let (status, body) = http::get(&prometheus_address(), path)?;
     let json: Value = serde_json::from_str(&body)
-        .with_context(|| format!("query {promql:?}: HTTP {status} with a body that is not JSON: {body}"))?;
+        .with_context(|| format!("{api} {promql:?}: HTTP {status} with a body that is not JSON: {body}"))?;
     if json["status"] != "success" {
         bail!(
-            "query {promql:?}: HTTP {status}, {}: {}",
+            "{api} {promql:?}: HTTP {status}, {}: {}",
             json["errorType"].as_str().unwrap_or("error"),
             json["error"].as_str().unwrap_or(&body)
         );
     }
     match &json["data"]["result"] {
         Value::Array(series) => Ok(series.clone()),
-        other => bail!("query {promql:?}: a non-vector result {other}"),
+        other => bail!("{api} {promql:?}: a result that is not a vector or matrix: {other}"),
     }
 }
 
@@ -138,30 +153,6 @@ pub fn wait_for_value(promql: &str, accept: impl Fn(f64) -> bool, timeout: Durat
     let started = Instant::now();
     wait_for_series(promql, |series| series.first().and_then(sample_value).is_some_and(&accept), timeout)?;
     Ok(started.elapsed())
-}
-
-/// A range query from `start` to `end` (Unix seconds) every `step`; returns
-/// `data.result` (a matrix: `{"metric": {labels}, "values": [[time, "value"], ...]}`).
-pub fn query_range(promql: &str, start: f64, end: f64, step: Duration) -> Result<Vec<Value>> {
-    let path = format!(
-        "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={}",
-        http::urlencode(promql),
-        step.as_secs_f64()
-    );
-    let (status, body) = http::get(&prometheus_address(), &path)?;
-    let json: Value = serde_json::from_str(&body)
-        .with_context(|| format!("query_range {promql:?}: HTTP {status} with a body that is not JSON: {body}"))?;
-    if json["status"] != "success" {
-        bail!(
-            "query_range {promql:?}: HTTP {status}, {}: {}",
-            json["errorType"].as_str().unwrap_or("error"),
-            json["error"].as_str().unwrap_or(&body)
-        );
-    }
-    match &json["data"]["result"] {
-        Value::Array(series) => Ok(series.clone()),
-        other => bail!("query_range {promql:?}: a non-matrix result {other}"),
-    }
 }
 
 /// Waits until Prometheus has scraped `target` successfully (`up == 1`).

@@ -18,7 +18,7 @@ use oomtrace_testkit::{
     cri::{Qos, blocking::Cri, new_uid},
     daemon::{Daemon, free_port},
     harness::{self, Need},
-    observability::{self, OtlpReceived, ScrapeTarget, Transport, otlp_mark},
+    observability::{self, KeptScrapeTarget, OtlpReceived, Transport, otlp_mark},
     trial,
     workload::{Running, Workload},
 };
@@ -122,7 +122,8 @@ fn every_dashboard_query_returns_data_after_real_kills() -> Result<()> {
     let mut env = observability::otlp_env(Transport::Grpc, Duration::from_secs(1));
     env.push(("OTEL_SERVICE_NAME", unique("svc-dash")));
     let daemon = Daemon::start(oomtrace(), env, &["--kernel-log", "false", "--cri-socket", client.socket()])?;
-    let _target = ScrapeTarget::add_labelled(&daemon.address, &[("node", node.as_str())]).context("scrape target")?;
+    // Kept in the targets file while daemon tests of other processes replace it.
+    let _target = KeptScrapeTarget::keep(&daemon.address, &[("node", node.as_str())]).context("scrape target")?;
     observability::wait_for_scrape(&daemon.address, TIMEOUT).context("first scrape")?;
 
     // Three kills of one container (kubelet's restarts: attempts 0, 1, 2).

@@ -3,7 +3,11 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -43,13 +47,6 @@ pub struct ScrapeTarget {
 
 impl ScrapeTarget {
     pub fn add(target: &str) -> Result<Self> {
-        Self::add_labelled(target, &[])
-    }
-
-    /// Adds `target` with target labels, as a scrape configuration's
-    /// relabelling sets them in a cluster (e.g. `node` from
-    /// `__meta_kubernetes_pod_node_name`).
-    pub fn add_labelled(target: &str, labels: &[(&str, &str)]) -> Result<Self> {
         let path = targets_file();
         let previous = fs::read_to_string(&path).ok();
         let mut groups = previous
@@ -57,9 +54,7 @@ impl ScrapeTarget {
             .and_then(|text| serde_json::from_str::<Value>(text).ok())
             .and_then(|value| value.as_array().cloned())
             .unwrap_or_default();
-        let labels: serde_json::Map<String, Value> =
-            labels.iter().map(|(name, value)| ((*name).to_owned(), Value::from(*value))).collect();
-        groups.push(serde_json::json!({ "targets": [target], "labels": labels }));
+        groups.push(serde_json::json!({ "targets": [target], "labels": {} }));
         write_atomically(&path, &Value::Array(groups).to_string())?;
         Ok(ScrapeTarget { previous })
     }
@@ -72,6 +67,69 @@ impl Drop for ScrapeTarget {
         if let Err(error) = write_atomically(&path, &restored) {
             eprintln!("warning: could not restore {}: {error:#}", path.display());
         }
+    }
+}
+
+/// A target with target labels (as a cluster's relabelling sets them, e.g.
+/// `node` from `__meta_kubernetes_pod_node_name`) kept in the targets file
+/// beside other users' while it lives. Tests in other processes replace the
+/// whole file ([`set_scrape_target`]), so a thread puts this group back every
+/// 250 ms; drop removes this group alone, leaving the others' in place.
+pub struct KeptScrapeTarget {
+    group: Value,
+    stop: Arc<AtomicBool>,
+    keeper: Option<JoinHandle<()>>,
+}
+
+impl KeptScrapeTarget {
+    pub fn keep(target: &str, labels: &[(&str, &str)]) -> Result<Self> {
+        let labels: serde_json::Map<String, Value> =
+            labels.iter().map(|(name, value)| ((*name).to_owned(), Value::from(*value))).collect();
+        let group = serde_json::json!({ "targets": [target], "labels": labels });
+        edit_groups(|groups| (!groups.contains(&group)).then(|| groups.push(group.clone())))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let keeper = {
+            let (group, stop) = (group.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let _ = edit_groups(|groups| (!groups.contains(&group)).then(|| groups.push(group.clone())));
+                }
+            })
+        };
+        Ok(KeptScrapeTarget { group, stop, keeper: Some(keeper) })
+    }
+}
+
+impl Drop for KeptScrapeTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+        let group = &self.group;
+        if let Err(error) = edit_groups(|groups| {
+            let before = groups.len();
+            groups.retain(|g| g != group);
+            (groups.len() != before).then_some(())
+        }) {
+            eprintln!("warning: could not remove {group} from {}: {error:#}", targets_file().display());
+        }
+    }
+}
+
+/// Reads the targets file's groups (none when absent or unreadable), lets
+/// `edit` change them, and writes them back when it returns `Some`.
+fn edit_groups(edit: impl FnOnce(&mut Vec<Value>) -> Option<()>) -> Result<()> {
+    let path = targets_file();
+    let mut groups = fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|value| value.as_array().cloned())
+        .unwrap_or_default();
+    match edit(&mut groups) {
+        Some(()) => write_atomically(&path, &Value::Array(groups).to_string()),
+        None => Ok(()),
     }
 }
 

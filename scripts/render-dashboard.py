@@ -151,25 +151,27 @@ def draw_table(ax, panel, results, args):
     rename = organize.get("renameByName", {})
     excluded = {k for k, v in organize.get("excludeByName", {}).items() if v}
     fields = overrides(panel)
-    rows: dict = {}
+    # Grafana's merge: each query is a frame whose columns are the labels of
+    # all its series (a label a series lacks is an empty cell); rows of two
+    # frames with equal values in the columns both frames have are one row.
+    rows: list = []
     label_names: list = []
     value_columns: list = []
     for target, series in results:
         column = f"Value #{target['refId']}" if len(results) > 1 else "Value"
         value_columns.append(column)
+        frame_labels = sorted({k for s in series for k in s["metric"] if k != "__name__"})
+        label_names += [k for k in frame_labels if k not in label_names]
         for s in series:
-            labels = {k: v for k, v in s["metric"].items() if k != "__name__"}
-            for k in labels:
-                if k not in label_names:
-                    label_names.append(k)
-            # Merge: rows whose shared labels agree are one row.
-            key = tuple(sorted(labels.items()))
-            match = next((r for r in rows.values() if all(r["labels"].get(k) == v for k, v in labels.items() if k in r["labels"])
-                          and all(labels.get(k) == v for k, v in r["labels"].items() if k in labels)), None)
+            labels = {k: s["metric"].get(k, "") for k in frame_labels}
+            match = next((r for r in rows if all(r["labels"][k] == v for k, v in labels.items() if k in r["labels"])
+                          and set(labels) & set(r["labels"])), None)
             if match is None:
-                match = rows.setdefault(key, {"labels": dict(labels), "values": {}})
+                match = {"labels": {}, "values": {}}
+                rows.append(match)
             match["labels"].update(labels)
             match["values"][column] = float(s["value"][1])
+    rows = {i: r for i, r in enumerate(rows)}
     if "filterByValue" in transformations:
         rows = {k: r for k, r in rows.items() if r["values"].get("Value #B", 0) > 0}
     index = organize.get("indexByName", {})
@@ -222,16 +224,16 @@ def main() -> None:
     panels = dashboard["panels"]
     height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
     fig = plt.figure(figsize=(20, height * 0.33))
-    grid = GridSpec(height, 24, figure=fig, hspace=1.6, wspace=1.2)
+    grid = GridSpec(height, 24, figure=fig, hspace=1.8, wspace=1.2, top=0.97, bottom=0.02, left=0.14, right=0.99)
     fig.suptitle(f"{dashboard['title']}: node {args.node}, "
                  f"{dt.datetime.fromtimestamp(args.start, dt.timezone.utc):%Y-%m-%d %H:%M:%S} to "
-                 f"{dt.datetime.fromtimestamp(args.end, dt.timezone.utc):%H:%M:%S} UTC", fontsize=14, y=0.995)
+                 f"{dt.datetime.fromtimestamp(args.end, dt.timezone.utc):%H:%M:%S} UTC", fontsize=14, y=0.99)
     for panel in panels:
         g = panel["gridPos"]
         if panel["type"] == "row":
             ax = fig.add_subplot(grid[g["y"]:g["y"] + 1, :])
             ax.axis("off")
-            ax.text(0, 0.2, panel["title"], fontsize=13, weight="bold")
+            ax.text(0, 0.0, panel["title"], fontsize=13, weight="bold")
             continue
         results = []
         for target in panel.get("targets", []):

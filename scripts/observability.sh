@@ -30,7 +30,7 @@
 # Everything lives under /run/oomtrace-test/obs (OOMTRACE_TEST_OBS_DIR):
 #   prometheus.yml, targets.json, rules/ (*.yaml rule files), prom-data/
 #                           (TSDB), prometheus.pid
-#   venv/                   grpcio + opentelemetry-proto (kept across `down`)
+#   venv/                   grpcio + opentelemetry-proto, rotel (kept across `down`)
 #   otlp-received.jsonl     {"signal","transport","encoding","received_unix_nano",
 #                           "request"} per line; append-only, kept across
 #                           `down` (tests read from an offset they noted)
@@ -61,6 +61,9 @@ PROM_URL="http://127.0.0.1:$PROM_PORT"
 SINK_URL="http://127.0.0.1:$OTLP_HTTP_PORT"
 PACKAGES=(prometheus curl)
 PIP_PACKAGES=(grpcio opentelemetry-proto)
+# A real OpenTelemetry collector for the collector test (oomtrace/tests/dashboard.rs):
+# rotel, a Rust collector shipped as a Python wheel (cp311, manylinux x86_64).
+ROTEL_PACKAGE=rotel==0.0.1a15
 READY_SECONDS=${OBS_READY_SECONDS:-60}
 
 LOG_TAG=observability
@@ -120,6 +123,15 @@ ensure_venv() {
     "$VENV/bin/pip" install --disable-pip-version-check -q "${PIP_PACKAGES[@]}" >>"$LOGS/pip.log" 2>&1 ||
         die "pip install ${PIP_PACKAGES[*]} failed, see $LOGS/pip.log"
     venv_works || die "the venv in $VENV still cannot import grpc and opentelemetry.proto"
+}
+
+# rotel in the same venv; where its wheel does not fit (another Python, another
+# architecture) the collector test skips and says why.
+ensure_rotel() {
+    "$VENV/bin/python" -c 'import rotel' >/dev/null 2>&1 && return 0
+    log "venv: installing $ROTEL_PACKAGE from PyPI into $VENV (log: $LOGS/pip.log)"
+    "$VENV/bin/pip" install --disable-pip-version-check -q "$ROTEL_PACKAGE" >>"$LOGS/pip.log" 2>&1 ||
+        log "warning: pip install $ROTEL_PACKAGE failed (see $LOGS/pip.log): the collector test will skip"
 }
 
 # targets.json in Prometheus' file_sd format, replaced atomically.
@@ -255,6 +267,7 @@ cmd_up() {
     mkdir -p "$LOGS"
     install_packages
     ensure_venv
+    ensure_rotel
     start_prometheus
     start_sink
     write_env

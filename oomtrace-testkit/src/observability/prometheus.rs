@@ -3,7 +3,11 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -66,6 +70,69 @@ impl Drop for ScrapeTarget {
     }
 }
 
+/// A target with target labels (as a cluster's relabelling sets them, e.g.
+/// `node` from `__meta_kubernetes_pod_node_name`) kept in the targets file
+/// beside other users' while it lives. Tests in other processes replace the
+/// whole file ([`set_scrape_target`]), so a thread puts this group back every
+/// 250 ms; drop removes this group alone, leaving the others' in place.
+pub struct KeptScrapeTarget {
+    group: Value,
+    stop: Arc<AtomicBool>,
+    keeper: Option<JoinHandle<()>>,
+}
+
+impl KeptScrapeTarget {
+    pub fn keep(target: &str, labels: &[(&str, &str)]) -> Result<Self> {
+        let labels: serde_json::Map<String, Value> =
+            labels.iter().map(|(name, value)| ((*name).to_owned(), Value::from(*value))).collect();
+        let group = serde_json::json!({ "targets": [target], "labels": labels });
+        edit_groups(|groups| (!groups.contains(&group)).then(|| groups.push(group.clone())))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let keeper = {
+            let (group, stop) = (group.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let _ = edit_groups(|groups| (!groups.contains(&group)).then(|| groups.push(group.clone())));
+                }
+            })
+        };
+        Ok(KeptScrapeTarget { group, stop, keeper: Some(keeper) })
+    }
+}
+
+impl Drop for KeptScrapeTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+        let group = &self.group;
+        if let Err(error) = edit_groups(|groups| {
+            let before = groups.len();
+            groups.retain(|g| g != group);
+            (groups.len() != before).then_some(())
+        }) {
+            eprintln!("warning: could not remove {group} from {}: {error:#}", targets_file().display());
+        }
+    }
+}
+
+/// Reads the targets file's groups (none when absent or unreadable), lets
+/// `edit` change them, and writes them back when it returns `Some`.
+fn edit_groups(edit: impl FnOnce(&mut Vec<Value>) -> Option<()>) -> Result<()> {
+    let path = targets_file();
+    let mut groups = fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|value| value.as_array().cloned())
+        .unwrap_or_default();
+    match edit(&mut groups) {
+        Some(()) => write_atomically(&path, &Value::Array(groups).to_string()),
+        None => Ok(()),
+    }
+}
+
 /// Temporary file + rename: Prometheus never reads half a file.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -80,20 +147,25 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 /// An instant query; returns `data.result` (for vector queries an array of
 /// `{"metric": {labels}, "value": [time, "value"]}`).
 pub fn query(promql: &str) -> Result<Vec<Value>> {
-    let path = format!("/api/v1/query?query={}", http::urlencode(promql));
-    let (status, body) = http::get(&prometheus_address(), &path)?;
-    let json: Value = serde_json::from_str(&body)
-        .with_context(|| format!("query {promql:?}: HTTP {status} with a body that is not JSON: {body}"))?;
-    if json["status"] != "success" {
-        bail!(
-            "query {promql:?}: HTTP {status}, {}: {}",
-            json["errorType"].as_str().unwrap_or("error"),
-            json["error"].as_str().unwrap_or(&body)
-        );
-    }
-    match &json["data"]["result"] {
-        Value::Array(series) => Ok(series.clone()),
-        other => bail!("query {promql:?}: a non-vector result {other}"),
+    api_result("query", promql, &format!("/api/v1/query?query={}", http::urlencode(promql)))
+}
+
+/// A range query from `start` to `end` (Unix seconds) every `step`; returns
+/// `data.result` (a matrix: `{"metric": {labels}, "values": [[time, "value"], ...]}`).
+pub fn query_range(promql: &str, start: f64, end: f64, step: Duration) -> Result<Vec<Value>> {
+    let path = format!(
+        "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={}",
+        http::urlencode(promql),
+        step.as_secs_f64()
+    );
+    api_result("query_range", promql, &path)
+}
+
+/// `data.result` of one query API call (`api` names it in errors), an array.
+fn api_result(api: &str, promql: &str, path: &str) -> Result<Vec<Value>> {
+    match api_data(path).with_context(|| format!("{api} {promql:?}"))?["result"].take() {
+        Value::Array(series) => Ok(series),
+        other => bail!("{api} {promql:?}: a result that is not a vector or matrix: {other}"),
     }
 }
 

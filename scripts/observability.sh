@@ -26,7 +26,10 @@
 #
 # Everything lives under /run/oomtrace-test/obs (OOMTRACE_TEST_OBS_DIR):
 #   prometheus.yml, targets.json, prom-data/ (TSDB), prometheus.pid
-#   venv/                   grpcio + opentelemetry-proto (kept across `down`)
+#   venv/                   grpcio + opentelemetry-proto, and rotel (a real
+#                           OTLP collector, Rust, run by the tests that put
+#                           one between the daemon and a receiver; kept
+#                           across `down`)
 #   otlp-received.jsonl     {"signal","transport","encoding","received_unix_nano",
 #                           "request"} per line; append-only, kept across
 #                           `down` (tests read from an offset they noted)
@@ -115,6 +118,15 @@ ensure_venv() {
     "$VENV/bin/pip" install --disable-pip-version-check -q "${PIP_PACKAGES[@]}" >>"$LOGS/pip.log" 2>&1 ||
         die "pip install ${PIP_PACKAGES[*]} failed, see $LOGS/pip.log"
     venv_works || die "the venv in $VENV still cannot import grpc and opentelemetry.proto"
+}
+
+# rotel (PyPI: the rotel-agent binary in a wheel), added to the venv without
+# recreating it: a running sink keeps its interpreter and modules.
+ensure_rotel() {
+    "$VENV/bin/python" -c 'import rotel' >/dev/null 2>&1 && return 0
+    log "venv: installing rotel from PyPI into $VENV (log: $LOGS/pip.log)"
+    "$VENV/bin/pip" install --disable-pip-version-check -q rotel >>"$LOGS/pip.log" 2>&1 ||
+        die "pip install rotel failed, see $LOGS/pip.log"
 }
 
 # targets.json in Prometheus' file_sd format, replaced atomically.
@@ -247,6 +259,7 @@ cmd_up() {
     mkdir -p "$LOGS"
     install_packages
     ensure_venv
+    ensure_rotel
     start_prometheus
     start_sink
     write_env

@@ -84,6 +84,11 @@ impl Daemon {
             .sum())
     }
 
+    /// What it logged so far (its JSON log lines and stderr).
+    pub fn log_text(&self) -> String {
+        self.tracer.log_text()
+    }
+
     /// SIGTERM; the exit status and how long the exit took (SIGKILL after 15 s).
     pub fn terminate(mut self) -> Result<(ExitStatus, Duration)> {
         let started = Instant::now();

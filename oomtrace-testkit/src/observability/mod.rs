@@ -25,7 +25,10 @@ use anyhow::{Context as _, Result, bail};
 
 pub use self::{
     exposition::parse_exposition,
-    otlp::{OtlpCounts, OtlpReceived, otlp_counts_since, otlp_mark, otlp_start, otlp_stop},
+    otlp::{
+        OtlpCounts, OtlpReceived, Rotel, Sink, SinkTls, otlp_counts_since, otlp_mark, otlp_start, otlp_stop,
+        rotel_agent,
+    },
     prometheus::{
         ScrapeTarget, query, query_value, sample_value, series_label, set_scrape_target, set_scrape_targets,
         targets_file, wait_for_scrape, wait_for_series, wait_for_value,

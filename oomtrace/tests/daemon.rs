@@ -582,7 +582,10 @@ fn otlp_over_mutual_tls_is_refused_on_a_wrong_ca_and_delivered_on_the_right_one(
     assert_eq!(queued, 1.0, "the kill stays queued while the receiver is not trusted");
     assert_eq!(daemon.metric("oomtrace_exporter_dropped_total", Some(("exporter", "otlp")))?, 0.0);
     let log = daemon.log_text();
-    assert!(log.contains("OTLP export failed; keeping events queued"), "{log}");
+    let refused = log.lines().find(|l| l.contains("OTLP export failed; keeping events queued"));
+    assert!(refused.is_some(), "{log}");
+    let failures = daemon.metric("oomtrace_exporter_failures_total", Some(("exporter", "otlp")))?;
+    eprintln!("wrong CA: failures {failures}, queued {queued}; logged: {}", refused.unwrap_or_default());
     let nothing = OtlpReceived::read_file_since(&sink.out, 0)?.for_service(&service);
     assert!(nothing.log_records().is_empty(), "nothing may reach an untrusted receiver: {}", nothing.summary());
 
@@ -599,6 +602,12 @@ fn otlp_over_mutual_tls_is_refused_on_a_wrong_ca_and_delivered_on_the_right_one(
     .with_context(|| format!("the queued kill over TLS; receiver log:\n{}", sink.log_text()))?;
     let records = received.for_service(&service).log_records();
     let record = records.iter().find(|l| is_ours(l)).context("record")?;
+    eprintln!(
+        "right CA: delivered over {} with {} attributes, resource {:?}",
+        record.transport,
+        record.attributes.len(),
+        record.resource
+    );
     assert_eq!(record.transport, "grpc");
     assert_eq!(record.attr_str("oomtrace.cgroup.path"), Some(cgroup.path.as_str()), "{:?}", record.attributes);
     assert_eq!(record.attr_i64("oomtrace.oom_memcg.limit_bytes"), Some(LIMIT as i64), "{:?}", record.attributes);

@@ -741,6 +741,7 @@ fn an_unusable_otlp_certificate_stops_the_daemon_at_startup() -> Result<()> {
         assert!(!out.status.success(), "{case:?}: {stderr}");
         let (variable, path) = &case[0];
         assert!(stderr.contains(variable) && stderr.contains(&*path.to_string_lossy()), "{case:?}: {stderr}");
+        assert_eq!(stderr.matches(&*path.to_string_lossy()).count(), 1, "the cause once: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -66,12 +66,9 @@ pub enum OtlpError {
         "cannot build the OTLP {signal} exporter: {reason} (check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL)"
     )]
     Build { signal: &'static str, reason: String },
-    #[error("OTLP {signal} exporter: {source}")]
-    Tls {
-        signal: &'static str,
-        #[source]
-        source: tls::TlsError,
-    },
+    /// The message carries the TLS error's; not chained again.
+    #[error("OTLP {signal} exporter: {error}")]
+    Tls { signal: &'static str, error: tls::TlsError },
     #[error(
         "OTLP {signal} exporter: {variable}={value} is not a protocol this build speaks: use grpc or http/protobuf"
     )]
@@ -105,7 +102,7 @@ fn transport(signal: Signal) -> Result<Transport, OtlpError> {
 /// The TLS settings of `signal`, checked, and its transport.
 fn signal_settings(signal: Signal) -> Result<(Transport, TlsSettings), OtlpError> {
     let transport = transport(signal)?;
-    let tls = TlsSettings::from_env(signal).map_err(|source| OtlpError::Tls { signal: signal.as_str(), source })?;
+    let tls = TlsSettings::from_env(signal).map_err(|error| OtlpError::Tls { signal: signal.as_str(), error })?;
     if tls.is_set() {
         tracing::info!(signal = signal.as_str(), transport = ?transport, tls = %tls.describe(), "OTLP over TLS");
     }
@@ -121,9 +118,8 @@ fn log_exporter() -> Result<LogExporter, OtlpError> {
             None => LogExporter::builder().with_tonic().build().map_err(build),
         },
         (Transport::HttpProtobuf, tls) => {
-            let client = tls
-                .reqwest(tls::timeout(signal))
-                .map_err(|source| OtlpError::Tls { signal: signal.as_str(), source })?;
+            let client =
+                tls.reqwest(tls::timeout(signal)).map_err(|error| OtlpError::Tls { signal: signal.as_str(), error })?;
             LogExporter::builder().with_http().with_http_client(client).build().map_err(build)
         }
     }
@@ -139,9 +135,8 @@ fn metric_exporter() -> Result<MetricExporter, OtlpError> {
             None => MetricExporter::builder().with_tonic().build().map_err(build),
         },
         (Transport::HttpProtobuf, tls) => {
-            let client = tls
-                .reqwest(tls::timeout(signal))
-                .map_err(|source| OtlpError::Tls { signal: signal.as_str(), source })?;
+            let client =
+                tls.reqwest(tls::timeout(signal)).map_err(|error| OtlpError::Tls { signal: signal.as_str(), error })?;
             MetricExporter::builder().with_http().with_http_client(client).build().map_err(build)
         }
     }

@@ -47,13 +47,9 @@ impl Signal {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path} (from {variable}): {source}")]
-    Read {
-        variable: String,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The message carries the operating system's reason; not chained again.
+    #[error("cannot read {path} (from {variable}): {error}")]
+    Read { variable: String, path: PathBuf, error: std::io::Error },
     #[error("{path} (from {variable}) holds no usable PEM {what}: {reason}; give the path of a PEM file")]
     Pem { variable: String, path: PathBuf, what: &'static str, reason: String },
     #[error("{set} is set but {missing} is not: mutual TLS needs both the client certificate and its key")]
@@ -92,7 +88,7 @@ fn read(variable: String, path: String) -> Result<PemFile, TlsError> {
     let path = PathBuf::from(path.trim());
     match std::fs::read(&path) {
         Ok(bytes) => Ok(PemFile { variable, path, bytes }),
-        Err(source) => Err(TlsError::Read { variable, path, source }),
+        Err(error) => Err(TlsError::Read { variable, path, error }),
     }
 }
 

@@ -62,7 +62,7 @@ impl OtlpReceived {
 
     /// [`OtlpReceived::read_since`] of another receiver's file (a [`Sink`]'s).
     pub fn read_file_since(path: &Path, offset: u64) -> Result<Self> {
-        let data = match std::fs::read(&path) {
+        let data = match std::fs::read(path) {
             Ok(data) => data,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),

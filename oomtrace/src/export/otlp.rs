@@ -24,7 +24,9 @@ use opentelemetry::{
     logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity},
     metrics::{Counter, MeterProvider as _},
 };
-use opentelemetry_otlp::{LogExporter, MetricExporter, WithHttpConfig as _, WithTonicConfig as _};
+use opentelemetry_otlp::{
+    LogExporter, MetricExporter, WithHttpConfig as _, WithTonicConfig as _, tonic_types::transport::ClientTlsConfig,
+};
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
@@ -99,47 +101,38 @@ fn transport(signal: Signal) -> Result<Transport, OtlpError> {
     }
 }
 
-/// The TLS settings of `signal`, checked, and its transport.
-fn signal_settings(signal: Signal) -> Result<(Transport, TlsSettings), OtlpError> {
+/// How one signal's exporter is built: gRPC with TLS or not, or HTTP with
+/// the client made from its TLS settings.
+enum Channel {
+    Grpc(Option<ClientTlsConfig>),
+    Http(reqwest::Client),
+}
+
+/// `signal`'s transport and TLS settings, read and checked.
+fn channel(signal: Signal) -> Result<Channel, OtlpError> {
     let transport = transport(signal)?;
-    let tls = TlsSettings::from_env(signal).map_err(|error| OtlpError::Tls { signal: signal.as_str(), error })?;
+    let tls_error = |error| OtlpError::Tls { signal: signal.as_str(), error };
+    let tls = TlsSettings::from_env(signal).map_err(tls_error)?;
     if tls.is_set() {
         tracing::info!(signal = signal.as_str(), transport = ?transport, tls = %tls.describe(), "OTLP over TLS");
     }
-    Ok((transport, tls))
+    Ok(match transport {
+        Transport::Grpc => Channel::Grpc(tls.tonic()),
+        Transport::HttpProtobuf => Channel::Http(tls.reqwest(tls::timeout(signal)).map_err(tls_error)?),
+    })
 }
 
-fn log_exporter() -> Result<LogExporter, OtlpError> {
-    let signal = Signal::Logs;
-    let build = |e: opentelemetry_otlp::ExporterBuildError| OtlpError::Build { signal: "logs", reason: e.to_string() };
-    match signal_settings(signal)? {
-        (Transport::Grpc, tls) => match tls.tonic() {
-            Some(config) => LogExporter::builder().with_tonic().with_tls_config(config).build().map_err(build),
-            None => LogExporter::builder().with_tonic().build().map_err(build),
-        },
-        (Transport::HttpProtobuf, tls) => {
-            let client =
-                tls.reqwest(tls::timeout(signal)).map_err(|error| OtlpError::Tls { signal: signal.as_str(), error })?;
-            LogExporter::builder().with_http().with_http_client(client).build().map_err(build)
+/// Builds `$exporter` (`LogExporter` or `MetricExporter`: one builder API)
+/// for `$signal` on its [`Channel`].
+macro_rules! exporter {
+    ($exporter:ident, $signal:expr) => {
+        match channel($signal)? {
+            Channel::Grpc(Some(tls)) => $exporter::builder().with_tonic().with_tls_config(tls).build(),
+            Channel::Grpc(None) => $exporter::builder().with_tonic().build(),
+            Channel::Http(client) => $exporter::builder().with_http().with_http_client(client).build(),
         }
-    }
-}
-
-fn metric_exporter() -> Result<MetricExporter, OtlpError> {
-    let signal = Signal::Metrics;
-    let build =
-        |e: opentelemetry_otlp::ExporterBuildError| OtlpError::Build { signal: "metrics", reason: e.to_string() };
-    match signal_settings(signal)? {
-        (Transport::Grpc, tls) => match tls.tonic() {
-            Some(config) => MetricExporter::builder().with_tonic().with_tls_config(config).build().map_err(build),
-            None => MetricExporter::builder().with_tonic().build().map_err(build),
-        },
-        (Transport::HttpProtobuf, tls) => {
-            let client =
-                tls.reqwest(tls::timeout(signal)).map_err(|error| OtlpError::Tls { signal: signal.as_str(), error })?;
-            MetricExporter::builder().with_http().with_http_client(client).build().map_err(build)
-        }
-    }
+        .map_err(|e| OtlpError::Build { signal: $signal.as_str(), reason: e.to_string() })
+    };
 }
 
 /// Export counters (absolute).
@@ -232,7 +225,7 @@ impl OtlpExporter {
     pub fn from_env(queue_bound: usize, node_name: Option<&str>) -> Result<Self, OtlpError> {
         let resource = resource(node_name, host_name().as_deref());
         tls::install_crypto_provider();
-        let mut log_exporter = log_exporter()?;
+        let mut log_exporter = exporter!(LogExporter, Signal::Logs)?;
         log_exporter.set_resource(&resource);
         let exporter = Arc::new(log_exporter);
         let queue = Arc::new(Queue {
@@ -247,7 +240,7 @@ impl OtlpExporter {
         let logger_provider =
             SdkLoggerProvider::builder().with_resource(resource.clone()).with_log_processor(processor).build();
         let logger = logger_provider.logger("oomtrace");
-        let metric_exporter = metric_exporter()?;
+        let metric_exporter = exporter!(MetricExporter, Signal::Metrics)?;
         let meter_provider = SdkMeterProvider::builder()
             .with_resource(resource)
             // On the daemon's runtime: the HTTP exporter's client needs tokio.

@@ -579,7 +579,9 @@ fn otlp_over_mutual_tls_is_refused_on_a_wrong_ca_and_delivered_on_the_right_one(
         Duration::from_millis(200),
     )?;
     let queued = daemon.metric("oomtrace_exporter_queued", Some(("exporter", "otlp")))?;
-    assert_eq!(queued, 1.0, "the kill stays queued while the receiver is not trusted");
+    // At least ours: the daemon exports every kill of the host, and other
+    // tests on this machine may be making kills meanwhile.
+    assert!(queued >= 1.0, "the kill stays queued while the receiver is not trusted: {queued}");
     assert_eq!(daemon.metric("oomtrace_exporter_dropped_total", Some(("exporter", "otlp")))?, 0.0);
     let log = daemon.log_text();
     let refused = log.lines().find(|l| l.contains("OTLP export failed; keeping events queued"));

@@ -5,7 +5,10 @@
 #   Prometheus (Debian's package) on 127.0.0.1:$PROM_PORT (19090), scraping
 #     every 1 s job "oomtrace": the targets listed in targets.json (file_sd,
 #     re-read every 1 s, so a test points it at a daemon on any port without
-#     restarting Prometheus).
+#     restarting Prometheus). It loads the rule files in rules/ (a test copies
+#     deploy/observability/prometheus/oomtrace-rules.yaml there and POSTs
+#     /-/reload; evaluated every 1 s), so alerts can be read from its
+#     /api/v1/alerts.
 #   An OTLP receiver (tests-runtime/otlp_sink.py: the official
 #     opentelemetry-proto stubs + grpcio, from PyPI, in a venv) on gRPC
 #     127.0.0.1:$OTLP_GRPC_PORT (14317) and HTTP 127.0.0.1:$OTLP_HTTP_PORT
@@ -25,7 +28,8 @@
 #                                        (none: scrape nothing)
 #
 # Everything lives under /run/oomtrace-test/obs (OOMTRACE_TEST_OBS_DIR):
-#   prometheus.yml, targets.json, prom-data/ (TSDB), prometheus.pid
+#   prometheus.yml, targets.json, rules/ (*.yaml rule files), prom-data/
+#                           (TSDB), prometheus.pid
 #   venv/                   grpcio + opentelemetry-proto, and rotel (a real
 #                           OTLP collector, Rust, run by the tests that put
 #                           one between the daemon and a receiver; kept
@@ -53,6 +57,7 @@ PROM_CONFIG="$OBS/prometheus.yml"
 PROM_DATA="$OBS/prom-data"
 PROM_PIDFILE="$OBS/prometheus.pid"
 TARGETS="$OBS/targets.json"
+RULES="$OBS/rules"
 RECEIVED="$OBS/otlp-received.jsonl"
 SINK_PIDFILE="$OBS/otlp-sink.pid"
 PROM_URL="http://127.0.0.1:$PROM_PORT"
@@ -155,6 +160,8 @@ global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
+rule_files:
+  - '$RULES/*.yaml'
 scrape_configs:
   - job_name: oomtrace
     metrics_path: /metrics
@@ -174,6 +181,7 @@ EOF
 start_prometheus() {
     local pid changed=false
     [[ -f $TARGETS ]] || write_targets
+    mkdir -p "$RULES"
     write_prom_config && changed=true
     if pid=$(prom_pid); then
         if $changed; then

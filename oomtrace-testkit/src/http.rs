@@ -18,6 +18,12 @@ pub fn get(addr: &str, path: &str) -> Result<(u16, String)> {
     request(addr, "GET", path, None)
 }
 
+/// `POST path` on `addr` with `body` (`(content type, bytes)`), or an empty
+/// body: the status and the response body.
+pub fn post(addr: &str, path: &str, body: Option<(&str, &[u8])>) -> Result<(u16, String)> {
+    request(addr, "POST", path, Some(body.unwrap_or(("text/plain", b""))))
+}
+
 /// The first address `addr` resolves to that accepts a TCP connection.
 pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
     let addrs: Vec<_> = addr.to_socket_addrs().with_context(|| format!("resolving {addr}"))?.collect();

@@ -35,6 +35,8 @@ use oomtrace_testkit::{
 
 const MIB: u64 = 1024 * 1024;
 const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the guest's whole memory may take to fill (scenario 5).
+const NODE_FILL_TIMEOUT: Duration = Duration::from_secs(180);
 const NAMESPACE: &str = "shop";
 
 // Scenarios 10 and 11: what a node's diagnosis reads (oomtrace diagnose, a systemd unit's kill).
@@ -178,7 +180,17 @@ fn warnings(agent: &DaemonSetPod) -> Vec<WarningRecord> {
 
 /// Waits until `count` events satisfy `matches`, then a quiet second more.
 fn wait_events(agent: &DaemonSetPod, count: usize, matches: impl Fn(&Event) -> bool) -> Result<Vec<Event>> {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
+    wait_events_within(agent, count, matches, EVENT_TIMEOUT)
+}
+
+/// [`wait_events`] with its own deadline.
+fn wait_events_within(
+    agent: &DaemonSetPod,
+    count: usize,
+    matches: impl Fn(&Event) -> bool,
+    timeout: Duration,
+) -> Result<Vec<Event>> {
+    let deadline = Instant::now() + timeout;
     loop {
         let found: Vec<Event> = events(agent).into_iter().filter(|e| matches(e)).collect();
         if found.len() >= count {
@@ -187,7 +199,7 @@ fn wait_events(agent: &DaemonSetPod, count: usize, matches: impl Fn(&Event) -> b
         }
         if Instant::now() >= deadline {
             bail!(
-                "{} of {count} events after {EVENT_TIMEOUT:?}; the agent's stdout:\n{}",
+                "{} of {count} events after {timeout:?}; the agent's stdout:\n{}",
                 found.len(),
                 agent.stdout_lines().join("\n")
             );
@@ -761,7 +773,9 @@ fn the_whole_node_out_of_memory_names_a_besteffort_victim() -> Result<()> {
     // 2 s, so it knows this one before the node runs out of memory, when
     // containerd may not answer within the agent's CRI timeout.
     container(&cri, &pod, "leak", &["hog", &(total_mib * 2).to_string(), "6"], None)?;
-    wait_events(&agent, 1, in_pod(&pod))?;
+    // Filling the guest's memory takes tens of seconds under emulation
+    // (~40 MiB/s seen on a busy host).
+    wait_events_within(&agent, 1, in_pod(&pod), NODE_FILL_TIMEOUT)?;
     // Every process the kernel killed (the pod's, and any other it chose)
     // reported once; the pod's named.
     let all = oracle.victims(&agent)?;

@@ -30,8 +30,9 @@ pub use self::{
         rotel_agent,
     },
     prometheus::{
-        ScrapeTarget, query, query_value, sample_value, series_label, set_scrape_target, set_scrape_targets,
-        targets_file, wait_for_scrape, wait_for_series, wait_for_value,
+        LoadedRules, ScrapeTarget, alerts, query, query_value, rule_groups, rules_dir, sample_value, series_label,
+        set_scrape_target, set_scrape_targets, targets_file, wait_for_alerts, wait_for_scrape, wait_for_series,
+        wait_for_value,
     },
     records::{LogRecord, MetricPoint},
 };

@@ -104,20 +104,27 @@ pub fn query_value(promql: &str) -> Result<Option<f64>> {
 
 /// Polls `promql` until `predicate` accepts its result (the series array),
 /// returning that result, or fails after `timeout` saying what it last saw.
-pub fn wait_for_series(
-    promql: &str,
+pub fn wait_for_series(promql: &str, predicate: impl FnMut(&[Value]) -> bool, timeout: Duration) -> Result<Vec<Value>> {
+    poll(&format!("query {promql:?} still gives"), || query(promql), predicate, timeout)
+}
+
+/// Polls `fetch` until `predicate` accepts what it returns, returning that,
+/// or fails after `timeout` with `still` and the last answer (or error).
+fn poll(
+    still: &str,
+    mut fetch: impl FnMut() -> Result<Vec<Value>>,
     mut predicate: impl FnMut(&[Value]) -> bool,
     timeout: Duration,
 ) -> Result<Vec<Value>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match query(promql) {
-            Ok(series) if predicate(&series) => return Ok(series),
-            Ok(series) => Value::Array(series).to_string(),
+        let last = match fetch() {
+            Ok(values) if predicate(&values) => return Ok(values),
+            Ok(values) => Value::Array(values).to_string(),
             Err(error) => format!("{error:#}"),
         };
         if Instant::now() >= deadline {
-            bail!("after {timeout:?}, query {promql:?} still gives {last}");
+            bail!("after {timeout:?}, {still} {last}");
         }
         std::thread::sleep(POLL);
     }
@@ -148,4 +155,99 @@ pub fn sample_value(series: &Value) -> Option<f64> {
 /// One label of one series of a query result.
 pub fn series_label<'a>(series: &'a Value, label: &str) -> Option<&'a str> {
     series["metric"][label].as_str()
+}
+
+/// The directory whose `*.yaml` rule files Prometheus loads
+/// (`scripts/observability.sh` puts it in `rule_files`).
+pub fn rules_dir() -> PathBuf {
+    state_dir().join("rules")
+}
+
+/// A rule file loaded into the shared Prometheus: written to [`rules_dir`],
+/// Prometheus reloaded (`POST /-/reload`) and its groups listed by
+/// `/api/v1/rules`. On drop the file is removed and Prometheus reloaded again.
+pub struct LoadedRules {
+    path: PathBuf,
+}
+
+impl LoadedRules {
+    /// Loads `text` as rule file `name` and waits until Prometheus lists each of `groups` from it.
+    pub fn load(name: &str, text: &str, groups: &[&str], timeout: Duration) -> Result<LoadedRules> {
+        let dir = rules_dir();
+        if !dir.is_dir() {
+            bail!("{} does not exist: run scripts/observability.sh up (it adds it to rule_files)", dir.display());
+        }
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        let loaded = LoadedRules { path };
+        let file = loaded.path.display().to_string();
+        let deadline = Instant::now() + timeout;
+        loop {
+            reload()?;
+            let listed = rule_groups()?;
+            let missing: Vec<&&str> = groups
+                .iter()
+                .filter(|g| !listed.iter().any(|l| l["name"] == **g && l["file"].as_str() == Some(file.as_str())))
+                .collect();
+            if missing.is_empty() {
+                return Ok(loaded);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "after {timeout:?} Prometheus still lists no group {missing:?} from {file}: is {} in the \
+                     rule_files of its configuration (scripts/observability.sh up)? It lists {}",
+                    rules_dir().display(),
+                    Value::Array(listed.iter().map(|g| serde_json::json!([g["name"], g["file"]])).collect())
+                );
+            }
+            std::thread::sleep(POLL * 4);
+        }
+    }
+}
+
+impl Drop for LoadedRules {
+    fn drop(&mut self) {
+        let removed = fs::remove_file(&self.path);
+        if let Err(error) = removed.map_err(anyhow::Error::from).and_then(|()| reload()) {
+            eprintln!("warning: could not unload {}: {error:#}", self.path.display());
+        }
+    }
+}
+
+/// `POST /-/reload` (Prometheus runs with `--web.enable-lifecycle`).
+fn reload() -> Result<()> {
+    match http::post(&prometheus_address(), "/-/reload", None)? {
+        (200, _) => Ok(()),
+        (status, body) => bail!("POST /-/reload answered HTTP {status}: {} ({HINT})", body.trim()),
+    }
+}
+
+/// `data` of a Prometheus API answer, or its error.
+fn api_data(path: &str) -> Result<Value> {
+    let (status, body) = http::get(&prometheus_address(), path)?;
+    let json: Value = serde_json::from_str(&body)
+        .with_context(|| format!("GET {path}: HTTP {status} with a body that is not JSON: {body}"))?;
+    if json["status"] != "success" {
+        bail!("GET {path}: HTTP {status}: {}", json["error"].as_str().unwrap_or(&body));
+    }
+    Ok(json["data"].clone())
+}
+
+/// The rule groups `/api/v1/rules` lists (`name`, `file`, `rules`, …).
+pub fn rule_groups() -> Result<Vec<Value>> {
+    Ok(api_data("/api/v1/rules")?["groups"].as_array().cloned().unwrap_or_default())
+}
+
+/// The alerts `/api/v1/alerts` reports, pending and firing: each
+/// `{"labels", "annotations", "state", "activeAt", "value"}`.
+pub fn alerts() -> Result<Vec<Value>> {
+    Ok(api_data("/api/v1/alerts")?["alerts"].as_array().cloned().unwrap_or_default())
+}
+
+/// Polls [`alerts`] until `predicate` accepts them, returning them, or fails
+/// after `timeout` with the last list.
+pub fn wait_for_alerts(predicate: impl FnMut(&[Value]) -> bool, timeout: Duration) -> Result<Vec<Value>> {
+    poll("Prometheus' alerts are still", alerts, predicate, timeout)
 }

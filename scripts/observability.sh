@@ -30,7 +30,10 @@
 # Everything lives under /run/oomtrace-test/obs (OOMTRACE_TEST_OBS_DIR):
 #   prometheus.yml, targets.json, rules/ (*.yaml rule files), prom-data/
 #                           (TSDB), prometheus.pid
-#   venv/                   grpcio + opentelemetry-proto, rotel (kept across `down`)
+#   venv/                   grpcio + opentelemetry-proto, and rotel (a real
+#                           OTLP collector, Rust, run by the tests that put
+#                           one between the daemon and a receiver; kept
+#                           across `down`)
 #   otlp-received.jsonl     {"signal","transport","encoding","received_unix_nano",
 #                           "request"} per line; append-only, kept across
 #                           `down` (tests read from an offset they noted)
@@ -125,13 +128,13 @@ ensure_venv() {
     venv_works || die "the venv in $VENV still cannot import grpc and opentelemetry.proto"
 }
 
-# rotel in the same venv; where its wheel does not fit (another Python, another
-# architecture) the collector test skips and says why.
+# rotel (PyPI: the rotel-agent binary in a wheel), added to the venv without
+# recreating it: a running sink keeps its interpreter and modules.
 ensure_rotel() {
     "$VENV/bin/python" -c 'import rotel' >/dev/null 2>&1 && return 0
     log "venv: installing $ROTEL_PACKAGE from PyPI into $VENV (log: $LOGS/pip.log)"
     "$VENV/bin/pip" install --disable-pip-version-check -q "$ROTEL_PACKAGE" >>"$LOGS/pip.log" 2>&1 ||
-        log "warning: pip install $ROTEL_PACKAGE failed (see $LOGS/pip.log): the collector test will skip"
+        die "pip install $ROTEL_PACKAGE failed, see $LOGS/pip.log (the collector tests need it)"
 }
 
 # targets.json in Prometheus' file_sd format, replaced atomically.

@@ -21,6 +21,12 @@ and appends each export request, as soon as it arrives, as one JSON line to
 (Note that MessageToDict renders 64-bit integers, e.g. time_unix_nano,
 as_int and int_value, as JSON strings, and bytes as base64.)
 
+With --tls-cert and --tls-key both servers serve TLS with that certificate
+(PEM) instead of plain text; --tls-client-ca additionally requires every
+client to present a certificate signed by that CA (mutual TLS). A client
+that does not trust the certificate, or presents none when one is required,
+fails its handshake: nothing is recorded.
+
 Every request is answered with the empty Export*ServiceResponse (full
 success). GET / and GET /healthz answer 200 with a small JSON status, for
 readiness checks. SIGTERM or SIGINT stops both servers at once: the ports
@@ -35,6 +41,7 @@ import base64
 import gzip
 import json
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -126,7 +133,12 @@ def grpc_servicers(recorder):
     return Logs(), Metrics(), Traces()
 
 
-def start_grpc(recorder, address):
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def start_grpc(recorder, address, tls=None):
     # so_reuseport off: a second sink on the same port must fail, not share it.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
     logs, metrics, traces = grpc_servicers(recorder)
@@ -134,7 +146,16 @@ def start_grpc(recorder, address):
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(metrics, server)
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(traces, server)
     try:
-        port = server.add_insecure_port(address)
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            cert, key, client_ca = tls
+            credentials = grpc.ssl_server_credentials(
+                [(read(key), read(cert))],
+                root_certificates=read(client_ca) if client_ca else None,
+                require_client_auth=client_ca is not None,
+            )
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as error:  # newer grpcio raises instead of returning 0
         sys.exit(f"otlp sink: cannot listen for gRPC on {address}: {error}")
     if port == 0:
@@ -147,6 +168,16 @@ def make_http_handler(recorder):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "oomtrace-otlp-sink/1"
+
+        def setup(self):
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.settimeout(10)
+                try:
+                    self.request.do_handshake()
+                except (ssl.SSLError, OSError) as error:
+                    print(f"otlp sink: TLS handshake with {self.client_address} failed: {error}", flush=True)
+                    raise
+            super().setup()
 
         def _reply(self, code, content_type, body):
             self.send_response(code)
@@ -241,10 +272,18 @@ def main():
     parser.add_argument("--grpc", default="127.0.0.1:14317", help="host:port for OTLP/gRPC")
     parser.add_argument("--http", default="127.0.0.1:14318", help="host:port for OTLP/HTTP")
     parser.add_argument("--out", required=True, help="JSON lines file to append to")
+    parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve TLS with")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", help="PEM CA that must sign client certificates (mutual TLS)")
     args = parser.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        sys.exit("otlp sink: --tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        sys.exit("otlp sink: --tls-client-ca needs --tls-cert and --tls-key")
+    tls = (args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
 
     recorder = Recorder(args.out)
-    grpc_server = start_grpc(recorder, args.grpc)
+    grpc_server = start_grpc(recorder, args.grpc, tls)
     host, _, port = args.http.rpartition(":")
     ThreadingHTTPServer.daemon_threads = True
     try:
@@ -252,6 +291,15 @@ def main():
     except OSError as error:
         grpc_server.stop(None)
         sys.exit(f"otlp sink: cannot listen for HTTP on {args.http}: {error}")
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(args.tls_client_ca)
+        # The handshake runs in each request's thread (not in accept), so a
+        # client that fails it cannot stall the server.
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
 
     def stop(signum, _frame):
         print(f"otlp sink: signal {signum}, stopping", flush=True)
@@ -260,7 +308,8 @@ def main():
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"otlp sink: grpc {args.grpc}, http {args.http}, appending to {args.out}", flush=True)
+    mode = "plain text" if tls is None else ("mutual TLS" if args.tls_client_ca else "TLS")
+    print(f"otlp sink: grpc {args.grpc}, http {args.http} ({mode}), appending to {args.out}", flush=True)
     httpd.serve_forever(poll_interval=0.1)
     httpd.server_close()
     grpc_server.wait_for_termination(timeout=2)

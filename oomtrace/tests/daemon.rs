@@ -14,11 +14,11 @@ use anyhow::{Context as _, Result};
 use oomtrace_testkit::{
     cgroup::MemCgroup,
     cri::{Qos, blocking::Cri, new_uid},
-    daemon::Daemon,
+    daemon::{Daemon, free_port},
     event::Event,
     harness::{self, Need},
     http,
-    observability::{self, LogRecord, OtlpReceived, Transport, otlp_mark},
+    observability::{self, LogRecord, OtlpReceived, Rotel, Sink, SinkTls, Transport, otlp_mark},
     trial,
     workload::{Running, Workload, page_size},
 };
@@ -35,6 +35,13 @@ fn main() -> ExitCode {
         trial!(otlp_over_http_delivers_the_kill, Need::Observability),
         trial!(a_collector_outage_is_survived_counted_and_caught_up, Need::Observability),
         trial!(sigterm_flushes_what_is_queued, Need::Observability),
+        trial!(otlp_over_mutual_tls_is_refused_on_a_wrong_ca_and_delivered_on_the_right_one, Need::Observability),
+        trial!(an_unusable_otlp_certificate_stops_the_daemon_at_startup, Need::Root),
+        trial!(
+            a_real_collector_forwards_the_kill_with_its_attributes,
+            Need::Observability,
+            Need::Probe(|| observability::rotel_agent().map(drop).map_err(|e| format!("{e:#}")))
+        ),
         trial!(a_warning_reaches_prometheus_and_the_otlp_receiver, Need::Observability),
         trial!(a_watched_cgroups_headroom_reaches_prometheus_until_it_is_removed, Need::Observability),
         trial!(a_malformed_config_is_a_clear_error),
@@ -117,13 +124,13 @@ fn a_container_kill_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
     assert_eq!(record.attr_str("k8s.pod.uid"), Some(pod.uid.as_str()));
     assert_eq!(record.attr_i64("process.pid"), Some(i64::from(pid)));
     assert_eq!(record.attr_str("process.executable.name"), Some("hog"));
-    assert_eq!(record.attr_i64("oom.memcg.limit_bytes"), Some(LIMIT as i64));
+    assert_eq!(record.attr_i64("oomtrace.oom_memcg.limit_bytes"), Some(LIMIT as i64));
     assert!(
-        record.attr_i64("oom.victim.anon_rss_bytes").is_some_and(|b| b > 32 * MIB as i64),
+        record.attr_i64("oomtrace.victim.anon_rss_bytes").is_some_and(|b| b > 32 * MIB as i64),
         "{:?}",
         record.attributes
     );
-    assert_eq!(record.attr_bool("oom.killed"), Some(true));
+    assert_eq!(record.attr_bool("oomtrace.killed"), Some(true));
     assert_eq!(record.event_name.as_deref(), Some("oomtrace.oom_kill"));
     assert_eq!(record.attr_str("oomtrace.diagnosis.cause"), Some("container_limit"));
     let record = record.clone();
@@ -169,6 +176,35 @@ fn assert_the_record_carries_the_diagnosis(record: &LogRecord, event: &Event) {
     let body = record.body.as_str().unwrap_or_default();
     assert!(!diagnosis.summary.is_empty() && body.starts_with(&diagnosis.summary), "{body:?} vs {diagnosis:?}");
     assert!(body.contains(&format!("(pid {})", event.victim.pid)), "the facts line stays in the body: {body:?}");
+    // The advice, as three parallel string arrays: what to do travels too.
+    let array = |key: &str| {
+        record
+            .attributes
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().map(|v| v.as_str().unwrap_or("?")).collect::<Vec<_>>())
+    };
+    if diagnosis.advice.is_empty() {
+        assert_eq!(array("oomtrace.advice.action"), None, "{:?}", record.attributes);
+    } else {
+        let actions: Vec<&str> = diagnosis.advice.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(array("oomtrace.advice.action"), Some(actions), "{:?}", record.attributes);
+        let commands: Vec<&str> = diagnosis.advice.iter().map(|a| a.command.as_deref().unwrap_or("")).collect();
+        assert_eq!(array("oomtrace.advice.command"), Some(commands), "{:?}", record.attributes);
+    }
+    assert_the_resource_describes_the_agent(record);
+}
+
+/// The node and the agent are on the resource, not on each record.
+fn assert_the_resource_describes_the_agent(record: &LogRecord) {
+    let resource = |key: &str| record.resource.get(key).and_then(|v| v.as_str());
+    assert_eq!(resource("service.version"), Some(env!("CARGO_PKG_VERSION")), "{:?}", record.resource);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    assert_eq!(resource("host.name"), Some(host.trim()), "{:?}", record.resource);
+    assert!(resource("service.instance.id").is_some_and(|id| !id.is_empty()), "{:?}", record.resource);
+    assert!(!record.attributes.contains_key("k8s.node.name"), "{:?}", record.attributes);
+    let stray: Vec<&String> = record.attributes.keys().filter(|k| k.starts_with("oom.")).collect();
+    assert!(stray.is_empty(), "attributes outside the one prefix: {stray:?}");
 }
 
 /// A host kill in a cgroup laid out as systemd lays out a service (systemd is
@@ -194,9 +230,9 @@ fn otlp_over_http_delivers_the_kill() -> Result<()> {
     let records = received.for_service(&service).log_records();
     let record = records.iter().find(|l| l.attr_i64("process.pid") == Some(i64::from(pid))).context("record")?;
     assert_eq!(record.transport, "http");
-    assert_eq!(record.attr_str("oom.cgroup.path"), Some(cgroup.path.as_str()));
-    assert_eq!(record.attr_str("oom.scope"), Some("memcg"));
-    assert_eq!(record.attr_str("oom.systemd.unit"), Some(unit.as_str()));
+    assert_eq!(record.attr_str("oomtrace.cgroup.path"), Some(cgroup.path.as_str()));
+    assert_eq!(record.attr_str("oomtrace.scope"), Some("memcg"));
+    assert_eq!(record.attr_str("oomtrace.systemd.unit"), Some(unit.as_str()));
     let event = std::iter::from_fn(|| daemon.expect_event(Duration::from_secs(5)).ok())
         .find(|e| e.victim.pid == pid)
         .context("no event on stdout for the victim")?;
@@ -240,7 +276,8 @@ fn a_warning_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
     }
     anyhow::ensure!(seconds_to_oom > 0.0 && seconds_to_oom < 11.0, "oomtrace_seconds_to_oom {seconds_to_oom}");
     let is_the_warning = |l: &LogRecord| {
-        l.event_name.as_deref() == Some("oomtrace.oom_warning") && l.attr_str("oom.cgroup.path") == Some(&cgroup.path)
+        l.event_name.as_deref() == Some("oomtrace.oom_warning")
+            && l.attr_str("oomtrace.cgroup.path") == Some(&cgroup.path)
     };
     let received = OtlpReceived::wait_until_since(
         mark,
@@ -251,9 +288,9 @@ fn a_warning_reaches_prometheus_and_the_otlp_receiver() -> Result<()> {
     let records = received.for_service(&service).log_records();
     let record = records.iter().find(|l| is_the_warning(l)).context("record")?;
     assert_eq!(record.severity_number, 13, "WARN: {:?}", record.raw);
-    assert_eq!(record.attr_str("oom.warning.state"), Some("warning"), "{:?}", record.raw);
-    assert_eq!(record.attr_str("oom.warning.limit_level"), Some("cgroup"), "{:?}", record.raw);
-    assert_eq!(record.attr_i64("oom.warning.limit_bytes"), Some(limit as i64), "{:?}", record.raw);
+    assert_eq!(record.attr_str("oomtrace.warning.state"), Some("warning"), "{:?}", record.raw);
+    assert_eq!(record.attr_str("oomtrace.warning.limit_level"), Some("cgroup"), "{:?}", record.raw);
+    assert_eq!(record.attr_i64("oomtrace.warning.limit_bytes"), Some(limit as i64), "{:?}", record.raw);
     let body = record.body.as_str().unwrap_or_default();
     assert!(body.contains(&format!("`{unit}` will reach its 128 MiB limit")), "{body}");
     let query = format!(r#"oomtrace_oom_warnings_total{{unit="{unit}",state="warning"}}"#);
@@ -437,6 +474,279 @@ fn sigterm_flushes_what_is_queued() -> Result<()> {
         "the queued event was delivered before exit: {}",
         received.summary()
     );
+    Ok(())
+}
+
+/// The PEM files of a test PKI: a CA, the receiver's certificate signed by it
+/// and the same receiver's certificate signed by an impostor CA the daemon
+/// does not trust, and a client certificate signed by the CA (mutual TLS).
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn make(dir: std::path::PathBuf) -> Result<Self> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let write = |name: &str, pem: &str| {
+            std::fs::write(dir.join(name), pem).with_context(|| format!("writing {name} in {}", dir.display()))
+        };
+        let ca = |name: &str| -> Result<CertifiedIssuer<'static, KeyPair>> {
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+            Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
+        };
+        let leaf =
+            |names: Vec<String>, usage, issuer: &CertifiedIssuer<'static, KeyPair>| -> Result<(String, String)> {
+                let mut params = CertificateParams::new(names)?;
+                params.distinguished_name.push(DnType::CommonName, "oomtrace test");
+                params.extended_key_usages = vec![usage];
+                let key = KeyPair::generate()?;
+                Ok((params.signed_by(&key, issuer)?.pem(), key.serialize_pem()))
+            };
+        let trusted = ca("oomtrace test CA")?;
+        let impostor = ca("impostor CA")?;
+        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        write("ca.pem", &trusted.pem())?;
+        let (cert, key) = leaf(names.clone(), ExtendedKeyUsagePurpose::ServerAuth, &trusted)?;
+        write("server.pem", &cert)?;
+        write("server-key.pem", &key)?;
+        let (cert, key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth, &impostor)?;
+        write("impostor-server.pem", &cert)?;
+        write("impostor-server-key.pem", &key)?;
+        let (cert, key) = leaf(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, &trusted)?;
+        write("client.pem", &cert)?;
+        write("client-key.pem", &key)?;
+        Ok(Pki { dir })
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    /// What the receiver serves: its certificate by the trusted CA or by the
+    /// impostor; it requires a client certificate signed by the trusted CA.
+    fn sink_tls(&self, impostor: bool) -> SinkTls {
+        let prefix = if impostor { "impostor-" } else { "" };
+        SinkTls {
+            cert: self.path(&format!("{prefix}server.pem")),
+            key: self.path(&format!("{prefix}server-key.pem")),
+            client_ca: Some(self.path("ca.pem")),
+        }
+    }
+}
+
+/// OTLP over TLS with the standard variables, both stacks at once: logs over
+/// gRPC (tonic) and metrics over HTTP (reqwest), both on rustls, to a real
+/// receiver that requires a client certificate. First the receiver presents
+/// a certificate of a CA the daemon does not trust: every export is refused,
+/// counted and logged, and the kill stays queued. Then the receiver comes
+/// back with a certificate of the trusted CA on the same ports: the queued
+/// kill is delivered, over TLS, with its attributes.
+fn otlp_over_mutual_tls_is_refused_on_a_wrong_ca_and_delivered_on_the_right_one() -> Result<()> {
+    let _components = components();
+    let scratch = std::env::temp_dir().join(unique("otlp-tls"));
+    let pki = Pki::make(scratch.join("pki"))?;
+    let grpc = format!("127.0.0.1:{}", free_port()?);
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let mut sink = Sink::start(&scratch, &grpc, &http, Some(&pki.sink_tls(true))).context("the TLS receiver")?;
+
+    let service = unique("svc-tls");
+    let env = vec![
+        ("OTEL_SERVICE_NAME", service.clone()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", format!("https://{grpc}")),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", format!("https://{http}/v1/metrics")),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf".to_owned()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem").display().to_string()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", pki.path("client.pem").display().to_string()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.path("client-key.pem").display().to_string()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
+    ];
+    let daemon = Daemon::start(oomtrace(), env, &["--kernel-log", "false"])?;
+    let cgroup = MemCgroup::create(&unique("daemon-tls"), Some(LIMIT))?;
+    let pid = cgroup.oom_kill_hog(256 * MIB)?;
+
+    // The wrong CA: refused, counted, logged; the kill waits in the queue.
+    wait_for_an_export_failure(
+        &daemon,
+        "no export failure counted against the impostor's certificate",
+        Duration::from_millis(200),
+    )?;
+    let queued = daemon.metric("oomtrace_exporter_queued", Some(("exporter", "otlp")))?;
+    // At least ours: the daemon exports every kill of the host, and other
+    // tests on this machine may be making kills meanwhile.
+    assert!(queued >= 1.0, "the kill stays queued while the receiver is not trusted: {queued}");
+    assert_eq!(daemon.metric("oomtrace_exporter_dropped_total", Some(("exporter", "otlp")))?, 0.0);
+    let log = daemon.log_text();
+    let refused = log.lines().find(|l| l.contains("OTLP export failed; keeping events queued"));
+    assert!(refused.is_some(), "{log}");
+    let failures = daemon.metric("oomtrace_exporter_failures_total", Some(("exporter", "otlp")))?;
+    eprintln!("wrong CA: failures {failures}, queued {queued}; logged: {}", refused.unwrap_or_default());
+    let nothing = OtlpReceived::read_file_since(&sink.out, 0)?.for_service(&service);
+    assert!(nothing.log_records().is_empty(), "nothing may reach an untrusted receiver: {}", nothing.summary());
+
+    // The right CA, same ports: the queued kill arrives over TLS.
+    sink.stop();
+    let mut sink = Sink::start(&scratch, &grpc, &http, Some(&pki.sink_tls(false))).context("the trusted receiver")?;
+    let is_ours = |l: &LogRecord| l.attr_i64("process.pid") == Some(i64::from(pid));
+    let received = OtlpReceived::wait_until_in(
+        &sink.out,
+        0,
+        |r| r.for_service(&service).log_records().iter().any(is_ours),
+        DELIVERY_TIMEOUT,
+    )
+    .with_context(|| format!("the queued kill over TLS; receiver log:\n{}", sink.log_text()))?;
+    let records = received.for_service(&service).log_records();
+    let record = records.iter().find(|l| is_ours(l)).context("record")?;
+    eprintln!(
+        "right CA: delivered over {} with {} attributes, resource {:?}",
+        record.transport,
+        record.attributes.len(),
+        record.resource
+    );
+    assert_eq!(record.transport, "grpc");
+    assert_eq!(record.attr_str("oomtrace.cgroup.path"), Some(cgroup.path.as_str()), "{:?}", record.attributes);
+    assert_eq!(record.attr_i64("oomtrace.oom_memcg.limit_bytes"), Some(LIMIT as i64), "{:?}", record.attributes);
+    assert_eq!(record.attr_bool("oomtrace.killed"), Some(true), "{:?}", record.attributes);
+    let event = std::iter::from_fn(|| daemon.expect_event(Duration::from_secs(5)).ok())
+        .find(|e| e.victim.pid == pid)
+        .context("no event on stdout for the victim")?;
+    assert_the_record_carries_the_diagnosis(record, &event);
+    // The kill counter over HTTPS (reqwest), with the same client certificate.
+    let received = OtlpReceived::wait_until_in(
+        &sink.out,
+        0,
+        |r| r.for_service(&service).metric_points("oomtrace.oom_kills").iter().any(|p| p.value >= Some(1.0)),
+        DELIVERY_TIMEOUT,
+    )
+    .context("the kill counter over HTTPS")?;
+    assert!(received.requests_of("metrics").all(|r| r["transport"] == "http"), "{}", received.summary());
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    while daemon.metric("oomtrace_exporter_queued", Some(("exporter", "otlp")))? > 0.0 {
+        assert!(Instant::now() < deadline, "the queue never emptied");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = daemon.terminate()?;
+    assert!(status.success(), "{status}");
+    sink.stop();
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// A real collector in the path (rotel, from PyPI): the daemon exports over
+/// OTLP/gRPC to rotel, rotel forwards to a receiver of the test's own. What
+/// arrives there is what a backend behind a collector sees: the kill's log
+/// record with its one-prefix attributes, the advice, the node and the agent
+/// on the resource, and the kill counter.
+fn a_real_collector_forwards_the_kill_with_its_attributes() -> Result<()> {
+    let _components = components();
+    let scratch = std::env::temp_dir().join(unique("otlp-rotel"));
+    std::fs::create_dir_all(&scratch)?;
+    let sink =
+        Sink::start(&scratch, &format!("127.0.0.1:{}", free_port()?), &format!("127.0.0.1:{}", free_port()?), None)?;
+    let rotel_grpc = format!("127.0.0.1:{}", free_port()?);
+    let rotel_http = format!("127.0.0.1:{}", free_port()?);
+    let rotel = Rotel::start(&scratch, &rotel_grpc, &rotel_http, &sink.grpc).context("rotel")?;
+    eprintln!("collector: {}", rotel.version());
+
+    let service = unique("svc-rotel");
+    let name = unique("daemon-rotel");
+    let unit = format!("{name}.service");
+    let cgroup = MemCgroup::create(&format!("{name}.slice/{unit}"), Some(LIMIT))?;
+    let env = vec![
+        ("OTEL_SERVICE_NAME", service.clone()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{rotel_grpc}")),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
+    ];
+    let daemon = Daemon::start(oomtrace(), env, &["--kernel-log", "false"])?;
+    let pid = cgroup.oom_kill_hog(256 * MIB)?;
+    let is_ours = |l: &LogRecord| l.attr_i64("process.pid") == Some(i64::from(pid));
+    let received = OtlpReceived::wait_until_in(
+        &sink.out,
+        0,
+        |r| {
+            let ours = r.for_service(&service);
+            ours.log_records().iter().any(is_ours)
+                && ours
+                    .metric_points("oomtrace.oom_kills")
+                    .iter()
+                    .any(|p| p.attr_str("oomtrace.systemd.unit") == Some(unit.as_str()) && p.value == Some(1.0))
+        },
+        DELIVERY_TIMEOUT,
+    )
+    .with_context(|| format!("through rotel; its log:\n{}", rotel.log_text()))?;
+    let ours = received.for_service(&service);
+    let records = ours.log_records();
+    let record = records.iter().find(|l| is_ours(l)).context("record")?;
+    eprintln!("through rotel: resource {:?}", record.resource);
+    eprintln!("through rotel: attributes {:?}", record.attributes);
+    assert_eq!(record.event_name.as_deref(), Some("oomtrace.oom_kill"), "{:?}", record.raw);
+    assert_eq!(record.attr_str("oomtrace.cgroup.path"), Some(cgroup.path.as_str()));
+    assert_eq!(record.attr_str("oomtrace.scope"), Some("memcg"));
+    assert_eq!(record.attr_str("oomtrace.systemd.unit"), Some(unit.as_str()));
+    assert_eq!(record.attr_str("oomtrace.source"), Some("ebpf"));
+    assert_eq!(record.attr_i64("oomtrace.oom_memcg.limit_bytes"), Some(LIMIT as i64));
+    assert_eq!(record.attr_bool("oomtrace.killed"), Some(true));
+    let event = std::iter::from_fn(|| daemon.expect_event(Duration::from_secs(5)).ok())
+        .find(|e| e.victim.pid == pid)
+        .context("no event on stdout for the victim")?;
+    assert!(event.diagnosis.as_ref().is_some_and(|d| !d.advice.is_empty()), "a unit at its limit has advice: {event}");
+    assert_the_record_carries_the_diagnosis(record, &event);
+    let point = ours
+        .metric_points("oomtrace.oom_kills")
+        .into_iter()
+        .find(|p| p.attr_str("oomtrace.systemd.unit") == Some(unit.as_str()))
+        .context("the kill counter")?;
+    assert_eq!(point.attr_str("oomtrace.scope"), Some("memcg"), "{point:?}");
+    assert_eq!(point.attr_str("oomtrace.diagnosis.cause"), Some("cgroup_limit"), "{point:?}");
+    let (status, _) = daemon.terminate()?;
+    assert!(status.success(), "{status}");
+    drop(rotel);
+    drop(sink);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// A certificate variable naming a missing file, or a key file without a
+/// key, stops the daemon at startup with the variable and the file named.
+fn an_unusable_otlp_certificate_stops_the_daemon_at_startup() -> Result<()> {
+    let dir = std::env::temp_dir().join(unique("otlp-bad-pem"));
+    std::fs::create_dir_all(&dir)?;
+    let not_a_key = dir.join("key.pem");
+    std::fs::write(&not_a_key, "this is not PEM\n")?;
+    let missing = dir.join("missing-ca.pem");
+    let cases = [
+        vec![("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", missing.clone())],
+        vec![
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", not_a_key.clone()),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", not_a_key.clone()),
+        ],
+    ];
+    for case in cases {
+        let mut command = Command::new(oomtrace());
+        command
+            .args(["daemon", "--metrics-address", &format!("127.0.0.1:{}", free_port()?), "--kernel-log", "false"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:1")
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+        for (variable, path) in &case {
+            command.env(variable, path);
+        }
+        let out = command.output().context("run daemon")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{case:?}: {stderr}");
+        let (variable, path) = &case[0];
+        assert!(stderr.contains(variable) && stderr.contains(&*path.to_string_lossy()), "{case:?}: {stderr}");
+        assert_eq!(stderr.matches(&*path.to_string_lossy()).count(), 1, "the cause once: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

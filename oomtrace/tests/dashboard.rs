@@ -8,17 +8,17 @@ mod support;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, ExitCode, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    process::ExitCode,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use oomtrace_testkit::{
     cgroup::MemCgroup,
     cri::{Qos, blocking::Cri, new_uid},
-    daemon::{Daemon, free_port},
+    daemon::Daemon,
     harness::{self, Need},
-    observability::{self, KeptScrapeTarget, OtlpReceived, Transport, otlp_mark},
+    observability::{self, KeptScrapeTarget, Transport},
     trial,
     workload::{Running, Workload},
 };
@@ -35,10 +35,7 @@ const RATE_INTERVAL: &str = "20s";
 const STEP: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
-    harness::main(vec![
-        trial!(every_dashboard_query_returns_data_after_real_kills, Need::Observability, Need::Cri),
-        trial!(a_collector_forwards_the_kill_log_record_and_counter, Need::Observability, Need::Probe(rotel_installed)),
-    ])
+    harness::main(vec![trial!(every_dashboard_query_returns_data_after_real_kills, Need::Observability, Need::Cri)])
 }
 
 fn dashboard_path() -> PathBuf {
@@ -245,140 +242,4 @@ fn every_dashboard_query_returns_data_after_real_kills() -> Result<()> {
     drop(cgroup);
     drop(leak_cgroup);
     client.remove_pod(pod).context("remove pod")
-}
-
-/// rotel's agent binary in the observability venv (`scripts/observability.sh up` installs it).
-fn rotel_agent() -> Result<PathBuf> {
-    let python = observability::state_dir().join("venv/bin/python");
-    let output = Command::new(&python)
-        .args(["-c", "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))"])
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    if !output.status.success() {
-        bail!("rotel is not installed in {}: {}", python.display(), String::from_utf8_lossy(&output.stderr).trim());
-    }
-    let agent = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    if !agent.is_file() {
-        bail!("{} is missing", agent.display());
-    }
-    Ok(agent)
-}
-
-fn rotel_installed() -> Result<(), String> {
-    rotel_agent().map(drop).map_err(|error| format!("needs rotel (scripts/observability.sh up installs it): {error:#}"))
-}
-
-/// A collector process, stopped on drop.
-struct Collector(Child);
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The pipeline of deploy/observability/collector/rotel.env (OTLP receiver,
-/// batch, OTLP exporter) with the test's ports: the daemon exports to the
-/// collector over gRPC, the collector forwards to the test's receiver over
-/// gRPC; the kill's log record and counter arrive there with the daemon's
-/// resource and attributes.
-fn a_collector_forwards_the_kill_log_record_and_counter() -> Result<()> {
-    let agent = rotel_agent()?;
-    let (grpc, http) = (free_port()?, free_port()?);
-    let scratch = std::env::temp_dir().join(unique("rotel"));
-    std::fs::create_dir_all(&scratch)?;
-    let log = std::fs::File::create(scratch.join("rotel.log"))?;
-    let collector = Collector(
-        Command::new(&agent)
-            .arg("start")
-            .env_clear()
-            .envs(rotel_env(grpc, http, &scratch)?)
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .with_context(|| format!("starting {}", agent.display()))?,
-    );
-    let deadline = Instant::now() + TIMEOUT;
-    while std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "rotel does not listen on {grpc}: {}",
-            std::fs::read_to_string(scratch.join("rotel.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    let service = unique("svc-collector");
-    let mark = otlp_mark();
-    let env = vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{grpc}")),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
-        ("OTEL_SERVICE_NAME", service.clone()),
-    ];
-    let daemon = Daemon::start(oomtrace(), env, &["--kernel-log", "false"])?;
-    let name = unique("collector-unit");
-    let unit = format!("{name}.service");
-    let cgroup = MemCgroup::create(&format!("{name}.slice/{unit}"), Some(LIMIT))?;
-    let pid = cgroup.oom_kill_hog(256 * MIB)?;
-
-    let received = OtlpReceived::wait_until_since(
-        mark,
-        |r| {
-            let ours = r.for_service(&service);
-            ours.log_records().iter().any(|l| l.attr_i64("process.pid") == Some(i64::from(pid)))
-                && ours.metric_points("oomtrace.oom_kills").iter().any(|p| p.value == Some(1.0))
-        },
-        TIMEOUT,
-    )
-    .with_context(|| {
-        format!(
-            "the kill through the collector; its log: {}",
-            std::fs::read_to_string(scratch.join("rotel.log")).unwrap_or_default()
-        )
-    })?;
-    let ours = received.for_service(&service);
-    let records = ours.log_records();
-    let record = records.iter().find(|l| l.attr_i64("process.pid") == Some(i64::from(pid))).context("record")?;
-    assert_eq!(record.event_name.as_deref(), Some("oomtrace.oom_kill"), "{:?}", record.raw);
-    assert_eq!(record.attr_str("oom.cgroup.path"), Some(cgroup.path.as_str()), "{:?}", record.raw);
-    assert_eq!(record.attr_bool("oom.killed"), Some(true), "{:?}", record.raw);
-    // The receiver got it from the collector (a gRPC client of its own), not from the daemon.
-    assert_eq!(record.transport, "grpc");
-    println!("through rotel: {}", ours.summary());
-    let (status, _) = daemon.terminate()?;
-    assert!(status.success(), "{status}");
-    drop(collector);
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok(())
-}
-
-/// deploy/observability/collector/rotel.env, with the receiver's ports and the
-/// exporter's endpoint replaced by the test's.
-fn rotel_env(grpc: u16, http: u16, scratch: &Path) -> Result<Vec<(String, String)>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/observability/collector/rotel.env");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let (sink_grpc, _) = observability::otlp_available()?;
-    let mut env: Vec<(String, String)> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let value = match k {
-                "ROTEL_OTLP_GRPC_ENDPOINT" => format!("127.0.0.1:{grpc}"),
-                "ROTEL_OTLP_HTTP_ENDPOINT" => format!("127.0.0.1:{http}"),
-                "ROTEL_OTLP_EXPORTER_ENDPOINT" => sink_grpc.clone(),
-                _ => v.to_owned(),
-            };
-            (k.to_owned(), value)
-        })
-        .collect();
-    for key in ["ROTEL_OTLP_GRPC_ENDPOINT", "ROTEL_OTLP_EXPORTER_ENDPOINT"] {
-        anyhow::ensure!(env.iter().any(|(k, _)| k == key), "{} does not set {key}", path.display());
-    }
-    env.push(("ROTEL_PID_FILE".to_owned(), scratch.join("rotel.pid").display().to_string()));
-    env.push(("ROTEL_LOG_FILE".to_owned(), scratch.join("rotel-agent.log").display().to_string()));
-    Ok(env)
 }

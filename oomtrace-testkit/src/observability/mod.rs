@@ -25,7 +25,10 @@ use anyhow::{Context as _, Result, bail};
 
 pub use self::{
     exposition::parse_exposition,
-    otlp::{OtlpCounts, OtlpReceived, otlp_counts_since, otlp_mark, otlp_start, otlp_stop},
+    otlp::{
+        OtlpCounts, OtlpReceived, Rotel, Sink, SinkTls, otlp_counts_since, otlp_mark, otlp_start, otlp_stop,
+        rotel_agent,
+    },
     prometheus::{
         KeptScrapeTarget, LoadedRules, ScrapeTarget, alerts, query, query_range, query_value, rule_groups, rules_dir,
         sample_value, series_label, set_scrape_target, set_scrape_targets, targets_file, wait_for_alerts,

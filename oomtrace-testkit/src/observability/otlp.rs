@@ -6,6 +6,8 @@
 
 use std::{
     collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -15,7 +17,7 @@ use serde_json::Value;
 use super::{
     POLL, received_file,
     records::{self, LogRecord, MetricPoint, attributes},
-    run_script,
+    run_script, state_dir,
 };
 
 /// Stops the OTLP receiver (`scripts/observability.sh otlp-stop`): its ports
@@ -55,8 +57,12 @@ impl OtlpReceived {
     /// The complete lines from byte `offset` on (a line still being written
     /// is left for the next read).
     pub fn read_since(offset: u64) -> Result<Self> {
-        let path = received_file();
-        let data = match std::fs::read(&path) {
+        Self::read_file_since(&received_file(), offset)
+    }
+
+    /// [`OtlpReceived::read_since`] of another receiver's file (a [`Sink`]'s).
+    pub fn read_file_since(path: &Path, offset: u64) -> Result<Self> {
+        let data = match std::fs::read(path) {
             Ok(data) => data,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -79,12 +85,22 @@ impl OtlpReceived {
     /// Re-reads from `offset` until `predicate` accepts what is there.
     pub fn wait_until_since(
         offset: u64,
+        predicate: impl FnMut(&OtlpReceived) -> bool,
+        timeout: Duration,
+    ) -> Result<Self> {
+        Self::wait_until_in(&received_file(), offset, predicate, timeout)
+    }
+
+    /// [`OtlpReceived::wait_until_since`] on another receiver's file.
+    pub fn wait_until_in(
+        path: &Path,
+        offset: u64,
         mut predicate: impl FnMut(&OtlpReceived) -> bool,
         timeout: Duration,
     ) -> Result<Self> {
         let deadline = Instant::now() + timeout;
         loop {
-            let received = Self::read_since(offset)?;
+            let received = Self::read_file_since(path, offset)?;
             if predicate(&received) {
                 return Ok(received);
             }
@@ -153,6 +169,211 @@ impl OtlpReceived {
                 .or_default() += 1;
         }
         counts.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The TLS a [`Sink`] serves: its certificate and key (PEM files) and, for
+/// mutual TLS, the CA that must sign client certificates.
+#[derive(Clone, Debug)]
+pub struct SinkTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A test's own OTLP receiver (tests-runtime/otlp_sink.py, run with the
+/// interpreter of the venv `scripts/observability.sh` made) on ports of its
+/// own, appending to its own file: the shared one stays untouched. Stopped
+/// (SIGKILL) on drop.
+pub struct Sink {
+    child: Option<Child>,
+    /// `127.0.0.1:<port>` for OTLP/gRPC and OTLP/HTTP.
+    pub grpc: String,
+    pub http: String,
+    /// Its JSON lines (the shared receiver's format).
+    pub out: PathBuf,
+    log: PathBuf,
+}
+
+impl Sink {
+    /// Starts it on `grpc` and `http` (`127.0.0.1:<port>`), plain text or
+    /// with `tls`, and waits until both ports accept connections.
+    pub fn start(dir: &Path, grpc: &str, http: &str, tls: Option<&SinkTls>) -> Result<Self> {
+        let python = state_dir().join("venv/bin/python");
+        anyhow::ensure!(python.exists(), "{} is missing: run scripts/observability.sh up", python.display());
+        let script = crate::components::workspace_root().join("tests-runtime/otlp_sink.py");
+        let out = dir.join("received.jsonl");
+        let log = dir.join("sink.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let mut command = Command::new(&python);
+        command.arg(&script).args(["--grpc", grpc, "--http", http, "--out"]).arg(&out);
+        if let Some(tls) = tls {
+            command.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key);
+            if let Some(ca) = &tls.client_ca {
+                command.arg("--tls-client-ca").arg(ca);
+            }
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().context("sink log")?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
+        let mut sink = Sink { child: Some(child), grpc: grpc.to_owned(), http: http.to_owned(), out, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while [&sink.grpc, &sink.http].iter().any(|a| crate::http::connect(a, Duration::from_millis(200)).is_err()) {
+            if let Some(child) = sink.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                bail!("the OTLP sink exited ({status}) at start: {}", sink.log_text());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the OTLP sink does not listen on {} and {} after 20 s: {}",
+                    sink.grpc,
+                    sink.http,
+                    sink.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(sink)
+    }
+
+    /// Its file's length now (see [`otlp_mark`]).
+    pub fn mark(&self) -> u64 {
+        std::fs::metadata(&self.out).map_or(0, |m| m.len())
+    }
+
+    /// What it wrote (stdout and stderr): its start line, failed handshakes.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it now: its ports refuse connections.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `rotel-agent` binary (PyPI's rotel, a real OTLP collector written in
+/// Rust): `ROTEL_AGENT` when set, else the one `scripts/observability.sh up`
+/// installs in its venv.
+pub fn rotel_agent() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ROTEL_AGENT") {
+        let path = PathBuf::from(path);
+        anyhow::ensure!(path.exists(), "ROTEL_AGENT={} does not exist", path.display());
+        return Ok(path);
+    }
+    let lib = state_dir().join("venv/lib");
+    let found = std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path().join("site-packages/rotel/rotel-agent"))
+        .find(|path| path.exists());
+    found.with_context(|| format!("no rotel/rotel-agent under {}: run scripts/observability.sh up", lib.display()))
+}
+
+/// A rotel collector configured by the shipped
+/// deploy/observability/collector/rotel.env, with only its receiving ports
+/// (`receive`, `receive_http`) and its exporter's endpoint (`forward`,
+/// OTLP/gRPC; `127.0.0.1:<port>` each) replaced; killed on drop.
+pub struct Rotel {
+    child: Child,
+    log: PathBuf,
+}
+
+/// The collector configuration oomtrace ships for rotel.
+const ROTEL_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/observability/collector/rotel.env");
+
+/// The variables of [`ROTEL_CONFIG`] with the test's ports and endpoint.
+fn rotel_env(receive: &str, receive_http: &str, forward: &str, dir: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(ROTEL_CONFIG).with_context(|| format!("reading {ROTEL_CONFIG}"))?;
+    let mut env: Vec<(String, String)> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(key, value)| {
+            let value = match key {
+                "ROTEL_OTLP_GRPC_ENDPOINT" => receive.to_owned(),
+                "ROTEL_OTLP_HTTP_ENDPOINT" => receive_http.to_owned(),
+                "ROTEL_OTLP_EXPORTER_ENDPOINT" => format!("http://{forward}"),
+                _ => value.to_owned(),
+            };
+            (key.to_owned(), value)
+        })
+        .collect();
+    for key in ["ROTEL_OTLP_GRPC_ENDPOINT", "ROTEL_OTLP_EXPORTER_ENDPOINT"] {
+        if !env.iter().any(|(k, _)| k == key) {
+            bail!("{ROTEL_CONFIG} does not set {key}");
+        }
+    }
+    env.push(("ROTEL_PID_FILE".to_owned(), dir.join("rotel.pid").display().to_string()));
+    env.push(("ROTEL_LOG_FILE".to_owned(), dir.join("rotel-agent.log").display().to_string()));
+    Ok(env)
+}
+
+impl Rotel {
+    pub fn start(dir: &Path, receive: &str, receive_http: &str, forward: &str) -> Result<Self> {
+        let agent = rotel_agent()?;
+        let log = dir.join("rotel.log");
+        let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(&agent)
+            .arg("start")
+            .env_clear()
+            .envs(rotel_env(receive, receive_http, forward, dir)?)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().context("rotel log")?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", agent.display()))?;
+        let mut rotel = Rotel { child, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while crate::http::connect(receive, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = rotel.child.try_wait() {
+                bail!("rotel exited ({status}) at start: {}", rotel.log_text());
+            }
+            if Instant::now() >= deadline {
+                bail!("rotel does not listen on {receive} after 20 s: {}", rotel.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(rotel)
+    }
+
+    pub fn version(&self) -> String {
+        rotel_agent()
+            .ok()
+            .and_then(|agent| Command::new(agent).arg("--version").output().ok())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -111,7 +111,8 @@ impl EventHandler for Deliver<'_> {
         }
         if let Some(otlp) = self.otlp {
             let s = otlp.stats();
-            self.metrics.update_exporter("otlp", ExporterTotals { failures: s.failures, dropped: s.dropped });
+            self.metrics
+                .update_exporter("otlp", ExporterTotals { failures: s.failures, dropped: s.dropped, queued: s.queued });
         }
     }
 }
@@ -163,7 +164,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         gauges::spawn(foresight.view(), pods, Arc::clone(&shared))
     });
     let otlp = if otlp::configured() {
-        let exporter = OtlpExporter::from_env(config.otlp_queue)?;
+        let exporter = OtlpExporter::from_env(config.otlp_queue, config.node_name.as_deref())?;
         tracing::info!(queue = config.otlp_queue, "exporting OTLP logs and metrics");
         Some(exporter)
     } else {

@@ -1,8 +1,10 @@
 //! OpenTelemetry export (official `opentelemetry` / `opentelemetry-otlp`
-//! crates), configured by the standard `OTEL_EXPORTER_OTLP_*` variables: each
-//! kill is a log record with `k8s.*`, `container.*` and `process.*` attributes
-//! plus the memory fields and the diagnosis (`oomtrace.diagnosis.*`, its
-//! summary first in the body), and the kill counter is an OTLP metric.
+//! crates), configured by the standard `OTEL_EXPORTER_OTLP_*` variables (TLS
+//! with rustls: [`tls`]): each kill is a log record with `k8s.*`,
+//! `container.*` and `process.*` attributes and everything else under one
+//! prefix, `oomtrace.*` (the memory fields, the diagnosis and its advice; its
+//! summary first in the body); the node and the agent are on the resource;
+//! the kill counter is an OTLP metric. docs/daemon.md has the table.
 //!
 //! A collector that is down or slow must not stop tracing or lose events
 //! silently: records wait in a bounded queue (oldest dropped and counted when
@@ -22,17 +24,23 @@ use opentelemetry::{
     logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity},
     metrics::{Counter, MeterProvider as _},
 };
-use opentelemetry_otlp::{LogExporter, MetricExporter};
+use opentelemetry_otlp::{
+    LogExporter, MetricExporter, WithHttpConfig as _, WithTonicConfig as _, tonic_types::transport::ClientTlsConfig,
+};
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
     logs::{LogBatch, LogExporter as _, LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider},
     metrics::{SdkMeterProvider, periodic_reader_with_async_runtime::PeriodicReader},
+    resource::{EnvResourceDetector, TelemetryResourceDetector},
     runtime::Tokio,
 };
 use tokio::sync::Notify;
 
 use super::labels;
+use tls::{Signal, TlsSettings};
+
+mod tls;
 use oomtrace_event::{OomEvent, Warning};
 
 /// The log attributes the kill counter carries too: bounded (the pod names
@@ -41,9 +49,9 @@ const METRIC_ATTRIBUTES: [&str; 7] = [
     "k8s.namespace.name",
     "k8s.pod.name",
     "k8s.container.name",
-    "oom.systemd.unit",
-    "oom.scope",
-    "oom.source",
+    "oomtrace.systemd.unit",
+    "oomtrace.scope",
+    "oomtrace.source",
     "oomtrace.diagnosis.cause",
 ];
 
@@ -60,6 +68,71 @@ pub enum OtlpError {
         "cannot build the OTLP {signal} exporter: {reason} (check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL)"
     )]
     Build { signal: &'static str, reason: String },
+    /// The message carries the TLS error's; not chained again.
+    #[error("OTLP {signal} exporter: {error}")]
+    Tls { signal: &'static str, error: tls::TlsError },
+    #[error(
+        "OTLP {signal} exporter: {variable}={value} is not a protocol this build speaks: use grpc or http/protobuf"
+    )]
+    Protocol { signal: &'static str, variable: String, value: String },
+}
+
+/// The transport of one signal, from `OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL`
+/// then `OTEL_EXPORTER_OTLP_PROTOCOL` (default `http/protobuf`, the
+/// specification's and the crate's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Grpc,
+    HttpProtobuf,
+}
+
+fn transport(signal: Signal) -> Result<Transport, OtlpError> {
+    let upper = signal.as_str().to_ascii_uppercase();
+    let found = [format!("OTEL_EXPORTER_OTLP_{upper}_PROTOCOL"), "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned()]
+        .into_iter()
+        .find_map(|variable| std::env::var(&variable).ok().filter(|v| !v.trim().is_empty()).map(|v| (variable, v)));
+    match found {
+        None => Ok(Transport::HttpProtobuf),
+        Some((variable, value)) => match value.trim().to_ascii_lowercase().as_str() {
+            "grpc" => Ok(Transport::Grpc),
+            "http/protobuf" => Ok(Transport::HttpProtobuf),
+            _ => Err(OtlpError::Protocol { signal: signal.as_str(), variable, value }),
+        },
+    }
+}
+
+/// How one signal's exporter is built: gRPC with TLS or not, or HTTP with
+/// the client made from its TLS settings.
+enum Channel {
+    Grpc(Option<ClientTlsConfig>),
+    Http(reqwest::Client),
+}
+
+/// `signal`'s transport and TLS settings, read and checked.
+fn channel(signal: Signal) -> Result<Channel, OtlpError> {
+    let transport = transport(signal)?;
+    let tls_error = |error| OtlpError::Tls { signal: signal.as_str(), error };
+    let tls = TlsSettings::from_env(signal).map_err(tls_error)?;
+    if tls.is_set() {
+        tracing::info!(signal = signal.as_str(), transport = ?transport, tls = %tls.describe(), "OTLP over TLS");
+    }
+    Ok(match transport {
+        Transport::Grpc => Channel::Grpc(tls.tonic()),
+        Transport::HttpProtobuf => Channel::Http(tls.reqwest(tls::timeout(signal)).map_err(tls_error)?),
+    })
+}
+
+/// Builds `$exporter` (`LogExporter` or `MetricExporter`: one builder API)
+/// for `$signal` on its [`Channel`].
+macro_rules! exporter {
+    ($exporter:ident, $signal:expr) => {
+        match channel($signal)? {
+            Channel::Grpc(Some(tls)) => $exporter::builder().with_tonic().with_tls_config(tls).build(),
+            Channel::Grpc(None) => $exporter::builder().with_tonic().build(),
+            Channel::Http(client) => $exporter::builder().with_http().with_http_client(client).build(),
+        }
+        .map_err(|e| OtlpError::Build { signal: $signal.as_str(), reason: e.to_string() })
+    };
 }
 
 /// Export counters (absolute).
@@ -149,10 +222,10 @@ pub struct OtlpExporter {
 impl OtlpExporter {
     /// Builds the exporters from the `OTEL_*` environment; must run inside a
     /// tokio runtime (the export task is spawned on it).
-    pub fn from_env(queue_bound: usize) -> Result<Self, OtlpError> {
-        let resource = Resource::builder().with_service_name(service_name()).build();
-        let mut log_exporter =
-            LogExporter::builder().build().map_err(|e| OtlpError::Build { signal: "logs", reason: e.to_string() })?;
+    pub fn from_env(queue_bound: usize, node_name: Option<&str>) -> Result<Self, OtlpError> {
+        let resource = resource(node_name, host_name().as_deref());
+        tls::install_crypto_provider();
+        let mut log_exporter = exporter!(LogExporter, Signal::Logs)?;
         log_exporter.set_resource(&resource);
         let exporter = Arc::new(log_exporter);
         let queue = Arc::new(Queue {
@@ -167,9 +240,7 @@ impl OtlpExporter {
         let logger_provider =
             SdkLoggerProvider::builder().with_resource(resource.clone()).with_log_processor(processor).build();
         let logger = logger_provider.logger("oomtrace");
-        let metric_exporter = MetricExporter::builder()
-            .build()
-            .map_err(|e| OtlpError::Build { signal: "metrics", reason: e.to_string() })?;
+        let metric_exporter = exporter!(MetricExporter, Signal::Metrics)?;
         let meter_provider = SdkMeterProvider::builder()
             .with_resource(resource)
             // On the daemon's runtime: the HTTP exporter's client needs tokio.
@@ -314,6 +385,37 @@ fn any_value(value: opentelemetry::Value) -> AnyValue {
     }
 }
 
+/// What describes the node and the agent, once per export rather than on
+/// every record: `service.name` (`OTEL_SERVICE_NAME`, default `oomtrace`),
+/// `service.version`, `service.instance.id` (the node's name: one agent per
+/// node; the host name without one), `host.name`, `k8s.node.name` (when
+/// known), then the SDK's `telemetry.sdk.*`. `OTEL_RESOURCE_ATTRIBUTES`
+/// comes last and so overrides any of them except `service.name`.
+fn resource(node_name: Option<&str>, host_name: Option<&str>) -> Resource {
+    let mut attributes = vec![KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))];
+    if let Some(instance) = node_name.or(host_name) {
+        attributes.push(KeyValue::new("service.instance.id", instance.to_owned()));
+    }
+    if let Some(host) = host_name {
+        attributes.push(KeyValue::new("host.name", host.to_owned()));
+    }
+    if let Some(node) = node_name {
+        attributes.push(KeyValue::new("k8s.node.name", node.to_owned()));
+    }
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .with_detector(Box::new(TelemetryResourceDetector))
+        .with_detector(Box::new(EnvResourceDetector::new()))
+        .with_service_name(service_name())
+        .build()
+}
+
+/// The kernel's host name: the node's own under `hostNetwork`, the pod's
+/// otherwise (then `k8s.node.name` names the node).
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
+}
+
 fn service_name() -> String {
     std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "oomtrace".to_owned())
 }
@@ -339,34 +441,39 @@ fn body(event: &OomEvent) -> String {
     }
 }
 
-/// A warning's attributes: the workload's k8s.* names, then `oom.warning.*`.
+/// A warning's attributes: the workload's `k8s.*` names, then `oomtrace.*`.
 fn warning_attributes(warning: &Warning) -> Vec<KeyValue> {
     let w = warning.workload.as_ref();
     let mut out: Vec<KeyValue> = [
-        ("k8s.node.name", warning.node.clone()),
         ("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone())),
         ("k8s.pod.name", w.and_then(|w| w.identity.pod.clone())),
         ("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone())),
         ("k8s.container.name", w.and_then(|w| w.identity.container.clone())),
-        ("oom.cgroup.path", warning.cgroup.clone()),
-        ("oom.warning.state", Some(warning.state.as_str().to_owned())),
-        ("oom.warning.limit_level", Some(warning.limit_level.as_str().to_owned())),
+        ("oomtrace.cgroup.path", warning.cgroup.clone()),
+        ("oomtrace.warning.state", Some(warning.state.as_str().to_owned())),
+        ("oomtrace.warning.limit_level", Some(warning.limit_level.as_str().to_owned())),
     ]
     .into_iter()
     .filter_map(|(key, value)| value.map(|v| KeyValue::new(key, v)))
     .collect();
     let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
-    out.push(KeyValue::new("oom.warning.unreclaimable_bytes", bytes(warning.unreclaimable_bytes)));
-    out.push(KeyValue::new("oom.warning.limit_bytes", bytes(warning.limit_bytes)));
-    out.push(KeyValue::new("oom.warning.slope_bytes_per_second", warning.slope_bytes_per_second));
+    out.push(KeyValue::new("oomtrace.warning.unreclaimable_bytes", bytes(warning.unreclaimable_bytes)));
+    out.push(KeyValue::new("oomtrace.warning.limit_bytes", bytes(warning.limit_bytes)));
+    out.push(KeyValue::new("oomtrace.warning.slope_bytes_per_second", warning.slope_bytes_per_second));
     if let Some(left) = warning.seconds_left {
-        out.push(KeyValue::new("oom.warning.seconds_left", left));
+        out.push(KeyValue::new("oomtrace.warning.seconds_left", left));
     }
     out
 }
 
-/// Semantic-convention attributes (k8s.*, container.*, process.*) plus the
-/// OOM fields under `oom.*`.
+fn strings(values: impl IntoIterator<Item = String>) -> opentelemetry::Value {
+    opentelemetry::Value::Array(Array::String(values.into_iter().map(StringValue::from).collect()))
+}
+
+/// A kill's attributes (docs/daemon.md, "OTLP attributes"): OpenTelemetry's
+/// semantic conventions where one exists (`k8s.*`, `container.*`,
+/// `process.*`, `thread.id`), everything else under `oomtrace.*`. What
+/// describes the node and the agent is on the resource ([`resource`]).
 fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     let mut out = Vec::new();
     let mut text = |key: &'static str, value: Option<String>| {
@@ -375,22 +482,21 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
         }
     };
     let w = event.workload.as_ref();
-    text("k8s.node.name", event.node.clone());
     text("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone()));
     text("k8s.pod.name", w.and_then(|w| w.identity.pod.clone()));
     text("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone()));
     text("k8s.container.name", w.and_then(|w| w.identity.container.clone()));
     text("container.id", w.and_then(|w| w.identity.container_id.clone()));
     text("container.image.name", w.and_then(|w| w.image.clone()));
-    text("container.runtime", w.and_then(|w| w.identity.runtime.map(|r| format!("{r:?}").to_lowercase())));
+    text("container.runtime.name", w.and_then(|w| w.identity.runtime.map(|r| r.as_str().to_owned())));
     text("process.executable.name", event.victim.comm.clone());
-    text("oom.scope", event.scope.map(|s| s.as_str().to_owned()));
-    text("oom.cgroup.path", event.victim_cgroup.as_ref().and_then(|c| c.path.clone()));
-    text("oom.memcg.path", event.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.clone()));
-    text("oom.trigger.executable.name", event.trigger.as_ref().map(|t| t.comm.clone()));
-    text("oom.source", Some(event.source.as_str().to_owned()));
-    text("oom.kernel_log", event.kernel_log.as_ref().map(|l| l.from.as_str().to_owned()));
-    text("oom.systemd.unit", Some(labels::unit(event)).filter(|u| !u.is_empty()));
+    text("oomtrace.scope", event.scope.map(|s| s.as_str().to_owned()));
+    text("oomtrace.cgroup.path", event.victim_cgroup.as_ref().and_then(|c| c.path.clone()));
+    text("oomtrace.oom_memcg.path", event.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.clone()));
+    text("oomtrace.trigger.executable.name", event.trigger.as_ref().map(|t| t.comm.clone()));
+    text("oomtrace.source", Some(event.source.as_str().to_owned()));
+    text("oomtrace.kernel_log", event.kernel_log.as_ref().map(|l| l.from.as_str().to_owned()));
+    text("oomtrace.systemd.unit", Some(labels::unit(event)).filter(|u| !u.is_empty()));
     text("oomtrace.diagnosis.cause", Some(labels::cause(event).to_owned()));
     let mut int = |key: &'static str, value: Option<u64>| {
         if let Some(value) = value {
@@ -399,24 +505,35 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
     };
     int("process.pid", Some(u64::from(event.victim.tgid.unwrap_or(event.victim.pid))));
     int("thread.id", Some(u64::from(event.victim.pid)));
-    int("oom.trigger.pid", event.trigger.as_ref().and_then(|t| t.tgid.or(t.pid)).map(u64::from));
-    int("oom.memcg.usage_bytes", event.oom_cgroup.as_ref().and_then(|c| c.usage_bytes));
-    int("oom.memcg.limit_bytes", event.oom_cgroup.as_ref().and_then(|c| c.limit_bytes));
-    int("oom.victim.total_vm_bytes", event.victim.total_vm_kb.map(|kb| kb * 1024));
-    int("oom.victim.anon_rss_bytes", event.victim.anon_rss_kb.map(|kb| kb * 1024));
-    int("oom.victim.file_rss_bytes", event.victim.file_rss_kb.map(|kb| kb * 1024));
-    int("oom.victim.shmem_rss_bytes", event.victim.shmem_rss_kb.map(|kb| kb * 1024));
-    int("oom.victim.pgtables_bytes", event.victim.pgtables_kb.map(|kb| kb * 1024));
-    int("oom.totalpages", event.oom_totalpages);
+    int("oomtrace.trigger.pid", event.trigger.as_ref().and_then(|t| t.tgid.or(t.pid)).map(u64::from));
+    int("oomtrace.oom_memcg.usage_bytes", event.oom_cgroup.as_ref().and_then(|c| c.usage_bytes));
+    int("oomtrace.oom_memcg.limit_bytes", event.oom_cgroup.as_ref().and_then(|c| c.limit_bytes));
+    int("oomtrace.victim.total_vm_bytes", event.victim.total_vm_kb.map(|kb| kb * 1024));
+    int("oomtrace.victim.anon_rss_bytes", event.victim.anon_rss_kb.map(|kb| kb * 1024));
+    int("oomtrace.victim.file_rss_bytes", event.victim.file_rss_kb.map(|kb| kb * 1024));
+    int("oomtrace.victim.shmem_rss_bytes", event.victim.shmem_rss_kb.map(|kb| kb * 1024));
+    int("oomtrace.victim.pgtables_bytes", event.victim.pgtables_kb.map(|kb| kb * 1024));
+    int("oomtrace.totalpages", event.oom_totalpages);
     if let Some(killed) = event.killed {
-        out.push(KeyValue::new("oom.killed", killed));
+        out.push(KeyValue::new("oomtrace.killed", killed));
     }
     if let Some(main) = w.and_then(|w| w.main_process) {
-        out.push(KeyValue::new("oom.main_process", main));
+        out.push(KeyValue::new("oomtrace.main_process", main));
     }
     if let Some(diagnosis) = &event.diagnosis {
-        let kinds: Vec<StringValue> = diagnosis.findings.iter().map(|f| f.kind().as_str().into()).collect();
-        out.push(KeyValue::new("oomtrace.diagnosis.findings", opentelemetry::Value::Array(Array::String(kinds))));
+        let kinds = diagnosis.findings.iter().map(|f| f.kind().as_str().to_owned());
+        out.push(KeyValue::new("oomtrace.diagnosis.findings", strings(kinds)));
+        // The advice, step by step: three arrays of the same length, in the
+        // diagnosis' order (the first step is the fix it recommends most);
+        // a step that is not one command has "" as its command.
+        if !diagnosis.advice.is_empty() {
+            let advice = &diagnosis.advice;
+            let actions = advice.iter().map(|a| a.action.as_str().to_owned());
+            out.push(KeyValue::new("oomtrace.advice.action", strings(actions)));
+            let commands = advice.iter().map(|a| a.command.clone().unwrap_or_default());
+            out.push(KeyValue::new("oomtrace.advice.command", strings(commands)));
+            out.push(KeyValue::new("oomtrace.advice.text", strings(advice.iter().map(|a| a.text.clone()))));
+        }
     }
     out
 }
@@ -453,7 +570,7 @@ mod tests {
         let event = kubelet_kill();
         let attributes = attributes(&event);
         assert_eq!(attribute(&attributes, "oomtrace.diagnosis.cause"), Some("cgroup_limit".into()));
-        assert_eq!(attribute(&attributes, "oom.systemd.unit"), Some("kubelet.service".into()));
+        assert_eq!(attribute(&attributes, "oomtrace.systemd.unit"), Some("kubelet.service".into()));
         let diagnosis = event.diagnosis.as_ref().expect("diagnosed");
         let kinds: Vec<&str> = diagnosis.findings.iter().map(|f| f.kind().as_str()).collect();
         assert!(kinds.contains(&"group_kill"), "{kinds:?}");
@@ -476,5 +593,47 @@ mod tests {
         assert_eq!(attribute(&attributes, "oomtrace.diagnosis.cause"), Some("unknown".into()));
         assert_eq!(attribute(&attributes, "oomtrace.diagnosis.findings"), None);
         assert_eq!(body(&event), "OOM kill: kubelet (pid 42) in /system.slice/kubelet.service");
+    }
+
+    #[test]
+    fn the_advice_travels_as_parallel_arrays() {
+        let event = kubelet_kill();
+        let advice = &event.diagnosis.as_ref().expect("diagnosed").advice;
+        assert!(!advice.is_empty(), "kubelet at its limit has advice");
+        let attributes = attributes(&event);
+        let actions = strings(advice.iter().map(|a| a.action.as_str().to_owned()));
+        assert_eq!(attribute(&attributes, "oomtrace.advice.action"), Some(actions));
+        let commands = strings(advice.iter().map(|a| a.command.clone().unwrap_or_default()));
+        assert_eq!(attribute(&attributes, "oomtrace.advice.command"), Some(commands));
+        let texts = strings(advice.iter().map(|a| a.text.clone()));
+        assert_eq!(attribute(&attributes, "oomtrace.advice.text"), Some(texts));
+    }
+
+    #[test]
+    fn one_prefix_and_no_node_on_the_record() {
+        for kv in attributes(&kubelet_kill()) {
+            let key = kv.key.as_str();
+            assert!(
+                ["oomtrace.", "k8s.", "container.", "process.", "thread."].iter().any(|p| key.starts_with(p)),
+                "{key}"
+            );
+            assert!(!key.starts_with("oom.") && key != "k8s.node.name", "{key}");
+        }
+    }
+
+    #[test]
+    fn the_node_and_the_agent_are_on_the_resource() {
+        let resource = resource(Some("aks-node-1"), Some("host-a"));
+        let get = |key: &'static str| resource.get(&opentelemetry::Key::from_static_str(key));
+        assert_eq!(get("k8s.node.name"), Some("aks-node-1".into()));
+        assert_eq!(get("service.instance.id"), Some("aks-node-1".into()));
+        assert_eq!(get("host.name"), Some("host-a".into()));
+        assert_eq!(get("service.version"), Some(env!("CARGO_PKG_VERSION").into()));
+        assert!(get("service.name").is_some());
+        assert!(get("telemetry.sdk.name").is_some());
+        let without_node = super::resource(None, Some("host-a"));
+        let get = |key: &'static str| without_node.get(&opentelemetry::Key::from_static_str(key));
+        assert_eq!(get("service.instance.id"), Some("host-a".into()));
+        assert_eq!(get("k8s.node.name"), None);
     }
 }

@@ -132,6 +132,8 @@ pub struct Gauged {
 pub struct ExporterTotals {
     pub failures: u64,
     pub dropped: u64,
+    /// Events waiting in the exporter's queue now (a level, not a total).
+    pub queued: u64,
 }
 
 pub struct Metrics {
@@ -147,6 +149,7 @@ pub struct Metrics {
     log_unparsed: Counter,
     exporter_failures: Family<ExporterLabels, Counter>,
     exporter_dropped: Family<ExporterLabels, Counter>,
+    exporter_queued: Family<ExporterLabels, Gauge>,
     probes: Family<ProbeLabels, Gauge>,
     label_overflow: Counter,
     warnings: Family<WarningStateLabels, Counter>,
@@ -220,6 +223,11 @@ impl Metrics {
                 r,
                 "exporter_dropped",
                 "Events an exporter dropped because its queue was full",
+            ),
+            exporter_queued: registered(
+                r,
+                "exporter_queued",
+                "Events waiting in an exporter's queue (not yet delivered), by exporter",
             ),
             probes: registered(r, "probe_attached", "eBPF programs attached (1), by role"),
             label_overflow: registered(
@@ -416,6 +424,7 @@ impl Metrics {
         let labels = ExporterLabels { exporter: exporter.to_owned() };
         self.exporter_failures.get_or_create(&labels).inc_by(now.failures.saturating_sub(old.failures));
         self.exporter_dropped.get_or_create(&labels).inc_by(now.dropped.saturating_sub(old.dropped));
+        self.exporter_queued.get_or_create(&labels).set(i64::try_from(now.queued).unwrap_or(i64::MAX));
         seen[index].1 = now;
     }
 
@@ -558,12 +567,13 @@ mod tests {
         let metrics = Metrics::new(10);
         metrics.update_pipeline(PipelineStats { lost_ringbuf_full: 3, ..PipelineStats::default() });
         metrics.update_pipeline(PipelineStats { lost_ringbuf_full: 5, ..PipelineStats::default() });
-        metrics.update_exporter("otlp", ExporterTotals { failures: 2, dropped: 0 });
-        metrics.update_exporter("otlp", ExporterTotals { failures: 7, dropped: 1 });
+        metrics.update_exporter("otlp", ExporterTotals { failures: 2, dropped: 0, queued: 3 });
+        metrics.update_exporter("otlp", ExporterTotals { failures: 7, dropped: 1, queued: 0 });
         let text = metrics.encode().expect("encode");
         assert!(text.contains(r#"oomtrace_events_lost_total{reason="ringbuf_full"} 5"#), "{text}");
         assert!(text.contains(r#"oomtrace_exporter_failures_total{exporter="otlp"} 7"#), "{text}");
         assert!(text.contains(r#"oomtrace_exporter_dropped_total{exporter="otlp"} 1"#), "{text}");
+        assert!(text.contains(r#"oomtrace_exporter_queued{exporter="otlp"} 0"#), "{text}");
     }
 
     const MIB: u64 = 1 << 20;

@@ -428,13 +428,7 @@ fn render(generated: &str, commit: &str, leaks: &[LeakRun], calm: &[Calm], calm_
 /// `text` with `block` in place of its warnings block (before the node
 /// block, or at the end, where it has none).
 pub fn with_block(text: &str, block: &str) -> String {
-    if let Some((start, stop)) = crate::marked::find(text, BLOCK_BEGIN, BLOCK_END) {
-        return format!("{}{}{}", &text[..start], block.trim_end_matches('\n'), &text[stop..]);
-    }
-    match text.find(crate::node::report::BENCH_BLOCK_BEGIN) {
-        Some(at) => format!("{}{block}\n{}", &text[..at], &text[at..]),
-        None => format!("{}\n\n{block}", text.trim_end_matches('\n')),
-    }
+    crate::marked::replace_or_insert(text, block, (BLOCK_BEGIN, BLOCK_END), &[crate::node::report::BENCH_BLOCK_BEGIN])
 }
 
 /// The warnings block of `text`, if it has one (a full run keeps it).

@@ -296,7 +296,8 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
         &format!("{name}-rounds"),
         (storm, rounds, settings::LIMIT_BYTES),
     ));
-    let wave = measured(runs::storm::wave(&oomtrace, &bpftrace, &hierarchy, &format!("{name}-wave"), args.wave as usize));
+    let wave =
+        measured(runs::storm::wave(&oomtrace, &bpftrace, &hierarchy, &format!("{name}-wave"), args.wave as usize));
     let cri_socket = cri::available().ok();
     let know = match observability_state.as_ref().and_then(ComponentState::unavailable) {
         Some(reason) => Err(reason.to_owned()),

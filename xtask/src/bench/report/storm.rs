@@ -301,7 +301,12 @@ mod tests {
         assert!(text.contains("**Smoke run**"), "{text}");
         assert!(text.contains("| events | 2/2 (0 missing, 0 duplicate) | 2/2 (0 missing, 0 duplicate) | |"), "{text}");
         assert!(text.contains("| kill-to-line p99 | 2.000 ms | 2.000 ms | 1.00× |"), "{text}");
-        assert!(text.contains("Every kill reported exactly once, nothing lost: yes. p50 and p99 within 1.1× of bpftrace's (goal): met"), "{text}");
+        assert!(
+            text.contains(
+                "Every kill reported exactly once, nothing lost: yes. p50 and p99 within 1.1× of bpftrace's (goal): met"
+            ),
+            "{text}"
+        );
         assert!(text.contains("### Rounds of parallel kills\n\nNot measured: skipped."), "{text}");
         assert!(text.contains("### Time to know\n\nNot measured: no receiver."), "{text}");
     }

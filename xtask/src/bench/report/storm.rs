@@ -55,14 +55,7 @@ pub fn block(figures: &StormFigures) -> String {
 fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, String>) {
     writeln!(out, "### {heading}").ok();
     writeln!(out).ok();
-    let phase = match phase {
-        Ok(phase) => phase,
-        Err(reason) => {
-            writeln!(out, "Not measured: {reason}.").ok();
-            writeln!(out).ok();
-            return;
-        }
-    };
+    let Some(phase) = measured(out, phase) else { return };
     let hogs = if phase.rounds > 1 {
         format!("{} hogs at once, {} rounds ({} kills)", phase.cgroups, phase.rounds, phase.cgroups * phase.rounds)
     } else {
@@ -126,6 +119,14 @@ fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, S
     writeln!(out).ok();
 }
 
+/// The figures; or, when there are none, says why and gives nothing.
+fn measured<'a, T>(out: &mut String, figures: &'a Result<T, String>) -> Option<&'a T> {
+    if let Err(reason) = figures {
+        writeln!(out, "Not measured: {reason}.\n").ok();
+    }
+    figures.as_ref().ok()
+}
+
 /// Issue 22's goal against the peer: p50 and p99 within the factor.
 fn peer_goal(ours: Option<Latency>, peer: Option<Latency>) -> String {
     let (Some(ours), Some(peer)) = (ours, peer) else {
@@ -144,14 +145,7 @@ fn peer_goal(ours: Option<Latency>, peer: Option<Latency>) -> String {
 fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
     writeln!(out, "### Time to know").ok();
     writeln!(out).ok();
-    let know = match know {
-        Ok(know) => know,
-        Err(reason) => {
-            writeln!(out, "Not measured: {reason}.").ok();
-            writeln!(out).ok();
-            return;
-        }
-    };
+    let Some(know) = measured(out, know) else { return };
     writeln!(
         out,
         "`{}`, its defaults otherwise (OTLP log export as soon as a record is queued, kernel log read, warnings \

@@ -18,9 +18,10 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use crate::bench::{
-    figures::{KnowFigures, SharedKills},
+    figures::{KillRun, KnowFigures, SharedKills},
     host::progress,
     runs::{
+        daemon,
         kills::{Seen, kernel_oom_kills, kill_at_once},
         tracers,
     },
@@ -30,7 +31,7 @@ use crate::bench::{
     },
 };
 use oomtrace_testkit::{
-    cgroup::{BenchCgroups, Hierarchy, Hog},
+    cgroup::{BenchCgroups, Hierarchy, Hog, MemCgroup},
     daemon::{free_port, wait_ready},
     http,
     live::{self, LiveSummary},
@@ -95,12 +96,7 @@ pub fn shared(
     let mut span_ms: Option<f64> = None;
     for round in 1..=rounds {
         progress(&format!("storm: {name}: round {round} of {rounds}, {cgroups} hogs released at once"));
-        let round_hogs = kill_at_once(&bench.storm)?;
-        let killed = killed_pids(&round_hogs);
-        ours.wait_for(&killed, deadline);
-        if let Ok(peer) = &mut peer {
-            peer.wait_for(&killed, deadline);
-        }
+        let (round_hogs, killed) = storm_once(&bench.storm, &mut ours, &mut peer, deadline)?;
         if let Some(round_span) = span(&ours.seen.ktimes(&killed)) {
             span_ms = Some(span_ms.map_or(round_span, |widest| widest.max(round_span)));
         }
@@ -110,11 +106,7 @@ pub fn shared(
     let kernel = kernel_oom_kills(&bench.storm)?;
     ours.tracer.stop().context("stopping oomtrace")?;
     let drops = LiveSummary::from_log(&ours.tracer.log_text()).map_err(|error| format!("{error:#}"));
-    let bpftrace = peer.map(|mut peer| {
-        peer.drain();
-        let _ = peer.tracer.stop();
-        peer.seen.tally(&hogs, kernel)
-    });
+    let bpftrace = finish_peer(peer, &hogs, kernel);
     let run = ours.seen.tally(&hogs, kernel);
     progress(&format!(
         "storm: {name}: oomtrace {}/{} events, bpftrace {}",
@@ -160,11 +152,7 @@ pub fn time_to_know(
         ("OTEL_SERVICE_NAME", service.clone()),
     ];
     let spec = live::spec(oomtrace, &args, env);
-    let command = format!(
-        "{} target/release/oomtrace {}",
-        spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-        args.join(" ")
-    );
+    let command = daemon::shown(&spec, &args);
     progress(&format!("storm: time to know: {command}"));
     let mut daemon = Traced::start(&spec, "oomtrace daemon")?;
     wait_ready(&address, READYZ_DEADLINE)
@@ -179,22 +167,13 @@ pub fn time_to_know(
     let clock = WallClock::read();
 
     progress(&format!("storm: time to know: {kills} hogs released at once"));
-    let hogs = kill_at_once(&bench.storm)?;
-    let killed = killed_pids(&hogs);
-    daemon.wait_for(&killed, EVENT_DEADLINE);
-    if let Ok(peer) = &mut peer {
-        peer.wait_for(&killed, EVENT_DEADLINE);
-    }
+    let (hogs, killed) = storm_once(&bench.storm, &mut daemon, &mut peer, EVENT_DEADLINE)?;
     let received = wait_for_records(mark, &service, &killed)?;
     daemon.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
     let drops = daemon_drops(&address);
     daemon.tracer.stop().context("stopping oomtrace daemon")?;
-    let bpftrace = peer.map(|mut peer| {
-        peer.drain();
-        let _ = peer.tracer.stop();
-        peer.seen.tally(&hogs, kernel)
-    });
+    let bpftrace = finish_peer(peer, &hogs, kernel);
 
     let mut otlp = Seen::default();
     let mut disagreement: Option<u64> = None;
@@ -238,8 +217,29 @@ pub fn time_to_know(
     })
 }
 
-fn killed_pids(hogs: &[Hog]) -> Vec<u32> {
-    hogs.iter().filter(|hog| hog.oom_killed).map(|hog| hog.pid).collect()
+/// One hog per cgroup released at once; waits for both tracers' events of
+/// the kills. The hogs, and the pids the kernel killed.
+fn storm_once(
+    cgroups: &[MemCgroup],
+    ours: &mut Traced,
+    peer: &mut Result<Traced, String>,
+    deadline: Duration,
+) -> Result<(Vec<Hog>, Vec<u32>)> {
+    let hogs = kill_at_once(cgroups)?;
+    let killed: Vec<u32> = hogs.iter().filter(|hog| hog.oom_killed).map(|hog| hog.pid).collect();
+    ours.wait_for(&killed, deadline);
+    if let Ok(peer) = peer {
+        peer.wait_for(&killed, deadline);
+    }
+    Ok((hogs, killed))
+}
+
+/// Stops the peer once its late events are in; its events matched to `hogs`.
+fn finish_peer(peer: Result<Traced, String>, hogs: &[Hog], kernel_oom_kills: u64) -> Result<KillRun, String> {
+    let mut peer = peer?;
+    peer.drain();
+    let _ = peer.tracer.stop();
+    Ok(peer.seen.tally(hogs, kernel_oom_kills))
 }
 
 /// First to last of kernel timestamps, in ms.

@@ -22,7 +22,7 @@ pub fn block(figures: &StormFigures) -> String {
     writeln!(out).ok();
     writeln!(
         out,
-        "`{}`, {}, commit {}: oomtrace {} and {} trace the same kills at the same time, each line stamped as it \
+        "`{}`, {}, commit {}: {} and {} trace the same kills at the same time, each line stamped as it \
          arrives (issue 22, parts 0 and 3).",
         figures.invocation,
         figures.generated,
@@ -45,14 +45,23 @@ pub fn block(figures: &StormFigures) -> String {
         .ok();
         writeln!(out).ok();
     }
-    shared_section(&mut out, "Rounds of parallel kills", &figures.rounds);
-    shared_section(&mut out, "The wave", &figures.wave);
+    shared_section(&mut out, "Rounds of parallel kills", &figures.rounds, Goal::Within);
+    shared_section(&mut out, "The wave", &figures.wave, Goal::P99NoWorse);
     know_section(&mut out, &figures.know);
     writeln!(out, "{BLOCK_END}").ok();
     out
 }
 
-fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, String>) {
+/// Issue 22's goal of a phase against bpftrace in the same run.
+#[derive(Clone, Copy)]
+enum Goal {
+    /// Part 0: p50 and p99 within TARGET_PEER_FACTOR (a 96-kill storm).
+    Within,
+    /// Part 3: the wave's p99 no worse than bpftrace's.
+    P99NoWorse,
+}
+
+fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, String>, goal: Goal) {
     writeln!(out, "### {heading}").ok();
     writeln!(out).ok();
     let Some(phase) = measured(out, phase) else { return };
@@ -113,7 +122,7 @@ fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, S
         out,
         "Every kill reported exactly once, nothing lost: {}. {}",
         if exact { "yes" } else { "**no**" },
-        peer_goal(ours, peer)
+        peer_goal(ours, peer, goal)
     )
     .ok();
     writeln!(out).ok();
@@ -127,19 +136,29 @@ fn measured<'a, T>(out: &mut String, figures: &'a Result<T, String>) -> Option<&
     figures.as_ref().ok()
 }
 
-/// Issue 22's goal against the peer: p50 and p99 within the factor.
-fn peer_goal(ours: Option<Latency>, peer: Option<Latency>) -> String {
+/// Issue 22's goal against the peer, and whether it was met.
+fn peer_goal(ours: Option<Latency>, peer: Option<Latency>, goal: Goal) -> String {
     let (Some(ours), Some(peer)) = (ours, peer) else {
         return "No comparison with bpftrace (not measured).".to_owned();
     };
-    let within = |a: f64, b: f64| a <= b * TARGET_PEER_FACTOR;
-    let met = within(ours.p50_ms, peer.p50_ms) && within(ours.p99_ms, peer.p99_ms);
-    format!(
-        "p50 and p99 within {TARGET_PEER_FACTOR}× of bpftrace's (goal): {} (p50 {}, p99 {}).",
-        if met { "met" } else { "**not met**" },
-        ratio(Some(ours.p50_ms), Some(peer.p50_ms)),
-        ratio(Some(ours.p99_ms), Some(peer.p99_ms))
-    )
+    let met_or_not = |met: bool| if met { "met" } else { "**not met**" };
+    let (p50, p99) = (ratio(Some(ours.p50_ms), Some(peer.p50_ms)), ratio(Some(ours.p99_ms), Some(peer.p99_ms)));
+    match goal {
+        Goal::Within => {
+            let within = |a: f64, b: f64| a <= b * TARGET_PEER_FACTOR;
+            let met = within(ours.p50_ms, peer.p50_ms) && within(ours.p99_ms, peer.p99_ms);
+            format!(
+                "p50 and p99 within {TARGET_PEER_FACTOR}× of bpftrace's (goal): {} (p50 {p50}, p99 {p99}).",
+                met_or_not(met)
+            )
+        }
+        Goal::P99NoWorse => {
+            format!(
+                "p99 no worse than bpftrace's (goal): {} (p99 {p99}; p50 {p50}).",
+                met_or_not(ours.p99_ms <= peer.p99_ms)
+            )
+        }
+    }
 }
 
 fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
@@ -152,12 +171,12 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
          on), with {} hogs released at once, each in its own {:.0} MiB cgroup (kills spanning {} in kernel time); \
          bpftrace ran beside it. Time to know = the receiver's `received_unix_nano` (tests-runtime/otlp_sink.py, \
          as it decodes the request) − the kill's `ktime_ns` put on the wall clock (CLOCK_REALTIME − \
-         CLOCK_MONOTONIC read by the bench, ±{:.1} µs). The records came in {} log requests.",
+         CLOCK_MONOTONIC read by the bench, ±{} ns). The records came in {} log requests.",
         know.command,
         know.kills,
         mib(know.limit_bytes / 1024),
         cell(know.span_ms, "ms", 1),
-        know.clock_offset_uncertainty_ns as f64 / 2e3,
+        know.clock_offset_uncertainty_ns.div_ceil(2),
         know.log_requests
     )
     .ok();
@@ -227,8 +246,8 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
         writeln!(
             out,
             "Each record's own `time_unix_nano` (the daemon's conversion of the same `ktime_ns`) was within \
-             {:.3} ms of the bench's.",
-            ns as f64 / 1e6
+             {:.1} µs of the bench's.",
+            ns as f64 / 1e3
         )
         .ok();
     }
@@ -297,7 +316,7 @@ mod tests {
         assert!(text.contains("| kill-to-line p99 | 2.000 ms | 2.000 ms | 1.00× |"), "{text}");
         assert!(
             text.contains(
-                "Every kill reported exactly once, nothing lost: yes. p50 and p99 within 1.1× of bpftrace's (goal): met"
+                "Every kill reported exactly once, nothing lost: yes. p99 no worse than bpftrace's (goal): met"
             ),
             "{text}"
         );

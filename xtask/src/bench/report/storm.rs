@@ -74,7 +74,9 @@ fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, S
         out,
         "{hogs}, each in its own memory cgroup limited to {:.0} MiB, held stopped until all were ready and then \
          released together. The kills of one round spanned {} in kernel time (first to last `mark_victim`, \
-         the widest round).",
+         the widest round): every memory cgroup's OOM takes the kernel's one `oom_lock` (mm/memcontrol.c, \
+         `mem_cgroup_out_of_memory`), so the kills themselves come one after another, as fast as the kernel can \
+         make them.",
         mib(phase.limit_bytes / 1024),
         cell(phase.span_ms, "ms", 1)
     )

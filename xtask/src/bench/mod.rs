@@ -11,7 +11,10 @@
 //! running). Last, `oomtrace history` on a 100 MB syslog file and on the
 //! kernel's ring buffer, beside grep, cat and dmesg. The report goes to stdout
 //! and to docs/benchmarks.md; `--only klog` measures the kernel log section
-//! alone and rewrites only its part of the file (`splice`).
+//! alone and rewrites only its part of the file (`splice`). `--only warnings`
+//! and `--only storm` (storms and the wave, oomtrace and bpftrace tracing the
+//! same kills, and the time to know through the daemon's OTLP export) write
+//! blocks of their own, which a full run keeps.
 //!
 //! The modules depend one way: `settings` <- `runs` -> `figures` -> `report`
 //! (the report reads the settings it quotes too); `host` serves the runs and
@@ -52,6 +55,18 @@ pub struct BenchArgs {
     /// Parallel OOM kills in the storm (each hog in its own 64 MiB cgroup).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub storm: u32,
+    /// Rounds of the storm `--only storm` measures (`--storm` kills at once,
+    /// this many times, oomtrace and bpftrace tracing the same kills).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub storm_rounds: u32,
+    /// Memory cgroups of the wave (`--only storm`): one hog in each, each at
+    /// its own 24 MiB limit, all released at once.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=400))]
+    pub wave: u32,
+    /// Kills at once for the time to know (`--only storm`): kill to the
+    /// record in the OTLP receiver, beside bpftrace's kill to stdout.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub know: u32,
     /// Parallel OOM kills in the daemon's burst.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub burst: u32,
@@ -102,6 +117,8 @@ pub enum OnlySection {
     /// sequential, a storm of `--storm`), and their ratios. Printed, not
     /// written: the report's figures come from whole runs.
     Latency,
+    /// Storms: rounds of parallel kills and the wave against bpftrace, and the time to know through OTLP.
+    Storm,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -131,6 +148,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let oomtrace = release_binary(&root, args)?;
         host::ensure_tracefs()?;
         return startup::run(&root, &oomtrace, &report_path(&root, args));
+    }
+    if args.only == Some(OnlySection::Storm) {
+        return run_storm_only(args);
     }
     let started = Instant::now();
     let euid = procfs::euid();
@@ -232,7 +252,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // warnings section (`--only warnings`) and the startup peak (`--only
     // startup`) stay.
     let previous = fs::read_to_string(&output).unwrap_or_default();
-    for kept in [warnings::BLOCK, startup::BLOCK, ebpf_log::BLOCK] {
+    for kept in [warnings::BLOCK, startup::BLOCK, ebpf_log::BLOCK, report::storm::BLOCK] {
         if let Some(block) = kept.of(&previous) {
             markdown = kept.put(&markdown, block, crate::node::report::BENCH_BLOCK_BEGIN);
         }
@@ -322,6 +342,80 @@ fn run_klog_only(args: &BenchArgs) -> Result<()> {
     write_report(&output, &splice::klog_into(&previous, &figures))?;
     progress(&format!("kernel log section written into {} ({} s)", output.display(), started.elapsed().as_secs()));
     Ok(())
+}
+
+/// `--only storm`: rounds of parallel kills and the wave, oomtrace and
+/// bpftrace on the same kills, and the time to know through the daemon's OTLP
+/// export; written into the existing report between the storm block's markers.
+fn run_storm_only(args: &BenchArgs) -> Result<()> {
+    let started = Instant::now();
+    if procfs::euid() != 0 {
+        bail!("the storm bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
+    }
+    let root = host::workspace_root()?;
+    let output = report_path(&root, args);
+    let oomtrace = release_binary(&root, args)?;
+    let hierarchy = Hierarchy::detect()?;
+    host::ensure_tracefs()?;
+    let load_average = fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split(' ').next()?.parse().ok());
+    // The OTLP receiver is needed; containerd is used when it answers (the
+    // daemon's CRI socket), never started for this.
+    let observability_state = (!args.no_daemon).then(|| components::ensure_observability(&root, !args.no_start));
+    let bpftrace = if args.no_peer {
+        Err("skipped (--no-peer)".to_owned())
+    } else {
+        runs::peers::bpftrace_checked().map(|(spec, _)| spec).map_err(|(reason, _)| reason)
+    };
+    let name = format!("oomtrace-bench-storm-{}", std::process::id());
+    let (storm, rounds) = (args.storm as usize, args.storm_rounds as usize);
+    let rounds = measured(runs::storm::shared(
+        &oomtrace,
+        &bpftrace,
+        &hierarchy,
+        &format!("{name}-rounds"),
+        (storm, rounds, settings::LIMIT_BYTES),
+    ));
+    let wave =
+        measured(runs::storm::wave(&oomtrace, &bpftrace, &hierarchy, &format!("{name}-wave"), args.wave as usize));
+    let cri_socket = cri::available().ok();
+    let know = match observability_state.as_ref().and_then(ComponentState::unavailable) {
+        Some(reason) => Err(reason.to_owned()),
+        None if args.no_daemon => Err("skipped (--no-daemon)".to_owned()),
+        None => measured(runs::storm::time_to_know(
+            &oomtrace,
+            &bpftrace,
+            &hierarchy,
+            &name,
+            args.know as usize,
+            cri_socket.as_deref(),
+        )),
+    };
+    let figures = figures::StormFigures {
+        invocation: format!(
+            "cargo xtask bench --only storm --storm {} --storm-rounds {} --wave {} --know {}",
+            args.storm, args.storm_rounds, args.wave, args.know
+        ),
+        generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        commit: host::git_commit(&root),
+        load_average,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        oomtrace_version: host::version_of(&oomtrace, "--version"),
+        bpftrace_version: bpftrace.as_ref().ok().map(|spec| host::version_of(&spec.program, "--version")),
+        rounds,
+        wave,
+        know,
+    };
+    let block = report::storm::block(&figures);
+    print!("{block}");
+    let previous = fs::read_to_string(&output).unwrap_or_default();
+    write_report(&output, &report::storm::BLOCK.put(&previous, &block, crate::bench::warnings::BLOCK_BEGIN))?;
+    progress(&format!("storm section written into {} ({} s)", output.display(), started.elapsed().as_secs()));
+    Ok(())
+}
+
+/// A measurement's figures, or why there are none.
+fn measured<T>(result: Result<T>) -> Result<T, String> {
+    result.map_err(|error| format!("{error:#}"))
 }
 
 /// The kernel log section's figures, dated and placed at a commit of their own

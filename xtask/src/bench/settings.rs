@@ -105,3 +105,17 @@ pub const REPETITION_GAP_S: u64 = 60;
 pub const KLOG_RUNS: usize = 5;
 /// Issue 11: "the whole 1 MiB kmsg buffer or a 100 MB syslog file parses in ≤ 2 s".
 pub const TARGET_KLOG_SECONDS: f64 = 2.0;
+
+// --- Storms, the wave and the time to know (`--only storm`) ---
+
+/// Memory limit of each of the wave's cgroups (200 of them at once: 4.7 GiB
+/// at most, well inside the machine).
+pub const WAVE_LIMIT_BYTES: u64 = 24 << 20;
+/// How long the held hogs may take to stop themselves before the release.
+pub const HOLD_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a wave's events may take to arrive (200 kills on a loaded host).
+pub const WAVE_EVENT_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the OTLP receiver may take to hold a record of every kill.
+pub const KNOW_DEADLINE: Duration = Duration::from_secs(20);
+/// Issue 22: oomtrace's p50 and p99 within this factor of bpftrace's in the same run.
+pub const TARGET_PEER_FACTOR: f64 = 1.1;

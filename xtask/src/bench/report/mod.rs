@@ -14,6 +14,7 @@ mod method;
 mod notes;
 mod peers;
 mod results;
+pub mod storm;
 pub mod targets;
 
 use crate::bench::figures::Report;

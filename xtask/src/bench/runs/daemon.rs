@@ -25,7 +25,7 @@ use oomtrace_testkit::{
     live,
     observability::{self, OtlpCounts, ScrapeTarget},
     procfs::{self, ThreadTimes},
-    tracer::Tracer,
+    tracer::{Spec, Tracer},
 };
 
 /// Runs the daemon, measures it, stops it. `cgroup_name`: the bench's cgroup
@@ -48,12 +48,7 @@ pub fn measure(
         ("OTEL_SERVICE_NAME", service.clone()),
     ];
     let spec = live::spec(oomtrace, &args, env);
-    // How the report shows the run (the binary as the bench builds it).
-    let command = format!(
-        "{} target/release/oomtrace {}",
-        spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-        args.join(" ")
-    );
+    let command = shown(&spec, &args);
 
     progress(&format!("starting the daemon on {address} (OTLP gRPC to {})", observability::otlp_grpc_address()));
     let mut daemon = Tracer::spawn(&spec).context("starting oomtrace daemon")?;
@@ -129,6 +124,13 @@ pub fn measure(
         foreign_events,
         exit: exit.to_string(),
     })
+}
+
+/// How the report shows a run of the daemon: its environment, the binary as
+/// the bench builds it, its arguments.
+pub fn shown(spec: &Spec, args: &[&str]) -> String {
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{} target/release/oomtrace {}", env.join(" "), args.join(" "))
 }
 
 /// CPU a process uses from `start` to `stop`.

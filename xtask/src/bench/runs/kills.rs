@@ -3,14 +3,20 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    fs,
+    process::Child,
+    thread,
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use crate::bench::{figures::KillRun, settings::EVENT_DEADLINE};
+use crate::bench::{
+    figures::KillRun,
+    settings::{EVENT_DEADLINE, HOLD_DEADLINE},
+};
 use oomtrace_testkit::{
-    cgroup::{Hog, MemCgroup, wait_hog},
+    cgroup::{HOG_ALLOC, Hog, MemCgroup, wait_hog},
     tracer::{Observed, Tracer},
 };
 
@@ -21,7 +27,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    fn record(&mut self, event: Observed) {
+    pub fn record(&mut self, event: Observed) {
         self.by_pid.entry(event.victim_pid).or_default().push(event);
     }
 
@@ -70,6 +76,11 @@ impl Seen {
         run
     }
 
+    /// The kernel timestamp of the first event of each of `pids` that has one.
+    pub fn ktimes(&self, pids: &[u32]) -> Vec<u64> {
+        pids.iter().filter_map(|pid| self.by_pid.get(pid)?.first().map(|event| event.ktime_ns)).collect()
+    }
+
     /// Events for victims that were none of the bench's hogs.
     pub fn foreign(&self, ours: &HashSet<u32>) -> usize {
         self.by_pid.iter().filter(|(pid, _)| !ours.contains(pid)).map(|(_, events)| events.len()).sum()
@@ -106,6 +117,37 @@ pub fn kill_storm(tracer: &Tracer, cgroups: &[MemCgroup], seen: &mut Seen) -> Re
     Ok(hogs)
 }
 
+/// One hog per cgroup, all held stopped until every one is in its cgroup
+/// and stopped, then released together (SIGCONT to each in a tight loop), so
+/// that their kills overlap; waits for them all.
+pub fn kill_at_once(cgroups: &[MemCgroup]) -> Result<Vec<Hog>> {
+    // The shell joins the cgroup, stops itself, and on SIGCONT becomes dd
+    // (same pid throughout: `exec`).
+    let command = format!("sh -c 'kill -STOP $$ && exec dd if=/dev/zero of=/dev/null bs={HOG_ALLOC} count=1'");
+    let children = cgroups.iter().map(|cgroup| cgroup.spawn(&command)).collect::<Result<Vec<Child>>>()?;
+    let deadline = Instant::now() + HOLD_DEADLINE;
+    while let Some(child) = children.iter().find(|child| !stopped(child.id())) {
+        if Instant::now() >= deadline {
+            bail!("hog {} did not stop itself within {HOLD_DEADLINE:?}", child.id());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    for child in &children {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our
+        // own child, not reaped yet (only wait_hog below reaps it).
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+    }
+    children.into_iter().map(wait_hog).collect()
+}
+
+/// Whether `pid` is stopped (state `T` in /proc/<pid>/stat).
+fn stopped(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
+        == Some('T')
+}
+
 /// The sum of the kernel's oom_kill counters of `cgroups`.
 pub fn kernel_oom_kills(cgroups: &[MemCgroup]) -> Result<u64> {
     cgroups.iter().map(MemCgroup::oom_kills).sum()
@@ -133,5 +175,22 @@ mod tests {
         assert_eq!(run.latencies_ns, [1_000, 3_000]);
         assert_eq!((run.missing.as_slice(), run.duplicates, run.not_killed), (&[3][..], 1, 1));
         assert_eq!(seen.foreign(&[1, 2, 3, 4].into()), 1);
+        assert_eq!(seen.ktimes(&[2, 3, 1]), [1_000, 1_000]);
+    }
+
+    #[test]
+    fn a_child_that_is_stopped_reads_as_stopped() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        assert!(!stopped(child.id()));
+        // SAFETY: our own child, not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGSTOP) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !stopped(child.id()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let was_stopped = stopped(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(was_stopped);
     }
 }

@@ -11,5 +11,6 @@ mod kills;
 pub mod klog;
 pub mod object;
 pub mod peers;
+pub mod storm;
 mod syslog_file;
 pub mod tracers;

@@ -24,21 +24,11 @@ use oomtrace_testkit::{
 
 /// bpftrace, installed with apt-get when missing.
 pub fn bpftrace(hierarchy: &Hierarchy, kills: Kills) -> (Peer, Option<ClockCheck>) {
-    let binary = match ensure_installed("bpftrace", "bpftrace") {
-        Ok(binary) => binary,
-        Err(reason) => return (Peer::Unavailable(reason), None),
+    let (spec, clock_check) = match bpftrace_checked() {
+        Ok(ready) => ready,
+        Err((reason, clock_check)) => return (Peer::Unavailable(reason), clock_check),
     };
-    let (clock, evidence) = bpftrace_clock(&binary);
-    progress(&format!("bpftrace: nsecs is {} ({evidence})", clock.name()));
-    let clock_check = match check_bpftrace_clock(&binary, clock, evidence) {
-        Ok(check) => check,
-        Err(error) => return (Peer::Unavailable(format!("bpftrace's clock check failed: {error:#}")), None),
-    };
-    if !clock_check.holds() {
-        let reason = format!("bpftrace's nsecs is not {}: latencies would not be comparable", clock.name());
-        return (Peer::Unavailable(reason), Some(clock_check));
-    }
-    let spec = tracers::bpftrace_spec(&binary, clock);
+    let binary = spec.program.clone();
     let tool =
         Tool { name: "bpftrace", version: version_of(&binary, "--version"), attach_spec: spec.clone(), run_spec: spec };
     let peer = match tracers::measure(&tool, hierarchy, kills) {
@@ -49,6 +39,22 @@ pub fn bpftrace(hierarchy: &Hierarchy, kills: Kills) -> (Peer, Option<ClockCheck
         }
     };
     (peer, Some(clock_check))
+}
+
+/// The bpftrace one-liner, ready to run: installed with apt-get when
+/// missing, its clock checked; or why it cannot be measured (with the clock
+/// check when one ran).
+pub fn bpftrace_checked() -> Result<(Spec, ClockCheck), (String, Option<ClockCheck>)> {
+    let binary = ensure_installed("bpftrace", "bpftrace").map_err(|reason| (reason, None))?;
+    let (clock, evidence) = bpftrace_clock(&binary);
+    progress(&format!("bpftrace: nsecs is {} ({evidence})", clock.name()));
+    let clock_check = check_bpftrace_clock(&binary, clock, evidence)
+        .map_err(|error| (format!("bpftrace's clock check failed: {error:#}"), None))?;
+    if !clock_check.holds() {
+        let reason = format!("bpftrace's nsecs is not {}: latencies would not be comparable", clock.name());
+        return Err((reason, Some(clock_check)));
+    }
+    Ok((tracers::bpftrace_spec(&binary, clock), clock_check))
 }
 
 /// Which kernel clock bpftrace's `nsecs` reads: the BPF helper it compiles to

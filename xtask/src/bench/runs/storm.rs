@@ -1,0 +1,337 @@
+//! Kills in storms, with oomtrace and bpftrace tracing the same kills at
+//! once (each stamps its lines on arrival, so the two are compared kill by
+//! kill, under the same load):
+//!
+//! - rounds: `storm` hogs at once, `rounds` times, in the same cgroups;
+//! - the wave: `wave` cgroups, each at its own limit, whose hogs are held
+//!   stopped until all are ready and then released together;
+//! - the time to know: `oomtrace daemon` with its defaults exporting to the
+//!   real OTLP receiver, from each kill to its record's arrival there, beside
+//!   the daemon's own stdout line and bpftrace's line, in one storm.
+
+use std::{
+    path::Path,
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::bench::{
+    figures::{KillRun, KnowFigures, SharedKills},
+    host::progress,
+    runs::{
+        daemon,
+        kills::{Seen, kernel_oom_kills, kill_at_once},
+        tracers,
+    },
+    settings::{
+        ATTACH_DEADLINE, DAEMON_SETTLE, DRAIN_QUIET, EVENT_DEADLINE, KNOW_DEADLINE, LIMIT_BYTES,
+        PROBES_ATTACHED_DEADLINE, READYZ_DEADLINE, WAVE_EVENT_DEADLINE, WAVE_LIMIT_BYTES,
+    },
+};
+use oomtrace_testkit::{
+    cgroup::{BenchCgroups, Hierarchy, Hog, MemCgroup},
+    daemon::{free_port, wait_ready},
+    http,
+    live::{self, LiveSummary},
+    observability::{self, OtlpReceived, parse_exposition, records},
+    procfs,
+    tracer::{Observed, Spec, Tracer},
+};
+
+/// The daemon's counters of events it lost or could not export (its /metrics).
+const DROP_COUNTERS: [&str; 3] =
+    ["oomtrace_events_lost_total", "oomtrace_exporter_dropped_total", "oomtrace_exporter_failures_total"];
+/// The event name of a kill's OTLP log record.
+const KILL_EVENT_NAME: &str = "oomtrace.oom_kill";
+
+/// A tracer running and what it printed, by victim pid.
+struct Traced {
+    tracer: Tracer,
+    seen: Seen,
+}
+
+impl Traced {
+    /// Starts `spec` and waits until it is attached (and, where it says so
+    /// later, its probes are).
+    fn start(spec: &Spec, name: &str) -> Result<Traced> {
+        let mut tracer = Tracer::spawn(spec).with_context(|| format!("starting {name}"))?;
+        tracer.wait_marker(0, ATTACH_DEADLINE).with_context(|| format!("{name} did not attach"))?;
+        if spec.markers.len() > 1 {
+            let _ = tracer.wait_marker(1, PROBES_ATTACHED_DEADLINE);
+        }
+        Ok(Traced { tracer, seen: Seen::default() })
+    }
+
+    fn wait_for(&mut self, pids: &[u32], timeout: Duration) {
+        self.seen.wait_for(&self.tracer, pids, timeout);
+    }
+
+    fn drain(&mut self) {
+        self.seen.drain(&self.tracer, DRAIN_QUIET);
+    }
+}
+
+/// The peer, started when it can be, or why not.
+fn start_peer(bpftrace: &Result<Spec, String>) -> Result<Traced, String> {
+    let spec = bpftrace.as_ref().map_err(Clone::clone)?;
+    Traced::start(spec, "bpftrace").map_err(|error| format!("{error:#}"))
+}
+
+/// `rounds` storms of one hog in each of `cgroups` cgroups limited to
+/// `limit_bytes` (the wave: one round), traced by both at once.
+pub fn shared(
+    oomtrace: &Path,
+    bpftrace: &Result<Spec, String>,
+    hierarchy: &Hierarchy,
+    name: &str,
+    (cgroups, rounds, limit_bytes): (usize, usize, u64),
+) -> Result<SharedKills> {
+    let bench = BenchCgroups::create(hierarchy, name, limit_bytes, cgroups)?;
+    let mut ours = Traced::start(&tracers::oomtrace_spec(oomtrace, Some(&bench.parent.path)), "oomtrace")?;
+    let mut peer = start_peer(bpftrace);
+    let deadline = if cgroups > 64 { WAVE_EVENT_DEADLINE } else { EVENT_DEADLINE };
+    let mut hogs: Vec<Hog> = Vec::with_capacity(cgroups * rounds);
+    let mut span_ms: Option<f64> = None;
+    for round in 1..=rounds {
+        progress(&format!("storm: {name}: round {round} of {rounds}, {cgroups} hogs released at once"));
+        let (round_hogs, killed) = storm_once(&bench.storm, &mut ours, &mut peer, deadline)?;
+        if let Some(round_span) = span(&ours.seen.ktimes(&killed)) {
+            span_ms = Some(span_ms.map_or(round_span, |widest| widest.max(round_span)));
+        }
+        hogs.extend(round_hogs);
+    }
+    ours.drain();
+    let kernel = kernel_oom_kills(&bench.storm)?;
+    ours.tracer.stop().context("stopping oomtrace")?;
+    let drops = LiveSummary::from_log(&ours.tracer.log_text()).map_err(|error| format!("{error:#}"));
+    let bpftrace = finish_peer(peer, &hogs, kernel);
+    let run = ours.seen.tally(&hogs, kernel);
+    progress(&format!(
+        "storm: {name}: oomtrace {}/{} events, bpftrace {}",
+        run.events_matched(),
+        run.oom_killed(),
+        bpftrace.as_ref().map_or_else(Clone::clone, |b| format!("{}/{}", b.events_matched(), b.oom_killed()))
+    ));
+    Ok(SharedKills { cgroups, rounds, limit_bytes, oomtrace: run, drops, bpftrace, span_ms })
+}
+
+/// The wave's settings: every cgroup at once, at its own limit.
+pub fn wave(
+    oomtrace: &Path,
+    bpftrace: &Result<Spec, String>,
+    hierarchy: &Hierarchy,
+    name: &str,
+    cgroups: usize,
+) -> Result<SharedKills> {
+    shared(oomtrace, bpftrace, hierarchy, name, (cgroups, 1, WAVE_LIMIT_BYTES))
+}
+
+/// The time to know in a storm of `kills`: `oomtrace daemon` with its
+/// defaults, OTLP over gRPC to the receiver (its own service name, to find
+/// its records), bpftrace beside it.
+pub fn time_to_know(
+    oomtrace: &Path,
+    bpftrace: &Result<Spec, String>,
+    hierarchy: &Hierarchy,
+    name: &str,
+    kills: usize,
+    cri_socket: Option<&str>,
+) -> Result<KnowFigures> {
+    observability::otlp_available().context("the OTLP receiver")?;
+    let address = format!("127.0.0.1:{}", free_port()?);
+    let service = format!("{name}-know");
+    let mut args = vec!["daemon", "--metrics-address", address.as_str()];
+    if let Some(socket) = cri_socket {
+        args.extend(["--cri-socket", socket]);
+    }
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", observability::otlp_grpc_address())),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_SERVICE_NAME", service.clone()),
+    ];
+    let spec = live::spec(oomtrace, &args, env);
+    let command = daemon::shown(&spec, &args);
+    progress(&format!("storm: time to know: {command}"));
+    let mut daemon = Traced::start(&spec, "oomtrace daemon")?;
+    wait_ready(&address, READYZ_DEADLINE)
+        .with_context(|| format!("the daemon's /readyz; its log ends with {:?}", daemon.tracer.log_lines()))?;
+    let bench = BenchCgroups::create(hierarchy, &format!("{name}-know"), LIMIT_BYTES, kills)?;
+    let mut peer = start_peer(bpftrace);
+    // What the daemon reports at startup (kills of this boot not reported
+    // before) goes out before the storm.
+    thread::sleep(DAEMON_SETTLE);
+    daemon.drain();
+    let mark = observability::otlp_mark();
+    let clock = WallClock::read();
+
+    progress(&format!("storm: time to know: {kills} hogs released at once"));
+    let (hogs, killed) = storm_once(&bench.storm, &mut daemon, &mut peer, EVENT_DEADLINE)?;
+    let received = wait_for_records(mark, &service, &killed)?;
+    daemon.drain();
+    let kernel = kernel_oom_kills(&bench.storm)?;
+    let drops = daemon_drops(&address);
+    daemon.tracer.stop().context("stopping oomtrace daemon")?;
+    let bpftrace = finish_peer(peer, &hogs, kernel);
+
+    let mut otlp = Seen::default();
+    let mut disagreement: Option<u64> = None;
+    let mut log_requests = 0;
+    for request in received.requests_of("logs") {
+        let Some(arrived_ns) = request["received_unix_nano"].as_u64() else { continue };
+        let mut ours = false;
+        for record in records::log_records([request]) {
+            let Some(pid) = kill_pid(&record) else { continue };
+            let Some(&ktime_ns) = daemon.seen.ktimes(&[pid]).first() else { continue };
+            ours = true;
+            let kill_ns = clock.wall_ns(ktime_ns);
+            if let Some(stamped) = record.time_unix_nano {
+                disagreement = disagreement.max(Some(stamped.abs_diff(kill_ns)));
+            }
+            otlp.record(Observed { victim_pid: pid, ktime_ns: kill_ns, received_ns: arrived_ns });
+        }
+        log_requests += usize::from(ours);
+    }
+    let otlp = otlp.tally(&hogs, kernel);
+    let stdout = daemon.seen.tally(&hogs, kernel);
+    progress(&format!(
+        "storm: time to know: {}/{} records in the receiver in {log_requests} requests, {}/{} on stdout",
+        otlp.events_matched(),
+        otlp.oom_killed(),
+        stdout.events_matched(),
+        stdout.oom_killed()
+    ));
+    Ok(KnowFigures {
+        command,
+        kills,
+        limit_bytes: LIMIT_BYTES,
+        span_ms: span(&daemon.seen.ktimes(&killed)),
+        otlp,
+        stdout,
+        bpftrace,
+        log_requests,
+        clock_disagreement_ns: disagreement,
+        clock_offset_uncertainty_ns: clock.uncertainty_ns,
+        drops,
+    })
+}
+
+/// One hog per cgroup released at once; waits for both tracers' events of
+/// the kills. The hogs, and the pids the kernel killed.
+fn storm_once(
+    cgroups: &[MemCgroup],
+    ours: &mut Traced,
+    peer: &mut Result<Traced, String>,
+    deadline: Duration,
+) -> Result<(Vec<Hog>, Vec<u32>)> {
+    let hogs = kill_at_once(cgroups)?;
+    let killed: Vec<u32> = hogs.iter().filter(|hog| hog.oom_killed).map(|hog| hog.pid).collect();
+    ours.wait_for(&killed, deadline);
+    if let Ok(peer) = peer {
+        peer.wait_for(&killed, deadline);
+    }
+    Ok((hogs, killed))
+}
+
+/// Stops the peer once its late events are in; its events matched to `hogs`.
+fn finish_peer(peer: Result<Traced, String>, hogs: &[Hog], kernel_oom_kills: u64) -> Result<KillRun, String> {
+    let mut peer = peer?;
+    peer.drain();
+    let _ = peer.tracer.stop();
+    Ok(peer.seen.tally(hogs, kernel_oom_kills))
+}
+
+/// First to last of kernel timestamps, in ms.
+fn span(ktimes: &[u64]) -> Option<f64> {
+    let (first, last) = (ktimes.iter().min()?, ktimes.iter().max()?);
+    Some((last - first) as f64 / 1e6)
+}
+
+/// The victim (`thread.id`, the killed task) of a kill's log record.
+fn kill_pid(record: &records::LogRecord) -> Option<u32> {
+    if record.event_name.as_deref() != Some(KILL_EVENT_NAME) {
+        return None;
+    }
+    u32::try_from(record.attr_i64("thread.id")?).ok()
+}
+
+/// What the receiver got from `service` after `mark`, once it holds a kill
+/// record for every one of `pids` (or at the deadline).
+fn wait_for_records(mark: u64, service: &str, pids: &[u32]) -> Result<OtlpReceived> {
+    let deadline = Instant::now() + KNOW_DEADLINE;
+    loop {
+        let received = OtlpReceived::read_since(mark)?.for_service(service);
+        let records = received.log_records();
+        let has = |pid: &u32| records.iter().any(|record| kill_pid(record) == Some(*pid));
+        if pids.iter().all(has) || Instant::now() >= deadline {
+            return Ok(received);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The daemon's loss and export counters, every series of them.
+fn daemon_drops(address: &str) -> Result<Vec<(String, f64)>, String> {
+    let (status, body) = http::get(address, "/metrics").map_err(|error| format!("{error:#}"))?;
+    if status != 200 {
+        return Err(format!("/metrics answered HTTP {status}"));
+    }
+    Ok(parse_exposition(&body)
+        .into_iter()
+        .filter(|(name, _, _)| DROP_COUNTERS.contains(&name.as_str()))
+        .map(|(name, labels, value)| {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            (format!("{name}{{{}}}", labels.join(",")), value)
+        })
+        .collect())
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC, to put `ktime_ns` on the wall clock the
+/// receiver stamps arrivals with: the tightest of several bracketed readings.
+#[derive(Clone, Copy, Debug)]
+struct WallClock {
+    offset_ns: i128,
+    uncertainty_ns: u64,
+}
+
+impl WallClock {
+    fn read() -> WallClock {
+        let mut best = WallClock { offset_ns: 0, uncertainty_ns: u64::MAX };
+        for _ in 0..50 {
+            let before = procfs::monotonic_ns();
+            let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let after = procfs::monotonic_ns();
+            let width = after.saturating_sub(before);
+            if width < best.uncertainty_ns {
+                let middle = i128::from(before) + i128::from(width / 2);
+                best = WallClock { offset_ns: wall as i128 - middle, uncertainty_ns: width };
+            }
+        }
+        best
+    }
+
+    fn wall_ns(self, monotonic_ns: u64) -> u64 {
+        u64::try_from(i128::from(monotonic_ns) + self.offset_ns).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wall_clock_offset_puts_now_on_now() {
+        let clock = WallClock::read();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let converted = clock.wall_ns(procfs::monotonic_ns());
+        // Units and sign: the two readings are apart by the test's own run time.
+        assert!(converted.abs_diff(wall) < 1_000_000_000, "{converted} vs {wall}");
+    }
+
+    #[test]
+    fn span_of_kernel_times() {
+        assert_eq!(span(&[3_000_000, 1_000_000, 2_000_000]), Some(2.0));
+        assert_eq!(span(&[]), None);
+    }
+}

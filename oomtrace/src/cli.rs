@@ -469,7 +469,6 @@ impl DaemonArgs {
         Ok(DaemonConfig {
             metrics_address,
             log_format,
-            ebpf_log: EbpfLog::for_log_filter(&log),
             log,
             events_stdout: self.events_stdout.or(file.events_stdout).unwrap_or(true),
             cri_socket: self.cri_socket.clone().or(file.cri_socket),

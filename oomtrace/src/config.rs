@@ -97,8 +97,6 @@ pub struct DaemonConfig {
     pub metrics_address: SocketAddr,
     pub log_format: LogFormat,
     pub log: String,
-    /// The eBPF programs' own messages: on (debug) when `log` lets debug through.
-    pub ebpf_log: crate::probe::EbpfLog,
     pub events_stdout: bool,
     pub cri_socket: Option<PathBuf>,
     pub cri_timeout: Duration,

@@ -148,7 +148,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let options = PipelineOptions {
         plan: AttachPlan { confirm_kills: true, ..AttachPlan::default() },
         ring_bytes: DEFAULT_RING_BYTES,
-        ebpf_log: config.ebpf_log,
+        // The eBPF programs' own messages: on (debug) when the log filter lets debug through.
+        ebpf_log: crate::probe::EbpfLog::for_log_filter(&config.log),
         cri_socket: config.cri_socket.clone(),
         cri_timeout: config.cri_timeout,
         node_name: config.node_name.clone(),

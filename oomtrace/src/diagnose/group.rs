@@ -329,4 +329,32 @@ mod tests {
         );
         assert_eq!((groups[0].first_kill.as_deref(), groups[0].kind), (None, WorkloadKind::Unknown));
     }
+
+    /// A workload killed thousands of times keeps its first victims and its latest, and counts
+    /// the others; workloads beyond the cap are counted, not grouped: no kill goes uncounted.
+    #[test]
+    fn groups_and_their_victims_are_bounded_and_count_what_they_leave_out() {
+        let mut grouper = Grouper::default();
+        for n in 0..1000u32 {
+            grouper.add(&kill(n, "/a", "2026-11-29T10:00:00Z"));
+        }
+        for n in 0..GROUPS_KEPT as u32 + 10 {
+            let path = format!("/w/{n}");
+            grouper.add(&kill(5000 + n, &path, "2026-11-29T11:00:00Z"));
+            grouper.add(&kill(9000 + n, &path, "2026-11-29T11:00:01Z"));
+        }
+        assert_eq!(grouper.kills(), 1000 + 2 * (GROUPS_KEPT as u64 + 10));
+        let (groups, left_out) = grouper.finish();
+        assert_eq!(groups.len(), GROUPS_KEPT);
+        // "/a" and the first GROUPS_KEPT - 1 of the others; 11 workloads left out, 2 kills each.
+        assert_eq!(left_out, LeftOut { workloads: 11, workloads_exact: true, kills: 22 });
+        let a = &groups[0];
+        assert_eq!((a.key.as_str(), a.kills, a.victims.len()), ("/a", 1000, VICTIMS_KEPT));
+        assert_eq!(a.victims_left_out as usize, 1000 - VICTIMS_KEPT);
+        let pids: Vec<u32> = a.victims.iter().map(|v| v.pid).collect();
+        assert_eq!(pids[..FIRST_VICTIMS], [0, 1, 2]);
+        assert_eq!(pids[FIRST_VICTIMS..], (1000 - (VICTIMS_KEPT - FIRST_VICTIMS) as u32..1000).collect::<Vec<_>>());
+        let grouped: u64 = groups.iter().map(|g| u64::from(g.kills)).sum();
+        assert_eq!(grouped + left_out.kills, 1000 + 2 * (GROUPS_KEPT as u64 + 10));
+    }
 }

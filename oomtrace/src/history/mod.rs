@@ -51,7 +51,13 @@ pub async fn run(options: HistoryOptions) -> anyhow::Result<HistorySummary> {
         closing.extend(unplaced_lines(&summary).into_iter().map(|line| format!("\n{line}")));
     }
     match options.output {
-        OutputFormat::Table => println!("{closing}"),
+        // Under the table; a reader gone (`| head`) has had what it wanted.
+        OutputFormat::Table => match writeln!(std::io::stdout(), "{closing}") {
+            Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(error).context("writing the closing line to stdout");
+            }
+            _ => {}
+        },
         OutputFormat::Json => eprintln!("{closing}"),
     }
     Ok(summary)

@@ -3,7 +3,10 @@
 //! otherwise — the key the diagnosis counts repeated kills by
 //! ([`repeat::workload_key`]).
 
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet},
+    hash::{Hash as _, Hasher as _},
+};
 
 use serde::Serialize;
 
@@ -37,8 +40,11 @@ pub struct KillGroup {
     pub last_kill: Option<String>,
     /// Every cause among the kills, in the order first seen.
     pub causes: Vec<Cause>,
-    /// Each kill, oldest first.
+    /// The first [`FIRST_VICTIMS`] kills and the latest, oldest first: at most
+    /// [`VICTIMS_KEPT`].
     pub victims: Vec<VictimKill>,
+    /// The kills between the first victims and the latest, not kept.
+    pub victims_left_out: u32,
     /// Each finding kind seen, with the latest kill's evidence for it.
     pub findings: Vec<GroupFinding>,
     /// The latest kill's diagnosis.
@@ -70,22 +76,104 @@ pub struct GroupFinding {
     pub in_kills: u32,
 }
 
-/// Groups `events` (in log order), most kills first, then the most recent.
-pub fn group(events: &[&OomEvent]) -> Vec<KillGroup> {
-    let mut groups: Vec<(KillGroup, usize)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for (position, event) in events.iter().enumerate() {
-        let key = workload_key(event).unwrap_or_else(|| UNKNOWN_KEY.to_owned());
-        let slot = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((empty_group(key), position));
-            groups.len() - 1
-        });
-        let (group, last) = &mut groups[slot];
-        add(group, event);
-        *last = position;
+/// Workloads grouped; the kills of any other are counted in [`LeftOut`]. A node rarely has
+/// this many workloads killed in one boot, and a report of more is not read to its end.
+pub const GROUPS_KEPT: usize = 500;
+/// Victims a group keeps: its first [`FIRST_VICTIMS`] and its latest; the kills between them
+/// are counted in [`KillGroup::victims_left_out`].
+pub const VICTIMS_KEPT: usize = 16;
+/// The first victims a group keeps (what the renderers show first).
+pub const FIRST_VICTIMS: usize = 3;
+/// Workloads beyond [`GROUPS_KEPT`] told apart (by a hash of their key) for
+/// [`LeftOut::workloads`]; past this, it says "at least".
+const LEFT_OUT_WORKLOADS_COUNTED: usize = 65_536;
+
+/// The kills of workloads beyond the first [`GROUPS_KEPT`]: counted, not grouped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LeftOut {
+    /// Those workloads (at least this many when `workloads_exact` is false).
+    pub workloads: u64,
+    pub workloads_exact: bool,
+    /// Their kills.
+    pub kills: u64,
+}
+
+/// Kills grouped by workload as they come (in log order), in memory bounded by [`GROUPS_KEPT`]
+/// groups of at most [`VICTIMS_KEPT`] victims each.
+pub struct Grouper {
+    groups: Vec<(KillGroup, u64)>,
+    index: HashMap<String, usize>,
+    position: u64,
+    left_out: LeftOut,
+    left_out_keys: HashSet<u64>,
+}
+
+impl Default for Grouper {
+    fn default() -> Self {
+        Self {
+            groups: Vec::new(),
+            index: HashMap::new(),
+            position: 0,
+            left_out: LeftOut { workloads_exact: true, ..LeftOut::default() },
+            left_out_keys: HashSet::new(),
+        }
     }
-    groups.sort_by(|(a, a_last), (b, b_last)| b.kills.cmp(&a.kills).then(b_last.cmp(a_last)));
-    groups.into_iter().map(|(group, _)| group).collect()
+}
+
+impl Grouper {
+    /// The next kill in log order.
+    pub fn add(&mut self, event: &OomEvent) {
+        self.position += 1;
+        let key = workload_key(event).unwrap_or_else(|| UNKNOWN_KEY.to_owned());
+        let slot = match self.index.get(&key) {
+            Some(&slot) => slot,
+            None if self.groups.len() < GROUPS_KEPT => {
+                self.groups.push((empty_group(key.clone()), self.position));
+                self.index.insert(key, self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+            None => return self.leave_out(&key),
+        };
+        let (group, last) = &mut self.groups[slot];
+        add(group, event);
+        *last = self.position;
+    }
+
+    fn leave_out(&mut self, key: &str) {
+        self.left_out.kills += 1;
+        let hash = {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut hasher);
+            hasher.finish()
+        };
+        if self.left_out_keys.len() < LEFT_OUT_WORKLOADS_COUNTED {
+            if self.left_out_keys.insert(hash) {
+                self.left_out.workloads += 1;
+            }
+        } else if !self.left_out_keys.contains(&hash) {
+            self.left_out.workloads_exact = false;
+        }
+    }
+
+    /// Kills added.
+    pub fn kills(&self) -> u64 {
+        self.position
+    }
+
+    /// The groups, most kills first, then the most recent; and the kills left out of them.
+    pub fn finish(self) -> (Vec<KillGroup>, LeftOut) {
+        let mut groups = self.groups;
+        groups.sort_by(|(a, a_last), (b, b_last)| b.kills.cmp(&a.kills).then(b_last.cmp(a_last)));
+        (groups.into_iter().map(|(group, _)| group).collect(), self.left_out)
+    }
+}
+
+/// Groups `events` (in log order), most kills first, then the most recent.
+#[cfg(test)]
+pub fn group(events: &[&OomEvent]) -> Vec<KillGroup> {
+    let mut grouper = Grouper::default();
+    events.iter().for_each(|event| grouper.add(event));
+    grouper.finish().0
 }
 
 fn empty_group(key: String) -> KillGroup {
@@ -102,6 +190,7 @@ fn empty_group(key: String) -> KillGroup {
         last_kill: None,
         causes: Vec::new(),
         victims: Vec::new(),
+        victims_left_out: 0,
         findings: Vec::new(),
         summary: String::new(),
         advice: Vec::new(),
@@ -134,6 +223,10 @@ fn add(group: &mut KillGroup, event: &OomEvent) {
         && !group.causes.contains(&cause)
     {
         group.causes.push(cause);
+    }
+    if group.victims.len() >= VICTIMS_KEPT {
+        group.victims.remove(FIRST_VICTIMS);
+        group.victims_left_out += 1;
     }
     group.victims.push(VictimKill {
         time: event.time.map(|t| t.to_string()),
@@ -235,5 +328,33 @@ mod tests {
             (WorkloadKind::Container, Some("shop"), Some("api"))
         );
         assert_eq!((groups[0].first_kill.as_deref(), groups[0].kind), (None, WorkloadKind::Unknown));
+    }
+
+    /// A workload killed thousands of times keeps its first victims and its latest, and counts
+    /// the others; workloads beyond the cap are counted, not grouped: no kill goes uncounted.
+    #[test]
+    fn groups_and_their_victims_are_bounded_and_count_what_they_leave_out() {
+        let mut grouper = Grouper::default();
+        for n in 0..1000u32 {
+            grouper.add(&kill(n, "/a", "2026-11-29T10:00:00Z"));
+        }
+        for n in 0..GROUPS_KEPT as u32 + 10 {
+            let path = format!("/w/{n}");
+            grouper.add(&kill(5000 + n, &path, "2026-11-29T11:00:00Z"));
+            grouper.add(&kill(9000 + n, &path, "2026-11-29T11:00:01Z"));
+        }
+        assert_eq!(grouper.kills(), 1000 + 2 * (GROUPS_KEPT as u64 + 10));
+        let (groups, left_out) = grouper.finish();
+        assert_eq!(groups.len(), GROUPS_KEPT);
+        // "/a" and the first GROUPS_KEPT - 1 of the others; 11 workloads left out, 2 kills each.
+        assert_eq!(left_out, LeftOut { workloads: 11, workloads_exact: true, kills: 22 });
+        let a = &groups[0];
+        assert_eq!((a.key.as_str(), a.kills, a.victims.len()), ("/a", 1000, VICTIMS_KEPT));
+        assert_eq!(a.victims_left_out as usize, 1000 - VICTIMS_KEPT);
+        let pids: Vec<u32> = a.victims.iter().map(|v| v.pid).collect();
+        assert_eq!(pids[..FIRST_VICTIMS], [0, 1, 2]);
+        assert_eq!(pids[FIRST_VICTIMS..], (1000 - (VICTIMS_KEPT - FIRST_VICTIMS) as u32..1000).collect::<Vec<_>>());
+        let grouped: u64 = groups.iter().map(|g| u64::from(g.kills)).sum();
+        assert_eq!(grouped + left_out.kills, 1000 + 2 * (GROUPS_KEPT as u64 + 10));
     }
 }

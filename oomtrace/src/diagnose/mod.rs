@@ -18,7 +18,9 @@ use std::{
 
 use anyhow::Context as _;
 
+pub use self::render::ReportFormat;
 use self::{
+    group::Grouper,
     node_memory::NodeMemory,
     report::{KernelLogSummary, REPORT_VERSION, Report},
 };
@@ -26,13 +28,10 @@ use crate::{
     filter::since,
     host::node_name,
     klog::{
-        read::{LogKills, LogSource, read_kills},
+        read::{LogKills, LogRead, LogSource},
         reconcile::LogCount,
     },
 };
-use oomtrace_event::OomEvent;
-
-pub use self::render::ReportFormat;
 
 #[derive(Clone, Debug)]
 pub struct DiagnoseOptions {
@@ -57,28 +56,38 @@ pub async fn print(options: &DiagnoseOptions, format: ReportFormat) -> anyhow::R
 }
 
 /// Reads the node's memory and the kernel log, and makes the report. Fails
-/// only when the log cannot be read at all (the error says what to do).
+/// only when the log cannot be read at all (the error says what to do). The
+/// kills are grouped as they are read: memory is bounded by the groups kept
+/// ([`group::Grouper`]), whatever the log's size.
 pub async fn run(options: &DiagnoseOptions) -> anyhow::Result<Report> {
     // The kernel's count before the log is read: a kill between the two is
     // found but not counted, never counted but missing.
     let node_memory = node_memory::read(&node_memory::Sources::this_node());
-    let log = read_kills(&options.source, options.cri_socket.clone(), options.cri_timeout).await?;
-    Ok(build(&options.source, options.since, &log, node_memory, SystemTime::now()))
+    let mut kills = LogKills::open(&options.source, options.cri_socket.clone(), options.cri_timeout)?;
+    let mut groups = Grouper::default();
+    while let Some(event) = kills.next().await? {
+        if since::in_window(&event, options.since) {
+            groups.add(&event);
+        }
+    }
+    Ok(build(&options.source, options.since, &kills.finish(), groups, node_memory, SystemTime::now()))
 }
 
-/// The report of `log`'s kills at or after `since`.
+/// The report of a log read (`log`) whose kills at or after `since` are in `groups`.
 pub fn build(
     source: &LogSource,
     since: Option<SystemTime>,
-    log: &LogKills,
+    log: &LogRead,
+    groups: Grouper,
     node_memory: NodeMemory,
     now: SystemTime,
 ) -> Report {
     let this_boot = source.is_this_boot();
-    let in_window: Vec<&OomEvent> = log.events.iter().filter(|e| since::in_window(e, since)).collect();
+    let kills = groups.kills();
     let kernel_count = node_memory.kernel_oom_kills.filter(|_| this_boot);
     let count = LogCount { collected: log.collected, read: log.read, kernel_count };
-    let no_kill = in_window.is_empty().then(|| evictions::note(since, this_boot));
+    let no_kill = (kills == 0).then(|| evictions::note(since, this_boot));
+    let (groups, left_out) = groups.finish();
     Report {
         version: REPORT_VERSION,
         generated_at: humantime::format_rfc3339_seconds(now).to_string(),
@@ -90,8 +99,9 @@ pub fn build(
             kernel_count,
             reconciliation: count.reconciliation(),
         },
-        kills: in_window.len() as u64,
-        groups: group::group(&in_window),
+        kills,
+        groups,
+        groups_left_out: left_out,
         node_memory,
         no_kill,
     }

@@ -5,7 +5,11 @@
 
 use serde::Serialize;
 
-use super::{evictions::NoKillNote, group::KillGroup, node_memory::NodeMemory};
+use super::{
+    evictions::NoKillNote,
+    group::{KillGroup, LeftOut},
+    node_memory::NodeMemory,
+};
 
 /// Bumped when a field changes meaning or goes away (new fields keep it).
 pub const REPORT_VERSION: u32 = 1;
@@ -22,8 +26,11 @@ pub struct Report {
     pub kernel_log: KernelLogSummary,
     /// Kills in the window (one per victim).
     pub kills: u64,
-    /// The window's kills by workload, most kills first.
+    /// The window's kills by workload, most kills first (at most
+    /// [`GROUPS_KEPT`](super::group::GROUPS_KEPT)).
     pub groups: Vec<KillGroup>,
+    /// The kills of the workloads beyond those, counted.
+    pub groups_left_out: LeftOut,
     pub node_memory: NodeMemory,
     /// Only when the window has no kill: where to look instead.
     pub no_kill: Option<NoKillNote>,
@@ -109,6 +116,7 @@ pub mod sample {
                 victim(11, "2026-11-29T10:00:45Z"),
                 victim(12, "2026-11-29T10:01:30.5Z"),
             ],
+            victims_left_out: 0,
             findings: vec![GroupFinding { finding: repeated, in_kills: 2 }],
             summary: "dd (pid 12) was killed: cgroup_limit".to_owned(),
             advice: vec![Advice {
@@ -150,6 +158,7 @@ pub mod sample {
             },
             kills: 4,
             groups: vec![a, api],
+            groups_left_out: LeftOut { workloads_exact: true, ..LeftOut::default() },
             node_memory: node_memory(),
             no_kill: None,
         }

@@ -14,7 +14,7 @@ use crate::{
     filter::{EventFilter, since},
     kernel::oom_count,
     klog::{
-        read::{LogSource, Unplaced, read_kills},
+        read::{LogKills, LogSource, Unplaced},
         reconcile::LogCount,
     },
     output::{self, OutputFormat},
@@ -51,13 +51,21 @@ pub async fn run(options: HistoryOptions) -> anyhow::Result<HistorySummary> {
         closing.extend(unplaced_lines(&summary).into_iter().map(|line| format!("\n{line}")));
     }
     match options.output {
-        OutputFormat::Table => println!("{closing}"),
+        // Under the table; a reader gone (`| head`) has had what it wanted.
+        OutputFormat::Table => match writeln!(std::io::stdout(), "{closing}") {
+            Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(error).context("writing the closing line to stdout");
+            }
+            _ => {}
+        },
         OutputFormat::Json => eprintln!("{closing}"),
     }
     Ok(summary)
 }
 
-/// Reads, attributes and prints the kills of the window that pass the filter.
+/// Reads, attributes and prints the kills of the window that pass the filter, each as soon as
+/// its report is complete: nothing is kept but the report in progress and the counts (the
+/// table's columns have fixed widths, and the log is in time order already).
 async fn show(options: &HistoryOptions) -> anyhow::Result<HistorySummary> {
     let kernel_count = if options.source.is_this_boot() {
         match oom_count::oom_kills_since_boot() {
@@ -70,24 +78,32 @@ async fn show(options: &HistoryOptions) -> anyhow::Result<HistorySummary> {
     } else {
         None
     };
-    let kills = read_kills(&options.source, options.cri_socket.clone(), options.cri_timeout).await?;
-    let log = LogCount { collected: kills.collected, read: kills.read, kernel_count };
-    let mut summary = HistorySummary { log, unplaced: kills.unplaced, ..HistorySummary::default() };
+    let mut kills = LogKills::open(&options.source, options.cri_socket.clone(), options.cri_timeout)?;
+    let mut summary = HistorySummary::default();
     let mut writer = output::for_format(options.output);
     let mut out = std::io::stdout().lock();
     writer.start(&mut out).context("writing to stdout")?;
-    for event in &kills.events {
-        if !since::in_window(event, options.since) || !options.filter.matches(event) {
+    // A reader gone (`| head`) stops the printing, not the reading: the closing line counts the
+    // whole log.
+    let mut reader_gone = false;
+    while let Some(event) = kills.next().await? {
+        if !since::in_window(&event, options.since) || !options.filter.matches(&event) {
             summary.filtered_out += 1;
             continue;
         }
-        match writer.event(&mut out, event) {
+        if reader_gone {
+            continue;
+        }
+        match writer.event(&mut out, &event) {
             Ok(()) => summary.shown += 1,
-            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(summary),
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => reader_gone = true,
             Err(error) => return Err(error).context("writing an event to stdout"),
         }
     }
     let _ = out.flush();
+    let read = kills.finish();
+    summary.log = LogCount { collected: read.collected, read: read.read, kernel_count };
+    summary.unplaced = read.unplaced;
     Ok(summary)
 }
 

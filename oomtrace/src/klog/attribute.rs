@@ -34,26 +34,29 @@ pub async fn attribute_kill(event: &mut OomEvent, root: Option<&Path>, pods: &mu
     }
 }
 
-/// Attributes every kill of a whole log (see [`attribute_kill`]) and diagnoses each in log
-/// order, so that `repeated` counts the workload's earlier kills. The node is named only in a
-/// log of `this_boot`.
-pub async fn attribute_kills(
-    events: &mut [OomEvent],
-    this_boot: bool,
-    cri_socket: Option<PathBuf>,
-    cri_timeout: Duration,
-) {
-    if events.is_empty() {
-        return;
+/// Attributes the kills of a whole log one by one (see [`attribute_kill`]) and diagnoses each in
+/// log order, so that `repeated` counts the workload's earlier kills (the diagnoser's memory of
+/// them is bounded). The node is named only in a log of `this_boot`.
+pub struct Attributor {
+    root: Option<PathBuf>,
+    pods: PodResolver,
+    node: Option<String>,
+    diagnoser: Diagnoser,
+}
+
+impl Attributor {
+    /// Finds the cgroup hierarchy and loads what the runtime knows; made at a log's first kill.
+    pub async fn new(this_boot: bool, cri_socket: Option<PathBuf>, cri_timeout: Duration) -> Self {
+        let root = detect_hierarchy().ok().map(|h| h.root().to_path_buf());
+        let mut pods = PodResolver::new(cri_socket, cri_timeout);
+        pods.warm().await;
+        Self { root, pods, node: this_boot.then(node_name), diagnoser: Diagnoser::default() }
     }
-    let root = detect_hierarchy().ok().map(|h| h.root().to_path_buf());
-    let mut pods = PodResolver::new(cri_socket, cri_timeout);
-    pods.warm().await;
-    let node = this_boot.then(node_name);
-    let mut diagnoser = Diagnoser::default();
-    for event in events.iter_mut() {
-        attribute_kill(event, root.as_deref(), &mut pods, node.as_deref()).await;
-        event.diagnosis = Some(diagnoser.diagnose(event));
+
+    /// The log's next kill: attributed, then diagnosed.
+    pub async fn attribute(&mut self, event: &mut OomEvent) {
+        attribute_kill(event, self.root.as_deref(), &mut self.pods, self.node.as_deref()).await;
+        event.diagnosis = Some(self.diagnoser.diagnose(event));
     }
 }
 

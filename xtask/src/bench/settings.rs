@@ -105,6 +105,12 @@ pub const REPETITION_GAP_S: u64 = 60;
 pub const KLOG_RUNS: usize = 5;
 /// Issue 11: "the whole 1 MiB kmsg buffer or a 100 MB syslog file parses in ≤ 2 s".
 pub const TARGET_KLOG_SECONDS: f64 = 2.0;
+/// Issue 22: `history` and `diagnose` on the 100 MB file peak at no more than this, whatever
+/// the log's size (the CI test `oomtrace/tests/klog_memory.rs` holds them to it too).
+pub const TARGET_KLOG_PEAK_MIB: f64 = 24.0;
+/// Issue 22: streaming must not cost throughput: `history` on the 100 MB file at least as fast
+/// as before it streamed.
+pub const TARGET_HISTORY_MB_PER_S: f64 = 77.0;
 
 // --- Storms, the wave and the time to know (`--only storm`) ---
 

@@ -83,7 +83,7 @@ mod tests {
         let rss = text.find("| RSS | 8 MiB | PASS |\n").unwrap();
         let row = text.find("| kernel log: a 100 MB syslog file").unwrap();
         assert!(rss < row && row < text.find("\nThe latency target.").unwrap(), "{text}");
-        assert_eq!(text.matches("| kernel log: ").count(), 2);
+        assert_eq!(text.matches("| kernel log: ").count(), 3);
         assert!(text.ends_with("<!-- node-test figures: end -->\n"));
     }
 
@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(second.matches("## Kernel log parsing").count(), 1);
         assert_eq!(second.matches(BLOCK_BEGIN).count(), 1);
         assert!(second.contains("Unavailable: no /dev/kmsg.") && !second.contains("Skipped (--no-klog)"), "{second}");
-        assert_eq!(second.matches("| kernel log: ").count(), 2);
+        assert_eq!(second.matches("| kernel log: ").count(), 3);
         assert!(second.contains("| unavailable (see Kernel log parsing) | n/a |"));
         assert_eq!(klog_into(&second, &Section::Unavailable("no /dev/kmsg".to_owned())), second);
     }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{causes, finding, kill_span, limit, memory_rows, short_time, victims, window};
+use super::{causes, finding, kill_span, left_out, limit, memory_rows, short_time, victims, window};
 use crate::diagnose::{evictions::NoKillNote, group::KillGroup, report::Report};
 
 pub fn render(report: &Report) -> String {
@@ -21,6 +21,9 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "Kernel log (`{}`): {}.\n", report.kernel_log.source, report.kernel_log.reconciliation);
     if !report.groups.is_empty() {
         overview(&mut out, &report.groups);
+        if let Some(left_out) = left_out(report) {
+            let _ = writeln!(out, "And {}.\n", left_out.trim_start_matches("and "));
+        }
         for (index, group) in report.groups.iter().enumerate() {
             details(&mut out, index + 1, group);
         }

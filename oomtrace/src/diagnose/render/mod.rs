@@ -60,7 +60,8 @@ fn for_people(report: &Report) -> Report {
             })
             .collect()
     };
-    let Report { version, generated_at, node, since, kernel_log, kills, groups, node_memory, no_kill } = report;
+    let Report { version, generated_at, node, since, kernel_log, kills, groups, groups_left_out, node_memory, no_kill } =
+        report;
     let groups = groups
         .iter()
         .map(|group| {
@@ -77,6 +78,7 @@ fn for_people(report: &Report) -> Report {
                 last_kill,
                 causes,
                 victims,
+                victims_left_out,
                 findings,
                 summary,
                 advice: steps,
@@ -102,6 +104,7 @@ fn for_people(report: &Report) -> Report {
                 last_kill: last_kill.clone(),
                 causes: causes.clone(),
                 victims,
+                victims_left_out: *victims_left_out,
                 findings: findings.clone(),
                 summary: sentence(summary),
                 advice: advice(steps),
@@ -138,6 +141,7 @@ fn for_people(report: &Report) -> Report {
         },
         kills: *kills,
         groups,
+        groups_left_out: groups_left_out.clone(),
         node_memory,
         no_kill,
     }
@@ -177,18 +181,37 @@ pub fn kill_span(group: &KillGroup) -> String {
 }
 
 /// The victims, the newest last: "dd (pid 10), dd (pid 11)"; at most
-/// `SHOWN_VICTIMS`, with the count of those left out.
+/// `SHOWN_VICTIMS`, with the count of those left out (here or when grouping).
 pub fn victims(group: &KillGroup) -> String {
     const SHOWN_VICTIMS: usize = 6;
     let name = |v: &super::group::VictimKill| format!("{} (pid {})", v.comm.as_deref().unwrap_or("?"), v.pid);
     let all = &group.victims;
-    if all.len() <= SHOWN_VICTIMS {
+    if all.len() <= SHOWN_VICTIMS && group.victims_left_out == 0 {
         return all.iter().map(name).collect::<Vec<_>>().join(", ");
     }
-    let skipped = all.len() - SHOWN_VICTIMS;
-    let head = all[..3].iter().map(name);
-    let tail = all[all.len() - 3..].iter().map(name);
-    head.chain(std::iter::once(format!("… {skipped} more …"))).chain(tail).collect::<Vec<_>>().join(", ")
+    let head = all.len().min(3);
+    let tail = all.len().saturating_sub(head).min(3);
+    let skipped = (all.len() - head - tail) as u64 + u64::from(group.victims_left_out);
+    let shown_head = all[..head].iter().map(name);
+    let shown_tail = all[all.len() - tail..].iter().map(name);
+    shown_head.chain(std::iter::once(format!("… {skipped} more …"))).chain(shown_tail).collect::<Vec<_>>().join(", ")
+}
+
+/// "… and 3 more workloads (12 kills), not grouped" when the report kept
+/// only the first [`GROUPS_KEPT`](super::group::GROUPS_KEPT); `None` otherwise.
+pub fn left_out(report: &Report) -> Option<String> {
+    let left = &report.groups_left_out;
+    (left.kills > 0).then(|| {
+        format!(
+            "and {}{} more workload{} ({} kill{}), counted but not grouped: only the first {} workloads are",
+            if left.workloads_exact { "" } else { "at least " },
+            left.workloads,
+            if left.workloads == 1 { "" } else { "s" },
+            left.kills,
+            if left.kills == 1 { "" } else { "s" },
+            super::group::GROUPS_KEPT
+        )
+    })
 }
 
 /// "64.0M at /a (usage 64.0M …)" at the latest kill, without the path when

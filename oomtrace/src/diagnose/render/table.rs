@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{causes, finding, kill_span, limit, memory_rows, short_time, victims, window};
+use super::{causes, finding, kill_span, left_out, limit, memory_rows, short_time, victims, window};
 use crate::diagnose::{evictions::NoKillNote, group::KillGroup, report::Report};
 
 /// The width every line fits in.
@@ -17,7 +17,7 @@ pub fn render(report: &Report) -> String {
     line(&mut out, &format!("OOM REPORT  node {}  at {} UTC", report.node, short_time(&report.generated_at)));
     let kernel_log = &report.kernel_log;
     wrap_into(&mut out, &format!("Kernel log ({}): {}", kernel_log.source, kernel_log.reconciliation), 0);
-    let workloads = report.groups.len();
+    let workloads = report.groups.len() as u64 + report.groups_left_out.workloads;
     line(
         &mut out,
         &format!(
@@ -31,6 +31,9 @@ pub fn render(report: &Report) -> String {
     if !report.groups.is_empty() {
         out.push('\n');
         overview(&mut out, &report.groups);
+        if let Some(left_out) = left_out(report) {
+            wrap_into(&mut out, &left_out, 0);
+        }
         for (index, group) in report.groups.iter().enumerate() {
             out.push('\n');
             details(&mut out, index + 1, group);

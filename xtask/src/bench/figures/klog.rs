@@ -40,12 +40,13 @@ impl Timed {
     }
 }
 
-/// What a run of `oomtrace history` found, besides its time.
+/// What a run of `oomtrace history` (or `diagnose`) found, besides its time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Found {
-    /// NDJSON lines on stdout: one per event.
+    /// NDJSON lines on stdout: one per event (`diagnose`: the report's `kills`).
     pub events: u64,
-    /// Its closing line on stderr ("… N found in the log …").
+    /// Its closing line on stderr ("… N found in the log …"; `diagnose`: the
+    /// report's `kernel_log.reconciliation`, the same sentence).
     pub closing: String,
     /// Its peak RSS (GNU time's `%M`), where GNU time could be had.
     pub peak_rss_kb: Option<u64>,
@@ -76,6 +77,9 @@ pub struct SyslogFigures {
     /// `grep -c "Killed process"`'s answer.
     pub grep_count: Option<u64>,
     pub found: Result<Found, String>,
+    /// `oomtrace diagnose --file` on the same file, in the same rounds.
+    pub diagnose: Timed,
+    pub diagnose_found: Result<Found, String>,
 }
 
 /// `oomtrace history` on /dev/kmsg against dmesg, and what the buffer held.

@@ -227,6 +227,17 @@ fn syslog(events: u64, grep_count: Option<u64>) -> SyslogFigures {
             ),
             peak_rss_kb: grep_count.map(|_| 56_012),
         }),
+        diagnose: timed(
+            &format!("oomtrace diagnose --file {path} -o json >/dev/null"),
+            [1_330, 1_270, 1_300, 1_420, 1_280],
+        ),
+        diagnose_found: Ok(Found {
+            events,
+            closing: format!(
+                "{events} OOM kills found in the log (11275 reports with only the kill line (rate-limited))"
+            ),
+            peak_rss_kb: grep_count.map(|_| 9_800),
+        }),
     }
 }
 

@@ -82,12 +82,25 @@ fn syslog_part(out: &mut String, s: &SyslogFigures) {
         Ok(found) => format!("{} events (of {} kill lines)", found.events, shape.kill_lines),
         Err(reason) => format!("not counted: {reason}"),
     };
+    let grouped = match &s.diagnose_found {
+        Ok(found) => format!("{} kills grouped", found.events),
+        Err(reason) => format!("not counted: {reason}"),
+    };
     let counted = s.grep_count.map_or_else(|| "no count".to_owned(), |n| format!("{n} lines"));
-    for (timed, what) in [(&s.oomtrace, found), (&s.grep, counted), (&s.cat, String::new())] {
+    for (timed, what) in [(&s.oomtrace, found), (&s.diagnose, grouped), (&s.grep, counted), (&s.cat, String::new())] {
         row(out, timed, shape.bytes, &what, grep_median);
     }
     writeln!(out).ok();
     closing(out, &s.found);
+    if let Ok(found) = &s.diagnose_found {
+        let peak = found.peak_rss_kb.map_or_else(String::new, |kb| format!(", peaking at {:.1} MiB", mib(kb)));
+        writeln!(
+            out,
+            "`oomtrace diagnose` was run once more the same way{peak}; its report counts {} kills.\n",
+            found.events
+        )
+        .ok();
+    }
 }
 
 fn ring_part(out: &mut String, r: &RingFigures) {

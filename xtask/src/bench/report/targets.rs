@@ -3,12 +3,12 @@
 use std::fmt::Write as _;
 
 use crate::bench::{
-    figures::{KlogFigures, Report, Section, duration_stats},
+    figures::{Found, KlogFigures, Report, Section, duration_stats},
     report::format::{cell, mib, pass, short_duration, short_why},
     settings::{
         ATTACH_RUNS, CACHED_CALLS, DAEMON_IDLE_WINDOW, KLOG_RUNS, OTLP_METRIC_INTERVAL_MS, TARGET_ATTACH_MS,
-        TARGET_CACHED_ENRICHMENT_US, TARGET_DAEMON_IDLE_CPU_PERCENT, TARGET_DAEMON_RSS_MIB, TARGET_KLOG_SECONDS,
-        TARGET_P99_MS, TARGET_RSS_MIB, TIMEOUT_SLACK,
+        TARGET_CACHED_ENRICHMENT_US, TARGET_DAEMON_IDLE_CPU_PERCENT, TARGET_DAEMON_RSS_MIB, TARGET_HISTORY_MB_PER_S,
+        TARGET_KLOG_PEAK_MIB, TARGET_KLOG_SECONDS, TARGET_P99_MS, TARGET_RSS_MIB, TIMEOUT_SLACK,
     },
 };
 
@@ -137,8 +137,12 @@ pub fn klog_rows(out: &mut String, klog: &Section<KlogFigures>) {
         "{KLOG_TARGET} the whole ring buffer parsed in ≤ {TARGET_KLOG_SECONDS} s (`oomtrace history`, /dev/kmsg; \
          median of {KLOG_RUNS} runs)"
     );
+    let memory_target = format!(
+        "{KLOG_TARGET} `oomtrace history --file` and `diagnose --file` on the 100 MB syslog file peak at ≤ \
+         {TARGET_KLOG_PEAK_MIB} MiB, history at ≥ {TARGET_HISTORY_MB_PER_S} MB/s (issue 22)"
+    );
     let Some(k) = klog.measured() else {
-        return not_measured_rows(out, klog, "Kernel log parsing", &[&file_target, &ring_target]);
+        return not_measured_rows(out, klog, "Kernel log parsing", &[&file_target, &memory_target, &ring_target]);
     };
     let within = |median: Option<f64>| median.is_some_and(|s| s <= TARGET_KLOG_SECONDS);
     match &k.syslog {
@@ -156,6 +160,24 @@ pub fn klog_rows(out: &mut String, klog: &Section<KlogFigures>) {
             )
         }
         Err(_) => writeln!(out, "| {file_target} | not measured (see Kernel log parsing) | n/a |"),
+    }
+    .ok();
+    match &k.syslog {
+        Ok(s) => {
+            let peak = |found: &Result<Found, String>| found.as_ref().ok().and_then(|f| f.peak_rss_kb).map(mib);
+            let (history, diagnose) = (peak(&s.found), peak(&s.diagnose_found));
+            let rate = s.oomtrace.mb_per_s(s.shape.bytes);
+            let within = |peak: Option<f64>| peak.is_some_and(|p| p <= TARGET_KLOG_PEAK_MIB);
+            writeln!(
+                out,
+                "| {memory_target} | history {} MiB, diagnose {} MiB; history {} MB/s | {} |",
+                cell(history, "", 1),
+                cell(diagnose, "", 1),
+                cell(rate, "", 0),
+                pass(within(history) && within(diagnose) && rate.is_some_and(|r| r >= TARGET_HISTORY_MB_PER_S))
+            )
+        }
+        Err(_) => writeln!(out, "| {memory_target} | not measured (see Kernel log parsing) | n/a |"),
     }
     .ok();
     match &k.ring {

@@ -56,8 +56,18 @@ fn syslog(root: &Path, oomtrace: &Path) -> Result<SyslogFigures> {
     shape.written_in = started.elapsed();
     let figures = time_syslog(oomtrace, &path, root);
     let _ = fs::remove_file(&path);
-    let (oomtrace, grep, cat, grep_count, found) = figures?;
-    Ok(SyslogFigures { path: SYSLOG_PATH.to_owned(), shape, oomtrace, grep, cat, grep_count, found })
+    let SyslogTimes { history, grep, cat, grep_count, found, diagnose, diagnose_found } = figures?;
+    Ok(SyslogFigures {
+        path: SYSLOG_PATH.to_owned(),
+        shape,
+        oomtrace: history,
+        grep,
+        cat,
+        grep_count,
+        found,
+        diagnose,
+        diagnose_found,
+    })
 }
 
 /// The file's lines end a day before now: a year-less syslog stamp later
@@ -75,31 +85,43 @@ fn layout(fixture_bytes: usize) -> Layout {
     }
 }
 
-type SyslogTimes = (Timed, Timed, Timed, Option<u64>, Result<Found, String>);
+/// The syslog file's runs.
+struct SyslogTimes {
+    history: Timed,
+    grep: Timed,
+    cat: Timed,
+    grep_count: Option<u64>,
+    found: Result<Found, String>,
+    diagnose: Timed,
+    diagnose_found: Result<Found, String>,
+}
 
 fn time_syslog(oomtrace: &Path, path: &Path, root: &Path) -> Result<SyslogTimes> {
     let shown = path.strip_prefix(root).unwrap_or(path).display().to_string();
     let file = path.to_string_lossy().into_owned();
     // Into the page cache first, for every command alike.
     child::run(Command::new("cat").arg(&file), false).context("cat (warming the page cache)")?;
-    let history = || {
+    let command = |what: &str| {
         let mut command = Command::new(oomtrace);
-        command.args(["history", "--file", &file, "-o", "json"]);
+        command.args([what, "--file", &file, "-o", "json"]);
         command
     };
-    let found = count_events(&history());
-    let mut oomtrace_runs = Timed::new(format!("oomtrace history --file {shown} -o json >/dev/null"));
+    let found = count_events(&command("history"));
+    let diagnose_found = count_report(&command("diagnose"));
+    let mut history_runs = Timed::new(format!("oomtrace history --file {shown} -o json >/dev/null"));
+    let mut diagnose_runs = Timed::new(format!("oomtrace diagnose --file {shown} -o json >/dev/null"));
     let mut grep = Timed::new(format!("grep -c \"{KILL_LINE}\" {shown}"));
     let mut cat = Timed::new(format!("cat {shown} >/dev/null"));
     let mut grep_count = None;
     for round in 1..=KLOG_RUNS {
         progress(&format!("kernel log: syslog file, round {round} of {KLOG_RUNS}"));
-        timed(&mut oomtrace_runs, &mut history(), false)?;
+        timed(&mut history_runs, &mut command("history"), false)?;
+        timed(&mut diagnose_runs, &mut command("diagnose"), false)?;
         let counted = timed(&mut grep, Command::new("grep").args(["-c", KILL_LINE, &file]), true)?;
         grep_count = String::from_utf8_lossy(&counted.stdout).trim().parse().ok();
         timed(&mut cat, Command::new("cat").arg(&file), false)?;
     }
-    Ok((oomtrace_runs, grep, cat, grep_count, found))
+    Ok(SyslogTimes { history: history_runs, grep, cat, grep_count, found, diagnose: diagnose_runs, diagnose_found })
 }
 
 /// What the ring buffer holds, then oomtrace and dmesg on it.
@@ -143,6 +165,30 @@ fn timed(timed: &mut Timed, command: &mut Command, keep_stdout: bool) -> Result<
 /// One untimed run of `oomtrace history -o json`, under GNU time where it
 /// can be had: its events (NDJSON lines), its closing line, its peak RSS.
 fn count_events(command: &Command) -> Result<Found, String> {
+    let (ran, peak_rss_kb) = untimed(command)?;
+    Ok(Found {
+        events: ran.stdout.iter().filter(|&&b| b == b'\n').count() as u64,
+        closing: ran.last_stderr_line().to_owned(),
+        peak_rss_kb,
+    })
+}
+
+/// One untimed run of `oomtrace diagnose -o json`, the same way: the report's
+/// kills and its reconciliation (the sentence `history` closes with), its peak RSS.
+fn count_report(command: &Command) -> Result<Found, String> {
+    let (ran, peak_rss_kb) = untimed(command)?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&ran.stdout).map_err(|error| format!("diagnose's JSON: {error}"))?;
+    Ok(Found {
+        events: report["kills"].as_u64().ok_or("diagnose's JSON has no `kills`")?,
+        closing: report["kernel_log"]["reconciliation"].as_str().unwrap_or_default().to_owned(),
+        peak_rss_kb,
+    })
+}
+
+/// Runs `command` with its stdout kept, under GNU time where it can be had;
+/// what it printed (without GNU time's line) and its peak RSS (`%M`, KiB).
+fn untimed(command: &Command) -> Result<(Ran, Option<u64>), String> {
     let gnu_time = host::ensure_installed("time", "time")
         .map_err(|reason| progress(&format!("kernel log: no peak RSS, GNU time is missing: {reason}")))
         .ok();
@@ -163,11 +209,7 @@ fn count_events(command: &Command) -> Result<Found, String> {
         ran.stderr.truncate(end);
         kb
     });
-    Ok(Found {
-        events: ran.stdout.iter().filter(|&&b| b == b'\n').count() as u64,
-        closing: ran.last_stderr_line().to_owned(),
-        peak_rss_kb,
-    })
+    Ok((ran, peak_rss_kb))
 }
 
 /// The ring buffer's size from syslog(2) (SYSLOG_ACTION_SIZE_BUFFER), what

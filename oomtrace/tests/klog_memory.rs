@@ -15,7 +15,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use oomtrace_testkit::{harness, trial};
+use oomtrace_testkit::{
+    harness::{self, Need},
+    trial,
+};
 use serde_json::Value;
 use support::{oomtrace, unique};
 
@@ -32,8 +35,8 @@ const KILL_LINE: &str = "Killed process";
 
 fn main() -> ExitCode {
     harness::main(vec![
-        trial!(history_streams_a_large_log_within_its_budget),
-        trial!(diagnose_groups_a_large_log_within_its_budget),
+        trial!(history_streams_a_large_log_within_its_budget, Need::SourceTree),
+        trial!(diagnose_groups_a_large_log_within_its_budget, Need::SourceTree),
     ])
 }
 

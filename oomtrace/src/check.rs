@@ -246,10 +246,9 @@ fn advice_for(method: Method, error: &AttachError) -> String {
         (
             Method::TpBtf | Method::Fentry,
             AttachError::NoBtf(_)
-            | AttachError::NoMarkVictimInBtf
+            | AttachError::TracepointNotInBtf(_)
             | AttachError::NoOomKillProcessInBtf
-            | AttachError::TaskOffsetsNotInBtf
-            | AttachError::Program(aya::programs::ProgramError::Btf(_)),
+            | AttachError::TaskOffsetsNotInBtf,
         ) => " (needs CONFIG_DEBUG_INFO_BTF)",
         _ => "",
     };

@@ -101,39 +101,6 @@ pub struct AttachTarget {
     pub id: u32,
 }
 
-impl AttachTarget {
-    /// The smallest BTF in which `self` has its kernel type id: every lower id
-    /// is an anonymous pointer to void. That is all aya reads of the kernel
-    /// BTF to load a tp_btf or fentry program (`id_by_type_name_kind`), at
-    /// 12 bytes per type instead of the whole BTF aya would otherwise parse
-    /// (~13 MiB resident for this kernel's 5.5 MB, 126k types).
-    pub fn btf_blob(&self) -> Vec<u8> {
-        let placeholders = self.id.saturating_sub(1) as usize;
-        let type_len = (placeholders + 1) * 12;
-        // strings: "" then the target's name
-        let str_len = 1 + self.name.len() + 1;
-        let mut out = Vec::with_capacity(HEADER_MIN_LEN + type_len + str_len);
-        out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
-        out.extend_from_slice(&[1, 0]); // version, flags
-        for value in [HEADER_MIN_LEN, 0, type_len, type_len, str_len] {
-            out.extend_from_slice(&(value as u32).to_le_bytes());
-        }
-        let record = |out: &mut Vec<u8>, name_off: u32, kind: Kind| {
-            for value in [name_off, (kind as u32) << 24, 0] {
-                out.extend_from_slice(&value.to_le_bytes());
-            }
-        };
-        for _ in 0..placeholders {
-            record(&mut out, 0, Kind::Ptr);
-        }
-        record(&mut out, 1, self.kind);
-        out.push(0);
-        out.extend_from_slice(self.name.as_bytes());
-        out.push(0);
-        out
-    }
-}
-
 /// A member of a struct or union.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -433,17 +400,6 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "b"), Some(8));
         assert_eq!(btf.member_offset("outer", "c"), None);
         assert_eq!(btf.size_of(3), Some(16));
-    }
-
-    #[test]
-    fn an_attach_target_keeps_its_id_in_its_btf_blob() {
-        for (kind, name, id) in [(Kind::Typedef, "btf_trace_mark_victim", 15544), (Kind::Func, "oom_kill_process", 1)] {
-            let btf = Btf::parse(AttachTarget { kind, name: name.to_owned(), id }.btf_blob()).expect("valid BTF");
-            assert_eq!(btf.len(), id as usize);
-            assert_eq!(btf.find(kind, name), Some(id));
-            assert_eq!(btf.kind(id), Some(kind));
-            assert_eq!(btf.find(Kind::Ptr, ""), (id > 1).then_some(1), "anonymous placeholders below it");
-        }
     }
 
     #[test]

@@ -7,17 +7,13 @@
 use std::sync::Arc;
 
 use aya::{
-    Btf, Ebpf, Endianness,
+    Ebpf,
     programs::{BtfTracePoint, FEntry, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
 
-use super::{
-    AttachFailure, AttachPlan, Attached, Method, Role,
-    error::{AttachError, KernelBtfError},
-};
+use super::{AttachFailure, AttachPlan, Attached, Method, Role, error::AttachError};
 use crate::kernel::{
     BtfFacts, KernelFacts,
-    btf::AttachTarget,
     hooks::{self, Tracepoint},
 };
 
@@ -52,17 +48,9 @@ pub fn try_method(object: &[u8], facts: &KernelFacts, method: Method, log: super
     attach_one(&mut ebpf, facts, method)
 }
 
-/// aya's view of the kernel BTF for loading a program on `target`: the
-/// target alone at its kernel type id ([`AttachTarget::btf_blob`]), not the
-/// whole BTF parsed again (~13 MiB resident here, for one type id).
-fn target_btf(target: &AttachTarget) -> Result<Btf, AttachError> {
-    Btf::parse(&target.btf_blob(), Endianness::default())
-        .map_err(|e| AttachError::NoBtf(KernelBtfError::Aya(Arc::new(e))))
-}
-
 /// What BTF says about attach points, or why there is no BTF.
 fn btf_facts(facts: &KernelFacts) -> Result<&BtfFacts, AttachError> {
-    facts.btf.as_ref().map_err(|why| AttachError::NoBtf(KernelBtfError::Unreadable(Arc::clone(why))))
+    facts.btf.as_ref().map_err(|why| AttachError::NoBtf(Arc::clone(why)))
 }
 
 fn attach_one(ebpf: &mut Ebpf, facts: &KernelFacts, method: Method) -> Result<(), AttachError> {
@@ -136,9 +124,6 @@ where
 
 fn attach_tp_btf(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
     let btf = btf_facts(facts)?;
-    if btf.tracepoint(hooks::MARK_VICTIM).is_none() {
-        return Err(AttachError::NoMarkVictimInBtf);
-    }
     if facts.layout.task_pid == oomtrace_common::ABSENT {
         return Err(AttachError::TaskOffsetsNotInBtf);
     }
@@ -160,10 +145,8 @@ fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, tracepoint: Tracepoint
 
 fn attach_fentry(ebpf: &mut Ebpf, facts: &KernelFacts) -> Result<(), AttachError> {
     let target = btf_facts(facts)?.function(hooks::OOM_KILL_PROCESS).ok_or(AttachError::NoOomKillProcessInBtf)?;
-    let btf = target_btf(&target)?;
     let prog: &mut FEntry = program(ebpf, "oom_kill_process_fentry")?;
-    prog.load(hooks::OOM_KILL_PROCESS, &btf)?;
-    drop(btf);
+    prog.load_by_btf_id(target.id)?;
     attach_or_unload!(prog, prog.attach())
 }
 
@@ -173,19 +156,18 @@ fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), AttachError> {
     attach_or_unload!(prog, prog.attach(hooks::OOM_KILL_PROCESS, 0))
 }
 
-/// A tp_btf program on `tracepoint` (its BTF name is the event's; a
-/// tracepoint BTF does not describe fails as aya reports it).
+/// A tp_btf program on `tracepoint`, loaded by the kernel type id of its
+/// `btf_trace_<event>` typedef: aya's own `load` would want the whole kernel
+/// BTF parsed into its types (~8 MiB resident here, for one id).
 fn attach_btf_tracepoint(
     ebpf: &mut Ebpf,
     btf: &BtfFacts,
     name: &'static str,
     tracepoint: Tracepoint,
 ) -> Result<(), AttachError> {
-    let target = btf.tracepoint(tracepoint);
-    let btf = target.as_ref().map_or_else(|| Ok(Btf::new()), target_btf)?;
+    let target = btf.tracepoint(tracepoint).ok_or(AttachError::TracepointNotInBtf(tracepoint.event()))?;
     let prog: &mut BtfTracePoint = program(ebpf, name)?;
-    prog.load(tracepoint.event(), &btf)?;
-    drop(btf);
+    prog.load_by_btf_id(target.id)?;
     attach_or_unload!(prog, prog.attach())
 }
 

@@ -7,21 +7,6 @@ use aya::programs::{KProbeError, ProgramError};
 
 use crate::kernel::btf::BtfError;
 
-/// Why aya has no view of the kernel BTF: tp_btf and fentry resolve their
-/// targets in it. Shared by every attach that needs it, hence the `Arc`s.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum KernelBtfError {
-    /// oomtrace's own reader could not read it either (the message says what to do).
-    #[error(transparent)]
-    Unreadable(Arc<BtfError>),
-    /// aya could not parse the attach target's BTF made from it.
-    #[error(
-        "aya cannot parse the attach target's BTF made from /sys/kernel/btf/vmlinux ({0}); tp_btf and fentry \
-         are skipped, raw_tp and the tracepoint still work"
-    )]
-    Aya(Arc<aya::BtfError>),
-}
-
 /// Why one method did not attach. `oomtrace check` chooses its advice by
 /// variant; the message is what it prints.
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +16,13 @@ pub enum AttachError {
     LoadObject(Box<aya::EbpfError>),
     #[error("program {0} missing from the eBPF object")]
     MissingProgram(&'static str),
-    /// The kernel BTF could not be read (tp_btf and fentry resolve their targets in it).
+    /// The kernel BTF could not be read (tp_btf and fentry resolve their
+    /// targets in it); shared by every attach that needs it, hence the `Arc`.
     #[error("needs BTF: {0}")]
-    NoBtf(KernelBtfError),
-    #[error("BTF has no btf_trace_mark_victim")]
-    NoMarkVictimInBtf,
+    NoBtf(Arc<BtfError>),
+    /// The kernel BTF does not describe the tracepoint a tp_btf program is loaded on.
+    #[error("BTF has no btf_trace_{0}")]
+    TracepointNotInBtf(&'static str),
     #[error("BTF does not describe oom_kill_process")]
     NoOomKillProcessInBtf,
     /// BTF was read but does not give the task_struct offsets tp_btf reads at.

@@ -12,7 +12,7 @@ pub mod ring;
 
 pub use self::{
     ebpf_log::EbpfLog,
-    error::{AttachError, KernelBtfError},
+    error::AttachError,
     method::{AttachFailure, AttachPlan, Attached, ContextProbe, Method, Role, VictimProbe},
 };
 
@@ -86,9 +86,9 @@ pub struct KernelStats {
 /// eBPF log's level (every load goes through it: aya-log's default level
 /// sends everything). The object reads kernel memory at offsets from that
 /// table, never through CO-RE relocations, so the loader is handed no kernel
-/// BTF: `EbpfLoader::new()` has parsed the whole of it already (aya 0.14
-/// always does: aya-rs/aya#1172) and `.btf(None)` frees that copy before the
-/// object is loaded, rather than keeping it through the load.
+/// BTF and never parses one: aya 0.14's `EbpfLoader::new()` parses the whole
+/// of it (aya-rs/aya#1172), the workspace's patched aya (third_party/aya)
+/// only at `load` and only when `.btf(..)` was not called.
 pub fn loader(facts: &KernelFacts, log: EbpfLog) -> EbpfLoader<'_> {
     let mut loader = EbpfLoader::new();
     loader.btf(None).override_global("LAYOUT", &facts.layout, true);
@@ -210,7 +210,7 @@ mod tests {
             path: "/sys/kernel/btf/vmlinux".to_owned(),
             cause: std::io::Error::from_raw_os_error(libc::ENOENT),
         };
-        let no_btf = KernelBtfError::Unreadable(std::sync::Arc::new(unreadable));
+        let no_btf = std::sync::Arc::new(unreadable);
         let failures = vec![
             AttachFailure { method: Method::TpBtf, error: AttachError::NoBtf(no_btf) },
             AttachFailure { method: Method::Tracepoint, error: AttachError::NoTracepointFormat("oom/mark_victim") },

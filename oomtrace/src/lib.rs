@@ -35,6 +35,7 @@ pub mod live;
 pub mod output;
 pub mod pipeline;
 pub mod probe;
+pub mod sched;
 pub mod top;
 pub mod watch;
 pub mod whois;

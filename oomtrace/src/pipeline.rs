@@ -177,6 +177,9 @@ impl Pipeline {
             anyhow::bail!("{}", privileges.advice());
         }
         map_large_allocations();
+        // This thread reads the ring buffer (the runtime is single-threaded);
+        // the watcher's thread goes back to the default slice.
+        crate::sched::serve_events_promptly();
         log_startup_memory("before the kernel discovery");
         let facts = kernel::discover();
         log_startup_memory("kernel discovered (BTF layout, tracepoint formats)");
@@ -342,6 +345,9 @@ impl Pipeline {
             let has_log = self.log.is_some();
             let has_foresight = self.foresight.is_some();
             tokio::select! {
+                // The kernel's records first: a kill waiting in the ring buffer
+                // goes before a warning, the log's lines or the counters.
+                biased;
                 read = read_records(&mut self.reader, &mut self.pending, self.decode_cx) => read?,
                 () = read_log(self.log.as_mut()), if has_log => {}
                 Some(change) = next_change(self.foresight.as_mut()), if has_foresight => {

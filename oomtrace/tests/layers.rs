@@ -35,7 +35,7 @@ fn main() -> ExitCode {
 /// "Structure" section. Keyed by the first module under `src/` (a file
 /// `x.rs` or a folder `x/`).
 const LAYERS: &[(usize, &[&str])] = &[
-    (0, &["kernel", "host", "config", "escape"]),
+    (0, &["kernel", "host", "sched", "config", "escape"]),
     (1, &["probe", "enrich", "filter", "watch"]),
     (2, &["diagnosis", "forecast"]),
     (3, &["klog"]),

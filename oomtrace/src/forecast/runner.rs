@@ -60,7 +60,12 @@ impl Foresight {
         let thread = std::thread::Builder::new().name("oomtrace-watch".to_owned()).spawn({
             let shared = Arc::clone(&shared);
             let stop = Arc::clone(&stop);
-            move || watch_until_stopped(&mut watcher, &shared, &stop, &tx)
+            move || {
+                // The kernel's default slice, not the event thread's short one
+                // (a thread inherits it): the watcher's polls are not urgent.
+                let _ = crate::sched::request_slice(0);
+                watch_until_stopped(&mut watcher, &shared, &stop, &tx)
+            }
         })?;
         Ok(Self { view: ForesightView { shared }, changes, stop, thread: Some(thread) })
     }

@@ -247,18 +247,27 @@ impl KmsgFollower {
         Ok(Self { file: register(file, path)?, records })
     }
 
-    /// The next record, waiting for the kernel to print one.
-    pub async fn next_record(&mut self) -> Result<KmsgRecord, KmsgError> {
+    /// Every record in the buffer once the kernel has printed at least one,
+    /// oldest first: one wake-up and one call for a whole burst of lines (an
+    /// OOM report is tens of records), not one per record.
+    pub async fn next_records(&mut self) -> Result<Vec<KmsgRecord>, KmsgError> {
         loop {
             let mut guard = self
                 .file
                 .readable()
                 .await
                 .map_err(|source| KmsgError::Read { path: self.records.path.clone(), cause: source })?;
-            match self.records.next_complete(guard.get_inner())? {
-                ReadOutcome::Record(record) => return Ok(record),
-                ReadOutcome::Skipped => continue,
-                ReadOutcome::Drained => guard.clear_ready(),
+            let mut records = Vec::new();
+            loop {
+                match self.records.next_complete(guard.get_inner())? {
+                    ReadOutcome::Record(record) => records.push(record),
+                    ReadOutcome::Skipped => continue,
+                    ReadOutcome::Drained => break,
+                }
+            }
+            guard.clear_ready();
+            if !records.is_empty() {
+                return Ok(records);
             }
         }
     }

@@ -1,9 +1,11 @@
 //! The kernel log while tracing: first everything in the ring buffer (the
-//! daemon's past kills), then each line as it is printed. Through /dev/kmsg
-//! where it opens (root on a host: records with sequence numbers, woken by the
-//! kernel), else through syslog(2) (an unprivileged container with
-//! CAP_SYSLOG), which is read again whenever asked, keeping only the lines
-//! newer than those already returned.
+//! daemon's past kills), then the lines as they are printed. Through
+//! /dev/kmsg where it opens (root on a host: records with sequence numbers,
+//! woken by the kernel, at most every [`KMSG_READ_INTERVAL`]), else through
+//! syslog(2) (an unprivileged container with CAP_SYSLOG), which is read again
+//! whenever asked, keeping only the lines newer than those already returned.
+//! Either way the lines printed before an eBPF event are read at that event
+//! ([`LogTail::lines_now`]): the waits here are for kills the probes missed.
 
 use std::time::Duration;
 
@@ -15,14 +17,27 @@ use crate::{
 };
 use oomtrace_event::LogOrigin;
 
+/// The shortest time between two wake-ups for /dev/kmsg: an OOM report is
+/// tens of records printed one by one, a wave of kills thousands, and a
+/// wake-up for each would compete for the CPU with the eBPF events' (whose
+/// lines are read at the event, not here). A kill only the log reports waits
+/// [`super::side::GRACE`] for an eBPF event anyway.
+pub const KMSG_READ_INTERVAL: Duration = Duration::from_millis(250);
 /// How often syslog(2) is read while a kill read from the log waits for a live event.
 pub const SYSLOG_POLL_FAST: Duration = Duration::from_millis(20);
 /// How often otherwise (kills the probes missed still show up).
 pub const SYSLOG_POLL_IDLE: Duration = Duration::from_secs(5);
 
 pub enum LogTail {
-    Kmsg(Box<KmsgFollower>),
+    Kmsg(Box<KmsgTail>),
     Syslog(SyslogTail),
+}
+
+/// /dev/kmsg followed, and when it may be waited for again.
+pub struct KmsgTail {
+    follower: KmsgFollower,
+    /// Kept here, not in the wait, for the reason [`SyslogTail::next_read`] is.
+    next_wait: tokio::time::Instant,
 }
 
 /// syslog(2) has no sequence numbers: the kernel timestamp of the newest line
@@ -53,7 +68,10 @@ impl LogTail {
             Ok(mut reader) => {
                 let lines = kernel_lines(|| reader.next_record());
                 match reader.follow() {
-                    Ok(follower) => Ok((Self::Kmsg(Box::new(follower)), lines)),
+                    Ok(follower) => {
+                        let tail = KmsgTail { follower, next_wait: tokio::time::Instant::now() };
+                        Ok((Self::Kmsg(Box::new(tail)), lines))
+                    }
                     Err(kmsg) => Self::open_syslog(kmsg),
                 }
             }
@@ -74,20 +92,26 @@ impl LogTail {
         }
     }
 
-    /// The next lines: waits for the kernel (kmsg), or reads syslog(2) again
-    /// at its next read time, `poll` from now at the latest. Cancellation safe (a kmsg record is read whole in one
-    /// non-blocking read after the wait).
+    /// The next lines: waits for the kernel (kmsg, no sooner than
+    /// [`KMSG_READ_INTERVAL`] after the last wait, then every record there is),
+    /// or reads syslog(2) again at its next read time, `poll` from now at the
+    /// latest. Cancellation safe (the records are read without waiting, after
+    /// the waits).
     pub async fn next_lines(&mut self, poll: Duration) -> Vec<LogLine> {
         match self {
-            Self::Kmsg(follower) => match follower.next_record().await {
-                Ok(record) if record.is_kernel() => record.lines,
-                Ok(_) => Vec::new(),
-                Err(error) => {
-                    tracing::warn!(%error, "reading /dev/kmsg");
-                    tokio::time::sleep(SYSLOG_POLL_IDLE).await;
-                    Vec::new()
+            Self::Kmsg(tail) => {
+                tokio::time::sleep_until(tail.next_wait).await;
+                let records = tail.follower.next_records().await;
+                tail.next_wait = tokio::time::Instant::now() + KMSG_READ_INTERVAL;
+                match records {
+                    Ok(records) => records.into_iter().filter(KmsgRecord::is_kernel).flat_map(|r| r.lines).collect(),
+                    Err(error) => {
+                        tracing::warn!(%error, "reading /dev/kmsg");
+                        tail.next_wait = tokio::time::Instant::now() + SYSLOG_POLL_IDLE;
+                        Vec::new()
+                    }
                 }
-            },
+            }
             Self::Syslog(tail) => {
                 tail.next_read = tail.next_read.min(tokio::time::Instant::now() + poll);
                 tokio::time::sleep_until(tail.next_read).await;
@@ -104,7 +128,7 @@ impl LogTail {
     /// until it has no more, or syslog(2) read again.
     pub fn lines_now(&mut self) -> Vec<LogLine> {
         match self {
-            Self::Kmsg(follower) => kernel_lines(|| follower.record_now()),
+            Self::Kmsg(tail) => kernel_lines(|| tail.follower.record_now()),
             Self::Syslog(tail) => tail.read_new().unwrap_or_else(|error| {
                 tracing::warn!(%error, "reading the kernel log");
                 Vec::new()

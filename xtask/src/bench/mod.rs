@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// its own 24 MiB limit, all released at once.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=400))]
     pub wave: u32,
+    /// Times the wave is released (`--only storm`), in the same cgroups: its
+    /// percentiles are over every round's kills (one round's are noisy).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub wave_rounds: u32,
     /// Kills at once for the time to know (`--only storm`): kill to the
     /// record in the OTLP receiver, beside bpftrace's kill to stdout.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -375,8 +379,13 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
         &format!("{name}-rounds"),
         (storm, rounds, settings::LIMIT_BYTES),
     ));
-    let wave =
-        measured(runs::storm::wave(&oomtrace, &bpftrace, &hierarchy, &format!("{name}-wave"), args.wave as usize));
+    let wave = measured(runs::storm::wave(
+        &oomtrace,
+        &bpftrace,
+        &hierarchy,
+        &format!("{name}-wave"),
+        (args.wave as usize, args.wave_rounds as usize),
+    ));
     let cri_socket = cri::available().ok();
     let know = match observability_state.as_ref().and_then(ComponentState::unavailable) {
         Some(reason) => Err(reason.to_owned()),
@@ -392,8 +401,8 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
     };
     let figures = figures::StormFigures {
         invocation: format!(
-            "cargo xtask bench --only storm --storm {} --storm-rounds {} --wave {} --know {}",
-            args.storm, args.storm_rounds, args.wave, args.know
+            "cargo xtask bench --only storm --storm {} --storm-rounds {} --wave {} --wave-rounds {} --know {}",
+            args.storm, args.storm_rounds, args.wave, args.wave_rounds, args.know
         ),
         generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         commit: host::git_commit(&root),

@@ -64,6 +64,9 @@ pub const TARGET_P99_MS: f64 = 5.0;
 pub const TARGET_RSS_MIB: f64 = 20.0;
 pub const TARGET_ATTACH_MS: f64 = 500.0;
 pub const TARGET_DAEMON_RSS_MIB: f64 = 25.0;
+/// Issue 22: the peak resident size since start (VmHWM, the startup's) of
+/// `live` and of the daemon.
+pub const TARGET_PEAK_MIB: f64 = 16.0;
 pub const TARGET_DAEMON_IDLE_CPU_PERCENT: f64 = 1.0;
 pub const TARGET_CACHED_ENRICHMENT_US: f64 = 100.0;
 /// A lookup "bounded by its timeout" may overrun it by timer slack and

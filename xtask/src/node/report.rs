@@ -151,7 +151,7 @@ pub fn benchmarks_block(results: &[NodeResult], image: Option<&crate::node::payl
         "The agent's memory read from /proc of its main process in its container, next to the manifest's memory \
          request and limit, after the container, sidecar, pod-level, kubepods and short-lived-pod kills \
          (docs/node.md):\n\n\
-         | kernel | VmRSS | VmHWM (peak since start, the BTF parse) | request | limit |\n|---|---|---|---|---|\n",
+         | kernel | VmRSS | VmHWM (peak since start) | request | limit |\n|---|---|---|---|---|\n",
     );
     for r in results {
         let kib = |key: &str| r.figures.get(key).map_or("?".to_owned(), |kib| mib(kib * 1024));

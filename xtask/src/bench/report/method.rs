@@ -54,10 +54,10 @@ pub fn method(out: &mut String, report: &Report) {
     writeln!(
         out,
         "- RSS target: VmRSS of the oomtrace process after all kills (what it holds while tracing). The \
-         startup peak (VmHWM) is reported too: aya 0.14 parses the kernel's whole BTF once, inside \
-         `EbpfLoader::new()` (aya-rs/aya#1172), and frees it before the object loads; tp_btf/fentry \
-         programs load on a BTF holding only their target's id; oomtrace returns the freed heap to the \
-         system (`malloc_trim`) once attached. Its breakdown by startup phase: \"Peak RSS at start\"."
+         startup peak (VmHWM) is reported too: oomtrace reads the kernel's BTF once for its layout table; \
+         aya (patched, third_party/aya) never parses it, and tp_btf/fentry programs load by their target's \
+         kernel type id; oomtrace returns the freed heap to the system (`malloc_trim`) once attached. Its \
+         breakdown by startup phase: \"Peak RSS at start\"."
     )
     .ok();
     writeln!(

@@ -117,15 +117,15 @@ pub fn shared(
     Ok(SharedKills { cgroups, rounds, limit_bytes, oomtrace: run, drops, bpftrace, span_ms })
 }
 
-/// The wave's settings: every cgroup at once, at its own limit.
+/// The wave's settings: every cgroup at once, at its own limit, `rounds` times.
 pub fn wave(
     oomtrace: &Path,
     bpftrace: &Result<Spec, String>,
     hierarchy: &Hierarchy,
     name: &str,
-    cgroups: usize,
+    (cgroups, rounds): (usize, usize),
 ) -> Result<SharedKills> {
-    shared(oomtrace, bpftrace, hierarchy, name, (cgroups, 1, WAVE_LIMIT_BYTES))
+    shared(oomtrace, bpftrace, hierarchy, name, (cgroups, rounds, WAVE_LIMIT_BYTES))
 }
 
 /// The time to know in a storm of `kills`: `oomtrace daemon` with its

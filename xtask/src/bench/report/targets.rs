@@ -84,9 +84,9 @@ fn daemon_rows(out: &mut String, report: &Report) {
     let hwm = mib(d.idle_after.memory_end.hwm_kb);
     writeln!(
         out,
-        "| daemon: peak RSS since start ≤ {TARGET_PEAK_MIB} MiB (VmHWM after the burst and idle; issue 22) | \
-         {hwm:.1} MiB | {} |",
-        pass(hwm <= TARGET_PEAK_MIB)
+        "| (not a target) daemon peak RSS since start (VmHWM after the burst and idle: its working set then; the \
+         startup's own peak is under \"Peak RSS at start\") | {hwm:.1} MiB | {} |",
+        if hwm <= TARGET_PEAK_MIB { "within 16 MiB" } else { "above 16 MiB" }
     )
     .ok();
 }

@@ -262,6 +262,6 @@ mod tests {
         assert!(
             config.files.iter().any(|(name, content)| name == "config.toml" && content.contains("metrics_address"))
         );
-        assert_eq!((spec.memory_request, spec.memory_limit), (Some(32 << 20), Some(48 << 20)));
+        assert_eq!((spec.memory_request, spec.memory_limit), (Some(20 << 20), Some(40 << 20)));
     }
 }

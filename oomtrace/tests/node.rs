@@ -374,10 +374,7 @@ fn a_leaking_container_is_warned_before_its_kill_and_top_ranks_it_first() -> Res
         ensure!(Instant::now() < deadline, "the leak never reached 24 MiB");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Under emulation containerd can take longer than the 250 ms default to
-    // answer (a fresh-clone run timed out here): this scenario is about the
-    // ranking and the names, not about a slow runtime (which has its own tests).
-    let top = ["/oomtrace", "top", "--once", "-o", "json", "--sample", "4s", "--cri-timeout", "5s"];
+    let top = ["/oomtrace", "top", "--once", "-o", "json", "--sample", "4s"];
     let (code, stdout, stderr) = block(cri.exec_sync(&agent.container_id, &top, Duration::from_secs(60)))?;
     ensure!(code == 0, "oomtrace top failed in the agent's container:\n{stdout}{stderr}");
     let rows: Vec<serde_json::Value> =

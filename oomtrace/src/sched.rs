@@ -10,8 +10,11 @@
 //! (`sched_attr.sched_runtime`, 0.1–100 ms, no privilege needed): its
 //! deadlines come sooner, so it is picked sooner after a wake-up and may
 //! preempt the running task. Its share of the CPU is unchanged (that is the
-//! weight, i.e. the nice value, which stays as it is). Older kernels accept
-//! the call and ignore the field (CFS credits sleepers instead).
+//! weight, i.e. the nice value, which stays as it is). Before 6.12 the field
+//! means nothing to a SCHED_OTHER thread (CFS credits sleepers instead); the
+//! slice was seen taken only on this host's 6.18 (`se.slice` in
+//! /proc/<pid>/task/<tid>/sched), and the kernel's answer is logged at debug
+//! level whatever it is.
 
 /// The slice asked for: the kernel's minimum for a custom slice. The event
 /// path needs well under this per wake-up.

@@ -11,7 +11,7 @@
 //! deadlines come sooner, so it is picked sooner after a wake-up and may
 //! preempt the running task. Its share of the CPU is unchanged (that is the
 //! weight, i.e. the nice value, which stays as it is). Before 6.12 the field
-//! means nothing to a SCHED_OTHER thread (CFS credits sleepers instead); the
+//! means nothing to a SCHED_OTHER thread (before 6.6, CFS credited sleepers); the
 //! slice was seen taken only on this host's 6.18 (`se.slice` in
 //! /proc/<pid>/task/<tid>/sched), and the kernel's answer is logged at debug
 //! level whatever it is.

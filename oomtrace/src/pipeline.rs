@@ -120,6 +120,11 @@ pub trait EventHandler {
 
     /// The counters, every second.
     fn stats(&mut self, _stats: PipelineStats) {}
+
+    /// The counters right after events went out or the kernel log was read
+    /// further (their ring-buffer loss count as of the last second): on the
+    /// event path, so only for what cannot wait for [`Self::stats`].
+    fn delivered(&mut self, _counts: PipelineStats) {}
 }
 
 /// Logs the pipeline's counters at info level after any extra `field = value`s: the
@@ -155,7 +160,9 @@ pub struct Pipeline {
     undecodable: u64,
     context_missing: u64,
     events: u64,
-    /// Ring-buffer losses already warned about.
+    /// Ring-buffer losses already warned about (the kernel's count as last
+    /// read, once per tick: the counters handed over after each delivery do
+    /// not read the map each time).
     reported_lost: u64,
     /// Decoded records waiting to be attributed.
     pending: VecDeque<Result<OomEvent, DecodeError>>,
@@ -378,7 +385,7 @@ impl Pipeline {
                 // At once, not at the next tick: the daemon keeps its position
                 // in the kernel log, which a SIGKILL must not set back.
                 last_position = position;
-                handler.stats(self.stats());
+                handler.delivered(self.counts());
             }
         }
         // Stopping: what waits for a report or for a live event goes out now.
@@ -411,10 +418,17 @@ impl Pipeline {
         Ok(Flow::Continue)
     }
 
+    /// The counters, the kernel's loss count read now.
     pub fn stats(&self) -> PipelineStats {
+        PipelineStats { lost_ringbuf_full: self.tracer.stats().ringbuf_full, ..self.counts() }
+    }
+
+    /// The counters with the kernel's loss count as last warned about (no
+    /// map read: what goes with each delivery, on the event path).
+    fn counts(&self) -> PipelineStats {
         PipelineStats {
             events: self.events,
-            lost_ringbuf_full: self.tracer.stats().ringbuf_full,
+            lost_ringbuf_full: self.reported_lost,
             undecodable: self.undecodable,
             cgroup_unresolved: self.cgroups.unresolved,
             context_missing: self.context_missing,

@@ -102,6 +102,13 @@ impl Account {
 
     /// Every second: saves a new position, exports the kernel's count.
     pub fn update(&mut self, stats: &PipelineStats, metrics: &Metrics) {
+        let reported = self.keep_position(stats);
+        self.reconcile(reported, metrics);
+    }
+
+    /// Saves the position and the count of kills reported, when they
+    /// changed; returns that count.
+    pub fn keep_position(&mut self, stats: &PipelineStats) -> u64 {
         // The kernel counts a group kill's first victim twice (it kills it
         // again with the group); so does this count, from the log's lines.
         let reported = self.reported_before + stats.events + stats.kernel_log_events + stats.kernel_log_repeated;
@@ -125,6 +132,12 @@ impl Account {
                 Err(_) => {}
             }
         }
+        reported
+    }
+
+    /// The kernel's count of kills beside the `reported` ones: exported, and
+    /// warned about when some stay unreported.
+    fn reconcile(&mut self, reported: u64, metrics: &Metrics) {
         match oom_count::oom_kills_since_boot() {
             Ok(counted) => {
                 metrics.update_kernel_count(counted);

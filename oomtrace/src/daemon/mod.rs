@@ -115,6 +115,16 @@ impl EventHandler for Deliver<'_> {
                 .update_exporter("otlp", ExporterTotals { failures: s.failures, dropped: s.dropped, queued: s.queued });
         }
     }
+
+    /// At once, not at the next tick: the daemon keeps its position in the
+    /// kernel log, which a SIGKILL must not set back. The rest (the kernel's
+    /// kill count, the exporter's) waits for the tick.
+    fn delivered(&mut self, counts: PipelineStats) {
+        self.metrics.update_pipeline(counts);
+        if let Some(account) = self.account.as_mut() {
+            account.keep_position(&counts);
+        }
+    }
 }
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {

@@ -75,6 +75,8 @@ pub enum OtlpError {
         "OTLP {signal} exporter: {variable}={value} is not a protocol this build speaks: use grpc or http/protobuf"
     )]
     Protocol { signal: &'static str, variable: String, value: String },
+    #[error("cannot start the OTLP export thread: {0}")]
+    Thread(String),
 }
 
 /// The transport of one signal, from `OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL`
@@ -167,13 +169,21 @@ impl Queue {
     fn len(&self) -> usize {
         self.entries.lock().map_or(0, |q| q.len())
     }
+
+    fn stats(&self) -> OtlpStats {
+        OtlpStats {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            queued: self.len() as u64,
+        }
+    }
 }
 
 /// A log processor that only enqueues; `export_loop` delivers.
 #[derive(Clone)]
 struct QueueingProcessor {
     queue: Arc<Queue>,
-    exporter: Arc<LogExporter>,
 }
 
 impl std::fmt::Debug for QueueingProcessor {
@@ -201,33 +211,55 @@ impl LogProcessor for QueueingProcessor {
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
     }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        if let Some(exporter) = Arc::get_mut(&mut self.exporter) {
-            exporter.set_resource(resource);
-        }
-    }
 }
 
 pub struct OtlpExporter {
     logger: SdkLogger,
     logger_provider: SdkLoggerProvider,
-    meter_provider: SdkMeterProvider,
     kills: Counter<u64>,
     queue: Arc<Queue>,
-    exporter: Arc<LogExporter>,
-    task: tokio::task::JoinHandle<()>,
+    /// Tells the export thread to deliver what is queued until the deadline
+    /// and stop; it answers once done.
+    stop: tokio::sync::oneshot::Sender<Instant>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// What the export thread builds on its own runtime: the clients and their
+/// background tasks live there.
+struct Exporters {
+    logs: LogExporter,
+    meter_provider: SdkMeterProvider,
+    kills: Counter<u64>,
+}
+
+impl Exporters {
+    /// Builds both exporters from the environment; inside a tokio runtime
+    /// (the metric reader and the clients spawn their tasks on it).
+    fn from_env(resource: &Resource) -> Result<Self, OtlpError> {
+        let mut logs = exporter!(LogExporter, Signal::Logs)?;
+        logs.set_resource(resource);
+        let metric_exporter = exporter!(MetricExporter, Signal::Metrics)?;
+        let meter_provider = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_reader(PeriodicReader::builder(metric_exporter, Tokio).build())
+            .build();
+        let kills = meter_provider
+            .meter("oomtrace")
+            .u64_counter("oomtrace.oom_kills")
+            .with_description("OOM kills by namespace, pod, container (or systemd unit), scope, source and cause")
+            .build();
+        Ok(Self { logs, meter_provider, kills })
+    }
 }
 
 impl OtlpExporter {
-    /// Builds the exporters from the `OTEL_*` environment; must run inside a
-    /// tokio runtime (the export task is spawned on it).
+    /// Builds the exporters from the `OTEL_*` environment and starts the
+    /// export on its own thread (`oomtrace-otlp`, its own runtime): encoding
+    /// and sending requests never takes the event thread's time, which only
+    /// queues records.
     pub fn from_env(queue_bound: usize, node_name: Option<&str>) -> Result<Self, OtlpError> {
         let resource = resource(node_name, host_name().as_deref());
         tls::install_crypto_provider();
-        let mut log_exporter = exporter!(LogExporter, Signal::Logs)?;
-        log_exporter.set_resource(&resource);
-        let exporter = Arc::new(log_exporter);
         let queue = Arc::new(Queue {
             entries: Mutex::new(VecDeque::new()),
             bound: queue_bound.max(1),
@@ -236,23 +268,43 @@ impl OtlpExporter {
             failures: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
-        let processor = QueueingProcessor { queue: Arc::clone(&queue), exporter: Arc::clone(&exporter) };
-        let logger_provider =
-            SdkLoggerProvider::builder().with_resource(resource.clone()).with_log_processor(processor).build();
+        let (built_tx, built_rx) = std::sync::mpsc::channel::<Result<Counter<u64>, OtlpError>>();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<Instant>();
+        let (stopped_tx, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread_queue = Arc::clone(&queue);
+        let thread_resource = resource.clone();
+        let spawned = std::thread::Builder::new().name("oomtrace-otlp".to_owned()).spawn(move || {
+            // The kernel's default slice, not the event thread's short one
+            // (a thread inherits it): a request's work is more than it.
+            let _ = crate::sched::request_slice(0);
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = built_tx.send(Err(OtlpError::Thread(error.to_string())));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let exporters = match Exporters::from_env(&thread_resource) {
+                    Ok(exporters) => exporters,
+                    Err(error) => {
+                        let _ = built_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = built_tx.send(Ok(exporters.kills.clone()));
+                export_until_stopped(&thread_queue, &exporters, stop_rx).await;
+                let _ = stopped_tx.send(());
+            });
+        });
+        if let Err(error) = spawned {
+            return Err(OtlpError::Thread(error.to_string()));
+        }
+        let kills = built_rx.recv().map_err(|error| OtlpError::Thread(error.to_string()))??;
+        let processor = QueueingProcessor { queue: Arc::clone(&queue) };
+        let logger_provider = SdkLoggerProvider::builder().with_resource(resource).with_log_processor(processor).build();
         let logger = logger_provider.logger("oomtrace");
-        let metric_exporter = exporter!(MetricExporter, Signal::Metrics)?;
-        let meter_provider = SdkMeterProvider::builder()
-            .with_resource(resource)
-            // On the daemon's runtime: the HTTP exporter's client needs tokio.
-            .with_reader(PeriodicReader::builder(metric_exporter, Tokio).build())
-            .build();
-        let kills = meter_provider
-            .meter("oomtrace")
-            .u64_counter("oomtrace.oom_kills")
-            .with_description("OOM kills by namespace, pod, container (or systemd unit), scope, source and cause")
-            .build();
-        let task = tokio::spawn(export_loop(Arc::clone(&queue), Arc::clone(&exporter)));
-        Ok(Self { logger, logger_provider, meter_provider, kills, queue, exporter, task })
+        Ok(Self { logger, logger_provider, kills, queue, stop, stopped })
     }
 
     /// Queues one kill as a log record and counts it in the metric.
@@ -291,35 +343,41 @@ impl OtlpExporter {
     }
 
     pub fn stats(&self) -> OtlpStats {
-        OtlpStats {
-            delivered: self.queue.delivered.load(Ordering::Relaxed),
-            failures: self.queue.failures.load(Ordering::Relaxed),
-            dropped: self.queue.dropped.load(Ordering::Relaxed),
-            queued: self.queue.len() as u64,
-        }
+        self.queue.stats()
     }
 
     /// Delivers what is queued (trying until `deadline`), then exports the
     /// metrics one last time and shuts the providers down.
     pub async fn shutdown(self, deadline: Duration) -> OtlpStats {
-        let until = Instant::now() + deadline;
-        while self.queue.len() > 0 && Instant::now() < until {
-            if export_once(&self.queue, &self.exporter).await.is_err() {
-                tokio::time::sleep(BACKOFF_MIN).await;
-            }
+        let Self { logger_provider, queue, stop, stopped, .. } = self;
+        if stop.send(Instant::now() + deadline).is_ok() {
+            // The thread answers after its last attempt (bounded by the deadline) and the metrics' flush.
+            let _ = stopped.await;
         }
-        self.task.abort();
-        let stats = self.stats();
-        let meter_provider = self.meter_provider.clone();
-        // The SDK's shutdown blocks: keep it off the runtime thread.
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = meter_provider.force_flush();
-            let _ = meter_provider.shutdown();
-        })
-        .await;
-        let _ = self.logger_provider.shutdown();
-        stats
+        let _ = logger_provider.shutdown();
+        queue.stats()
     }
+}
+
+/// The export thread: delivers records as they are queued until told to
+/// stop, then what is left until the deadline, then the metrics.
+async fn export_until_stopped(queue: &Queue, exporters: &Exporters, stop: tokio::sync::oneshot::Receiver<Instant>) {
+    let until = tokio::select! {
+        () = export_loop(queue, &exporters.logs) => return,
+        until = stop => until.unwrap_or_else(|_| Instant::now()),
+    };
+    while queue.len() > 0 && Instant::now() < until {
+        if export_once(queue, &exporters.logs).await.is_err() {
+            tokio::time::sleep(BACKOFF_MIN).await;
+        }
+    }
+    let meter_provider = exporters.meter_provider.clone();
+    // The SDK's shutdown blocks: keep it off the runtime thread.
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = meter_provider.force_flush();
+        let _ = meter_provider.shutdown();
+    })
+    .await;
 }
 
 /// Exports the oldest batch; on success removes it from the queue.
@@ -348,14 +406,14 @@ async fn export_once(queue: &Queue, exporter: &LogExporter) -> OTelSdkResult {
     }
 }
 
-async fn export_loop(queue: Arc<Queue>, exporter: Arc<LogExporter>) {
+async fn export_loop(queue: &Queue, exporter: &LogExporter) {
     let mut backoff = BACKOFF_MIN;
     let mut last_warning: Option<Instant> = None;
     loop {
         if queue.len() == 0 {
             queue.wake.notified().await;
         }
-        match export_once(&queue, &exporter).await {
+        match export_once(queue, exporter).await {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(error) => {
                 if last_warning.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {

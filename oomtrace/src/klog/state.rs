@@ -6,8 +6,9 @@
 //! anyway, since a hostPath under /run outlives the pod but a directory someone points
 //! elsewhere may outlive the boot: sequence numbers restart at 0 each boot.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,8 @@ use tracing::warn;
 /// The directory the daemon keeps its state in by default.
 pub const DEFAULT_STATE_DIR: &str = "/run/oomtrace";
 const STATE_FILE_NAME: &str = "kmsg-position.json";
+/// The longest state overwritten in place: one page, written whole or not at all.
+const IN_PLACE_MAX: usize = 4096;
 
 /// Where the daemon stands in the kernel log, and how many kills of this boot it reported.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,17 +61,20 @@ pub enum StateError {
 }
 
 /// The state file in its directory.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct StateFile {
     dir: PathBuf,
     path: PathBuf,
+    /// The file as this process last wrote it whole, and that length: later
+    /// saves overwrite it in place (see [`StateFile::save`]).
+    written: Option<(File, usize)>,
 }
 
 impl StateFile {
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         let path = dir.join(STATE_FILE_NAME);
-        Self { dir, path }
+        Self { dir, path, written: None }
     }
 
     pub fn path(&self) -> &Path {
@@ -106,33 +112,59 @@ impl StateFile {
         }
     }
 
-    /// Saves `position` atomically: a temporary file in the same directory,
-    /// renamed over the old one, so a process killed at any point leaves
-    /// either the old or the new position, never a torn file. Not fsynced:
-    /// the page cache outlives the process, and what only a disk flush would
-    /// save, a position after a power loss or a kernel crash, is of a boot
-    /// whose log is gone (the next boot has another boot id and starts from
-    /// its log's beginning). A flush per event cost the daemon milliseconds on
+    /// Saves `position` so that a process killed at any point leaves either
+    /// the old or the new position, never a torn file. The first save writes
+    /// a temporary file in the same directory and renames it over the old
+    /// one; later ones (one per delivered event) overwrite that file in place
+    /// with one `pwrite` from offset 0, padded with spaces to the longest
+    /// content written so far, so no byte of an older, longer position is
+    /// left behind: a write of one page to the page cache is done whole or
+    /// not at all when the process is killed. Not fsynced: the page cache
+    /// outlives the process, and what only a disk flush would save, a
+    /// position after a power loss or a kernel crash, is of a boot whose log
+    /// is gone (the next boot has another boot id and starts from its log's
+    /// beginning). The rename and a flush per event cost the daemon time on
     /// the event path (`cargo xtask bench --only storm`, time to know).
-    pub fn save(&self, position: &DaemonState) -> Result<(), StateError> {
-        let write_error = |source| StateError::Write { path: self.path.clone(), dir: self.dir.clone(), cause: source };
-        fs::create_dir_all(&self.dir).map_err(write_error)?;
+    pub fn save(&mut self, position: &DaemonState) -> Result<(), StateError> {
+        let json = serde_json::to_vec(position).map_err(|error| self.write_error(error.into()))?;
+        if let Some((file, longest)) = self.written.as_mut() {
+            let width = (*longest).max(json.len() + 1);
+            // (Removed behind this process' back: its inode is no one's state.)
+            if width <= IN_PLACE_MAX && file.metadata().is_ok_and(|m| m.nlink() > 0) {
+                let mut padded = Vec::with_capacity(width);
+                padded.extend_from_slice(&json);
+                padded.resize(width - 1, b' ');
+                padded.push(b'\n');
+                match file.write_all_at(&padded, 0) {
+                    Ok(()) => {
+                        *longest = width;
+                        return Ok(());
+                    }
+                    // Written whole again below (the file may have been removed).
+                    Err(error) => tracing::debug!(%error, path = %self.path.display(), "state file: in-place write"),
+                }
+            }
+        }
+        self.written = None;
+        fs::create_dir_all(&self.dir).map_err(|error| self.write_error(error))?;
         let temporary = self.dir.join(format!(".{STATE_FILE_NAME}.{}.tmp", std::process::id()));
-        let written = write_file(&temporary, position).and_then(|()| fs::rename(&temporary, &self.path));
+        let mut line = json;
+        line.push(b'\n');
+        let written = fs::write(&temporary, &line).and_then(|()| fs::rename(&temporary, &self.path));
         if let Err(error) = written {
             // Best effort: the write already failed, a leftover temporary file is harmless.
             let _ = fs::remove_file(&temporary);
-            return Err(write_error(error));
+            return Err(self.write_error(error));
         }
+        self.written = File::options().write(true).open(&self.path).ok().map(|file| (file, line.len()));
         Ok(())
+    }
+
+    fn write_error(&self, cause: io::Error) -> StateError {
+        StateError::Write { path: self.path.clone(), dir: self.dir.clone(), cause }
     }
 }
 
-fn write_file(path: &Path, position: &DaemonState) -> io::Result<()> {
-    let mut line = serde_json::to_vec(position)?;
-    line.push(b'\n');
-    fs::write(path, line)
-}
 
 #[cfg(test)]
 mod tests {
@@ -150,7 +182,7 @@ mod tests {
     #[test]
     fn a_saved_position_round_trips_and_resumes_after_its_seq() {
         let dir = scratch("round-trip");
-        let state = StateFile::in_dir(dir.join("nested"));
+        let mut state = StateFile::in_dir(dir.join("nested"));
         assert_eq!(state.load_for_boot(BOOT), DaemonState::new(BOOT.to_owned()));
         let position = DaemonState { last_seq: Some(110_942), ..DaemonState::new(BOOT.to_owned()) };
         state.save(&position).unwrap();
@@ -165,9 +197,34 @@ mod tests {
     }
 
     #[test]
+    fn a_shorter_position_overwrites_a_longer_one_in_place_and_loads_exactly() {
+        let dir = scratch("in-place");
+        let mut state = StateFile::in_dir(&dir);
+        let long = DaemonState {
+            last_seq: Some(123_456_789),
+            reported: 40,
+            sent_unjoined: (0..32).map(|i| (100_000 + i, 9_000_000_000_000 + u64::from(i))).collect(),
+            ..DaemonState::new(BOOT.to_owned())
+        };
+        state.save(&long).unwrap();
+        let inode = fs::metadata(state.path()).unwrap().ino();
+        let short = DaemonState { last_seq: Some(7), ..DaemonState::new(BOOT.to_owned()) };
+        state.save(&short).unwrap();
+        assert_eq!(state.load().unwrap(), Some(short), "no byte of the longer position is left");
+        assert_eq!(fs::metadata(state.path()).unwrap().ino(), inode, "written in place, not renamed over");
+        // Removed behind its back: written whole again.
+        fs::remove_file(state.path()).unwrap();
+        state.save(&long).unwrap();
+        assert_eq!(state.load().unwrap(), Some(long.clone()));
+        // Another process' file (a restart): this one starts with a whole write of its own.
+        assert_eq!(StateFile::in_dir(&dir).load_for_boot(BOOT), long);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn another_boots_position_means_this_boot_from_its_start() {
         let dir = scratch("other-boot");
-        let state = StateFile::in_dir(&dir);
+        let mut state = StateFile::in_dir(&dir);
         state
             .save(&DaemonState { last_seq: Some(5), ..DaemonState::new("0123456789abcdef0123456789abcdef".to_owned()) })
             .unwrap();
@@ -178,7 +235,7 @@ mod tests {
     #[test]
     fn a_corrupt_file_is_treated_as_missing_and_then_rewritten() {
         let dir = scratch("corrupt");
-        let state = StateFile::in_dir(&dir);
+        let mut state = StateFile::in_dir(&dir);
         fs::create_dir_all(&dir).unwrap();
         for garbage in
             ["", "{\"boot_id\":\"", "{\"boot_id\":\"\",\"last_seq\":1}", "{\"boot_id\":\"x\",\"last_seq\":-1}", "\u{0}"]

@@ -1,6 +1,6 @@
 //! The cgroupfs files the watcher reads, v1 and v2, each parsed into numbers.
 
-use std::{io, path::Path};
+use std::{fs::File, io, os::unix::fs::FileExt as _, path::Path};
 
 use oomtrace_event::Unreclaimable;
 
@@ -50,6 +50,32 @@ fn number(text: &str, what: &str) -> io::Result<u64> {
 /// Charged memory, bytes.
 pub fn usage(dir: &Path, version: Version) -> io::Result<u64> {
     number(&read(dir, version.usage_file())?, version.usage_file())
+}
+
+/// One cgroup's usage file kept open: a reading is one `pread(2)` from
+/// offset 0 (the kernel formats the value anew), where [`usage`] walks the
+/// path, opens, sizes and closes the file each time (most of the watcher's
+/// CPU while a storm of cgroups is read every `fast_interval`).
+pub struct UsageFile {
+    file: File,
+    version: Version,
+}
+
+impl UsageFile {
+    pub fn open(dir: &Path, version: Version) -> io::Result<Self> {
+        Ok(Self { file: File::open(dir.join(version.usage_file()))?, version })
+    }
+
+    /// Charged memory, bytes.
+    pub fn read(&self) -> io::Result<u64> {
+        // A u64 in decimal and a newline.
+        let mut buffer = [0u8; 24];
+        let length = self.file.read_at(&mut buffer, 0)?;
+        let what = self.version.usage_file();
+        let text = std::str::from_utf8(&buffer[..length])
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: not text")))?;
+        number(text, what)
+    }
 }
 
 /// The limit, bytes; `None`: no limit.

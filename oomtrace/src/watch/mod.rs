@@ -40,6 +40,9 @@ use node::NodeMemory;
 const MAX_SCANNED: usize = 20_000;
 /// Nesting followed, at most (kubepods/burstable/pod/container is 4).
 const MAX_DEPTH: usize = 12;
+/// At most this many usage files are kept open at once (one descriptor
+/// each, well inside the default limit of 1024 open files).
+const MAX_OPEN_USAGE_FILES: usize = 256;
 /// How often /proc/meminfo is read: the node's memory moves in minutes, not
 /// in the tenths of a second a container's limit can come in.
 const NODE_INTERVAL: Duration = Duration::from_secs(1);
@@ -150,6 +153,8 @@ struct Cgroup {
     reclaim: Reclaim,
     /// A read error was logged already (once per cgroup).
     complained: bool,
+    /// Its usage file, kept open while it is read every `fast_interval`.
+    usage_file: Option<files::UsageFile>,
 }
 
 pub struct Watcher {
@@ -211,13 +216,24 @@ impl Watcher {
             }
         }
         let mut gone = Vec::new();
+        let mut open_files = self.cgroups.values().filter(|c| c.usage_file.is_some()).count();
         for (path, cgroup) in &mut self.cgroups {
             if now < cgroup.next_due {
                 continue;
             }
             match read_cgroup(cgroup, self.version, &self.options, self.reclaim.as_ref(), &mut self.stats, now) {
                 Ok(reading) => {
-                    cgroup.next_due = now + interval(cgroup, &self.options, now);
+                    let interval = interval(cgroup, &self.options, now);
+                    cgroup.next_due = now + interval;
+                    if interval < self.options.slow_interval {
+                        if cgroup.usage_file.is_none() && open_files < MAX_OPEN_USAGE_FILES {
+                            // (Not opened: read by its path next time, which reports the error.)
+                            cgroup.usage_file = files::UsageFile::open(&cgroup.dir, self.version).ok();
+                            open_files += usize::from(cgroup.usage_file.is_some());
+                        }
+                    } else if cgroup.usage_file.take().is_some() {
+                        open_files -= 1;
+                    }
                     out.push(WatchEvent::Reading(Reading { watched: Watched::Cgroup(path.clone()), ..reading }));
                 }
                 Err(error) if files::was_removed(&error, &cgroup.dir) => gone.push(path.clone()),
@@ -294,6 +310,7 @@ impl Watcher {
                 unreclaimable: Unreclaimable::default(),
                 limit_hits: 0,
                 complained: false,
+                usage_file: None,
             });
         }
     }
@@ -327,7 +344,11 @@ fn read_cgroup(
     stats: &mut WatchStats,
     now: Instant,
 ) -> io::Result<Reading> {
-    let usage = files::usage(&cgroup.dir, version)?;
+    let usage = match &cgroup.usage_file {
+        Some(file) => file.read(),
+        None => files::usage(&cgroup.dir, version),
+    };
+    let usage = usage.inspect_err(|_| cgroup.usage_file = None)?;
     stats.usage_reads += 1;
     if cgroup.stat_usage.is_none() || usage.abs_diff(cgroup.last_usage) >= options.moved_bytes {
         cgroup.last_moved = Some(now);

@@ -302,7 +302,8 @@ impl OtlpExporter {
         }
         let kills = built_rx.recv().map_err(|error| OtlpError::Thread(error.to_string()))??;
         let processor = QueueingProcessor { queue: Arc::clone(&queue) };
-        let logger_provider = SdkLoggerProvider::builder().with_resource(resource).with_log_processor(processor).build();
+        let logger_provider =
+            SdkLoggerProvider::builder().with_resource(resource).with_log_processor(processor).build();
         let logger = logger_provider.logger("oomtrace");
         Ok(Self { logger, logger_provider, kills, queue, stop, stopped })
     }

@@ -165,7 +165,6 @@ impl StateFile {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

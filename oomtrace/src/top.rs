@@ -9,7 +9,10 @@ use oomtrace_event::{LimitLevel, WarningState, WorkloadInfo};
 use serde::Serialize;
 
 use crate::{
-    enrich::{cgroup::detect_hierarchy, pod::PodResolver},
+    enrich::{
+        cgroup::detect_hierarchy,
+        pod::{LEARN_INTERVAL, PodResolver},
+    },
     filter::cgroup_has_prefix,
     forecast::{Outlook, runner::Foresight},
     output::{
@@ -61,6 +64,10 @@ pub async fn run(options: TopOptions) -> anyhow::Result<()> {
         .context("starting the memory cgroup watcher")?;
     let mut pods = PodResolver::new(options.cri_socket.clone(), options.cri_timeout);
     pods.warm().await;
+    // The runtime's containers are listed again every 2 s while top samples
+    // and refreshes: on a busy node the first listing may time out, and a
+    // status call that times out falls back on what a listing learned.
+    let _learner = pods.keep_learning(LEARN_INTERVAL);
     tokio::time::sleep(options.sample).await;
     let mut stdout = std::io::stdout().lock();
     loop {

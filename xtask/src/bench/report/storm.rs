@@ -213,17 +213,22 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
     }
     writeln!(out).ok();
     if let (Some(otlp), Some(stdout)) = (otlp, stdout) {
-        let export_ms = otlp.p99_ms - stdout.p99_ms;
+        let after_pipeline = if otlp.p99_ms <= stdout.p99_ms {
+            "the export adds nothing to the pipeline's tail (the records reached the receiver before the stdout \
+             lines): the tail is the pipeline's"
+                .to_owned()
+        } else {
+            format!("the export adds {:.3} ms to the pipeline's tail", otlp.p99_ms - stdout.p99_ms)
+        };
         writeln!(
             out,
-            "Of the receiver's p99 ({:.3} ms), the daemon's pipeline up to its stdout line (decode, attribution, \
-             the wait for the kernel's report) accounts for {:.3} ms (its p99) and the export to the receiver for \
-             the rest ({export_ms:.3} ms): the larger term is {}. The storm's cgroups are not pods', so the daemon \
-             made no CRI call for them: CRI lookups are not in these figures. The exporter sends as soon as a record \
-             is queued (no timer), one request in flight at a time, each taking what waits (up to 256 records).",
-            otlp.p99_ms,
-            stdout.p99_ms,
-            if export_ms > stdout.p99_ms { "the export" } else { "the pipeline before the export" }
+            "The daemon's event thread queues each record for its export thread (`oomtrace-otlp`), then writes its \
+             stdout line: both come after the same pipeline (decode, attribution, the join with the kernel's \
+             report). The receiver's p99 is {:.3} ms, the stdout line's {:.3} ms: {after_pipeline}. The storm's \
+             cgroups are not pods', so the daemon made no CRI call for them: CRI lookups are not in these figures. \
+             The exporter sends as soon as a record is queued (no timer), one request in flight at a time, each \
+             taking what waits (up to 256 records).",
+            otlp.p99_ms, stdout.p99_ms,
         )
         .ok();
         writeln!(out).ok();

@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// record in the OTLP receiver, beside bpftrace's kill to stdout.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub know: u32,
+    /// Storms of `--know` kills the time to know is measured over, one daemon
+    /// throughout (one storm's p99 is its slowest kill: noisy).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub know_rounds: u32,
     /// Parallel OOM kills in the daemon's burst.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub burst: u32,
@@ -395,14 +399,15 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
             &bpftrace,
             &hierarchy,
             &name,
-            args.know as usize,
+            (args.know as usize, args.know_rounds as usize),
             cri_socket.as_deref(),
         )),
     };
     let figures = figures::StormFigures {
         invocation: format!(
-            "cargo xtask bench --only storm --storm {} --storm-rounds {} --wave {} --wave-rounds {} --know {}",
-            args.storm, args.storm_rounds, args.wave, args.wave_rounds, args.know
+            "cargo xtask bench --only storm --storm {} --storm-rounds {} --wave {} --wave-rounds {} --know {} \
+             --know-rounds {}",
+            args.storm, args.storm_rounds, args.wave, args.wave_rounds, args.know, args.know_rounds
         ),
         generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         commit: host::git_commit(&root),

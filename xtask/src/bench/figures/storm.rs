@@ -34,7 +34,9 @@ impl SharedKills {
 pub struct KnowFigures {
     /// Environment and arguments the daemon ran with.
     pub command: String,
+    /// Kills per storm, and storms.
     pub kills: usize,
+    pub rounds: usize,
     pub limit_bytes: u64,
     /// Kill (`ktime_ns` on the wall clock) to the receiver's
     /// `received_unix_nano`, one per kill.
@@ -53,6 +55,7 @@ pub struct KnowFigures {
     /// The daemon's counters of what it lost or could not export, from its
     /// /metrics after the storm: (series, value).
     pub drops: Result<Vec<(String, f64)>, String>,
+    /// First to last kill of the widest storm, in ms.
     pub span_ms: Option<f64>,
 }
 

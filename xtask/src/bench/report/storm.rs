@@ -171,13 +171,15 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
     writeln!(
         out,
         "`{}`, its defaults otherwise (OTLP log export as soon as a record is queued, kernel log read, warnings \
-         on), with {} hogs released at once, each in its own {:.0} MiB cgroup (kills spanning {} in kernel time); \
-         bpftrace ran beside it. Time to know = the receiver's `received_unix_nano` (tests-runtime/otlp_sink.py, \
+         on), with {} hogs released at once, each in its own {:.0} MiB cgroup, {} times (one daemon throughout; \
+         the widest storm's kills spanned {} in kernel time; percentiles over every storm's kills); bpftrace ran \
+         beside it. Time to know = the receiver's `received_unix_nano` (tests-runtime/otlp_sink.py, \
          as it decodes the request) − the kill's `ktime_ns` put on the wall clock (CLOCK_REALTIME − \
          CLOCK_MONOTONIC read by the bench, ±{} ns). The records came in {} log requests.",
         know.command,
         know.kills,
         mib(know.limit_bytes / 1024),
+        know.rounds,
         cell(know.span_ms, "ms", 1),
         know.clock_offset_uncertainty_ns.div_ceil(2),
         know.log_requests

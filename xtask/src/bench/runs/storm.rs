@@ -128,15 +128,15 @@ pub fn wave(
     shared(oomtrace, bpftrace, hierarchy, name, (cgroups, rounds, WAVE_LIMIT_BYTES))
 }
 
-/// The time to know in a storm of `kills`: `oomtrace daemon` with its
-/// defaults, OTLP over gRPC to the receiver (its own service name, to find
-/// its records), bpftrace beside it.
+/// The time to know in `rounds` storms of `kills`: `oomtrace daemon` with
+/// its defaults, OTLP over gRPC to the receiver (its own service name, to
+/// find its records), bpftrace beside it.
 pub fn time_to_know(
     oomtrace: &Path,
     bpftrace: &Result<Spec, String>,
     hierarchy: &Hierarchy,
     name: &str,
-    kills: usize,
+    (kills, rounds): (usize, usize),
     cri_socket: Option<&str>,
 ) -> Result<KnowFigures> {
     observability::otlp_available().context("the OTLP receiver")?;
@@ -166,8 +166,18 @@ pub fn time_to_know(
     let mark = observability::otlp_mark();
     let clock = WallClock::read();
 
-    progress(&format!("storm: time to know: {kills} hogs released at once"));
-    let (hogs, killed) = storm_once(&bench.storm, &mut daemon, &mut peer, EVENT_DEADLINE)?;
+    let mut hogs: Vec<Hog> = Vec::with_capacity(kills * rounds);
+    let mut killed: Vec<u32> = Vec::with_capacity(kills * rounds);
+    let mut span_ms: Option<f64> = None;
+    for round in 1..=rounds {
+        progress(&format!("storm: time to know: round {round} of {rounds}, {kills} hogs released at once"));
+        let (round_hogs, round_killed) = storm_once(&bench.storm, &mut daemon, &mut peer, EVENT_DEADLINE)?;
+        if let Some(round_span) = span(&daemon.seen.ktimes(&round_killed)) {
+            span_ms = Some(span_ms.map_or(round_span, |widest| widest.max(round_span)));
+        }
+        hogs.extend(round_hogs);
+        killed.extend(round_killed);
+    }
     let received = wait_for_records(mark, &service, &killed)?;
     daemon.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
@@ -205,8 +215,9 @@ pub fn time_to_know(
     Ok(KnowFigures {
         command,
         kills,
+        rounds,
         limit_bytes: LIMIT_BYTES,
-        span_ms: span(&daemon.seen.ktimes(&killed)),
+        span_ms,
         otlp,
         stdout,
         bpftrace,

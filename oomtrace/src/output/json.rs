@@ -1,5 +1,7 @@
 //! NDJSON: one record (a kill or a warning, told apart by `kind`) per line,
-//! flushed per record.
+//! flushed per record, each line one write: serialized whole first (a kill
+//! is ~2 KiB, which through stdout's 1 KiB line buffer took three write(2)
+//! calls on the event thread).
 
 use std::io::Write;
 
@@ -14,14 +16,17 @@ impl EventWriter for JsonWriter {
     }
 
     fn event(&mut self, out: &mut dyn Write, event: &OomEvent) -> std::io::Result<()> {
-        serde_json::to_writer(&mut *out, event)?;
-        out.write_all(b"\n")?;
-        out.flush()
+        write_line(out, event)
     }
 
     fn warning(&mut self, out: &mut dyn Write, warning: &Warning) -> std::io::Result<()> {
-        serde_json::to_writer(&mut *out, warning)?;
-        out.write_all(b"\n")?;
-        out.flush()
+        write_line(out, warning)
     }
+}
+
+fn write_line(out: &mut dyn Write, record: &impl serde::Serialize) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(record)?;
+    line.push(b'\n');
+    out.write_all(&line)?;
+    out.flush()
 }

@@ -92,16 +92,7 @@ pub fn shared(
     let mut ours = Traced::start(&tracers::oomtrace_spec(oomtrace, Some(&bench.parent.path)), "oomtrace")?;
     let mut peer = start_peer(bpftrace);
     let deadline = if cgroups > 64 { WAVE_EVENT_DEADLINE } else { EVENT_DEADLINE };
-    let mut hogs: Vec<Hog> = Vec::with_capacity(cgroups * rounds);
-    let mut span_ms: Option<f64> = None;
-    for round in 1..=rounds {
-        progress(&format!("storm: {name}: round {round} of {rounds}, {cgroups} hogs released at once"));
-        let (round_hogs, killed) = storm_once(&bench.storm, &mut ours, &mut peer, deadline)?;
-        if let Some(round_span) = span(&ours.seen.ktimes(&killed)) {
-            span_ms = Some(span_ms.map_or(round_span, |widest| widest.max(round_span)));
-        }
-        hogs.extend(round_hogs);
-    }
+    let Storms { hogs, span_ms, .. } = storms(&bench.storm, &mut ours, &mut peer, (rounds, deadline), name)?;
     ours.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
     ours.tracer.stop().context("stopping oomtrace")?;
@@ -166,18 +157,8 @@ pub fn time_to_know(
     let mark = observability::otlp_mark();
     let clock = WallClock::read();
 
-    let mut hogs: Vec<Hog> = Vec::with_capacity(kills * rounds);
-    let mut killed: Vec<u32> = Vec::with_capacity(kills * rounds);
-    let mut span_ms: Option<f64> = None;
-    for round in 1..=rounds {
-        progress(&format!("storm: time to know: round {round} of {rounds}, {kills} hogs released at once"));
-        let (round_hogs, round_killed) = storm_once(&bench.storm, &mut daemon, &mut peer, EVENT_DEADLINE)?;
-        if let Some(round_span) = span(&daemon.seen.ktimes(&round_killed)) {
-            span_ms = Some(span_ms.map_or(round_span, |widest| widest.max(round_span)));
-        }
-        hogs.extend(round_hogs);
-        killed.extend(round_killed);
-    }
+    let Storms { hogs, killed, span_ms } =
+        storms(&bench.storm, &mut daemon, &mut peer, (rounds, EVENT_DEADLINE), "time to know")?;
     let received = wait_for_records(mark, &service, &killed)?;
     daemon.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
@@ -226,6 +207,35 @@ pub fn time_to_know(
         clock_offset_uncertainty_ns: clock.uncertainty_ns,
         drops,
     })
+}
+
+/// The hogs of every storm, the pids the kernel killed, and the widest
+/// storm's span (first to last kill, ms).
+struct Storms {
+    hogs: Vec<Hog>,
+    killed: Vec<u32>,
+    span_ms: Option<f64>,
+}
+
+/// `rounds` storms in `cgroups`, one after another, each waited for (see [`storm_once`]).
+fn storms(
+    cgroups: &[MemCgroup],
+    ours: &mut Traced,
+    peer: &mut Result<Traced, String>,
+    (rounds, deadline): (usize, Duration),
+    name: &str,
+) -> Result<Storms> {
+    let mut all = Storms { hogs: Vec::new(), killed: Vec::new(), span_ms: None };
+    for round in 1..=rounds {
+        progress(&format!("storm: {name}: round {round} of {rounds}, {} hogs released at once", cgroups.len()));
+        let (hogs, killed) = storm_once(cgroups, ours, peer, deadline)?;
+        if let Some(round_span) = span(&ours.seen.ktimes(&killed)) {
+            all.span_ms = Some(all.span_ms.map_or(round_span, |widest| widest.max(round_span)));
+        }
+        all.hogs.extend(hogs);
+        all.killed.extend(killed);
+    }
+    Ok(all)
 }
 
 /// One hog per cgroup released at once; waits for both tracers' events of

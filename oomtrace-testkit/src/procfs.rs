@@ -124,24 +124,48 @@ pub struct ThreadTimes {
 }
 
 pub fn thread_times(pid: u32) -> Result<ThreadTimes> {
+    let threads = thread_scheds(pid)?;
+    let run_ns = threads.iter().map(|t| t.run_ns).sum();
+    Ok(ThreadTimes { tids: threads.iter().map(|t| t.tid).collect(), run_ns })
+}
+
+/// One thread's scheduler accounting: /proc/<pid>/task/<tid>/schedstat
+/// (time on a CPU, time runnable but waiting for one, times it was run) and
+/// its name (`comm`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadSched {
+    pub tid: u32,
+    pub name: String,
+    pub run_ns: u64,
+    pub wait_ns: u64,
+    pub timeslices: u64,
+}
+
+/// Every thread of `pid`, by tid (a thread that exits between the listing
+/// and the read is left out).
+pub fn thread_scheds(pid: u32) -> Result<Vec<ThreadSched>> {
     let dir = format!("/proc/{pid}/task");
-    let mut tids = Vec::new();
-    let mut run_ns = 0u64;
+    let mut threads = Vec::new();
     for entry in fs::read_dir(&dir).with_context(|| format!("listing {dir} (did the process exit?)"))? {
         let entry = entry.with_context(|| format!("listing {dir}"))?;
         let Some(tid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-        // A thread may exit between the listing and the read: skip it.
-        let Ok(text) = fs::read_to_string(entry.path().join("schedstat")) else { continue };
-        let ns: u64 = text
-            .split_whitespace()
-            .next()
-            .and_then(|field| field.parse().ok())
-            .with_context(|| format!("unparsable {dir}/{tid}/schedstat: {text}"))?;
-        tids.push(tid);
-        run_ns += ns;
+        let (Ok(text), Ok(name)) =
+            (fs::read_to_string(entry.path().join("schedstat")), fs::read_to_string(entry.path().join("comm")))
+        else {
+            continue;
+        };
+        let (run_ns, wait_ns, timeslices) =
+            parse_schedstat(&text).with_context(|| format!("unparsable {dir}/{tid}/schedstat: {text}"))?;
+        threads.push(ThreadSched { tid, name: name.trim_end().to_owned(), run_ns, wait_ns, timeslices });
     }
-    tids.sort_unstable();
-    Ok(ThreadTimes { tids, run_ns })
+    threads.sort_unstable_by_key(|t| t.tid);
+    Ok(threads)
+}
+
+/// The three fields of a schedstat file.
+fn parse_schedstat(text: &str) -> Option<(u64, u64, u64)> {
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    Some((fields.next()?.ok()?, fields.next()?.ok()?, fields.next()?.ok()?))
 }
 
 /// Fields 14 (utime) and 15 (stime) of proc_pid_stat(5); the command name in
@@ -199,5 +223,18 @@ mod tests {
         let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 123 4096 200";
         assert_eq!(parse_cpu_ticks(stat), Some(12));
         assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn schedstat_has_run_time_wait_time_and_timeslices() {
+        assert_eq!(parse_schedstat("78220562 1033684574 122\n"), Some((78_220_562, 1_033_684_574, 122)));
+        assert_eq!(parse_schedstat("1 2"), None);
+    }
+
+    /// This thread's own reading: it has run, and it is listed under its name.
+    #[test]
+    fn the_own_process_lists_its_threads_with_their_names() {
+        let threads = thread_scheds(std::process::id()).expect("own /proc/self/task");
+        assert!(threads.iter().any(|t| t.run_ns > 0 && !t.name.is_empty()), "{threads:?}");
     }
 }

@@ -11,7 +11,7 @@ use std::{
     collections::VecDeque,
     ffi::OsString,
     io::{BufRead, BufReader, Read},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
         Arc, Mutex,
@@ -83,6 +83,8 @@ pub struct Tracer {
 }
 
 impl Tracer {
+    /// Starts `spec`; its stdout is read on a thread of this process named
+    /// after the program ([`stdout_thread_name`]), its stderr on another.
     pub fn spawn(spec: &Spec) -> Result<Tracer> {
         let mut command = Command::new(&spec.program);
         command.args(&spec.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -96,21 +98,25 @@ impl Tracer {
         let (event_tx, events) = mpsc::sync_channel(EVENT_QUEUE);
         let (marker_tx, marker_rx) = mpsc::channel();
         let log = Arc::new(Mutex::new(VecDeque::new()));
-        let reader = || LineReader {
-            markers: spec.markers.clone(),
-            marker_tx: marker_tx.clone(),
-            log: Arc::clone(&log),
-            clock: spec.clock,
-        };
+        let reader =
+            || LineReader { markers: spec.markers.clone(), marker_tx: marker_tx.clone(), log: Arc::clone(&log) };
         let (stdout_reader, stderr_reader) = (reader(), reader());
-        let parse = spec.parse;
+        let (parse, clock) = (spec.parse, spec.clock);
+        let (stamped_tx, stamped_rx) = mpsc::channel();
         thread::Builder::new()
-            .name("tracer-stdout".into())
-            .spawn(move || stdout_reader.run(stdout, Some((parse, event_tx))))
+            .name(stdout_thread_name(&spec.program))
+            .spawn(move || stamp_lines(stdout, clock, |line| drop(stamped_tx.send(line))))
             .context("starting the stdout reader thread")?;
         thread::Builder::new()
+            .name("tracer-lines".into())
+            .spawn(move || {
+                let events = Some((parse, event_tx));
+                stamped_rx.into_iter().for_each(|line| stdout_reader.handle(line, events.as_ref()));
+            })
+            .context("starting the stdout line thread")?;
+        thread::Builder::new()
             .name("tracer-stderr".into())
-            .spawn(move || stderr_reader.run(stderr, None))
+            .spawn(move || stamp_lines(stderr, clock, |line| stderr_reader.handle(line, None)))
             .context("starting the stderr reader thread")?;
         drop(marker_tx);
         Ok(Tracer { child, spawned, events, marker_rx, markers_seen: vec![None; spec.markers.len()], log })
@@ -231,46 +237,72 @@ impl Drop for Tracer {
     }
 }
 
+/// The name of the thread that reads (and stamps) a tracer's stdout:
+/// `out-` and the program's file name, within the kernel's 15 bytes, so a
+/// bench can find it among its own threads.
+pub fn stdout_thread_name(program: &Path) -> String {
+    let name = program.file_name().map_or_else(|| "tracer".into(), |n| n.to_string_lossy());
+    let mut thread = format!("{STDOUT_THREAD_PREFIX}{name}");
+    while thread.len() > 15 {
+        thread.pop();
+    }
+    thread
+}
+
+/// What every stdout reader thread's name starts with.
+pub const STDOUT_THREAD_PREFIX: &str = "out-";
+
 struct LineReader {
     markers: Vec<&'static str>,
     marker_tx: mpsc::Sender<(usize, Instant)>,
     log: Arc<Mutex<VecDeque<String>>>,
-    clock: Clock,
+}
+
+/// A line as it arrived: stamped before anything else is done with it.
+struct Stamped {
+    line: String,
+    received_ns: u64,
+    received: Instant,
+}
+
+/// Reads `stream` line by line until its end, stamping each line as it is
+/// read and handing it to `each`. The stamping thread does nothing else
+/// (an event's line is parsed elsewhere): a long line costs its reader no
+/// more than a short one, so tracers with long and short lines are timed
+/// alike when the CPUs are contended.
+fn stamp_lines(stream: impl Read, clock: Clock, mut each: impl FnMut(Stamped)) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        each(Stamped { line, received_ns: clock.now_ns(), received: Instant::now() });
+    }
 }
 
 impl LineReader {
-    fn run(self, stream: impl Read, events: Option<(ParseLine, SyncSender<EventLine>)>) {
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+    fn handle(&self, stamped: Stamped, events: Option<&(ParseLine, SyncSender<EventLine>)>) {
+        let text = stamped.line.trim_end();
+        if let Some((parse, tx)) = events
+            && let Some((victim_pid, ktime_ns)) = parse(text)
+        {
+            let observed = Observed { victim_pid, ktime_ns, received_ns: stamped.received_ns };
+            // The reader only stops receiving once it is done with the tracer.
+            let _ = tx.send(EventLine { observed, line: text.to_owned() });
+            return;
+        }
+        for (index, marker) in self.markers.iter().enumerate() {
+            if text.contains(marker) {
+                let _ = self.marker_tx.send((index, stamped.received));
             }
-            // Timestamp first: this is the moment the line was received.
-            let received_ns = self.clock.now_ns();
-            let received = Instant::now();
-            let text = line.trim_end();
-            if let Some((parse, tx)) = &events
-                && let Some((victim_pid, ktime_ns)) = parse(text)
-            {
-                let observed = Observed { victim_pid, ktime_ns, received_ns };
-                // The reader only stops receiving once it is done with the tracer.
-                let _ = tx.send(EventLine { observed, line: text.to_owned() });
-                continue;
+        }
+        if let Ok(mut log) = self.log.lock() {
+            if log.len() == LOG_LINES {
+                log.pop_front();
             }
-            for (index, marker) in self.markers.iter().enumerate() {
-                if text.contains(marker) {
-                    let _ = self.marker_tx.send((index, received));
-                }
-            }
-            if let Ok(mut log) = self.log.lock() {
-                if log.len() == LOG_LINES {
-                    log.pop_front();
-                }
-                log.push_back(text.to_owned());
-            }
+            log.push_back(text.to_owned());
         }
     }
 }

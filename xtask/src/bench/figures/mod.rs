@@ -15,7 +15,7 @@ pub use enrichment::EnrichmentFigures;
 pub use kernel::{EventRecord, Hook, KernelCost, ObjectProgram, ProgramCost, Verifier};
 pub use klog::{Found, KlogFigures, RingFigures, SyslogFigures, SyslogShape, Timed};
 pub use stats::{Latency, duration_stats, median_ms};
-pub use storm::{KnowFigures, SharedKills, StormFigures};
+pub use storm::{KnowFigures, SharedKills, StormFigures, ThreadCost};
 
 use oomtrace_testkit::procfs::{Clock, Machine, Memory};
 

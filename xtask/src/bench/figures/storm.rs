@@ -20,6 +20,22 @@ pub struct SharedKills {
     /// First to last kill of one round, in kernel time (oomtrace's
     /// `ktime_ns`): how much the kills overlapped; the widest round.
     pub span_ms: Option<f64>,
+    /// Each tracer's threads over the rounds (schedstat read before the
+    /// first and after the last); or why they could not be read.
+    pub threads: Result<Vec<ThreadCost>, String>,
+}
+
+/// What one tracer thread cost over a phase's kills, from its schedstat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadCost {
+    pub tracer: &'static str,
+    pub thread: String,
+    /// On a CPU.
+    pub run_ms: f64,
+    /// Runnable, waiting for a CPU.
+    pub wait_ms: f64,
+    /// Times it was put on a CPU.
+    pub runs: u64,
 }
 
 impl SharedKills {

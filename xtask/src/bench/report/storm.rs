@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::bench::{
-    figures::{KillRun, KnowFigures, Latency, SharedKills, StormFigures},
+    figures::{KillRun, KnowFigures, Latency, SharedKills, StormFigures, ThreadCost},
     report::format::{cell, events_cell, mib, ratio},
     settings::TARGET_PEER_FACTOR,
 };
@@ -99,6 +99,7 @@ fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, S
     }
     writeln!(out, "| kernel oom_kill counters | {} | | |", phase.oomtrace.kernel_oom_kills).ok();
     writeln!(out).ok();
+    threads_table(out, &phase.threads, phase.oomtrace.oom_killed());
     match &phase.drops {
         Ok(drops) => writeln!(
             out,
@@ -128,6 +129,45 @@ fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, S
         peer_goal(ours, peer, goal)
     )
     .ok();
+    writeln!(out).ok();
+}
+
+/// What each tracer's threads used and waited for over the kills.
+fn threads_table(out: &mut String, threads: &Result<Vec<ThreadCost>, String>, kills: usize) {
+    let threads = match threads {
+        Ok(threads) => threads,
+        Err(why) => {
+            writeln!(out, "The tracers' threads could not be read: {why}.\n").ok();
+            return;
+        }
+    };
+    writeln!(
+        out,
+        "Each tracer's threads over the rounds (`/proc/<pid>/task/<tid>/schedstat`, read once both were attached \
+         and again after the last round; threads present at both readings): the time each spent on a CPU and \
+         runnable but waiting for one, and the times it was run. The bench's `out-` threads read each tracer's \
+         stdout and stamp its lines (`kill-to-line` ends there).\n"
+    )
+    .ok();
+    writeln!(
+        out,
+        "| tracer | thread | CPU | CPU per kill | runnable, waiting for a CPU | times run |\n|---|---|---|---|---|---|"
+    )
+    .ok();
+    for thread in threads {
+        let per_kill = (kills > 0).then(|| thread.run_ms * 1000.0 / kills as f64);
+        writeln!(
+            out,
+            "| {} | `{}` | {:.1} ms | {} | {:.1} ms | {} |",
+            thread.tracer,
+            thread.thread,
+            thread.run_ms,
+            cell(per_kill, "µs", 0),
+            thread.wait_ms,
+            thread.runs
+        )
+        .ok();
+    }
     writeln!(out).ok();
 }
 
@@ -289,6 +329,13 @@ mod tests {
             drops: Ok(Default::default()),
             bpftrace: Ok(run(&[1, 2])),
             span_ms: Some(0.5),
+            threads: Ok(vec![ThreadCost {
+                tracer: "oomtrace",
+                thread: "oomtrace".to_owned(),
+                run_ms: 1.0,
+                wait_ms: 9.5,
+                runs: 4,
+            }]),
         };
         StormFigures {
             invocation: "cargo xtask bench --only storm".to_owned(),
@@ -311,6 +358,7 @@ mod tests {
         assert!(text.contains("**Smoke run**"), "{text}");
         assert!(text.contains("| events | 2/2 (0 missing, 0 duplicate) | 2/2 (0 missing, 0 duplicate) | |"), "{text}");
         assert!(text.contains("| kill-to-line p99 | 2.000 ms | 2.000 ms | 1.00× |"), "{text}");
+        assert!(text.contains("| oomtrace | `oomtrace` | 1.0 ms | 500 µs | 9.5 ms | 4 |"), "{text}");
         assert!(
             text.contains(
                 "Every kill reported exactly once, nothing lost: yes. p99 no worse than bpftrace's (goal): met"

@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use crate::bench::{
-    figures::{KillRun, KnowFigures, SharedKills},
+    figures::{KillRun, KnowFigures, SharedKills, ThreadCost},
     host::progress,
     runs::{
         daemon,
@@ -36,8 +36,8 @@ use oomtrace_testkit::{
     http,
     live::{self, LiveSummary},
     observability::{self, OtlpReceived, parse_exposition, records},
-    procfs,
-    tracer::{Observed, Spec, Tracer},
+    procfs::{self, ThreadSched},
+    tracer::{Observed, STDOUT_THREAD_PREFIX, Spec, Tracer},
 };
 
 /// The daemon's counters of events it lost or could not export (its /metrics).
@@ -92,7 +92,10 @@ pub fn shared(
     let mut ours = Traced::start(&tracers::oomtrace_spec(oomtrace, Some(&bench.parent.path)), "oomtrace")?;
     let mut peer = start_peer(bpftrace);
     let deadline = if cgroups > 64 { WAVE_EVENT_DEADLINE } else { EVENT_DEADLINE };
+    let pids = tracer_pids(&ours, &peer);
+    let before = scheds(&pids);
     let Storms { hogs, span_ms, .. } = storms(&bench.storm, &mut ours, &mut peer, (rounds, deadline), name)?;
+    let threads = before.and_then(|before| Ok(thread_costs(&before, &scheds(&pids)?)));
     ours.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
     ours.tracer.stop().context("stopping oomtrace")?;
@@ -105,7 +108,52 @@ pub fn shared(
         run.oom_killed(),
         bpftrace.as_ref().map_or_else(Clone::clone, |b| format!("{}/{}", b.events_matched(), b.oom_killed()))
     ));
-    Ok(SharedKills { cgroups, rounds, limit_bytes, oomtrace: run, drops, bpftrace, span_ms })
+    Ok(SharedKills { cgroups, rounds, limit_bytes, oomtrace: run, drops, bpftrace, span_ms, threads })
+}
+
+/// Each running tracer's pid, under its name.
+fn tracer_pids(ours: &Traced, peer: &Result<Traced, String>) -> Vec<(&'static str, u32)> {
+    let mut pids = vec![("oomtrace", ours.tracer.pid())];
+    if let Ok(peer) = peer {
+        pids.push(("bpftrace", peer.tracer.pid()));
+    }
+    pids
+}
+
+/// The tracers' threads now, and the bench's own threads that read and
+/// stamp their lines (under a fair scheduler each waits for a CPU like the
+/// tracer it reads: a late reader would make a late line).
+fn scheds(pids: &[(&'static str, u32)]) -> Result<Vec<(&'static str, ThreadSched)>, String> {
+    let mut all = Vec::new();
+    for &(tracer, pid) in pids {
+        let threads = procfs::thread_scheds(pid).map_err(|error| format!("{tracer}: {error:#}"))?;
+        all.extend(threads.into_iter().map(|thread| (tracer, thread)));
+    }
+    let bench = procfs::thread_scheds(std::process::id()).map_err(|error| format!("the bench: {error:#}"))?;
+    all.extend(
+        bench
+            .into_iter()
+            .filter(|thread| thread.name.starts_with(STDOUT_THREAD_PREFIX))
+            .map(|thread| ("bench", thread)),
+    );
+    Ok(all)
+}
+
+/// What each thread present at both readings cost between them.
+fn thread_costs(before: &[(&'static str, ThreadSched)], after: &[(&'static str, ThreadSched)]) -> Vec<ThreadCost> {
+    after
+        .iter()
+        .filter_map(|(tracer, now)| {
+            let (_, then) = before.iter().find(|(t, then)| t == tracer && then.tid == now.tid)?;
+            Some(ThreadCost {
+                tracer,
+                thread: now.name.clone(),
+                run_ms: now.run_ns.saturating_sub(then.run_ns) as f64 / 1e6,
+                wait_ms: now.wait_ns.saturating_sub(then.wait_ns) as f64 / 1e6,
+                runs: now.timeslices.saturating_sub(then.timeslices),
+            })
+        })
+        .collect()
 }
 
 /// The wave's settings: every cgroup at once, at its own limit, `rounds` times.
@@ -348,6 +396,32 @@ mod tests {
         let converted = clock.wall_ns(procfs::monotonic_ns());
         // Units and sign: the two readings are apart by the test's own run time.
         assert!(converted.abs_diff(wall) < 1_000_000_000, "{converted} vs {wall}");
+    }
+
+    #[test]
+    fn a_threads_cost_is_the_difference_of_its_two_readings() {
+        let sched = |tid, run_ns, wait_ns, timeslices| ThreadSched {
+            tid,
+            name: format!("t{tid}"),
+            run_ns,
+            wait_ns,
+            timeslices,
+        };
+        let before = [("oomtrace", sched(1, 1_000_000, 0, 1)), ("bpftrace", sched(1, 0, 0, 0))];
+        let after = [
+            ("oomtrace", sched(1, 3_000_000, 5_000_000, 4)),
+            ("oomtrace", sched(2, 9_000_000, 0, 9)),
+            ("bpftrace", sched(1, 500_000, 1_000_000, 2)),
+        ];
+        let costs = thread_costs(&before, &after);
+        assert_eq!(
+            costs,
+            vec![
+                ThreadCost { tracer: "oomtrace", thread: "t1".to_owned(), run_ms: 2.0, wait_ms: 5.0, runs: 3 },
+                ThreadCost { tracer: "bpftrace", thread: "t1".to_owned(), run_ms: 0.5, wait_ms: 1.0, runs: 2 },
+            ],
+            "a thread started between the readings (tid 2) is left out; the same tid of another tracer is its own"
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub fn method(out: &mut String, report: &Report) {
         out,
         "- Latency: a reader thread reads the tracer's stdout line by line and, as soon as a line arrives, reads the \
          clock the tracer stamped it with (`clock_gettime`); latency = that time − the kernel timestamp in the line \
-         (oomtrace `ktime_ns`, bpftrace `nsecs`, both taken in `mark_victim`). It includes the tracer's wait for a CPU: \
+         (oomtrace `ktime_ns`, bpftrace `nsecs`, both taken in `mark_victim`). The reader thread (`out-<tracer>`) \
+         does nothing else: the lines are parsed on another thread, so oomtrace's long JSON lines cost their reader \
+         no more CPU than bpftrace's short ones (a reader that parsed them used 2.6× the CPU of bpftrace's in the \
+         wave, and under a fair scheduler waited longer for it). It includes the tracer's wait for a CPU: \
          the kernel may wake the tracer on the CPU where the killed hog is still exiting. Percentiles are nearest-rank \
          (with fewer than 100 kills, p99 is the slowest kill). Missing = a hog the kernel killed with no event for its \
          pid; duplicate = more than one event for a pid."

@@ -145,26 +145,33 @@ fn threads_table(out: &mut String, threads: &Result<Vec<ThreadCost>, String>, ki
         out,
         "Each tracer's threads over the rounds (`/proc/<pid>/task/<tid>/schedstat`, read once both were attached \
          and again after the last round; threads present at both readings): the time each spent on a CPU and \
-         runnable but waiting for one, and the times it was run. The bench's `out-` threads read each tracer's \
-         stdout and stamp its lines (`kill-to-line` ends there).\n"
+         runnable but waiting for one, the times it was run, and both per run. The bench's `out-` threads read \
+         each tracer's stdout and stamp its lines (`kill-to-line` ends there). Under EEVDF (Linux 6.6+) a thread \
+         that ran more than its share is not eligible again until the runqueue's average virtual runtime has caught \
+         up with its own, which on a CPU shared by N runnable tasks takes about N times the excess: the more CPU a \
+         thread takes per run, the longer it waits before its next.\n"
     )
     .ok();
     writeln!(
         out,
-        "| tracer | thread | CPU | CPU per kill | runnable, waiting for a CPU | times run |\n|---|---|---|---|---|---|"
+        "| tracer | thread | CPU | CPU per kill | runnable, waiting for a CPU | times run | CPU per run | waiting per \
+         run |\n|---|---|---|---|---|---|---|---|"
     )
     .ok();
     for thread in threads {
         let per_kill = (kills > 0).then(|| thread.run_ms * 1000.0 / kills as f64);
+        let per_run = |ms: f64| (thread.runs > 0).then(|| ms / thread.runs as f64);
         writeln!(
             out,
-            "| {} | `{}` | {:.1} ms | {} | {:.1} ms | {} |",
+            "| {} | `{}` | {:.1} ms | {} | {:.1} ms | {} | {} | {} |",
             thread.tracer,
             thread.thread,
             thread.run_ms,
             cell(per_kill, "µs", 0),
             thread.wait_ms,
-            thread.runs
+            thread.runs,
+            cell(per_run(thread.run_ms * 1000.0), "µs", 0),
+            cell(per_run(thread.wait_ms), "ms", 2),
         )
         .ok();
     }
@@ -358,7 +365,7 @@ mod tests {
         assert!(text.contains("**Smoke run**"), "{text}");
         assert!(text.contains("| events | 2/2 (0 missing, 0 duplicate) | 2/2 (0 missing, 0 duplicate) | |"), "{text}");
         assert!(text.contains("| kill-to-line p99 | 2.000 ms | 2.000 ms | 1.00× |"), "{text}");
-        assert!(text.contains("| oomtrace | `oomtrace` | 1.0 ms | 500 µs | 9.5 ms | 4 |"), "{text}");
+        assert!(text.contains("| oomtrace | `oomtrace` | 1.0 ms | 500 µs | 9.5 ms | 4 | 250 µs | 2.38 ms |"), "{text}");
         assert!(
             text.contains(
                 "Every kill reported exactly once, nothing lost: yes. p99 no worse than bpftrace's (goal): met"

@@ -146,10 +146,10 @@ fn threads_table(out: &mut String, threads: &Result<Vec<ThreadCost>, String>, ki
         "Each tracer's threads over the rounds (`/proc/<pid>/task/<tid>/schedstat`, read once both were attached \
          and again after the last round; threads present at both readings): the time each spent on a CPU and \
          runnable but waiting for one, the times it was run, and both per run. The bench's `out-` threads read \
-         each tracer's stdout and stamp its lines (`kill-to-line` ends there). Under EEVDF (Linux 6.6+) a thread \
-         that ran more than its share is not eligible again until the runqueue's average virtual runtime has caught \
-         up with its own, which on a CPU shared by N runnable tasks takes about N times the excess: the more CPU a \
-         thread takes per run, the longer it waits before its next.\n"
+         each tracer's stdout and stamp its lines (`kill-to-line` ends there). EEVDF (Linux 6.6+) does not pick a \
+         thread that ran beyond its share again until the runqueue's average virtual runtime has caught up with its \
+         own: CPU taken in one run is paid for in waiting before a later one, the more so the more tasks are \
+         runnable.\n"
     )
     .ok();
     writeln!(

@@ -366,9 +366,12 @@ fn a_leaking_container_is_warned_before_its_kill_and_top_ranks_it_first() -> Res
     let cri = cri()?;
     let pod = run_pod(&cri, "leaky", Qos::Burstable)?;
     let limit = 128 * MIB;
-    let id = container(&cri, &pod, "app", &["hog", "512", "0", "8"], Some(limit))?;
+    let id = container(&cri, &pod, "app", &["hog", "512", "0", "4"], Some(limit))?;
     // Leaking for a few seconds (under emulation a container starts slowly):
-    // the kernel's own count of its memory says when.
+    // the kernel's own count of its memory says when. 4 MiB/s leaves ~26 s
+    // from 24 MiB to the limit: `top` starts, samples 4 s and lists the
+    // container before it is killed even with two emulated nodes at once
+    // (at 8 MiB/s, 13 s, it was killed first in one CI run, on both kernels).
     let deadline = Instant::now() + EVENT_TIMEOUT;
     while container_memory(&id)? < 24 * MIB {
         ensure!(Instant::now() < deadline, "the leak never reached 24 MiB");

@@ -37,7 +37,7 @@ int main(int argc, char **argv)
 	mib = strtol(argv[1], &end, 10);
 	if (*argv[1] == '\0' || *end != '\0' || mib < 0)
 		return usage();
-	if (argc == 3) {
+	if (argc >= 3) {
 		delay = strtod(argv[2], &end);
 		if (*argv[2] == '\0' || *end != '\0' || delay < 0)
 			return usage();

@@ -73,6 +73,9 @@ pub struct KnowFigures {
     pub drops: Result<Vec<(String, f64)>, String>,
     /// First to last kill of the widest storm, in ms.
     pub span_ms: Option<f64>,
+    /// The daemon's and bpftrace's threads over the storms (as
+    /// [`SharedKills::threads`]).
+    pub threads: Result<Vec<ThreadCost>, String>,
 }
 
 /// Everything `--only storm` measured.

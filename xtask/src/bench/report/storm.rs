@@ -143,8 +143,8 @@ fn threads_table(out: &mut String, threads: &Result<Vec<ThreadCost>, String>, ki
     };
     writeln!(
         out,
-        "Each tracer's threads over the rounds (`/proc/<pid>/task/<tid>/schedstat`, read once both were attached \
-         and again after the last round; threads present at both readings): the time each spent on a CPU and \
+        "Each tracer's threads over the kills (`/proc/<pid>/task/<tid>/schedstat`, read once both were attached \
+         and again after the last round or storm; threads present at both readings): the time each spent on a CPU and \
          runnable but waiting for one, the times it was run, and both per run. The bench's `out-` threads read \
          each tracer's stdout and stamp its lines (`kill-to-line` ends there). EEVDF (Linux 6.6+) does not pick a \
          thread that ran beyond its share again until the runqueue's average virtual runtime has caught up with its \
@@ -282,6 +282,7 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
         .ok();
         writeln!(out).ok();
     }
+    threads_table(out, &know.threads, know.stdout.oom_killed());
     let goal = match (otlp, peer) {
         (Some(otlp), Some(peer)) => format!(
             "p99 no worse than bpftrace's kill-to-stdout (goal): {} ({}).",

@@ -205,8 +205,11 @@ pub fn time_to_know(
     let mark = observability::otlp_mark();
     let clock = WallClock::read();
 
+    let pids = tracer_pids(&daemon, &peer);
+    let before = scheds(&pids);
     let Storms { hogs, killed, span_ms } =
         storms(&bench.storm, &mut daemon, &mut peer, (rounds, EVENT_DEADLINE), "time to know")?;
+    let threads = before.and_then(|before| Ok(thread_costs(&before, &scheds(&pids)?)));
     let received = wait_for_records(mark, &service, &killed)?;
     daemon.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
@@ -254,6 +257,7 @@ pub fn time_to_know(
         clock_disagreement_ns: disagreement,
         clock_offset_uncertainty_ns: clock.uncertainty_ns,
         drops,
+        threads,
     })
 }
 

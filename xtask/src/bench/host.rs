@@ -79,10 +79,13 @@ pub fn version_of(program: &Path, flag: &str) -> String {
     quiet_stdout(Command::new(program).arg(flag)).unwrap_or_else(|| "unknown version".to_owned())
 }
 
+/// HEAD, and whether the tree differs from it outside docs/ (where the bench
+/// and node-test write their reports: one section written, then the next
+/// measured, is still the commit's code).
 pub fn git_commit(root: &Path) -> String {
     let git = |args: &[&str]| quiet_stdout(Command::new("git").args(args).current_dir(root));
     match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(commit) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(commit) => match git(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs"]) {
             Some(changes) if !changes.is_empty() => format!("{commit} + uncommitted changes"),
             _ => commit,
         },

@@ -92,10 +92,7 @@ pub fn shared(
     let mut ours = Traced::start(&tracers::oomtrace_spec(oomtrace, Some(&bench.parent.path)), "oomtrace")?;
     let mut peer = start_peer(bpftrace);
     let deadline = if cgroups > 64 { WAVE_EVENT_DEADLINE } else { EVENT_DEADLINE };
-    let pids = tracer_pids(&ours, &peer);
-    let before = scheds(&pids);
-    let Storms { hogs, span_ms, .. } = storms(&bench.storm, &mut ours, &mut peer, (rounds, deadline), name)?;
-    let threads = before.and_then(|before| Ok(thread_costs(&before, &scheds(&pids)?)));
+    let Storms { hogs, span_ms, threads, .. } = storms(&bench.storm, &mut ours, &mut peer, (rounds, deadline), name)?;
     ours.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
     ours.tracer.stop().context("stopping oomtrace")?;
@@ -205,11 +202,8 @@ pub fn time_to_know(
     let mark = observability::otlp_mark();
     let clock = WallClock::read();
 
-    let pids = tracer_pids(&daemon, &peer);
-    let before = scheds(&pids);
-    let Storms { hogs, killed, span_ms } =
+    let Storms { hogs, killed, span_ms, threads } =
         storms(&bench.storm, &mut daemon, &mut peer, (rounds, EVENT_DEADLINE), "time to know")?;
-    let threads = before.and_then(|before| Ok(thread_costs(&before, &scheds(&pids)?)));
     let received = wait_for_records(mark, &service, &killed)?;
     daemon.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
@@ -261,12 +255,14 @@ pub fn time_to_know(
     })
 }
 
-/// The hogs of every storm, the pids the kernel killed, and the widest
-/// storm's span (first to last kill, ms).
+/// The hogs of every storm, the pids the kernel killed, the widest
+/// storm's span (first to last kill, ms), and what the tracers' threads (and
+/// the bench's readers) cost over the storms.
 struct Storms {
     hogs: Vec<Hog>,
     killed: Vec<u32>,
     span_ms: Option<f64>,
+    threads: Result<Vec<ThreadCost>, String>,
 }
 
 /// `rounds` storms in `cgroups`, one after another, each waited for (see [`storm_once`]).
@@ -277,17 +273,20 @@ fn storms(
     (rounds, deadline): (usize, Duration),
     name: &str,
 ) -> Result<Storms> {
-    let mut all = Storms { hogs: Vec::new(), killed: Vec::new(), span_ms: None };
+    let pids = tracer_pids(ours, peer);
+    let before = scheds(&pids);
+    let (mut all_hogs, mut all_killed, mut widest) = (Vec::new(), Vec::new(), None::<f64>);
     for round in 1..=rounds {
         progress(&format!("storm: {name}: round {round} of {rounds}, {} hogs released at once", cgroups.len()));
         let (hogs, killed) = storm_once(cgroups, ours, peer, deadline)?;
         if let Some(round_span) = span(&ours.seen.ktimes(&killed)) {
-            all.span_ms = Some(all.span_ms.map_or(round_span, |widest| widest.max(round_span)));
+            widest = Some(widest.map_or(round_span, |widest| widest.max(round_span)));
         }
-        all.hogs.extend(hogs);
-        all.killed.extend(killed);
+        all_hogs.extend(hogs);
+        all_killed.extend(killed);
     }
-    Ok(all)
+    let threads = before.and_then(|before| Ok(thread_costs(&before, &scheds(&pids)?)));
+    Ok(Storms { hogs: all_hogs, killed: all_killed, span_ms: widest, threads })
 }
 
 /// One hog per cgroup released at once; waits for both tracers' events of

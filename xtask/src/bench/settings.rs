@@ -95,6 +95,8 @@ pub const RINGBUF_HEADER_BYTES: usize = 8;
 pub const SYSLOG_BYTES: u64 = 100_000_000;
 /// Where the bench writes it, under the workspace.
 pub const SYSLOG_PATH: &str = "target/bench/syslog-100MB";
+/// The time to know's own OTLP receiver writes here (its JSON lines and log).
+pub const KNOW_RECEIVER_DIR: &str = "target/bench/know-receiver";
 /// The real kernel log its kernel lines repeat: this host's own dmesg, 49
 /// memcg kills (25 full reports, the rest rate-limited to the kill line).
 pub const SYSLOG_FIXTURE: &str = "oomtrace-klog/fixtures/host-6.18-cgroup-v1-dmesg.txt";

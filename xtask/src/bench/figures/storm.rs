@@ -59,6 +59,12 @@ pub struct KnowFigures {
     pub otlp: KillRun,
     /// Kill to the same event's NDJSON line on the daemon's stdout.
     pub stdout: KillRun,
+    /// The receiver's kill-to-record split at the record's
+    /// `observed_time_unix_nano` (the daemon's clock when its event thread
+    /// queued the record): kill to that emit, and that emit to the
+    /// receiver (the export thread, gRPC, the receiver), one per record.
+    pub emitted_ns: Vec<i64>,
+    pub delivered_ns: Vec<i64>,
     pub bpftrace: Result<KillRun, String>,
     /// Log requests that carried the storm's records.
     pub log_requests: usize,

@@ -133,6 +133,40 @@ fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, S
 }
 
 /// What each tracer's threads used and waited for over the kills.
+/// The receiver's time to know in two legs, at the record's own
+/// `observed_time_unix_nano`: which side of the daemon's event thread the
+/// time is spent on.
+fn split_table(out: &mut String, know: &KnowFigures) {
+    let (Some(emitted), Some(delivered)) = (Latency::of(&know.emitted_ns), Latency::of(&know.delivered_ns)) else {
+        writeln!(out, "The records carried no `observed_time_unix_nano`: the time to know is not split.\n").ok();
+        return;
+    };
+    writeln!(
+        out,
+        "The same {} records split at their `observed_time_unix_nano` (the daemon's clock when its event thread \
+         queued the record for export): kill to that moment (the daemon's event thread: ring buffer, attribution, \
+         the join with the kernel's report), and from it to the receiver's stamp (the export thread's wake-up and \
+         request, gRPC on loopback, the receiver's own threads). Percentiles of each leg, not additive.\n",
+        know.emitted_ns.len()
+    )
+    .ok();
+    writeln!(out, "| | kill to the daemon's emit | emit to the receiver |\n|---|---|---|").ok();
+    for (name, a, b) in [
+        ("p50", emitted.p50_ms, delivered.p50_ms),
+        ("p99", emitted.p99_ms, delivered.p99_ms),
+        ("max", emitted.max_ms, delivered.max_ms),
+    ] {
+        writeln!(out, "| {name} | {} | {} |", cell(Some(a), "ms", 3), cell(Some(b), "ms", 3)).ok();
+    }
+    writeln!(out).ok();
+    let larger = if delivered.p99_ms >= emitted.p99_ms {
+        "from the emit to the receiver: the export thread, gRPC and the receiver set the tail, not the event thread"
+    } else {
+        "from the kill to the emit: the daemon's event thread sets the tail, not the export"
+    };
+    writeln!(out, "The larger leg at p99 is {larger}.\n").ok();
+}
+
 fn threads_table(out: &mut String, threads: &Result<Vec<ThreadCost>, String>, kills: usize) {
     let threads = match threads {
         Ok(threads) => threads,
@@ -146,7 +180,8 @@ fn threads_table(out: &mut String, threads: &Result<Vec<ThreadCost>, String>, ki
         "Each tracer's threads over the kills (`/proc/<pid>/task/<tid>/schedstat`, read once both were attached \
          and again after the last round or storm; threads present at both readings): the time each spent on a CPU and \
          runnable but waiting for one, the times it was run, and both per run. The bench's `out-` threads read \
-         each tracer's stdout and stamp its lines (`kill-to-line` ends there). EEVDF (Linux 6.6+) does not pick a \
+         each tracer's stdout and stamp its lines (`kill-to-line` ends there); `receiver` is the OTLP receiver's \
+         (the time to know ends at its stamp). EEVDF (Linux 6.6+) does not pick a \
          thread that ran beyond its share again until the runqueue's average virtual runtime has caught up with its \
          own: CPU taken in one run is paid for in waiting before a later one, the more so the more tasks are \
          runnable.\n"
@@ -220,8 +255,11 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
         "`{}`, its defaults otherwise (OTLP log export as soon as a record is queued, kernel log read, warnings \
          on), with {} hogs released at once, each in its own {:.0} MiB cgroup, {} times (one daemon throughout; \
          the widest storm's kills spanned {} in kernel time; percentiles over every storm's kills); bpftrace ran \
-         beside it. Time to know = the receiver's `received_unix_nano` (tests-runtime/otlp_sink.py, \
-         as it decodes the request) − the kill's `ktime_ns` put on the wall clock (CLOCK_REALTIME − \
+         beside it. Time to know = the receiver's `received_unix_nano` (tests-runtime/otlp_sink.py \
+         started for this run with `--write-behind`: it stamps each request as its handler starts and answers at \
+         once, as a collector answers once its pipeline has the data, then writes it as JSON from another thread; \
+         written before the answer, ~10 ms of Python per 50 records, the daemon's next request would wait for it) \
+         − the kill's `ktime_ns` put on the wall clock (CLOCK_REALTIME − \
          CLOCK_MONOTONIC read by the bench, ±{} ns). The records came in {} log requests.",
         know.command,
         know.kills,
@@ -261,6 +299,7 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
         .ok();
     }
     writeln!(out).ok();
+    split_table(out, know);
     if let (Some(otlp), Some(stdout)) = (otlp, stdout) {
         let after_pipeline = if otlp.p99_ms <= stdout.p99_ms {
             "the export adds nothing to the pipeline's tail (the records reached the receiver before the stdout \

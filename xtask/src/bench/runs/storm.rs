@@ -26,7 +26,7 @@ use crate::bench::{
         tracers,
     },
     settings::{
-        ATTACH_DEADLINE, DAEMON_SETTLE, DRAIN_QUIET, EVENT_DEADLINE, KNOW_DEADLINE, LIMIT_BYTES,
+        ATTACH_DEADLINE, DAEMON_SETTLE, DRAIN_QUIET, EVENT_DEADLINE, KNOW_DEADLINE, KNOW_RECEIVER_DIR, LIMIT_BYTES,
         PROBES_ATTACHED_DEADLINE, READYZ_DEADLINE, WAVE_EVENT_DEADLINE, WAVE_LIMIT_BYTES,
     },
 };
@@ -35,7 +35,7 @@ use oomtrace_testkit::{
     daemon::{free_port, wait_ready},
     http,
     live::{self, LiveSummary},
-    observability::{self, OtlpReceived, parse_exposition, records},
+    observability::{self, OtlpReceived, Sink, parse_exposition, records},
     procfs::{self, ThreadSched},
     tracer::{Observed, STDOUT_THREAD_PREFIX, Spec, Tracer},
 };
@@ -92,7 +92,8 @@ pub fn shared(
     let mut ours = Traced::start(&tracers::oomtrace_spec(oomtrace, Some(&bench.parent.path)), "oomtrace")?;
     let mut peer = start_peer(bpftrace);
     let deadline = if cgroups > 64 { WAVE_EVENT_DEADLINE } else { EVENT_DEADLINE };
-    let Storms { hogs, span_ms, threads, .. } = storms(&bench.storm, &mut ours, &mut peer, (rounds, deadline), name)?;
+    let Storms { hogs, span_ms, threads, .. } =
+        storms(&bench.storm, &mut ours, &mut peer, &[], (rounds, deadline), name)?;
     ours.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
     ours.tracer.stop().context("stopping oomtrace")?;
@@ -175,7 +176,7 @@ pub fn time_to_know(
     (kills, rounds): (usize, usize),
     cri_socket: Option<&str>,
 ) -> Result<KnowFigures> {
-    observability::otlp_available().context("the OTLP receiver")?;
+    let receiver = know_receiver()?;
     let address = format!("127.0.0.1:{}", free_port()?);
     let service = format!("{name}-know");
     let mut args = vec!["daemon", "--metrics-address", address.as_str()];
@@ -183,7 +184,7 @@ pub fn time_to_know(
         args.extend(["--cri-socket", socket]);
     }
     let env = vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", observability::otlp_grpc_address())),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", receiver.grpc)),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ("OTEL_SERVICE_NAME", service.clone()),
     ];
@@ -199,12 +200,15 @@ pub fn time_to_know(
     // before) goes out before the storm.
     thread::sleep(DAEMON_SETTLE);
     daemon.drain();
-    let mark = observability::otlp_mark();
+    let mark = receiver.mark();
     let clock = WallClock::read();
 
+    // The receiver's threads wait for the CPUs like the daemon's: their
+    // share of the time to know shows in the threads table.
+    let receiver_threads: Vec<(&'static str, u32)> = receiver.pid().map(|pid| ("receiver", pid)).into_iter().collect();
     let Storms { hogs, killed, span_ms, threads } =
-        storms(&bench.storm, &mut daemon, &mut peer, (rounds, EVENT_DEADLINE), "time to know")?;
-    let received = wait_for_records(mark, &service, &killed)?;
+        storms(&bench.storm, &mut daemon, &mut peer, &receiver_threads, (rounds, EVENT_DEADLINE), "time to know")?;
+    let received = wait_for_records(&receiver.out, mark, &service, &killed)?;
     daemon.drain();
     let kernel = kernel_oom_kills(&bench.storm)?;
     let drops = daemon_drops(&address);
@@ -212,6 +216,7 @@ pub fn time_to_know(
     let bpftrace = finish_peer(peer, &hogs, kernel);
 
     let mut otlp = Seen::default();
+    let (mut emitted_ns, mut delivered_ns) = (Vec::new(), Vec::new());
     let mut disagreement: Option<u64> = None;
     let mut log_requests = 0;
     for request in received.requests_of("logs") {
@@ -224,6 +229,11 @@ pub fn time_to_know(
             let kill_ns = clock.wall_ns(ktime_ns);
             if let Some(stamped) = record.time_unix_nano {
                 disagreement = disagreement.max(Some(stamped.abs_diff(kill_ns)));
+            }
+            if let Some(emitted) = record.observed_time_unix_nano {
+                let leg = |from, to| Observed { victim_pid: pid, ktime_ns: from, received_ns: to }.latency_ns();
+                emitted_ns.push(leg(kill_ns, emitted));
+                delivered_ns.push(leg(emitted, arrived_ns));
             }
             otlp.record(Observed { victim_pid: pid, ktime_ns: kill_ns, received_ns: arrived_ns });
         }
@@ -246,6 +256,8 @@ pub fn time_to_know(
         span_ms,
         otlp,
         stdout,
+        emitted_ns,
+        delivered_ns,
         bpftrace,
         log_requests,
         clock_disagreement_ns: disagreement,
@@ -265,15 +277,18 @@ struct Storms {
     threads: Result<Vec<ThreadCost>, String>,
 }
 
-/// `rounds` storms in `cgroups`, one after another, each waited for (see [`storm_once`]).
+/// `rounds` storms in `cgroups`, one after another, each waited for (see
+/// [`storm_once`]); the threads of `also` are read with the tracers'.
 fn storms(
     cgroups: &[MemCgroup],
     ours: &mut Traced,
     peer: &mut Result<Traced, String>,
+    also: &[(&'static str, u32)],
     (rounds, deadline): (usize, Duration),
     name: &str,
 ) -> Result<Storms> {
-    let pids = tracer_pids(ours, peer);
+    let mut pids = tracer_pids(ours, peer);
+    pids.extend_from_slice(also);
     let before = scheds(&pids);
     let (mut all_hogs, mut all_killed, mut widest) = (Vec::new(), Vec::new(), None::<f64>);
     for round in 1..=rounds {
@@ -328,12 +343,27 @@ fn kill_pid(record: &records::LogRecord) -> Option<u32> {
     u32::try_from(record.attr_i64("thread.id")?).ok()
 }
 
-/// What the receiver got from `service` after `mark`, once it holds a kill
-/// record for every one of `pids` (or at the deadline).
-fn wait_for_records(mark: u64, service: &str, pids: &[u32]) -> Result<OtlpReceived> {
+/// The time to know's own OTLP receiver (tests-runtime/otlp_sink.py on
+/// ports of its own), answering each request as soon as it has stamped it,
+/// as a collector answers once its pipeline has the data: the shared
+/// receiver writes each request as JSON before it answers (~10 ms of Python
+/// for 50 records), and the daemon, one request in flight, would wait for
+/// that before sending the next records.
+fn know_receiver() -> Result<Sink> {
+    observability::otlp_available().context("the OTLP receiver")?;
+    let dir = Path::new(KNOW_RECEIVER_DIR);
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (grpc, http) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
+    Sink::start_write_behind(dir, &grpc, &http).context("starting the time to know's OTLP receiver")
+}
+
+/// What `receiver` (its JSON lines at `out`) got from `service` after `mark`,
+/// once it holds a kill record for every one of `pids` (or at the deadline).
+fn wait_for_records(out: &Path, mark: u64, service: &str, pids: &[u32]) -> Result<OtlpReceived> {
     let deadline = Instant::now() + KNOW_DEADLINE;
     loop {
-        let received = OtlpReceived::read_since(mark)?.for_service(service);
+        let received = OtlpReceived::read_file_since(out, mark)?.for_service(service);
         let records = received.log_records();
         let has = |pid: &u32| records.iter().any(|record| kill_pid(record) == Some(*pid));
         if pids.iter().all(has) || Instant::now() >= deadline {

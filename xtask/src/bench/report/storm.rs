@@ -11,6 +11,13 @@ use crate::bench::{
     settings::TARGET_PEER_FACTOR,
 };
 
+/// How a latency table's row reads its figure from a [`Latency`].
+type Read = fn(&Latency) -> f64;
+
+/// The rows of each latency table: the percentile's name and how to read it.
+const PERCENTILES: [(&str, Read); 3] =
+    [("p50", |l: &Latency| l.p50_ms), ("p99", |l: &Latency| l.p99_ms), ("max", |l: &Latency| l.max_ms)];
+
 pub const BLOCK_BEGIN: &str = "<!-- storm: begin (cargo xtask bench --only storm writes this block) -->";
 pub const BLOCK_END: &str = "<!-- storm: end -->";
 pub const BLOCK: crate::marked::Block = crate::marked::Block { begin: BLOCK_BEGIN, end: BLOCK_END };
@@ -89,13 +96,9 @@ fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, S
     writeln!(out, "| | oomtrace live | bpftrace | oomtrace / bpftrace |\n|---|---|---|---|").ok();
     let peer_events = phase.bpftrace.as_ref().map_or_else(|why| format!("n/a ({why})"), events_cell);
     writeln!(out, "| events | {} | {peer_events} | |", events_cell(&phase.oomtrace)).ok();
-    for (name, value) in [
-        ("kill-to-line p50", (|l: &Latency| l.p50_ms) as fn(&Latency) -> f64),
-        ("kill-to-line p99", |l: &Latency| l.p99_ms),
-        ("kill-to-line max", |l: &Latency| l.max_ms),
-    ] {
+    for (name, value) in PERCENTILES {
         let (a, b) = (ours.as_ref().map(value), peer_cell(value));
-        writeln!(out, "| {name} | {} | {} | {} |", cell(a, "ms", 3), cell(b, "ms", 3), ratio(a, b)).ok();
+        writeln!(out, "| kill-to-line {name} | {} | {} | {} |", cell(a, "ms", 3), cell(b, "ms", 3), ratio(a, b)).ok();
     }
     writeln!(out, "| kernel oom_kill counters | {} | | |", phase.oomtrace.kernel_oom_kills).ok();
     writeln!(out).ok();
@@ -132,7 +135,6 @@ fn shared_section(out: &mut String, heading: &str, phase: &Result<SharedKills, S
     writeln!(out).ok();
 }
 
-/// What each tracer's threads used and waited for over the kills.
 /// The receiver's time to know in two legs, at the record's own
 /// `observed_time_unix_nano`: which side of the daemon's event thread the
 /// time is spent on.
@@ -151,12 +153,14 @@ fn split_table(out: &mut String, know: &KnowFigures) {
     )
     .ok();
     writeln!(out, "| | kill to the daemon's emit | emit to the receiver |\n|---|---|---|").ok();
-    for (name, a, b) in [
-        ("p50", emitted.p50_ms, delivered.p50_ms),
-        ("p99", emitted.p99_ms, delivered.p99_ms),
-        ("max", emitted.max_ms, delivered.max_ms),
-    ] {
-        writeln!(out, "| {name} | {} | {} |", cell(Some(a), "ms", 3), cell(Some(b), "ms", 3)).ok();
+    for (name, value) in PERCENTILES {
+        writeln!(
+            out,
+            "| {name} | {} | {} |",
+            cell(Some(value(&emitted)), "ms", 3),
+            cell(Some(value(&delivered)), "ms", 3)
+        )
+        .ok();
     }
     writeln!(out).ok();
     let larger = if delivered.p99_ms >= emitted.p99_ms {
@@ -167,6 +171,7 @@ fn split_table(out: &mut String, know: &KnowFigures) {
     writeln!(out, "The larger leg at p99 is {larger}.\n").ok();
 }
 
+/// What each tracer's threads used and waited for over the kills.
 fn threads_table(out: &mut String, threads: &Result<Vec<ThreadCost>, String>, kills: usize) {
     let threads = match threads {
         Ok(threads) => threads,
@@ -282,11 +287,7 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
     .ok();
     let peer_events = know.bpftrace.as_ref().map_or_else(|why| format!("n/a ({why})"), events_cell);
     writeln!(out, "| events | {} | {} | {peer_events} | |", events_cell(&know.otlp), events_cell(&know.stdout)).ok();
-    for (name, value) in [
-        ("p50", (|l: &Latency| l.p50_ms) as fn(&Latency) -> f64),
-        ("p99", |l: &Latency| l.p99_ms),
-        ("max", |l: &Latency| l.max_ms),
-    ] {
+    for (name, value) in PERCENTILES {
         let (a, b, c) = (otlp.as_ref().map(value), stdout.as_ref().map(value), peer.as_ref().map(value));
         writeln!(
             out,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::vm::{
     qemu::Boot,
-    report::{Outcome, summary_count, test_outcomes, without_colours},
+    report::{Outcome, failure_excerpt, summary_count, test_outcomes, without_colours},
 };
 
 #[derive(Clone, Debug)]
@@ -72,12 +72,7 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> NodeResult {
             }
         });
     let passed = problem.is_none() && failed == 0 && suite_rc == Some(0) && boot.exit_code == Some(0);
-    let failure_excerpt = if passed {
-        String::new()
-    } else {
-        let tail: Vec<&str> = lines.iter().rev().take(80).copied().collect();
-        format!("{}\n--- console ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"), boot.console_tail)
-    };
+    let failure_excerpt = if passed { String::new() } else { failure_excerpt(&lines, &boot.console_tail) };
     let text = |key: &str| marker(&lines, key).unwrap_or("?").to_owned();
     NodeResult {
         label,

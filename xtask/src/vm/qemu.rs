@@ -116,10 +116,39 @@ pub fn boot(guest: &Guest, work: &Path) -> Result<Boot> {
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     let exit_code = read(&rc).lines().find_map(|l| l.strip_prefix("VM_EXIT=")).and_then(|v| v.trim().parse().ok());
     let console_text = read(&console);
-    let tail: Vec<&str> = console_text.lines().rev().take(40).collect();
+    // systemd redraws its "Job ... running (6min 20s / no limit)" spinner
+    // twice a second while the suite's unit starts: that says nothing.
+    let tail: Vec<&str> = console_text.lines().rev().filter(|line| !is_progress_line(line)).take(40).collect();
     let mut console_tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
     if !finished {
         console_tail.push_str(&format!("\n(vm-test: timed out after {timeout:?})"));
     }
     Ok(Boot { output: read(&output), exit_code, console_tail, elapsed: started.elapsed() })
+}
+
+/// A line of systemd's progress spinner (`[  *** ] Job x.service/start running
+/// (1min 2s / no limit)`, `A start job is running for ...`) or its residue.
+fn is_progress_line(line: &str) -> bool {
+    let line = line.trim();
+    line.is_empty()
+        || line == "M"
+        || (line.contains("] Job ") && line.contains(" running ("))
+        || line.contains("A start job is running for")
+        || line.contains("A stop job is running for")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_progress_line;
+
+    #[test]
+    fn systemds_spinner_is_not_kept_in_the_console_tail() {
+        let spinner =
+            "\u{1b}[K[\u{1b}[0;31m*     \u{1b}[0m] Job oomtrace-node-test.service/start running (6min 23s / no limit)";
+        assert!(is_progress_line(spinner));
+        assert!(is_progress_line("M"));
+        assert!(is_progress_line("[ *** ] A start job is running for oomtrace (1min / no limit)"));
+        assert!(!is_progress_line("[  402.679783] Out of memory: Killed process 2263 (hog)"));
+        assert!(!is_progress_line("[  OK  ] Removed slice kubepods-besteffort.slice."));
+    }
 }

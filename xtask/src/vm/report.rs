@@ -136,7 +136,6 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
     let failure_excerpt = if passed {
         String::new()
     } else {
-        let tail: Vec<&str> = text.lines().rev().take(80).collect();
         let unexercised = if unexercised.is_empty() {
             String::new()
         } else {
@@ -146,11 +145,9 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
                 unexercised.join(" ")
             )
         };
-        format!(
-            "{unexercised}{}\n--- console ---\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            boot.console_tail
-        )
+        let output: Vec<String> = text.lines().map(without_colours).collect();
+        let output: Vec<&str> = output.iter().map(String::as_str).collect();
+        format!("{unexercised}{}", failure_excerpt(&output, &boot.console_tail))
     };
     KernelResult {
         label,
@@ -167,6 +164,39 @@ pub fn parse(label: &'static str, release: &str, boot: &Boot) -> KernelResult {
         elapsed: boot.elapsed,
         failure_excerpt,
     }
+}
+
+/// What a failed run printed, for the matrix to show: the output's last 80
+/// lines, the console's tail, then what the harness said of each failed test
+/// (its `failures:` block, which the lines after it may have pushed out of
+/// the tail), last, where a reader of a long log looks first.
+pub fn failure_excerpt(lines: &[&str], console_tail: &str) -> String {
+    let tail = &lines[lines.len().saturating_sub(80)..];
+    let mut excerpt = format!("{}\n--- console ---\n{console_tail}", tail.join("\n"));
+    if let Some(failures) = failure_messages(lines) {
+        excerpt.push_str(&format!("\n--- the failed tests' messages ---\n{failures}"));
+    }
+    excerpt
+}
+
+/// The harness' `failures:` blocks (one per test binary that failed): each
+/// failed test's `---- name ----` and its message, without the list of
+/// their names that follows.
+pub fn failure_messages(lines: &[&str]) -> Option<String> {
+    let mut blocks = Vec::new();
+    let mut rest = lines;
+    while let Some(at) = rest.iter().position(|line| line.trim_end() == "failures:") {
+        rest = &rest[at + 1..];
+        let end = rest.iter().position(|line| line.trim_end() == "failures:").unwrap_or(rest.len());
+        let block = rest[..end].join("\n");
+        if block.trim_start().starts_with("---- ") {
+            blocks.push(block.trim().to_owned());
+        }
+        rest = &rest[end.min(rest.len())..];
+        // The names' list: skip its heading.
+        rest = rest.get(1..).unwrap_or_default();
+    }
+    (!blocks.is_empty()).then(|| blocks.join("\n\n"))
 }
 
 /// `line` without ANSI colour sequences (`ESC [ ... m`).
@@ -393,6 +423,21 @@ mod tests {
         assert_eq!(summary_count(lines[6], "passed"), Some(2));
         assert_eq!(summary_count(lines[1], "failed"), None);
         assert_eq!(without_colours("test x ... \u{1b}[32mok\u{1b}[0m"), "test x ... ok");
+    }
+
+    #[test]
+    fn a_failed_tests_message_ends_the_excerpt_even_when_the_tail_has_moved_past_it() {
+        let mut lines = vec!["running 2 tests", "test a ... ok", "test b ... FAILED", "", "failures:", ""];
+        lines.extend(["---- b ----", "not warned; the kill: pid 7", "", "", "failures:", "    b", ""]);
+        lines.push("test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s");
+        lines.extend(std::iter::repeat_n("containerd: shim disconnected", 100));
+        lines.extend(["failures:", "", "---- c ----", "boom", "", "failures:", "    c"]);
+        let messages = failure_messages(&lines);
+        assert_eq!(messages.as_deref(), Some("---- b ----\nnot warned; the kill: pid 7\n\n---- c ----\nboom"));
+        let excerpt = failure_excerpt(&lines, "[ 1.0] reboot: Power down");
+        assert!(excerpt.ends_with("---- c ----\nboom"), "{excerpt}");
+        assert!(excerpt.contains("--- console ---\n[ 1.0] reboot: Power down\n--- the failed tests' messages ---"));
+        assert_eq!(failure_messages(&["test result: ok. 2 passed"]), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub use crate::config::LogFormat;
 use crate::{
     config::{
         ConfigError, DEFAULT_CRI_TIMEOUT, DEFAULT_MAX_LABEL_SERIES, DEFAULT_METRICS_ADDRESS, DEFAULT_OTLP_QUEUE,
-        DEFAULT_STATE_DIR, DaemonConfig, FileConfig, WarnSettings, load_file, parse_size,
+        DEFAULT_STATE_DIR, DaemonConfig, FileConfig, REPORT_CRI_TIMEOUT, WarnSettings, load_file, parse_size,
     },
     diagnose::{DiagnoseOptions, ReportFormat},
     filter::{
@@ -115,8 +115,8 @@ impl TopArgs {
             rows: self.rows,
             cgroup_prefix: self.cgroup,
             warn: WarnOptions::from_settings(self.warn.settings(None, None)),
+            cri_timeout: self.cri.report_timeout(),
             cri_socket: self.cri.cri_socket,
-            cri_timeout: self.cri.cri_timeout,
         }
     }
 }
@@ -142,8 +142,8 @@ impl DiagnoseArgs {
         let options = DiagnoseOptions {
             source: self.log.source(),
             since: parse_since(self.since.as_deref())?,
+            cri_timeout: self.cri.report_timeout(),
             cri_socket: self.cri.cri_socket,
-            cri_timeout: self.cri.cri_timeout,
         };
         Ok((options, self.output))
     }
@@ -198,8 +198,8 @@ impl HistoryArgs {
             since: parse_since(self.since.as_deref())?,
             output: self.output,
             filter: self.filter.into(),
+            cri_timeout: self.cri.report_timeout(),
             cri_socket: self.cri.cri_socket,
-            cri_timeout: self.cri.cri_timeout,
             verbose: self.verbose,
         })
     }
@@ -288,9 +288,22 @@ pub struct CriArgs {
     /// CRI socket of the container runtime (default: containerd's, then CRI-O's).
     #[arg(long, value_name = "PATH", env = "OOMTRACE_CRI_SOCKET")]
     pub cri_socket: Option<PathBuf>,
-    /// Longest wait for one CRI call, e.g. "250ms"; on timeout the event keeps what the cgroup path gives.
-    #[arg(long, value_parser = parse_duration, default_value = "250ms")]
-    pub cri_timeout: Duration,
+    /// Longest wait for one CRI call, e.g. "500ms"; on timeout the workload keeps what the cgroup path gives
+    /// [default: 250ms for `live`, whose events wait for it; 2s for `top`, `whois`, `history`, `diagnose`].
+    #[arg(long, value_parser = parse_duration)]
+    pub cri_timeout: Option<Duration>,
+}
+
+impl CriArgs {
+    /// The timeout where each event waits for the runtime's answer.
+    pub fn event_timeout(&self) -> Duration {
+        self.cri_timeout.unwrap_or(DEFAULT_CRI_TIMEOUT)
+    }
+
+    /// The timeout where a person waits for a report or a view.
+    pub fn report_timeout(&self) -> Duration {
+        self.cri_timeout.unwrap_or(REPORT_CRI_TIMEOUT)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -387,8 +400,8 @@ impl LiveArgs {
                 },
                 ring_bytes,
                 ebpf_log: self.ebpf_log.level(),
+                cri_timeout: self.cri.event_timeout(),
                 cri_socket: self.cri.cri_socket,
-                cri_timeout: self.cri.cri_timeout,
                 node_name: None,
                 kernel_log: if self.no_kernel_log { KernelLogMode::Off } else { KernelLogMode::Join },
                 warnings: (!self.no_warnings).then(|| WarnOptions::from_settings(self.warn.settings(None, None))),
@@ -511,6 +524,22 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Text);
         assert!(config.events_stdout);
         assert_eq!(config.cri_timeout, DEFAULT_CRI_TIMEOUT);
+    }
+
+    #[test]
+    fn a_cri_call_waits_250ms_where_events_wait_and_2s_where_a_person_does() {
+        let top = |extra: &[&str]| match Cli::parse_from([&["oomtrace", "top"], extra].concat()).command {
+            Command::Top(args) => args.options().cri_timeout,
+            other => panic!("not top: {other:?}"),
+        };
+        assert_eq!(top(&[]), REPORT_CRI_TIMEOUT);
+        assert_eq!(top(&["--cri-timeout", "300ms"]), Duration::from_millis(300));
+        match Cli::parse_from(["oomtrace", "live"]).command {
+            Command::Live(args) => {
+                assert_eq!(args.options().expect("valid").pipeline.cri_timeout, DEFAULT_CRI_TIMEOUT)
+            }
+            other => panic!("not live: {other:?}"),
+        }
     }
 
     #[test]

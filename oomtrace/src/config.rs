@@ -9,7 +9,12 @@ use serde::Deserialize;
 pub const DEFAULT_METRICS_ADDRESS: &str = "0.0.0.0:9101";
 pub const DEFAULT_MAX_LABEL_SERIES: usize = 2000;
 pub const DEFAULT_OTLP_QUEUE: usize = 2048;
+/// The bound on one CRI call where an event waits for it (`live`, `daemon`).
 pub const DEFAULT_CRI_TIMEOUT: Duration = Duration::from_millis(250);
+/// The bound on one CRI call where a person waits for a report or a view
+/// instead (`top`, `whois`, `history`, `diagnose`): names matter more there
+/// than a quarter of a second, and a busy node's runtime may need more.
+pub const REPORT_CRI_TIMEOUT: Duration = Duration::from_secs(2);
 /// Warn when a cgroup's time to OOM falls under this.
 pub const DEFAULT_WARN_WITHIN: Duration = Duration::from_secs(300);
 /// The kubelet's default `--eviction-hard` `memory.available<100Mi`.

@@ -66,7 +66,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.can_trace() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Whois(args) => {
-            let report = block_on(oomtrace::whois::run(&args.targets, args.cri.cri_socket, args.cri.cri_timeout))?;
+            let timeout = args.cri.report_timeout();
+            let report = block_on(oomtrace::whois::run(&args.targets, args.cri.cri_socket, timeout))?;
             print!("{}", oomtrace::whois::render(&report, args.output)?);
             Ok(if report.iter().all(|r| r.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

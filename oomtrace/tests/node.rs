@@ -284,7 +284,12 @@ fn container_memory(id: &str) -> Result<u64> {
             let text = std::fs::read_to_string(dir.join("memory.current"))?;
             return Ok(text.trim().parse()?);
         }
-        dirs.extend(std::fs::read_dir(&dir)?.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        // Another scenario's pod slice may be removed while this walks it.
+        let entries = match std::fs::read_dir(&dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            entries => entries.with_context(|| format!("reading {}", dir.display()))?,
+        };
+        dirs.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
     }
     bail!("no {scope} under /sys/fs/cgroup/kubepods.slice")
 }

@@ -9,7 +9,14 @@ pub(crate) mod qemu;
 pub(crate) mod report;
 pub(crate) mod run;
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -151,17 +158,31 @@ impl Matrix<'_> {
             }
             Ok(verdict)
         };
-        let mut results = Vec::with_capacity(kernels.len());
-        for chunk in kernels.chunks(self.jobs.max(1)) {
-            let chunk_results: Vec<Result<T>> = std::thread::scope(|scope| {
-                let boot_one = &boot_one;
-                let handles: Vec<_> = chunk.iter().map(|kernel| scope.spawn(move || boot_one(kernel))).collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("VM thread panicked"))).collect()
-            });
-            for result in chunk_results {
-                results.push(result?);
+        // `jobs` workers, each booting the next kernel not yet taken as soon
+        // as its VM ends (fixed groups of `jobs` would wait for their slowest).
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Result<T>>>> = kernels.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..self.jobs.clamp(1, kernels.len().max(1)) {
+                scope.spawn(|| {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(kernel) = kernels.get(index) else { break };
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boot_one(kernel)))
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("the VM thread of {} panicked", kernel.label)));
+                        *slots[index].lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+                    }
+                });
             }
-        }
-        Ok(results)
+        });
+        slots
+            .into_iter()
+            .zip(kernels)
+            .map(|(slot, kernel)| {
+                slot.into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .unwrap_or_else(|| Err(anyhow::anyhow!("{} was never booted", kernel.label)))
+            })
+            .collect()
     }
 }

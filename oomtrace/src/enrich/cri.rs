@@ -100,12 +100,17 @@ impl CriClient {
         let channel = Endpoint::try_from("http://[::]:0")
             .map_err(|e| CriError::Endpoint(e.to_string()))?
             .connect_timeout(timeout)
-            .timeout(timeout)
             .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
                 async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
             }));
         Ok(Self { socket: socket.to_path_buf(), client: RuntimeServiceClient::new(channel), timeout })
+    }
+
+    /// The same client (the same connection), each call bounded by
+    /// `timeout` instead: for calls no event waits for.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self { timeout, ..self.clone() }
     }
 
     /// The first default socket that exists.
@@ -117,6 +122,11 @@ impl CriClient {
         &self.socket
     }
 
+    /// The bound on each call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     async fn bounded<T>(
         &self,
         call: &'static str,
@@ -124,7 +134,7 @@ impl CriClient {
     ) -> Result<T, CriError> {
         match tokio::time::timeout(self.timeout, future).await {
             Err(_) => Err(CriError::Timeout { call, timeout: self.timeout }),
-            // tonic's own transport timeout (the same bound) surfaces as a cancelled call.
+            // A deadline the runtime itself gave up on surfaces as a cancelled call.
             Ok(Err(status)) if matches!(status.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded) => {
                 Err(CriError::Timeout { call, timeout: self.timeout })
             }

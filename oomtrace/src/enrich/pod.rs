@@ -125,10 +125,14 @@ impl PodResolver {
 
     /// Keeps learning the containers the runtime starts, every `every`, on a
     /// task of its own, so a container is known before its kill even when
-    /// the runtime cannot answer then (a node out of memory). For the
-    /// long-running commands; stops when the resolver is dropped.
+    /// the runtime cannot answer then (a node out of memory). No event waits
+    /// for a listing: each may take up to `every`, however short the bound
+    /// on the calls an event waits for (a busy runtime may list in more than
+    /// that, and would then never be learned from). For the long-running
+    /// commands; stops when the resolver is dropped.
     pub fn keep_learning(&self, every: Duration) -> Option<refresh::Learner> {
-        let cri = self.cri.as_ref().ok()?.clone();
+        let cri = self.cri.as_ref().ok()?;
+        let cri = cri.with_timeout(every.max(cri.timeout()));
         Some(refresh::Learner::spawn(cri, self.cache.clone(), every))
     }
 

@@ -48,6 +48,11 @@ pub struct NodeTestArgs {
     /// Where to write the report (only when the default kernels ran).
     #[arg(long, default_value = "docs/node.md")]
     pub report: String,
+    /// Build everything the nodes boot (the static suite, the DaemonSet's
+    /// image, the rootfs, the initramfs) and stop: a later run finds it
+    /// built. `.ci/run` does this beside vm-test, at the lowest priority.
+    #[arg(long)]
+    pub prepare_only: bool,
 }
 
 pub fn run(workspace: &Path, args: &NodeTestArgs) -> Result<()> {
@@ -78,6 +83,10 @@ pub fn run(workspace: &Path, args: &NodeTestArgs) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     eprintln!("node-test: packing the node initramfs");
     let initrd = initramfs::build(&work, &rootfs, &kernels, &payload)?;
+    if args.prepare_only {
+        eprintln!("node-test: prepared {} in {:.0} s", initrd.display(), started.elapsed().as_secs_f64());
+        return Ok(());
+    }
 
     let matrix = vm::Matrix {
         initrd: &initrd,

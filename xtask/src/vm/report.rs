@@ -182,7 +182,7 @@ pub fn failure_excerpt(lines: &[&str], console_tail: &str) -> String {
 /// The harness' `failures:` blocks (one per test binary that failed): each
 /// failed test's `---- name ----` and its message, without the list of
 /// their names that follows.
-pub fn failure_messages(lines: &[&str]) -> Option<String> {
+fn failure_messages(lines: &[&str]) -> Option<String> {
     let mut blocks = Vec::new();
     let mut rest = lines;
     while let Some(at) = rest.iter().position(|line| line.trim_end() == "failures:") {
@@ -192,9 +192,8 @@ pub fn failure_messages(lines: &[&str]) -> Option<String> {
         if block.trim_start().starts_with("---- ") {
             blocks.push(block.trim().to_owned());
         }
-        rest = &rest[end.min(rest.len())..];
-        // The names' list: skip its heading.
-        rest = rest.get(1..).unwrap_or_default();
+        // The names' list that follows: skip its heading.
+        rest = rest.get(end + 1..).unwrap_or_default();
     }
     (!blocks.is_empty()).then(|| blocks.join("\n\n"))
 }

@@ -1,7 +1,7 @@
 //! The watcher and the forecast on their own thread, so that reading
 //! cgroupfs never delays a kill event: warnings come out of a channel, and a
 //! kill asks whether it was warned (one map lookup under a lock the thread
-//! holds only while it takes a poll's readings).
+//! holds only while it takes one reading).
 
 use std::{
     sync::{
@@ -112,7 +112,7 @@ impl Foresight {
 }
 
 /// What the watcher knows, read from any thread: each read copies it under
-/// the lock the watcher's thread holds only while it takes a poll's readings.
+/// the lock the watcher's thread holds only while it takes one reading.
 #[derive(Clone)]
 pub struct ForesightView {
     shared: Arc<Mutex<Shared>>,
@@ -152,20 +152,24 @@ fn watch_until_stopped(
     let mut events = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         watcher.poll(Instant::now(), &mut events);
-        {
-            let mut shared = lock(shared);
-            for event in events.drain(..) {
-                let change = match &event {
+        for event in events.drain(..) {
+            // The lock for one reading at a time, never a whole poll's: a
+            // kill's verdict waits for this thread's work on one cgroup at
+            // most, also when this thread loses its CPU mid-poll (a storm's
+            // hundreds of runnable tasks: it waited 40 ms per run).
+            let change = {
+                let mut shared = lock(shared);
+                match &event {
                     WatchEvent::Reading(reading) => shared.forecaster.observe(reading),
                     WatchEvent::Gone(watched) => shared.forecaster.forget(watched),
-                };
-                if let Some(change) = change {
-                    // (A closed channel: the pipeline is stopping.)
-                    let _ = tx.send(change);
                 }
+            };
+            if let Some(change) = change {
+                // (A closed channel: the pipeline is stopping.)
+                let _ = tx.send(change);
             }
-            shared.stats = watcher.stats();
         }
+        lock(shared).stats = watcher.stats();
         let wait = watcher.next_due().saturating_duration_since(Instant::now()).min(MAX_SLEEP);
         std::thread::sleep(wait.max(Duration::from_millis(5)));
     }

@@ -43,6 +43,9 @@ enum Command {
     EbpfObject(ebpf_object::EbpfObjectArgs),
     /// Write docs/event.schema.json from oomtrace-event's types.
     Schema,
+    /// The bench's OTLP/gRPC receiver (run by `bench`, the time to know).
+    #[command(hide = true)]
+    OtlpReceiver(bench::receiver::ReceiverArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::NodeTest(args) => node::run(&workspace_root(), &args),
         Command::EbpfObject(args) => ebpf_object::run(&workspace_root(), &args),
         Command::Schema => write_schema(&workspace_root()),
+        Command::OtlpReceiver(args) => bench::receiver::serve(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

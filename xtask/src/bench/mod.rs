@@ -23,6 +23,7 @@
 mod ebpf_log;
 mod figures;
 mod host;
+pub mod receiver;
 mod report;
 mod runs;
 mod settings;
@@ -394,14 +395,19 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
     let know = match observability_state.as_ref().and_then(ComponentState::unavailable) {
         Some(reason) => Err(reason.to_owned()),
         None if args.no_daemon => Err("skipped (--no-daemon)".to_owned()),
-        None => measured(runs::storm::time_to_know(
-            &oomtrace,
-            &bpftrace,
-            &hierarchy,
-            &name,
-            (args.know as usize, args.know_rounds as usize),
-            cri_socket.as_deref(),
-        )),
+        // The receiver optimized, as a collector is (the debug build's
+        // decoding took a millisecond of CPU per request).
+        None => measured(release_binary_of(&root, args, "xtask").and_then(|receiver| {
+            runs::storm::time_to_know(
+                &oomtrace,
+                &receiver,
+                &bpftrace,
+                &hierarchy,
+                &name,
+                (args.know as usize, args.know_rounds as usize),
+                cri_socket.as_deref(),
+            )
+        })),
     };
     let figures = figures::StormFigures {
         invocation: format!(
@@ -453,18 +459,23 @@ fn write_report(output: &Path, markdown: &str) -> Result<()> {
 
 /// target/release/oomtrace, built unless `--no-build`.
 fn release_binary(root: &Path, args: &BenchArgs) -> Result<PathBuf> {
-    let oomtrace = root.join("target/release/oomtrace");
+    release_binary_of(root, args, "oomtrace")
+}
+
+/// target/release/<package> (its binary of the same name), built unless `--no-build`.
+fn release_binary_of(root: &Path, args: &BenchArgs, package: &str) -> Result<PathBuf> {
+    let binary = root.join("target/release").join(package);
     if args.no_build {
-        if !oomtrace.exists() {
+        if !binary.exists() {
             bail!(
-                "--no-build given but {} does not exist; build it with `cargo build --release -p oomtrace`",
-                oomtrace.display()
+                "--no-build given but {} does not exist; build it with `cargo build --release -p {package}`",
+                binary.display()
             );
         }
     } else {
-        host::cargo_build_release(root, &["-p", "oomtrace"])?;
+        host::cargo_build_release(root, &["-p", package])?;
     }
-    Ok(oomtrace)
+    Ok(binary)
 }
 
 /// A section that is skipped with `skipped` (its flag), unavailable when the

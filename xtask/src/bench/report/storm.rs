@@ -260,10 +260,10 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
         "`{}`, its defaults otherwise (OTLP log export as soon as a record is queued, kernel log read, warnings \
          on), with {} hogs released at once, each in its own {:.0} MiB cgroup, {} times (one daemon throughout; \
          the widest storm's kills spanned {} in kernel time; percentiles over every storm's kills); bpftrace ran \
-         beside it. Time to know = the receiver's `received_unix_nano` (tests-runtime/otlp_sink.py \
-         started for this run with `--write-behind`: it stamps each request as its handler starts and answers at \
-         once, as a collector answers once its pipeline has the data, then writes it as JSON from another thread; \
-         written before the answer, ~10 ms of Python per 50 records, the daemon's next request would wait for it) \
+         beside it. Time to know = the receiver's `received_unix_nano` (`xtask otlp-receiver`, \
+         xtask/src/bench/receiver.rs: an OTLP/gRPC server of the official protocol types on tonic, in a process \
+         of its own; it stamps each request as its handler starts, answers at once, as a collector answers once \
+         its pipeline has the data, and writes it from another thread) \
          − the kill's `ktime_ns` put on the wall clock (CLOCK_REALTIME − \
          CLOCK_MONOTONIC read by the bench, ±{} ns). The records came in {} log requests.",
         know.command,

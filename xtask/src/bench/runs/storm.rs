@@ -20,6 +20,7 @@ use anyhow::{Context as _, Result};
 use crate::bench::{
     figures::{KillRun, KnowFigures, SharedKills, ThreadCost},
     host::progress,
+    receiver::Receiver,
     runs::{
         daemon,
         kills::{Seen, kernel_oom_kills, kill_at_once},
@@ -35,7 +36,7 @@ use oomtrace_testkit::{
     daemon::{free_port, wait_ready},
     http,
     live::{self, LiveSummary},
-    observability::{self, OtlpReceived, Sink, parse_exposition, records},
+    observability::{OtlpReceived, parse_exposition, records},
     procfs::{self, ThreadSched},
     tracer::{Observed, STDOUT_THREAD_PREFIX, Spec, Tracer},
 };
@@ -170,13 +171,14 @@ pub fn wave(
 /// find its records), bpftrace beside it.
 pub fn time_to_know(
     oomtrace: &Path,
+    receiver_exe: &Path,
     bpftrace: &Result<Spec, String>,
     hierarchy: &Hierarchy,
     name: &str,
     (kills, rounds): (usize, usize),
     cri_socket: Option<&str>,
 ) -> Result<KnowFigures> {
-    let receiver = know_receiver()?;
+    let receiver = know_receiver(receiver_exe)?;
     let address = format!("127.0.0.1:{}", free_port()?);
     let service = format!("{name}-know");
     let mut args = vec!["daemon", "--metrics-address", address.as_str()];
@@ -343,19 +345,15 @@ fn kill_pid(record: &records::LogRecord) -> Option<u32> {
     u32::try_from(record.attr_i64("thread.id")?).ok()
 }
 
-/// The time to know's own OTLP receiver (tests-runtime/otlp_sink.py on
-/// ports of its own), answering each request as soon as it has stamped it,
-/// as a collector answers once its pipeline has the data: the shared
-/// receiver writes each request as JSON before it answers (~10 ms of Python
-/// for 50 records), and the daemon, one request in flight, would wait for
-/// that before sending the next records.
-fn know_receiver() -> Result<Sink> {
-    observability::otlp_available().context("the OTLP receiver")?;
+/// The time to know's own OTLP receiver ([`Receiver`], `exe otlp-receiver`
+/// on a port of its own): it stamps each request as it arrives and answers
+/// at once.
+fn know_receiver(exe: &Path) -> Result<Receiver> {
     let dir = Path::new(KNOW_RECEIVER_DIR);
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (grpc, http) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
-    Sink::start_write_behind(dir, &grpc, &http).context("starting the time to know's OTLP receiver")
+    let grpc = format!("127.0.0.1:{}", free_port()?);
+    Receiver::start(exe, dir, &grpc).context("starting the time to know's OTLP receiver")
 }
 
 /// What `receiver` (its JSON lines at `out`) got from `service` after `mark`,

@@ -44,9 +44,19 @@ pub struct VmTestArgs {
     /// Where to write the kernel table (only when every series ran).
     #[arg(long, default_value = "docs/kernels.md")]
     pub report: String,
+    /// Build the guests' static test binaries and oomtrace and stop (no
+    /// kernels, no packages): a later run finds them built. `.ci/run` does
+    /// this beside the host tests, at the lowest priority.
+    #[arg(long)]
+    pub build_only: bool,
 }
 
 pub fn run(workspace: &Path, args: &VmTestArgs) -> Result<()> {
+    if args.build_only {
+        let built = build::build(workspace, None)?;
+        eprintln!("vm-test: built {} test binaries and {}", built.tests.len(), built.oomtrace.display());
+        return Ok(());
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("vm-test must run as root (it installs packages; the guests need nothing from the host)");

@@ -9,8 +9,8 @@ It accepts every OTLP transport the daemon can be configured with:
              Content-Type application/x-protobuf or application/json,
              optionally Content-Encoding gzip or chunked bodies)
 
-and appends each export request, as soon as it arrives (before answering it,
-unless --write-behind), as one JSON line to --out:
+and appends each export request, as soon as it arrives, as one JSON line to
+--out:
 
   {"signal": "logs" | "metrics" | "traces",
    "transport": "grpc" | "http",
@@ -40,7 +40,6 @@ import argparse
 import base64
 import gzip
 import json
-import queue
 import signal
 import ssl
 import sys
@@ -85,52 +84,21 @@ def hex_ids_to_base64(node):
 
 
 class Recorder:
-    """Appends one JSON line per request; every line is flushed at once.
+    """Appends one JSON line per request; every line is flushed at once."""
 
-    By default a request is written before it is answered, so whatever a
-    client saw acknowledged is in the file. With write_behind the request is
-    stamped and queued for a writer thread, then answered at once, as a
-    collector answers once its pipeline has taken the data: turning a request
-    into JSON costs this Python process ~0.2 ms per log record (~10 ms for 50),
-    time a client sending one request at a time would otherwise wait before
-    its next one. The file then lags the answers; read it until it has what
-    is expected."""
-
-    def __init__(self, path, write_behind=False):
+    def __init__(self, path):
         self.lock = threading.Lock()
         self.out = open(path, "a", encoding="utf-8")
         self.counts = {(s, t): 0 for s in SIGNALS for t in ("grpc", "http")}
         self.started = time.time()
-        self.pending = queue.SimpleQueue() if write_behind else None
-        self.writer = None
-        if write_behind:
-            self.writer = threading.Thread(target=self._write_behind, name="writer", daemon=True)
-            self.writer.start()
 
     def record(self, signal_name, transport, encoding, request):
-        received = time.time_ns()
-        if self.pending is not None:
-            self.pending.put((signal_name, transport, encoding, received, request))
-        else:
-            self._write(signal_name, transport, encoding, received, request)
-
-    def _write_behind(self):
-        while (item := self.pending.get()) is not None:
-            self._write(*item)
-
-    def drain(self):
-        """Writes what is queued (write_behind), then returns."""
-        if self.writer is not None:
-            self.pending.put(None)
-            self.writer.join()
-
-    def _write(self, signal_name, transport, encoding, received, request):
         line = json.dumps(
             {
                 "signal": signal_name,
                 "transport": transport,
                 "encoding": encoding,
-                "received_unix_nano": received,
+                "received_unix_nano": time.time_ns(),
                 "request": json_format.MessageToDict(request, preserving_proto_field_name=True),
             },
             separators=(",", ":"),
@@ -307,11 +275,6 @@ def main():
     parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve TLS with")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--tls-client-ca", help="PEM CA that must sign client certificates (mutual TLS)")
-    parser.add_argument(
-        "--write-behind",
-        action="store_true",
-        help="answer each request once stamped and queued; a writer thread appends it (see Recorder)",
-    )
     args = parser.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         sys.exit("otlp sink: --tls-cert and --tls-key go together")
@@ -319,7 +282,7 @@ def main():
         sys.exit("otlp sink: --tls-client-ca needs --tls-cert and --tls-key")
     tls = (args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
 
-    recorder = Recorder(args.out, args.write_behind)
+    recorder = Recorder(args.out)
     grpc_server = start_grpc(recorder, args.grpc, tls)
     host, _, port = args.http.rpartition(":")
     ThreadingHTTPServer.daemon_threads = True
@@ -350,7 +313,6 @@ def main():
     httpd.serve_forever(poll_interval=0.1)
     httpd.server_close()
     grpc_server.wait_for_termination(timeout=2)
-    recorder.drain()
     print("otlp sink: stopped", flush=True)
 
 

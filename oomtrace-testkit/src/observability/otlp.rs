@@ -199,17 +199,6 @@ impl Sink {
     /// Starts it on `grpc` and `http` (`127.0.0.1:<port>`), plain text or
     /// with `tls`, and waits until both ports accept connections.
     pub fn start(dir: &Path, grpc: &str, http: &str, tls: Option<&SinkTls>) -> Result<Self> {
-        Self::spawn(dir, grpc, http, tls, false)
-    }
-
-    /// As [`Self::start`], plain text, answering each request as soon as it
-    /// is stamped (`--write-behind`): a client is not held while the request
-    /// is turned into JSON, and [`Self::out`] lags what was answered.
-    pub fn start_write_behind(dir: &Path, grpc: &str, http: &str) -> Result<Self> {
-        Self::spawn(dir, grpc, http, None, true)
-    }
-
-    fn spawn(dir: &Path, grpc: &str, http: &str, tls: Option<&SinkTls>, write_behind: bool) -> Result<Self> {
         let python = state_dir().join("venv/bin/python");
         anyhow::ensure!(python.exists(), "{} is missing: run scripts/observability.sh up", python.display());
         let script = crate::components::workspace_root().join("tests-runtime/otlp_sink.py");
@@ -227,9 +216,6 @@ impl Sink {
             if let Some(ca) = &tls.client_ca {
                 command.arg("--tls-client-ca").arg(ca);
             }
-        }
-        if write_behind {
-            command.arg("--write-behind");
         }
         let child = command
             .stdin(Stdio::null())

@@ -5,7 +5,9 @@
 use std::{
     io::{Read as _, Write as _},
     net::{TcpStream, ToSocketAddrs as _},
-    time::Duration,
+    path::Path,
+    process::Child,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -35,6 +37,33 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
         }
     }
     Err(last)
+}
+
+/// Hands back `child`, just started, once every one of `addrs` accepts a
+/// connection. Fails (and kills it) once it has exited, or when `timeout`
+/// has passed, naming `what` and quoting its `log`.
+pub fn listening(mut child: Child, addrs: &[&str], timeout: Duration, what: &str, log: &Path) -> Result<Child> {
+    let deadline = Instant::now() + timeout;
+    while addrs.iter().any(|addr| connect(addr, Duration::from_millis(200)).is_err()) {
+        let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+        let failure = match child.try_wait() {
+            Ok(Some(status)) => Some(format!("{what} exited ({status}) at start: {}", log_text())),
+            _ if Instant::now() >= deadline => Some(format!(
+                "{what} does not listen on {} after {} s: {}",
+                addrs.join(" and "),
+                timeout.as_secs(),
+                log_text()
+            )),
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(failure);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(child)
 }
 
 fn request(addr: &str, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Result<(u16, String)> {

@@ -20,6 +20,9 @@ use super::{
     run_script, state_dir,
 };
 
+/// How long a receiver or collector started here may take to listen.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Stops the OTLP receiver (`scripts/observability.sh otlp-stop`): its ports
 /// refuse connections until [`otlp_start`].
 pub fn otlp_stop() -> Result<()> {
@@ -223,25 +226,8 @@ impl Sink {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
-        let mut sink = Sink { child: Some(child), grpc: grpc.to_owned(), http: http.to_owned(), out, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while [&sink.grpc, &sink.http].iter().any(|a| crate::http::connect(a, Duration::from_millis(200)).is_err()) {
-            if let Some(child) = sink.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                bail!("the OTLP sink exited ({status}) at start: {}", sink.log_text());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the OTLP sink does not listen on {} and {} after 20 s: {}",
-                    sink.grpc,
-                    sink.http,
-                    sink.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(sink)
+        let child = crate::http::listening(child, &[grpc, http], START_TIMEOUT, "the OTLP sink", &log)?;
+        Ok(Sink { child: Some(child), grpc: grpc.to_owned(), http: http.to_owned(), out, log })
     }
 
     /// Its process id while it runs.
@@ -348,18 +334,8 @@ impl Rotel {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {}", agent.display()))?;
-        let mut rotel = Rotel { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while crate::http::connect(receive, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = rotel.child.try_wait() {
-                bail!("rotel exited ({status}) at start: {}", rotel.log_text());
-            }
-            if Instant::now() >= deadline {
-                bail!("rotel does not listen on {receive} after 20 s: {}", rotel.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(rotel)
+        let child = crate::http::listening(child, &[receive], START_TIMEOUT, "rotel", &log)?;
+        Ok(Rotel { child, log })
     }
 
     pub fn version(&self) -> String {

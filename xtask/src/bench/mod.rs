@@ -82,15 +82,17 @@ pub struct BenchArgs {
     /// Measure oomtrace only (no bpftrace, no bcc).
     #[arg(long)]
     pub no_peer: bool,
-    /// Leave out the daemon footprint (no Prometheus or OTLP receiver needed).
+    /// Leave out the daemon footprint (no Prometheus or OTLP receiver needed)
+    /// and the storm section's time to know.
     #[arg(long)]
     pub no_daemon: bool,
     /// Leave out the pod attribution cost (no containerd needed).
     #[arg(long)]
     pub no_enrichment: bool,
-    /// Use the existing release builds (target/release/oomtrace, and
-    /// target/release/examples/enrichment_bench for the pod attribution)
-    /// instead of building them.
+    /// Use the existing release builds (target/release/oomtrace,
+    /// target/release/examples/enrichment_bench for the pod attribution and
+    /// target/release/xtask for the time to know's receiver) instead of
+    /// building them.
     #[arg(long)]
     pub no_build: bool,
     /// Do not start containerd, Prometheus or the OTLP receiver
@@ -367,9 +369,8 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
     let hierarchy = Hierarchy::detect()?;
     host::ensure_tracefs()?;
     let load_average = fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split(' ').next()?.parse().ok());
-    // The OTLP receiver is needed; containerd is used when it answers (the
-    // daemon's CRI socket), never started for this.
-    let observability_state = (!args.no_daemon).then(|| components::ensure_observability(&root, !args.no_start));
+    // The time to know runs its own OTLP receiver; containerd is used when it
+    // answers (the daemon's CRI socket), never started for this.
     let bpftrace = if args.no_peer {
         Err("skipped (--no-peer)".to_owned())
     } else {
@@ -392,12 +393,12 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
         (args.wave as usize, args.wave_rounds as usize),
     ));
     let cri_socket = cri::available().ok();
-    let know = match observability_state.as_ref().and_then(ComponentState::unavailable) {
-        Some(reason) => Err(reason.to_owned()),
-        None if args.no_daemon => Err("skipped (--no-daemon)".to_owned()),
+    let know = if args.no_daemon {
+        Err("skipped (--no-daemon)".to_owned())
+    } else {
         // The receiver optimized, as a collector is (the debug build's
         // decoding took a millisecond of CPU per request).
-        None => measured(release_binary_of(&root, args, "xtask").and_then(|receiver| {
+        measured(release_binary_of(&root, args, "xtask").and_then(|receiver| {
             runs::storm::time_to_know(
                 &oomtrace,
                 &receiver,
@@ -407,7 +408,7 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
                 (args.know as usize, args.know_rounds as usize),
                 cri_socket.as_deref(),
             )
-        })),
+        }))
     };
     let figures = figures::StormFigures {
         invocation: format!(

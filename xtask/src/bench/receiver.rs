@@ -22,10 +22,11 @@ use std::{
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
+use oomtrace_testkit::{http, observability::otlp::START_TIMEOUT};
 use opentelemetry_proto::tonic::{
     collector::{
         logs::v1::{
@@ -42,9 +43,6 @@ use opentelemetry_proto::tonic::{
 };
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
-
-/// How long the receiver may take to listen.
-const START_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The receiver process; killed on drop.
 pub struct Receiver {
@@ -71,21 +69,8 @@ impl Receiver {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {} otlp-receiver", xtask.display()))?;
-        let mut receiver = Self { child: Some(child), grpc: grpc.to_owned(), out };
-        let deadline = Instant::now() + START_DEADLINE;
-        while oomtrace_testkit::http::connect(grpc, Duration::from_millis(200)).is_err() {
-            let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(child) = receiver.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                bail!("the OTLP receiver exited ({status}) at start: {}", log_text());
-            }
-            if Instant::now() >= deadline {
-                bail!("the OTLP receiver does not listen on {grpc} after {START_DEADLINE:?}: {}", log_text());
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        Ok(receiver)
+        let child = http::listening(child, &[grpc], START_TIMEOUT, "the OTLP receiver", &log)?;
+        Ok(Self { child: Some(child), grpc: grpc.to_owned(), out })
     }
 
     /// Its process id while it runs.

@@ -184,6 +184,18 @@ impl Queue {
 #[derive(Clone)]
 struct QueueingProcessor {
     queue: Arc<Queue>,
+    /// An empty record, put in the place of each one queued: the record is
+    /// moved into the queue, not copied (the SDK drops what is left of it).
+    blank: SdkLogRecord,
+}
+
+impl QueueingProcessor {
+    fn new(queue: Arc<Queue>) -> Self {
+        // The SDK makes records only through a logger; one with no processor
+        // makes this empty one and nothing else.
+        let blank = SdkLoggerProvider::builder().build().logger("oomtrace").create_log_record();
+        Self { queue, blank }
+    }
 }
 
 impl std::fmt::Debug for QueueingProcessor {
@@ -199,7 +211,7 @@ impl LogProcessor for QueueingProcessor {
             entries.pop_front();
             self.queue.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        entries.push_back((record.clone(), scope.clone()));
+        entries.push_back((std::mem::replace(record, self.blank.clone()), scope.clone()));
         drop(entries);
         self.queue.wake.notify_one();
     }
@@ -301,7 +313,7 @@ impl OtlpExporter {
             return Err(OtlpError::Thread(error.to_string()));
         }
         let kills = built_rx.recv().map_err(|error| OtlpError::Thread(error.to_string()))??;
-        let processor = QueueingProcessor { queue: Arc::clone(&queue) };
+        let processor = QueueingProcessor::new(Arc::clone(&queue));
         let logger_provider =
             SdkLoggerProvider::builder().with_resource(resource).with_log_processor(processor).build();
         let logger = logger_provider.logger("oomtrace");
@@ -440,6 +452,7 @@ fn any_value(value: opentelemetry::Value) -> AnyValue {
         opentelemetry::Value::I64(i) => AnyValue::Int(i),
         opentelemetry::Value::F64(f) => AnyValue::Double(f),
         opentelemetry::Value::Array(Array::String(strings)) => strings.into_iter().collect(),
+        opentelemetry::Value::String(string) => AnyValue::String(string),
         other => AnyValue::String(other.as_str().into_owned().into()),
     }
 }
@@ -525,8 +538,8 @@ fn warning_attributes(warning: &Warning) -> Vec<KeyValue> {
     out
 }
 
-fn strings(values: impl IntoIterator<Item = String>) -> opentelemetry::Value {
-    opentelemetry::Value::Array(Array::String(values.into_iter().map(StringValue::from).collect()))
+fn strings(values: impl IntoIterator<Item = StringValue>) -> opentelemetry::Value {
+    opentelemetry::Value::Array(Array::String(values.into_iter().collect()))
 }
 
 /// A kill's attributes (docs/daemon.md, "OTLP attributes"): OpenTelemetry's
@@ -534,29 +547,33 @@ fn strings(values: impl IntoIterator<Item = String>) -> opentelemetry::Value {
 /// `process.*`, `thread.id`), everything else under `oomtrace.*`. What
 /// describes the node and the agent is on the resource ([`resource`]).
 fn attributes(event: &OomEvent) -> Vec<KeyValue> {
-    let mut out = Vec::new();
-    let mut text = |key: &'static str, value: Option<String>| {
+    let mut out = Vec::with_capacity(40);
+    // Owned strings and the enums' static names alike: a name is not copied.
+    let mut text = |key: &'static str, value: Option<StringValue>| {
         if let Some(value) = value {
             out.push(KeyValue::new(key, value));
         }
     };
     let w = event.workload.as_ref();
-    text("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone()));
-    text("k8s.pod.name", w.and_then(|w| w.identity.pod.clone()));
-    text("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone()));
-    text("k8s.container.name", w.and_then(|w| w.identity.container.clone()));
-    text("container.id", w.and_then(|w| w.identity.container_id.clone()));
-    text("container.image.name", w.and_then(|w| w.image.clone()));
-    text("container.runtime.name", w.and_then(|w| w.identity.runtime.map(|r| r.as_str().to_owned())));
-    text("process.executable.name", event.victim.comm.clone());
-    text("oomtrace.scope", event.scope.map(|s| s.as_str().to_owned()));
-    text("oomtrace.cgroup.path", event.victim_cgroup.as_ref().and_then(|c| c.path.clone()));
-    text("oomtrace.oom_memcg.path", event.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.clone()));
-    text("oomtrace.trigger.executable.name", event.trigger.as_ref().map(|t| t.comm.clone()));
-    text("oomtrace.source", Some(event.source.as_str().to_owned()));
-    text("oomtrace.kernel_log", event.kernel_log.as_ref().map(|l| l.from.as_str().to_owned()));
-    text("oomtrace.systemd.unit", Some(labels::unit(event)).filter(|u| !u.is_empty()));
-    text("oomtrace.diagnosis.cause", Some(labels::cause(event).to_owned()));
+    text("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone()).map(StringValue::from));
+    text("k8s.pod.name", w.and_then(|w| w.identity.pod.clone()).map(StringValue::from));
+    text("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone()).map(StringValue::from));
+    text("k8s.container.name", w.and_then(|w| w.identity.container.clone()).map(StringValue::from));
+    text("container.id", w.and_then(|w| w.identity.container_id.clone()).map(StringValue::from));
+    text("container.image.name", w.and_then(|w| w.image.clone()).map(StringValue::from));
+    text("container.runtime.name", w.and_then(|w| w.identity.runtime.map(|r| r.as_str().into())));
+    text("process.executable.name", event.victim.comm.clone().map(StringValue::from));
+    text("oomtrace.scope", event.scope.map(|s| s.as_str().into()));
+    text("oomtrace.cgroup.path", event.victim_cgroup.as_ref().and_then(|c| c.path.clone()).map(StringValue::from));
+    text(
+        "oomtrace.oom_memcg.path",
+        event.oom_cgroup.as_ref().and_then(|c| c.cgroup.path.clone()).map(StringValue::from),
+    );
+    text("oomtrace.trigger.executable.name", event.trigger.as_ref().map(|t| t.comm.clone().into()));
+    text("oomtrace.source", Some(event.source.as_str().into()));
+    text("oomtrace.kernel_log", event.kernel_log.as_ref().map(|l| l.from.as_str().into()));
+    text("oomtrace.systemd.unit", Some(labels::unit(event)).filter(|u| !u.is_empty()).map(StringValue::from));
+    text("oomtrace.diagnosis.cause", Some(labels::cause(event).into()));
     let mut int = |key: &'static str, value: Option<u64>| {
         if let Some(value) = value {
             out.push(KeyValue::new(key, i64::try_from(value).unwrap_or(i64::MAX)));
@@ -580,18 +597,18 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
         out.push(KeyValue::new("oomtrace.main_process", main));
     }
     if let Some(diagnosis) = &event.diagnosis {
-        let kinds = diagnosis.findings.iter().map(|f| f.kind().as_str().to_owned());
+        let kinds = diagnosis.findings.iter().map(|f| f.kind().as_str().into());
         out.push(KeyValue::new("oomtrace.diagnosis.findings", strings(kinds)));
         // The advice, step by step: three arrays of the same length, in the
         // diagnosis' order (the first step is the fix it recommends most);
         // a step that is not one command has "" as its command.
         if !diagnosis.advice.is_empty() {
             let advice = &diagnosis.advice;
-            let actions = advice.iter().map(|a| a.action.as_str().to_owned());
+            let actions = advice.iter().map(|a| a.action.as_str().into());
             out.push(KeyValue::new("oomtrace.advice.action", strings(actions)));
-            let commands = advice.iter().map(|a| a.command.clone().unwrap_or_default());
+            let commands = advice.iter().map(|a| a.command.clone().unwrap_or_default().into());
             out.push(KeyValue::new("oomtrace.advice.command", strings(commands)));
-            out.push(KeyValue::new("oomtrace.advice.text", strings(advice.iter().map(|a| a.text.clone()))));
+            out.push(KeyValue::new("oomtrace.advice.text", strings(advice.iter().map(|a| a.text.clone().into()))));
         }
     }
     out
@@ -660,11 +677,11 @@ mod tests {
         let advice = &event.diagnosis.as_ref().expect("diagnosed").advice;
         assert!(!advice.is_empty(), "kubelet at its limit has advice");
         let attributes = attributes(&event);
-        let actions = strings(advice.iter().map(|a| a.action.as_str().to_owned()));
+        let actions = strings(advice.iter().map(|a| a.action.as_str().into()));
         assert_eq!(attribute(&attributes, "oomtrace.advice.action"), Some(actions));
-        let commands = strings(advice.iter().map(|a| a.command.clone().unwrap_or_default()));
+        let commands = strings(advice.iter().map(|a| a.command.clone().unwrap_or_default().into()));
         assert_eq!(attribute(&attributes, "oomtrace.advice.command"), Some(commands));
-        let texts = strings(advice.iter().map(|a| a.text.clone()));
+        let texts = strings(advice.iter().map(|a| a.text.clone().into()));
         assert_eq!(attribute(&attributes, "oomtrace.advice.text"), Some(texts));
     }
 

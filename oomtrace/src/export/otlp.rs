@@ -35,7 +35,7 @@ use opentelemetry_sdk::{
     resource::{EnvResourceDetector, TelemetryResourceDetector},
     runtime::Tokio,
 };
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinSet};
 
 use super::labels;
 use tls::{Signal, TlsSettings};
@@ -57,6 +57,9 @@ const METRIC_ATTRIBUTES: [&str; 7] = [
 
 /// Records exported per request.
 const BATCH: usize = 256;
+/// Requests on their way at once (multiplexed on one HTTP/2 connection with
+/// gRPC): a record queued while one is out goes in the next at once.
+const IN_FLIGHT: usize = 4;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Minimum time between two warnings about a failing collector.
@@ -153,21 +156,65 @@ pub fn configured() -> bool {
         .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
 }
 
-type Entry = (SdkLogRecord, InstrumentationScope);
+/// A queued record, numbered in the order it was queued.
+struct Entry {
+    seq: u64,
+    record: SdkLogRecord,
+    scope: InstrumentationScope,
+}
 
 /// The bounded queue between the logger and the export task.
 struct Queue {
     entries: Mutex<VecDeque<Entry>>,
     bound: usize,
     wake: Notify,
+    /// Records taken out for requests not answered yet.
+    in_flight: AtomicU64,
+    /// The next record's number (under the entries' lock).
+    next_seq: AtomicU64,
     delivered: AtomicU64,
     failures: AtomicU64,
     dropped: AtomicU64,
 }
 
 impl Queue {
-    fn len(&self) -> usize {
-        self.entries.lock().map_or(0, |q| q.len())
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records not delivered yet: waiting, and in requests not answered yet.
+    fn undelivered(&self) -> u64 {
+        self.lock().len() as u64 + self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The oldest records, up to [`BATCH`], taken out for a request.
+    fn take_batch(&self) -> Vec<Entry> {
+        let mut entries = self.lock();
+        let count = entries.len().min(BATCH);
+        let batch: Vec<Entry> = entries.drain(..count).collect();
+        self.in_flight.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch
+    }
+
+    /// A request's answer: its records delivered, or put back in front of
+    /// those queued meanwhile (in their order) for the next attempt; the
+    /// oldest beyond the bound are dropped and counted, as when queued.
+    fn answered(&self, batch: Vec<Entry>, result: &OTelSdkResult) {
+        self.in_flight.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        if result.is_ok() {
+            self.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut entries = self.lock();
+        // Requests fail in any order: back in the order they were queued.
+        let mut all: Vec<Entry> = batch.into_iter().chain(entries.drain(..)).collect();
+        all.sort_by_key(|entry| entry.seq);
+        entries.extend(all);
+        while entries.len() > self.bound {
+            entries.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn stats(&self) -> OtlpStats {
@@ -175,7 +222,7 @@ impl Queue {
             delivered: self.delivered.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
-            queued: self.len() as u64,
+            queued: self.undelivered(),
         }
     }
 }
@@ -206,12 +253,13 @@ impl std::fmt::Debug for QueueingProcessor {
 
 impl LogProcessor for QueueingProcessor {
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
-        let mut entries = self.queue.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.queue.lock();
         while entries.len() >= self.queue.bound {
             entries.pop_front();
             self.queue.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        entries.push_back((std::mem::replace(record, self.blank.clone()), scope.clone()));
+        let seq = self.queue.next_seq.fetch_add(1, Ordering::Relaxed);
+        entries.push_back(Entry { seq, record: std::mem::replace(record, self.blank.clone()), scope: scope.clone() });
         drop(entries);
         self.queue.wake.notify_one();
     }
@@ -239,7 +287,7 @@ pub struct OtlpExporter {
 /// What the export thread builds on its own runtime: the clients and their
 /// background tasks live there.
 struct Exporters {
-    logs: LogExporter,
+    logs: Arc<LogExporter>,
     meter_provider: SdkMeterProvider,
     kills: Counter<u64>,
 }
@@ -260,7 +308,7 @@ impl Exporters {
             .u64_counter("oomtrace.oom_kills")
             .with_description("OOM kills by namespace, pod, container (or systemd unit), scope, source and cause")
             .build();
-        Ok(Self { logs, meter_provider, kills })
+        Ok(Self { logs: Arc::new(logs), meter_provider, kills })
     }
 }
 
@@ -276,6 +324,8 @@ impl OtlpExporter {
             entries: Mutex::new(VecDeque::new()),
             bound: queue_bound.max(1),
             wake: Notify::new(),
+            in_flight: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -375,15 +425,9 @@ impl OtlpExporter {
 /// The export thread: delivers records as they are queued until told to
 /// stop, then what is left until the deadline, then the metrics.
 async fn export_until_stopped(queue: &Queue, exporters: &Exporters, stop: tokio::sync::oneshot::Receiver<Instant>) {
-    let until = tokio::select! {
-        () = export_loop(queue, &exporters.logs) => return,
-        until = stop => until.unwrap_or_else(|_| Instant::now()),
-    };
-    while queue.len() > 0 && Instant::now() < until {
-        if export_once(queue, &exporters.logs).await.is_err() {
-            tokio::time::sleep(BACKOFF_MIN).await;
-        }
-    }
+    let mut requests = JoinSet::new();
+    let until = export_loop(queue, &exporters.logs, &mut requests, stop).await;
+    deliver_until(queue, &exporters.logs, &mut requests, until).await;
     let meter_provider = exporters.meter_provider.clone();
     // The SDK's shutdown blocks: keep it off the runtime thread.
     let _ = tokio::task::spawn_blocking(move || {
@@ -393,55 +437,101 @@ async fn export_until_stopped(queue: &Queue, exporters: &Exporters, stop: tokio:
     .await;
 }
 
-/// Exports the oldest batch; on success removes it from the queue.
-async fn export_once(queue: &Queue, exporter: &LogExporter) -> OTelSdkResult {
-    let batch: Vec<Entry> = {
-        let entries = queue.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.iter().take(BATCH).cloned().collect()
-    };
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> = batch.iter().map(|(r, s)| (r, s)).collect();
-    match exporter.export(LogBatch::new(&refs)).await {
-        Ok(()) => {
-            let mut entries = queue.entries.lock().unwrap_or_else(|p| p.into_inner());
-            // Entries dropped meanwhile (queue full) were the oldest: remove at most what is left of this batch.
-            let delivered = batch.len().min(entries.len());
-            entries.drain(..delivered);
-            queue.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            Ok(())
+/// Requests in flight, each with the records it carries.
+type Requests = JoinSet<(Vec<Entry>, OTelSdkResult)>;
+
+/// Sends the oldest records in new requests while fewer than [`IN_FLIGHT`]
+/// are on their way.
+fn send_waiting(queue: &Queue, exporter: &Arc<LogExporter>, requests: &mut Requests) {
+    while requests.len() < IN_FLIGHT {
+        let batch = queue.take_batch();
+        if batch.is_empty() {
+            return;
         }
-        Err(error) => {
-            queue.failures.fetch_add(1, Ordering::Relaxed);
-            Err(error)
+        let exporter = Arc::clone(exporter);
+        requests.spawn(async move {
+            let result = {
+                let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                    batch.iter().map(|entry| (&entry.record, &entry.scope)).collect();
+                exporter.export(LogBatch::new(&refs)).await
+            };
+            (batch, result)
+        });
+    }
+}
+
+/// A finished request's answer given to the queue; its error, if any.
+fn take_answer(queue: &Queue, joined: Result<(Vec<Entry>, OTelSdkResult), tokio::task::JoinError>) -> Option<String> {
+    match joined {
+        Ok((batch, result)) => {
+            queue.answered(batch, &result);
+            result.err().map(|error| error.to_string())
+        }
+        // Its records are lost with it: they stay counted as undelivered.
+        Err(error) => Some(format!("export request ended abnormally: {error}")),
+    }
+}
+
+/// Delivers records as they are queued, up to [`IN_FLIGHT`] requests at once
+/// (a record queued while a request is on its way goes out at once, not after
+/// that request's answer), backing off after a failure, until told to stop;
+/// returns the deadline it was given.
+async fn export_loop(
+    queue: &Queue,
+    exporter: &Arc<LogExporter>,
+    requests: &mut Requests,
+    mut stop: tokio::sync::oneshot::Receiver<Instant>,
+) -> Instant {
+    let mut backoff = BACKOFF_MIN;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        if retry_at.is_none() {
+            send_waiting(queue, exporter, requests);
+        }
+        tokio::select! {
+            Some(joined) = requests.join_next() => match take_answer(queue, joined) {
+                None => backoff = BACKOFF_MIN,
+                Some(error) => {
+                    if last_warning.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
+                        last_warning = Some(Instant::now());
+                        tracing::warn!(
+                            %error,
+                            queued = queue.undelivered(),
+                            failures = queue.failures.load(Ordering::Relaxed),
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "OTLP export failed; keeping events queued"
+                        );
+                    }
+                    retry_at = Some(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            },
+            () = queue.wake.notified() => {}
+            () = sleep_until(retry_at) => retry_at = None,
+            until = &mut stop => return until.unwrap_or_else(|_| Instant::now()),
         }
     }
 }
 
-async fn export_loop(queue: &Queue, exporter: &LogExporter) {
-    let mut backoff = BACKOFF_MIN;
-    let mut last_warning: Option<Instant> = None;
+/// Sleeps until `at`; never returns without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stopping: waits for the requests in flight and sends what is left,
+/// retrying after [`BACKOFF_MIN`], until `until`. Requests still out then are
+/// dropped, their records counted as undelivered.
+async fn deliver_until(queue: &Queue, exporter: &Arc<LogExporter>, requests: &mut Requests, until: Instant) {
+    let deadline = tokio::time::Instant::from_std(until);
     loop {
-        if queue.len() == 0 {
-            queue.wake.notified().await;
-        }
-        match export_once(queue, exporter).await {
-            Ok(()) => backoff = BACKOFF_MIN,
-            Err(error) => {
-                if last_warning.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
-                    last_warning = Some(Instant::now());
-                    tracing::warn!(
-                        %error,
-                        queued = queue.len(),
-                        failures = queue.failures.load(Ordering::Relaxed),
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "OTLP export failed; keeping events queued"
-                    );
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
+        send_waiting(queue, exporter, requests);
+        let Ok(Some(joined)) = tokio::time::timeout_at(deadline, requests.join_next()).await else { return };
+        if take_answer(queue, joined).is_some() {
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + BACKOFF_MIN)).await;
         }
     }
 }
@@ -635,6 +725,57 @@ mod tests {
         };
         event.diagnosis = Some(diagnosis::diagnose(&event));
         event
+    }
+
+    fn empty_queue(bound: usize) -> Queue {
+        Queue {
+            entries: Mutex::new(VecDeque::new()),
+            bound,
+            wake: Notify::new(),
+            in_flight: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues a record whose body is `body`, as the processor does.
+    fn queue_record(queue: &Queue, body: &'static str) {
+        let processor = QueueingProcessor::new(Arc::new(empty_queue(1)));
+        let mut record = processor.blank.clone();
+        record.set_body(AnyValue::from(body));
+        let seq = queue.next_seq.fetch_add(1, Ordering::Relaxed);
+        queue.lock().push_back(Entry { seq, record, scope: InstrumentationScope::default() });
+    }
+
+    fn bodies(queue: &Queue) -> Vec<Option<AnyValue>> {
+        queue.lock().iter().map(|e| e.record.body().cloned()).collect()
+    }
+
+    #[test]
+    fn failed_requests_go_back_in_their_order_and_the_oldest_beyond_the_bound_are_dropped() {
+        let queue = empty_queue(3);
+        let failed = || Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("down".to_owned()));
+        queue_record(&queue, "first");
+        queue_record(&queue, "second");
+        let older = queue.take_batch();
+        queue_record(&queue, "third");
+        let newer = queue.take_batch();
+        queue_record(&queue, "fourth");
+        assert_eq!(queue.undelivered(), 4, "waiting and in flight");
+        // The older request fails first, then the newer one: each goes back
+        // where it was, not in front of what went back before it.
+        queue.answered(older, &failed());
+        queue.answered(newer, &failed());
+        let expected = ["second", "third", "fourth"].map(|body| Some(AnyValue::from(body)));
+        assert_eq!(bodies(&queue), expected);
+        let stats = queue.stats();
+        assert_eq!((stats.failures, stats.dropped, stats.queued, stats.delivered), (2, 1, 3, 0));
+        let batch = queue.take_batch();
+        queue.answered(batch, &Ok(()));
+        let stats = queue.stats();
+        assert_eq!((stats.delivered, stats.queued), (3, 0));
     }
 
     fn attribute(attributes: &[KeyValue], key: &str) -> Option<opentelemetry::Value> {

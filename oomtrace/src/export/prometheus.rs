@@ -227,7 +227,7 @@ impl Metrics {
             exporter_queued: registered(
                 r,
                 "exporter_queued",
-                "Events waiting in an exporter's queue (not yet delivered), by exporter",
+                "Events an exporter has not delivered yet (queued, or in a request not answered), by exporter",
             ),
             probes: registered(r, "probe_attached", "eBPF programs attached (1), by role"),
             label_overflow: registered(

@@ -315,8 +315,8 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
              stdout line: both come after the same pipeline (decode, attribution, the join with the kernel's \
              report). The receiver's p99 is {:.3} ms, the stdout line's {:.3} ms: {after_pipeline}. The storm's \
              cgroups are not pods', so the daemon made no CRI call for them: CRI lookups are not in these figures. \
-             The exporter sends as soon as a record is queued (no timer), one request in flight at a time, each \
-             taking what waits (up to 256 records).",
+             The exporter sends as soon as a record is queued (no timer), each request taking what waits (up to \
+             256 records), up to 4 requests on their way at once.",
             otlp.p99_ms, stdout.p99_ms,
         )
         .ok();

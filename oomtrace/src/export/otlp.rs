@@ -178,6 +178,20 @@ struct Queue {
 }
 
 impl Queue {
+    /// An empty queue holding at most `bound` records (at least one).
+    fn new(bound: usize) -> Self {
+        Self {
+            entries: Mutex::new(VecDeque::new()),
+            bound: bound.max(1),
+            wake: Notify::new(),
+            in_flight: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -320,16 +334,7 @@ impl OtlpExporter {
     pub fn from_env(queue_bound: usize, node_name: Option<&str>) -> Result<Self, OtlpError> {
         let resource = resource(node_name, host_name().as_deref());
         tls::install_crypto_provider();
-        let queue = Arc::new(Queue {
-            entries: Mutex::new(VecDeque::new()),
-            bound: queue_bound.max(1),
-            wake: Notify::new(),
-            in_flight: AtomicU64::new(0),
-            next_seq: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        });
+        let queue = Arc::new(Queue::new(queue_bound));
         let (built_tx, built_rx) = std::sync::mpsc::channel::<Result<Counter<u64>, OtlpError>>();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<Instant>();
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -727,22 +732,9 @@ mod tests {
         event
     }
 
-    fn empty_queue(bound: usize) -> Queue {
-        Queue {
-            entries: Mutex::new(VecDeque::new()),
-            bound,
-            wake: Notify::new(),
-            in_flight: AtomicU64::new(0),
-            next_seq: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        }
-    }
-
     /// Queues a record whose body is `body`, as the processor does.
     fn queue_record(queue: &Queue, body: &'static str) {
-        let processor = QueueingProcessor::new(Arc::new(empty_queue(1)));
+        let processor = QueueingProcessor::new(Arc::new(Queue::new(1)));
         let mut record = processor.blank.clone();
         record.set_body(AnyValue::from(body));
         let seq = queue.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -755,7 +747,7 @@ mod tests {
 
     #[test]
     fn failed_requests_go_back_in_their_order_and_the_oldest_beyond_the_bound_are_dropped() {
-        let queue = empty_queue(3);
+        let queue = Queue::new(3);
         let failed = || Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("down".to_owned()));
         queue_record(&queue, "first");
         queue_record(&queue, "second");

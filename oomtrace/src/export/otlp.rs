@@ -732,13 +732,11 @@ mod tests {
         event
     }
 
-    /// Queues a record whose body is `body`, as the processor does.
-    fn queue_record(queue: &Queue, body: &'static str) {
-        let processor = QueueingProcessor::new(Arc::new(Queue::new(1)));
+    /// Queues a record whose body is `body` through the processor.
+    fn queue_record(processor: &QueueingProcessor, body: &'static str) {
         let mut record = processor.blank.clone();
         record.set_body(AnyValue::from(body));
-        let seq = queue.next_seq.fetch_add(1, Ordering::Relaxed);
-        queue.lock().push_back(Entry { seq, record, scope: InstrumentationScope::default() });
+        processor.emit(&mut record, &InstrumentationScope::default());
     }
 
     fn bodies(queue: &Queue) -> Vec<Option<AnyValue>> {
@@ -747,14 +745,15 @@ mod tests {
 
     #[test]
     fn failed_requests_go_back_in_their_order_and_the_oldest_beyond_the_bound_are_dropped() {
-        let queue = Queue::new(3);
+        let queue = Arc::new(Queue::new(3));
+        let processor = QueueingProcessor::new(Arc::clone(&queue));
         let failed = || Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("down".to_owned()));
-        queue_record(&queue, "first");
-        queue_record(&queue, "second");
+        queue_record(&processor, "first");
+        queue_record(&processor, "second");
         let older = queue.take_batch();
-        queue_record(&queue, "third");
+        queue_record(&processor, "third");
         let newer = queue.take_batch();
-        queue_record(&queue, "fourth");
+        queue_record(&processor, "fourth");
         assert_eq!(queue.undelivered(), 4, "waiting and in flight");
         // The older request fails first, then the newer one: each goes back
         // where it was, not in front of what went back before it.

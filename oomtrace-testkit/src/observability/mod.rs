@@ -26,7 +26,7 @@ use anyhow::{Context as _, Result, bail};
 pub use self::{
     exposition::parse_exposition,
     otlp::{
-        OtlpCounts, OtlpReceived, Rotel, Sink, SinkTls, otlp_counts_since, otlp_mark, otlp_start, otlp_stop,
+        OtlpCounts, OtlpOutage, OtlpReceived, Rotel, Sink, SinkTls, otlp_counts_since, otlp_mark, otlp_outage,
         rotel_agent,
     },
     prometheus::{

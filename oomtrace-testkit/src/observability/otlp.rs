@@ -24,14 +24,37 @@ use super::{
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Stops the OTLP receiver (`scripts/observability.sh otlp-stop`): its ports
-/// refuse connections until [`otlp_start`].
-pub fn otlp_stop() -> Result<()> {
-    run_script("otlp-stop")
+/// refuse connections until the outage [ends](OtlpOutage::end), or the
+/// returned guard is dropped (a failing test must not leave the receiver down
+/// for the tests after it).
+pub fn otlp_outage() -> Result<OtlpOutage> {
+    run_script("otlp-stop")?;
+    Ok(OtlpOutage { ended: false })
 }
 
-/// Starts the OTLP receiver again on the same ports, appending to the same file.
-pub fn otlp_start() -> Result<()> {
-    run_script("otlp-start")
+/// The OTLP receiver stopped by [`otlp_outage`].
+#[must_use = "the receiver is started again when this is dropped"]
+pub struct OtlpOutage {
+    ended: bool,
+}
+
+impl OtlpOutage {
+    /// Starts the OTLP receiver again on the same ports, appending to the
+    /// same file.
+    pub fn end(mut self) -> Result<()> {
+        self.ended = true;
+        run_script("otlp-start")
+    }
+}
+
+impl Drop for OtlpOutage {
+    fn drop(&mut self) {
+        if !self.ended
+            && let Err(error) = run_script("otlp-start")
+        {
+            eprintln!("restarting the OTLP receiver after a test: {error:#}");
+        }
+    }
 }
 
 /// The receiver's file length now: pass it to [`OtlpReceived::read_since`]

@@ -213,14 +213,19 @@ impl Queue {
     /// A request's answer: its records delivered, or put back in front of
     /// those queued meanwhile (in their order) for the next attempt; the
     /// oldest beyond the bound are dropped and counted, as when queued.
+    /// Records on their way are dropped only here, when their request
+    /// failed: until then they may yet be delivered.
     fn answered(&self, batch: Vec<Entry>, result: &OTelSdkResult) {
-        self.in_flight.fetch_sub(batch.len() as u64, Ordering::Relaxed);
         if result.is_ok() {
+            self.in_flight.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             self.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
             return;
         }
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut entries = self.lock();
+        // Under the lock, as `undelivered` reads: the records move from on
+        // their way back to waiting without a moment counted in neither.
+        self.in_flight.fetch_sub(batch.len() as u64, Ordering::Relaxed);
         // Requests fail in any order: back in the order they were queued.
         let mut all: Vec<Entry> = batch.into_iter().chain(entries.drain(..)).collect();
         all.sort_by_key(|entry| entry.seq);

@@ -13,8 +13,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oomtrace_klog::source::kmsg::{FragmentJoiner, KmsgRecord, parse_record};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
+
+pub use self::follow::KmsgFollower;
 use tracing::{debug, warn};
 
 pub const KMSG_PATH: &str = "/dev/kmsg";
@@ -208,11 +208,21 @@ impl KmsgReader {
         self.records.summary
     }
 
+    /// Opens /dev/kmsg at its end: only records printed from now on.
+    pub fn from_end() -> Result<Self, KmsgError> {
+        let path = Path::new(KMSG_PATH);
+        let mut file = open_kmsg(path)?;
+        file.seek(SeekFrom::End(0)).map_err(|source| KmsgError::Open { path: path.to_owned(), cause: source })?;
+        let mut records = Records::new(path.to_owned());
+        records.from_end = true;
+        Ok(Self { file, records })
+    }
+
     /// Goes on reading new records as they are printed, from where this reader stopped (call
-    /// it once [`Self::next_record`] returned None, or the records before are read then). Needs a
-    /// tokio runtime with I/O enabled.
+    /// it once [`Self::next_record`] returned None, or the records before are read then), on a
+    /// thread of its own ([`follow`]).
     pub fn follow(self) -> Result<KmsgFollower, KmsgError> {
-        Ok(KmsgFollower { file: register(self.file, &self.records.path)?, records: self.records })
+        KmsgFollower::start(self)
     }
 }
 
@@ -222,84 +232,6 @@ impl Iterator for KmsgReader {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_record().transpose()
     }
-}
-
-/// Yields records as the kernel prints them.
-#[derive(Debug)]
-pub struct KmsgFollower {
-    file: AsyncFd<File>,
-    records: Records,
-}
-
-impl KmsgFollower {
-    /// Follows /dev/kmsg from its end: only records printed from now on. Needs a tokio runtime
-    /// with I/O enabled.
-    pub fn from_end() -> Result<Self, KmsgError> {
-        Self::from_end_of(Path::new(KMSG_PATH))
-    }
-
-    pub fn from_end_of(path: &Path) -> Result<Self, KmsgError> {
-        let mut file = open_kmsg(path)?;
-        let open_error = |source| KmsgError::Open { path: path.to_owned(), cause: source };
-        file.seek(SeekFrom::End(0)).map_err(open_error)?;
-        let mut records = Records::new(path.to_owned());
-        records.from_end = true;
-        Ok(Self { file: register(file, path)?, records })
-    }
-
-    /// Every record in the buffer once the kernel has printed at least one,
-    /// oldest first: one wake-up and one call for a whole burst of lines (an
-    /// OOM report is tens of records), not one per record.
-    pub async fn next_records(&mut self) -> Result<Vec<KmsgRecord>, KmsgError> {
-        loop {
-            let mut guard = self
-                .file
-                .readable()
-                .await
-                .map_err(|source| KmsgError::Read { path: self.records.path.clone(), cause: source })?;
-            let mut records = Vec::new();
-            loop {
-                match self.records.next_complete(guard.get_inner())? {
-                    ReadOutcome::Record(record) => records.push(record),
-                    ReadOutcome::Skipped => continue,
-                    ReadOutcome::Drained => break,
-                }
-            }
-            guard.clear_ready();
-            if !records.is_empty() {
-                return Ok(records);
-            }
-        }
-    }
-
-    /// The next record already in the buffer, without waiting: `None` when
-    /// there is none now (what the reader wants at an eBPF event: the lines
-    /// the kernel printed before it).
-    pub fn record_now(&mut self) -> Result<Option<KmsgRecord>, KmsgError> {
-        loop {
-            match self.records.next_complete(self.file.get_ref())? {
-                ReadOutcome::Record(record) => return Ok(Some(record)),
-                ReadOutcome::Skipped => continue,
-                ReadOutcome::Drained => return Ok(None),
-            }
-        }
-    }
-
-    pub fn summary(&self) -> KmsgSummary {
-        self.records.summary
-    }
-}
-
-/// Registers the fd with the tokio reactor (an error, not tokio's panic, outside a runtime).
-fn register(file: File, path: &Path) -> Result<AsyncFd<File>, KmsgError> {
-    let open_error = |source| KmsgError::Open { path: path.to_owned(), cause: source };
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(open_error(io::Error::other("following the kernel log needs a tokio runtime")));
-    }
-    // SAFETY: the File owns its fd and moves into the AsyncFd, so the fd stays open and refers
-    // to the same file description for the AsyncFd's whole lifetime.
-    unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }
-        .map_err(|error| open_error(error.into_parts().1))
 }
 
 fn open_kmsg(path: &Path) -> Result<File, KmsgError> {
@@ -316,5 +248,6 @@ fn open_kmsg(path: &Path) -> Result<File, KmsgError> {
     })
 }
 
+mod follow;
 #[cfg(test)]
 pub(crate) mod tests;

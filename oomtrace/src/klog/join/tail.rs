@@ -1,7 +1,8 @@
 //! The kernel log while tracing: first everything in the ring buffer (the
 //! daemon's past kills), then the lines as they are printed. Through
 //! /dev/kmsg where it opens (root on a host: records with sequence numbers,
-//! woken by the kernel, at most every [`KMSG_READ_INTERVAL`]), else through
+//! read as they are printed on a thread of their own, taken from it at most
+//! every [`KMSG_READ_INTERVAL`]), else through
 //! syslog(2) (an unprivileged container with CAP_SYSLOG), which is read again
 //! whenever asked, keeping only the lines newer than those already returned.
 //! Either way the lines printed before an eBPF event are read at that event
@@ -17,10 +18,10 @@ use crate::{
 };
 use oomtrace_event::LogOrigin;
 
-/// The shortest time between two wake-ups for /dev/kmsg: an OOM report is
-/// tens of records printed one by one, a wave of kills thousands, and a
-/// wake-up for each would compete for the CPU with the eBPF events' (whose
-/// lines are read at the event, not here). A kill only the log reports waits
+/// The shortest time between two takes of the records read from /dev/kmsg:
+/// an OOM report is tens of records printed one by one, a wave of kills
+/// thousands, and a wake-up of the event thread for each would compete with
+/// the eBPF events' (which take the lines at the event, not here). A kill only the log reports waits
 /// [`super::side::GRACE`] for an eBPF event anyway.
 pub const KMSG_READ_INTERVAL: Duration = Duration::from_millis(250);
 /// How often syslog(2) is read while a kill read from the log waits for a live event.
@@ -104,7 +105,7 @@ impl LogTail {
                 let records = tail.follower.next_records().await;
                 tail.next_wait = tokio::time::Instant::now() + KMSG_READ_INTERVAL;
                 match records {
-                    Ok(records) => records.into_iter().filter(KmsgRecord::is_kernel).flat_map(|r| r.lines).collect(),
+                    Ok(records) => kernel_lines_of(records),
                     Err(error) => {
                         tracing::warn!(%error, "reading /dev/kmsg");
                         tail.next_wait = tokio::time::Instant::now() + SYSLOG_POLL_IDLE;
@@ -128,13 +129,24 @@ impl LogTail {
     /// until it has no more, or syslog(2) read again.
     pub fn lines_now(&mut self) -> Vec<LogLine> {
         match self {
-            Self::Kmsg(tail) => kernel_lines(|| tail.follower.record_now()),
+            Self::Kmsg(tail) => match tail.follower.records_now() {
+                Ok(records) => kernel_lines_of(records),
+                Err(error) => {
+                    tracing::warn!(%error, "reading /dev/kmsg");
+                    Vec::new()
+                }
+            },
             Self::Syslog(tail) => tail.read_new().unwrap_or_else(|error| {
                 tracing::warn!(%error, "reading the kernel log");
                 Vec::new()
             }),
         }
     }
+}
+
+/// The kernel's lines of `records` (a process writing to /dev/kmsg is not the kernel).
+fn kernel_lines_of(records: Vec<KmsgRecord>) -> Vec<LogLine> {
+    records.into_iter().filter(KmsgRecord::is_kernel).flat_map(|r| r.lines).collect()
 }
 
 /// The kernel's lines of the /dev/kmsg records `next` returns until it has

@@ -1,0 +1,199 @@
+//! /dev/kmsg followed on a thread of its own (`oomtrace-kmsg`), which reads
+//! the records as the kernel prints them and keeps them for the reader.
+//!
+//! The kernel prints a kill's report (tens of records) *before* it marks the
+//! victim, and reading a record costs a read(2) in which the kernel formats
+//! it: read on the event thread, at the eBPF event, the report took most of
+//! the time from the kill to its event. Read here, on another CPU, the event
+//! finds read what this thread has reached; the rest is read by the caller
+//! itself ([`KmsgFollower::records_now`]), in order: every read happens under
+//! one lock. The kernel wakes readers from a lazy irq_work (`wake_up_klogd`),
+//! on a busy CPU at its next tick: a report printed just before its kill is
+//! often still unread when the event comes.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    thread,
+    time::Duration,
+};
+
+use oomtrace_klog::source::kmsg::KmsgRecord;
+use tokio::sync::Notify;
+use tracing::warn;
+
+use super::{KmsgError, KmsgReader, KmsgSummary};
+
+/// How long the thread waits for a record before it checks whether it is
+/// still wanted (the follower dropped).
+const POLL_TIMEOUT_MS: libc::c_int = 1_000;
+/// After reading what was there, the thread pauses this long, so that a
+/// report printed record by record is read in a few batches, not one wake-up
+/// per record.
+const BATCH_PAUSE: Duration = Duration::from_micros(500);
+/// Records kept for the reader at most; beyond, the thread stops reading and
+/// the records wait in the kernel's buffer (read by the caller, or counted as
+/// overwritten there), as without this thread.
+const KEPT_MAX: usize = 4_096;
+/// How long the thread waits after a read error before it reads again.
+const ERROR_PAUSE: Duration = Duration::from_secs(5);
+
+/// What the thread and the reader share.
+struct Shared {
+    state: Mutex<State>,
+    /// Told each time the thread kept records (or met an error).
+    printed: Notify,
+}
+
+struct State {
+    reader: KmsgReader,
+    kept: Vec<KmsgRecord>,
+    error: Option<KmsgError>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    /// Reads every record there is now into `kept`; false on an error (kept
+    /// for the reader).
+    fn read_available(&mut self) -> bool {
+        loop {
+            match self.reader.next_record() {
+                Ok(Some(record)) => self.kept.push(record),
+                Ok(None) => return true,
+                Err(error) => {
+                    self.error = Some(error);
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Yields records as the kernel prints them.
+pub struct KmsgFollower {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for KmsgFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsgFollower").field("summary", &self.summary()).finish()
+    }
+}
+
+impl KmsgFollower {
+    /// Follows from where `reader` stopped, on a thread it starts.
+    pub(super) fn start(reader: KmsgReader) -> Result<Self, KmsgError> {
+        let path = reader.records.path.clone();
+        let open_error = move |cause| KmsgError::Open { path: path.clone(), cause };
+        // The thread polls a descriptor of its own (the same open file): the
+        // reader's closes with the follower, while the thread may be polling.
+        let polled = reader.file.try_clone().map_err(&open_error)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { reader, kept: Vec::new(), error: None }),
+            printed: Notify::new(),
+        });
+        let weak = Arc::downgrade(&shared);
+        thread::Builder::new()
+            .name("oomtrace-kmsg".to_owned())
+            .spawn(move || follow(&polled, &weak))
+            .map_err(&open_error)?;
+        Ok(Self { shared })
+    }
+
+    /// Follows /dev/kmsg from its end: only records printed from now on.
+    pub fn from_end() -> Result<Self, KmsgError> {
+        KmsgReader::from_end()?.follow()
+    }
+
+    /// Every record the kernel printed since the last call, once it has
+    /// printed at least one, oldest first.
+    pub async fn next_records(&mut self) -> Result<Vec<KmsgRecord>, KmsgError> {
+        loop {
+            {
+                let mut state = self.shared.lock();
+                if let Some(error) = state.error.take() {
+                    return Err(error);
+                }
+                if !state.kept.is_empty() {
+                    return Ok(std::mem::take(&mut state.kept));
+                }
+            }
+            // A notification sent since the check is kept for this wait.
+            self.shared.printed.notified().await;
+        }
+    }
+
+    /// Every record already printed, at once (never waits for the kernel):
+    /// those the thread kept, then those it has not read yet.
+    pub fn records_now(&mut self) -> Result<Vec<KmsgRecord>, KmsgError> {
+        let mut state = self.shared.lock();
+        if let Some(error) = state.error.take() {
+            return Err(error);
+        }
+        state.read_available();
+        match state.error.take() {
+            Some(error) if state.kept.is_empty() => Err(error),
+            error => {
+                // Said once the records before it are handed over.
+                state.error = error;
+                Ok(std::mem::take(&mut state.kept))
+            }
+        }
+    }
+
+    pub fn summary(&self) -> KmsgSummary {
+        self.shared.lock().reader.summary()
+    }
+}
+
+/// The thread: waits for records on `polled` and keeps them, until the
+/// follower is gone.
+fn follow(polled: &File, shared: &Weak<Shared>) {
+    loop {
+        let readable = wait_readable(polled);
+        let Some(shared) = shared.upgrade() else { return };
+        let mut state = shared.lock();
+        if state.kept.len() >= KEPT_MAX {
+            drop(state);
+            drop(shared);
+            thread::sleep(BATCH_PAUSE * 10);
+            continue;
+        }
+        if !readable {
+            continue;
+        }
+        let read = state.read_available();
+        let kept = !state.kept.is_empty() || state.error.is_some();
+        drop(state);
+        if kept {
+            shared.printed.notify_one();
+        }
+        drop(shared);
+        if !read {
+            warn!(pause_s = ERROR_PAUSE.as_secs(), "reading /dev/kmsg failed; reading again after a pause");
+            thread::sleep(ERROR_PAUSE);
+        } else {
+            thread::sleep(BATCH_PAUSE);
+        }
+    }
+}
+
+/// Whether `file` has a record to read, waiting up to [`POLL_TIMEOUT_MS`].
+fn wait_readable(file: &File) -> bool {
+    let mut fds = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: `fds` is one valid pollfd that outlives the call, and the count
+    // passed is 1; the descriptor stays open while `file` is borrowed.
+    let ready = unsafe { libc::poll(&mut fds, 1, POLL_TIMEOUT_MS) };
+    if ready < 0 {
+        // EINTR, or a failure that the read will name: let it read.
+        thread::sleep(BATCH_PAUSE);
+        return true;
+    }
+    ready > 0
+}

@@ -66,16 +66,14 @@ impl LogTail {
     /// Opens the log and returns what the ring buffer holds now, oldest first.
     pub fn open() -> Result<(Self, Vec<LogLine>), TailError> {
         match KmsgReader::open() {
-            Ok(mut reader) => {
-                let lines = kernel_lines(|| reader.next_record());
-                match reader.follow() {
-                    Ok(follower) => {
-                        let tail = KmsgTail { follower, next_wait: tokio::time::Instant::now() };
-                        Ok((Self::Kmsg(Box::new(tail)), lines))
-                    }
-                    Err(kmsg) => Self::open_syslog(kmsg),
+            Ok(reader) => match reader.follow() {
+                Ok(follower) => {
+                    let mut tail = KmsgTail { follower, next_wait: tokio::time::Instant::now() };
+                    let lines = tail.lines_now();
+                    Ok((Self::Kmsg(Box::new(tail)), lines))
                 }
-            }
+                Err(kmsg) => Self::open_syslog(kmsg),
+            },
             Err(kmsg) => Self::open_syslog(kmsg),
         }
     }
@@ -129,13 +127,7 @@ impl LogTail {
     /// until it has no more, or syslog(2) read again.
     pub fn lines_now(&mut self) -> Vec<LogLine> {
         match self {
-            Self::Kmsg(tail) => match tail.follower.records_now() {
-                Ok(records) => kernel_lines_of(records),
-                Err(error) => {
-                    tracing::warn!(%error, "reading /dev/kmsg");
-                    Vec::new()
-                }
-            },
+            Self::Kmsg(tail) => tail.lines_now(),
             Self::Syslog(tail) => tail.read_new().unwrap_or_else(|error| {
                 tracing::warn!(%error, "reading the kernel log");
                 Vec::new()
@@ -149,22 +141,18 @@ fn kernel_lines_of(records: Vec<KmsgRecord>) -> Vec<LogLine> {
     records.into_iter().filter(KmsgRecord::is_kernel).flat_map(|r| r.lines).collect()
 }
 
-/// The kernel's lines of the /dev/kmsg records `next` returns until it has
-/// no more (or fails: said at warn level).
-fn kernel_lines(mut next: impl FnMut() -> Result<Option<KmsgRecord>, KmsgError>) -> Vec<LogLine> {
-    let mut lines = Vec::new();
-    loop {
-        match next() {
-            Ok(Some(record)) if record.is_kernel() => lines.extend(record.lines),
-            Ok(Some(_)) => {}
-            Ok(None) => break,
+impl KmsgTail {
+    /// Every kernel line already printed, at once (a read error is said at
+    /// warn level, with the lines read before it returned).
+    fn lines_now(&mut self) -> Vec<LogLine> {
+        match self.follower.records_now() {
+            Ok(records) => kernel_lines_of(records),
             Err(error) => {
                 tracing::warn!(%error, "reading /dev/kmsg");
-                break;
+                Vec::new()
             }
         }
     }
-    lines
 }
 
 impl SyslogTail {

@@ -21,7 +21,6 @@ use std::{
 
 use oomtrace_klog::source::kmsg::KmsgRecord;
 use tokio::sync::Notify;
-use tracing::warn;
 
 use super::{KmsgError, KmsgReader, KmsgSummary};
 
@@ -36,6 +35,8 @@ const BATCH_PAUSE: Duration = Duration::from_micros(500);
 /// the records wait in the kernel's buffer (read by the caller, or counted as
 /// overwritten there), as without this thread.
 const KEPT_MAX: usize = 4_096;
+/// The most records the thread reads per hold of the lock.
+const READ_BATCH: usize = 32;
 /// How long the thread waits after a read error before it reads again.
 const ERROR_PAUSE: Duration = Duration::from_secs(5);
 
@@ -58,20 +59,31 @@ impl Shared {
     }
 }
 
+/// How far one read of the records there are got.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// Every record there was is read.
+    End,
+    /// The most records to read at once are read; there may be more.
+    Limit,
+    /// A read failed (the error is kept for the reader).
+    Error,
+}
+
 impl State {
-    /// Reads every record there is now into `kept`; false on an error (kept
-    /// for the reader).
-    fn read_available(&mut self) -> bool {
-        loop {
+    /// Reads the records there are now into `kept`, at most `limit` of them.
+    fn read_available(&mut self, limit: usize) -> Reached {
+        for _ in 0..limit {
             match self.reader.next_record() {
                 Ok(Some(record)) => self.kept.push(record),
-                Ok(None) => return true,
+                Ok(None) => return Reached::End,
                 Err(error) => {
                     self.error = Some(error);
-                    return false;
+                    return Reached::Error;
                 }
             }
         }
+        Reached::Limit
     }
 }
 
@@ -136,7 +148,7 @@ impl KmsgFollower {
         if let Some(error) = state.error.take() {
             return Err(error);
         }
-        state.read_available();
+        state.read_available(usize::MAX);
         match state.error.take() {
             Some(error) if state.kept.is_empty() => Err(error),
             error => {
@@ -153,33 +165,40 @@ impl KmsgFollower {
 }
 
 /// The thread: waits for records on `polled` and keeps them, until the
-/// follower is gone.
+/// follower is gone. It reads [`READ_BATCH`] records per hold of the lock, so
+/// that an event that comes in a wave of reports waits for the lock no longer
+/// than that, and needs the lock only to read.
 fn follow(polled: &File, shared: &Weak<Shared>) {
+    let mut more = false;
     loop {
-        let readable = wait_readable(polled);
+        if !more && !wait_readable(polled) {
+            if shared.strong_count() == 0 {
+                return;
+            }
+            continue;
+        }
         let Some(shared) = shared.upgrade() else { return };
         let mut state = shared.lock();
         if state.kept.len() >= KEPT_MAX {
             drop(state);
             drop(shared);
+            more = false;
             thread::sleep(BATCH_PAUSE * 10);
             continue;
         }
-        if !readable {
-            continue;
-        }
-        let read = state.read_available();
+        let reached = state.read_available(READ_BATCH);
         let kept = !state.kept.is_empty() || state.error.is_some();
         drop(state);
         if kept {
             shared.printed.notify_one();
         }
         drop(shared);
-        if !read {
-            warn!(pause_s = ERROR_PAUSE.as_secs(), "reading /dev/kmsg failed; reading again after a pause");
-            thread::sleep(ERROR_PAUSE);
-        } else {
-            thread::sleep(BATCH_PAUSE);
+        more = reached == Reached::Limit;
+        match reached {
+            Reached::Limit => thread::yield_now(),
+            Reached::End => thread::sleep(BATCH_PAUSE),
+            // Said by the reader, which is handed the error.
+            Reached::Error => thread::sleep(ERROR_PAUSE),
         }
     }
 }

@@ -13,6 +13,8 @@ use oomtrace_klog::source::file::{FileContext, FileCounts, FileEvent, FileParser
 /// A line longer than this is cut there (the rest of it is dropped): no kernel message comes
 /// near it, and a file without newlines must not be read into memory whole.
 const LINE_LIMIT_BYTES: usize = 1024 * 1024;
+/// How much of a file is read at once (a line is found in memory, not per read(2)).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +69,12 @@ impl FileSource {
         let name = input.name();
         let zone = TimeZone::system();
         let (reader, written_at): (Box<dyn BufRead + Send>, SystemTime) = match input {
-            FileInput::Stdin => (Box::new(BufReader::new(io::stdin())), SystemTime::now()),
+            FileInput::Stdin => (Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, io::stdin())), SystemTime::now()),
             FileInput::Path(path) => {
                 let open_error = |source| FileError::Open { path: path.clone(), cause: source };
                 let file = File::open(path).map_err(open_error)?;
                 let written_at = file.metadata().and_then(|meta| meta.modified()).map_err(open_error)?;
-                (Box::new(BufReader::new(file)), written_at)
+                (Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, file)), written_at)
             }
         };
         Self::from_reader(name, reader, context(written_at, zone))
@@ -98,7 +100,13 @@ impl FileSource {
         if read.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.parser.parse_line(&String::from_utf8_lossy(&self.line))))
+        // Valid UTF-8 is checked for at its fast path first; a line that is not has its invalid
+        // bytes replaced.
+        let event = match std::str::from_utf8(&self.line) {
+            Ok(line) => self.parser.parse_line(line),
+            Err(_) => self.parser.parse_line(&String::from_utf8_lossy(&self.line)),
+        };
+        Ok(Some(event))
     }
 
     pub fn counts(&self) -> FileCounts {
@@ -144,7 +152,7 @@ pub(super) fn read_bounded_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -
             return Ok(any.then_some(()));
         }
         any = true;
-        let (chunk, ends_line) = match available.iter().position(|&b| b == b'\n') {
+        let (chunk, ends_line) = match memchr::memchr(b'\n', available) {
             Some(end) => (&available[..end], true),
             None => (available, false),
         };

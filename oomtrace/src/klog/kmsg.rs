@@ -210,12 +210,13 @@ impl KmsgReader {
 
     /// Opens /dev/kmsg at its end: only records printed from now on.
     pub fn from_end() -> Result<Self, KmsgError> {
-        let path = Path::new(KMSG_PATH);
-        let mut file = open_kmsg(path)?;
-        file.seek(SeekFrom::End(0)).map_err(|source| KmsgError::Open { path: path.to_owned(), cause: source })?;
-        let mut records = Records::new(path.to_owned());
-        records.from_end = true;
-        Ok(Self { file, records })
+        let mut reader = Self::open()?;
+        reader
+            .file
+            .seek(SeekFrom::End(0))
+            .map_err(|source| KmsgError::Open { path: reader.records.path.clone(), cause: source })?;
+        reader.records.from_end = true;
+        Ok(reader)
     }
 
     /// Goes on reading new records as they are printed, from where this reader stopped (call

@@ -85,6 +85,15 @@ impl State {
         }
         Reached::Limit
     }
+
+    /// What the reader is handed: the records kept, else the error met after
+    /// them (said once the records before it are handed over), else nothing.
+    fn hand_over(&mut self) -> Option<Result<Vec<KmsgRecord>, KmsgError>> {
+        if !self.kept.is_empty() {
+            return Some(Ok(std::mem::take(&mut self.kept)));
+        }
+        self.error.take().map(Err)
+    }
 }
 
 /// Yields records as the kernel prints them.
@@ -127,14 +136,9 @@ impl KmsgFollower {
     /// printed at least one, oldest first.
     pub async fn next_records(&mut self) -> Result<Vec<KmsgRecord>, KmsgError> {
         loop {
-            {
-                let mut state = self.shared.lock();
-                if let Some(error) = state.error.take() {
-                    return Err(error);
-                }
-                if !state.kept.is_empty() {
-                    return Ok(std::mem::take(&mut state.kept));
-                }
+            let handed = self.shared.lock().hand_over();
+            if let Some(handed) = handed {
+                return handed;
             }
             // A notification sent since the check is kept for this wait.
             self.shared.printed.notified().await;
@@ -145,18 +149,10 @@ impl KmsgFollower {
     /// those the thread kept, then those it has not read yet.
     pub fn records_now(&mut self) -> Result<Vec<KmsgRecord>, KmsgError> {
         let mut state = self.shared.lock();
-        if let Some(error) = state.error.take() {
-            return Err(error);
+        if state.error.is_none() {
+            state.read_available(usize::MAX);
         }
-        state.read_available(usize::MAX);
-        match state.error.take() {
-            Some(error) if state.kept.is_empty() => Err(error),
-            error => {
-                // Said once the records before it are handed over.
-                state.error = error;
-                Ok(std::mem::take(&mut state.kept))
-            }
-        }
+        state.hand_over().unwrap_or_else(|| Ok(Vec::new()))
     }
 
     pub fn summary(&self) -> KmsgSummary {

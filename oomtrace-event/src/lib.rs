@@ -21,7 +21,7 @@ pub use self::{
         CapturedPath, Cgroup, EventSource, OomCgroup, OomEvent, RecordKind, SchemaVersion, Scope, ScopeSource,
         ScopeUnknownReason, Trigger, Victim,
     },
-    report::{KernelLog, KernelReport, LogOrigin, ReportTask},
+    report::{KernelLog, KernelReport, KernelReportRecord, LogOrigin, ReportTask},
     time::WallTime,
     warning::{Growth, LimitLevel, NotWarned, NotWarnedReason, Reclaim, Unreclaimable, Warning, WarningState},
     workload::{
@@ -33,14 +33,17 @@ pub use self::{
 /// The version of the event's JSON: the first field of every NDJSON line
 /// (`schema_version`). Raise it when a field changes meaning or goes away.
 /// 2: every line has a `kind`; `warning` lines join the kills.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: live kills no longer carry `kernel_report`: `oom_kernel_report` lines
+/// follow them.
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// One NDJSON line: a kill or a warning (told apart by `kind`).
+/// One NDJSON line: a kill, a warning or a kill's kernel report (told apart by `kind`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Record {
     Kill(Box<OomEvent>),
     Warning(Box<Warning>),
+    KernelReport(Box<KernelReportRecord>),
 }
 
 /// `as_str`, the name the JSON uses, for each name enum.

@@ -18,6 +18,9 @@ pub enum RecordKind {
     OomKill,
     /// A [`Warning`](crate::Warning).
     Warning,
+    /// A [`KernelReportRecord`](crate::KernelReportRecord): the kernel's
+    /// report of a kill already sent as an `oom_kill`.
+    OomKernelReport,
 }
 
 /// What the OOM was constrained by.
@@ -242,8 +245,9 @@ pub struct OomEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
     /// What only the kernel's OOM report has: the OOMing memcg's memory.stat
-    /// and its largest tasks (kernel-log events; live events where the log is
-    /// readable and the report came within the join window).
+    /// and its largest tasks (kernel-log events). A live (`ebpf`) event goes
+    /// out before the kernel log is read: its report follows in an
+    /// `oom_kernel_report` record ([`KernelReportRecord`](crate::KernelReportRecord)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_report: Option<KernelReport>,
     /// Why the kill happened (cause and findings; docs/events.md).
@@ -345,7 +349,7 @@ mod tests {
         let json = serde_json::to_string(&event).unwrap_or_default();
         assert_eq!(
             json,
-            r#"{"schema_version":2,"kind":"oom_kill","time":"2026-11-25T23:12:34.987994Z","source":"ebpf","victim":{"pid":7},"sources":[]}"#
+            r#"{"schema_version":3,"kind":"oom_kill","time":"2026-11-25T23:12:34.987994Z","source":"ebpf","victim":{"pid":7},"sources":[]}"#
         );
     }
 }

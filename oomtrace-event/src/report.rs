@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use strum::{EnumString, IntoStaticStr, VariantArray};
 
+use crate::{Diagnosis, RecordKind, SchemaVersion, WallTime, WorkloadInfo};
+
 /// Which kernel log an event was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +79,46 @@ pub struct KernelReport {
     /// How many tasks the table listed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks_listed: Option<usize>,
+}
+
+/// The kernel's report of a live kill, read from its log after the kill went
+/// out as an `oom_kill` event (which never waits for the log): one record per
+/// event whose report the kernel printed (none where it rate-limited the
+/// report to its kill line). Joined to its event on `oom_id`, or on
+/// `victim_pid` and `ktime_ns`.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct KernelReportRecord {
+    pub schema_version: SchemaVersion,
+    /// Always `oom_kernel_report`.
+    pub kind: RecordKind,
+    /// The event's `time`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<WallTime>,
+    /// The event's `ktime_ns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ktime_ns: Option<u64>,
+    /// The event's `oom_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_id: Option<u64>,
+    /// The event's `victim.pid`.
+    pub victim_pid: u32,
+    /// The event's `victim.comm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub victim_comm: Option<String>,
+    /// The event's `node`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The event's `workload`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadInfo>,
+    /// Where in the log the report was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_log: Option<KernelLog>,
+    pub kernel_report: KernelReport,
+    /// The event's diagnosis with the report: the same cause, and the
+    /// findings, summary and advice the report adds (tmpfs, page cache,
+    /// kernel memory; the largest process).
+    pub diagnosis: Diagnosis,
 }
 
 /// How many of the report's tasks an event lists.

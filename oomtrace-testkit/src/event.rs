@@ -13,7 +13,8 @@ use serde::Deserialize;
 const EVENT_SCHEMA: &str = include_str!("../../docs/event.schema.json");
 
 /// The schema's definition of each record `kind` (its root is any of them).
-const KIND_DEFINITIONS: [(&str, &str); 2] = [("oom_kill", "OomEvent"), ("warning", "Warning")];
+const KIND_DEFINITIONS: [(&str, &str); 3] =
+    [("oom_kill", "OomEvent"), ("warning", "Warning"), ("oom_kernel_report", "KernelReportRecord")];
 
 /// Checks `record` against [`EVENT_SCHEMA`]'s definition for its `kind` (so
 /// that a violation is named, not lost in "none of anyOf"); the error lists
@@ -141,6 +142,13 @@ pub struct Diagnosis {
     pub advice: Vec<Advice>,
 }
 
+impl Diagnosis {
+    /// The finding of `kind`, with its evidence.
+    pub fn finding(&self, kind: &str) -> Option<&serde_json::Value> {
+        self.findings.iter().find(|f| f["kind"] == kind)
+    }
+}
+
 /// One step of a diagnosis' advice.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Advice {
@@ -261,7 +269,7 @@ impl Event {
 
     /// The diagnosis' finding of `kind`, with its evidence.
     pub fn finding(&self, kind: &str) -> Option<&serde_json::Value> {
-        self.diagnosis.as_ref()?.findings.iter().find(|f| f["kind"] == kind)
+        self.diagnosis.as_ref()?.finding(kind)
     }
 
     /// The diagnosis' advice step `action`.
@@ -356,7 +364,7 @@ pub struct Whois {
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"{"schema_version":2,"kind":"oom_kill","time":"2026-11-25T23:12:34.987994Z","source":"ebpf","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
+    const LINE: &str = r#"{"schema_version":3,"kind":"oom_kill","time":"2026-11-25T23:12:34.987994Z","source":"ebpf","ktime_ns":5000000000,"killed":true,"scope":"memcg","victim":{"pid":4242,"comm":"dd"},"victim_cgroup":{"id":7,"path":"/a/b"},"oom_cgroup":{"id":6,"path":"/a","limit_bytes":67108864},"trigger":{"pid":4242,"tgid":4242,"comm":"dd"},"sources":["tp_btf:mark_victim"]}"#;
 
     #[test]
     fn an_event_line_reads_as_typed_fields() {
@@ -373,7 +381,7 @@ mod tests {
     #[test]
     fn an_event_that_breaks_the_schema_is_refused_with_the_reason() {
         for (from, to, reason) in [
-            (r#""schema_version":2,"#, "", "schema_version"),
+            (r#""schema_version":3,"#, "", "schema_version"),
             (r#""kind":"oom_kill","#, "", "/kind"),
             (r#""scope":"memcg""#, r#""scope":"memory""#, "/scope"),
             ("34.987994Z", "34.98Z", "/time"),

@@ -35,6 +35,7 @@ pub mod live;
 pub mod manifest;
 pub mod observability;
 pub mod procfs;
+pub mod report;
 pub mod systemd;
 pub mod tracer;
 pub mod warning;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::{
     event::Event,
     procfs::Clock,
+    report::ReportRecord,
     tracer::{ParseLine, Spec, Tracer},
     warning::Record,
 };
@@ -57,7 +58,8 @@ impl Live {
         Self::start_with(binary, args, Event::victim_and_ktime)
     }
 
-    /// [`Live::start`] reading warnings too: [`Live::records`] has them all.
+    /// [`Live::start`] reading every record (warnings and kernel reports too):
+    /// [`Live::records_until`] has them all.
     pub fn start_with_warnings(binary: &Path, args: &[&str]) -> Result<Live> {
         Self::start_with(binary, args, Record::key)
     }
@@ -126,6 +128,33 @@ impl Live {
             if done {
                 return Ok(records);
             }
+        }
+    }
+
+    /// The next kill and then its kernel report (started with
+    /// [`Live::start_with_warnings`]), or an error with what came and
+    /// oomtrace's log after `timeout`.
+    pub fn expect_kill_and_report(&self, timeout: Duration) -> Result<(Event, ReportRecord)> {
+        let mut kill: Option<Event> = None;
+        let records = self.records_until(timeout, |record| match record {
+            Record::Kill(event) if kill.is_none() => {
+                kill = Some((**event).clone());
+                false
+            }
+            Record::KernelReport(report) => kill.as_ref().is_some_and(|kill| report.is_of(kill)),
+            _ => false,
+        })?;
+        let report = records.iter().rev().find_map(|record| match record {
+            Record::KernelReport(report) if kill.as_ref().is_some_and(|kill| report.is_of(kill)) => Some(report),
+            _ => None,
+        });
+        match (kill, report) {
+            (Some(kill), Some(report)) => Ok((kill, (**report).clone())),
+            (kill, _) => bail!(
+                "no kill followed by its kernel report within {timeout:?} (kill: {}); records: {records:#?}; oomtrace's log:\n{}",
+                kill.map_or_else(|| "none".to_owned(), |k| k.line),
+                self.tracer.log_text()
+            ),
         }
     }
 

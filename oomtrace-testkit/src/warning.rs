@@ -1,13 +1,16 @@
 //! The warning record of `oomtrace live -o json` (docs/events.md, `kind` =
 //! `warning`), read independently of oomtrace's types, and the records of a
-//! stream that mixes warnings and kills.
+//! stream that mixes warnings, kills and their kernel reports.
 
 use std::fmt;
 
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
-use crate::event::{Advice, Event, Workload, conforms};
+use crate::{
+    event::{Advice, Event, Workload, conforms},
+    report::ReportRecord,
+};
 
 /// One warning.
 #[derive(Clone, Debug, Deserialize)]
@@ -63,14 +66,17 @@ impl fmt::Display for WarningRecord {
 pub enum Record {
     Kill(Box<Event>),
     Warning(Box<WarningRecord>),
+    KernelReport(Box<ReportRecord>),
 }
 
 impl Record {
     /// Parses a line by its `kind`, after checking it against the schema.
     pub fn parse(line: &str) -> Result<Record> {
         let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
-        if value.get("kind").and_then(serde_json::Value::as_str) != Some("warning") {
-            return Ok(Record::Kill(Box::new(Event::parse(line)?)));
+        match value.get("kind").and_then(serde_json::Value::as_str) {
+            Some("warning") => {}
+            Some("oom_kernel_report") => return Ok(Record::KernelReport(Box::new(ReportRecord::parse(line)?))),
+            _ => return Ok(Record::Kill(Box::new(Event::parse(line)?))),
         }
         conforms(&value).with_context(|| format!("a warning that breaks docs/event.schema.json: {line}"))?;
         let mut warning: WarningRecord =
@@ -79,10 +85,12 @@ impl Record {
         Ok(Record::Warning(Box::new(warning)))
     }
 
-    /// A tracer's line parser for streams with warnings: every record line
-    /// counts, a kill with its `(victim pid, ktime_ns)`, a warning as `(0, 0)`.
+    /// A tracer's line parser for streams of every record: every record line
+    /// counts, a kill with its `(victim pid, ktime_ns)`, a warning or a kernel report as `(0, 0)`.
     pub fn key(line: &str) -> Option<(u32, u64)> {
-        Event::victim_and_ktime(line).or_else(|| line.contains(r#""kind":"warning""#).then_some((0, 0)))
+        Event::victim_and_ktime(line).or_else(|| {
+            (line.contains(r#""kind":"warning""#) || line.contains(r#""kind":"oom_kernel_report""#)).then_some((0, 0))
+        })
     }
 }
 

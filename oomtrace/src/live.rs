@@ -1,6 +1,7 @@
 //! `oomtrace live`: attach, then print every OOM victim as it happens.
 
 use std::{
+    collections::VecDeque,
     io::{StdoutLock, Write},
     time::Duration,
 };
@@ -12,7 +13,7 @@ use crate::{
     output::{self, EventWriter, OutputFormat},
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, log_stats},
 };
-use oomtrace_event::{OomEvent, Warning};
+use oomtrace_event::{KernelReportRecord, OomEvent, Warning};
 
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -28,9 +29,15 @@ pub struct LiveOptions {
 pub struct LiveSummary {
     pub shown: u64,
     pub warnings: u64,
+    /// Kernel reports shown, each after its kill.
+    pub reports: u64,
     pub filtered_out: u64,
     pub pipeline: PipelineStats,
 }
+
+/// How many shown kills are remembered for their reports: more than can be
+/// awaiting a kill line at once.
+const SHOWN_KEPT: usize = 1024;
 
 /// Filters events and writes the ones wanted to stdout.
 struct Printer<'a> {
@@ -38,20 +45,26 @@ struct Printer<'a> {
     writer: Box<dyn EventWriter + Send>,
     out: StdoutLock<'static>,
     summary: LiveSummary,
+    /// The kills shown lately (victim pid, ktime_ns): their reports are shown, the others' not.
+    shown: VecDeque<(u32, Option<u64>)>,
 }
 
 impl EventHandler for Printer<'_> {
-    fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow> {
-        if !self.options.filter.matches(&event) {
+    fn event(&mut self, event: &OomEvent) -> anyhow::Result<Flow> {
+        if !self.options.filter.matches(event) {
             self.summary.filtered_out += 1;
             return Ok(Flow::Continue);
         }
-        if let Err(error) = self.writer.event(&mut self.out, &event) {
+        if let Err(error) = self.writer.event(&mut self.out, event) {
             if error.kind() == std::io::ErrorKind::BrokenPipe {
                 return Ok(Flow::Stop);
             }
             return Err(error).context("writing an event to stdout");
         }
+        if self.shown.len() == SHOWN_KEPT {
+            self.shown.pop_front();
+        }
+        self.shown.push_back((event.victim.pid, event.ktime_ns));
         self.summary.shown += 1;
         Ok(if self.options.count.is_some_and(|n| self.summary.shown >= n) { Flow::Stop } else { Flow::Continue })
     }
@@ -70,6 +83,21 @@ impl EventHandler for Printer<'_> {
         self.summary.warnings += 1;
         Ok(Flow::Continue)
     }
+
+    /// A report is shown after its kill, when the kill was.
+    fn kernel_report(&mut self, record: &KernelReportRecord) -> anyhow::Result<Flow> {
+        if !self.shown.contains(&(record.victim_pid, record.ktime_ns)) {
+            return Ok(Flow::Continue);
+        }
+        if let Err(error) = self.writer.kernel_report(&mut self.out, record) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(Flow::Stop);
+            }
+            return Err(error).context("writing a kernel report to stdout");
+        }
+        self.summary.reports += 1;
+        Ok(Flow::Continue)
+    }
 }
 
 pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
@@ -79,6 +107,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
         writer: output::for_format(options.output),
         out: std::io::stdout().lock(),
         summary: LiveSummary::default(),
+        shown: VecDeque::new(),
     };
     printer.writer.start(&mut printer.out).context("writing to stdout")?;
     pipeline.run(options.duration, &mut printer).await?;
@@ -91,6 +120,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<LiveSummary> {
         summary.pipeline,
         shown = summary.shown,
         warnings = summary.warnings,
+        reports = summary.reports,
         filtered_out = summary.filtered_out
     );
     Ok(summary)

@@ -2,7 +2,11 @@
 //! ring buffer, decode, resolve cgroup paths and attribute pods; and the loop
 //! both run until a signal: events to a handler, counters every second.
 
-use std::{collections::VecDeque, path::PathBuf, time::Duration};
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use tokio::{
@@ -23,20 +27,29 @@ use crate::{
     klog::{
         attribute::attribute_kill,
         join::{
-            LogPosition,
+            Joined, LogPosition,
+            record::report_record,
             side::{KernelLogMode, LogSide},
         },
     },
     probe::{AttachPlan, Attached, EbpfLog, Role, Tracer, reclaim::ReclaimCounts, ring::EventReader},
     watch::{WatchOptions, Watched},
 };
-use oomtrace_event::{EventSource, NotWarned, NotWarnedReason, OomEvent, RecordKind, SchemaVersion, WallTime, Warning};
+use oomtrace_event::{
+    EventSource, KernelReportRecord, NotWarned, NotWarnedReason, OomEvent, RecordKind, SchemaVersion, WallTime, Warning,
+};
 
 use crate::probe::decode::{DecodeContext, DecodeError, decode};
 
 /// How often the counters are polled: ring-buffer losses are warned about,
 /// the daemon's metrics refreshed.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Stopping, how long the reports of events already out are waited for: their
+/// kill lines follow them within microseconds, unless the log lost them.
+const REPORT_WAIT: Duration = Duration::from_millis(500);
+/// How often the log is read meanwhile.
+const REPORT_POLL: Duration = Duration::from_millis(5);
 
 /// How the pipeline is set up.
 #[derive(Clone, Debug)]
@@ -111,7 +124,12 @@ pub enum Flow {
 /// What a command does with what [`Pipeline::run`] delivers.
 pub trait EventHandler {
     /// One complete, attributed event.
-    fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow>;
+    fn event(&mut self, event: &OomEvent) -> anyhow::Result<Flow>;
+
+    /// The kernel's report of a live event that went out before it.
+    fn kernel_report(&mut self, _record: &KernelReportRecord) -> anyhow::Result<Flow> {
+        Ok(Flow::Continue)
+    }
 
     /// One warning record (a cgroup heading for its limit, or recovered).
     fn warning(&mut self, _warning: Warning) -> anyhow::Result<Flow> {
@@ -306,25 +324,25 @@ impl Pipeline {
             event.workload = Some(self.pods.attribute(path.as_deref(), tgid).await);
             event.node = Some(self.node.clone());
             self.events += 1;
-            match self.log.as_mut() {
-                Some(log) => log.live(event),
-                None => out.push(event),
-            }
+            out.push(event);
         }
     }
 
-    /// The events the kernel-log side has ready; those read from the log alone
-    /// are attributed here (their cgroups may be gone: the CRI still lists an
-    /// exited container until it is removed).
-    async fn take_log_ready(&mut self, out: &mut Vec<OomEvent>) {
+    /// What the kernel-log side has ready: the reports of live events gone
+    /// out, and kills read from the log alone, attributed here (their cgroups
+    /// may be gone: the CRI still lists an exited container until it is removed).
+    async fn take_log_ready(&mut self, events: &mut Vec<OomEvent>, reports: &mut Vec<KernelReportRecord>) {
         let Some(log) = self.log.as_mut() else { return };
-        for mut event in log.ready() {
-            if event.source == EventSource::KernelLog {
-                self.kernel_log_events += 1;
-                let root = self.cgroups.hierarchy().map(|h| h.root());
-                attribute_kill(&mut event, root, &mut self.pods, Some(&self.node)).await;
+        for joined in log.ready() {
+            match joined {
+                Joined::Kill(mut event) => {
+                    self.kernel_log_events += 1;
+                    let root = self.cgroups.hierarchy().map(|h| h.root());
+                    attribute_kill(&mut event, root, &mut self.pods, Some(&self.node)).await;
+                    events.push(*event);
+                }
+                Joined::Report { event, kill } => reports.extend(report_record(*event, *kill)),
             }
-            out.push(event);
         }
     }
 
@@ -346,6 +364,7 @@ impl Pipeline {
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         stats_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut events = Vec::new();
+        let mut reports = Vec::new();
         let mut last_position = self.log_position();
         loop {
             let log_deadline = self.log.as_ref().and_then(LogSide::until_deadline).unwrap_or(Duration::MAX);
@@ -374,11 +393,22 @@ impl Pipeline {
                 _ = sigterm.recv() => break,
                 _ = sigint.recv() => break,
             }
+            // Live events go out before the log is read at all; then the log,
+            // where their kill lines (and so their reports) usually are already.
             self.attribute_pending(&mut events).await;
-            self.take_log_ready(&mut events).await;
-            let delivered = !events.is_empty();
+            let live = !events.is_empty();
             if self.deliver(&mut events, handler)? == Flow::Stop {
-                return Ok(());
+                return self.finish_reports(handler).await;
+            }
+            if live && let Some(log) = self.log.as_mut() {
+                log.read_now();
+            }
+            self.take_log_ready(&mut events, &mut reports).await;
+            let delivered = live || !events.is_empty() || !reports.is_empty();
+            if self.deliver(&mut events, handler)? == Flow::Stop
+                || deliver_reports(&mut reports, handler)? == Flow::Stop
+            {
+                return self.finish_reports(handler).await;
             }
             let position = self.log_position();
             if delivered || position != last_position {
@@ -388,12 +418,37 @@ impl Pipeline {
                 handler.delivered(self.counts());
             }
         }
-        // Stopping: what waits for a report or for a live event goes out now.
+        // Stopping: the reports of the events out, and what waits for a live
+        // event goes out now.
+        self.finish_reports(handler).await?;
         if let Some(log) = self.log.as_mut() {
             log.flush();
         }
-        self.take_log_ready(&mut events).await;
+        self.take_log_ready(&mut events, &mut reports).await;
         self.deliver(&mut events, handler)?;
+        deliver_reports(&mut reports, handler)?;
+        Ok(())
+    }
+
+    /// Stopping: the reports of the live events already out, read for up to
+    /// [`REPORT_WAIT`] (kills read from the log alone meanwhile are left to
+    /// the log position: the daemon's next run reports them).
+    async fn finish_reports(&mut self, handler: &mut impl EventHandler) -> anyhow::Result<()> {
+        let deadline = Instant::now() + REPORT_WAIT;
+        let mut reports = Vec::new();
+        while let Some(log) = self.log.as_mut() {
+            log.read_now();
+            let waiting = log.awaits_reports();
+            for joined in log.ready() {
+                if let Joined::Report { event, kill } = joined {
+                    reports.extend(report_record(*event, *kill));
+                }
+            }
+            if deliver_reports(&mut reports, handler)? == Flow::Stop || !waiting || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(REPORT_POLL).await;
+        }
         Ok(())
     }
 
@@ -411,7 +466,14 @@ impl Pipeline {
                 None => event.not_warned = Some(NotWarned { reason: NotWarnedReason::WatcherOff, rise_seconds: None }),
             }
             event.diagnosis = Some(self.diagnoser.diagnose(&event));
-            if handler.event(event)? == Flow::Stop {
+            let flow = handler.event(&event)?;
+            // A live event's report follows it, when its kill line is read.
+            if event.source == EventSource::Ebpf
+                && let Some(log) = self.log.as_mut()
+            {
+                log.sent(event);
+            }
+            if flow == Flow::Stop {
                 return Ok(Flow::Stop);
             }
         }
@@ -478,6 +540,16 @@ impl Pipeline {
         describe(&mut warning);
         warning
     }
+}
+
+/// Hands the reports to `handler` until it says stop.
+fn deliver_reports(reports: &mut Vec<KernelReportRecord>, handler: &mut impl EventHandler) -> anyhow::Result<Flow> {
+    for record in reports.drain(..) {
+        if handler.kernel_report(&record)? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+    }
+    Ok(Flow::Continue)
 }
 
 /// Seconds to the millisecond (what the JSON keeps).

@@ -27,7 +27,7 @@ use oomtrace_testkit::{
     live::Live,
     trial,
 };
-use support::{assert_matches_dmesg, live, unique};
+use support::{assert_matches_dmesg, live, oomtrace, unique};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 64 * MIB;
@@ -115,7 +115,7 @@ impl Drop for Tmpfs {
 fn a_tmpfs_heavy_cgroup_is_found_holding_its_shmem() -> Result<()> {
     let cgroup = MemCgroup::create(&unique("tmpfs"), Some(LIMIT))?;
     let tmpfs = Tmpfs::mount(&unique("tmpfs-mount"))?;
-    let tracer = live(&["--cgroup", cgroup.path.as_str()])?;
+    let tracer = Live::start_with_warnings(oomtrace(), &["--cgroup", cgroup.path.as_str(), "--no-warnings"])?;
     // The finding is read from the kernel's report, which the kernel
     // rate-limits: start a fresh window after the earlier tests' kills.
     dmesg::wait_for_whole_reports();
@@ -127,21 +127,23 @@ fn a_tmpfs_heavy_cgroup_is_found_holding_its_shmem() -> Result<()> {
     );
     let hog = wait_hog(cgroup.spawn(&fill)?)?;
     assert!(hog.oom_killed, "the hog was not OOM-killed");
-    let event = tracer.expect_event(EVENT_TIMEOUT)?;
+    let (event, record) = tracer.expect_kill_and_report(EVENT_TIMEOUT)?;
     assert_matches_dmesg(&event, hog.pid)?;
+    assert!(!event.has_finding("tmpfs"), "the kill goes out before its report is read: {event}");
 
-    let report = event.kernel_report.as_ref().with_context(|| format!("no kernel report: {event}"))?;
-    let stat = &report.memory_stat;
+    let stat = &record.kernel_report.memory_stat;
     let (shmem, total) = if stat.contains_key("anon") {
         let kernel = stat.get("kernel").copied().unwrap_or(0) + stat.get("sock").copied().unwrap_or(0);
         (stat["shmem"], stat["anon"] + stat["file"] + kernel)
     } else {
         (stat["total_shmem"], stat["total_rss"] + stat["total_cache"])
     };
-    assert!(shmem.abs_diff(TMPFS_FILL_MIB * MIB) <= MIB, "shmem {shmem} in the kernel's report: {event}");
-    let tmpfs = event.finding("tmpfs").with_context(|| format!("no tmpfs finding: {event}"))?;
-    assert_eq!(tmpfs["shmem_bytes"], shmem, "{event}");
-    assert_eq!(tmpfs["share_percent"], shmem * 100 / total, "{event}");
+    assert!(shmem.abs_diff(TMPFS_FILL_MIB * MIB) <= MIB, "shmem {shmem} in the kernel's report: {record}");
+    let tmpfs = record.diagnosis.finding("tmpfs").with_context(|| format!("no tmpfs finding: {record}"))?;
+    assert_eq!(tmpfs["shmem_bytes"], shmem, "{record}");
+    assert_eq!(tmpfs["share_percent"], shmem * 100 / total, "{record}");
+    assert!(record.diagnosis.advice.iter().any(|a| a.action == "limit_tmpfs"), "the tmpfs advice: {record}");
+    assert_eq!(record.diagnosis.cause, event.cause().unwrap_or_default(), "the kill's cause: {record}");
     Ok(())
 }
 

@@ -19,9 +19,10 @@ use oomtrace_testkit::{
     dmesg,
     event::Event,
     harness::{self, Need},
+    live::Live,
     trial,
 };
-use support::{live, oomtrace, unique};
+use support::{oomtrace, unique};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: u64 = 64 * MIB;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     harness::main(vec![
         trial!(history_finds_this_boots_kills_with_the_kernels_count, Need::Root),
         trial!(a_saved_log_and_stdin_give_the_same_victims, Need::Root),
-        trial!(live_events_carry_the_kernel_report_and_it_is_no_second_event, Need::Root),
+        trial!(a_live_events_kernel_report_follows_it_and_is_no_second_event, Need::Root),
     ])
 }
 
@@ -179,20 +180,29 @@ fn a_saved_log_and_stdin_give_the_same_victims() -> Result<()> {
     Ok(())
 }
 
-fn live_events_carry_the_kernel_report_and_it_is_no_second_event() -> Result<()> {
+/// A live kill goes out before the kernel log is read; its report follows
+/// as an `oom_kernel_report` record naming it, and the log's kill is no
+/// second event once the grace is over.
+fn a_live_events_kernel_report_follows_it_and_is_no_second_event() -> Result<()> {
     let parent = MemCgroup::create(&unique("history-join"), Some(LIMIT))?;
     let web = parent.child("web", None)?;
-    let tracer = live(&["--cgroup", &parent.path])?;
+    let tracer = Live::start_with_warnings(oomtrace(), &["--cgroup", &parent.path, "--no-warnings"])?;
     let pid = web.oom_kill_hog(HOG)?;
-    let event = tracer.expect_event(EVENT_TIMEOUT)?;
+    let (event, record) = tracer.expect_kill_and_report(EVENT_TIMEOUT)?;
     assert_eq!(event.victim.pid, pid, "{event}");
     assert_eq!(event.source, "ebpf", "{event}");
+    assert!(event.kernel_report.is_none(), "a live kill does not wait for its report: {event}");
     assert_eq!(event.cause(), Some("cgroup_limit"), "{event}");
-    let report = event.kernel_report.as_ref().with_context(|| format!("no kernel_report: {event}"))?;
-    assert_eq!(report.memory_stat_cgroup.as_deref(), Some(parent.path.as_str()), "{event}");
-    assert!(report.largest_tasks.iter().any(|t| t.pid == pid), "{event}");
-    // The log's report is joined, not reported again once the grace is over.
-    let later = tracer.drain(Duration::from_secs(4))?;
-    assert!(later.is_empty(), "no second event for the same kill: {later:#?}");
+    assert_eq!((record.oom_id, record.victim_comm.as_ref()), (event.oom_id, event.victim.comm.as_ref()), "{record}");
+    assert_eq!(record.diagnosis.cause, "cgroup_limit", "the same cause: {record}");
+    let report = &record.kernel_report;
+    assert_eq!(report.memory_stat_cgroup.as_deref(), Some(parent.path.as_str()), "{record}");
+    assert!(!report.memory_stat.is_empty(), "{record}");
+    assert!(report.largest_tasks.iter().any(|t| t.pid == pid), "{record}");
+    let log = record.kernel_log.as_ref().with_context(|| format!("no kernel_log: {record}"))?;
+    assert!(log.full_report && log.seq.is_some(), "read whole from /dev/kmsg: {record}");
+    // The log's kill is joined, not reported again once the grace is over.
+    let later = tracer.records_until(Duration::from_secs(4), |_| false)?;
+    assert!(later.is_empty(), "no second record for the same kill: {later:#?}");
     Ok(())
 }

@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use oomtrace_testkit::{
     cgroup::MemCgroup,
+    dmesg,
     event::Event,
     fentry,
     harness::{self, Need},
@@ -578,18 +579,26 @@ fn names_that_attack_the_terminal_are_shown_escaped() -> Result<()> {
 /// kill's event, and docs/events.md documents every field of it (the docs
 /// cannot drift: `OOMTRACE_BLESS_DOCS=1` rewrites the example from this kill).
 /// The kill of docs/events.md: a 64 MiB limit on the parent, the victim in a
-/// child, with the kernel's report joined, no `oom_kill_process` probe.
+/// child, no `oom_kill_process` probe; and its kernel report, whose fields
+/// docs/events.md's "Kernel report records" table documents.
 fn docs_show_a_real_kill() -> Result<()> {
     let _kills = shared_kills();
+    let parent = MemCgroup::create(&unique("docs"), Some(LIMIT))?;
+    let child = parent.child("job", None)?;
     // Without the oom_kill_process context the event has the same fields on
     // every kernel of the VM matrix and on the host (whose fentry is refused).
-    let (_parent, _child, _tracer, event) = nested_kill("docs", &["--context-probe", "none"])?;
-    assert!(
-        event.kernel_report.is_some(),
-        "the kernel's report, printed before the victim was marked, was not joined: {event}"
-    );
+    let args = ["--cgroup", parent.path.as_str(), "--context-probe", "none"];
+    let tracer = Live::start_with_warnings(oomtrace(), &args)?;
+    // The report is printed only outside the kernel's rate limit.
+    dmesg::wait_for_whole_reports();
+    let pid = child.oom_kill_hog(HOG)?;
+    let (event, report) = tracer.expect_kill_and_report(EVENT_TIMEOUT)?;
+    assert_matches_dmesg(&event, pid)?;
+    assert_eq!(report.kernel_report.memory_stat_cgroup.as_deref(), Some(parent.path.as_str()), "{report}");
     let json: serde_json::Value = serde_json::from_str(&event.line).context("the event line")?;
     docs::check_fields_documented(&json)?;
+    let json: serde_json::Value = serde_json::from_str(&report.line).context("the report line")?;
+    docs::check_fields_documented_in(&json, "Kernel report records")?;
     docs::check_examples(&event.line)
 }
 

@@ -29,6 +29,7 @@ use oomtrace_testkit::{
     http,
     manifest::DaemonSetSpec,
     observability::exposition::parse_exposition,
+    report::ReportRecord,
     systemd, trial,
     warning::{Record, WarningRecord, epoch_seconds},
 };
@@ -162,9 +163,29 @@ fn events(agent: &DaemonSetPod) -> Vec<Event> {
         .into_iter()
         .filter_map(|record| match record {
             Record::Kill(event) => Some(*event),
-            Record::Warning(_) => None,
+            _ => None,
         })
         .collect()
+}
+
+/// The kernel report of `event` the agent wrote after it, waited for.
+fn wait_report(agent: &DaemonSetPod, event: &Event) -> Result<ReportRecord> {
+    let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let found = records(agent).into_iter().find_map(|record| match record {
+            Record::KernelReport(report) if report.is_of(event) => Some(*report),
+            _ => None,
+        });
+        if let Some(report) = found {
+            return Ok(report);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no kernel report of {event} within {EVENT_TIMEOUT:?}; the agent's stdout:\n{}",
+            agent.stdout_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The agent's warnings so far.
@@ -173,7 +194,7 @@ fn warnings(agent: &DaemonSetPod) -> Vec<WarningRecord> {
         .into_iter()
         .filter_map(|record| match record {
             Record::Warning(warning) => Some(*warning),
-            Record::Kill(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -758,8 +779,9 @@ fn a_restarted_agent_starts_clean_and_reports_nothing_twice() -> Result<()> {
     let events = wait_events(&fresh, 1, in_pod(&pod))?;
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0].source, "ebpf", "{}", events[0]);
-    let report = events[0].kernel_report.as_ref();
-    assert!(report.is_some_and(|r| !r.largest_tasks.is_empty()), "the kernel's report joined: {}", events[0]);
+    let report = wait_report(&fresh, &events[0])?;
+    assert!(!report.kernel_report.largest_tasks.is_empty(), "the kernel's report follows the kill: {report}");
+    assert_eq!(report.workload.as_ref().and_then(|w| w.pod.as_deref()), Some(pod.name.as_str()), "{report}");
     assert_eq!(metric(&fresh, "oomtrace_oom_kills_total", ("pod", pod.name.as_str()))?, 1.0);
     // The kernel counted every kill of this boot and the agents reported each.
     std::thread::sleep(Duration::from_secs(6));

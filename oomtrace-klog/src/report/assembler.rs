@@ -133,22 +133,6 @@ impl ReportParser {
         &self.stats
     }
 
-    /// The reports begun but not yet ended, oldest first. The kernel prints a
-    /// report's header, tables and summary line *before* it marks the victim
-    /// (`dump_header` comes before `__oom_kill_process` in mm/oom_kill.c), and
-    /// its kill line after: a reader that sees the victim marked (a tracer)
-    /// finds the report here, complete but for its kill line.
-    pub fn in_progress(&self) -> impl Iterator<Item = &OomReport> {
-        self.open.iter().map(|building| &building.report)
-    }
-
-    /// The memcg of a `memory.oom.group` kill whose members are being killed:
-    /// after `Tasks in <memcg> are going to be killed due to memory.oom.group
-    /// set`, until a line of another report.
-    pub fn group_in_progress(&self) -> Option<&str> {
-        self.oom_group.as_ref().map(|(memcg, _)| memcg.as_str())
-    }
-
     fn read(&mut self, text: &str, meta: LineMeta, out: &mut Vec<Parsed>) {
         let anchored = has_anchor(text);
         if self.read_block_line(text, meta) {
@@ -474,43 +458,5 @@ fn same_task(a: Option<Caller>, b: Option<Caller>) -> bool {
     match (a, b) {
         (Some(Caller::Task(a)), Some(Caller::Task(b))) => a == b,
         _ => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn push(parser: &mut ReportParser, message: &str, out: &mut Vec<Parsed>) {
-        parser.push(&LogLine { message: message.into(), ..LogLine::default() }, out);
-    }
-
-    /// What a tracer finds when the victim is marked: everything but the kill line.
-    #[test]
-    fn a_report_before_its_kill_line_is_in_progress() {
-        let mut parser = ReportParser::new();
-        let mut out = Vec::new();
-        push(&mut parser, "dd invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0", &mut out);
-        push(&mut parser, "Memory cgroup stats for /a:", &mut out);
-        push(&mut parser, "anon 1000", &mut out);
-        push(
-            &mut parser,
-            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=dd,pid=42,uid=0",
-            &mut out,
-        );
-        assert!(out.is_empty());
-        let open: Vec<&OomReport> = parser.in_progress().collect();
-        assert_eq!(open.len(), 1);
-        assert_eq!(open[0].victim_pid(), Some(42));
-        assert_eq!(open[0].memcg_stat.as_ref().map(|s| s.values.get("anon").copied()), Some(Some(1000)));
-        push(
-            &mut parser,
-            "Memory cgroup out of memory: Killed process 42 (dd) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:40kB oom_score_adj:0",
-            &mut out,
-        );
-        assert_eq!(out.len(), 1);
-        assert_eq!(parser.in_progress().count(), 0);
-        push(&mut parser, "Tasks in /a are going to be killed due to memory.oom.group set", &mut out);
-        assert_eq!(parser.group_in_progress(), Some("/a"));
     }
 }

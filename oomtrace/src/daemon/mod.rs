@@ -29,7 +29,7 @@ use crate::{
     pipeline::{EventHandler, Flow, Pipeline, PipelineOptions, PipelineStats, WarnOptions, log_stats},
     probe::{AttachPlan, DEFAULT_RING_BYTES},
 };
-use oomtrace_event::{EventSource, OomEvent, Warning};
+use oomtrace_event::{EventSource, KernelReportRecord, OomEvent, Warning};
 
 use self::account::Account;
 
@@ -70,8 +70,8 @@ struct Deliver<'a> {
 }
 
 impl EventHandler for Deliver<'_> {
-    fn event(&mut self, event: OomEvent) -> anyhow::Result<Flow> {
-        self.metrics.record(&event);
+    fn event(&mut self, event: &OomEvent) -> anyhow::Result<Flow> {
+        self.metrics.record(event);
         // A live event goes out before its kill line is read (see klog::join):
         // remembered, so that a restart reading that line does not report it.
         if let (Some(account), Some(ktime)) = (self.account.as_mut(), event.ktime_ns)
@@ -80,10 +80,10 @@ impl EventHandler for Deliver<'_> {
             account.sent(event.victim.pid, ktime);
         }
         if let Some(otlp) = self.otlp {
-            otlp.emit(&event);
+            otlp.emit(event);
         }
         if self.events_stdout
-            && let Err(error) = JsonWriter.event(&mut std::io::stdout().lock(), &event)
+            && let Err(error) = JsonWriter.event(&mut std::io::stdout().lock(), event)
         {
             // A closed stdout (nobody reading the logs) must not stop the agent.
             tracing::debug!(%error, "could not write an event to stdout");
@@ -100,6 +100,18 @@ impl EventHandler for Deliver<'_> {
             && let Err(error) = JsonWriter.warning(&mut std::io::stdout().lock(), &warning)
         {
             tracing::debug!(%error, "could not write a warning to stdout");
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn kernel_report(&mut self, record: &KernelReportRecord) -> anyhow::Result<Flow> {
+        if let Some(otlp) = self.otlp {
+            otlp.emit_kernel_report(record);
+        }
+        if self.events_stdout
+            && let Err(error) = JsonWriter.kernel_report(&mut std::io::stdout().lock(), record)
+        {
+            tracing::debug!(%error, "could not write a kernel report to stdout");
         }
         Ok(Flow::Continue)
     }

@@ -9,7 +9,7 @@ pub mod findings;
 pub mod repeat;
 pub mod summary;
 
-use oomtrace_event::{Diagnosis, OomEvent};
+use oomtrace_event::{Diagnosis, Finding, OomEvent};
 
 pub use self::repeat::KillMemory;
 
@@ -29,6 +29,20 @@ impl Diagnoser {
         let advice = advice::advise(event, cause, &findings);
         Diagnosis { cause, missing, findings, summary, advice }
     }
+}
+
+/// `earlier`, the diagnosis an event went out with, again now that the
+/// event has more facts (its kernel report): the same cause and the same
+/// earlier kills, the findings, summary and advice of the facts it has now.
+pub fn revise(event: &OomEvent, earlier: &Diagnosis) -> Diagnosis {
+    let repeat = earlier.findings.iter().find_map(|finding| match finding {
+        Finding::Repeated { repeat, .. } => Some(repeat.clone()),
+        _ => None,
+    });
+    let findings = findings::findings(event, repeat);
+    let summary = summary::summary(event, earlier.cause, &findings);
+    let advice = advice::advise(event, earlier.cause, &findings);
+    Diagnosis { cause: earlier.cause, missing: earlier.missing.clone(), findings, summary, advice }
 }
 
 /// The diagnosis of one event on its own (no earlier kills known).

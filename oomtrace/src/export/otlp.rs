@@ -41,7 +41,7 @@ use super::labels;
 use tls::{Signal, TlsSettings};
 
 mod tls;
-use oomtrace_event::{OomEvent, Warning};
+use oomtrace_event::{Diagnosis, KernelReportRecord, OomEvent, Warning};
 
 /// The log attributes the kill counter carries too: bounded (the pod names
 /// are bounded by the SDK's cardinality limit, the others are enums or units).
@@ -415,6 +415,24 @@ impl OtlpExporter {
         self.logger.emit(record);
     }
 
+    /// Queues a kill's kernel report as a log record of severity INFO
+    /// (`oomtrace.oom_kernel_report`; the kill's summary revised with the
+    /// report as the body), at the kill's time and with its `thread.id`: the
+    /// two join it to its `oomtrace.oom_kill` record.
+    pub fn emit_kernel_report(&self, report: &KernelReportRecord) {
+        let mut record = self.logger.create_log_record();
+        record.set_event_name("oomtrace.oom_kernel_report");
+        record.set_severity_number(Severity::Info);
+        record.set_severity_text("INFO");
+        record.set_timestamp(report.time.map_or_else(SystemTime::now, |time| time.system_time()));
+        record.set_observed_timestamp(SystemTime::now());
+        record.set_body(AnyValue::from(report.diagnosis.summary.clone()));
+        for kv in report_attributes(report) {
+            record.add_attribute(kv.key, any_value(kv.value));
+        }
+        self.logger.emit(record);
+    }
+
     pub fn stats(&self) -> OtlpStats {
         self.queue.stats()
     }
@@ -697,20 +715,51 @@ fn attributes(event: &OomEvent) -> Vec<KeyValue> {
         out.push(KeyValue::new("oomtrace.main_process", main));
     }
     if let Some(diagnosis) = &event.diagnosis {
-        let kinds = diagnosis.findings.iter().map(|f| f.kind().as_str().into());
-        out.push(KeyValue::new("oomtrace.diagnosis.findings", strings(kinds)));
-        // The advice, step by step: three arrays of the same length, in the
-        // diagnosis' order (the first step is the fix it recommends most);
-        // a step that is not one command has "" as its command.
-        if !diagnosis.advice.is_empty() {
-            let advice = &diagnosis.advice;
-            let actions = advice.iter().map(|a| a.action.as_str().into());
-            out.push(KeyValue::new("oomtrace.advice.action", strings(actions)));
-            let commands = advice.iter().map(|a| a.command.clone().unwrap_or_default().into());
-            out.push(KeyValue::new("oomtrace.advice.command", strings(commands)));
-            out.push(KeyValue::new("oomtrace.advice.text", strings(advice.iter().map(|a| a.text.clone().into()))));
-        }
+        diagnosis_attributes(diagnosis, &mut out);
     }
+    out
+}
+
+/// A diagnosis' findings and advice.
+fn diagnosis_attributes(diagnosis: &Diagnosis, out: &mut Vec<KeyValue>) {
+    let kinds = diagnosis.findings.iter().map(|f| f.kind().as_str().into());
+    out.push(KeyValue::new("oomtrace.diagnosis.findings", strings(kinds)));
+    // The advice, step by step: three arrays of the same length, in the
+    // diagnosis' order (the first step is the fix it recommends most);
+    // a step that is not one command has "" as its command.
+    if !diagnosis.advice.is_empty() {
+        let advice = &diagnosis.advice;
+        let actions = advice.iter().map(|a| a.action.as_str().into());
+        out.push(KeyValue::new("oomtrace.advice.action", strings(actions)));
+        let commands = advice.iter().map(|a| a.command.clone().unwrap_or_default().into());
+        out.push(KeyValue::new("oomtrace.advice.command", strings(commands)));
+        out.push(KeyValue::new("oomtrace.advice.text", strings(advice.iter().map(|a| a.text.clone().into()))));
+    }
+}
+
+/// A kernel report's attributes: its kill's `k8s.*` names and `thread.id`,
+/// the report's largest task, and the revised diagnosis' findings and advice.
+fn report_attributes(report: &KernelReportRecord) -> Vec<KeyValue> {
+    let w = report.workload.as_ref();
+    let mut out: Vec<KeyValue> = [
+        ("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone())),
+        ("k8s.pod.name", w.and_then(|w| w.identity.pod.clone())),
+        ("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone())),
+        ("k8s.container.name", w.and_then(|w| w.identity.container.clone())),
+        ("process.executable.name", report.victim_comm.clone()),
+        ("oomtrace.kernel_report.memory_stat_cgroup", report.kernel_report.memory_stat_cgroup.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|v| KeyValue::new(key, v)))
+    .collect();
+    let int = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    out.push(KeyValue::new("thread.id", i64::from(report.victim_pid)));
+    if let Some(task) = report.kernel_report.largest_tasks.first() {
+        out.push(KeyValue::new("oomtrace.kernel_report.largest_task.pid", i64::from(task.pid)));
+        out.push(KeyValue::new("oomtrace.kernel_report.largest_task.name", task.comm.clone()));
+        out.push(KeyValue::new("oomtrace.kernel_report.largest_task.rss_bytes", int(task.rss_kb * 1024)));
+    }
+    diagnosis_attributes(&report.diagnosis, &mut out);
     out
 }
 

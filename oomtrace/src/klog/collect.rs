@@ -3,14 +3,11 @@
 
 use oomtrace_klog::{
     LogLine,
-    report::{OomReport, Parsed, ReportParser},
+    report::{Parsed, ReportParser},
 };
 
-use super::{
-    convert::{self, LogClock},
-    join::window_ns,
-};
-use oomtrace_event::{KernelReport, LogOrigin, OomEvent};
+use super::convert::{self, LogClock};
+use oomtrace_event::{LogOrigin, OomEvent};
 
 /// What reading one log found, besides the events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,33 +81,6 @@ impl Collector {
     /// The first of those lines.
     pub fn unparsed_examples(&self) -> &[String] {
         &self.parser.stats().unparsed_examples
-    }
-
-    /// The kernel's report of a kill whose kill line is not in the log yet:
-    /// the victim `pid` marked at `ktime_ns` (an eBPF event). The report the
-    /// parser has in progress that names that victim (the `oom-kill:` summary
-    /// line, 5.0+; the `Kill process N … or sacrifice child` line before 5.2;
-    /// else its task table lists it) and began within [`super::join::MATCH_WINDOW`] of it;
-    /// for a member of a `memory.oom.group` kill being killed now, the
-    /// report of the group's first victim (as [`convert::join_group`] gives a
-    /// member's kill line). `None` when the kernel printed no report for it
-    /// (rate-limited) or has not yet printed it.
-    pub fn report_in_progress(&self, pid: u32, ktime_ns: Option<u64>) -> Option<KernelReport> {
-        let near = |since_boot: Option<std::time::Duration>| match (since_boot, ktime_ns) {
-            (Some(at), Some(ktime)) => u64::try_from(at.as_nanos()).unwrap_or(u64::MAX).abs_diff(ktime) <= window_ns(),
-            _ => false,
-        };
-        let names_victim = |report: &OomReport| match report.victim_pid() {
-            Some(victim) => victim == pid,
-            None => report.header.is_some() && report.tasks.iter().any(|task| task.pid == pid),
-        };
-        if let Some(report) = self.parser.in_progress().filter(|r| names_victim(r) && near(r.first.since_boot)).last() {
-            return Some(convert::kernel_report(report, self.clock.page_size));
-        }
-        self.parser.group_in_progress()?;
-        let leader =
-            self.leader.as_ref().filter(|leader| near(leader.ktime_ns.map(std::time::Duration::from_nanos)))?;
-        leader.kernel_report.clone()
     }
 
     /// A boundary no report continues across (a new boot in a saved log).
@@ -217,37 +187,6 @@ mod tests {
     /// The victim marked by the probes finds its report before its kill line
     /// is printed: by the summary line's pid, near in time; a member of a
     /// group kill finds the group's first victim's.
-    #[test]
-    fn a_report_is_found_before_its_kill_line() {
-        let mut collector = Collector::new(LogOrigin::Kmsg, LogClock { boot_wall: None, page_size: 4096 });
-        let mut events = Vec::new();
-        for message in [
-            "hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=984".to_owned(),
-            format!("Memory cgroup stats for {GROUP}:"),
-            "anon 1000\nshmem 3000".to_owned(),
-            format!(
-                "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={GROUP},task_memcg={GROUP},task=hog,pid=10,uid=0"
-            ),
-        ] {
-            collector.line(&line(1.0, &message), &mut events);
-        }
-        assert!(events.is_empty());
-        let at = |seconds: u64| Some(seconds * 1_000_000_000);
-        let report = collector.report_in_progress(10, at(1)).expect("the report so far");
-        assert_eq!(report.memory_stat.get("shmem"), Some(&3000));
-        assert_eq!(collector.report_in_progress(11, at(1)), None, "another victim");
-        assert_eq!(collector.report_in_progress(10, at(100)), None, "another kill of a reused pid");
-        collector.line(&line(1.1, &kill(10)), &mut events);
-        assert_eq!(events.len(), 1);
-        assert_eq!(collector.report_in_progress(11, at(1)), None, "no group kill");
-        collector.line(
-            &line(1.2, &format!("Tasks in {GROUP} are going to be killed due to memory.oom.group set")),
-            &mut events,
-        );
-        let member = collector.report_in_progress(11, at(1)).expect("the group's report");
-        assert_eq!(member.memory_stat.get("anon"), Some(&1000));
-    }
-
     fn pids(events: &[OomEvent]) -> Vec<u32> {
         events.iter().map(|e| e.victim.pid).collect()
     }

@@ -1,12 +1,12 @@
-//! NDJSON: one record (a kill or a warning, told apart by `kind`) per line,
-//! flushed per record, each line one write: serialized whole first (a kill
-//! is ~2 KiB, which through stdout's 1 KiB line buffer took three write(2)
+//! NDJSON: one record (a kill, a warning or a kill's kernel report, told
+//! apart by `kind`) per line, flushed per record, each line one write:
+//! serialized whole first (a kill is ~2 KiB, which through stdout's 1 KiB line buffer took three write(2)
 //! calls on the event thread).
 
 use std::io::Write;
 
 use super::EventWriter;
-use oomtrace_event::{OomEvent, Warning};
+use oomtrace_event::{KernelReportRecord, OomEvent, Warning};
 
 pub struct JsonWriter;
 
@@ -21,6 +21,10 @@ impl EventWriter for JsonWriter {
 
     fn warning(&mut self, out: &mut dyn Write, warning: &Warning) -> std::io::Result<()> {
         write_line(out, warning)
+    }
+
+    fn kernel_report(&mut self, out: &mut dyn Write, record: &KernelReportRecord) -> std::io::Result<()> {
+        write_line(out, record)
     }
 }
 

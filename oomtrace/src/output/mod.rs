@@ -8,7 +8,7 @@ pub mod table;
 
 use std::io::Write;
 
-use oomtrace_event::{OomEvent, Warning};
+use oomtrace_event::{KernelReportRecord, OomEvent, Warning};
 
 /// An output format of `oomtrace live`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -25,6 +25,7 @@ pub trait EventWriter {
     fn start(&mut self, out: &mut dyn Write) -> std::io::Result<()>;
     fn event(&mut self, out: &mut dyn Write, event: &OomEvent) -> std::io::Result<()>;
     fn warning(&mut self, out: &mut dyn Write, warning: &Warning) -> std::io::Result<()>;
+    fn kernel_report(&mut self, out: &mut dyn Write, record: &KernelReportRecord) -> std::io::Result<()>;
 }
 
 pub fn for_format(format: OutputFormat) -> Box<dyn EventWriter + Send> {

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use super::EventWriter;
 use crate::escape::escape;
-use oomtrace_event::{OomEvent, ScopeSource, WallTime, Warning, WorkloadInfo, WorkloadKind};
+use oomtrace_event::{KernelReportRecord, OomEvent, ScopeSource, WallTime, Warning, WorkloadInfo, WorkloadKind};
 
 pub struct TableWriter;
 
@@ -25,6 +25,24 @@ impl EventWriter for TableWriter {
         writeln!(out, "{}", warning_row(warning))?;
         out.flush()
     }
+
+    fn kernel_report(&mut self, out: &mut dyn Write, record: &KernelReportRecord) -> std::io::Result<()> {
+        writeln!(out, "{}", report_row(record))?;
+        out.flush()
+    }
+}
+
+/// A kill's kernel report, under its kill's row: its time, pid and comm,
+/// `REPORT`, and the kill's summary with what the report adds (the largest
+/// process, tmpfs, page cache or kernel memory).
+pub fn report_row(record: &KernelReportRecord) -> String {
+    let time = record.time.as_ref().map_or_else(|| "?".to_owned(), day_and_clock);
+    let comm = escape(record.victim_comm.as_deref().unwrap_or("?"));
+    format!(
+        "{time:<23} {pid:<8} {comm:<16} REPORT {summary}",
+        pid = record.victim_pid,
+        summary = escape(&record.diagnosis.summary)
+    )
 }
 
 /// A warning's row, in the kill's columns: `WARN` under PID, the state under

@@ -22,9 +22,9 @@ const BEGIN: &str = "<!-- example-event: begin";
 const END: &str = "<!-- example-event: end -->";
 
 /// The files that show the example, relative to the workspace, and the
-/// top-level fields each leaves out (the README stays short: the kernel's
-/// report, 40 lines of memory.stat, is shown in docs/events.md).
-pub const EXAMPLE_FILES: [(&str, &[&str]); 2] = [("README.md", &["kernel_report"]), ("docs/events.md", &[])];
+/// top-level fields each leaves out (none: a live kill is short, its
+/// kernel report follows it in a record of its own).
+pub const EXAMPLE_FILES: [(&str, &[&str]); 2] = [("README.md", &[]), ("docs/events.md", &[])];
 
 /// Objects whose keys are data, not fields (the kernel's names, which differ
 /// between cgroup v1 and v2): their shape is "object".

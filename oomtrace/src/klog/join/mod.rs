@@ -1,30 +1,26 @@
 //! Joins the eBPF events with the kernel's OOM reports in its log, without
 //! ever holding an event.
 //!
-//! The kernel prints a kill's report (`dump_header`: the header, the memcg's
-//! counters and memory.stat, the task table and, since 5.0, the `oom-kill:…,
-//! pid=N` summary line) *before* it sends SIGKILL and marks the victim
-//! (`oom_kill_process` calls `dump_header`, then `__oom_kill_process`, in
-//! mm/oom_kill.c from 4.x to 7.x); only the kill line (`Killed process N …`)
-//! comes after. So when an eBPF event arrives the log is read at once, never
-//! waited for ([`side::LogSide::live`]), and the event is joined with:
-//! - its kill's report read whole (kill line included), if there is one;
-//! - else the report the parser has in progress that names its victim (the
-//!   summary line's pid; see [`Collector::report_in_progress`]);
-//! - else nothing: the kernel printed no report (rate-limited to its kill
-//!   line, 10 reports per 5 s), and `unavailable` says `kernel_report`.
+//! A live event goes out first: the pipeline hands it over before it reads
+//! the log at all. The kernel prints a kill's report (`dump_header`: the
+//! header, the memcg's counters and memory.stat, the task table and, since
+//! 5.0, the `oom-kill:…,pid=N` summary line) *before* it marks the victim,
+//! and its kill line (`Killed process N …`) right after (`oom_kill_process`
+//! calls `dump_header`, then `__oom_kill_process`, in mm/oom_kill.c from 4.x
+//! to 7.x); so once the event is out the log is read at once, and when the
+//! kill line is read the event's report (kill line included) goes out as a
+//! second record, `oom_kernel_report`, naming the event ([`Joined::Report`]).
+//! A kill whose report the kernel rate-limited (10 reports per 5 s) to its
+//! kill line gets no such record; its kill line only moves the log position.
 //!
-//! Either way the event goes out at once. Its kill line, read later, only
-//! moves the log position (there is no second record); a kill line no live
-//! event claims within `grace` is a kill the probes did not see (before they
-//! attached: a past kill; or lost) and goes out as an event of its own,
-//! `source: kernel_log`.
+//! A kill line no live event claims within `grace` is a kill the probes did
+//! not see (before they attached: a past kill; or lost) and goes out as an
+//! event of its own, `source: kernel_log`, its report in it.
 //!
 //! The log position of the last kill accounted for is what the daemon keeps
 //! in its state file, so that a restart reports each kill once.
-//!
-//! [`Collector::report_in_progress`]: crate::klog::collect::Collector::report_in_progress
 
+pub mod record;
 pub mod side;
 pub mod tail;
 
@@ -54,20 +50,41 @@ pub struct LogKill {
     pub position: LogPosition,
 }
 
+/// What the joiner hands over, in order.
+#[derive(Clone, Debug)]
+pub enum Joined {
+    /// A kill read from the log that no live event claimed (`source: kernel_log`).
+    Kill(Box<OomEvent>),
+    /// The report of a live event that already went out: that event, and its
+    /// kill as read from the log (its `kernel_report` not empty).
+    Report { event: Box<OomEvent>, kill: Box<LogKill> },
+}
+
+/// A live event that went out before its kill line was read.
+#[derive(Clone, Debug)]
+struct Sent {
+    pid: u32,
+    ktime_ns: u64,
+    /// When it was sent.
+    at: Duration,
+    /// The event, for its report's record (`None`: sent by an earlier run).
+    event: Option<Box<OomEvent>>,
+}
+
 /// The matching state. Time is passed in (`now`, any monotonic clock) so the
 /// logic is tested without sleeping.
 #[derive(Debug)]
 pub struct Joiner {
     grace: Duration,
-    /// Live events that went out before their kill line was read: (victim
-    /// pid, ktime_ns, when). Kept [`MATCH_WINDOW`] + `grace`.
-    sent: VecDeque<(u32, u64, Duration)>,
+    /// Live events sent before their kill line was read. Kept
+    /// [`MATCH_WINDOW`] + `grace`.
+    sent: VecDeque<Sent>,
     /// Log kills no live event has claimed yet, with when they were read.
     unclaimed: VecDeque<(LogKill, Duration)>,
     /// Everything up to here is accounted for.
     position: LogPosition,
-    /// Events ready to go out, in order.
-    ready: Vec<OomEvent>,
+    /// What is ready to go out, in order.
+    ready: Vec<Joined>,
 }
 
 impl Joiner {
@@ -77,46 +94,50 @@ impl Joiner {
 
     /// Kills an earlier run sent as live events before their kill line was
     /// read (victim pid, kernel ns): their kill lines, when read now, are no
-    /// events.
+    /// events (and their reports are no longer sent: the events are gone).
     pub fn sent_earlier(&mut self, sent: &[(u32, u64)], now: Duration) {
-        self.sent.extend(sent.iter().map(|&(pid, ktime)| (pid, ktime, now)));
+        self.sent.extend(sent.iter().map(|&(pid, ktime_ns)| Sent { pid, ktime_ns, at: now, event: None }));
     }
 
-    /// A live event, ready at once: joined with its kill's report read whole
-    /// if there is one, else with `in_progress` (its report as printed so
-    /// far, all but the kill line), else without a report (`unavailable` says
-    /// `kernel_report`). Never held for the log.
-    pub fn live(&mut self, mut event: OomEvent, in_progress: Option<KernelReport>, now: Duration) {
-        if let Some(i) = self.unclaimed.iter().position(|(kill, _)| same_kill(&event, &kill.event)) {
+    /// A live event that has just gone out: its report is ready at once if
+    /// its kill line was read already, else it waits for that line.
+    pub fn sent(&mut self, event: OomEvent, now: Duration) {
+        let key = event.ktime_ns.map(|ktime_ns| (event.victim.pid, ktime_ns));
+        if let Some(i) = self.unclaimed.iter().position(|(kill, _)| key.is_some_and(|key| same_kill(key, &kill.event)))
+        {
             if let Some((kill, _)) = self.unclaimed.remove(i) {
-                attach_report(&mut event, kill.event.kernel_report);
                 self.advance(kill.position);
+                self.report(Box::new(event), kill);
             }
-            self.ready.push(event);
             return;
         }
-        attach_report(&mut event, in_progress);
-        if let Some(ktime) = event.ktime_ns {
-            self.sent.push_back((event.victim.pid, ktime, now));
+        if let Some((pid, ktime_ns)) = key {
+            self.sent.push_back(Sent { pid, ktime_ns, at: now, event: Some(Box::new(event)) });
         }
-        self.ready.push(event);
     }
 
     /// A kill read from the log. Kills at or before the accounted position
     /// were reported before (by an earlier run) and are dropped; the kill
-    /// line of a live event already sent only moves the position.
+    /// line of a live event already sent gives that event's report.
     pub fn logged(&mut self, kill: LogKill, now: Duration) {
         if kill.position <= self.position && self.position != LogPosition::default() {
             return;
         }
-        if let Some(i) = self.sent.iter().position(|&(pid, ktime, _)| {
-            pid == kill.event.victim.pid && kill.event.ktime_ns.is_some_and(|k| k.abs_diff(ktime) <= window_ns())
-        }) {
-            self.sent.remove(i);
+        if let Some(i) = self.sent.iter().position(|sent| same_kill((sent.pid, sent.ktime_ns), &kill.event)) {
             self.advance(kill.position);
+            if let Some(event) = self.sent.remove(i).and_then(|sent| sent.event) {
+                self.report(event, kill);
+            }
             return;
         }
         self.unclaimed.push_back((kill, now));
+    }
+
+    /// The report of `event`, when the kernel printed more than the kill line.
+    fn report(&mut self, event: Box<OomEvent>, kill: LogKill) {
+        if kill.event.kernel_report.as_ref().is_some_and(|r| r != &KernelReport::default()) {
+            self.ready.push(Joined::Report { event, kill: Box::new(kill) });
+        }
     }
 
     /// Log kills no live event claimed go out (`grace` after they were
@@ -125,11 +146,11 @@ impl Joiner {
         while self.unclaimed.front().is_some_and(|(_, read)| *read + self.grace <= now) {
             if let Some((kill, _)) = self.unclaimed.pop_front() {
                 self.advance(kill.position);
-                self.ready.push(kill.event);
+                self.ready.push(Joined::Kill(Box::new(kill.event)));
             }
         }
         let keep_after = now.saturating_sub(MATCH_WINDOW + self.grace);
-        while self.sent.front().is_some_and(|&(_, _, sent)| sent < keep_after) {
+        while self.sent.front().is_some_and(|sent| sent.at < keep_after) {
             self.sent.pop_front();
         }
     }
@@ -140,8 +161,13 @@ impl Joiner {
         self.expire(Duration::MAX);
     }
 
-    /// The events ready to go out, oldest first.
-    pub fn take_ready(&mut self) -> Vec<OomEvent> {
+    /// Whether a live event sent at or after `since` still waits for its kill line.
+    pub fn awaits_kill_line(&self, since: Duration) -> bool {
+        self.sent.iter().any(|sent| sent.event.is_some() && sent.at >= since)
+    }
+
+    /// What is ready to go out, oldest first.
+    pub fn take_ready(&mut self) -> Vec<Joined> {
         std::mem::take(&mut self.ready)
     }
 
@@ -160,27 +186,11 @@ impl Joiner {
     }
 }
 
-/// [`MATCH_WINDOW`] in ns.
-pub(crate) fn window_ns() -> u64 {
-    u64::try_from(MATCH_WINDOW.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// The same victim at (nearly) the same kernel time.
-fn same_kill(live: &OomEvent, logged: &OomEvent) -> bool {
-    live.victim.pid == logged.victim.pid
-        && match (live.ktime_ns, logged.ktime_ns) {
-            (Some(a), Some(b)) => a.abs_diff(b) <= window_ns(),
-            _ => false,
-        }
-}
-
-/// What only the report has, added to the live event; a report that is only
-/// its kill line (rate-limited), or none, is said in `unavailable`.
-fn attach_report(event: &mut OomEvent, report: Option<KernelReport>) {
-    match report.filter(|r| r != &KernelReport::default()) {
-        Some(report) => event.kernel_report = Some(report),
-        None => event.unavailable.push("kernel_report"),
-    }
+/// The live kill of (victim pid, ktime_ns) is `logged`: the same victim at
+/// (nearly) the same kernel time.
+fn same_kill((pid, ktime_ns): (u32, u64), logged: &OomEvent) -> bool {
+    let window = u64::try_from(MATCH_WINDOW.as_nanos()).unwrap_or(u64::MAX);
+    pid == logged.victim.pid && logged.ktime_ns.is_some_and(|k| k.abs_diff(ktime_ns) <= window)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use oomtrace_klog::LogLine;
 
 use super::{
-    Joiner, LogKill, LogPosition,
+    Joined, Joiner, LogKill, LogPosition,
     tail::{LogTail, SYSLOG_POLL_FAST, SYSLOG_POLL_IDLE},
 };
 use crate::{
@@ -119,16 +119,22 @@ impl LogSide {
         }
     }
 
-    /// A live event, ready at once with what the log holds of its kill now:
-    /// the lines printed so far are read without waiting (the kernel prints
-    /// a report before it marks the victim), and the event is joined with its
-    /// report if it is there (see [`super`]). Never waits for the log.
-    pub fn live(&mut self, event: OomEvent) {
+    /// A live event that has just gone out, for its report (see [`super`]).
+    pub fn sent(&mut self, event: OomEvent) {
+        let now = self.now();
+        self.joiner.sent(event, now);
+    }
+
+    /// Reads what the log holds now, without waiting: after live events went
+    /// out, their kill lines are usually there already.
+    pub fn read_now(&mut self) {
         let lines = self.tail.lines_now();
         self.take_lines(&lines);
-        let in_progress = self.collector.report_in_progress(event.victim.pid, event.ktime_ns);
-        let now = self.now();
-        self.joiner.live(event, in_progress, now);
+    }
+
+    /// Whether a live event still waits for its kill line (and so its report).
+    pub fn awaits_reports(&self) -> bool {
+        self.joiner.awaits_kill_line(Duration::ZERO)
     }
 
     /// The time until the joiner's next deadline.
@@ -136,8 +142,8 @@ impl LogSide {
         self.joiner.next_deadline().map(|d| d.saturating_sub(self.now()))
     }
 
-    /// Events ready to go out: live events, and log kills past their grace.
-    pub fn ready(&mut self) -> Vec<OomEvent> {
+    /// What is ready to go out: live events' reports, and log kills past their grace.
+    pub fn ready(&mut self) -> Vec<Joined> {
         let now = self.now();
         self.joiner.expire(now);
         self.joiner.take_ready()

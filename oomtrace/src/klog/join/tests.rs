@@ -35,64 +35,67 @@ fn joiner() -> Joiner {
     Joiner::new(2000 * MS, LogPosition::default())
 }
 
-/// The usual order: the report is printed before the victim is marked, its
-/// kill line after. The event goes out at once with the report in progress.
+/// The victims of what is ready, as (pid, `K`ill from the log or `R`eport of a live event).
+fn ready(j: &mut Joiner) -> Vec<(u32, char)> {
+    j.take_ready()
+        .iter()
+        .map(|joined| match joined {
+            Joined::Kill(event) => (event.victim.pid, 'K'),
+            Joined::Report { event, kill } => {
+                assert_eq!(event.victim.pid, kill.event.victim.pid, "a report goes with its own event");
+                assert_eq!(event.source, EventSource::Ebpf);
+                (event.victim.pid, 'R')
+            }
+        })
+        .collect()
+}
+
+/// The usual order: the event goes out first, its kill line (the report
+/// printed before it) is read after: the report follows as its own record.
 #[test]
-fn a_live_event_goes_out_at_once_with_its_report_printed_so_far() {
+fn a_live_events_report_follows_when_its_kill_line_is_read() {
     let mut j = joiner();
-    j.live(live(7, 100), Some(report()), Duration::ZERO);
-    let ready = j.take_ready();
-    assert_eq!(ready.len(), 1, "not held for the kill line");
-    assert_eq!(ready[0].source, EventSource::Ebpf);
-    assert_eq!(ready[0].kernel_report.as_ref().and_then(|r| r.tasks_listed), Some(3));
-    assert!(!ready[0].unavailable.contains(&"kernel_report"));
+    j.sent(live(7, 100), Duration::ZERO);
+    assert!(j.awaits_kill_line(Duration::ZERO));
+    assert_eq!(ready(&mut j), vec![], "nothing until the kill line");
     j.logged(logged(7, 100, 40), MS);
+    assert_eq!(ready(&mut j), vec![(7, 'R')]);
+    assert!(!j.awaits_kill_line(Duration::ZERO));
     j.expire(5_000 * MS);
-    assert!(j.take_ready().is_empty(), "its kill line is no second event");
+    assert_eq!(ready(&mut j), vec![], "its kill line is no second event");
     assert_eq!(j.position().seq, Some(40), "accounted for");
     assert_eq!(j.next_deadline(), None);
 }
 
 #[test]
-fn a_report_read_whole_first_is_joined_when_the_live_event_comes() {
+fn a_report_read_whole_first_follows_the_live_event_at_once() {
     let mut j = joiner();
     j.logged(logged(7, 100, 40), Duration::ZERO);
-    j.live(live(7, 100), None, 5 * MS);
-    let ready = j.take_ready();
-    assert_eq!(ready.len(), 1);
-    assert!(ready[0].kernel_report.is_some());
+    j.sent(live(7, 100), 5 * MS);
+    assert_eq!(ready(&mut j), vec![(7, 'R')]);
     j.expire(10_000 * MS);
-    assert!(j.take_ready().is_empty(), "the report is not reported again");
+    assert_eq!(ready(&mut j), vec![], "the kill is not reported again");
+    assert_eq!(j.position().seq, Some(40));
 }
 
-/// A kill whose report the kernel rate-limited (10 per 5 s) has nothing to
-/// wait for: the event goes out at once without it, and its kill line, read
-/// later, is no second event. A fake clock: a rate-limited report cannot be
-/// produced reliably for real (it takes an 11th report within 5 s, and the
-/// kernel's limit is shared with every other OOM on the machine).
+/// A kill whose report the kernel rate-limited (10 per 5 s) has no report
+/// record: its kill line only moves the position. A fake clock: a
+/// rate-limited report cannot be produced reliably for real (it takes an
+/// 11th report within 5 s, and the kernel's limit is shared with every other
+/// OOM on the machine).
 #[test]
-fn an_event_whose_report_the_kernel_rate_limited_goes_out_without_waiting() {
+fn a_kill_line_without_its_report_gives_no_record() {
     let mut j = joiner();
-    j.live(live(7, 100), None, Duration::ZERO);
-    let ready = j.take_ready();
-    assert_eq!(ready.len(), 1, "ready at the instant it came");
-    assert_eq!(ready[0].unavailable, vec!["kernel_report"]);
-    assert_eq!(j.next_deadline(), None, "nothing waits");
+    j.sent(live(7, 100), Duration::ZERO);
     j.logged(logged_alone(7, 100, 40), 300 * MS);
     j.expire(5_000 * MS);
-    assert!(j.take_ready().is_empty());
+    assert_eq!(ready(&mut j), vec![]);
     assert_eq!(j.position().seq, Some(40), "accounted for");
-}
-
-#[test]
-fn a_kill_line_read_first_without_its_report_says_so() {
-    let mut j = joiner();
-    j.logged(logged_alone(7, 100, 40), Duration::ZERO);
-    j.live(live(7, 100), None, MS);
-    let ready = j.take_ready();
-    assert_eq!(ready.len(), 1);
-    assert_eq!(ready[0].kernel_report, None);
-    assert_eq!(ready[0].unavailable, vec!["kernel_report"]);
+    assert!(!j.awaits_kill_line(Duration::ZERO));
+    j.logged(logged_alone(8, 101, 41), 300 * MS);
+    j.sent(live(8, 101), 301 * MS);
+    assert_eq!(ready(&mut j), vec![], "read first, the same");
+    assert_eq!(j.next_deadline(), None, "nothing waits");
 }
 
 #[test]
@@ -100,11 +103,9 @@ fn a_kill_only_in_the_log_goes_out_after_the_grace() {
     let mut j = joiner();
     j.logged(logged(9, 50, 12), Duration::ZERO);
     j.expire(1_999 * MS);
-    assert!(j.take_ready().is_empty());
+    assert_eq!(ready(&mut j), vec![]);
     j.expire(2_000 * MS);
-    let ready = j.take_ready();
-    assert_eq!(ready.len(), 1);
-    assert_eq!(ready[0].source, EventSource::KernelLog);
+    assert_eq!(ready(&mut j), vec![(9, 'K')]);
     assert_eq!(j.position().seq, Some(12));
 }
 
@@ -115,17 +116,17 @@ fn kills_already_accounted_for_are_dropped() {
     j.logged(logged(9, 50, 12), Duration::ZERO);
     j.logged(logged(10, 60, 20), Duration::ZERO);
     j.expire(3_000 * MS);
-    let ready = j.take_ready();
-    assert_eq!(ready.iter().map(|e| e.victim.pid).collect::<Vec<_>>(), vec![10]);
+    assert_eq!(ready(&mut j), vec![(10, 'K')]);
 }
 
 #[test]
 fn a_kill_an_earlier_run_sent_is_not_reported_from_its_kill_line() {
     let mut j = joiner();
     j.sent_earlier(&[(7, 100_000_000_000)], Duration::ZERO);
+    assert!(!j.awaits_kill_line(Duration::ZERO), "its event is gone: nothing to wait for");
     j.logged(logged(7, 100, 40), MS);
     j.expire(3_000 * MS);
-    assert!(j.take_ready().is_empty());
+    assert_eq!(ready(&mut j), vec![]);
     assert_eq!(j.position().seq, Some(40));
 }
 
@@ -133,12 +134,11 @@ fn a_kill_an_earlier_run_sent_is_not_reported_from_its_kill_line() {
 fn the_same_pid_far_apart_in_time_is_another_kill() {
     let mut j = joiner();
     j.logged(logged(7, 100, 40), Duration::ZERO);
-    j.live(live(7, 200), None, 5 * MS);
-    let ready = j.take_ready();
-    assert_eq!(ready.len(), 1, "the live event goes out at once");
-    assert_eq!(ready[0].unavailable, vec!["kernel_report"], "not the other kill's report");
+    j.sent(live(7, 200), 5 * MS);
+    assert_eq!(ready(&mut j), vec![], "not the other kill's report");
     j.expire(3_000 * MS);
-    assert_eq!(j.take_ready().len(), 1, "the other kill, from the log alone");
+    assert_eq!(ready(&mut j), vec![(7, 'K')], "the other kill, from the log alone");
+    assert!(j.awaits_kill_line(Duration::ZERO));
 }
 
 #[test]
@@ -146,18 +146,16 @@ fn the_next_deadline_is_the_oldest_unclaimed_kill() {
     let mut j = joiner();
     assert_eq!(j.next_deadline(), None);
     j.logged(logged(9, 50, 12), 10 * MS);
-    j.live(live(7, 100), None, 20 * MS);
+    j.sent(live(7, 100), 20 * MS);
     assert_eq!(j.next_deadline(), Some(2010 * MS));
 }
 
 #[test]
 fn stopping_sends_the_kills_that_wait_for_a_live_event() {
     let mut j = joiner();
-    j.live(live(7, 100), None, Duration::ZERO);
+    j.sent(live(7, 100), Duration::ZERO);
     j.logged(logged(9, 50, 12), Duration::ZERO);
     j.flush();
-    let mut pids: Vec<u32> = j.take_ready().iter().map(|e| e.victim.pid).collect();
-    pids.sort_unstable();
-    assert_eq!(pids, vec![7, 9]);
+    assert_eq!(ready(&mut j), vec![(9, 'K')]);
     assert_eq!(j.position().seq, Some(12));
 }

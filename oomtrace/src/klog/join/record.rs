@@ -1,0 +1,33 @@
+//! The `oom_kernel_report` record of a live event: the event's keys and
+//! workload, its kernel report as read from the log, and its diagnosis
+//! revised with that report.
+
+use oomtrace_event::{KernelReportRecord, OomEvent, RecordKind, SchemaVersion};
+
+use super::LogKill;
+use crate::diagnosis;
+
+/// The record of `event`'s report, read with its kill line (`kill`);
+/// `None` when the kill carries no report.
+pub fn report_record(mut event: OomEvent, kill: LogKill) -> Option<KernelReportRecord> {
+    let report = kill.event.kernel_report?;
+    event.kernel_report = Some(report.clone());
+    let diagnosis = match event.diagnosis.as_ref() {
+        Some(earlier) => diagnosis::revise(&event, earlier),
+        None => diagnosis::diagnose(&event),
+    };
+    Some(KernelReportRecord {
+        schema_version: SchemaVersion,
+        kind: RecordKind::OomKernelReport,
+        time: event.time,
+        ktime_ns: event.ktime_ns,
+        oom_id: event.oom_id,
+        victim_pid: event.victim.pid,
+        victim_comm: event.victim.comm,
+        node: event.node,
+        workload: event.workload,
+        kernel_log: kill.event.kernel_log,
+        kernel_report: report,
+        diagnosis,
+    })
+}

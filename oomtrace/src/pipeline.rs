@@ -393,15 +393,13 @@ impl Pipeline {
                 _ = sigterm.recv() => break,
                 _ = sigint.recv() => break,
             }
-            // Live events go out before the log is read at all; then the log,
-            // where their kill lines (and so their reports) usually are already.
+            // Live events go out before the log is read at all; their reports
+            // follow as the log's branch reads their kill lines (the log's
+            // thread reads them off this one, after the kill: see klog::kmsg::follow).
             self.attribute_pending(&mut events).await;
             let live = !events.is_empty();
             if self.deliver(&mut events, handler)? == Flow::Stop {
                 return self.finish_reports(handler).await;
-            }
-            if live && let Some(log) = self.log.as_mut() {
-                log.read_now();
             }
             self.take_log_ready(&mut events, &mut reports).await;
             let delivered = live || !events.is_empty() || !reports.is_empty();

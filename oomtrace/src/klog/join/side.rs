@@ -107,7 +107,8 @@ impl LogSide {
 
     /// Waits for the next lines of the log and hands their kills to the joiner.
     pub async fn read(&mut self) {
-        let poll = if self.joiner.next_deadline().is_some() { SYSLOG_POLL_FAST } else { SYSLOG_POLL_IDLE };
+        let waiting = self.joiner.next_deadline().is_some() || self.awaits_reports();
+        let poll = if waiting { SYSLOG_POLL_FAST } else { SYSLOG_POLL_IDLE };
         let lines = self.tail.next_lines(poll).await;
         self.take_lines(&lines);
     }
@@ -125,8 +126,8 @@ impl LogSide {
         self.joiner.sent(event, now);
     }
 
-    /// Reads what the log holds now, without waiting: after live events went
-    /// out, their kill lines are usually there already.
+    /// Reads what the log holds now, without waiting (stopping: the kill
+    /// lines of the live events out are usually there already).
     pub fn read_now(&mut self) {
         let lines = self.tail.lines_now();
         self.take_lines(&lines);

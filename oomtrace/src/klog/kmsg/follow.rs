@@ -10,6 +10,11 @@
 //! one lock. The kernel wakes readers from a lazy irq_work (`wake_up_klogd`),
 //! on a busy CPU at its next tick: a report printed just before its kill is
 //! often still unread when the event comes.
+//!
+//! Woken by the first record of a burst, the thread first lets it settle
+//! ([`SETTLE`]): a kill's report is printed just before its victim is marked,
+//! and a thread reading it then, and waking the event thread to parse it,
+//! takes the CPU from the event (measured: the kill's event woke ~40 µs later).
 
 use std::{
     fs::File,
@@ -27,6 +32,9 @@ use super::{KmsgError, KmsgReader, KmsgSummary};
 /// How long the thread waits for a record before it checks whether it is
 /// still wanted (the follower dropped).
 const POLL_TIMEOUT_MS: libc::c_int = 1_000;
+/// Woken by a record after a quiet spell, the thread waits this long before it
+/// reads: the rest of the report, and the kill's event, go first.
+const SETTLE: Duration = Duration::from_millis(2);
 /// After reading what was there, the thread pauses this long, so that a
 /// report printed record by record is read in a few batches, not one wake-up
 /// per record.
@@ -167,11 +175,14 @@ impl KmsgFollower {
 fn follow(polled: &File, shared: &Weak<Shared>) {
     let mut more = false;
     loop {
-        if !more && !wait_readable(polled) {
-            if shared.strong_count() == 0 {
-                return;
+        if !more {
+            if !wait_readable(polled) {
+                if shared.strong_count() == 0 {
+                    return;
+                }
+                continue;
             }
-            continue;
+            thread::sleep(SETTLE);
         }
         let Some(shared) = shared.upgrade() else { return };
         let mut state = shared.lock();

@@ -10,6 +10,10 @@ use oomtrace_event::{KernelReportRecord, OomEvent, Warning};
 
 pub struct JsonWriter;
 
+/// Room for a whole line at once (a kill with its diagnosis is 2–4 KiB): the
+/// line is not grown, copy by copy, on the event path.
+const LINE_CAPACITY: usize = 8 * 1024;
+
 impl EventWriter for JsonWriter {
     fn start(&mut self, _out: &mut dyn Write) -> std::io::Result<()> {
         Ok(())
@@ -29,7 +33,8 @@ impl EventWriter for JsonWriter {
 }
 
 fn write_line(out: &mut dyn Write, record: &impl serde::Serialize) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(record)?;
+    let mut line = Vec::with_capacity(LINE_CAPACITY);
+    serde_json::to_writer(&mut line, record)?;
     line.push(b'\n');
     out.write_all(&line)?;
     out.flush()

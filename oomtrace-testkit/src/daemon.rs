@@ -11,7 +11,12 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{event::Event, http, live, observability::parse_exposition, tracer::Tracer};
+use crate::{
+    event::Event,
+    http, live,
+    observability::parse_exposition,
+    tracer::{ParseLine, Spec, Tracer},
+};
 
 /// How long the daemon may take to attach and answer /readyz.
 const READY_DEADLINE: Duration = Duration::from_secs(20);
@@ -50,9 +55,20 @@ impl Daemon {
     /// `oomtrace daemon --metrics-address <free port> --log-format json <args>`
     /// with `env` added, once it is ready.
     pub fn start(binary: &Path, env: Vec<(&'static str, String)>, args: &[&str]) -> Result<Daemon> {
+        Self::start_reading(binary, env, args, Event::victim_and_ktime)
+    }
+
+    /// [`Daemon::start`] taking the stdout lines `parse` reads as its records
+    /// ([`Daemon::next_line`]); the others go to its log.
+    pub fn start_reading(
+        binary: &Path,
+        env: Vec<(&'static str, String)>,
+        args: &[&str],
+        parse: ParseLine,
+    ) -> Result<Daemon> {
         let address = format!("127.0.0.1:{}", free_port()?);
         let args = [&["daemon", "--metrics-address", &address, "--log-format", "json"][..], args].concat();
-        let mut tracer = Tracer::spawn(&live::spec(binary, &args, env))?;
+        let mut tracer = Tracer::spawn(&Spec { parse, ..live::spec(binary, &args, env) })?;
         tracer.wait_marker(0, READY_DEADLINE).context("oomtrace daemon did not attach")?;
         wait_ready(&address, READY_DEADLINE).with_context(|| format!("its log:\n{}", tracer.log_text()))?;
         Ok(Daemon { tracer, address })
@@ -70,6 +86,11 @@ impl Daemon {
     /// The next event the daemon printed on stdout.
     pub fn expect_event(&self, timeout: Duration) -> Result<Event> {
         live::expect_event(&self.tracer, timeout)
+    }
+
+    /// The next stdout line its parser read ([`Daemon::start_reading`]).
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.tracer.next_event_line(timeout).map(|line| line.line)
     }
 
     /// Every event the daemon prints until none came for `quiet`.

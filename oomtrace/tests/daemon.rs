@@ -15,10 +15,12 @@ use oomtrace_testkit::{
     cgroup::MemCgroup,
     cri::{Qos, blocking::Cri, new_uid},
     daemon::{Daemon, free_port},
+    dmesg,
     event::Event,
     harness::{self, Need},
     http,
     observability::{self, LogRecord, OtlpReceived, Rotel, Sink, SinkTls, Transport, otlp_mark},
+    report::ReportRecord,
     trial,
     workload::{Running, Workload, page_size},
 };
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         trial!(a_malformed_config_is_a_clear_error),
         trial!(a_missing_config_names_its_cause_once),
         trial!(a_kill_while_the_daemon_was_down_is_reported_once_at_restart, Need::Root),
+        trial!(a_live_kills_kernel_report_follows_it_to_the_otlp_receiver, Need::Observability),
     ])
 }
 
@@ -832,6 +835,63 @@ fn a_kill_while_the_daemon_was_down_is_reported_once_at_restart() -> Result<()> 
     let events = third.drain(quiet);
     assert!(events.iter().all(|e| e.victim.pid != pid), "reported twice: {events:#?}");
     third.terminate()?;
+    std::fs::remove_dir_all(&state)?;
+    Ok(())
+}
+
+/// With the kernel log read (the daemon's default), a live kill is exported
+/// at once and its kernel report after it: a log record
+/// `oomtrace.oom_kernel_report` at the kill's time with its `thread.id`, the
+/// report's largest task and memcg, and the diagnosis revised with it.
+fn a_live_kills_kernel_report_follows_it_to_the_otlp_receiver() -> Result<()> {
+    let _components = components();
+    let service = unique("svc-report");
+    let state = std::env::temp_dir().join(unique("daemon-report-state"));
+    let state_arg = state.display().to_string();
+    let mut env = observability::otlp_env(Transport::Grpc, Duration::from_secs(1));
+    env.push(("OTEL_SERVICE_NAME", service.clone()));
+    let cgroup = MemCgroup::create(&unique("daemon-report"), Some(LIMIT))?;
+    let daemon =
+        Daemon::start_reading(oomtrace(), env, &["--state-dir", state_arg.as_str()], ReportRecord::victim_and_ktime)?;
+    let mark = otlp_mark();
+    // The report is printed only outside the kernel's rate limit.
+    dmesg::wait_for_whole_reports();
+    let pid = cgroup.oom_kill_hog(256 * MIB)?;
+    let is_kill = |l: &LogRecord| l.attr_i64("process.pid") == Some(i64::from(pid));
+    let is_report = |l: &LogRecord| {
+        l.event_name.as_deref() == Some("oomtrace.oom_kernel_report") && l.attr_i64("thread.id") == Some(i64::from(pid))
+    };
+    let received = OtlpReceived::wait_until_since(
+        mark,
+        |r| {
+            let records = r.for_service(&service).log_records();
+            records.iter().any(is_kill) && records.iter().any(is_report)
+        },
+        DELIVERY_TIMEOUT,
+    )
+    .with_context(|| format!("the kill and its report; the daemon's log:\n{}", daemon.log_text()))?;
+    let records = received.for_service(&service).log_records();
+    let kill = records.iter().find(|l| is_kill(l)).context("the kill")?;
+    let report = records.iter().find(|l| is_report(l)).context("the report")?;
+    assert_eq!(kill.event_name.as_deref(), Some("oomtrace.oom_kill"), "{:?}", kill.raw);
+    assert_eq!(report.time_unix_nano, kill.time_unix_nano, "the report is at its kill's time: {:?}", report.raw);
+    assert_eq!(report.severity_text.as_deref(), Some("INFO"), "{:?}", report.raw);
+    assert_eq!(report.attr_i64("oomtrace.kernel_report.largest_task.pid"), Some(i64::from(pid)), "{:?}", report.raw);
+    assert_eq!(
+        report.attr_str("oomtrace.kernel_report.memory_stat_cgroup"),
+        Some(cgroup.path.as_str()),
+        "{:?}",
+        report.raw
+    );
+    assert!(report.attributes.contains_key("oomtrace.diagnosis.findings"), "{:?}", report.raw);
+    assert_eq!(report.attr_str("process.executable.name"), Some("dd"), "{:?}", report.raw);
+    // Its body is the revised summary the daemon wrote on stdout.
+    let written = std::iter::from_fn(|| daemon.next_line(Duration::from_secs(5)))
+        .map(|line| ReportRecord::parse(&line))
+        .find(|record| record.as_ref().is_ok_and(|r| r.victim_pid == pid))
+        .with_context(|| format!("no kernel report of pid {pid} on the daemon's stdout"))??;
+    assert_eq!(report.body.as_str(), Some(written.diagnosis.summary.as_str()), "{:?}", report.raw);
+    daemon.terminate()?;
     std::fs::remove_dir_all(&state)?;
     Ok(())
 }

@@ -3,8 +3,11 @@
 use std::io::Write;
 
 use super::EventWriter;
+use crate::diagnosis::findings::Breakdown;
 use crate::escape::escape;
-use oomtrace_event::{KernelReportRecord, OomEvent, ScopeSource, WallTime, Warning, WorkloadInfo, WorkloadKind};
+use oomtrace_event::{
+    Finding, KernelReportRecord, OomEvent, ScopeSource, WallTime, Warning, WorkloadInfo, WorkloadKind,
+};
 
 pub struct TableWriter;
 
@@ -32,17 +35,39 @@ impl EventWriter for TableWriter {
     }
 }
 
-/// A kill's kernel report, under its kill's row: its time, pid and comm,
-/// `REPORT`, and the kill's summary with what the report adds (the largest
-/// process, tmpfs, page cache or kernel memory).
+/// A kill's kernel report, after its kill's row: its time, pid and comm,
+/// `REPORT`, then what the report adds: the OOMing memcg's memory by kind,
+/// its largest process, and the findings they make (tmpfs, page cache,
+/// kernel memory with their shares).
 pub fn report_row(record: &KernelReportRecord) -> String {
     let time = record.time.as_ref().map_or_else(|| "?".to_owned(), day_and_clock);
     let comm = escape(record.victim_comm.as_deref().unwrap_or("?"));
-    format!(
-        "{time:<23} {pid:<8} {comm:<16} REPORT {summary}",
-        pid = record.victim_pid,
-        summary = escape(&record.diagnosis.summary)
-    )
+    let report = &record.kernel_report;
+    let mut parts = Vec::new();
+    if !report.memory_stat.is_empty() {
+        let memory = Breakdown::of(&report.memory_stat);
+        let kernel = if memory.kernel > 0 { format!(" kernel {}", bytes(Some(memory.kernel))) } else { String::new() };
+        parts.push(format!(
+            "anon {} file {} shmem {}{kernel}",
+            bytes(Some(memory.anon)),
+            bytes(Some(memory.file)),
+            bytes(Some(memory.shmem))
+        ));
+    }
+    if let Some(task) = report.largest_tasks.first() {
+        parts.push(format!("largest {} ({}) {}", escape(&task.comm), task.pid, bytes(Some(task.rss_kb * 1024))));
+    }
+    for finding in &record.diagnosis.findings {
+        match finding {
+            Finding::Tmpfs { share_percent, .. }
+            | Finding::PageCache { share_percent, .. }
+            | Finding::KernelMemory { share_percent, .. } => {
+                parts.push(format!("{} {share_percent}%", finding.kind().as_str()))
+            }
+            _ => {}
+        }
+    }
+    format!("{time:<23} {pid:<8} {comm:<16} REPORT {}", parts.join("; "), pid = record.victim_pid)
 }
 
 /// A warning's row, in the kill's columns: `WARN` under PID, the state under
@@ -186,6 +211,46 @@ mod tests {
             workload: Some(workload),
             ..OomEvent::of_victim(Victim { pid: 7, comm: Some("conmon".to_owned()), ..Victim::default() })
         }
+    }
+
+    /// A report's row says what the report adds: memory by kind, the largest
+    /// process and the memory findings, escaped.
+    #[test]
+    fn a_report_row_shows_what_the_report_adds() {
+        use oomtrace_event::{KernelReport, RecordKind, ReportTask, SchemaVersion};
+        const MIB: u64 = 1 << 20;
+        let stat = [("anon", 10 * MIB), ("file", 40 * MIB), ("shmem", 30 * MIB), ("kernel", 2 * MIB)];
+        let report = KernelReport {
+            memory_stat: stat.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            largest_tasks: vec![ReportTask {
+                pid: 42,
+                comm: "j\x1bava".to_owned(),
+                rss_kb: 8 * 1024,
+                oom_score_adj: None,
+            }],
+            ..KernelReport::default()
+        };
+        let mut event = event_in("/a", WorkloadInfo::new(WorkloadKind::Unknown, Attribution::Unknown));
+        event.kernel_report = Some(report.clone());
+        let record = KernelReportRecord {
+            schema_version: SchemaVersion,
+            kind: RecordKind::OomKernelReport,
+            time: event.time,
+            ktime_ns: None,
+            oom_id: None,
+            victim_pid: 7,
+            victim_comm: Some("dd".to_owned()),
+            node: None,
+            workload: None,
+            kernel_log: None,
+            kernel_report: report,
+            diagnosis: diagnosis::diagnose(&event),
+        };
+        assert_eq!(
+            report_row(&record),
+            "2026-11-25T22:41:07.123 7        dd               REPORT anon 10.0M file 10.0M shmem 30.0M kernel 2.0M; \
+             largest j\\x1bava (42) 8.0M; tmpfs 57%"
+        );
     }
 
     /// A runtime monitor's kill never reads as its container's.

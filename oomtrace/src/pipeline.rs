@@ -429,15 +429,15 @@ impl Pipeline {
     }
 
     /// Stopping: the reports of the live events already out, read for up to
-    /// [`REPORT_WAIT`] (kills read from the log alone meanwhile are left to
-    /// the log position: the daemon's next run reports them).
+    /// [`REPORT_WAIT`] (kills read from the log alone stay ready: at a signal
+    /// they go out after these, see [`Self::run`]).
     async fn finish_reports(&mut self, handler: &mut impl EventHandler) -> anyhow::Result<()> {
         let deadline = Instant::now() + REPORT_WAIT;
         let mut reports = Vec::new();
         while let Some(log) = self.log.as_mut() {
             log.read_now();
             let waiting = log.awaits_reports();
-            for joined in log.ready() {
+            for joined in log.reports() {
                 if let Joined::Report { event, kill } = joined {
                     reports.extend(report_record(*event, *kill));
                 }

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         trial!(history_finds_this_boots_kills_with_the_kernels_count, Need::Root),
         trial!(a_saved_log_and_stdin_give_the_same_victims, Need::Root),
         trial!(a_live_events_kernel_report_follows_it_and_is_no_second_event, Need::Root),
+        trial!(live_count_shows_the_counted_kills_report_before_it_exits, Need::Root),
     ])
 }
 
@@ -204,5 +205,22 @@ fn a_live_events_kernel_report_follows_it_and_is_no_second_event() -> Result<()>
     // The log's kill is joined, not reported again once the grace is over.
     let later = tracer.records_until(Duration::from_secs(4), |_| false)?;
     assert!(later.is_empty(), "no second record for the same kill: {later:#?}");
+    Ok(())
+}
+
+/// `live --count 1` stops at its first kill, and shows that kill's report
+/// (its kill line comes right after the kill) before it exits.
+fn live_count_shows_the_counted_kills_report_before_it_exits() -> Result<()> {
+    let cgroup = MemCgroup::create(&unique("history-count"), Some(LIMIT))?;
+    let tracer =
+        Live::start_with_warnings(oomtrace(), &["--cgroup", &cgroup.path, "--no-warnings", "--count", "1"])?;
+    // The report is printed only outside the kernel's rate limit.
+    dmesg::wait_for_whole_reports();
+    let pid = cgroup.oom_kill_hog(HOG)?;
+    let (event, record) = tracer.expect_kill_and_report(EVENT_TIMEOUT)?;
+    assert_eq!((event.victim.pid, record.victim_pid), (pid, pid), "{event}\n{record}");
+    assert_eq!(record.kernel_report.memory_stat_cgroup.as_deref(), Some(cgroup.path.as_str()), "{record}");
+    let stopped = tracer.wait_exit(Duration::from_secs(10))?;
+    assert!(stopped.status.success(), "live --count 1 failed: {}", stopped.log);
     Ok(())
 }

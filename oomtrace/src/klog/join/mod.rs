@@ -171,6 +171,14 @@ impl Joiner {
         std::mem::take(&mut self.ready)
     }
 
+    /// The reports ready to go out, oldest first; the kills stay ready.
+    pub fn take_reports(&mut self) -> Vec<Joined> {
+        let (reports, kills) =
+            std::mem::take(&mut self.ready).into_iter().partition(|joined| matches!(joined, Joined::Report { .. }));
+        self.ready = kills;
+        reports
+    }
+
     /// When the oldest unclaimed log kill goes out, for the caller's timer.
     pub fn next_deadline(&self) -> Option<Duration> {
         self.unclaimed.front().map(|(_, read)| *read + self.grace)

@@ -150,6 +150,12 @@ impl LogSide {
         self.joiner.take_ready()
     }
 
+    /// The live events' reports ready to go out (stopping: the kills read
+    /// from the log alone stay for [`Self::ready`]).
+    pub fn reports(&mut self) -> Vec<Joined> {
+        self.joiner.take_reports()
+    }
+
     /// Stopping: log kills waiting for a live event become ready (see [`Joiner::flush`]).
     pub fn flush(&mut self) {
         self.joiner.flush();

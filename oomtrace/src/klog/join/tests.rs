@@ -159,3 +159,23 @@ fn stopping_sends_the_kills_that_wait_for_a_live_event() {
     assert_eq!(ready(&mut j), vec![(9, 'K')]);
     assert_eq!(j.position().seq, Some(12));
 }
+
+/// Stopping takes the reports ready and leaves the kills for the last delivery.
+#[test]
+fn the_reports_are_taken_without_the_kills() {
+    let mut j = joiner();
+    j.logged(logged(9, 50, 12), Duration::ZERO);
+    j.sent(live(7, 100), Duration::ZERO);
+    j.logged(logged(7, 100, 40), MS);
+    j.expire(3_000 * MS);
+    let reports: Vec<u32> = j
+        .take_reports()
+        .iter()
+        .map(|joined| match joined {
+            Joined::Report { event, .. } => event.victim.pid,
+            Joined::Kill(event) => panic!("a kill among the reports: {}", event.victim.pid),
+        })
+        .collect();
+    assert_eq!(reports, vec![7]);
+    assert_eq!(ready(&mut j), vec![(9, 'K')], "the kill is still ready");
+}

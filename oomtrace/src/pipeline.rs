@@ -47,7 +47,7 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Stopping, how long the reports of events already out are waited for: their
 /// kill lines follow them within microseconds, unless the log lost them.
-const REPORT_WAIT: Duration = Duration::from_millis(500);
+const REPORT_WAIT: Duration = Duration::from_secs(1);
 /// How often the log is read meanwhile.
 const REPORT_POLL: Duration = Duration::from_millis(5);
 

@@ -212,8 +212,7 @@ fn a_live_events_kernel_report_follows_it_and_is_no_second_event() -> Result<()>
 /// (its kill line comes right after the kill) before it exits.
 fn live_count_shows_the_counted_kills_report_before_it_exits() -> Result<()> {
     let cgroup = MemCgroup::create(&unique("history-count"), Some(LIMIT))?;
-    let tracer =
-        Live::start_with_warnings(oomtrace(), &["--cgroup", &cgroup.path, "--no-warnings", "--count", "1"])?;
+    let tracer = Live::start_with_warnings(oomtrace(), &["--cgroup", &cgroup.path, "--no-warnings", "--count", "1"])?;
     // The report is printed only outside the kernel's rate limit.
     dmesg::wait_for_whole_reports();
     let pid = cgroup.oom_kill_hog(HOG)?;

@@ -69,6 +69,18 @@ struct Deliver<'a> {
     account: Option<Account>,
 }
 
+impl Deliver<'_> {
+    /// Writes a record on stdout where records go there; a closed stdout
+    /// (nobody reading the logs) must not stop the agent.
+    fn to_stdout(&self, what: &str, write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) {
+        if self.events_stdout
+            && let Err(error) = write(&mut std::io::stdout().lock())
+        {
+            tracing::debug!(%error, record = what, "could not write a record to stdout");
+        }
+    }
+}
+
 impl EventHandler for Deliver<'_> {
     fn event(&mut self, event: &OomEvent) -> anyhow::Result<Flow> {
         self.metrics.record(event);
@@ -82,12 +94,7 @@ impl EventHandler for Deliver<'_> {
         if let Some(otlp) = self.otlp {
             otlp.emit(event);
         }
-        if self.events_stdout
-            && let Err(error) = JsonWriter.event(&mut std::io::stdout().lock(), event)
-        {
-            // A closed stdout (nobody reading the logs) must not stop the agent.
-            tracing::debug!(%error, "could not write an event to stdout");
-        }
+        self.to_stdout("an event", |out| JsonWriter.event(out, event));
         Ok(Flow::Continue)
     }
 
@@ -96,11 +103,7 @@ impl EventHandler for Deliver<'_> {
         if let Some(otlp) = self.otlp {
             otlp.emit_warning(&warning);
         }
-        if self.events_stdout
-            && let Err(error) = JsonWriter.warning(&mut std::io::stdout().lock(), &warning)
-        {
-            tracing::debug!(%error, "could not write a warning to stdout");
-        }
+        self.to_stdout("a warning", |out| JsonWriter.warning(out, &warning));
         Ok(Flow::Continue)
     }
 
@@ -108,11 +111,7 @@ impl EventHandler for Deliver<'_> {
         if let Some(otlp) = self.otlp {
             otlp.emit_kernel_report(record);
         }
-        if self.events_stdout
-            && let Err(error) = JsonWriter.kernel_report(&mut std::io::stdout().lock(), record)
-        {
-            tracing::debug!(%error, "could not write a kernel report to stdout");
-        }
+        self.to_stdout("a kernel report", |out| JsonWriter.kernel_report(out, record));
         Ok(Flow::Continue)
     }
 

@@ -41,7 +41,7 @@ use super::labels;
 use tls::{Signal, TlsSettings};
 
 mod tls;
-use oomtrace_event::{Diagnosis, KernelReportRecord, OomEvent, Warning};
+use oomtrace_event::{Diagnosis, KernelReportRecord, OomEvent, Warning, WorkloadInfo};
 
 /// The log attributes the kill counter carries too: bounded (the pod names
 /// are bounded by the SDK's cardinality limit, the others are enums or units).
@@ -631,21 +631,27 @@ fn body(event: &OomEvent) -> String {
     }
 }
 
-/// A warning's attributes: the workload's `k8s.*` names, then `oomtrace.*`.
-fn warning_attributes(warning: &Warning) -> Vec<KeyValue> {
-    let w = warning.workload.as_ref();
-    let mut out: Vec<KeyValue> = [
+/// A workload's pod and container names, as `k8s.*` attributes (the absent ones `None`).
+fn pod_names(w: Option<&WorkloadInfo>) -> [(&'static str, Option<String>); 4] {
+    [
         ("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone())),
         ("k8s.pod.name", w.and_then(|w| w.identity.pod.clone())),
         ("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone())),
         ("k8s.container.name", w.and_then(|w| w.identity.container.clone())),
-        ("oomtrace.cgroup.path", warning.cgroup.clone()),
-        ("oomtrace.warning.state", Some(warning.state.as_str().to_owned())),
-        ("oomtrace.warning.limit_level", Some(warning.limit_level.as_str().to_owned())),
     ]
-    .into_iter()
-    .filter_map(|(key, value)| value.map(|v| KeyValue::new(key, v)))
-    .collect();
+}
+
+/// A warning's attributes: the workload's `k8s.*` names, then `oomtrace.*`.
+fn warning_attributes(warning: &Warning) -> Vec<KeyValue> {
+    let mut out: Vec<KeyValue> = pod_names(warning.workload.as_ref())
+        .into_iter()
+        .chain([
+            ("oomtrace.cgroup.path", warning.cgroup.clone()),
+            ("oomtrace.warning.state", Some(warning.state.as_str().to_owned())),
+            ("oomtrace.warning.limit_level", Some(warning.limit_level.as_str().to_owned())),
+        ])
+        .filter_map(|(key, value)| value.map(|v| KeyValue::new(key, v)))
+        .collect();
     let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
     out.push(KeyValue::new("oomtrace.warning.unreclaimable_bytes", bytes(warning.unreclaimable_bytes)));
     out.push(KeyValue::new("oomtrace.warning.limit_bytes", bytes(warning.limit_bytes)));
@@ -740,18 +746,14 @@ fn diagnosis_attributes(diagnosis: &Diagnosis, out: &mut Vec<KeyValue>) {
 /// A kernel report's attributes: its kill's `k8s.*` names and `thread.id`,
 /// the report's largest task, and the revised diagnosis' findings and advice.
 fn report_attributes(report: &KernelReportRecord) -> Vec<KeyValue> {
-    let w = report.workload.as_ref();
-    let mut out: Vec<KeyValue> = [
-        ("k8s.namespace.name", w.and_then(|w| w.identity.namespace.clone())),
-        ("k8s.pod.name", w.and_then(|w| w.identity.pod.clone())),
-        ("k8s.pod.uid", w.and_then(|w| w.identity.pod_uid.clone())),
-        ("k8s.container.name", w.and_then(|w| w.identity.container.clone())),
-        ("process.executable.name", report.victim_comm.clone()),
-        ("oomtrace.kernel_report.memory_stat_cgroup", report.kernel_report.memory_stat_cgroup.clone()),
-    ]
-    .into_iter()
-    .filter_map(|(key, value)| value.map(|v| KeyValue::new(key, v)))
-    .collect();
+    let mut out: Vec<KeyValue> = pod_names(report.workload.as_ref())
+        .into_iter()
+        .chain([
+            ("process.executable.name", report.victim_comm.clone()),
+            ("oomtrace.kernel_report.memory_stat_cgroup", report.kernel_report.memory_stat_cgroup.clone()),
+        ])
+        .filter_map(|(key, value)| value.map(|v| KeyValue::new(key, v)))
+        .collect();
     let int = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
     out.push(KeyValue::new("thread.id", i64::from(report.victim_pid)));
     if let Some(task) = report.kernel_report.largest_tasks.first() {

@@ -218,16 +218,16 @@ fn warnings_check(hierarchy: Option<&MemoryHierarchy>, reclaim: Option<Method>) 
 }
 
 /// Whether the kernel log can be read, and how: /dev/kmsg, else syslog(2).
-/// Without it events carry no `kernel_report` and past kills are not found;
+/// Without it kills get no kernel report records and past kills are not found;
 /// tracing works all the same, so this never fails the verdict.
 fn kernel_log_check() -> Check {
     let (ok, detail) = match KmsgReader::open() {
-        Ok(_) => (true, "/dev/kmsg (kernel reports joined to events; history and past kills)".to_owned()),
+        Ok(_) => (true, "/dev/kmsg (kernel reports after live kills; history and past kills)".to_owned()),
         Err(kmsg) => match syslog::read_all() {
             Ok(_) => (true, format!("syslog(2), as dmesg reads it (/dev/kmsg: {kmsg})")),
             Err(error) => (
                 false,
-                format!("{kmsg}; {error}: events will carry no kernel_report and past kills will not be reported"),
+                format!("{kmsg}; {error}: kills will get no kernel report records and past kills will not be reported"),
             ),
         },
     };

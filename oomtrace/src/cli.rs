@@ -346,7 +346,7 @@ pub struct LiveArgs {
     /// Do not attach signal/signal_generate (events then cannot say whether the kernel killed).
     #[arg(long)]
     pub no_kill_confirmation: bool,
-    /// Do not read the kernel log (events then carry no `kernel_report`: memory.stat, largest tasks).
+    /// Do not read the kernel log (no `oom_kernel_report` records after kills: memory.stat, largest tasks).
     #[arg(long)]
     pub no_kernel_log: bool,
     /// Do not watch memory cgroups (no warnings; kills say `not_warned: watcher_off`).

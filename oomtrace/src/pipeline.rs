@@ -28,7 +28,6 @@ use crate::{
         attribute::attribute_kill,
         join::{
             Joined, LogPosition,
-            record::report_record,
             side::{KernelLogMode, LogSide},
         },
     },
@@ -341,7 +340,7 @@ impl Pipeline {
                     attribute_kill(&mut event, root, &mut self.pods, Some(&self.node)).await;
                     events.push(*event);
                 }
-                Joined::Report { event, kill } => reports.extend(report_record(*event, *kill)),
+                Joined::Report(record) => reports.push(*record),
             }
         }
     }
@@ -437,11 +436,7 @@ impl Pipeline {
         while let Some(log) = self.log.as_mut() {
             log.read_now();
             let waiting = log.awaits_reports();
-            for joined in log.reports() {
-                if let Joined::Report { event, kill } = joined {
-                    reports.extend(report_record(*event, *kill));
-                }
-            }
+            reports.extend(log.reports());
             if deliver_reports(&mut reports, handler)? == Flow::Stop || !waiting || Instant::now() >= deadline {
                 break;
             }

@@ -26,7 +26,9 @@ pub mod tail;
 
 use std::{collections::VecDeque, time::Duration};
 
-use oomtrace_event::{KernelReport, OomEvent};
+use oomtrace_event::{KernelReportRecord, OomEvent};
+
+use self::record::report_record;
 
 /// How far apart the eBPF timestamp (CLOCK_MONOTONIC) and the log's
 /// (`local_clock`, the scheduler clock) of one kill may be. They drift apart
@@ -55,9 +57,8 @@ pub struct LogKill {
 pub enum Joined {
     /// A kill read from the log that no live event claimed (`source: kernel_log`).
     Kill(Box<OomEvent>),
-    /// The report of a live event that already went out: that event, and its
-    /// kill as read from the log (its `kernel_report` not empty).
-    Report { event: Box<OomEvent>, kill: Box<LogKill> },
+    /// The report of a live event that already went out, as its record.
+    Report(Box<KernelReportRecord>),
 }
 
 /// A live event that went out before its kill line was read.
@@ -135,8 +136,8 @@ impl Joiner {
 
     /// The report of `event`, when the kernel printed more than the kill line.
     fn report(&mut self, event: Box<OomEvent>, kill: LogKill) {
-        if kill.event.kernel_report.as_ref().is_some_and(|r| r != &KernelReport::default()) {
-            self.ready.push(Joined::Report { event, kill: Box::new(kill) });
+        if let Some(record) = report_record(*event, kill) {
+            self.ready.push(Joined::Report(Box::new(record)));
         }
     }
 
@@ -161,9 +162,9 @@ impl Joiner {
         self.expire(Duration::MAX);
     }
 
-    /// Whether a live event sent at or after `since` still waits for its kill line.
-    pub fn awaits_kill_line(&self, since: Duration) -> bool {
-        self.sent.iter().any(|sent| sent.event.is_some() && sent.at >= since)
+    /// Whether a live event of this run still waits for its kill line.
+    pub fn awaits_kill_line(&self) -> bool {
+        self.sent.iter().any(|sent| sent.event.is_some())
     }
 
     /// What is ready to go out, oldest first.
@@ -172,10 +173,14 @@ impl Joiner {
     }
 
     /// The reports ready to go out, oldest first; the kills stay ready.
-    pub fn take_reports(&mut self) -> Vec<Joined> {
-        let (reports, kills) =
-            std::mem::take(&mut self.ready).into_iter().partition(|joined| matches!(joined, Joined::Report { .. }));
-        self.ready = kills;
+    pub fn take_reports(&mut self) -> Vec<KernelReportRecord> {
+        let mut reports = Vec::new();
+        for joined in std::mem::take(&mut self.ready) {
+            match joined {
+                Joined::Report(record) => reports.push(*record),
+                kill @ Joined::Kill(_) => self.ready.push(kill),
+            }
+        }
         reports
     }
 

@@ -2,15 +2,15 @@
 //! workload, its kernel report as read from the log, and its diagnosis
 //! revised with that report.
 
-use oomtrace_event::{KernelReportRecord, OomEvent, RecordKind, SchemaVersion};
+use oomtrace_event::{KernelReport, KernelReportRecord, OomEvent, RecordKind, SchemaVersion};
 
 use super::LogKill;
 use crate::diagnosis;
 
 /// The record of `event`'s report, read with its kill line (`kill`);
-/// `None` when the kill carries no report.
+/// `None` when the kernel printed no more than the kill line.
 pub fn report_record(mut event: OomEvent, kill: LogKill) -> Option<KernelReportRecord> {
-    let report = kill.event.kernel_report?;
+    let report = kill.event.kernel_report.filter(|report| report != &KernelReport::default())?;
     event.kernel_report = Some(report.clone());
     let diagnosis = match event.diagnosis.as_ref() {
         Some(earlier) => diagnosis::revise(&event, earlier),

@@ -13,7 +13,7 @@ use crate::{
     kernel,
     klog::{boot::BootClock, collect::Collector, convert::LogClock},
 };
-use oomtrace_event::OomEvent;
+use oomtrace_event::{KernelReportRecord, OomEvent};
 
 /// How long a kill read from the log waits for a live event to claim it.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -135,7 +135,7 @@ impl LogSide {
 
     /// Whether a live event still waits for its kill line (and so its report).
     pub fn awaits_reports(&self) -> bool {
-        self.joiner.awaits_kill_line(Duration::ZERO)
+        self.joiner.awaits_kill_line()
     }
 
     /// The time until the joiner's next deadline.
@@ -152,7 +152,7 @@ impl LogSide {
 
     /// The live events' reports ready to go out (stopping: the kills read
     /// from the log alone stay for [`Self::ready`]).
-    pub fn reports(&mut self) -> Vec<Joined> {
+    pub fn reports(&mut self) -> Vec<KernelReportRecord> {
         self.joiner.take_reports()
     }
 

@@ -1,5 +1,5 @@
 use super::*;
-use oomtrace_event::{EventSource, Victim};
+use oomtrace_event::{EventSource, KernelReport, Victim};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -35,16 +35,22 @@ fn joiner() -> Joiner {
     Joiner::new(2000 * MS, LogPosition::default())
 }
 
+/// A report record is the live event's (its kernel time, whole seconds here;
+/// the log's is 9 ms earlier) with the kill's report.
+fn assert_report(record: &KernelReportRecord) {
+    assert_eq!(record.ktime_ns.map(|k| k % 1_000_000_000), Some(0), "the live event's time: {record:?}");
+    assert_eq!(record.kernel_report, report(), "the kill's report: {record:?}");
+}
+
 /// The victims of what is ready, as (pid, `K`ill from the log or `R`eport of a live event).
 fn ready(j: &mut Joiner) -> Vec<(u32, char)> {
     j.take_ready()
         .iter()
         .map(|joined| match joined {
             Joined::Kill(event) => (event.victim.pid, 'K'),
-            Joined::Report { event, kill } => {
-                assert_eq!(event.victim.pid, kill.event.victim.pid, "a report goes with its own event");
-                assert_eq!(event.source, EventSource::Ebpf);
-                (event.victim.pid, 'R')
+            Joined::Report(record) => {
+                assert_report(record);
+                (record.victim_pid, 'R')
             }
         })
         .collect()
@@ -56,11 +62,11 @@ fn ready(j: &mut Joiner) -> Vec<(u32, char)> {
 fn a_live_events_report_follows_when_its_kill_line_is_read() {
     let mut j = joiner();
     j.sent(live(7, 100), Duration::ZERO);
-    assert!(j.awaits_kill_line(Duration::ZERO));
+    assert!(j.awaits_kill_line());
     assert_eq!(ready(&mut j), vec![], "nothing until the kill line");
     j.logged(logged(7, 100, 40), MS);
     assert_eq!(ready(&mut j), vec![(7, 'R')]);
-    assert!(!j.awaits_kill_line(Duration::ZERO));
+    assert!(!j.awaits_kill_line());
     j.expire(5_000 * MS);
     assert_eq!(ready(&mut j), vec![], "its kill line is no second event");
     assert_eq!(j.position().seq, Some(40), "accounted for");
@@ -91,7 +97,7 @@ fn a_kill_line_without_its_report_gives_no_record() {
     j.expire(5_000 * MS);
     assert_eq!(ready(&mut j), vec![]);
     assert_eq!(j.position().seq, Some(40), "accounted for");
-    assert!(!j.awaits_kill_line(Duration::ZERO));
+    assert!(!j.awaits_kill_line());
     j.logged(logged_alone(8, 101, 41), 300 * MS);
     j.sent(live(8, 101), 301 * MS);
     assert_eq!(ready(&mut j), vec![], "read first, the same");
@@ -123,7 +129,7 @@ fn kills_already_accounted_for_are_dropped() {
 fn a_kill_an_earlier_run_sent_is_not_reported_from_its_kill_line() {
     let mut j = joiner();
     j.sent_earlier(&[(7, 100_000_000_000)], Duration::ZERO);
-    assert!(!j.awaits_kill_line(Duration::ZERO), "its event is gone: nothing to wait for");
+    assert!(!j.awaits_kill_line(), "its event is gone: nothing to wait for");
     j.logged(logged(7, 100, 40), MS);
     j.expire(3_000 * MS);
     assert_eq!(ready(&mut j), vec![]);
@@ -138,7 +144,7 @@ fn the_same_pid_far_apart_in_time_is_another_kill() {
     assert_eq!(ready(&mut j), vec![], "not the other kill's report");
     j.expire(3_000 * MS);
     assert_eq!(ready(&mut j), vec![(7, 'K')], "the other kill, from the log alone");
-    assert!(j.awaits_kill_line(Duration::ZERO));
+    assert!(j.awaits_kill_line());
 }
 
 #[test]
@@ -171,9 +177,9 @@ fn the_reports_are_taken_without_the_kills() {
     let reports: Vec<u32> = j
         .take_reports()
         .iter()
-        .map(|joined| match joined {
-            Joined::Report { event, .. } => event.victim.pid,
-            Joined::Kill(event) => panic!("a kill among the reports: {}", event.victim.pid),
+        .map(|record| {
+            assert_report(record);
+            record.victim_pid
         })
         .collect();
     assert_eq!(reports, vec![7]);

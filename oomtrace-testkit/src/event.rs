@@ -51,6 +51,15 @@ pub fn conforms(record: &serde_json::Value) -> Result<()> {
     if violations.is_empty() { Ok(()) } else { bail!("{}", violations.join("; ")) }
 }
 
+/// One NDJSON line as a record of type `T` (`what`, e.g. "a warning", names
+/// it in errors), once it is JSON that meets [`EVENT_SCHEMA`] ([`conforms`]).
+pub(crate) fn parse_checked<T: serde::de::DeserializeOwned>(line: &str, what: &str) -> Result<T> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("{what} that is not JSON: {line}"))?;
+    conforms(&value).with_context(|| format!("{what} that breaks docs/event.schema.json: {line}"))?;
+    serde_json::from_value(value).with_context(|| format!("not {what}: {line}"))
+}
+
 /// Why a kill was not warned (`not_warned`).
 #[derive(Clone, Debug, Deserialize)]
 pub struct NotWarned {
@@ -281,11 +290,7 @@ impl Event {
     /// Schema (docs/event.schema.json): a real event that breaks it fails
     /// the test that read it.
     pub fn parse(line: &str) -> Result<Event> {
-        let value: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("not an oomtrace event: {line}"))?;
-        conforms(&value).with_context(|| format!("an event that breaks docs/event.schema.json: {line}"))?;
-        let mut event: Event =
-            serde_json::from_value(value).with_context(|| format!("not an oomtrace event: {line}"))?;
+        let mut event: Event = parse_checked(line, "an oomtrace event")?;
         event.line = line.to_owned();
         Ok(event)
     }

@@ -4,10 +4,10 @@
 
 use std::fmt;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Deserialize;
 
-use crate::event::{Diagnosis, Event, KernelLog, KernelReport, Workload, conforms};
+use crate::event::{Diagnosis, Event, KernelLog, KernelReport, Workload, parse_checked};
 
 /// One kill's kernel report.
 #[derive(Clone, Debug, Deserialize)]
@@ -29,10 +29,7 @@ pub struct ReportRecord {
 impl ReportRecord {
     /// Parses a line, after checking it against the schema.
     pub fn parse(line: &str) -> Result<ReportRecord> {
-        let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
-        conforms(&value).with_context(|| format!("a kernel report that breaks docs/event.schema.json: {line}"))?;
-        let mut record: ReportRecord =
-            serde_json::from_value(value).with_context(|| format!("not a kernel report record: {line}"))?;
+        let mut record: ReportRecord = parse_checked(line, "a kernel report")?;
         record.line = line.to_owned();
         Ok(record)
     }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
 use crate::{
-    event::{Advice, Event, Workload, conforms},
+    event::{Advice, Event, Workload, parse_checked},
     report::ReportRecord,
 };
 
@@ -44,6 +44,13 @@ pub struct Reclaim {
 }
 
 impl WarningRecord {
+    /// Parses a line, after checking it against the schema.
+    pub fn parse(line: &str) -> Result<WarningRecord> {
+        let mut warning: WarningRecord = parse_checked(line, "a warning")?;
+        warning.line = line.to_owned();
+        Ok(warning)
+    }
+
     /// The advice step `action`.
     pub fn advice(&self, action: &str) -> Option<&Advice> {
         self.advice.iter().find(|a| a.action == action)
@@ -73,16 +80,11 @@ impl Record {
     /// Parses a line by its `kind`, after checking it against the schema.
     pub fn parse(line: &str) -> Result<Record> {
         let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
-        match value.get("kind").and_then(serde_json::Value::as_str) {
-            Some("warning") => {}
-            Some("oom_kernel_report") => return Ok(Record::KernelReport(Box::new(ReportRecord::parse(line)?))),
-            _ => return Ok(Record::Kill(Box::new(Event::parse(line)?))),
-        }
-        conforms(&value).with_context(|| format!("a warning that breaks docs/event.schema.json: {line}"))?;
-        let mut warning: WarningRecord =
-            serde_json::from_value(value).with_context(|| format!("not a warning record: {line}"))?;
-        warning.line = line.to_owned();
-        Ok(Record::Warning(Box::new(warning)))
+        Ok(match value.get("kind").and_then(serde_json::Value::as_str) {
+            Some("warning") => Record::Warning(Box::new(WarningRecord::parse(line)?)),
+            Some("oom_kernel_report") => Record::KernelReport(Box::new(ReportRecord::parse(line)?)),
+            _ => Record::Kill(Box::new(Event::parse(line)?)),
+        })
     }
 
     /// A tracer's line parser for streams of every record: every record line

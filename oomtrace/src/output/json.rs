@@ -1,7 +1,7 @@
 //! NDJSON: one record (a kill, a warning or a kill's kernel report, told
 //! apart by `kind`) per line, flushed per record, each line one write:
-//! serialized whole first (a kill is ~2 KiB, which through stdout's 1 KiB line buffer took three write(2)
-//! calls on the event thread).
+//! serialized whole first (a kill is ~2 KiB, which through stdout's 1 KiB
+//! line buffer took three write(2) calls on the event thread).
 
 use std::io::Write;
 

@@ -1,15 +1,11 @@
 //! /dev/kmsg followed on a thread of its own (`oomtrace-kmsg`), which reads
 //! the records as the kernel prints them and keeps them for the reader.
 //!
-//! The kernel prints a kill's report (tens of records) *before* it marks the
-//! victim, and reading a record costs a read(2) in which the kernel formats
-//! it: read on the event thread, at the eBPF event, the report took most of
-//! the time from the kill to its event. Read here, on another CPU, the event
-//! finds read what this thread has reached; the rest is read by the caller
-//! itself ([`KmsgFollower::records_now`]), in order: every read happens under
-//! one lock. The kernel wakes readers from a lazy irq_work (`wake_up_klogd`),
-//! on a busy CPU at its next tick: a report printed just before its kill is
-//! often still unread when the event comes.
+//! Reading a record costs a read(2) in which the kernel formats it, and a
+//! kill's report is tens of records: read here, on another CPU, not on the
+//! event thread. The caller may still read what the thread has not reached
+//! itself ([`KmsgFollower::records_now`]: at start, and when stopping), in
+//! order: every read happens under one lock.
 //!
 //! Woken by the first record of a burst, the thread first lets it settle
 //! ([`SETTLE`]): a kill's report is printed just before its victim is marked,

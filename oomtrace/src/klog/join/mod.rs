@@ -7,9 +7,10 @@
 //! 5.0, the `oom-kill:…,pid=N` summary line) *before* it marks the victim,
 //! and its kill line (`Killed process N …`) right after (`oom_kill_process`
 //! calls `dump_header`, then `__oom_kill_process`, in mm/oom_kill.c from 4.x
-//! to 7.x); so once the event is out the log is read at once, and when the
-//! kill line is read the event's report (kill line included) goes out as a
-//! second record, `oom_kernel_report`, naming the event ([`Joined::Report`]).
+//! to 7.x); so the kill line is in the log a few milliseconds after the
+//! event, when the log is next read, and then the event's report (kill line
+//! included) goes out as a second record, `oom_kernel_report`, naming the
+//! event ([`Joined::Report`]).
 //! A kill whose report the kernel rate-limited (10 reports per 5 s) to its
 //! kill line gets no such record; its kill line only moves the log position.
 //!

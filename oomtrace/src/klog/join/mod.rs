@@ -137,7 +137,7 @@ impl Joiner {
 
     /// The report of `event`, when the kernel printed more than the kill line.
     fn report(&mut self, event: Box<OomEvent>, kill: LogKill) {
-        if let Some(record) = report_record(*event, kill) {
+        if let Some(record) = report_record(*event, kill.event) {
             self.ready.push(Joined::Report(Box::new(record)));
         }
     }

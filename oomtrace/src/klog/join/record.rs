@@ -4,13 +4,12 @@
 
 use oomtrace_event::{KernelReport, KernelReportRecord, OomEvent, RecordKind, SchemaVersion};
 
-use super::LogKill;
 use crate::diagnosis;
 
-/// The record of `event`'s report, read with its kill line (`kill`);
-/// `None` when the kernel printed no more than the kill line.
-pub fn report_record(mut event: OomEvent, kill: LogKill) -> Option<KernelReportRecord> {
-    let report = kill.event.kernel_report.filter(|report| report != &KernelReport::default())?;
+/// The record of `event`'s report, as `logged`: the same kill read from the
+/// log; `None` when the kernel printed no more than the kill line.
+pub fn report_record(mut event: OomEvent, logged: OomEvent) -> Option<KernelReportRecord> {
+    let report = logged.kernel_report.filter(|report| report != &KernelReport::default())?;
     event.kernel_report = Some(report.clone());
     let diagnosis = match event.diagnosis.as_ref() {
         Some(earlier) => diagnosis::revise(&event, earlier),
@@ -26,7 +25,7 @@ pub fn report_record(mut event: OomEvent, kill: LogKill) -> Option<KernelReportR
         victim_comm: event.victim.comm,
         node: event.node,
         workload: event.workload,
-        kernel_log: kill.event.kernel_log,
+        kernel_log: logged.kernel_log,
         kernel_report: report,
         diagnosis,
     })

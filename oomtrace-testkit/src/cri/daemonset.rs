@@ -66,11 +66,12 @@ impl DaemonSetPod {
 }
 
 /// The stdout lines of a CRI log (`<time> <stream> <P|F> <text>` per line;
-/// `P` lines are parts of one longer line).
+/// `P` lines are parts of one longer line). A last line without its newline
+/// is one containerd is still writing: it is left for the next read.
 pub fn stdout_of_cri_log(log: &str) -> Vec<String> {
     let mut lines = Vec::new();
     let mut partial = String::new();
-    for line in log.lines() {
+    for line in log.split_inclusive('\n').filter_map(|line| line.strip_suffix('\n')) {
         let mut fields = line.splitn(4, ' ');
         let (Some(_time), Some(stream), Some(tag), text) = (fields.next(), fields.next(), fields.next(), fields.next())
         else {
@@ -312,6 +313,13 @@ mod tests {
                    2026-11-29T10:00:00.3Z stdout P {\"b\":\n\
                    2026-11-29T10:00:00.4Z stdout F 2}\n";
         assert_eq!(stdout_of_cri_log(log), ["{\"a\":1}", "{\"b\":2}"]);
+    }
+
+    #[test]
+    fn a_line_containerd_is_still_writing_waits_for_its_newline() {
+        let log = "2026-11-29T10:00:00.1Z stdout F {\"a\":1}\n\
+                   2026-11-29T10:00:00.2Z stdout F {\"b\":";
+        assert_eq!(stdout_of_cri_log(log), ["{\"a\":1}"]);
     }
 
     #[test]

@@ -277,23 +277,57 @@ impl Forecaster {
         all
     }
 
+    /// What a kill's verdict needs of the forecast now: a copy, for another
+    /// thread (see [`VerdictIndex`]).
+    pub fn verdict_index(&self) -> VerdictIndex {
+        let facts = self
+            .tracked
+            .iter()
+            .map(|(watched, tracked)| {
+                let episode = tracked.episode.map(|e| (e.start_ns, u64::MAX)).or(tracked.ended);
+                (watched.clone(), KillFacts { episode, recent: tracked.recent.clone() })
+            })
+            .collect();
+        VerdictIndex { options: self.options, facts }
+    }
+}
+
+/// What a kill's verdict needs of one watched cgroup.
+#[derive(Clone, Debug, Default)]
+struct KillFacts {
+    /// The episode going on (start, `u64::MAX`), else the last that ended (start, end).
+    episode: Option<(u64, u64)>,
+    /// [`Tracked::recent`].
+    recent: VecDeque<(u64, Option<u64>)>,
+}
+
+/// The forecast as far as kills' verdicts need it, copied out of the
+/// [`Forecaster`]: the watcher's thread publishes one after each poll, and
+/// the event thread reads it without waiting for that thread (which holds
+/// nothing the event thread needs while it reads cgroupfs, or loses its CPU).
+#[derive(Clone, Debug, Default)]
+pub struct VerdictIndex {
+    options: ForecastOptions,
+    facts: HashMap<Watched, KillFacts>,
+}
+
+impl VerdictIndex {
     /// Whether a kill at `kill_ns` (CLOCK_MONOTONIC) of the cgroup `watched`
     /// was warned. `None` when the watcher never read it.
     pub fn verdict(&self, watched: &Watched, kill_ns: u64) -> Verdict {
-        let Some(tracked) = self.tracked.get(watched) else {
+        let Some(facts) = self.facts.get(watched) else {
             return Verdict::NotWarned(NotWarned { reason: NotWarnedReason::NotWatched, rise_seconds: None });
         };
         // An episode counts if it began before the kill and lasted until
         // shortly before it (the readings after a kill end it).
         let slack = (self.options.recover_seconds * NS) as u64 + 1_000_000_000;
-        let episode = tracked.episode.map(|e| (e.start_ns, u64::MAX)).or(tracked.ended);
-        if let Some((start, end)) = episode
+        if let Some((start, end)) = facts.episode
             && start <= kill_ns
             && end.saturating_add(slack) >= kill_ns
         {
             return Verdict::Warned { seconds_before: (kill_ns - start) as f64 / NS };
         }
-        let climb_start = tracked
+        let climb_start = facts
             .recent
             .iter()
             .rev()
@@ -314,7 +348,7 @@ impl Forecaster {
         let mut candidate = path.trim_end_matches('/');
         while !candidate.is_empty() {
             let watched = Watched::Cgroup(candidate.to_owned());
-            if self.tracked.contains_key(&watched) {
+            if self.facts.contains_key(&watched) {
                 return Some(watched);
             }
             candidate = &candidate[..candidate.rfind('/')?];

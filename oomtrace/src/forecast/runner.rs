@@ -1,7 +1,10 @@
 //! The watcher and the forecast on their own thread, so that reading
 //! cgroupfs never delays a kill event: warnings come out of a channel, and a
-//! kill asks whether it was warned (one map lookup under a lock the thread
-//! holds only while it takes one reading).
+//! kill asks whether it was warned of a copy of the forecast the thread
+//! publishes after each poll. The lock shared with the event thread is held
+//! only to swap or clone that copy's `Arc`: a thread that loses its CPU
+//! while holding it (a storm's hundreds of runnable tasks made the watcher
+//! wait ~100 ms per run) holds nothing the event thread would wait for.
 
 use std::{
     sync::{
@@ -15,7 +18,7 @@ use std::{
 use oomtrace_event::{NotWarned, NotWarnedReason, OomEvent, Scope};
 use tokio::sync::mpsc;
 
-use super::{Change, ForecastOptions, Forecaster, Outlook, Verdict};
+use super::{Change, ForecastOptions, Forecaster, Outlook, Verdict, VerdictIndex};
 use crate::{
     enrich::cgroup::MemoryHierarchy,
     kernel::clock::monotonic_now,
@@ -27,10 +30,21 @@ use crate::{
 /// stop waits for the thread).
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 
-struct Shared {
-    forecaster: Forecaster,
+/// How often the outlooks (`oomtrace top`, the daemon's gauges, read every
+/// second or two) are copied into what the thread publishes; the verdicts'
+/// index is copied after every poll that read something.
+const OUTLOOKS_EVERY: Duration = Duration::from_millis(250);
+
+/// What the thread publishes.
+#[derive(Default)]
+struct Published {
+    index: Arc<VerdictIndex>,
+    /// Soonest limit first.
+    outlooks: Arc<Vec<Outlook>>,
     stats: WatchStats,
 }
+
+type Shared = Mutex<Arc<Published>>;
 
 /// The watcher's thread, its warnings and what it knows.
 pub struct Foresight {
@@ -49,8 +63,8 @@ impl Foresight {
         forecast: ForecastOptions,
         reclaim: Option<ReclaimCounts>,
     ) -> std::io::Result<Self> {
-        let shared =
-            Arc::new(Mutex::new(Shared { forecaster: Forecaster::new(forecast), stats: WatchStats::default() }));
+        let shared: Arc<Shared> = Arc::default();
+        let mut forecaster = Forecaster::new(forecast);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, changes) = mpsc::unbounded_channel();
         let mut watcher = Watcher::new(hierarchy, watch);
@@ -64,7 +78,7 @@ impl Foresight {
                 // The kernel's default slice, not the event thread's short one
                 // (a thread inherits it): the watcher's polls are not urgent.
                 let _ = crate::sched::request_slice(0);
-                watch_until_stopped(&mut watcher, &shared, &stop, &tx)
+                watch_until_stopped(&mut watcher, &mut forecaster, &shared, &stop, &tx)
             }
         })?;
         Ok(Self { view: ForesightView { shared }, changes, stop, thread: Some(thread) })
@@ -84,8 +98,8 @@ impl Foresight {
     /// Whether `event`'s kill was warned, and how long before.
     pub fn verdict(&self, event: &OomEvent) -> Verdict {
         let kill_ns = event.ktime_ns.unwrap_or_else(|| monotonic_now().as_nanos() as u64);
-        let shared = lock(&self.view.shared);
-        let forecaster = &shared.forecaster;
+        let published = self.view.published();
+        let index = &published.index;
         let watched = match event.scope {
             Some(Scope::Global) => Some(Watched::Node),
             _ => event
@@ -93,10 +107,10 @@ impl Foresight {
                 .as_ref()
                 .and_then(|c| c.cgroup.path.as_deref())
                 .or_else(|| event.victim_cgroup.as_ref().and_then(|c| c.path.as_deref()))
-                .and_then(|path| forecaster.watched_for(path)),
+                .and_then(|path| index.watched_for(path)),
         };
         match watched {
-            Some(watched) => forecaster.verdict(&watched, kill_ns),
+            Some(watched) => index.verdict(&watched, kill_ns),
             None => Verdict::NotWarned(NotWarned { reason: NotWarnedReason::NotWatched, rise_seconds: None }),
         }
     }
@@ -111,21 +125,24 @@ impl Foresight {
     }
 }
 
-/// What the watcher knows, read from any thread: each read copies it under
-/// the lock the watcher's thread holds only while it takes one reading.
+/// What the watcher knows, read from any thread: what its thread last published.
 #[derive(Clone)]
 pub struct ForesightView {
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Shared>,
 }
 
 impl ForesightView {
     /// Every watched cgroup's outlook, soonest limit first.
     pub fn outlooks(&self) -> Vec<Outlook> {
-        lock(&self.shared).forecaster.outlooks()
+        Vec::clone(&self.published().outlooks)
     }
 
     pub fn stats(&self) -> WatchStats {
-        lock(&self.shared).stats
+        self.published().stats
+    }
+
+    fn published(&self) -> Arc<Published> {
+        Arc::clone(&lock(&self.shared))
     }
 }
 
@@ -138,38 +155,52 @@ impl Drop for Foresight {
     }
 }
 
-/// The lock, also after a panic elsewhere (the forecast's state stays usable).
-fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+/// The lock, also after a panic elsewhere (what it guards stays usable).
+fn lock(shared: &Shared) -> MutexGuard<'_, Arc<Published>> {
     shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn watch_until_stopped(
     watcher: &mut Watcher,
-    shared: &Mutex<Shared>,
+    forecaster: &mut Forecaster,
+    shared: &Shared,
     stop: &AtomicBool,
     tx: &mpsc::UnboundedSender<Change>,
 ) {
     let mut events = Vec::new();
+    let mut changes = Vec::new();
+    let mut outlooks_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         watcher.poll(Instant::now(), &mut events);
+        let read = !events.is_empty();
         for event in events.drain(..) {
-            // The lock for one reading at a time, never a whole poll's: a
-            // kill's verdict waits for this thread's work on one cgroup at
-            // most, also when this thread loses its CPU mid-poll (a storm's
-            // hundreds of runnable tasks: it waited 40 ms per run).
-            let change = {
-                let mut shared = lock(shared);
-                match &event {
-                    WatchEvent::Reading(reading) => shared.forecaster.observe(reading),
-                    WatchEvent::Gone(watched) => shared.forecaster.forget(watched),
-                }
+            let change = match &event {
+                WatchEvent::Reading(reading) => forecaster.observe(reading),
+                WatchEvent::Gone(watched) => forecaster.forget(watched),
             };
-            if let Some(change) = change {
-                // (A closed channel: the pipeline is stopping.)
-                let _ = tx.send(change);
-            }
+            changes.extend(change);
         }
-        lock(shared).stats = watcher.stats();
+        let now = Instant::now();
+        let outlooks_due = outlooks_at.is_none_or(|at| now.duration_since(at) >= OUTLOOKS_EVERY);
+        if read || outlooks_due {
+            let last = Arc::clone(&lock(shared));
+            let outlooks = if outlooks_due {
+                outlooks_at = Some(now);
+                Arc::new(forecaster.outlooks())
+            } else {
+                Arc::clone(&last.outlooks)
+            };
+            let index = if read { Arc::new(forecaster.verdict_index()) } else { Arc::clone(&last.index) };
+            let published = Arc::new(Published { index, outlooks, stats: watcher.stats() });
+            // The copy it replaces is freed after the lock is let go.
+            let replaced = std::mem::replace(&mut *lock(shared), published);
+            drop(replaced);
+        }
+        // Sent once published: a kill after a warning is judged knowing it.
+        for change in changes.drain(..) {
+            // (A closed channel: the pipeline is stopping.)
+            let _ = tx.send(change);
+        }
         let wait = watcher.next_due().saturating_duration_since(Instant::now()).min(MAX_SLEEP);
         std::thread::sleep(wait.max(Duration::from_millis(5)));
     }

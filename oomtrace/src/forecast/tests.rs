@@ -60,7 +60,7 @@ fn a_burst_is_not_warnable_and_says_why() {
     let mut forecaster = Forecaster::new(ForecastOptions::default());
     assert!(run(&mut forecaster, 5.0, |t| if t < 104.5 { 20.0 } else { 250.0 }).is_empty());
     let watched = Watched::Cgroup("/test".to_owned());
-    match forecaster.verdict(&watched, (104.9 * NS) as u64) {
+    match forecaster.verdict_index().verdict(&watched, (104.9 * NS) as u64) {
         Verdict::NotWarned(not) => {
             assert_eq!(not.reason, NotWarnedReason::Burst);
             assert!(not.rise_seconds.is_some_and(|s| s < 1.0), "{not:?}");
@@ -77,7 +77,7 @@ fn a_warned_kill_says_how_long_before_and_the_episode_recovers_after_it() {
     assert_eq!(states, [WarningState::Warning, WarningState::Recovered]);
     let warned_at = changes[0].0;
     let watched = Watched::Cgroup("/test".to_owned());
-    match forecaster.verdict(&watched, (114.0 * NS) as u64) {
+    match forecaster.verdict_index().verdict(&watched, (114.0 * NS) as u64) {
         Verdict::Warned { seconds_before } => assert!((seconds_before - (114.0 - warned_at)).abs() < 0.01),
         other => panic!("{other:?}"),
     }
@@ -101,8 +101,11 @@ fn hitting_the_limit_while_warned_is_imminent() {
 fn a_kill_is_measured_against_the_nearest_watched_ancestor() {
     let mut forecaster = Forecaster::new(ForecastOptions::default());
     run(&mut forecaster, 1.0, |_| 10.0);
-    assert_eq!(forecaster.watched_for("/test/child/grandchild"), Some(Watched::Cgroup("/test".to_owned())));
-    assert_eq!(forecaster.watched_for("/other"), None);
+    assert_eq!(
+        forecaster.verdict_index().watched_for("/test/child/grandchild"),
+        Some(Watched::Cgroup("/test".to_owned()))
+    );
+    assert_eq!(forecaster.verdict_index().watched_for("/other"), None);
 }
 
 #[test]
@@ -124,7 +127,7 @@ fn a_burst_read_again_after_its_kill_still_says_how_fast_it_rose() {
     for t in [104.7, 104.8] {
         forecaster.observe(&reading(t, 1.0, 0));
     }
-    match forecaster.verdict(&Watched::Cgroup("/test".to_owned()), (104.55 * NS) as u64) {
+    match forecaster.verdict_index().verdict(&Watched::Cgroup("/test".to_owned()), (104.55 * NS) as u64) {
         Verdict::NotWarned(not) => {
             assert_eq!(not.reason, NotWarnedReason::Burst);
             assert!(not.rise_seconds.is_some_and(|s| s < 0.2), "{not:?}");

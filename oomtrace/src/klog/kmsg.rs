@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use oomtrace_klog::source::kmsg::{FragmentJoiner, KmsgRecord, parse_record};
 
-pub use self::follow::KmsgFollower;
+pub use self::follow::{AsRead, Digest, KmsgFollower};
 use tracing::{debug, warn};
 
 pub const KMSG_PATH: &str = "/dev/kmsg";
@@ -221,9 +221,9 @@ impl KmsgReader {
 
     /// Goes on reading new records as they are printed, from where this reader stopped (call
     /// it once [`Self::next_record`] returned None, or the records before are read then), on a
-    /// thread of its own ([`follow`]).
-    pub fn follow(self) -> Result<KmsgFollower, KmsgError> {
-        KmsgFollower::start(self)
+    /// thread of its own ([`follow`]), which hands each batch it reads to `digest` there.
+    pub fn follow<D: Digest>(self, digest: D) -> Result<KmsgFollower<D>, KmsgError> {
+        KmsgFollower::start(self, digest)
     }
 }
 

@@ -1,9 +1,7 @@
-//! The kernel-log side of the pipeline: the tail of the log, the report
-//! parser, and the joiner that pairs reports with live events.
+//! The kernel-log side of the pipeline: the tail of the log (which parses
+//! it), and the joiner that pairs reports with live events.
 
 use std::time::{Duration, Instant};
-
-use oomtrace_klog::LogLine;
 
 use super::{
     Joined, Joiner, LogKill, LogPosition,
@@ -11,7 +9,7 @@ use super::{
 };
 use crate::{
     kernel,
-    klog::{boot::BootClock, collect::Collector, convert::LogClock},
+    klog::{boot::BootClock, convert::LogClock},
 };
 use oomtrace_event::{KernelReportRecord, OomEvent};
 
@@ -38,10 +36,8 @@ pub enum KernelLogMode {
 
 pub struct LogSide {
     tail: LogTail,
-    collector: Collector,
     joiner: Joiner,
     epoch: Instant,
-    parsed: Vec<OomEvent>,
 }
 
 impl LogSide {
@@ -50,23 +46,16 @@ impl LogSide {
         if *mode == KernelLogMode::Off {
             return None;
         }
-        let (tail, snapshot) = match LogTail::open() {
+        let clock = LogClock { boot_wall: Some(BootClock::now().boot_time()), page_size: kernel::page_size() };
+        let (tail, snapshot) = match LogTail::open(clock) {
             Ok(opened) => opened,
             Err(error) => {
                 tracing::warn!(%error);
                 return None;
             }
         };
-        let clock = LogClock { boot_wall: Some(BootClock::now().boot_time()), page_size: kernel::page_size() };
-        let collector = Collector::new(tail.origin(), clock);
-        let mut side = Self {
-            tail,
-            collector,
-            joiner: Joiner::new(GRACE, LogPosition::default()),
-            epoch: Instant::now(),
-            parsed: Vec::new(),
-        };
-        let existing = side.parse(&snapshot);
+        let mut side = Self { tail, joiner: Joiner::new(GRACE, LogPosition::default()), epoch: Instant::now() };
+        let existing = log_kills(snapshot);
         match mode {
             KernelLogMode::JoinAndReport { from, sent } => {
                 side.joiner = Joiner::new(GRACE, *from);
@@ -89,33 +78,17 @@ impl LogSide {
         self.epoch.elapsed()
     }
 
-    fn parse(&mut self, lines: &[LogLine]) -> Vec<LogKill> {
-        for line in lines {
-            self.collector.line(line, &mut self.parsed);
-        }
-        self.parsed
-            .drain(..)
-            .map(|event| {
-                let position = LogPosition {
-                    since_boot_us: event.ktime_ns.map_or(0, |ns| ns / 1_000),
-                    seq: event.kernel_log.as_ref().and_then(|l| l.seq),
-                };
-                LogKill { event, position }
-            })
-            .collect()
-    }
-
     /// Waits for the next lines of the log and hands their kills to the joiner.
     pub async fn read(&mut self) {
         let waiting = self.joiner.next_deadline().is_some() || self.awaits_reports();
         let poll = if waiting { SYSLOG_POLL_FAST } else { SYSLOG_POLL_IDLE };
-        let lines = self.tail.next_lines(poll).await;
-        self.take_lines(&lines);
+        let kills = self.tail.next_kills(poll).await;
+        self.take(kills);
     }
 
-    fn take_lines(&mut self, lines: &[LogLine]) {
+    fn take(&mut self, kills: Vec<OomEvent>) {
         let now = self.now();
-        for kill in self.parse(lines) {
+        for kill in log_kills(kills) {
             self.joiner.logged(kill, now);
         }
     }
@@ -129,8 +102,8 @@ impl LogSide {
     /// Reads what the log holds now, without waiting (stopping: the kill
     /// lines of the live events out are usually there already).
     pub fn read_now(&mut self) {
-        let lines = self.tail.lines_now();
-        self.take_lines(&lines);
+        let kills = self.tail.kills_now();
+        self.take(kills);
     }
 
     /// Whether a live event still waits for its kill line (and so its report).
@@ -163,15 +136,29 @@ impl LogSide {
 
     /// Kill lines that repeated a group kill's first victim (the kernel counts them).
     pub fn repeated(&self) -> u64 {
-        self.collector.repeated()
+        self.tail.repeated()
     }
 
     /// Kernel log lines that looked like part of an OOM report but were not understood.
     pub fn unparsed(&self) -> u64 {
-        self.collector.unparsed()
+        self.tail.unparsed()
     }
 
     pub fn position(&self) -> LogPosition {
         self.joiner.position()
     }
+}
+
+/// The kills read from the log, each with where it is in the log.
+fn log_kills(events: Vec<OomEvent>) -> Vec<LogKill> {
+    events
+        .into_iter()
+        .map(|event| {
+            let position = LogPosition {
+                since_boot_us: event.ktime_ns.map_or(0, |ns| ns / 1_000),
+                seq: event.kernel_log.as_ref().and_then(|l| l.seq),
+            };
+            LogKill { event, position }
+        })
+        .collect()
 }

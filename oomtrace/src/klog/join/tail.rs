@@ -1,22 +1,32 @@
-//! The kernel log while tracing: first everything in the ring buffer (the
-//! daemon's past kills), then the lines as they are printed. Through
-//! /dev/kmsg where it opens (root on a host: records with sequence numbers,
-//! read as they are printed on a thread of their own, taken from it at most
-//! every [`KMSG_READ_INTERVAL`]), else through
-//! syslog(2) (an unprivileged container with CAP_SYSLOG), which is read again
-//! whenever asked, keeping only the lines newer than those already returned.
-//! Either way the lines printed before an eBPF event are read at that event
-//! ([`LogTail::lines_now`]): the waits here are for kills the probes missed.
+//! The kernel log while tracing, parsed into kills: first everything in the
+//! ring buffer (the daemon's past kills), then the lines as they are printed.
+//! Through /dev/kmsg where it opens (root on a host: records with sequence
+//! numbers, read and parsed as they are printed on a thread of their own,
+//! taken from it at most every [`KMSG_READ_INTERVAL`]), else through
+//! syslog(2) (an unprivileged container with CAP_SYSLOG), which is read and
+//! parsed again whenever asked, keeping only the lines newer than those
+//! already returned. Live events never wait for either: their reports
+//! follow them (see [`super`]).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use oomtrace_klog::{LogLine, source::kmsg::KmsgRecord};
 
 use crate::{
     kernel::syslog,
-    klog::kmsg::{KmsgError, KmsgFollower, KmsgReader},
+    klog::{
+        collect::Collector,
+        convert::LogClock,
+        kmsg::{Digest, KmsgError, KmsgFollower, KmsgReader},
+    },
 };
-use oomtrace_event::LogOrigin;
+use oomtrace_event::{LogOrigin, OomEvent};
 
 /// The shortest time between two takes of the records read from /dev/kmsg:
 /// an OOM report is tens of records printed one by one, a wave of kills
@@ -31,12 +41,14 @@ pub const SYSLOG_POLL_IDLE: Duration = Duration::from_secs(5);
 
 pub enum LogTail {
     Kmsg(Box<KmsgTail>),
-    Syslog(SyslogTail),
+    Syslog(Box<SyslogTail>),
 }
 
 /// /dev/kmsg followed, and when it may be waited for again.
 pub struct KmsgTail {
-    follower: KmsgFollower,
+    follower: KmsgFollower<ParseReports>,
+    /// The parser's counters, as of the thread's last batch.
+    counts: Arc<ParseCounts>,
     /// Kept here, not in the wait, for the reason [`SyslogTail::next_read`] is.
     next_wait: tokio::time::Instant,
 }
@@ -44,6 +56,7 @@ pub struct KmsgTail {
 /// syslog(2) has no sequence numbers: the kernel timestamp of the newest line
 /// returned, and how many lines carried exactly that timestamp.
 pub struct SyslogTail {
+    collector: Collector,
     newest_us: u64,
     at_newest: usize,
     /// When to read next. Kept here, not in the wait: the pipeline's select
@@ -62,26 +75,70 @@ pub struct TailError {
     syslog: syslog::SyslogError,
 }
 
+/// Kernel lines that are parts of OOM reports but were not understood, and
+/// kill lines that repeated a group kill's first victim: the parser's
+/// counters, kept where the event thread reads them without a lock.
+#[derive(Debug, Default)]
+struct ParseCounts {
+    unparsed: AtomicU64,
+    repeated: AtomicU64,
+}
+
+impl ParseCounts {
+    fn set(&self, collector: &Collector) {
+        self.unparsed.store(collector.unparsed(), Ordering::Relaxed);
+        self.repeated.store(collector.repeated(), Ordering::Relaxed);
+    }
+}
+
+/// The follower's work on its thread: the kernel's records parsed into kills.
+struct ParseReports {
+    collector: Collector,
+    counts: Arc<ParseCounts>,
+}
+
+impl Digest for ParseReports {
+    type Item = OomEvent;
+
+    fn digest(&mut self, records: Vec<KmsgRecord>, out: &mut Vec<OomEvent>) {
+        for line in kernel_lines_of(records) {
+            self.collector.line(&line, out);
+        }
+        self.counts.set(&self.collector);
+    }
+}
+
 impl LogTail {
-    /// Opens the log and returns what the ring buffer holds now, oldest first.
-    pub fn open() -> Result<(Self, Vec<LogLine>), TailError> {
+    /// Opens the log and returns the kills the ring buffer holds now, oldest
+    /// first; `clock` dates its lines.
+    pub fn open(clock: LogClock) -> Result<(Self, Vec<OomEvent>), TailError> {
         match KmsgReader::open() {
-            Ok(reader) => match reader.follow() {
-                Ok(follower) => {
-                    let mut tail = KmsgTail { follower, next_wait: tokio::time::Instant::now() };
-                    let lines = tail.lines_now();
-                    Ok((Self::Kmsg(Box::new(tail)), lines))
+            Ok(reader) => {
+                let counts = Arc::new(ParseCounts::default());
+                let parse =
+                    ParseReports { collector: Collector::new(LogOrigin::Kmsg, clock), counts: Arc::clone(&counts) };
+                match reader.follow(parse) {
+                    Ok(follower) => {
+                        let mut tail = KmsgTail { follower, counts, next_wait: tokio::time::Instant::now() };
+                        let kills = tail.kills_now();
+                        Ok((Self::Kmsg(Box::new(tail)), kills))
+                    }
+                    Err(kmsg) => Self::open_syslog(kmsg, clock),
                 }
-                Err(kmsg) => Self::open_syslog(kmsg),
-            },
-            Err(kmsg) => Self::open_syslog(kmsg),
+            }
+            Err(kmsg) => Self::open_syslog(kmsg, clock),
         }
     }
 
-    fn open_syslog(kmsg: KmsgError) -> Result<(Self, Vec<LogLine>), TailError> {
-        let mut tail = SyslogTail { newest_us: 0, at_newest: 0, next_read: tokio::time::Instant::now() };
-        let lines = tail.read_new().map_err(|syslog| TailError { kmsg, syslog })?;
-        Ok((Self::Syslog(tail), lines))
+    fn open_syslog(kmsg: KmsgError, clock: LogClock) -> Result<(Self, Vec<OomEvent>), TailError> {
+        let mut tail = SyslogTail {
+            collector: Collector::new(LogOrigin::Klogctl, clock),
+            newest_us: 0,
+            at_newest: 0,
+            next_read: tokio::time::Instant::now(),
+        };
+        let kills = tail.read_new().map_err(|syslog| TailError { kmsg, syslog })?;
+        Ok((Self::Syslog(Box::new(tail)), kills))
     }
 
     pub fn origin(&self) -> LogOrigin {
@@ -91,25 +148,22 @@ impl LogTail {
         }
     }
 
-    /// The next lines: waits for the kernel (kmsg, no sooner than
-    /// [`KMSG_READ_INTERVAL`] after the last wait, then every record there is),
-    /// or reads syslog(2) again at its next read time, `poll` from now at the
-    /// latest. Cancellation safe (the records are read without waiting, after
-    /// the waits).
-    pub async fn next_lines(&mut self, poll: Duration) -> Vec<LogLine> {
+    /// The kills of the next lines: waits for the kernel (kmsg, no sooner
+    /// than [`KMSG_READ_INTERVAL`] after the last wait, then every kill the
+    /// thread parsed), or reads syslog(2) again at its next read time, `poll`
+    /// from now at the latest. Cancellation safe (the kills are taken without
+    /// waiting, after the waits).
+    pub async fn next_kills(&mut self, poll: Duration) -> Vec<OomEvent> {
         match self {
             Self::Kmsg(tail) => {
                 tokio::time::sleep_until(tail.next_wait).await;
-                let records = tail.follower.next_records().await;
+                let kills = tail.follower.next_items().await;
                 tail.next_wait = tokio::time::Instant::now() + KMSG_READ_INTERVAL;
-                match records {
-                    Ok(records) => kernel_lines_of(records),
-                    Err(error) => {
-                        tracing::warn!(%error, "reading /dev/kmsg");
-                        tail.next_wait = tokio::time::Instant::now() + SYSLOG_POLL_IDLE;
-                        Vec::new()
-                    }
-                }
+                kills.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "reading /dev/kmsg");
+                    tail.next_wait = tokio::time::Instant::now() + SYSLOG_POLL_IDLE;
+                    Vec::new()
+                })
             }
             Self::Syslog(tail) => {
                 tail.next_read = tail.next_read.min(tokio::time::Instant::now() + poll);
@@ -123,15 +177,31 @@ impl LogTail {
         }
     }
 
-    /// The lines already in the log, at once (never waits): /dev/kmsg read
-    /// until it has no more, or syslog(2) read again.
-    pub fn lines_now(&mut self) -> Vec<LogLine> {
+    /// The kills of the lines already in the log, at once (never waits):
+    /// /dev/kmsg read until it has no more, or syslog(2) read again.
+    pub fn kills_now(&mut self) -> Vec<OomEvent> {
         match self {
-            Self::Kmsg(tail) => tail.lines_now(),
+            Self::Kmsg(tail) => tail.kills_now(),
             Self::Syslog(tail) => tail.read_new().unwrap_or_else(|error| {
                 tracing::warn!(%error, "reading the kernel log");
                 Vec::new()
             }),
+        }
+    }
+
+    /// Kill lines so far that repeated a group kill's first victim.
+    pub fn repeated(&self) -> u64 {
+        match self {
+            Self::Kmsg(tail) => tail.counts.repeated.load(Ordering::Relaxed),
+            Self::Syslog(tail) => tail.collector.repeated(),
+        }
+    }
+
+    /// Lines so far that looked like part of an OOM report but were not understood.
+    pub fn unparsed(&self) -> u64 {
+        match self {
+            Self::Kmsg(tail) => tail.counts.unparsed.load(Ordering::Relaxed),
+            Self::Syslog(tail) => tail.collector.unparsed(),
         }
     }
 }
@@ -142,22 +212,19 @@ fn kernel_lines_of(records: Vec<KmsgRecord>) -> Vec<LogLine> {
 }
 
 impl KmsgTail {
-    /// Every kernel line already printed, at once (a read error is said at
-    /// warn level, with the lines read before it returned).
-    fn lines_now(&mut self) -> Vec<LogLine> {
-        match self.follower.records_now() {
-            Ok(records) => kernel_lines_of(records),
-            Err(error) => {
-                tracing::warn!(%error, "reading /dev/kmsg");
-                Vec::new()
-            }
-        }
+    /// The kills of every kernel line already printed, at once (a read error
+    /// is said at warn level, with the kills read before it returned).
+    fn kills_now(&mut self) -> Vec<OomEvent> {
+        self.follower.items_now().unwrap_or_else(|error| {
+            tracing::warn!(%error, "reading /dev/kmsg");
+            Vec::new()
+        })
     }
 }
 
 impl SyslogTail {
-    /// The lines newer than those returned before.
-    fn read_new(&mut self) -> Result<Vec<LogLine>, syslog::SyslogError> {
+    /// The kills of the lines newer than those read before.
+    fn read_new(&mut self) -> Result<Vec<OomEvent>, syslog::SyslogError> {
         let text = syslog::read_all()?;
         let mut new = Vec::new();
         let mut at_newest_seen = 0;
@@ -179,6 +246,10 @@ impl SyslogTail {
             self.at_newest = if newest == self.newest_us { self.at_newest + at_newest } else { at_newest };
             self.newest_us = newest;
         }
-        Ok(new.into_iter().map(|(_, line)| line).collect())
+        let mut kills = Vec::new();
+        for (_, line) in new {
+            self.collector.line(&line, &mut kills);
+        }
+        Ok(kills)
     }
 }

@@ -125,7 +125,7 @@ async fn follows_records_printed_after_it_started() {
     kmsg.write_all(format!("<6>{marker}\n").as_bytes()).unwrap();
     let found = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            let records = follower.next_records().await.unwrap();
+            let records = follower.next_items().await.unwrap();
             if let Some(record) = records.into_iter().find(|record| record.lines[0].message == marker) {
                 return record;
             }

@@ -169,6 +169,8 @@ fn watch_until_stopped(
 ) {
     let mut events = Vec::new();
     let mut changes = Vec::new();
+    // The outlooks changed since they were last copied, and when that was.
+    let mut outlooks_changed = true;
     let mut outlooks_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         watcher.poll(Instant::now(), &mut events);
@@ -180,22 +182,27 @@ fn watch_until_stopped(
             };
             changes.extend(change);
         }
+        outlooks_changed |= read;
         let now = Instant::now();
-        let outlooks_due = outlooks_at.is_none_or(|at| now.duration_since(at) >= OUTLOOKS_EVERY);
-        if read || outlooks_due {
-            let last = Arc::clone(&lock(shared));
+        let outlooks_due = outlooks_changed && outlooks_at.is_none_or(|at| now.duration_since(at) >= OUTLOOKS_EVERY);
+        let stats = watcher.stats();
+        // Idle (nothing read, nothing due), nothing is copied.
+        let last = Arc::clone(&lock(shared));
+        if read || outlooks_due || stats != last.stats {
             let outlooks = if outlooks_due {
                 outlooks_at = Some(now);
+                outlooks_changed = false;
                 Arc::new(forecaster.outlooks())
             } else {
                 Arc::clone(&last.outlooks)
             };
             let index = if read { Arc::new(forecaster.verdict_index()) } else { Arc::clone(&last.index) };
-            let published = Arc::new(Published { index, outlooks, stats: watcher.stats() });
+            let published = Arc::new(Published { index, outlooks, stats });
             // The copy it replaces is freed after the lock is let go.
             let replaced = std::mem::replace(&mut *lock(shared), published);
             drop(replaced);
         }
+        drop(last);
         // Sent once published: a kill after a warning is judged knowing it.
         for change in changes.drain(..) {
             // (A closed channel: the pipeline is stopping.)

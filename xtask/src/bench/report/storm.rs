@@ -147,7 +147,7 @@ fn split_table(out: &mut String, know: &KnowFigures) {
         out,
         "The same {} records split at their `observed_time_unix_nano` (the daemon's clock when its event thread \
          queued the record for export): kill to that moment (the daemon's event thread: ring buffer, attribution, \
-         the join with the kernel's report), and from it to the receiver's stamp (the export thread's wake-up and \
+         the warning verdict, the diagnosis; the kernel's report follows in a record of its own), and from it to the receiver's stamp (the export thread's wake-up and \
          request, gRPC on loopback, the receiver's own threads). Percentiles of each leg, not additive.\n",
         know.emitted_ns.len()
     )
@@ -312,8 +312,8 @@ fn know_section(out: &mut String, know: &Result<KnowFigures, String>) {
         writeln!(
             out,
             "The daemon's event thread queues each record for its export thread (`oomtrace-otlp`), then writes its \
-             stdout line: both come after the same pipeline (decode, attribution, the join with the kernel's \
-             report). The receiver's p99 is {:.3} ms, the stdout line's {:.3} ms: {after_pipeline}. The storm's \
+             stdout line: both come after the same pipeline (decode, attribution, the warning verdict, the \
+             diagnosis; the kernel's report follows in a record of its own). The receiver's p99 is {:.3} ms, the stdout line's {:.3} ms: {after_pipeline}. The storm's \
              cgroups are not pods', so the daemon made no CRI call for them: CRI lookups are not in these figures. \
              The exporter sends as soon as a record is queued (no timer), each request taking what waits (up to \
              256 records), up to 4 requests on their way at once.",

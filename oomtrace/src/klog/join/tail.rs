@@ -28,10 +28,10 @@ use crate::{
 };
 use oomtrace_event::{LogOrigin, OomEvent};
 
-/// The shortest time between two takes of the records read from /dev/kmsg:
-/// an OOM report is tens of records printed one by one, a wave of kills
-/// thousands, and a wake-up of the event thread for each would compete with
-/// the eBPF events' (which take the lines at the event, not here). A kill only the log reports waits
+/// The shortest time between two takes of the kills parsed from /dev/kmsg:
+/// a wave of kills prints thousands of records, and a wake-up of the event
+/// thread for each batch would compete with the eBPF events. A live event's
+/// report may follow it this much later; a kill only the log reports waits
 /// [`super::side::GRACE`] for an eBPF event anyway.
 pub const KMSG_READ_INTERVAL: Duration = Duration::from_millis(250);
 /// How often syslog(2) is read while a kill read from the log waits for a live event.

@@ -5,10 +5,11 @@
 //! Reading a record costs a read(2) in which the kernel formats it, a kill's
 //! report is tens of records, and parsing them costs as much again: done
 //! here, on another CPU, not on the event thread (whose CPU time in a storm
-//! of kills is paid for in waiting before its next event). The caller may still read what the thread has not reached
-//! itself ([`KmsgFollower::items_now`]: at start, and when stopping), in
-//! order: every read happens under one lock, and taking what was read under
-//! another (see `Shared`).
+//! of kills is paid for in waiting before its next event). The caller may
+//! still read what the thread has not reached itself
+//! ([`KmsgFollower::items_now`]: at start, and when stopping), in order:
+//! every read happens under one lock, and taking what was read under another
+//! (see `Shared`).
 //!
 //! Woken by the first record of a burst, the thread first lets it settle
 //! ([`SETTLE`]): a kill's report is printed just before its victim is marked,
@@ -99,13 +100,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Where a read stopped.
+/// How far one read of the records there are got.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Reached {
-    /// Nothing more to read now.
+    /// Every record there was is read.
     End,
-    /// The limit of records per read.
+    /// The most records to read at once are read; there may be more.
     Limit,
+    /// A read failed (the error is kept for the reader).
     Error,
 }
 
@@ -145,7 +147,8 @@ impl<D: Digest> Reading<D> {
 }
 
 impl<T> Kept<T> {
-    /// What was kept, or the error met (once), or `None` when there is neither.
+    /// What the reader is handed: the items kept, else the error met after
+    /// them (said once the items before it are handed over), else nothing.
     fn hand_over(&mut self) -> Option<Result<Vec<T>, KmsgError>> {
         if !self.items.is_empty() {
             return Some(Ok(std::mem::take(&mut self.items)));

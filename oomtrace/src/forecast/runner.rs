@@ -169,6 +169,8 @@ fn watch_until_stopped(
 ) {
     let mut events = Vec::new();
     let mut changes = Vec::new();
+    // What this thread (the only writer) published last.
+    let mut last = Arc::clone(&lock(shared));
     // The outlooks changed since they were last copied, and when that was.
     let mut outlooks_changed = true;
     let mut outlooks_at: Option<Instant> = None;
@@ -187,7 +189,6 @@ fn watch_until_stopped(
         let outlooks_due = outlooks_changed && outlooks_at.is_none_or(|at| now.duration_since(at) >= OUTLOOKS_EVERY);
         let stats = watcher.stats();
         // Idle (nothing read, nothing due), nothing is copied.
-        let last = Arc::clone(&lock(shared));
         if read || outlooks_due || stats != last.stats {
             let outlooks = if outlooks_due {
                 outlooks_at = Some(now);
@@ -197,12 +198,11 @@ fn watch_until_stopped(
                 Arc::clone(&last.outlooks)
             };
             let index = if read { Arc::new(forecaster.verdict_index()) } else { Arc::clone(&last.index) };
-            let published = Arc::new(Published { index, outlooks, stats });
+            last = Arc::new(Published { index, outlooks, stats });
             // The copy it replaces is freed after the lock is let go.
-            let replaced = std::mem::replace(&mut *lock(shared), published);
+            let replaced = std::mem::replace(&mut *lock(shared), Arc::clone(&last));
             drop(replaced);
         }
-        drop(last);
         // Sent once published: a kill after a warning is judged knowing it.
         for change in changes.drain(..) {
             // (A closed channel: the pipeline is stopping.)

@@ -27,10 +27,16 @@ struct Kill {
 /// Kill times per workload.
 #[derive(Default)]
 pub struct KillMemory {
-    kills: HashMap<String, VecDeque<Kill>>,
+    kills: HashMap<String, Remembered>,
     /// Bumped on every kill: the least recent workload goes first.
-    order: HashMap<String, u64>,
     tick: u64,
+}
+
+/// One workload's newest kills, and when it was last killed (a tick).
+#[derive(Default)]
+struct Remembered {
+    kills: VecDeque<Kill>,
+    last: u64,
 }
 
 impl KillMemory {
@@ -42,8 +48,9 @@ impl KillMemory {
         let at = event.time?.system_time();
         let kill = Kill { at, oom_id: event.oom_id };
         self.tick += 1;
-        self.order.insert(key.clone(), self.tick);
-        let kills = self.kills.entry(key).or_default();
+        let remembered = self.kills.entry(key).or_default();
+        remembered.last = self.tick;
+        let kills = &mut remembered.kills;
         if kills.iter().any(|k| same_invocation(k, &kill)) {
             return repeat(kills, at);
         }
@@ -60,8 +67,7 @@ impl KillMemory {
         if self.kills.len() <= KEPT_WORKLOADS {
             return;
         }
-        if let Some(oldest) = self.order.iter().min_by_key(|(_, tick)| **tick).map(|(key, _)| key.clone()) {
-            self.order.remove(&oldest);
+        if let Some(oldest) = self.kills.iter().min_by_key(|(_, r)| r.last).map(|(key, _)| key.clone()) {
             self.kills.remove(&oldest);
         }
     }
@@ -70,18 +76,19 @@ impl KillMemory {
 /// The kills within the window before `now` (kills from the future, e.g. a
 /// saved log replayed out of order, count too: they are the same workload's).
 fn repeat(kills: &VecDeque<Kill>, now: SystemTime) -> Option<Repeat> {
-    let recent: Vec<SystemTime> = kills
-        .iter()
-        .map(|k| k.at)
-        .filter(|at| now.duration_since(*at).map_or(true, |age| age <= REPEAT_WINDOW))
-        .collect();
-    if recent.len() < 2 {
+    let mut recent =
+        kills.iter().map(|k| k.at).filter(|at| now.duration_since(*at).map_or(true, |age| age <= REPEAT_WINDOW));
+    let first = recent.next()?;
+    let (mut earliest, mut latest, mut count) = (first, first, 1u32);
+    for at in recent {
+        earliest = earliest.min(at);
+        latest = latest.max(at);
+        count = count.saturating_add(1);
+    }
+    if count < 2 {
         return None;
     }
-    let first = recent.iter().min()?;
-    let last = recent.iter().max()?;
-    let over = last.duration_since(*first).unwrap_or_default().as_secs();
-    let count = u32::try_from(recent.len()).unwrap_or(u32::MAX);
+    let over = latest.duration_since(earliest).unwrap_or_default().as_secs();
     Some(Repeat { kills: count, over_seconds: over, mean_interval_seconds: over / u64::from(count - 1) })
 }
 

@@ -10,11 +10,13 @@ use crate::diagnosis;
 /// log; `None` when the kernel printed no more than the kill line.
 pub fn report_record(mut event: OomEvent, logged: OomEvent) -> Option<KernelReportRecord> {
     let report = logged.kernel_report.filter(|report| report != &KernelReport::default())?;
-    event.kernel_report = Some(report.clone());
+    // Lent to the event for the diagnosis, then taken back (not copied).
+    event.kernel_report = Some(report);
     let diagnosis = match event.diagnosis.as_ref() {
         Some(earlier) => diagnosis::revise(&event, earlier),
         None => diagnosis::diagnose(&event),
     };
+    let report = event.kernel_report.take()?;
     Some(KernelReportRecord {
         schema_version: SchemaVersion,
         kind: RecordKind::OomKernelReport,

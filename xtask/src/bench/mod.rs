@@ -58,15 +58,16 @@ pub struct BenchArgs {
     pub storm: u32,
     /// Rounds of the storm `--only storm` measures (`--storm` kills at once,
     /// this many times, oomtrace and bpftrace tracing the same kills).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub storm_rounds: u32,
     /// Memory cgroups of the wave (`--only storm`): one hog in each, each at
     /// its own 24 MiB limit, all released at once.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=400))]
     pub wave: u32,
     /// Times the wave is released (`--only storm`), in the same cgroups: its
-    /// percentiles are over every round's kills (one round's are noisy).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    /// percentiles are over every round's kills (one round's are noisy; with
+    /// 3 rounds the p99 ratio ranged 0.7-1.4× between runs of one build).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub wave_rounds: u32,
     /// Kills at once for the time to know (`--only storm`): kill to the
     /// record in the OTLP receiver, beside bpftrace's kill to stdout.
@@ -74,7 +75,7 @@ pub struct BenchArgs {
     pub know: u32,
     /// Storms of `--know` kills the time to know is measured over, one daemon
     /// throughout (one storm's p99 is its slowest kill: noisy).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub know_rounds: u32,
     /// Parallel OOM kills in the daemon's burst.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=256))]

@@ -48,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => {
             let config = args.config(cli.log.as_deref())?;
             init_logging(&config.log, config.log_format, None);
+            oomtrace::output::stdout_pipe::widen();
             block_on(oomtrace::daemon::run(config))??;
             Ok(ExitCode::SUCCESS)
         }
@@ -76,7 +77,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Live(args) => {
-            block_on(oomtrace::live::run(args.options()?))??;
+            let options = args.options()?;
+            oomtrace::output::stdout_pipe::widen();
+            block_on(oomtrace::live::run(options))??;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -4,6 +4,7 @@
 //! `escape`.
 
 pub mod json;
+pub mod stdout_pipe;
 pub mod table;
 
 use std::io::Write;

@@ -9,7 +9,7 @@
 //! ~300 kills. Its pages are taken only as records wait in it, and are
 //! charged to oomtrace's memory cgroup like its own memory.
 
-use std::os::fd::AsRawFd as _;
+use std::os::fd::{AsRawFd as _, RawFd};
 
 /// The size asked for: the kernel's default `fs.pipe-max-size`.
 pub const STDOUT_PIPE_BYTES: libc::c_int = 1 << 20;
@@ -18,39 +18,47 @@ pub const STDOUT_PIPE_BYTES: libc::c_int = 1 << 20;
 /// is smaller; says at debug level what the kernel answered (nothing
 /// depends on it but how long a burst may wait for a slow reader).
 pub fn widen() {
-    let fd = std::io::stdout().as_raw_fd();
+    match widen_pipe(std::io::stdout().as_raw_fd()) {
+        Ok(Some((from_bytes, bytes))) => tracing::debug!(from_bytes, bytes, "stdout's pipe widened"),
+        Ok(None) => {}
+        Err(error) => tracing::debug!(%error, "stdout's pipe left as it is"),
+    }
+}
+
+/// Widens the pipe `fd` to [`STDOUT_PIPE_BYTES`]: its size before and
+/// after, or `None` when `fd` is no pipe or already that wide.
+fn widen_pipe(fd: RawFd) -> std::io::Result<Option<(libc::c_int, libc::c_int)>> {
     // SAFETY: F_GETPIPE_SZ takes no argument and reads nothing from memory;
     // on a descriptor that is not a pipe the kernel answers EBADF.
     let current = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
     if !(0..STDOUT_PIPE_BYTES).contains(&current) {
-        return;
+        return Ok(None);
     }
     // SAFETY: F_SETPIPE_SZ takes an int by value; no memory is passed.
-    let result = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, STDOUT_PIPE_BYTES) };
-    if result < 0 {
-        let error = std::io::Error::last_os_error();
-        tracing::debug!(%error, bytes = current, "stdout's pipe left as it is");
-    } else {
-        tracing::debug!(from_bytes = current, bytes = result, "stdout's pipe widened");
-    }
+    let widened = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, STDOUT_PIPE_BYTES) };
+    if widened < 0 { Err(std::io::Error::last_os_error()) } else { Ok(Some((current, widened))) }
 }
 
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd as _;
 
+    use super::{STDOUT_PIPE_BYTES, widen_pipe};
+
     #[test]
-    fn a_pipe_can_be_widened_to_the_size_asked_for() {
+    fn a_pipe_is_widened_once_and_anything_else_is_left_alone() {
         let max: Option<i64> =
             std::fs::read_to_string("/proc/sys/fs/pipe-max-size").ok().and_then(|s| s.trim().parse().ok());
-        if max.is_some_and(|max| max < i64::from(super::STDOUT_PIPE_BYTES)) {
+        if max.is_some_and(|max| max < i64::from(STDOUT_PIPE_BYTES)) {
             eprintln!("skipped: fs.pipe-max-size is {max:?}, below the size asked for");
             return;
         }
-        let (reader, writer) = std::io::pipe().expect("a pipe");
-        // SAFETY: as in `widen`: no memory passed, a descriptor we own.
-        let set = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, super::STDOUT_PIPE_BYTES) };
-        assert!(set >= super::STDOUT_PIPE_BYTES, "F_SETPIPE_SZ answered {set}");
-        drop(reader);
+        let (_reader, writer) = std::io::pipe().expect("a pipe");
+        let (from, to) = widen_pipe(writer.as_raw_fd()).expect("F_SETPIPE_SZ").expect("a pipe to widen");
+        assert!(from < STDOUT_PIPE_BYTES, "a new pipe held {from} bytes");
+        assert!(to >= STDOUT_PIPE_BYTES, "widened to {to} bytes");
+        assert_eq!(widen_pipe(writer.as_raw_fd()).expect("F_GETPIPE_SZ"), None, "already wide");
+        let file = std::fs::File::open("/dev/null").expect("/dev/null");
+        assert_eq!(widen_pipe(file.as_raw_fd()).expect("not a pipe"), None);
     }
 }

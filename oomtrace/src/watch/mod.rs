@@ -280,7 +280,7 @@ impl Watcher {
                     found.insert(path, (dir.clone(), limit));
                 }
             }
-            if depth < MAX_DEPTH {
+            if depth < MAX_DEPTH && may_have_children(&dir) {
                 let Ok(entries) = std::fs::read_dir(&dir) else { continue };
                 stack.extend(
                     entries
@@ -314,6 +314,17 @@ impl Watcher {
             });
         }
     }
+}
+
+/// Whether the scan lists `dir` for child cgroups. cgroupfs (kernfs, like
+/// other Unix filesystems) counts a directory's links as 2 plus its
+/// subdirectories, so a leaf cgroup (a container's, most of a node's) shows
+/// 2 and its listing, its 30–40 control files, is skipped: listing was the
+/// largest part of the watcher's CPU beside 250 cgroups. Anything else
+/// (more links, a failed `stat`, a filesystem that reports 1 for
+/// directories) is listed.
+fn may_have_children(dir: &Path) -> bool {
+    std::fs::metadata(dir).map_or(true, |m| std::os::unix::fs::MetadataExt::nlink(&m) != 2)
 }
 
 /// `/a/b` for ROOT/a/b.
@@ -497,5 +508,45 @@ mod tests {
         assert_eq!(watcher.stats().watched, 0);
         assert!(poll(&mut watcher).iter().all(|e| !matches!(e, WatchEvent::Gone(_))));
         let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// Child cgroups are found below a parent; a leaf is not listed.
+    #[test]
+    fn nested_cgroups_are_found_and_leaves_are_not_listed() {
+        let limited =
+            |dir| [(dir, "memory.max", "1000\n"), (dir, "memory.current", "10\n"), (dir, "memory.stat", "anon 10\n")];
+        let files: Vec<_> = ["p", "p/c1", "p/c2", "p/c2/g", "leaf"].into_iter().flat_map(limited).collect();
+        let root = tree("nested", &files);
+        let mut watcher = Watcher::new(&MemoryHierarchy::V2 { root: root.clone() }, WatchOptions::default());
+        let events = poll(&mut watcher);
+        for path in ["/p", "/p/c1", "/p/c2", "/p/c2/g", "/leaf"] {
+            assert_eq!(readings_of(&events, path).len(), 1, "{path}: {events:?}");
+        }
+        assert!(may_have_children(&root.join("p")));
+        assert!(!may_have_children(&root.join("leaf")), "a directory without subdirectories has 2 links");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// The fact the scan relies on, on the kernel's own cgroupfs: a cgroup's
+    /// directory has 2 links plus one per child cgroup.
+    #[test]
+    fn cgroupfs_counts_a_cgroups_children_in_its_links() {
+        let Ok(hierarchy) = crate::enrich::cgroup::detect_hierarchy() else {
+            eprintln!("skipped: no memory cgroup hierarchy is mounted");
+            return;
+        };
+        let parent = hierarchy.root().join(format!("oomtrace-links-{}", std::process::id()));
+        if let Err(error) = std::fs::create_dir(&parent) {
+            eprintln!("skipped: cannot create a cgroup under {} ({error}); run as root", hierarchy.root().display());
+            return;
+        }
+        let child = parent.join("child");
+        let created = std::fs::create_dir(&child);
+        let (parent_listed, child_listed) = (may_have_children(&parent), may_have_children(&child));
+        let _ = std::fs::remove_dir(&child);
+        let _ = std::fs::remove_dir(&parent);
+        created.expect("a child cgroup");
+        assert!(parent_listed, "a cgroup with a child is listed");
+        assert!(!child_listed, "a leaf cgroup has 2 links and is not listed");
     }
 }

@@ -523,7 +523,13 @@ mod tests {
             assert_eq!(readings_of(&events, path).len(), 1, "{path}: {events:?}");
         }
         assert!(may_have_children(&root.join("p")));
-        assert!(!may_have_children(&root.join("leaf")), "a directory without subdirectories has 2 links");
+        // (btrfs, for one, reports 1 link for every directory: all are listed there.)
+        match std::fs::metadata(&root).map(|m| std::os::unix::fs::MetadataExt::nlink(&m)) {
+            Ok(links) if links > 2 => {
+                assert!(!may_have_children(&root.join("leaf")), "a directory without subdirectories has 2 links")
+            }
+            links => eprintln!("not checked: {} does not count subdirectories in links ({links:?})", root.display()),
+        }
         let _ = std::fs::remove_dir_all(root);
     }
 

@@ -324,7 +324,12 @@ impl Watcher {
 /// (more links, a failed `stat`, a filesystem that reports 1 for
 /// directories) is listed.
 fn may_have_children(dir: &Path) -> bool {
-    std::fs::metadata(dir).map_or(true, |m| std::os::unix::fs::MetadataExt::nlink(&m) != 2)
+    links(dir).map_or(true, |links| links != 2)
+}
+
+/// A directory's link count.
+fn links(dir: &Path) -> io::Result<u64> {
+    std::fs::metadata(dir).map(|m| std::os::unix::fs::MetadataExt::nlink(&m))
 }
 
 /// `/a/b` for ROOT/a/b.
@@ -524,7 +529,7 @@ mod tests {
         }
         assert!(may_have_children(&root.join("p")));
         // (btrfs, for one, reports 1 link for every directory: all are listed there.)
-        match std::fs::metadata(&root).map(|m| std::os::unix::fs::MetadataExt::nlink(&m)) {
+        match links(&root) {
             Ok(links) if links > 2 => {
                 assert!(!may_have_children(&root.join("leaf")), "a directory without subdirectories has 2 links")
             }

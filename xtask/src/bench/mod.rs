@@ -45,6 +45,7 @@ use oomtrace_testkit::{
     cgroup::Hierarchy,
     components::{self, ComponentState},
     cri, observability, procfs,
+    tracer::Spec,
 };
 use runs::tracers::{self, Kills, Tool};
 
@@ -196,12 +197,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
 
-    let (bpftrace, clock_check, bcc) = if args.no_peer {
-        (Peer::Skipped, None, Peer::Skipped)
+    let (bpftrace, clock_check, peer_spec, bcc) = if args.no_peer {
+        (Peer::Skipped, None, None, Peer::Skipped)
     } else {
-        let (bpftrace, clock_check) = runs::peers::bpftrace(&hierarchy, kills);
-        (bpftrace, clock_check, runs::peers::bcc())
+        let (bpftrace, clock_check, spec) = runs::peers::bpftrace(&hierarchy, kills);
+        (bpftrace, clock_check, spec, runs::peers::bcc())
     };
+    let alternating = alternate(&oomtrace_tool, peer_spec.as_ref(), &bpftrace, &hierarchy, kills);
 
     let cri_socket = cri::test_socket();
     let daemon = optional_section("daemon", args.no_daemon.then_some("--no-daemon"), &observability_state, || {
@@ -257,6 +259,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         daemon,
         enrichment,
         klog,
+        alternating,
         bench_seconds: started.elapsed().as_secs(),
     };
     let mut markdown = report::render(&report);
@@ -302,13 +305,19 @@ fn run_latency_only(args: &BenchArgs) -> Result<()> {
     let kills = Kills { sequential: args.kills as usize, storm: args.storm as usize, cgroup_name: &cgroup_name };
     let tool = oomtrace_tool(&oomtrace, &cgroup_name);
     let ours = tracers::measure(&tool, &hierarchy, kills)?;
-    let (bpftrace, _) = runs::peers::bpftrace(&hierarchy, kills);
+    let (bpftrace, _, peer_spec) = runs::peers::bpftrace(&hierarchy, kills);
     let peer = match &bpftrace {
         Peer::Measured(figures) => figures,
         Peer::Unavailable(why) => bail!("bpftrace not measured: {why}"),
         Peer::Skipped | Peer::AttachedOnly { .. } => bail!("bpftrace not measured"),
     };
-    let phases = [("sequential", &ours.seq, &peer.seq), ("storm", &ours.storm, &peer.storm)];
+    let alternating = alternate(&tool, peer_spec.as_ref(), &bpftrace, &hierarchy, kills);
+    let alternating = alternating.measured().context("the alternating turns")?;
+    let phases = [
+        ("sequential", &ours.seq, &peer.seq),
+        ("storm", &ours.storm, &peer.storm),
+        ("alternating", &alternating.oomtrace, &alternating.peer),
+    ];
     for (phase, ours, theirs) in phases {
         let (Some(a), Some(b)) = (ours.latency(), theirs.latency()) else {
             println!(
@@ -333,6 +342,29 @@ fn run_latency_only(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Sequential kills in alternating turns of oomtrace and bpftrace, where
+/// bpftrace was measured on its own.
+fn alternate(
+    oomtrace: &Tool,
+    peer_spec: Option<&Spec>,
+    peer: &Peer,
+    hierarchy: &Hierarchy,
+    kills: Kills,
+) -> Section<figures::Alternating> {
+    match (peer, peer_spec) {
+        (Peer::Measured(_), Some(spec)) => {
+            match runs::alternating::measure(&oomtrace.run_spec, spec, hierarchy, kills.cgroup_name, kills.sequential) {
+                Ok(figures) => Section::Measured(Box::new(figures)),
+                Err(error) => {
+                    progress(&format!("alternating: {error:#}"));
+                    Section::Unavailable(format!("{error:#}"))
+                }
+            }
+        }
+        _ => Section::Unavailable(format!("bpftrace {}", peer.summary())),
+    }
 }
 
 /// `--only klog`: the kernel log section measured alone, written into the

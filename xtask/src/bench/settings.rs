@@ -21,6 +21,9 @@ pub const IDLE_WINDOW: Duration = Duration::from_secs(10);
 pub const EVENT_DEADLINE: Duration = Duration::from_secs(3);
 /// Quiet period after the last kill, to catch late or duplicate events.
 pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
+/// Turns of each tool in the alternating sequential kills (`--kills` split
+/// between them).
+pub const ALTERNATING_TURNS: usize = 4;
 
 // --- The daemon with both exporters on ---
 

@@ -41,6 +41,8 @@ pub struct Report {
     pub enrichment: Section<EnrichmentFigures>,
     /// `oomtrace history` on a big syslog file and on the ring buffer.
     pub klog: Section<KlogFigures>,
+    /// Sequential kills in alternating turns, where bpftrace could be run.
+    pub alternating: Section<Alternating>,
     pub bench_seconds: u64,
 }
 
@@ -84,6 +86,28 @@ impl KillRun {
     pub fn latency(&self) -> Option<Latency> {
         Latency::of(&self.latencies_ns)
     }
+
+    /// Adds another run of the same phase (a later turn) to this one.
+    pub fn merge(&mut self, other: KillRun) {
+        self.hogs += other.hogs;
+        self.not_killed += other.not_killed;
+        self.events_for_survivors += other.events_for_survivors;
+        self.missing.extend(other.missing);
+        self.duplicates += other.duplicates;
+        self.latencies_ns.extend(other.latencies_ns);
+        self.kernel_oom_kills += other.kernel_oom_kills;
+    }
+}
+
+/// Sequential kills traced in alternating turns (A B B A …), oomtrace's and
+/// bpftrace's turns merged.
+#[derive(Clone, Debug)]
+pub struct Alternating {
+    /// Turns of each tool.
+    pub turns: usize,
+    pub kills_per_turn: usize,
+    pub oomtrace: KillRun,
+    pub peer: KillRun,
 }
 
 /// Everything measured for one tracer.

@@ -7,9 +7,9 @@ use std::{path::PathBuf, time::Duration};
 
 use super::render;
 use crate::bench::figures::{
-    ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, EventRecord, Found, IdleWindow, KernelCost, KillRun,
-    KlogFigures, ObjectProgram, Peer, ProgramCost, Report, RingFigures, Section, SyslogFigures, SyslogShape, Timed,
-    ToolFigures, Verifier,
+    Alternating, ClockCheck, CpuUse, DaemonFigures, EnrichmentFigures, EventRecord, Found, IdleWindow, KernelCost,
+    KillRun, KlogFigures, ObjectProgram, Peer, ProgramCost, Report, RingFigures, Section, SyslogFigures, SyslogShape,
+    Timed, ToolFigures, Verifier,
 };
 use oomtrace_testkit::{
     observability::OtlpCounts,
@@ -299,6 +299,7 @@ fn troubled() -> Report {
             Ok(syslog(22_050, None)),
             Err("reading /dev/kmsg: opening it: Operation not permitted (os error 1)".to_owned()),
         ),
+        alternating: Section::Unavailable("bpftrace did not attach".to_owned()),
         bench_seconds: 79,
     };
     if let Ok(cost) = &mut report.oomtrace.kernel {
@@ -351,6 +352,12 @@ fn clean() -> Report {
                 peak_rss_kb: Some(13_900),
             }))),
         ),
+        alternating: Section::Measured(Box::new(Alternating {
+            turns: 4,
+            kills_per_turn: 3,
+            oomtrace: clean_run(12, 310_000),
+            peer: clean_run(12, 290_000),
+        })),
         bench_seconds: 612,
     }
 }
@@ -375,6 +382,7 @@ fn alone() -> Report {
         daemon: Section::Skipped("--no-daemon"),
         enrichment: Section::Unavailable("containerd is not running (scripts/runtime.sh up)".to_owned()),
         klog: Section::Skipped("--no-klog"),
+        alternating: Section::Unavailable("bpftrace skipped (--no-peer)".to_owned()),
         bench_seconds: 40,
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::bench::{
-    figures::{Peer, Report, ToolFigures},
+    figures::{Alternating, Peer, Report, Section, ToolFigures},
     report::format::{cell, events_cell, mib, ratio},
     settings::{ATTACH_RUNS, IDLE_WINDOW},
 };
@@ -86,6 +86,39 @@ pub fn results(out: &mut String, report: &Report) {
             .ok();
         }
     }
+    writeln!(out).ok();
+    alternating(out, &report.alternating);
+}
+
+/// The sequential kills in alternating turns: the ratio to bpftrace that a
+/// change in the host's speed between the two tools' blocks above cannot move.
+fn alternating(out: &mut String, section: &Section<Alternating>) {
+    writeln!(out, "### Sequential kills in alternating turns").ok();
+    writeln!(out).ok();
+    let Some(figures) = section.measured() else {
+        writeln!(out, "Not measured: {}.", section.why_not()).ok();
+        writeln!(out).ok();
+        return;
+    };
+    writeln!(
+        out,
+        "oomtrace and bpftrace took turns of {} sequential kills each, {} turns each, in the order oomtrace, \
+         bpftrace, bpftrace, oomtrace, …, each tool started for its turn and alone while it ran. The two \
+         blocks of kills above run minutes apart; here a change in the host's speed during the run weighs on \
+         both alike, so this is the ratio to read for one kill at a time.",
+        figures.kills_per_turn, figures.turns
+    )
+    .ok();
+    writeln!(out).ok();
+    writeln!(out, "| metric | oomtrace | bpftrace | oomtrace / bpftrace |\n|---|---|---|---|").ok();
+    let (ours, theirs) = (figures.oomtrace.latency(), figures.peer.latency());
+    let stats: [(&str, fn(&crate::bench::figures::Latency) -> f64); 3] =
+        [("p50", |l| l.p50_ms), ("p99", |l| l.p99_ms), ("max", |l| l.max_ms)];
+    for (name, stat) in stats {
+        let (a, b) = (ours.as_ref().map(stat), theirs.as_ref().map(stat));
+        writeln!(out, "| latency {name} | {} | {} | {} |", cell(a, "ms", 3), cell(b, "ms", 3), ratio(a, b)).ok();
+    }
+    writeln!(out, "| events | {} | {} | |", events_cell(&figures.oomtrace), events_cell(&figures.peer)).ok();
     writeln!(out).ok();
 }
 

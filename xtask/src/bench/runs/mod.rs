@@ -3,6 +3,7 @@
 //! attribution, and kernel log parsing. They read the settings and return
 //! figures; none renders.
 
+pub mod alternating;
 mod child;
 pub mod daemon;
 pub mod enrichment;

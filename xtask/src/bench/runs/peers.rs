@@ -22,15 +22,20 @@ use oomtrace_testkit::{
     tracer::{Spec, Tracer},
 };
 
-/// bpftrace, installed with apt-get when missing.
-pub fn bpftrace(hierarchy: &Hierarchy, kills: Kills) -> (Peer, Option<ClockCheck>) {
+/// bpftrace, installed with apt-get when missing, and how it was run (for
+/// the alternating turns) when it could be.
+pub fn bpftrace(hierarchy: &Hierarchy, kills: Kills) -> (Peer, Option<ClockCheck>, Option<Spec>) {
     let (spec, clock_check) = match bpftrace_checked() {
         Ok(ready) => ready,
-        Err((reason, clock_check)) => return (Peer::Unavailable(reason), clock_check),
+        Err((reason, clock_check)) => return (Peer::Unavailable(reason), clock_check, None),
     };
     let binary = spec.program.clone();
-    let tool =
-        Tool { name: "bpftrace", version: version_of(&binary, "--version"), attach_spec: spec.clone(), run_spec: spec };
+    let tool = Tool {
+        name: "bpftrace",
+        version: version_of(&binary, "--version"),
+        attach_spec: spec.clone(),
+        run_spec: spec.clone(),
+    };
     let peer = match tracers::measure(&tool, hierarchy, kills) {
         Ok(figures) => Peer::Measured(Box::new(figures)),
         Err(error) => {
@@ -38,7 +43,7 @@ pub fn bpftrace(hierarchy: &Hierarchy, kills: Kills) -> (Peer, Option<ClockCheck
             Peer::Unavailable(format!("{error:#}"))
         }
     };
-    (peer, Some(clock_check))
+    (peer, Some(clock_check), Some(spec))
 }
 
 /// The bpftrace one-liner, ready to run: installed with apt-get when

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::bench::{
-    figures::{Alternating, Peer, Report, Section, ToolFigures},
+    figures::{Alternating, Latency, Peer, Report, Section, ToolFigures},
     report::format::{cell, events_cell, mib, ratio},
     settings::{ATTACH_RUNS, IDLE_WINDOW},
 };
@@ -90,6 +90,9 @@ pub fn results(out: &mut String, report: &Report) {
     alternating(out, &report.alternating);
 }
 
+/// One figure of a latency distribution, ms.
+type LatencyStat = fn(&Latency) -> f64;
+
 /// The sequential kills in alternating turns: the ratio to bpftrace that a
 /// change in the host's speed between the two tools' blocks above cannot move.
 fn alternating(out: &mut String, section: &Section<Alternating>) {
@@ -112,8 +115,7 @@ fn alternating(out: &mut String, section: &Section<Alternating>) {
     writeln!(out).ok();
     writeln!(out, "| metric | oomtrace | bpftrace | oomtrace / bpftrace |\n|---|---|---|---|").ok();
     let (ours, theirs) = (figures.oomtrace.latency(), figures.peer.latency());
-    let stats: [(&str, fn(&crate::bench::figures::Latency) -> f64); 3] =
-        [("p50", |l| l.p50_ms), ("p99", |l| l.p99_ms), ("max", |l| l.max_ms)];
+    let stats: [(&str, LatencyStat); 3] = [("p50", |l| l.p50_ms), ("p99", |l| l.p99_ms), ("max", |l| l.max_ms)];
     for (name, stat) in stats {
         let (a, b) = (ours.as_ref().map(stat), theirs.as_ref().map(stat));
         writeln!(out, "| latency {name} | {} | {} | {} |", cell(a, "ms", 3), cell(b, "ms", 3), ratio(a, b)).ok();

@@ -24,15 +24,15 @@ pub fn workspace_root() -> Result<PathBuf> {
         .with_context(|| format!("{} has no parent directory", manifest_dir.display()))
 }
 
-/// `cargo build --release <what>`, with cargo's output on our stderr
-/// (stdout is for the report).
-pub fn cargo_build_release(root: &Path, what: &[&str]) -> Result<()> {
-    let command = format!("cargo build --release {}", what.join(" "));
-    progress(&format!("building the release binary: {command}"));
+/// `cargo build --profile <profile> <what>`, with cargo's output on our
+/// stderr (stdout is for the report).
+pub fn cargo_build(root: &Path, profile: &str, what: &[&str]) -> Result<()> {
+    let command = format!("cargo build --profile {profile} {}", what.join(" "));
+    progress(&format!("building the {profile} binary: {command}"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let stderr = std::io::stderr().as_fd().try_clone_to_owned().context("duplicating stderr")?;
     let status = Command::new(&cargo)
-        .args(["build", "--release"])
+        .args(["build", "--profile", profile])
         .args(what)
         .current_dir(root)
         .stdin(Stdio::null())

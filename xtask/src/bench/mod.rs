@@ -91,7 +91,7 @@ pub struct BenchArgs {
     /// Leave out the pod attribution cost (no containerd needed).
     #[arg(long)]
     pub no_enrichment: bool,
-    /// Use the existing release builds (target/release/oomtrace,
+    /// Use the existing builds (target/dist/oomtrace, the shipped profile;
     /// target/release/examples/enrichment_bench for the pod attribution and
     /// target/release/xtask for the time to know's receiver) instead of
     /// building them.
@@ -491,23 +491,32 @@ fn write_report(output: &Path, markdown: &str) -> Result<()> {
     fs::write(output, markdown).with_context(|| format!("writing the report to {}", output.display()))
 }
 
-/// target/release/oomtrace, built unless `--no-build`.
+/// target/dist/oomtrace (the profile the image and scripts/live.sh ship),
+/// built unless `--no-build`.
 fn release_binary(root: &Path, args: &BenchArgs) -> Result<PathBuf> {
-    release_binary_of(root, args, "oomtrace")
+    built_binary(root, args, "oomtrace", SHIPPED_PROFILE)
 }
 
 /// target/release/<package> (its binary of the same name), built unless `--no-build`.
 fn release_binary_of(root: &Path, args: &BenchArgs, package: &str) -> Result<PathBuf> {
-    let binary = root.join("target/release").join(package);
+    built_binary(root, args, package, "release")
+}
+
+/// The cargo profile oomtrace is shipped in (Cargo.toml).
+const SHIPPED_PROFILE: &str = "dist";
+
+/// target/<profile>/<package>, built unless `--no-build`.
+fn built_binary(root: &Path, args: &BenchArgs, package: &str, profile: &str) -> Result<PathBuf> {
+    let binary = root.join("target").join(profile).join(package);
     if args.no_build {
         if !binary.exists() {
             bail!(
-                "--no-build given but {} does not exist; build it with `cargo build --release -p {package}`",
+                "--no-build given but {} does not exist; build it with `cargo build --profile {profile} -p {package}`",
                 binary.display()
             );
         }
     } else {
-        host::cargo_build_release(root, &["-p", package])?;
+        host::cargo_build(root, profile, &["-p", package])?;
     }
     Ok(binary)
 }

@@ -141,7 +141,7 @@ fn btf_size() -> String {
 fn render(generated: &str, commit: &str, btf: &str, commands: &[(&str, Vec<Start>)]) -> String {
     let mut out = format!("{BLOCK_BEGIN}\n## Peak RSS at start\n\n");
     out.push_str(&format!(
-        "`cargo xtask bench --only startup`, {generated}, commit {commit}, release build, kernel BTF {btf}: each \
+        "`cargo xtask bench --only startup`, {generated}, commit {commit}, `dist` build, kernel BTF {btf}: each \
          command started {RUNS} times until it waits for kills, the resident size it logs at debug level after each \
          startup phase (VmRSS and VmHWM from /proc/self/status), medians. \"Its own peak\" is how far the phase took the \
          resident size above where it began (VmHWM after it minus VmRSS before it), where it set a new peak: where \

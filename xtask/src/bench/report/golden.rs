@@ -138,7 +138,7 @@ fn idle_window(metric_requests: usize, precise_ms: Option<f64>) -> IdleWindow {
 
 fn daemon(burst: KillRun, prometheus_kills: Result<f64, String>, foreign_events: usize) -> DaemonFigures {
     DaemonFigures {
-        command: "OOMTRACE_LOG=info target/release/oomtrace daemon --metrics-address 127.0.0.1:38607".to_owned(),
+        command: "OOMTRACE_LOG=info target/dist/oomtrace daemon --metrics-address 127.0.0.1:38607".to_owned(),
         cri: "/run/oomtrace-test/containerd/containerd.sock".to_owned(),
         attach: us(49_512),
         first_scrape: ms(4_012),

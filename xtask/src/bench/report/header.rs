@@ -16,7 +16,11 @@ pub fn title(out: &mut String, report: &Report) {
         report.burst,
         report.generated,
         report.commit,
-        if report.built { "release binary built by the bench" } else { "existing release binary (--no-build)" },
+        if report.built {
+            "`dist` binary (the shipped profile: release with LTO) built by the bench"
+        } else {
+            "existing `dist` binary (--no-build)"
+        },
         report.bench_seconds
     )
     .ok();

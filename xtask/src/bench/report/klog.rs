@@ -27,7 +27,7 @@ pub fn section(out: &mut String, klog: &Section<KlogFigures>) {
         Some(figures) => {
             writeln!(
                 out,
-                "Measured {} at commit {} with the release binary (`cargo xtask bench`, or this section alone: \
+                "Measured {} at commit {} with the `dist` binary (`cargo xtask bench`, or this section alone: \
                  `cargo xtask bench --only klog`). Issue 11 asks that the whole 1 MiB kmsg buffer or a 100 MB \
                  syslog file parse in ≤ 2 s. Each command ran once per round, {KLOG_RUNS} rounds, so that load \
                  from elsewhere on the host falls on all of them alike. CPU (user + system) is each process's own, \

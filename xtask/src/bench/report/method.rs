@@ -17,7 +17,7 @@ pub fn method(out: &mut String, report: &Report) {
     writeln!(out).ok();
     writeln!(
         out,
-        "- Start to attached: wall time from spawning `target/release/oomtrace live -o json` (`OOMTRACE_LOG=info`) \
+        "- Start to attached: wall time from spawning `target/dist/oomtrace live -o json` (`OOMTRACE_LOG=info`) \
          until its stderr shows `waiting for OOM kills`, {ATTACH_RUNS} starts, each stopped with SIGINT."
     )
     .ok();

@@ -130,7 +130,7 @@ pub fn measure(
 /// the bench builds it, its arguments.
 pub fn shown(spec: &Spec, args: &[&str]) -> String {
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{} target/release/oomtrace {}", env.join(" "), args.join(" "))
+    format!("{} target/dist/oomtrace {}", env.join(" "), args.join(" "))
 }
 
 /// CPU a process uses from `start` to `stop`.

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::bench::{
     figures::EnrichmentFigures,
-    host::{self, cargo_build_release},
+    host::{self, cargo_build},
     settings::{
         CACHED_CALLS, COLD_RUNS, CONTAINER_DEADLINE, ENRICHMENT_EXAMPLE, EXITED_CALLS, HUNG_CALLS, POD_NAMESPACE,
     },
@@ -32,7 +32,7 @@ use oomtrace_testkit::cri::{self, CriClient, Pod};
 /// removes the pod.
 pub fn measure(root: &Path, socket: &str, build: bool) -> Result<EnrichmentFigures> {
     if build {
-        cargo_build_release(root, &["-p", "oomtrace", "--example", ENRICHMENT_EXAMPLE])?;
+        cargo_build(root, "release", &["-p", "oomtrace", "--example", ENRICHMENT_EXAMPLE])?;
     }
     let example = root.join("target/release/examples").join(ENRICHMENT_EXAMPLE);
     if !example.exists() {

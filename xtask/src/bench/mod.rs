@@ -146,7 +146,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             bail!("the {section:?} bench needs root to create memory cgroups and load eBPF programs; run it with sudo");
         }
         let root = host::workspace_root()?;
-        let oomtrace = release_binary(&root, args)?;
+        let oomtrace = shipped_binary(&root, args)?;
         let output = report_path(&root, args);
         return match section {
             OnlySection::EbpfLog => ebpf_log::run(&root, &oomtrace, &output),
@@ -158,7 +158,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             bail!("the startup bench needs root to load eBPF programs; run it with sudo");
         }
         let root = host::workspace_root()?;
-        let oomtrace = release_binary(&root, args)?;
+        let oomtrace = shipped_binary(&root, args)?;
         host::ensure_tracefs()?;
         return startup::run(&root, &oomtrace, &report_path(&root, args));
     }
@@ -174,7 +174,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let root = host::workspace_root()?;
     let output = report_path(&root, args);
-    let oomtrace = release_binary(&root, args)?;
+    let oomtrace = shipped_binary(&root, args)?;
     let hierarchy = Hierarchy::detect()?;
     host::ensure_tracefs()?;
     let machine = procfs::machine()?;
@@ -298,7 +298,7 @@ fn run_latency_only(args: &BenchArgs) -> Result<()> {
         bail!("the latency bench needs root to load eBPF programs and create memory cgroups; run it with sudo");
     }
     let root = host::workspace_root()?;
-    let oomtrace = release_binary(&root, args)?;
+    let oomtrace = shipped_binary(&root, args)?;
     let hierarchy = Hierarchy::detect()?;
     host::ensure_tracefs()?;
     let cgroup_name = format!("oomtrace-bench-{}", std::process::id());
@@ -312,7 +312,9 @@ fn run_latency_only(args: &BenchArgs) -> Result<()> {
         Peer::Skipped | Peer::AttachedOnly { .. } => bail!("bpftrace not measured"),
     };
     let alternating = alternate(&tool, peer_spec.as_ref(), &bpftrace, &hierarchy, kills);
-    let alternating = alternating.measured().context("the alternating turns")?;
+    let Some(alternating) = alternating.measured() else {
+        bail!("the alternating turns: {}", alternating.why_not());
+    };
     let phases = [
         ("sequential", &ours.seq, &peer.seq),
         ("storm", &ours.storm, &peer.storm),
@@ -373,7 +375,7 @@ fn run_klog_only(args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let root = host::workspace_root()?;
     let output = report_path(&root, args);
-    let oomtrace = release_binary(&root, args)?;
+    let oomtrace = shipped_binary(&root, args)?;
     let figures = Section::Measured(Box::new(measure_klog(&root, &oomtrace)));
     let mut section = String::new();
     report::klog::section(&mut section, &figures);
@@ -398,7 +400,7 @@ fn run_storm_only(args: &BenchArgs) -> Result<()> {
     }
     let root = host::workspace_root()?;
     let output = report_path(&root, args);
-    let oomtrace = release_binary(&root, args)?;
+    let oomtrace = shipped_binary(&root, args)?;
     let hierarchy = Hierarchy::detect()?;
     host::ensure_tracefs()?;
     let load_average = fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split(' ').next()?.parse().ok());
@@ -493,7 +495,7 @@ fn write_report(output: &Path, markdown: &str) -> Result<()> {
 
 /// target/dist/oomtrace (the profile the image and scripts/live.sh ship),
 /// built unless `--no-build`.
-fn release_binary(root: &Path, args: &BenchArgs) -> Result<PathBuf> {
+fn shipped_binary(root: &Path, args: &BenchArgs) -> Result<PathBuf> {
     built_binary(root, args, "oomtrace", SHIPPED_PROFILE)
 }
 

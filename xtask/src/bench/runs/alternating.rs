@@ -11,12 +11,15 @@ use anyhow::{Context as _, Result};
 use crate::bench::{
     figures::{Alternating, KillRun},
     host::progress,
-    runs::kills::{Seen, kill_sequentially},
-    settings::{ALTERNATING_TURNS, ATTACH_DEADLINE, DRAIN_QUIET, LIMIT_BYTES, PROBES_ATTACHED_DEADLINE},
+    runs::{
+        kills::{Seen, kill_sequentially},
+        tracers,
+    },
+    settings::{ALTERNATING_TURNS, DRAIN_QUIET, LIMIT_BYTES},
 };
 use oomtrace_testkit::{
     cgroup::{BenchCgroups, Hierarchy},
-    tracer::{Spec, Tracer},
+    tracer::Spec,
 };
 
 /// `kills` sequential kills for each of `ours` and `peer`, in
@@ -38,12 +41,7 @@ pub fn measure(
     for turn in 0..2 * ALTERNATING_TURNS {
         let which = turn_tool(turn);
         let (name, spec) = tools[which];
-        let mut tracer = Tracer::spawn(spec).with_context(|| format!("starting {name}"))?;
-        tracer.wait_marker(0, ATTACH_DEADLINE).with_context(|| format!("{name} did not attach"))?;
-        if spec.markers.len() > 1 {
-            // Kills must not start before the probe is really attached.
-            let _ = tracer.wait_marker(1, PROBES_ATTACHED_DEADLINE);
-        }
+        let mut tracer = tracers::start_attached(spec, name)?;
         let killed_before = cgroups.seq.oom_kills()?;
         let mut seen = Seen::default();
         let hogs = kill_sequentially(&tracer, &cgroups.seq, per_turn, &mut seen, || {})?;

@@ -27,8 +27,8 @@ use crate::bench::{
         tracers,
     },
     settings::{
-        ATTACH_DEADLINE, DAEMON_SETTLE, DRAIN_QUIET, EVENT_DEADLINE, KNOW_DEADLINE, KNOW_RECEIVER_DIR, LIMIT_BYTES,
-        PROBES_ATTACHED_DEADLINE, READYZ_DEADLINE, WAVE_EVENT_DEADLINE, WAVE_LIMIT_BYTES,
+        DAEMON_SETTLE, DRAIN_QUIET, EVENT_DEADLINE, KNOW_DEADLINE, KNOW_RECEIVER_DIR, LIMIT_BYTES, READYZ_DEADLINE,
+        WAVE_EVENT_DEADLINE, WAVE_LIMIT_BYTES,
     },
 };
 use oomtrace_testkit::{
@@ -57,12 +57,7 @@ impl Traced {
     /// Starts `spec` and waits until it is attached (and, where it says so
     /// later, its probes are).
     fn start(spec: &Spec, name: &str) -> Result<Traced> {
-        let mut tracer = Tracer::spawn(spec).with_context(|| format!("starting {name}"))?;
-        tracer.wait_marker(0, ATTACH_DEADLINE).with_context(|| format!("{name} did not attach"))?;
-        if spec.markers.len() > 1 {
-            let _ = tracer.wait_marker(1, PROBES_ATTACHED_DEADLINE);
-        }
-        Ok(Traced { tracer, seen: Seen::default() })
+        Ok(Traced { tracer: tracers::start_attached(spec, name)?, seen: Seen::default() })
     }
 
     fn wait_for(&mut self, pids: &[u32], timeout: Duration) {

@@ -86,12 +86,7 @@ pub fn measure(tool: &Tool, hierarchy: &Hierarchy, kills: Kills) -> Result<ToolF
     let name = tool.name;
     let (attach, probes_attached) = attach_times(tool)?;
 
-    let mut tracer = Tracer::spawn(&tool.run_spec).with_context(|| format!("starting {name}"))?;
-    tracer.wait_marker(0, ATTACH_DEADLINE).with_context(|| format!("{name} did not attach"))?;
-    if tool.run_spec.markers.len() > 1 {
-        // Kills must not start before the probe is really attached.
-        let _ = tracer.wait_marker(1, PROBES_ATTACHED_DEADLINE);
-    }
+    let mut tracer = start_attached(&tool.run_spec, name)?;
     progress(&format!("{name}: idle footprint ({IDLE_SETTLE:?} settle, {IDLE_WINDOW:?} CPU window)"));
     let (idle, idle_cpu_percent) = idle_footprint(tracer.pid()).with_context(|| format!("measuring idle {name}"))?;
 
@@ -140,6 +135,18 @@ pub fn measure(tool: &Tool, hierarchy: &Hierarchy, kills: Kills) -> Result<ToolF
         foreign_events,
         kernel,
     })
+}
+
+/// Starts `spec` and waits until it is attached and, where it says so later,
+/// until its probes are: kills must not start before the probe is really
+/// attached.
+pub fn start_attached(spec: &Spec, name: &str) -> Result<Tracer> {
+    let mut tracer = Tracer::spawn(spec).with_context(|| format!("starting {name}"))?;
+    tracer.wait_marker(0, ATTACH_DEADLINE).with_context(|| format!("{name} did not attach"))?;
+    if spec.markers.len() > 1 {
+        let _ = tracer.wait_marker(1, PROBES_ATTACHED_DEADLINE);
+    }
+    Ok(tracer)
 }
 
 /// ATTACH_RUNS starts, each timed to its first marker (and to a later one,
